@@ -1,0 +1,82 @@
+package cas
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression: one shared encoder and decoder (EncodeAll/DecodeAll are safe for concurrent
+// use), SpeedFastest because compression is the ingest's bottleneck (DESIGN.md), and raw
+// storage when zstd saves less than an eighth.
+var (
+	encOnce sync.Once
+	encoder *zstd.Encoder
+	decoder *zstd.Decoder
+)
+
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	encOnce.Do(func() {
+		var err error
+		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
+		if err != nil {
+			panic(err) // only on invalid options, fixed above
+		}
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBlob+1<<20))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return encoder, decoder
+}
+
+// minSaving: store compressed only when it saves at least 1/minSaving of the bytes.
+const minSaving = 64
+
+// Encode returns the stored form of data, compressed when that pays. dst is reused if large
+// enough.
+func Encode(data []byte, dst []byte) Raw {
+	if len(data) < 64 {
+		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
+	}
+	enc, _ := codecs()
+	out := enc.EncodeAll(data, dst[:0])
+	if len(out) > len(data)-len(data)/minSaving {
+		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
+	}
+	return Raw{Enc: EncZstd, Len: int64(len(data)), Data: out}
+}
+
+// Decode returns the content of r and checks that it hashes to h: the one place where
+// stored bytes are verified.
+func Decode(h Hash, r Raw, dst []byte) ([]byte, error) {
+	var data []byte
+	switch r.Enc {
+	case EncRaw:
+		data = r.Data
+	case EncZstd:
+		if r.Len < 0 || r.Len > MaxBlob {
+			return nil, &CorruptError{Hash: h, Reason: fmt.Sprintf("implausible length %d", r.Len)}
+		}
+		_, dec := codecs()
+		if int64(cap(dst)) < r.Len {
+			dst = make([]byte, 0, r.Len)
+		}
+		var err error
+		data, err = dec.DecodeAll(r.Data, dst[:0])
+		if err != nil {
+			return nil, &CorruptError{Hash: h, Reason: "zstd: " + err.Error()}
+		}
+	default:
+		return nil, &CorruptError{Hash: h, Reason: fmt.Sprintf("unknown encoding %d", r.Enc)}
+	}
+	if int64(len(data)) != r.Len {
+		return nil, &CorruptError{Hash: h, Reason: fmt.Sprintf("length %d, recorded %d", len(data), r.Len)}
+	}
+	if Sum(data) != h {
+		return nil, &CorruptError{Hash: h, Reason: "content does not match its hash"}
+	}
+	return data, nil
+}

@@ -1,0 +1,86 @@
+package cas
+
+import "encoding/binary"
+
+// Keys of the chunk index, a pebble database at STORE/index. Every key starts with one
+// prefix byte; integers are big-endian so that byte order is numeric order.
+//
+//	'V'                      -> schema version (uvarint); checked at open
+//	'c' hash[32]             -> chunk location: pack uvarint, offset uvarint, stored length
+//	                            uvarint, content length uvarint, encoding byte
+//	'p' pack[8]              -> sealed pack: size uvarint, chunk count uvarint
+//	'f' filehash[32]         -> chunk list of a multi-chunk file: hash[32]...
+//	's' path                 -> stat cache entry for an absolute path (see statcache.go)
+//
+// A chunk's 'c' key and its pack's 'p' key are written in one synced batch, after the pack
+// file is durable under its final name.
+const (
+	prefixVersion = 'V'
+	prefixChunk   = 'c'
+	prefixPack    = 'p'
+	prefixFile    = 'f'
+	prefixStat    = 's'
+)
+
+// indexSchema is the index's format version; a store written by a newer swcli is refused.
+const indexSchema = 1
+
+func chunkKey(h Hash) []byte {
+	k := make([]byte, 1+HashSize)
+	k[0] = prefixChunk
+	copy(k[1:], h[:])
+	return k
+}
+
+func packKey(n uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixPack
+	binary.BigEndian.PutUint64(k[1:], n)
+	return k
+}
+
+func fileKey(h Hash) []byte {
+	k := make([]byte, 1+HashSize)
+	k[0] = prefixFile
+	copy(k[1:], h[:])
+	return k
+}
+
+func statKey(path string) []byte { return append([]byte{prefixStat}, path...) }
+
+// prefixBounds returns the iterator bounds covering every key with prefix p.
+func prefixBounds(p byte) (lo, hi []byte) { return []byte{p}, []byte{p + 1} }
+
+// loc is where a chunk lives.
+type loc struct {
+	pack   uint64
+	off    int64
+	stored int64
+	size   int64
+	enc    Encoding
+}
+
+func (l loc) encode() []byte {
+	b := make([]byte, 0, 24)
+	b = binary.AppendUvarint(b, l.pack)
+	b = binary.AppendUvarint(b, uint64(l.off))
+	b = binary.AppendUvarint(b, uint64(l.stored))
+	b = binary.AppendUvarint(b, uint64(l.size))
+	return append(b, byte(l.enc))
+}
+
+func decodeLoc(b []byte) (loc, bool) {
+	var l loc
+	var vals [4]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return l, false
+		}
+		vals[i], b = v, b[n:]
+	}
+	if len(b) != 1 {
+		return l, false
+	}
+	return loc{pack: vals[0], off: int64(vals[1]), stored: int64(vals[2]), size: int64(vals[3]), enc: Encoding(b[0])}, true
+}

@@ -1,0 +1,286 @@
+package cas
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+)
+
+// Kind is what a manifest entry is.
+type Kind uint8
+
+const (
+	KindDir  Kind = 1
+	KindFile Kind = 2
+	KindLink Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDir:
+		return "dir"
+	case KindFile:
+		return "file"
+	case KindLink:
+		return "symlink"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Entry is one path of a file tree. Mode holds the permission bits (with setuid, setgid and
+// sticky); mtimes and owners are deliberately not part of a tree's identity.
+type Entry struct {
+	Path   string // slash-separated, relative, clean
+	Kind   Kind
+	Mode   uint32
+	Size   int64  // files: content bytes
+	Target string // links: the link's target, as read
+	Chunks []Hash // files: contents in order
+}
+
+// Manifest is a file tree: entries sorted by path, every parent directory present. Its
+// encoding is deterministic, so its hash names the tree.
+type Manifest struct {
+	Entries []Entry
+}
+
+// ErrBadManifest reports a manifest that cannot be decoded or breaks the rules of Validate.
+var ErrBadManifest = errors.New("bad manifest")
+
+const manifestMagic = "SWTREE1\n"
+
+// Encode returns the canonical encoding of m:
+//
+//	"SWTREE1\n" uvarint(count) entries
+//	entry: uvarint(len) path, kind byte, uvarint(mode), uvarint(size),
+//	       uvarint(len) target, uvarint(nchunks), hash[32]...
+func (m *Manifest) Encode() []byte {
+	n := len(manifestMagic) + 10
+	for _, e := range m.Entries {
+		n += len(e.Path) + len(e.Target) + 24 + len(e.Chunks)*HashSize
+	}
+	b := make([]byte, 0, n)
+	b = append(b, manifestMagic...)
+	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
+	for _, e := range m.Entries {
+		b = binary.AppendUvarint(b, uint64(len(e.Path)))
+		b = append(b, e.Path...)
+		b = append(b, byte(e.Kind))
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = binary.AppendUvarint(b, uint64(e.Size))
+		b = binary.AppendUvarint(b, uint64(len(e.Target)))
+		b = append(b, e.Target...)
+		b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
+		for _, h := range e.Chunks {
+			b = append(b, h[:]...)
+		}
+	}
+	return b
+}
+
+// Hash returns the hash of m's encoding: the tree's name.
+func (m *Manifest) Hash() Hash { return Sum(m.Encode()) }
+
+// DecodeManifest decodes and validates an encoded manifest.
+func DecodeManifest(b []byte) (*Manifest, error) {
+	d := reader{b: b}
+	if !strings.HasPrefix(string(b[:min(len(b), len(manifestMagic))]), manifestMagic) {
+		return nil, fmt.Errorf("%w: no SWTREE1 header", ErrBadManifest)
+	}
+	d.b = b[len(manifestMagic):]
+	count := d.uvarint()
+	if count > uint64(len(d.b)) { // every entry takes at least one byte
+		return nil, fmt.Errorf("%w: %d entries in %d bytes", ErrBadManifest, count, len(d.b))
+	}
+	m := &Manifest{Entries: make([]Entry, 0, count)}
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		var e Entry
+		e.Path = string(d.bytes(d.uvarint()))
+		e.Kind = Kind(d.byte())
+		mode := d.uvarint()
+		e.Mode = uint32(mode)
+		size := d.uvarint()
+		e.Size = int64(size)
+		e.Target = string(d.bytes(d.uvarint()))
+		nch := d.uvarint()
+		if mode > 0o7777 || size > 1<<62 || nch > uint64(len(d.b))/HashSize {
+			d.err = fmt.Errorf("entry %d: field out of range", i)
+			break
+		}
+		if nch > 0 {
+			e.Chunks = make([]Hash, nch)
+			for j := range e.Chunks {
+				copy(e.Chunks[j][:], d.bytes(HashSize))
+			}
+		}
+		m.Entries = append(m.Entries, e)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadManifest, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadManifest, len(d.b))
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (d *reader) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("truncated")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *reader) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errors.New("truncated")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *reader) bytes(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errors.New("truncated")
+		return nil
+	}
+	out := d.b[:n]
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *reader) byte() byte {
+	if b := d.bytes(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+// ValidPath reports whether p may name an entry: relative, slash-separated, clean, with no
+// "." or ".." component and no NUL.
+func ValidPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("absolute path %q", p)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains NUL", p)
+	case !fs.ValidPath(p):
+		if slices.Contains(strings.Split(p, "/"), "..") {
+			return fmt.Errorf("path %q contains ..", p)
+		}
+		return fmt.Errorf("path %q is not clean", p)
+	}
+	return nil
+}
+
+// Validate checks the rules a manifest keeps: valid paths in strictly ascending order, known
+// kinds, every parent present as a directory (so nothing is written through a link), chunks
+// only on files, targets only on links.
+func (m *Manifest) Validate() error {
+	kinds := make(map[string]Kind, len(m.Entries))
+	for i, e := range m.Entries {
+		if err := ValidPath(e.Path); err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrBadManifest, i, err)
+		}
+		if i > 0 && m.Entries[i-1].Path >= e.Path {
+			return fmt.Errorf("%w: %q is out of order", ErrBadManifest, e.Path)
+		}
+		if dir, _, ok := cutLast(e.Path); ok && kinds[dir] != KindDir {
+			if kinds[dir] == 0 {
+				return fmt.Errorf("%w: %q has no parent directory entry", ErrBadManifest, e.Path)
+			}
+			return fmt.Errorf("%w: %q would be written through %s %q", ErrBadManifest, e.Path, kinds[dir], dir)
+		}
+		switch e.Kind {
+		case KindDir:
+			if e.Size != 0 || e.Target != "" || len(e.Chunks) != 0 {
+				return fmt.Errorf("%w: directory %q has content", ErrBadManifest, e.Path)
+			}
+		case KindFile:
+			if e.Target != "" || (e.Size > 0) != (len(e.Chunks) > 0) {
+				return fmt.Errorf("%w: file %q: size %d with %d chunks", ErrBadManifest, e.Path, e.Size, len(e.Chunks))
+			}
+		case KindLink:
+			if e.Target == "" || e.Size != 0 || len(e.Chunks) != 0 || strings.ContainsRune(e.Target, 0) {
+				return fmt.Errorf("%w: symlink %q is malformed", ErrBadManifest, e.Path)
+			}
+		default:
+			return fmt.Errorf("%w: %q has unknown kind %d", ErrBadManifest, e.Path, e.Kind)
+		}
+		kinds[e.Path] = e.Kind
+	}
+	return nil
+}
+
+func cutLast(p string) (dir, base string, ok bool) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p, false
+	}
+	return p[:i], p[i+1:], true
+}
+
+// Totals sums a manifest.
+type Totals struct {
+	Files, Dirs, Links int
+	Size               int64 // content bytes of all files
+}
+
+// Totals counts m's entries and content bytes.
+func (m *Manifest) Totals() Totals {
+	var t Totals
+	for _, e := range m.Entries {
+		switch e.Kind {
+		case KindDir:
+			t.Dirs++
+		case KindFile:
+			t.Files++
+			t.Size += e.Size
+		case KindLink:
+			t.Links++
+		}
+	}
+	return t
+}
+
+// Chunks returns every distinct chunk hash m references, in first-use order.
+func (m *Manifest) Chunks() []Hash {
+	seen := map[Hash]bool{}
+	var out []Hash
+	for _, e := range m.Entries {
+		for _, h := range e.Chunks {
+			if !seen[h] {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}

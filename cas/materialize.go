@@ -1,0 +1,176 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrNotEmpty reports a materialisation target that already holds something.
+var ErrNotEmpty = errors.New("target directory is not empty")
+
+// MaterializeOptions tune Materialize.
+type MaterializeOptions struct {
+	Workers  int // default 2 × GOMAXPROCS
+	Progress Progress
+}
+
+// bufGetter is the fast path of a Getter that can reuse a buffer (Local has it).
+type bufGetter interface {
+	GetInto(ctx context.Context, h Hash, dst []byte) ([]byte, error)
+}
+
+// Materialize writes the tree m into dir, which must be missing or empty: directories,
+// files (every chunk verified as it is read), symlinks as symlinks (dangling ones too), and
+// permission bits. The manifest is validated first, so no entry with an absolute path, a ".."
+// component or a parent that is not a directory of the tree is ever written; files are
+// created with O_EXCL|O_NOFOLLOW besides.
+func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt MaterializeOptions) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if err := prepareTarget(dir); err != nil {
+		return err
+	}
+	if opt.Progress != nil {
+		t := m.Totals()
+		opt.Progress.Planned(t.Files, t.Size)
+	}
+	// Directories first, writable by us until the end; links next; files in parallel.
+	for _, e := range m.Entries {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		switch e.Kind {
+		case KindDir:
+			if err := os.Mkdir(p, 0o700); err != nil {
+				return fmt.Errorf("materialise %s: %w", e.Path, err)
+			}
+		case KindLink:
+			if err := os.Symlink(e.Target, p); err != nil {
+				return fmt.Errorf("materialise %s: %w", e.Path, err)
+			}
+		}
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	jobs := make(chan *Entry, 256)
+	eg, ectx := errgroup.WithContext(ctx)
+	for range workers {
+		eg.Go(func() error {
+			var buf []byte
+			for e := range jobs {
+				var err error
+				if buf, err = writeFile(ectx, g, dir, e, buf); err != nil {
+					return err
+				}
+				if opt.Progress != nil {
+					opt.Progress.Done(1, e.Size)
+				}
+			}
+			return nil
+		})
+	}
+	eg.Go(func() error {
+		defer close(jobs)
+		for i := range m.Entries {
+			if m.Entries[i].Kind != KindFile {
+				continue
+			}
+			select {
+			case jobs <- &m.Entries[i]:
+			case <-ectx.Done():
+				return ectx.Err()
+			}
+		}
+		return nil
+	})
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	// Directory modes last, deepest first, so read-only directories could be filled.
+	for i := len(m.Entries) - 1; i >= 0; i-- {
+		e := m.Entries[i]
+		if e.Kind == KindDir {
+			if err := syscall.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), e.Mode); err != nil {
+				return fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+func prepareTarget(dir string) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(dir, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("materialise into %s: %w", dir, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("materialise into %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("materialise into %s: %w", dir, ErrNotEmpty)
+	}
+	return nil
+}
+
+func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) ([]byte, error) {
+	p := filepath.Join(dir, filepath.FromSlash(e.Path))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
+	}
+	defer f.Close()
+	bg, fast := g.(bufGetter)
+	var written int64
+	for _, h := range e.Chunks {
+		var data []byte
+		if fast {
+			data, err = bg.GetInto(ctx, h, buf)
+			if err == nil && cap(data) > cap(buf) {
+				buf = data[:0]
+			}
+		} else {
+			data, err = g.Get(ctx, h)
+		}
+		if err != nil {
+			return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
+		}
+		if _, err := f.Write(data); err != nil {
+			return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
+		}
+		written += int64(len(data))
+	}
+	if written != e.Size {
+		return buf, fmt.Errorf("materialise %s: %w: wrote %d bytes, manifest says %d", e.Path, ErrCorrupt, written, e.Size)
+	}
+	if err := syscall.Fchmod(int(f.Fd()), e.Mode); err != nil {
+		return buf, fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
+	}
+	return buf, f.Close()
+}
+
+// LoadManifest reads and decodes the manifest named h.
+func LoadManifest(ctx context.Context, g Getter, h Hash) (*Manifest, error) {
+	b, err := g.Get(ctx, h)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", h, err)
+	}
+	m, err := DecodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", h, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,134 @@
+package cas
+
+import (
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// fileStat is what must be unchanged for a file's cached chunk list to be trusted: the
+// fields git's index uses.
+type fileStat struct {
+	size, mtime, ctime int64
+	ino, dev           uint64
+	mode               uint32
+}
+
+func fileStatOf(fi fs.FileInfo) (fileStat, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileStat{}, false
+	}
+	return fileStat{
+		size:  fi.Size(),
+		mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
+		ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
+		ino:   st.Ino,
+		dev:   uint64(st.Dev),
+		mode:  st.Mode,
+	}, true
+}
+
+// stat cache value: size, mtime, ctime, ino, dev, mode as uvarints (times zig-zagged), then
+// the chunk hashes.
+func (k fileStat) encode(chunks []Hash) []byte {
+	b := make([]byte, 0, 48+len(chunks)*HashSize)
+	b = binary.AppendVarint(b, k.size)
+	b = binary.AppendVarint(b, k.mtime)
+	b = binary.AppendVarint(b, k.ctime)
+	b = binary.AppendUvarint(b, k.ino)
+	b = binary.AppendUvarint(b, k.dev)
+	b = binary.AppendUvarint(b, uint64(k.mode))
+	for _, h := range chunks {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func decodeStat(b []byte) (fileStat, []Hash, bool) {
+	d := reader{b: b}
+	k := fileStat{size: d.varint(), mtime: d.varint(), ctime: d.varint()}
+	k.ino, k.dev, k.mode = d.uvarint(), d.uvarint(), uint32(d.uvarint())
+	if d.err != nil || len(d.b)%HashSize != 0 {
+		return k, nil, false
+	}
+	chunks := make([]Hash, len(d.b)/HashSize)
+	for i := range chunks {
+		copy(chunks[i][:], d.b[i*HashSize:])
+	}
+	return k, chunks, true
+}
+
+// cachedChunks returns the chunk list recorded for path if its stat is unchanged.
+func (s *Local) cachedChunks(path string, k fileStat) ([]Hash, bool) {
+	v, closer, err := s.db.Get(statKey(path))
+	if err != nil {
+		return nil, false
+	}
+	defer closer.Close()
+	got, chunks, ok := decodeStat(v)
+	if !ok || got != k {
+		return nil, false
+	}
+	return chunks, true
+}
+
+// fileChunks returns the chunk list of a multi-chunk file by its whole-content hash.
+func (s *Local) fileChunks(h Hash) ([]Hash, bool) {
+	v, closer, err := s.db.Get(fileKey(h))
+	if err != nil {
+		return nil, false
+	}
+	defer closer.Close()
+	if len(v) == 0 || len(v)%HashSize != 0 {
+		return nil, false
+	}
+	chunks := make([]Hash, len(v)/HashSize)
+	for i := range chunks {
+		copy(chunks[i][:], v[i*HashSize:])
+	}
+	return chunks, true
+}
+
+type statRecord struct {
+	path   string
+	key    fileStat
+	chunks []Hash
+}
+
+type fileRecord struct {
+	hash   Hash
+	chunks []Hash
+}
+
+// recordCaches writes stat cache and file map entries. It runs after Flush, so that every
+// chunk named is already durable; the entries themselves are only a cache and are not synced.
+func (s *Local) recordCaches(stats []statRecord, files []fileRecord) error {
+	if len(stats) == 0 && len(files) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range stats {
+		if err := b.Set(statKey(r.path), r.key.encode(r.chunks), nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range files {
+		v := make([]byte, 0, len(r.chunks)*HashSize)
+		for _, h := range r.chunks {
+			v = append(v, h[:]...)
+		}
+		if err := b.Set(fileKey(r.hash), v, nil); err != nil {
+			return err
+		}
+	}
+	err := b.Commit(pebble.NoSync)
+	if errors.Is(err, pebble.ErrClosed) {
+		return nil
+	}
+	return err
+}

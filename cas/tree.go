@@ -1,0 +1,464 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
+)
+
+// Input is one thing to put in a tree: a file, link or directory on disk (walked, links kept
+// as links), or in-memory content.
+type Input struct {
+	Src  string // on disk; empty for Data
+	Dest string // path in the tree; "" puts a directory's contents at the root
+	Data []byte // content when Src is empty
+	Mode uint32 // permission bits for Data (default 0644)
+}
+
+// Progress hears about an ingest or a materialisation as it goes. Calls come from several
+// goroutines at once.
+type Progress interface {
+	// Planned announces files and bytes found by the walk.
+	Planned(files int, bytes int64)
+	// Done reports files and bytes finished.
+	Done(files int, bytes int64)
+}
+
+// IngestOptions tune Ingest.
+type IngestOptions struct {
+	Workers  int      // file workers; default 2 × GOMAXPROCS
+	Progress Progress // optional
+	// Skip, if set, leaves out a walked path (slash-separated, relative to its Input's Src)
+	// and, for a directory, everything under it.
+	Skip func(rel string, d fs.DirEntry) bool
+}
+
+// IngestResult is what Ingest stored.
+type IngestResult struct {
+	Manifest *Manifest
+	Hash     Hash // the manifest's hash: the tree's name
+	Totals
+	BytesRead int64    // file bytes read; 0 when the stat cache covered every file
+	NewChunks int      // chunks this ingest added
+	NewBytes  int64    // content bytes of those chunks
+	NewStored int64    // their stored (compressed) bytes
+	Skipped   []string // sockets, devices and pipes, which a tree cannot hold
+}
+
+// inMemoryLimit: files up to this size are read whole; larger ones are streamed.
+const inMemoryLimit = 8 << 20
+
+type fileJob struct {
+	entry *Entry
+	src   string
+	fi    fs.FileInfo
+}
+
+// Ingest stores the inputs as one tree in s and returns its manifest, itself stored in s.
+// Reading, hashing, chunking and compressing run on every core; whole files are deduplicated
+// before they are chunked, and files whose stat is unchanged since s last stored them are
+// not read at all. When Ingest returns, the tree and all it references are durable.
+func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*IngestResult, error) {
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	in := &ingest{s: s, opt: opt}
+	jobs := make(chan fileJob, 1024)
+	g, gctx := errgroup.WithContext(ctx)
+	for range workers {
+		g.Go(func() error {
+			w := in.newWorker()
+			for j := range jobs {
+				if err := w.file(gctx, j); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	var entries []*Entry
+	walkErr := func() error {
+		defer close(jobs)
+		var err error
+		entries, err = in.walk(gctx, inputs, jobs)
+		return err
+	}()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	m, err := buildManifest(entries)
+	if err != nil {
+		return nil, err
+	}
+	enc := m.Encode()
+	if len(enc) > MaxBlob {
+		return nil, fmt.Errorf("tree of %d entries: manifest %w", len(m.Entries), ErrTooLarge)
+	}
+	h := Sum(enc)
+	if err := s.Put(ctx, h, enc); err != nil {
+		return nil, fmt.Errorf("store manifest: %w", err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.recordCaches(in.stats, in.files); err != nil {
+		return nil, fmt.Errorf("record stat cache: %w", err)
+	}
+	return &IngestResult{
+		Manifest: m, Hash: h, Totals: m.Totals(),
+		BytesRead: in.bytesRead.Load(), NewChunks: int(in.newChunks.Load()),
+		NewBytes: in.newBytes.Load(), NewStored: in.newStored.Load(), Skipped: in.skipped,
+	}, nil
+}
+
+type ingest struct {
+	s   *Local
+	opt IngestOptions
+
+	bytesRead, newBytes, newStored, newChunks atomic.Int64
+
+	mu      sync.Mutex
+	stats   []statRecord
+	files   []fileRecord
+	skipped []string
+}
+
+// walk lists the inputs, sending files to the workers as it finds them.
+func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob) ([]*Entry, error) {
+	var entries []*Entry
+	dirs := map[string]bool{}
+	addParents := func(p string) {
+		for dir := path.Dir(p); dir != "." && !dirs[dir]; dir = path.Dir(dir) {
+			dirs[dir] = true
+			entries = append(entries, &Entry{Path: dir, Kind: KindDir, Mode: 0o755})
+		}
+	}
+	send := func(j fileJob) error {
+		if in.opt.Progress != nil {
+			in.opt.Progress.Planned(1, j.fi.Size())
+		}
+		select {
+		case jobs <- j:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, input := range inputs {
+		if input.Dest != "" {
+			if err := ValidPath(input.Dest); err != nil {
+				return nil, fmt.Errorf("tree input %q: %w", input.Dest, err)
+			}
+			addParents(input.Dest)
+		}
+		if input.Src == "" {
+			mode := input.Mode
+			if mode == 0 {
+				mode = 0o644
+			}
+			data := input.Data
+			e := &Entry{Path: input.Dest, Kind: KindFile, Mode: mode, Size: int64(len(data))}
+			if len(data) > 0 {
+				if err := in.storeBytes(ctx, e, data); err != nil {
+					return nil, err
+				}
+			}
+			entries = append(entries, e)
+			continue
+		}
+		root := input.Src
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("walk %s: %w", p, err)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rel, _ := filepath.Rel(root, p)
+			rel = filepath.ToSlash(rel)
+			if rel != "." && in.opt.Skip != nil && in.opt.Skip(rel, d) {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			dest := input.Dest
+			if rel != "." {
+				dest = path.Join(input.Dest, rel)
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("stat %s: %w", p, err)
+			}
+			mode := uint32(fi.Mode().Perm())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				mode = st.Mode & 0o7777
+			}
+			switch {
+			case d.IsDir():
+				if dest == "" || dirs[dest] {
+					return nil
+				}
+				dirs[dest] = true
+				entries = append(entries, &Entry{Path: dest, Kind: KindDir, Mode: mode})
+			case d.Type()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return fmt.Errorf("read link %s: %w", p, err)
+				}
+				entries = append(entries, &Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target})
+			case d.Type().IsRegular():
+				if dest == "" {
+					return fmt.Errorf("tree input %s: a file needs a destination path", p)
+				}
+				e := &Entry{Path: dest, Kind: KindFile, Mode: mode}
+				entries = append(entries, e)
+				return send(fileJob{entry: e, src: p, fi: fi})
+			default:
+				in.skipped = append(in.skipped, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+func buildManifest(entries []*Entry) (*Manifest, error) {
+	m := &Manifest{Entries: make([]Entry, 0, len(entries))}
+	for _, e := range entries {
+		m.Entries = append(m.Entries, *e)
+	}
+	slices.SortFunc(m.Entries, func(a, b Entry) int {
+		switch {
+		case a.Path < b.Path:
+			return -1
+		case a.Path > b.Path:
+			return 1
+		}
+		return 0
+	})
+	for i := 1; i < len(m.Entries); i++ {
+		if m.Entries[i].Path == m.Entries[i-1].Path {
+			return nil, fmt.Errorf("tree has %q twice", m.Entries[i].Path)
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// storeBytes stores in-memory content for e.
+func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
+	w := in.newWorker()
+	chunks, err := w.chunkBytes(ctx, data)
+	e.Chunks = chunks
+	return err
+}
+
+type worker struct {
+	in  *ingest
+	buf []byte // file contents, up to inMemoryLimit
+	enc []byte // compressed chunk
+	ch  *Chunker
+}
+
+func (in *ingest) newWorker() *worker { return &worker{in: in} }
+
+func (w *worker) file(ctx context.Context, j fileJob) error {
+	s := w.in.s
+	key, hasKey := fileStatOf(j.fi)
+	if hasKey {
+		if chunks, ok := s.cachedChunks(j.src, key); ok && w.allPresent(ctx, chunks) {
+			j.entry.Size, j.entry.Chunks = j.fi.Size(), chunks
+			w.done(j.fi.Size())
+			return nil
+		}
+	}
+	f, err := os.Open(j.src)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", j.src, err)
+	}
+	defer f.Close()
+	var size int64
+	var chunks []Hash
+	if j.fi.Size() <= inMemoryLimit {
+		if cap(w.buf) < int(j.fi.Size())+1 {
+			w.buf = make([]byte, 0, max(int(j.fi.Size())+1, 64<<10))
+		}
+		// Read one byte past the stated size to notice a file that grew.
+		n, err := io.ReadFull(f, w.buf[:j.fi.Size()+1])
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read %s: %w", j.src, err)
+		}
+		if int64(n) != j.fi.Size() {
+			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
+		}
+		size = int64(n)
+		w.in.bytesRead.Add(size)
+		chunks, err = w.chunkBytes(ctx, w.buf[:n])
+		if err != nil {
+			return fmt.Errorf("store %s: %w", j.src, err)
+		}
+	} else {
+		size, chunks, err = w.chunkStream(ctx, f, j.src)
+		if err != nil {
+			return err
+		}
+		if size != j.fi.Size() {
+			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
+		}
+	}
+	j.entry.Size, j.entry.Chunks = size, chunks
+	if hasKey {
+		w.in.mu.Lock()
+		w.in.stats = append(w.in.stats, statRecord{path: j.src, key: key, chunks: chunks})
+		w.in.mu.Unlock()
+	}
+	w.done(size)
+	return nil
+}
+
+func (w *worker) done(size int64) {
+	if p := w.in.opt.Progress; p != nil {
+		p.Done(1, size)
+	}
+}
+
+func (w *worker) allPresent(ctx context.Context, chunks []Hash) bool {
+	for _, h := range chunks {
+		if ok, err := w.in.s.Has(ctx, h); err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// chunkBytes stores data held in memory: one chunk directly, several after a look-up of the
+// whole content in the file map.
+func (w *worker) chunkBytes(ctx context.Context, data []byte) ([]Hash, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	if len(data) <= MaxChunk {
+		h := Sum(data)
+		return []Hash{h}, w.put(ctx, h, data)
+	}
+	whole := Sum(data)
+	if chunks, ok := w.in.s.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
+		return chunks, nil
+	}
+	var chunks []Hash
+	for rest := data; len(rest) > 0; {
+		n := Cut(rest)
+		h := Sum(rest[:n])
+		if err := w.put(ctx, h, rest[:n]); err != nil {
+			return nil, err
+		}
+		chunks = append(chunks, h)
+		rest = rest[n:]
+	}
+	w.recordFile(whole, chunks)
+	return chunks, nil
+}
+
+// chunkStream stores a large file: one pass to hash it whole, then, unless the file map
+// knows it, a second to chunk it.
+func (w *worker) chunkStream(ctx context.Context, f *os.File, src string) (int64, []Hash, error) {
+	hasher := blake3.New()
+	if w.buf == nil || cap(w.buf) < 1<<20 {
+		w.buf = make([]byte, 0, 1<<20)
+	}
+	n, err := io.CopyBuffer(hasherWriter{hasher}, f, w.buf[:cap(w.buf)])
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", src, err)
+	}
+	w.in.bytesRead.Add(n)
+	var whole Hash
+	hasher.Sum(whole[:0])
+	if chunks, ok := w.in.s.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
+		return n, chunks, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", src, err)
+	}
+	if w.ch == nil {
+		w.ch = NewChunker(f)
+	} else {
+		w.ch.Reset(f)
+	}
+	var chunks []Hash
+	for {
+		c, err := w.ch.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("read %s: %w", src, err)
+		}
+		h := Sum(c)
+		if err := w.put(ctx, h, c); err != nil {
+			return 0, nil, fmt.Errorf("store %s: %w", src, err)
+		}
+		chunks = append(chunks, h)
+	}
+	size := w.ch.BytesRead()
+	w.in.bytesRead.Add(size)
+	w.recordFile(whole, chunks)
+	return size, chunks, nil
+}
+
+// hasherWriter hides blake3.Hasher's ReadFrom-less Write from io.CopyBuffer's fast paths.
+type hasherWriter struct{ h *blake3.Hasher }
+
+func (h hasherWriter) Write(p []byte) (int, error) { return h.h.Write(p) }
+
+func (w *worker) recordFile(whole Hash, chunks []Hash) {
+	w.in.mu.Lock()
+	w.in.files = append(w.in.files, fileRecord{hash: whole, chunks: chunks})
+	w.in.mu.Unlock()
+}
+
+// put stores one chunk unless the store has it, compressing only new chunks.
+func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ok, err := w.in.s.Has(ctx, h); err != nil || ok {
+		return err
+	}
+	raw := Encode(data, w.enc)
+	if raw.Enc == EncZstd {
+		w.enc = raw.Data[:0]
+	}
+	isNew, err := w.in.s.PutEncoded(ctx, h, raw)
+	if err != nil {
+		return err
+	}
+	if isNew {
+		w.in.newChunks.Add(1)
+		w.in.newBytes.Add(int64(len(data)))
+		w.in.newStored.Add(int64(len(raw.Data)))
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops"
+)
+
+// Exit codes, documented in README.md ("Exit codes").
+const (
+	ExitOK          = 0
+	ExitFailure     = 1   // anything not listed below
+	ExitUsage       = 2   // bad flags, arguments, names or URIs
+	ExitNotFound    = 3   // no such runtime, version, tag, project, tree or file
+	ExitExists      = 4   // the target exists; -f replaces it
+	ExitCorrupt     = 5   // stored data or history failed verification
+	ExitInvalid     = 6   // a malformed input file (runtime.yaml …)
+	ExitEnv         = 7   // the host lacks a needed tool (python, conda, pip)
+	ExitAuth        = 8   // the server refused the token or the access
+	ExitRemote      = 9   // the server or the network failed
+	ExitBusy        = 10  // the store is held by another process
+	ExitInterrupted = 130 // interrupted (Ctrl-C); stores are left consistent
+)
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.Is(err, cas.ErrCorrupt):
+		return ExitCorrupt
+	}
+	switch ops.KindOf(err) {
+	case ops.KindUsage:
+		return ExitUsage
+	case ops.KindNotFound:
+		return ExitNotFound
+	case ops.KindExists:
+		return ExitExists
+	case ops.KindCorrupt:
+		return ExitCorrupt
+	case ops.KindInvalid:
+		return ExitInvalid
+	case ops.KindEnv:
+		return ExitEnv
+	case ops.KindAuth:
+		return ExitAuth
+	case ops.KindRemote:
+		return ExitRemote
+	case ops.KindBusy:
+		return ExitBusy
+	}
+	return ExitFailure
+}
+
+// reportError prints err in the house style, one line of error and at most one of hint,
+// and returns its exit code.
+func reportError(w io.Writer, err error) int {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	if errors.Is(err, context.Canceled) {
+		msg = "interrupted; the store is consistent and the command can be run again"
+	}
+	fmt.Fprintf(w, "swcli: error: %s\n", msg)
+	if hint := ops.HintOf(err); hint != "" {
+		fmt.Fprintf(w, "swcli: hint: %s\n", hint)
+	}
+	return exitCode(err)
+}

@@ -1,0 +1,128 @@
+// Package cli is swcli's command line: the kong grammar, one file per command group,
+// rendering of tables and JSON, and the mapping of errors to exit codes. It is the only
+// package that prints or decides the process's exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+)
+
+// Version is swcli's version, recorded in build events.
+var Version = "0.1.0-dev"
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Root    string           `help:"Standalone instance directory." env:"SWCLI_ROOT" placeholder:"DIR"`
+	Output  string           `short:"o" help:"Output format: table or json." enum:"table,json" default:"table"`
+	Verbose int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
+	Version kong.VersionFlag `help:"Print swcli's version and exit."`
+}
+
+// root returns the instance root: --root, $SWCLI_ROOT, or ~/.local/share/swcli.
+func (g *Globals) root() string {
+	if g.Root != "" {
+		return g.Root
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "swcli")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "share", "swcli")
+}
+
+type grammar struct {
+	Globals
+
+	Store StoreCmd `cmd:"" help:"Store a directory as a tree and read it back (plumbing)."`
+	Fsck  FsckCmd  `cmd:"" help:"Re-hash every stored chunk and report any that fail."`
+}
+
+// env is what every command's Run receives.
+type env struct {
+	ctx    context.Context
+	g      *Globals
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    zerolog.Logger
+}
+
+type exitPanic int
+
+// Main runs swcli with args and returns the process's exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	var cli grammar
+	parser, err := kong.New(&cli,
+		kong.Name("swcli"),
+		kong.Description("Manage Python runtimes on a content-addressed, event-sourced store."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitPanic(c)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": Version},
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "swcli: error: %v\n", err)
+		return ExitFailure
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+			if code == 80 { // kong's exit code for parse errors
+				code = ExitUsage
+			}
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "swcli: error: %v\n", err)
+		var pe *kong.ParseError
+		if errors.As(err, &pe) && pe.Context != nil && pe.Context.Selected() != nil {
+			fmt.Fprintf(stderr, "swcli: hint: see 'swcli %s --help'\n", pe.Context.Selected().Path())
+		} else {
+			fmt.Fprintln(stderr, "swcli: hint: see 'swcli --help'")
+		}
+		return ExitUsage
+	}
+	if path := os.Getenv("SWCLI_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
+	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose)}
+	if err := kctx.Run(e); err != nil {
+		return reportError(stderr, err)
+	}
+	return ExitOK
+}
+
+func newLogger(w io.Writer, verbosity int) zerolog.Logger {
+	level := zerolog.WarnLevel
+	switch {
+	case verbosity == 1:
+		level = zerolog.InfoLevel
+	case verbosity == 2:
+		level = zerolog.DebugLevel
+	case verbosity > 2:
+		level = zerolog.TraceLevel
+	}
+	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: "15:04:05.000"}
+	return zerolog.New(cw).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// jsonOut reports whether -o json was given.
+func (e *env) jsonOut() bool { return e.g.Output == "json" }
+
+// printJSON writes v as one indented JSON document.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; the first row is the header.
+func (e *env) table(rows [][]string) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// humanBytes formats n in the units du -h users expect (decimal, like the reference's rich).
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %cB", v, "kMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f %cB", v, "kMGTPE"[exp])
+}
+
+// humanCount writes n with thousands separators: 14,046.
+func humanCount(n int) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// humanTime formats t for tables, in local time.
+func humanTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+
+var _ io.Writer // keep io for renderers added later

@@ -1,0 +1,30 @@
+# swcli tasks. `just --list` shows them.
+
+# Run the whole test suite (what CI runs, without the race pass).
+test:
+    go test -count=1 ./...
+
+# The suite under the race detector, skipping the heavy end-to-end cases.
+test-race:
+    go test -count=1 -race -short ./...
+
+# gofmt check and go vet.
+lint:
+    test -z "$(gofmt -l .)" || (gofmt -l . && exit 1)
+    go vet ./...
+
+# Build swcli into ./bin.
+build:
+    go build -o bin/swcli ./cmd/swcli
+
+# Store and peers on the same corpus, one run: prints the table of figures.
+bench: build
+    go run ./bench/cmd/storebench
+
+# Micro-benchmarks (chunking, hashing, batched existence checks).
+bench-go:
+    go test -run '^$' -bench . -benchtime 3x ./bench/ ./cas/
+
+# The main job end to end on a throwaway local instance.
+demo:
+    bash scripts/demo.sh

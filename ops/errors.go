@@ -1,0 +1,61 @@
+// Package ops holds swcli's use cases: store a tree, build, copy, extract, restore, list …
+// Each takes a request, returns a result and reports progress through an interface it owns;
+// nothing here prints or exits. The HTTP server's handlers live here too.
+package ops
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error for the user: the CLI maps each kind to a documented exit code.
+type Kind int
+
+const (
+	KindFailure  Kind = iota // anything else
+	KindUsage                // bad arguments: names, URIs, flags
+	KindNotFound             // no such runtime, version, tag, project or file
+	KindExists               // the target exists; -f replaces it
+	KindCorrupt              // stored data or history failed verification
+	KindInvalid              // a malformed input file (runtime.yaml, manifest)
+	KindEnv                  // the host lacks what is needed (python, conda, pip)
+	KindAuth                 // the server refused the credentials or the access
+	KindRemote               // the server or the network failed
+	KindBusy                 // the store is in use
+)
+
+// Error is an error with a kind and a hint telling the user what to do next.
+type Error struct {
+	Kind Kind
+	Err  error
+	Hint string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error of kind k.
+func Errorf(k Kind, hint, format string, args ...any) error {
+	return &Error{Kind: k, Err: fmt.Errorf(format, args...), Hint: hint}
+}
+
+// KindOf returns the kind of err (KindFailure when it has none).
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindFailure
+}
+
+// HintOf returns the first hint in err's chain.
+func HintOf(err error) string {
+	var e *Error
+	for errors.As(err, &e) {
+		if e.Hint != "" {
+			return e.Hint
+		}
+		err = e.Err
+	}
+	return ""
+}

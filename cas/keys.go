@@ -10,6 +10,10 @@ import "encoding/binary"
 //	                            uvarint, content length uvarint, encoding byte
 //	'p' pack[8]              -> sealed pack: size uvarint, chunk count uvarint
 //	'f' filehash[32]         -> chunk list of a multi-chunk file: hash[32]...
+//
+// The stat cache is a separate pebble database (LocalOptions.CacheDir), like restic's cache
+// directory: losing it costs only a re-read. Its keys:
+//
 //	's' path                 -> stat cache entry for an absolute path (see statcache.go)
 //
 // A chunk's 'c' key and its pack's 'p' key are written in one synced batch, after the pack

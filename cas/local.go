@@ -36,9 +36,10 @@ const (
 // concurrent use by many goroutines of one process; the caller keeps other processes out
 // (ops holds the instance lock).
 type Local struct {
-	dir  string
-	db   *pebble.DB
-	lock *flock.Lock
+	dir   string
+	db    *pebble.DB
+	cache *pebble.DB // stat cache; nil without LocalOptions.CacheDir
+	lock  *flock.Lock
 
 	mu      sync.Mutex // guards the writer fields, pending and sealing
 	cur     *os.File
@@ -64,6 +65,8 @@ var _ Store = (*Local)(nil)
 type LocalOptions struct {
 	// OnWait is called once if another process holds the store for more than a second.
 	OnWait func(pid int)
+	// CacheDir, if set, holds the stat cache that lets Ingest skip reading unchanged files.
+	CacheDir string
 }
 
 // OpenLocal opens (creating if needed) the store in dir; see OpenLocalWith.
@@ -101,6 +104,12 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 	}
 	if err := s.recover(); err != nil {
 		return fail(fmt.Errorf("recover store %s: %w", dir, err))
+	}
+	if opt.CacheDir != "" {
+		s.cache, err = pebble.Open(opt.CacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+		if err != nil {
+			return fail(fmt.Errorf("open stat cache %s: %w", opt.CacheDir, err))
+		}
 	}
 	return s, nil
 }
@@ -577,6 +586,9 @@ func (s *Local) Close() error {
 	s.filesMu.Unlock()
 	if err := s.db.Close(); err != nil && ferr == nil {
 		ferr = err
+	}
+	if s.cache != nil {
+		s.cache.Close()
 	}
 	s.lock.Release()
 	return ferr

@@ -16,7 +16,7 @@ import (
 
 func openLocal(t *testing.T, dir string) *cas.Local {
 	t.Helper()
-	s, err := cas.OpenLocal(dir)
+	s, err := cas.OpenLocalWith(context.Background(), dir, cas.LocalOptions{CacheDir: filepath.Join(dir, "statcache")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,10 @@ func decodeStat(b []byte) (fileStat, []Hash, bool) {
 
 // cachedChunks returns the chunk list recorded for path if its stat is unchanged.
 func (s *Local) cachedChunks(path string, k fileStat) ([]Hash, bool) {
-	v, closer, err := s.db.Get(statKey(path))
+	if s.cache == nil {
+		return nil, false
+	}
+	v, closer, err := s.cache.Get(statKey(path))
 	if err != nil {
 		return nil, false
 	}
@@ -110,13 +113,20 @@ func (s *Local) recordCaches(stats []statRecord, files []fileRecord) error {
 	if len(stats) == 0 && len(files) == 0 {
 		return nil
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, r := range stats {
-		if err := b.Set(statKey(r.path), r.key.encode(r.chunks), nil); err != nil {
+	if s.cache != nil && len(stats) > 0 {
+		b := s.cache.NewBatch()
+		defer b.Close()
+		for _, r := range stats {
+			if err := b.Set(statKey(r.path), r.key.encode(r.chunks), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
 			return err
 		}
 	}
+	b := s.db.NewBatch()
+	defer b.Close()
 	for _, r := range files {
 		v := make([]byte, 0, len(r.chunks)*HashSize)
 		for _, h := range r.chunks {

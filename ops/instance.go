@@ -13,6 +13,7 @@ import (
 // the ledger.
 //
 //	ROOT/store/    chunk store (packs + pebble index)
+//	ROOT/cache/    the stat cache (safe to delete)
 //	ROOT/ledger/   the ledger (pebble)
 //	ROOT/workdir/  default extraction area: workdir/<project>/<runtime>/<version>
 type Instance struct {
@@ -38,7 +39,9 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if opt.OnWait != nil {
 		onWait = func(pid int) { opt.OnWait("store", pid) }
 	}
-	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{OnWait: onWait})
+	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
+		OnWait: onWait, CacheDir: filepath.Join(root, "cache", "stat"),
+	})
 	if err != nil {
 		return nil, err
 	}

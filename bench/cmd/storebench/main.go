@@ -1,0 +1,166 @@
+// Command storebench stores the ml corpus with swcli and with its peers in one run and
+// prints wall time, stored bytes, growth from ml-v1 to ml-v2 and peak RSS, with the targets.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/swcli/swcli/bench"
+	"github.com/swcli/swcli/internal/corpus"
+)
+
+func main() {
+	verbose := flag.Bool("v", false, "show the commands' output")
+	flag.Parse()
+	if err := run(*verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "storebench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(verbose bool) error {
+	var log io.Writer = io.Discard
+	if verbose {
+		log = os.Stderr
+	}
+	dir, err := corpus.Dir()
+	if err != nil {
+		return err
+	}
+	v1, v2 := filepath.Join(dir, "ml-v1"), filepath.Join(dir, "ml-v2")
+	work, err := os.MkdirTemp("", "swcli-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	swcli := filepath.Join(work, "swcli")
+	if out, err := exec.Command("go", "build", "-o", swcli, "./cmd/swcli").CombinedOutput(); err != nil {
+		return fmt.Errorf("build swcli: %v\n%s", err, out)
+	}
+	for _, tool := range []string{"restic", "tar", "zstd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (apt-get install restic zstd)", tool)
+		}
+	}
+	// Warm the page cache so that every tool reads from memory, as in PRIOR-ART's figures.
+	for _, d := range []string{v1, v2} {
+		if _, err := bench.Run(io.Discard, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | cat >/dev/null", d)); err != nil {
+			return err
+		}
+	}
+
+	rows := [][]string{{"tool", "step", "wall", "stored", "growth", "peak RSS"}}
+	add := func(tool, step string, r bench.Result, stored, growth string) {
+		rows = append(rows, []string{tool, step, bench.Secs(r.Wall), stored, growth, bench.MiB(r.PeakRSS)})
+	}
+
+	// swcli
+	root := filepath.Join(work, "swcli-root")
+	storeDir := filepath.Join(root, "store") // the cache beside it is not counted, as restic's is not
+	env := []string{"SWCLI_ROOT=" + root}
+	sw1, err := bench.Run(log, env, swcli, "store", "put", v1)
+	if err != nil {
+		return err
+	}
+	swS1 := bench.DirBytes(storeDir)
+	add("swcli", "store ml-v1", sw1, bench.MB(swS1), "")
+	sw2, err := bench.Run(log, env, swcli, "store", "put", v2)
+	if err != nil {
+		return err
+	}
+	swS2 := bench.DirBytes(storeDir)
+	add("swcli", "store ml-v2", sw2, bench.MB(swS2), "+"+bench.MB(swS2-swS1))
+	swRe, err := bench.Run(log, env, swcli, "store", "put", v1)
+	if err != nil {
+		return err
+	}
+	add("swcli", "re-store ml-v1", swRe, "", "")
+	treeOut, err := exec.Command(swcli, "--root", root, "store", "put", v1).Output()
+	if err != nil {
+		return err
+	}
+	swX, err := bench.Run(log, env, swcli, "store", "get", strings.TrimSpace(string(treeOut)), filepath.Join(work, "swcli-out"))
+	if err != nil {
+		return err
+	}
+	add("swcli", "materialise ml-v1", swX, "", "")
+
+	// restic
+	repo := filepath.Join(work, "restic")
+	renv := []string{"RESTIC_PASSWORD=bench", "RESTIC_REPOSITORY=" + repo, "RESTIC_CACHE_DIR=" + filepath.Join(work, "restic-cache")}
+	if _, err := bench.Run(log, renv, "restic", "init", "-q"); err != nil {
+		return err
+	}
+	r1, err := bench.Run(log, renv, "restic", "backup", "-q", v1)
+	if err != nil {
+		return err
+	}
+	rS1 := bench.DirBytes(repo)
+	add("restic", "backup ml-v1", r1, bench.MB(rS1), "")
+	r2, err := bench.Run(log, renv, "restic", "backup", "-q", v2)
+	if err != nil {
+		return err
+	}
+	rS2 := bench.DirBytes(repo)
+	add("restic", "backup ml-v2", r2, bench.MB(rS2), "+"+bench.MB(rS2-rS1))
+	rRe, err := bench.Run(log, renv, "restic", "backup", "-q", v1)
+	if err != nil {
+		return err
+	}
+	add("restic", "re-backup ml-v1", rRe, "", "")
+
+	// tar | zstd -3, and tar -x of the same tree
+	tz1 := filepath.Join(work, "v1.tar.zst")
+	t1, err := bench.Run(log, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | zstd -3 -q -o %q", v1, tz1))
+	if err != nil {
+		return err
+	}
+	tS1 := bench.DirBytes(tz1)
+	add("tar|zstd -3", "ml-v1", t1, bench.MB(tS1), "")
+	tz2 := filepath.Join(work, "v2.tar.zst")
+	t2, err := bench.Run(log, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | zstd -3 -q -o %q", v2, tz2))
+	if err != nil {
+		return err
+	}
+	tS2 := bench.DirBytes(tz2)
+	add("tar|zstd -3", "ml-v2", t2, bench.MB(tS2), "+"+bench.MB(tS2))
+	tarFile := filepath.Join(work, "v1.tar")
+	if _, err := bench.Run(log, nil, "tar", "-C", v1, "-cf", tarFile, "."); err != nil {
+		return err
+	}
+	os.MkdirAll(filepath.Join(work, "tar-out"), 0o755)
+	tx, err := bench.Run(log, nil, "tar", "-C", filepath.Join(work, "tar-out"), "-xf", tarFile)
+	if err != nil {
+		return err
+	}
+	add("tar -x", "ml-v1", tx, "", "")
+
+	fmt.Printf("ml-v1: %s, ml-v2: %s (corpus %s)\n\n", bench.MB(bench.DirBytes(v1)), bench.MB(bench.DirBytes(v2)), dir)
+	bench.Table(os.Stdout, rows)
+	fmt.Println()
+	check := func(name string, ok bool, detail string) {
+		mark := "met"
+		if !ok {
+			mark = "MISSED"
+		}
+		fmt.Printf("  %-6s %-40s %s\n", mark, name, detail)
+	}
+	fmt.Println("targets:")
+	check("ml-v1 time <= 0.4 x restic", sw1.Wall.Seconds() <= 0.4*r1.Wall.Seconds(),
+		fmt.Sprintf("%.2f x", sw1.Wall.Seconds()/r1.Wall.Seconds()))
+	check("stored bytes <= restic", swS1 <= rS1, fmt.Sprintf("%s vs %s", bench.MB(swS1), bench.MB(rS1)))
+	check("v2 growth <= restic", swS2-swS1 <= rS2-rS1, fmt.Sprintf("%s vs %s", bench.MB(swS2-swS1), bench.MB(rS2-rS1)))
+	check("re-store <= 0.1 x first store", swRe.Wall.Seconds() <= 0.1*sw1.Wall.Seconds(),
+		fmt.Sprintf("%.3f x", swRe.Wall.Seconds()/sw1.Wall.Seconds()))
+	peak := max(sw1.PeakRSS, sw2.PeakRSS, swRe.PeakRSS, swX.PeakRSS)
+	check("peak RSS <= 200 MiB", peak <= 200<<20, bench.MiB(peak))
+	check("materialise <= 1.5 x tar -x", swX.Wall.Seconds() <= 1.5*tx.Wall.Seconds(),
+		fmt.Sprintf("%.2f x", swX.Wall.Seconds()/tx.Wall.Seconds()))
+	return nil
+}

@@ -1,0 +1,86 @@
+// Package bench measures swcli against its peers (restic, tar | zstd, rsync) on the same
+// corpus in one run. `just bench` runs cmd/storebench; `go test -bench` here runs the
+// micro-benchmarks.
+package bench
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Result is one measured command.
+type Result struct {
+	Wall    time.Duration
+	PeakRSS int64 // bytes, the largest resident set of the process or its children
+}
+
+// Run runs name with args (env added to the environment), returning wall time and peak
+// RSS. Output goes to log. Page cache stays warm; dirty pages are written first.
+func Run(log io.Writer, env []string, name string, args ...string) (Result, error) {
+	// Start each measurement with no dirty pages left by the one before, so that
+	// write-back of another tool's output is not charged to this one.
+	syscall.Sync()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{Wall: time.Since(start)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.PeakRSS = ru.Maxrss * 1024
+	}
+	if err != nil {
+		return r, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return r, nil
+}
+
+// DirBytes is the apparent size of every file under dir (du -sb).
+func DirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// MB formats bytes as decimal megabytes.
+func MB(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// MiB formats bytes as binary mebibytes.
+func MiB(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+
+// Secs formats a duration in seconds.
+func Secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// Table prints rows with aligned columns.
+func Table(w io.Writer, rows [][]string) {
+	widths := map[int]int{}
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-len([]rune(c))+2))
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}

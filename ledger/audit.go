@@ -1,0 +1,374 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/cas"
+)
+
+// Filter selects events for Log. Zero fields match everything.
+type Filter struct {
+	Project, Runtime string
+	Types            []Type
+	Since, Until     time.Time // Since inclusive, Until exclusive
+	FromSeq          uint64
+}
+
+func (f *Filter) match(e *Event) bool {
+	return (f.Project == "" || e.Project == f.Project) &&
+		(f.Runtime == "" || e.Runtime == f.Runtime) &&
+		(len(f.Types) == 0 || slices.Contains(f.Types, e.Type)) &&
+		(f.Since.IsZero() || !e.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || e.Time.Before(f.Until))
+}
+
+// Log calls fn for every event the filter selects, in sequence order.
+func (l *Ledger) Log(ctx context.Context, f Filter, fn func(Event) error) error {
+	return l.scanEvents(ctx, max(f.FromSeq, 1), 0, func(e *Event) error {
+		if f.match(e) {
+			return fn(*e)
+		}
+		return nil
+	})
+}
+
+// scanEvents decodes events from seq from to to (0: the head) and calls fn in order.
+// Reading and decoding (payloads included) run ahead on other goroutines while fn runs.
+func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event) error) error {
+	lo := eventKey(from)
+	hi := []byte{keyEvent + 1}
+	if to > 0 {
+		hi = eventKey(to + 1)
+	}
+	snap := l.db.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	type batch struct {
+		evs []Event
+		err error
+	}
+	const size = 2048
+	workers := runtime.GOMAXPROCS(0)
+	batches := make(chan batch, 2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(batches)
+		raw := make([][]byte, 0, size)
+		decode := func() bool {
+			evs := make([]Event, len(raw))
+			errs := make([]error, workers)
+			var wg sync.WaitGroup
+			per := (len(raw) + workers - 1) / workers
+			for w := 0; w < workers; w++ {
+				a, b := w*per, min((w+1)*per, len(raw))
+				if a >= b {
+					break
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := a; i < b && errs[w] == nil; i++ {
+						evs[i], errs[w] = decodeStored(raw[i])
+						if errs[w] == nil {
+							errs[w] = evs[i].parsePayload()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			raw = raw[:0]
+			select {
+			case batches <- batch{evs: evs, err: errors.Join(errs...)}:
+				return true
+			case <-stop:
+				return false
+			}
+		}
+		for it.First(); it.Valid(); it.Next() {
+			raw = append(raw, bytes.Clone(it.Value()))
+			if len(raw) == size && !decode() {
+				return
+			}
+		}
+		if err := it.Error(); err != nil {
+			select {
+			case batches <- batch{err: err}:
+			case <-stop:
+			}
+			return
+		}
+		if len(raw) > 0 {
+			decode()
+		}
+	}()
+	for b := range batches {
+		if b.err != nil {
+			return b.err
+		}
+		for i := range b.evs {
+			if err := fn(&b.evs[i]); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Snapshot is the state replayed from the events up to a point: the same queries as the
+// Ledger answers from its projections.
+type Snapshot struct {
+	view
+	Head Head
+	Time time.Time // of the last event replayed
+	kv   *memKV
+}
+
+// ReplayTo selects how far Replay goes: up to and including Seq, or every event at or
+// before Time; zero values mean the whole log.
+type ReplayTo struct {
+	Seq  uint64
+	Time time.Time
+}
+
+// Replay rebuilds the projections from the events, in memory, as they were at the point
+// chosen. It never reads the stored projections.
+func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
+	kv := newMemKV()
+	st := state{kv: kv}
+	snap := &Snapshot{view: view{kv: kv}, kv: kv}
+	errStop := fmt.Errorf("stop")
+	err := l.scanEvents(ctx, 1, to.Seq, func(e *Event) error {
+		if !to.Time.IsZero() && e.Time.After(to.Time) {
+			return errStop
+		}
+		if err := st.apply(e); err != nil {
+			return fmt.Errorf("replay event %d (%s): %w", e.Seq, e.Type, err)
+		}
+		snap.Head = Head{Seq: e.Seq, Hash: e.Hash}
+		snap.Time = e.Time
+		return nil
+	})
+	if err != nil && err != errStop {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// Problem is one finding of Verify.
+type Problem struct {
+	Seq    uint64 // the first bad event, or 0 for projection and store findings
+	Detail string
+}
+
+func (p Problem) String() string {
+	if p.Seq > 0 {
+		return fmt.Sprintf("event %d: %s", p.Seq, p.Detail)
+	}
+	return p.Detail
+}
+
+// VerifyReport is what Verify found; OK when Problems is empty.
+type VerifyReport struct {
+	Events   uint64
+	Head     Head
+	Problems []Problem
+}
+
+// ManifestChecker answers which manifests a content store lacks (cas.Stater fits).
+type ManifestChecker interface {
+	Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
+}
+
+// maxProblems bounds the report; the first problem is what matters.
+const maxProblems = 20
+
+// Verify checks the ledger: the hash chain is intact and each stored hash matches its
+// event's body, sequence numbers are dense from 1 up to the head, the stored projections
+// equal a fresh replay, and (with store) every manifest of a live or removed version is in
+// the content store. Tampering is reported at the first bad sequence number.
+func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyReport, error) {
+	rep := &VerifyReport{}
+	add := func(seq uint64, format string, args ...any) {
+		if len(rep.Problems) < maxProblems {
+			rep.Problems = append(rep.Problems, Problem{Seq: seq, Detail: fmt.Sprintf(format, args...)})
+		}
+	}
+	head, err := l.Head()
+	if err != nil {
+		return nil, err
+	}
+	rep.Head = head
+
+	// 1. The chain, read raw so that a record that no longer decodes is reported, not fatal.
+	snap := l.db.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{keyEvent}, UpperBound: []byte{keyEvent + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var prev cas.Hash
+	var want uint64 = 1
+	chainOK := true
+	for it.First(); it.Valid() && chainOK; it.Next() {
+		key, v := it.Key(), it.Value()
+		seq := uint64(0)
+		if len(key) == 9 {
+			seq = be64(key[1:])
+		}
+		rep.Events++
+		switch {
+		case seq != want:
+			add(want, "missing (next stored event is %d)", seq)
+			chainOK = false
+			continue
+		case len(v) < cas.HashSize:
+			add(seq, "record truncated")
+			chainOK = false
+			continue
+		}
+		var stored cas.Hash
+		copy(stored[:], v)
+		body := v[cas.HashSize:]
+		e, derr := DecodeBody(body)
+		switch {
+		case derr != nil:
+			add(seq, "does not decode: %v", derr)
+			chainOK = false
+		case cas.Sum(body) != stored:
+			add(seq, "content does not match its hash (edited)")
+			chainOK = false
+		case e.Seq != seq:
+			add(seq, "holds event %d (reordered)", e.Seq)
+			chainOK = false
+		case e.Prev != prev:
+			add(seq, "previous-hash link broken (an event before it was edited, removed or reordered)")
+			chainOK = false
+		case !bytes.Equal(e.Body(), body):
+			add(seq, "body is not in canonical form")
+			chainOK = false
+		}
+		prev = stored
+		want++
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	if chainOK && (want-1 != head.Seq || prev != head.Hash) {
+		add(want, "head says %d events ending %s; the log has %d", head.Seq, head.Hash.Short(12), want-1)
+		chainOK = false
+	}
+	if !chainOK {
+		return rep, nil // replaying a broken chain would only repeat the finding
+	}
+
+	// 2. Projections equal a fresh replay.
+	fresh, err := l.Replay(ctx, ReplayTo{})
+	if err != nil {
+		add(0, "replay fails: %v", err)
+		return rep, nil
+	}
+	seen := 0
+	for _, p := range projectionPrefixes {
+		err := dbKV{l.db}.scan([]byte{p}, func(k, v []byte) error {
+			seen++
+			if want, ok := fresh.kv.m[string(k)]; !ok {
+				add(0, "projection %s is not derived from any event", printableKey(k))
+			} else if !bytes.Equal(want, v) {
+				add(0, "projection %s differs from a replay of the events", printableKey(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if seen != len(fresh.kv.m) {
+		for k := range fresh.kv.m {
+			if _, ok, _ := (dbKV{l.db}).get([]byte(k)); !ok {
+				add(0, "projection %s is missing", printableKey([]byte(k)))
+			}
+		}
+	}
+
+	// 3. Manifests present.
+	if store != nil {
+		var hs []cas.Hash
+		owner := map[cas.Hash]string{}
+		err := fresh.kv.scan([]byte{keyVersion}, func(_, b []byte) error {
+			v, err := decodeVersion(b)
+			if err == nil && v.Status != StatusPurged {
+				hs = append(hs, v.Manifest)
+				owner[v.Manifest] = v.Project + "/" + v.Runtime + "/" + v.ID
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		missing, err := store.Missing(ctx, hs)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range missing {
+			add(0, "manifest %s of %s is missing from the content store", h, owner[h])
+		}
+	}
+	return rep, nil
+}
+
+func be64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b[:8] {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+func printableKey(k []byte) string {
+	return fmt.Sprintf("%c:%s", k[0], bytes.ReplaceAll(k[1:], []byte{0}, []byte{'/'}))
+}
+
+// ExportLine is one line of Export: the event's canonical body with its hash added.
+// Check it by removing "hash", writing the rest canonically (see Event.Body) and hashing.
+func (e *Event) ExportLine() []byte {
+	b := e.Body()
+	// Insert "hash" at its sorted place, between "data" and "instance".
+	i := bytes.Index(b, []byte(`,"instance":`))
+	out := make([]byte, 0, len(b)+80)
+	out = append(out, b[:i]...)
+	out = append(out, `,"hash":"`...)
+	out = append(out, e.Hash.String()...)
+	out = append(out, '"')
+	return append(out, b[i:]...)
+}
+
+// Export writes every event as JSON lines (ExportLine), in sequence order.
+func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
+	return l.scanEvents(ctx, 1, 0, func(e *Event) error {
+		_, err := w.Write(append(e.ExportLine(), '\n'))
+		return err
+	})
+}
+
+// MarshalJSON renders an event for `ledger log -o json`: the export line.
+func (e Event) MarshalJSON() ([]byte, error) { return e.ExportLine(), nil }
+
+var _ json.Marshaler = Event{}

@@ -1,0 +1,83 @@
+package ledger
+
+import "encoding/binary"
+
+// Every key of the ledger's pebble database (LEDGER/ is its own database). One prefix byte,
+// then the fields; integers big-endian so that byte order is numeric order; names are joined
+// with a 0x00 byte, which a name cannot contain.
+//
+//	'S'                              -> schema version, uvarint; checked at open
+//	'H'                              -> head: seq[8] hash[32]
+//	'e' seq[8]                       -> event: hash[32] then its canonical JSON body
+//	'P' project                      -> Project (projection codec, codec.go)
+//	'R' project 0 runtime            -> Runtime
+//	'v' project 0 runtime 0 id       -> Version
+//	'o' project 0 runtime 0 ^seq[8]  -> Version again: a runtime's versions, newest first
+//	't' project 0 runtime 0 tag      -> id: latest, vN and user tags
+//
+// Records of truth ('e', 'H') and the projections they change are written in one batch
+// committed with pebble.Sync.
+const (
+	keySchema  = 'S'
+	keyHead    = 'H'
+	keyEvent   = 'e'
+	keyProject = 'P'
+	keyRuntime = 'R'
+	keyVersion = 'v'
+	keyOrder   = 'o'
+	keyTag     = 't'
+)
+
+// projectionPrefixes are the prefixes replay rebuilds and verify compares.
+var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag}
+
+// schemaVersion is the ledger's format version.
+const schemaVersion = 1
+
+func eventKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = keyEvent
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func joinKey(prefix byte, parts ...string) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	k := make([]byte, 0, n)
+	k = append(k, prefix)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+func projectKey(p string) []byte        { return joinKey(keyProject, p) }
+func runtimeKey(p, r string) []byte     { return joinKey(keyRuntime, p, r) }
+func versionKey(p, r, id string) []byte { return joinKey(keyVersion, p, r, id) }
+func tagKey(p, r, tag string) []byte    { return joinKey(keyTag, p, r, tag) }
+func runtimePrefix(prefix byte, p, r string) []byte {
+	return append(joinKey(prefix, p, r), 0)
+}
+
+func orderKey(p, r string, seq uint64) []byte {
+	k := runtimePrefix(keyOrder, p, r)
+	return binary.BigEndian.AppendUint64(k, ^seq)
+}
+
+// upper returns the smallest key greater than every key with prefix p.
+func upper(p []byte) []byte {
+	u := append([]byte{}, p...)
+	for i := len(u) - 1; i >= 0; i-- {
+		if u[i] < 0xff {
+			u[i]++
+			return u[:i+1]
+		}
+	}
+	return nil
+}

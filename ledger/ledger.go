@@ -1,0 +1,303 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
+)
+
+// Ledger is an open ledger. It is safe for concurrent use by the goroutines of one process;
+// other processes wait for it at Open.
+type Ledger struct {
+	view // queries over the stored projections
+	db   *pebble.DB
+	lock *flock.Lock
+	mu   sync.Mutex // serialises appends
+	now  func() time.Time
+	sync *pebble.WriteOptions // pebble.Sync; tests that append 10k events use NoSync
+}
+
+// Options tune Open.
+type Options struct {
+	// OnWait is called once if another process holds the ledger for more than a second.
+	OnWait func(pid int)
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+	// NoSync skips fsync on append. Only benchmarks that build large ledgers set it: a
+	// crash may then lose the last appends (never corrupt the chain).
+	NoSync bool
+}
+
+// Open opens (creating) the ledger in dir, waiting while another process holds it.
+func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	lock, err := flock.Acquire(ctx, filepath.Join(dir, "lock"), opt.OnWait)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             quietLogger{},
+	})
+	if err != nil {
+		lock.Release()
+		return nil, fmt.Errorf("open ledger %s: %w", dir, err)
+	}
+	l := &Ledger{view: view{kv: dbKV{db}}, db: db, lock: lock, now: opt.Now, sync: pebble.Sync}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if opt.NoSync {
+		l.sync = pebble.NoSync
+	}
+	if err := l.checkSchema(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Ledger) checkSchema() error {
+	v, closer, err := l.db.Get([]byte{keySchema})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return l.db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read ledger schema: %w", err)
+	}
+	defer closer.Close()
+	got, n := binary.Uvarint(v)
+	if n <= 0 || got != schemaVersion {
+		return fmt.Errorf("ledger has schema %d; this swcli reads schema %d", got, schemaVersion)
+	}
+	return nil
+}
+
+// Close closes the ledger.
+func (l *Ledger) Close() error {
+	err := l.db.Close()
+	l.lock.Release()
+	return err
+}
+
+// Head is the last event's sequence number and hash (zero for an empty ledger).
+type Head struct {
+	Seq  uint64
+	Hash cas.Hash
+}
+
+// Head returns the current head.
+func (l *Ledger) Head() (Head, error) { return readHead(l.db) }
+
+func readHead(r pebble.Reader) (Head, error) {
+	v, closer, err := r.Get([]byte{keyHead})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Head{}, nil
+	}
+	if err != nil {
+		return Head{}, err
+	}
+	defer closer.Close()
+	if len(v) != 8+cas.HashSize {
+		return Head{}, fmt.Errorf("ledger head is %d bytes", len(v))
+	}
+	var h Head
+	h.Seq = binary.BigEndian.Uint64(v)
+	copy(h.Hash[:], v[8:])
+	return h, nil
+}
+
+// ConflictError is returned by AppendIf when the head moved.
+type ConflictError struct{ Want, Got uint64 }
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("ledger moved: expected head %d, found %d", e.Want, e.Got)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Append appends events in order, each with its effect on the projections, in one synced
+// batch: after a crash either all of them are there or none. It fills in Seq, Time (if
+// zero), Prev and Hash, and returns the events as stored. An event the projections refuse
+// (a tag on a missing version, …) fails the whole call and nothing is written.
+func (l *Ledger) Append(ctx context.Context, events ...Event) ([]Event, error) {
+	return l.append(ctx, nil, events)
+}
+
+// AppendIf is Append conditioned on the head: it fails with a *ConflictError if another
+// append happened since the caller read head seq.
+func (l *Ledger) AppendIf(ctx context.Context, seq uint64, events ...Event) ([]Event, error) {
+	return l.append(ctx, &seq, events)
+}
+
+func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) ([]Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	head, err := readHead(l.db)
+	if err != nil {
+		return nil, err
+	}
+	if want != nil && *want != head.Seq {
+		return nil, &ConflictError{Want: *want, Got: head.Seq}
+	}
+	var prevTime time.Time
+	if head.Seq > 0 {
+		last, err := l.Event(head.Seq)
+		if err != nil {
+			return nil, err
+		}
+		prevTime = last.Time
+	}
+	b := l.db.NewIndexedBatch()
+	defer b.Close()
+	st := state{kv: &batchKV{b: b}}
+	out := make([]Event, len(events))
+	for i, e := range events {
+		head.Seq++
+		e.Seq = head.Seq
+		e.Prev = head.Hash
+		if e.Time.IsZero() {
+			e.Time = l.now()
+		}
+		e.Time = e.Time.UTC()
+		if e.Time.Before(prevTime) { // the log's times never go back, so --at TIME is a prefix
+			e.Time = prevTime
+		}
+		prevTime = e.Time
+		if len(e.Data) == 0 {
+			e.Data = []byte("{}")
+		}
+		bodyBytes := e.Body()
+		e.Hash = cas.Sum(bodyBytes)
+		if err := st.apply(&e); err != nil {
+			return nil, fmt.Errorf("%s %s/%s: %w", e.Type, e.Project, e.Runtime, err)
+		}
+		if err := b.Set(eventKey(e.Seq), append(e.Hash[:len(e.Hash):len(e.Hash)], bodyBytes...), nil); err != nil {
+			return nil, err
+		}
+		head.Hash = e.Hash
+		out[i] = e
+	}
+	hv := binary.BigEndian.AppendUint64(nil, head.Seq)
+	hv = append(hv, head.Hash[:]...)
+	if err := b.Set([]byte{keyHead}, hv, nil); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(l.sync); err != nil {
+		return nil, fmt.Errorf("commit ledger: %w", err)
+	}
+	return out, nil
+}
+
+// Event reads one stored event.
+func (l *Ledger) Event(seq uint64) (Event, error) {
+	v, closer, err := l.db.Get(eventKey(seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Event{}, fmt.Errorf("event %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	defer closer.Close()
+	return decodeStored(v)
+}
+
+func decodeStored(v []byte) (Event, error) {
+	if len(v) < cas.HashSize {
+		return Event{}, fmt.Errorf("%w: stored event is %d bytes", ErrBadEvent, len(v))
+	}
+	e, err := DecodeBody(v[cas.HashSize:])
+	if err != nil {
+		return Event{}, err
+	}
+	copy(e.Hash[:], v)
+	return e, nil
+}
+
+// batchKV reads through an indexed batch, so that later events of one Append see the
+// effects of earlier ones.
+type batchKV struct{ b *pebble.Batch }
+
+func (k *batchKV) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := k.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, true, nil
+}
+
+func (k *batchKV) set(key, v []byte) { k.b.Set(key, v, nil) }
+func (k *batchKV) del(key []byte)    { k.b.Delete(key, nil) }
+
+func (k *batchKV) scan(p []byte, fn func(k, v []byte) error) error {
+	it, err := k.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(bytes.Clone(it.Key()), bytes.Clone(it.Value())); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// memKV holds projections in memory: what replay builds.
+type memKV struct{ m map[string][]byte }
+
+func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
+
+func (k *memKV) get(key []byte) ([]byte, bool, error) {
+	v, ok := k.m[string(key)]
+	return v, ok, nil
+}
+func (k *memKV) set(key, v []byte) { k.m[string(key)] = v }
+func (k *memKV) del(key []byte)    { delete(k.m, string(key)) }
+
+func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
+	var keys []string
+	for key := range k.m {
+		if len(key) >= len(p) && key[:len(p)] == string(p) {
+			keys = append(keys, key)
+		}
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		if err := fn([]byte(key), k.m[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quietLogger keeps pebble's informational chatter off the terminal.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,396 @@
+package ledger
+
+import (
+	"context"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/cas"
+)
+
+var ctx = context.Background()
+
+func openTest(t testing.TB) (*Ledger, string) {
+	t.Helper()
+	dir := t.TempDir()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, err := Open(ctx, dir, Options{Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, dir
+}
+
+// vid makes a version id the way ops does: base32 of a hash's first 20 bytes.
+func vid(seed string) string {
+	h := cas.Sum([]byte(seed))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:20]))
+}
+
+func ev(t testing.TB, typ Type, project, runtime, version string, payload any) Event {
+	t.Helper()
+	e, err := New(typ, project, runtime, version, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Actor, e.Instance = "tester@host", "local"
+	return e
+}
+
+func mustAppend(t testing.TB, l *Ledger, es ...Event) []Event {
+	t.Helper()
+	out, err := l.Append(ctx, es...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func built(t testing.TB, runtime, seed string) Event {
+	return ev(t, RuntimeBuilt, "self", runtime, vid(seed), BuiltData{Manifest: cas.Sum([]byte(seed)), Size: 100, Files: 3, Mode: "venv", Python: "3.11"})
+}
+
+func verifyOK(t *testing.T, l *Ledger) {
+	t.Helper()
+	rep, err := l.Verify(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v", rep.Problems)
+	}
+}
+
+func tagsOf(t *testing.T, l *Ledger, runtime, ref string) string {
+	t.Helper()
+	v, err := l.Resolve("self", runtime, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(v.AllTags(), ",")
+}
+
+func TestEventEffects(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	mustAppend(t, l, ev(t, RuntimeCreated, "self", "mnist", "", CreatedData{Mode: "venv", Python: "3.11", Workdir: "/w"}))
+	if rt, err := l.Runtime("self", "mnist"); err != nil || rt.Mode != "venv" {
+		t.Fatalf("after created: %+v %v", rt, err)
+	}
+	a, b := vid("a"), vid("b")
+	mustAppend(t, l, built(t, "mnist", "a"))
+	mustAppend(t, l, built(t, "mnist", "b"))
+	if got := tagsOf(t, l, "mnist", a); got != "v0" {
+		t.Fatalf("first version's tags %q, want v0", got)
+	}
+	if got := tagsOf(t, l, "mnist", "latest"); got != "latest,v1" {
+		t.Fatalf("latest's tags %q", got)
+	}
+	// Rebuilding identical content: no new vN, latest moves back.
+	mustAppend(t, l, built(t, "mnist", "a"))
+	if got := tagsOf(t, l, "mnist", a); got != "latest,v0" {
+		t.Fatalf("rebuilt version's tags %q, want latest,v0", got)
+	}
+	mustAppend(t, l, ev(t, RuntimeTagged, "self", "mnist", b, TagsData{Tags: []string{"prod", "test"}}))
+	mustAppend(t, l, ev(t, RuntimeTagged, "self", "mnist", a, TagsData{Tags: []string{"prod"}}))
+	if got := tagsOf(t, l, "mnist", b); got != "v1,test" {
+		t.Fatalf("prod did not move away from b: %q", got)
+	}
+	if v, _ := l.Resolve("self", "mnist", "prod"); v.ID != a {
+		t.Fatal("prod does not name a")
+	}
+	mustAppend(t, l, ev(t, RuntimeUntagged, "self", "mnist", b, TagsData{Tags: []string{"test"}}))
+	if got := tagsOf(t, l, "mnist", b); got != "v1" {
+		t.Fatalf("after untag: %q", got)
+	}
+	mustAppend(t, l, ev(t, RuntimeRemoved, "self", "mnist", a, EmptyData{}))
+	if _, err := l.Resolve("self", "mnist", "prod"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a removed version's tag resolved: %v", err)
+	}
+	vs, total, _ := l.Versions("self", "mnist", ListOptions{})
+	if total != 1 || vs[0].ID != b {
+		t.Fatalf("list after remove: %d versions", total)
+	}
+	_, total, _ = l.Versions("self", "mnist", ListOptions{ShowRemoved: true})
+	if total != 2 {
+		t.Fatalf("list --show-removed: %d versions, want 2", total)
+	}
+	mustAppend(t, l, ev(t, RuntimeRecovered, "self", "mnist", a, EmptyData{}))
+	if v, err := l.Resolve("self", "mnist", "prod"); err != nil || v.ID != a {
+		t.Fatalf("after recover prod resolves to %v, %v", v, err)
+	}
+	mustAppend(t, l, ev(t, RuntimePurged, "self", "mnist", a, EmptyData{}))
+	if _, err := l.Resolve("self", "mnist", a); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("purged version resolves: %v", err)
+	}
+	if _, err := l.Append(ctx, ev(t, RuntimeRecovered, "self", "mnist", a, EmptyData{})); !errors.Is(err, ErrConflict) {
+		t.Fatalf("recovering a purged version: %v, want ErrConflict", err)
+	}
+	// Whole-runtime remove and recover.
+	mustAppend(t, l, ev(t, RuntimeRemoved, "self", "mnist", "", EmptyData{}))
+	if _, total, _ := l.Versions("self", "mnist", ListOptions{}); total != 0 {
+		t.Fatalf("after removing the runtime %d versions listed", total)
+	}
+	mustAppend(t, l, ev(t, RuntimeRecovered, "self", "mnist", "", EmptyData{}))
+	if _, total, _ := l.Versions("self", "mnist", ListOptions{}); total != 1 {
+		t.Fatalf("after recovering the runtime %d versions listed, want 1", total)
+	}
+	// Copied: a version arrives with its user tags.
+	c := vid("c")
+	mustAppend(t, l, ev(t, RuntimeCopied, "self", "mnist", c, CopiedData{
+		BuiltData: BuiltData{Manifest: cas.Sum([]byte("c")), Size: 5, Mode: "venv"},
+		Source:    "cloud://team/project/x/runtime/mnist/version/" + c, Tags: []string{"prod"}}))
+	if got := tagsOf(t, l, "mnist", c); got != "latest,v2,prod" {
+		t.Fatalf("copied version's tags %q", got)
+	}
+	verifyOK(t, l)
+	n := 0
+	l.Log(ctx, Filter{Types: []Type{RuntimeTagged}}, func(Event) error { n++; return nil })
+	if n != 2 {
+		t.Fatalf("log of runtime.tagged gave %d events, want 2", n)
+	}
+}
+
+func TestAppendRefusesAndWritesNothing(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	head, _ := l.Head()
+	bad := []Event{
+		ev(t, RuntimeTagged, "self", "nope", vid("x"), TagsData{Tags: []string{"t"}}),
+		ev(t, RuntimeBuilt, "nosuchproject", "r", vid("x"), BuiltData{}),
+		ev(t, RuntimeBuilt, "self", "bad name!", vid("x"), BuiltData{}),
+	}
+	for _, e := range bad {
+		// A good event before the bad one in the same call is not kept either.
+		if _, err := l.Append(ctx, built(t, "ok", "fine"), e); err == nil {
+			t.Fatalf("%s on %s/%s was accepted", e.Type, e.Project, e.Runtime)
+		}
+	}
+	mustAppend(t, l, built(t, "r", "x"))
+	if _, err := l.Append(ctx, ev(t, RuntimeTagged, "self", "r", vid("x"), TagsData{Tags: []string{"latest"}})); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("tagging latest by hand: %v", err)
+	}
+	after, _ := l.Head()
+	if after.Seq != head.Seq+1 {
+		t.Fatalf("head moved from %d to %d for one good event", head.Seq, after.Seq)
+	}
+	verifyOK(t, l)
+}
+
+func TestAppendIfConflict(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	h, _ := l.Head()
+	mustAppend(t, l, built(t, "r", "1"))
+	_, err := l.AppendIf(ctx, h.Seq, built(t, "r", "2"))
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.Got != h.Seq+1 {
+		t.Fatalf("append on a stale head: %v", err)
+	}
+	h, _ = l.Head()
+	if _, err := l.AppendIf(ctx, h.Seq, built(t, "r", "2")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolvePrefixes(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	// Two seeds whose ids share their first MinPrefix characters, found by brute force.
+	pre := map[string]string{}
+	var a, b string
+	for i := 0; a == ""; i++ {
+		seed := fmt.Sprint(i)
+		if o, ok := pre[vid(seed)[:MinPrefix]]; ok {
+			a, b = o, seed
+		}
+		pre[vid(seed)[:MinPrefix]] = seed
+	}
+	mustAppend(t, l, built(t, "r", a), built(t, "r", b), built(t, "r", "other"))
+	var ae *AmbiguousError
+	_, err := l.Resolve("self", "r", vid(a)[:MinPrefix])
+	if !errors.As(err, &ae) || len(ae.Candidates) != 2 || !strings.Contains(err.Error(), vid(b)) {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	if v, err := l.Resolve("self", "r", vid("other")[:MinPrefix]); err != nil || v.ID != vid("other") {
+		t.Fatalf("unique prefix: %v", err)
+	}
+	if _, err := l.Resolve("self", "r", vid("other")[:MinPrefix-1]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("short prefix: %v, want not found", err)
+	}
+	if v, err := l.Resolve("self", "r", vid(a)); err != nil || v.ID != vid(a) {
+		t.Fatalf("full id: %v", err)
+	}
+}
+
+func TestTamperDetected(t *testing.T) {
+	cases := map[string]func(t *testing.T, db *pebble.DB) uint64{
+		"edit payload": func(t *testing.T, db *pebble.DB) uint64 {
+			v := get(t, db, eventKey(5))
+			v = []byte(strings.Replace(string(v), `"size":100`, `"size":999`, 1))
+			set(t, db, eventKey(5), v)
+			return 5
+		},
+		"edit payload and its hash": func(t *testing.T, db *pebble.DB) uint64 {
+			v := get(t, db, eventKey(5))
+			body := []byte(strings.Replace(string(v[32:]), `"size":100`, `"size":999`, 1))
+			h := cas.Sum(body)
+			set(t, db, eventKey(5), append(h[:], body...))
+			return 6
+		},
+		"delete an event": func(t *testing.T, db *pebble.DB) uint64 {
+			if err := db.Delete(eventKey(4), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			return 4
+		},
+		"swap two events": func(t *testing.T, db *pebble.DB) uint64 {
+			a, b := get(t, db, eventKey(3)), get(t, db, eventKey(4))
+			set(t, db, eventKey(3), b)
+			set(t, db, eventKey(4), a)
+			return 3
+		},
+		"edit a projection": func(t *testing.T, db *pebble.DB) uint64 {
+			set(t, db, tagKey("self", "r", "latest"), []byte(vid("0")))
+			return 0
+		},
+	}
+	for name, tamper := range cases {
+		t.Run(name, func(t *testing.T) {
+			l, _ := openTest(t)
+			mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+			for i := range 8 {
+				mustAppend(t, l, built(t, "r", fmt.Sprint(i)))
+			}
+			verifyOK(t, l)
+			want := tamper(t, l.db)
+			rep, err := l.Verify(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) == 0 {
+				t.Fatal("tampering went unnoticed")
+			}
+			if got := rep.Problems[0].Seq; got != want {
+				t.Fatalf("first problem at event %d, want %d: %v", got, want, rep.Problems)
+			}
+		})
+	}
+}
+
+func get(t *testing.T, db *pebble.DB, k []byte) []byte {
+	t.Helper()
+	v, closer, err := db.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	return slices.Clone(v)
+}
+
+func set(t *testing.T, db *pebble.DB, k, v []byte) {
+	t.Helper()
+	if err := db.Set(k, v, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyFindsMissingManifest(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}), built(t, "r", "x"))
+	s, err := cas.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rep, err := l.Verify(ctx, s)
+	if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Detail, "manifest") {
+		t.Fatalf("verify against an empty store: %v %v", rep.Problems, err)
+	}
+}
+
+func TestReplayAt(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	evs := mustAppend(t, l, built(t, "r", "a"))
+	mustAppend(t, l, built(t, "r", "b"))
+	mustAppend(t, l, ev(t, RuntimeTagged, "self", "r", vid("b"), TagsData{Tags: []string{"prod"}}))
+	snap, err := l.Replay(ctx, ReplayTo{Seq: evs[0].Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := snap.Resolve("self", "r", "latest"); err != nil || v.ID != vid("a") {
+		t.Fatalf("latest at seq %d: %v %v", evs[0].Seq, v, err)
+	}
+	byTime, err := l.Replay(ctx, ReplayTo{Time: evs[0].Time})
+	if err != nil || byTime.Head.Seq != evs[0].Seq {
+		t.Fatalf("replay to a time: head %d, %v", byTime.Head.Seq, err)
+	}
+	now, _ := l.Replay(ctx, ReplayTo{})
+	if v, err := now.Resolve("self", "r", "prod"); err != nil || v.ID != vid("b") {
+		t.Fatalf("prod now: %v", err)
+	}
+}
+
+func TestSecondOpenWaits(t *testing.T) {
+	_, dir := openTest(t)
+	told := make(chan int, 1)
+	c, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	_, err := Open(c, dir, Options{OnWait: func(pid int) { told <- pid }})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second open: %v, want it to wait until the deadline", err)
+	}
+	select {
+	case pid := <-told:
+		if pid != os.Getpid() {
+			t.Fatalf("told holder pid %d, want %d", pid, os.Getpid())
+		}
+	default:
+		t.Fatal("the waiting open did not say so")
+	}
+}
+
+func TestExportCheckedByScript(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not installed")
+	}
+	l, dir := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	weird := ev(t, RuntimeCreated, "self", "r", "", CreatedData{Workdir: "/tmp/dir \"quoted\"\n\tünïcode\x01<&>", Mode: "venv"})
+	mustAppend(t, l, weird)
+	for i := range 40 { // bodies over 1 KiB exercise blake3's chunk tree too
+		e := built(t, "r", fmt.Sprint(i))
+		if i == 7 {
+			e = ev(t, RuntimeBuilt, "self", "r", vid("big"), BuiltData{Workdir: strings.Repeat("long/", 500), Mode: "venv"})
+		}
+		mustAppend(t, l, e)
+	}
+	out := filepath.Join(dir, "export.jsonl")
+	f, _ := os.Create(out)
+	if err := l.Export(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	script := filepath.Join("..", "scripts", "verify-ledger-export.py")
+	res, err := exec.Command("python3", script, out).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(res), "ok: 42 events") {
+		t.Fatalf("checker on a good export: %v\n%s", err, res)
+	}
+	b, _ := os.ReadFile(out)
+	os.WriteFile(out, []byte(strings.Replace(string(b), `"size":100`, `"size":101`, 1)), 0o644)
+	res, err = exec.Command("python3", script, out).CombinedOutput()
+	if err == nil || !strings.Contains(string(res), "event 3:") {
+		t.Fatalf("checker on an edited export: %v\n%s", err, res)
+	}
+}

@@ -1,0 +1,375 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// Status is a version's lifecycle state.
+type Status uint8
+
+const (
+	StatusLive    Status = 1
+	StatusRemoved Status = 2 // soft-deleted: recoverable
+	StatusPurged  Status = 3 // deleted for good: its chunks are garbage
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusLive:
+		return "live"
+	case StatusRemoved:
+		return "removed"
+	case StatusPurged:
+		return "purged"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Project is a project's projection.
+type Project struct {
+	Name    string
+	Created time.Time
+	Seq     uint64 // the event that created it
+	Removed bool
+}
+
+// Runtime is a runtime's projection.
+type Runtime struct {
+	Project, Name string
+	Created       time.Time
+	Seq           uint64
+	NextVN        int    // the vN the next new version gets
+	Latest        string // version id that latest names; "" if none
+	Mode          string
+}
+
+// Version is a version's projection.
+type Version struct {
+	Project, Runtime, ID string
+	Status               Status
+	Seq                  uint64    // the event that made it (first build or copy)
+	Created              time.Time // of that event
+	Updated              time.Time // of the last build or copy of it
+	Manifest             cas.Hash
+	Size                 int64 // content bytes
+	NewBytes             int64 // stored bytes its first build added
+	Files                int64
+	VN                   int      // its vN tag
+	Tags                 []string // user tags, sorted
+	Python, Mode         string
+	Actor                string // who made it
+	Source               string // for copies: where it came from
+
+	Latest bool // set by queries: latest names this version (not stored)
+}
+
+// AllTags returns the tags as users see them: latest (if it names v), vN, then user tags.
+func (v *Version) AllTags() []string {
+	var out []string
+	if v.Latest && v.Status == StatusLive {
+		out = append(out, "latest")
+	}
+	if v.Status != StatusPurged {
+		out = append(out, fmt.Sprintf("v%d", v.VN))
+	}
+	return append(out, v.Tags...)
+}
+
+// Sentinel errors of Append and the queries.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid event")
+)
+
+// nameRE is the rule for project, runtime and tag names (SPEC: Names).
+var nameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.-]{0,79}$`)
+
+// ValidName reports whether s may name a project, runtime or tag.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+var builtinTagRE = regexp.MustCompile(`^(latest|v[0-9]+)$`)
+
+// IsBuiltinTag reports whether tag is latest or vN, which only the ledger moves.
+func IsBuiltinTag(tag string) bool { return builtinTagRE.MatchString(tag) }
+
+// kv is what the apply rules read and write: the database under a batch, or memory.
+type kv interface {
+	get(k []byte) ([]byte, bool, error)
+	set(k, v []byte)
+	del(k []byte)
+	// scan calls fn for every key with prefix p, in key order.
+	scan(p []byte, fn func(k, v []byte) error) error
+}
+
+type state struct{ kv kv }
+
+func (s state) project(name string) (*Project, error) {
+	b, ok, err := s.kv.get(projectKey(name))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return decodeProject(b)
+}
+
+func (s state) runtime(p, r string) (*Runtime, error) {
+	b, ok, err := s.kv.get(runtimeKey(p, r))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return decodeRuntime(b)
+}
+
+func (s state) version(p, r, id string) (*Version, error) {
+	b, ok, err := s.kv.get(versionKey(p, r, id))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return decodeVersion(b)
+}
+
+// putVersion writes a version under its id and, for listing in one pass, under its place
+// in the runtime's newest-first order.
+func (s state) putVersion(v *Version) {
+	b := encodeVersion(v)
+	s.kv.set(versionKey(v.Project, v.Runtime, v.ID), b)
+	s.kv.set(orderKey(v.Project, v.Runtime, v.Seq), b)
+}
+
+func (s state) versions(p, r string) ([]*Version, error) {
+	var out []*Version
+	err := s.kv.scan(runtimePrefix(keyVersion, p, r), func(_, v []byte) error {
+		x, err := decodeVersion(v)
+		out = append(out, x)
+		return err
+	})
+	return out, err
+}
+
+func (s state) tag(p, r, tag string) (string, bool, error) {
+	b, ok, err := s.kv.get(tagKey(p, r, tag))
+	return string(b), ok, err
+}
+
+// apply is the one place that says what each event does to the projections; Append and
+// replay both use it.
+func (s state) apply(e *Event) error {
+	if e.Type != ProjectCreated && e.Type != ProjectRemoved {
+		if !ValidName(e.Runtime) {
+			return fmt.Errorf("%w: runtime name %q", ErrInvalid, e.Runtime)
+		}
+	}
+	if !ValidName(e.Project) {
+		return fmt.Errorf("%w: project name %q", ErrInvalid, e.Project)
+	}
+	proj, err := s.project(e.Project)
+	if err != nil {
+		return err
+	}
+	switch e.Type {
+	case ProjectCreated:
+		if proj != nil && !proj.Removed {
+			return fmt.Errorf("%w: project %s exists", ErrConflict, e.Project)
+		}
+		s.kv.set(projectKey(e.Project), encodeProject(&Project{Name: e.Project, Created: e.Time, Seq: e.Seq}))
+		return nil
+	case ProjectRemoved:
+		if proj == nil || proj.Removed {
+			return fmt.Errorf("%w: project %s", ErrNotFound, e.Project)
+		}
+		proj.Removed = true
+		s.kv.set(projectKey(e.Project), encodeProject(proj))
+		return nil
+	}
+	if proj == nil || proj.Removed {
+		return fmt.Errorf("%w: project %s", ErrNotFound, e.Project)
+	}
+	rt, err := s.runtime(e.Project, e.Runtime)
+	if err != nil {
+		return err
+	}
+	if rt == nil {
+		if e.Type != RuntimeCreated && e.Type != RuntimeBuilt && e.Type != RuntimeCopied {
+			return fmt.Errorf("%w: runtime %s/%s", ErrNotFound, e.Project, e.Runtime)
+		}
+		rt = &Runtime{Project: e.Project, Name: e.Runtime, Created: e.Time, Seq: e.Seq}
+	}
+	defer func() { s.kv.set(runtimeKey(rt.Project, rt.Name), encodeRuntime(rt)) }()
+
+	switch e.Type {
+	case RuntimeCreated:
+		var d CreatedData
+		if err := e.Decode(&d); err != nil {
+			return err
+		}
+		rt.Mode = d.Mode
+		return nil
+	case RuntimeBuilt, RuntimeCopied:
+		return s.applyBuilt(e, rt)
+	}
+
+	// The rest act on one version, or on every version when Version is empty.
+	var targets []*Version
+	if e.Version != "" {
+		v, err := s.version(e.Project, e.Runtime, e.Version)
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			return fmt.Errorf("%w: version %s of %s/%s", ErrNotFound, e.Version, e.Project, e.Runtime)
+		}
+		targets = []*Version{v}
+	} else if e.Type == RuntimeRemoved || e.Type == RuntimePurged || e.Type == RuntimeRecovered {
+		if targets, err = s.versions(e.Project, e.Runtime); err != nil {
+			return err
+		}
+	} else {
+		return fmt.Errorf("%w: %s needs a version", ErrInvalid, e.Type)
+	}
+
+	switch e.Type {
+	case RuntimeTagged, RuntimeUntagged:
+		var d TagsData
+		if err := e.Decode(&d); err != nil {
+			return err
+		}
+		v := targets[0]
+		if v.Status != StatusLive {
+			return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
+		}
+		for _, tag := range d.Tags {
+			if !ValidName(tag) || IsBuiltinTag(tag) {
+				return fmt.Errorf("%w: tag %q", ErrInvalid, tag)
+			}
+		}
+		if e.Type == RuntimeTagged {
+			return s.addTags(v, d.Tags)
+		}
+		for _, tag := range d.Tags {
+			if i := slices.Index(v.Tags, tag); i >= 0 {
+				v.Tags = slices.Delete(v.Tags, i, i+1)
+				s.kv.del(tagKey(v.Project, v.Runtime, tag))
+			}
+		}
+		s.putVersion(v)
+		return nil
+	case RuntimeRemoved:
+		for _, v := range targets {
+			if v.Status == StatusLive {
+				v.Status = StatusRemoved
+				s.putVersion(v)
+			} else if e.Version != "" {
+				return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
+			}
+		}
+		return nil
+	case RuntimeRecovered:
+		for _, v := range targets {
+			if v.Status == StatusRemoved {
+				v.Status = StatusLive
+				s.putVersion(v)
+			} else if e.Version != "" {
+				return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
+			}
+		}
+		return nil
+	case RuntimePurged:
+		for _, v := range targets {
+			if v.Status == StatusPurged {
+				if e.Version != "" {
+					return fmt.Errorf("%w: version %s is purged", ErrConflict, v.ID)
+				}
+				continue
+			}
+			v.Status = StatusPurged
+			for _, tag := range v.Tags {
+				s.kv.del(tagKey(v.Project, v.Runtime, tag))
+			}
+			v.Tags = nil
+			if rt.Latest == v.ID {
+				rt.Latest = ""
+				s.kv.del(tagKey(v.Project, v.Runtime, "latest"))
+			}
+			s.kv.del(tagKey(v.Project, v.Runtime, fmt.Sprintf("v%d", v.VN)))
+			s.putVersion(v)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown type %q", ErrInvalid, e.Type)
+}
+
+func (s state) applyBuilt(e *Event, rt *Runtime) error {
+	if len(e.Version) != 32 {
+		return fmt.Errorf("%w: version id %q", ErrInvalid, e.Version)
+	}
+	var d BuiltData
+	var tags []string
+	var source string
+	if e.Type == RuntimeCopied {
+		var c CopiedData
+		if err := e.Decode(&c); err != nil {
+			return err
+		}
+		d, tags, source = c.BuiltData, c.Tags, c.Source
+	} else if err := e.Decode(&d); err != nil {
+		return err
+	}
+	v, err := s.version(e.Project, e.Runtime, e.Version)
+	if err != nil {
+		return err
+	}
+	if v == nil || v.Status == StatusPurged {
+		if v != nil {
+			s.kv.del(orderKey(v.Project, v.Runtime, v.Seq))
+		}
+		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
+			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
+		rt.NextVN++
+		s.kv.set(tagKey(v.Project, v.Runtime, fmt.Sprintf("v%d", v.VN)), []byte(v.ID))
+	}
+	v.Status = StatusLive
+	v.Updated = e.Time
+	v.Manifest, v.Size, v.Files, v.Python, v.Mode = d.Manifest, d.Size, d.Files, d.Python, d.Mode
+	rt.Latest = v.ID
+	if rt.Mode == "" {
+		rt.Mode = d.Mode
+	}
+	s.kv.set(tagKey(v.Project, v.Runtime, "latest"), []byte(v.ID))
+	if len(tags) > 0 {
+		return s.addTags(v, tags)
+	}
+	s.putVersion(v)
+	return nil
+}
+
+// addTags gives v the user tags, moving each from the version of the runtime that had it.
+func (s state) addTags(v *Version, tags []string) error {
+	for _, tag := range tags {
+		if slices.Contains(v.Tags, tag) {
+			continue
+		}
+		if old, ok, err := s.tag(v.Project, v.Runtime, tag); err != nil {
+			return err
+		} else if ok && old != v.ID {
+			ov, err := s.version(v.Project, v.Runtime, old)
+			if err != nil {
+				return err
+			}
+			if ov != nil {
+				ov.Tags = slices.DeleteFunc(ov.Tags, func(t string) bool { return t == tag })
+				s.putVersion(ov)
+			}
+		}
+		v.Tags = append(v.Tags, tag)
+		s.kv.set(tagKey(v.Project, v.Runtime, tag), []byte(v.ID))
+	}
+	slices.Sort(v.Tags)
+	s.putVersion(v)
+	return nil
+}

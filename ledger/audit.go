@@ -3,8 +3,8 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"

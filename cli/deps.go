@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/swcli/swcli/ops"
 )
@@ -15,3 +17,77 @@ func (e *env) open() (*ops.Instance, error) {
 }
 
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
+
+// config loads the client configuration.
+func (e *env) config() (*ops.Config, error) { return ops.LoadConfig(ops.DefaultConfigPath()) }
+
+// localProject returns the project a project URI names on the standalone instance.
+func (e *env) localProject(u ops.ProjectURI) (string, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return "", err
+	}
+	if !u.Instance.IsLocal(cfg.CurrentInstance) {
+		return "", ops.Errorf(ops.KindUsage, "only 'swcli runtime copy' works with cloud instances from this command yet",
+			"instance %s is not the standalone instance", u.Instance)
+	}
+	if u.Project != "" {
+		return u.Project, nil
+	}
+	return cfg.Project("local"), nil
+}
+
+// openProject opens the instance and resolves a project URI ("" for the selected one).
+func (e *env) openProject(uri string) (*ops.Instance, string, error) {
+	u, err := ops.ParseProjectURI(uri)
+	if err != nil {
+		return nil, "", err
+	}
+	project, err := e.localProject(u)
+	if err != nil {
+		return nil, "", err
+	}
+	in, err := e.open()
+	if err != nil {
+		return nil, "", err
+	}
+	return in, project, nil
+}
+
+// openRuntime parses a runtime URI and opens its instance.
+func (e *env) openRuntime(uri string) (ops.RuntimeURI, *ops.Instance, string, error) {
+	u, err := ops.ParseRuntimeURI(uri)
+	if err != nil {
+		return u, nil, "", err
+	}
+	project, err := e.localProject(u.ProjectURI)
+	if err != nil {
+		return u, nil, "", err
+	}
+	in, err := e.open()
+	if err != nil {
+		return u, nil, "", err
+	}
+	return u, in, project, nil
+}
+
+// restoreDir turns restore's TARGET into an extracted directory: a directory with a
+// runtime.yaml is used as it is; anything else is a runtime URI, extracted first.
+func (e *env) restoreDir(target string) (string, error) {
+	if _, err := os.Stat(filepath.Join(target, "runtime.yaml")); err == nil {
+		return target, nil
+	}
+	if fi, err := os.Stat(target); err == nil && fi.IsDir() {
+		return "", ops.Errorf(ops.KindNotFound, "give a directory made by 'swcli runtime extract', or a runtime URI", "%s has no runtime.yaml", target)
+	}
+	u, in, project, err := e.openRuntime(target)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	res, err := ops.Extract(e.ctx, in, project, u.Name, u.Version, "", false, nil)
+	if err != nil {
+		return "", err
+	}
+	return res.Dir, nil
+}

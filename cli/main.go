@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
+	"github.com/swcli/swcli/ops"
 )
 
 // Version is swcli's version, recorded in build events.
@@ -45,8 +46,13 @@ func (g *Globals) root() string {
 type grammar struct {
 	Globals
 
-	Store StoreCmd `cmd:"" help:"Store a directory as a tree and read it back (plumbing)."`
-	Fsck  FsckCmd  `cmd:"" help:"Re-hash every stored chunk and report any that fail."`
+	Runtime    RuntimeCmd    `cmd:"" aliases:"rt" help:"Manage runtimes: create, build, list, tag, extract, restore, copy …"`
+	Project    ProjectCmd    `cmd:"" help:"Manage projects on the standalone instance."`
+	Ledger     LedgerCmd     `cmd:"" help:"Audit the history: log, verify, replay, export."`
+	Gc         GCCmd         `cmd:"" name:"gc" help:"Delete stored chunks that no live or removed version uses."`
+	Fsck       FsckCmd       `cmd:"" help:"Re-hash every stored chunk and report any that fail."`
+	Store      StoreCmd      `cmd:"" help:"Store a directory as a tree and read it back (plumbing)."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
 }
 
 // env is what every command's Run receives.
@@ -106,6 +112,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			}
 		}
 	}
+	ops.ToolVersion = Version
 	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose)}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/cas"
 )
 
 // Queries read the projections only; none replays events. A view answers them over the
@@ -154,6 +155,15 @@ const MinPrefix = 5
 // version that is not live does not resolve) or unique prefix of at least MinPrefix
 // characters. Full ids and prefixes find removed versions too; callers check Status.
 func (l view) Resolve(project, runtime, ref string) (*Version, error) {
+	return l.resolve(project, runtime, ref, false)
+}
+
+// ResolveRemoved is Resolve for recover: a tag on a removed version resolves too.
+func (l view) ResolveRemoved(project, runtime, ref string) (*Version, error) {
+	return l.resolve(project, runtime, ref, true)
+}
+
+func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version, error) {
 	rt, err := l.Runtime(project, runtime)
 	if err != nil {
 		return nil, err
@@ -172,7 +182,7 @@ func (l view) Resolve(project, runtime, ref string) (*Version, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v == nil || v.Status != StatusLive {
+		if v == nil || (v.Status != StatusLive && !(removedTags && v.Status == StatusRemoved)) {
 			status := "gone"
 			if v != nil {
 				status = v.Status.String()
@@ -240,4 +250,18 @@ func (k dbKV) scan(p []byte, fn func(k, v []byte) error) error {
 		}
 	}
 	return it.Close()
+}
+
+// Manifests lists the manifests of every live or removed version of every project: what
+// garbage collection must keep.
+func (l view) Manifests() ([]cas.Hash, error) {
+	var out []cas.Hash
+	err := l.kv.scan([]byte{keyVersion}, func(_, b []byte) error {
+		v, err := decodeVersion(b)
+		if err == nil && v.Status != StatusPurged {
+			out = append(out, v.Manifest)
+		}
+		return err
+	})
+	return out, err
 }

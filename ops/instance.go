@@ -2,32 +2,41 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
 )
 
 // Instance is an open standalone instance: a root directory holding the chunk store and
 // the ledger.
 //
 //	ROOT/store/    chunk store (packs + pebble index)
-//	ROOT/cache/    the stat cache (safe to delete)
 //	ROOT/ledger/   the ledger (pebble)
-//	ROOT/workdir/  default extraction area: workdir/<project>/<runtime>/<version>
+//	ROOT/cache/    the stat cache (safe to delete)
+//	ROOT/workdir/  default extraction area: workdir/<project>/<runtime>/<id[:2]>/<id>
 type Instance struct {
-	Root  string
-	Store *cas.Local
+	Root   string
+	Name   string // "local", or the server's name
+	Store  *cas.Local
+	Ledger *ledger.Ledger
+	Actor  string // user@host recorded in events
 }
 
 // OpenOptions tune Open.
 type OpenOptions struct {
 	// OnWait is told when another process holds the instance for more than a second.
 	OnWait func(what string, pid int)
+	// Name is the instance's name in events; default "local".
+	Name string
 }
 
-// Open opens (creating) the standalone instance at root.
+// Open opens (creating) the standalone instance at root. A new instance gets the project
+// "self".
 func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) {
 	if root == "" {
 		return nil, Errorf(KindUsage, "set --root or SWCLI_ROOT", "no instance root given")
@@ -35,20 +44,79 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open instance %s: %w", root, err)
 	}
-	var onWait func(int)
-	if opt.OnWait != nil {
-		onWait = func(pid int) { opt.OnWait("store", pid) }
+	wait := func(what string) func(int) {
+		if opt.OnWait == nil {
+			return nil
+		}
+		return func(pid int) { opt.OnWait(what, pid) }
 	}
-	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
-		OnWait: onWait, CacheDir: filepath.Join(root, "cache", "stat"),
-	})
+	l, err := ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{OnWait: wait("ledger " + root)})
 	if err != nil {
 		return nil, err
 	}
-	return &Instance{Root: root, Store: st}, nil
+	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
+		OnWait: wait("store " + root), CacheDir: filepath.Join(root, "cache", "stat"),
+	})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor()}
+	if in.Name == "" {
+		in.Name = "local"
+	}
+	if h, err := l.Head(); err == nil && h.Seq == 0 {
+		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// Actor is user@host for this process.
+func Actor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
 }
 
 // Close flushes and closes the instance.
 func (in *Instance) Close() error {
-	return in.Store.Close()
+	return errors.Join(in.Store.Close(), in.Ledger.Close())
+}
+
+// append records one event by this instance's actor.
+func (in *Instance) append(ctx context.Context, t ledger.Type, project, runtime, version string, payload any) (ledger.Event, error) {
+	e, err := ledger.New(t, project, runtime, version, payload)
+	if err != nil {
+		return ledger.Event{}, err
+	}
+	e.Actor, e.Instance = in.Actor, in.Name
+	out, err := in.Ledger.Append(ctx, e)
+	if err != nil {
+		return ledger.Event{}, ledgerErr(err)
+	}
+	return out[0], nil
+}
+
+// ledgerErr gives ledger errors their kind for the CLI.
+func ledgerErr(err error) error {
+	var amb *ledger.AmbiguousError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &amb):
+		return &Error{Kind: KindUsage, Err: err, Hint: "give more characters of the version id"}
+	case errors.Is(err, ledger.ErrNotFound):
+		return &Error{Kind: KindNotFound, Err: err}
+	case errors.Is(err, ledger.ErrConflict):
+		return &Error{Kind: KindExists, Err: err}
+	case errors.Is(err, ledger.ErrInvalid):
+		return &Error{Kind: KindUsage, Err: err}
+	}
+	return err
 }

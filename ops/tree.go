@@ -58,3 +58,13 @@ func unwrapPathErr(err error) error {
 	}
 	return err
 }
+
+// GC deletes every chunk that no live or removed version uses (purged versions' chunks,
+// and trees stored with 'swcli store put').
+func GC(ctx context.Context, in *Instance) (cas.ReclaimReport, error) {
+	roots, err := in.Ledger.Manifests()
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	return cas.Reclaim(ctx, in.Store, roots)
+}

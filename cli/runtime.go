@@ -1,0 +1,496 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
+)
+
+// RuntimeCmd is `swcli runtime` (alias rt).
+type RuntimeCmd struct {
+	Create   RtCreateCmd   `cmd:"" help:"Make a workdir with a venv (or conda env) and a runtime.yaml."`
+	Build    RtBuildCmd    `cmd:"" help:"Lock the workdir's environment and store it as a new version."`
+	List     RtListCmd     `cmd:"" aliases:"ls" help:"List the versions of a project's runtimes."`
+	Info     RtInfoCmd     `cmd:"" help:"Show a version's contents, or a runtime's versions."`
+	History  RtHistoryCmd  `cmd:"" help:"Show the versions of a runtime, newest first."`
+	Tag      RtTagCmd      `cmd:"" help:"Add or remove tags on a version."`
+	Remove   RtRemoveCmd   `cmd:"" aliases:"rm" help:"Remove a version or a whole runtime (recoverable unless -f)."`
+	Recover  RtRecoverCmd  `cmd:"" help:"Undo the removal of a version or a whole runtime."`
+	Activate RtActivateCmd `cmd:"" help:"Print the command that activates a workdir's environment."`
+	Extract  RtExtractCmd  `cmd:"" help:"Write a version's files to a directory."`
+	Restore  RtRestoreCmd  `cmd:"" help:"Make an extracted runtime usable: relocate or install its environment."`
+	Copy     RtCopyCmd     `cmd:"" aliases:"cp" help:"Copy versions between projects and instances, sending only missing chunks."`
+}
+
+// RtCreateCmd is `runtime create`.
+type RtCreateCmd struct {
+	Workdir string `arg:"" help:"Directory to create the runtime in." type:"path"`
+	Name    string `short:"n" required:"" help:"Runtime name."`
+	Mode    string `short:"m" enum:"venv,conda" default:"venv" help:"Environment: venv or conda."`
+	Python  string `help:"Python version (major.minor); default: python3 on PATH."`
+	Force   bool   `short:"f" help:"Replace an existing runtime.yaml and environment."`
+}
+
+// Run creates the runtime.
+func (c *RtCreateCmd) Run(e *env) error {
+	in, project, err := e.openProject("")
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	res, err := ops.Create(e.ctx, in, ops.CreateRequest{Workdir: c.Workdir, Name: c.Name, Mode: c.Mode, Python: c.Python, Project: project, Force: c.Force})
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"runtime": c.Name, "project": project, "workdir": res.Workdir,
+			"mode": c.Mode, "python": res.Python.Version, "env": res.EnvDir, "activate": res.Activate})
+	}
+	e.printf("created %s runtime %s in %s (python %s)\nactivate it with:\n    %s\n", c.Mode, c.Name, res.Workdir, res.Python.Version, res.Activate)
+	return nil
+}
+
+// RtBuildCmd is `runtime build`.
+type RtBuildCmd struct {
+	Workdir         string `arg:"" help:"The runtime's workdir." type:"path"`
+	Project         string `short:"p" help:"Project URI (default: the selected project)."`
+	RuntimeYAML     string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
+	GenAllBundles   bool   `name:"gen-all-bundles" help:"Also store the whole environment, so restore needs no package index."`
+	IncludeEditable bool   `name:"include-editable" help:"Keep editable packages in the lock."`
+}
+
+// Run builds the runtime.
+func (c *RtBuildCmd) Run(e *env) error {
+	in, project, err := e.openProject(c.Project)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	b := newBar(e.stderr, "building")
+	var p cas.Progress
+	if b != nil {
+		p = b
+	}
+	start := time.Now()
+	res, err := ops.Build(e.ctx, in, ops.BuildRequest{Workdir: c.Workdir, Project: project, YAML: c.RuntimeYAML,
+		GenAllBundles: c.GenAllBundles, IncludeEditable: c.IncludeEditable, Progress: p,
+		Warn: func(s string) { e.log.Warn().Msg(s) }})
+	b.finish()
+	if err != nil {
+		return err
+	}
+	e.log.Info().Dur("took", time.Since(start)).Str("manifest", res.Manifest.String()).Msg("built")
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"project": res.Project, "runtime": res.Runtime, "version": res.Version,
+			"tags": []string{"latest", fmt.Sprintf("v%d", res.VN)}, "new_version": res.New, "files": res.Files,
+			"size": res.Size, "new_bytes": res.NewBytes, "new_stored_bytes": res.NewStored,
+			"manifest": res.Manifest, "python": res.Python})
+	}
+	shared := 100.0
+	if res.Size > 0 {
+		shared = 100 * float64(res.Size-res.NewBytes) / float64(res.Size)
+	}
+	again := ""
+	if !res.New {
+		again = " (unchanged: same version as before)"
+	}
+	e.printf("built %s/version/%s… v%d %s in %s files, %s new (%.0f%% shared)%s\n", res.Runtime, res.Version[:12], res.VN,
+		humanBytes(res.Size), humanCount(res.Files), humanBytes(res.NewStored), shared, again)
+	return nil
+}
+
+// RtListCmd is `runtime list`.
+type RtListCmd struct {
+	Project     string `short:"p" help:"Project URI (default: the selected project)."`
+	Fullname    bool   `help:"Show full version ids."`
+	ShowRemoved bool   `name:"show-removed" help:"Include removed versions (with full ids)."`
+	Page        int    `default:"1" help:"Page number."`
+	Size        int    `default:"20" help:"Rows per page."`
+}
+
+type versionJSON struct {
+	Runtime  string    `json:"runtime"`
+	Version  string    `json:"version"`
+	Status   string    `json:"status"`
+	Tags     []string  `json:"tags"`
+	Size     int64     `json:"size"`
+	Files    int64     `json:"files"`
+	Python   string    `json:"python"`
+	Mode     string    `json:"mode"`
+	Manifest cas.Hash  `json:"manifest"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Actor    string    `json:"actor"`
+	Source   string    `json:"source,omitempty"`
+}
+
+func toJSON(v *ledger.Version) versionJSON {
+	tags := v.AllTags()
+	if tags == nil {
+		tags = []string{}
+	}
+	return versionJSON{Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(), Tags: tags, Size: v.Size,
+		Files: v.Files, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest, Created: v.Created,
+		Updated: v.Updated, Actor: v.Actor, Source: v.Source}
+}
+
+func shortID(v *ledger.Version, full bool) string {
+	if full || v.Status != ledger.StatusLive {
+		return v.ID
+	}
+	return v.ID[:12]
+}
+
+func (e *env) versionTable(vs []*ledger.Version, full, withName, withStatus bool) {
+	head := []string{"VERSION", "TAGS", "SIZE", "FILES", "CREATED"}
+	if withName {
+		head = append([]string{"NAME"}, head...)
+	}
+	if withStatus {
+		head = append(head, "STATUS")
+	}
+	rows := [][]string{head}
+	for _, v := range vs {
+		r := []string{shortID(v, full), strings.Join(v.AllTags(), ","), humanBytes(v.Size), humanCount(int(v.Files)), humanTime(v.Created)}
+		if withName {
+			r = append([]string{v.Runtime}, r...)
+		}
+		if withStatus {
+			r = append(r, v.Status.String())
+		}
+		rows = append(rows, r)
+	}
+	e.table(rows)
+}
+
+// Run lists versions.
+func (c *RtListCmd) Run(e *env) error {
+	if c.Page < 1 || c.Size < 1 {
+		return ops.Errorf(ops.KindUsage, "--page and --size start at 1", "invalid page %d or size %d", c.Page, c.Size)
+	}
+	in, project, err := e.openProject(c.Project)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if _, err := in.Ledger.Project(project); err != nil {
+		return ops.Errorf(ops.KindNotFound, "'swcli project list' shows the projects", "%v", err)
+	}
+	vs, total, err := in.Ledger.Versions(project, "", ledger.ListOptions{ShowRemoved: c.ShowRemoved, Page: c.Page, Size: c.Size})
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		rows := make([]versionJSON, 0, len(vs))
+		for _, v := range vs {
+			rows = append(rows, toJSON(v))
+		}
+		return e.printJSON(map[string]any{"project": project, "page": c.Page, "size": c.Size, "total": total, "versions": rows})
+	}
+	if total == 0 {
+		e.printf("no runtimes in project %s\n", project)
+		return nil
+	}
+	e.versionTable(vs, c.Fullname, true, c.ShowRemoved)
+	if pages := (total + c.Size - 1) / c.Size; pages > 1 {
+		e.printf("page %d of %d (%d versions)\n", c.Page, pages, total)
+	}
+	return nil
+}
+
+// RtInfoCmd is `runtime info`.
+type RtInfoCmd struct {
+	Runtime  string `arg:"" help:"Runtime URI; with /version/V one version, else the whole runtime."`
+	Fullname bool   `help:"Show full version ids."`
+}
+
+// Run shows info.
+func (c *RtInfoCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if u.Version == "" {
+		return e.history(in, project, u.Name, c.Fullname)
+	}
+	info, err := ops.VersionInfo(e.ctx, in, project, u.Name, u.Version)
+	if err != nil {
+		return err
+	}
+	v := info.Version
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"project": project, "version": toJSON(v), "dirs": info.Totals.Dirs,
+			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML})
+	}
+	e.table([][]string{
+		{"runtime:", fmt.Sprintf("%s/project/%s/runtime/%s", in.Name, project, v.Runtime)},
+		{"version:", v.ID},
+		{"status:", v.Status.String()},
+		{"tags:", strings.Join(v.AllTags(), ", ")},
+		{"created:", humanTime(v.Created) + " by " + v.Actor},
+		{"mode:", v.Mode + ", python " + v.Python},
+		{"contents:", fmt.Sprintf("%s in %s files, %s dirs, %s links", humanBytes(v.Size), humanCount(info.Totals.Files), humanCount(info.Totals.Dirs), humanCount(info.Totals.Links))},
+		{"stored:", humanBytes(v.NewBytes) + " new when built (the rest shared)"},
+		{"manifest:", v.Manifest.String()},
+	})
+	if info.YAML != "" {
+		e.printf("\nruntime.yaml:\n%s", indent(info.YAML))
+	}
+	if info.Lock != "" {
+		e.printf("\nlock:\n%s", indent(info.Lock))
+	}
+	return nil
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
+}
+
+// RtHistoryCmd is `runtime history`.
+type RtHistoryCmd struct {
+	Runtime  string `arg:"" help:"Runtime URI."`
+	Fullname bool   `help:"Show full version ids."`
+}
+
+// Run shows history.
+func (c *RtHistoryCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return e.history(in, project, u.Name, c.Fullname)
+}
+
+func (e *env) history(in *ops.Instance, project, name string, full bool) error {
+	if _, err := in.Ledger.Runtime(project, name); err != nil {
+		return ops.Errorf(ops.KindNotFound, "'swcli runtime list' shows the runtimes", "no runtime %s in project %s", name, project)
+	}
+	vs, err := in.Ledger.History(project, name)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		rows := make([]versionJSON, 0, len(vs))
+		for _, v := range vs {
+			rows = append(rows, toJSON(v))
+		}
+		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": rows})
+	}
+	if len(vs) == 0 {
+		e.printf("runtime %s has no versions yet: run 'swcli runtime build'\n", name)
+		return nil
+	}
+	e.versionTable(vs, full, false, true)
+	return nil
+}
+
+// RtTagCmd is `runtime tag`.
+type RtTagCmd struct {
+	Runtime string   `arg:"" help:"Runtime URI with /version/V (default: latest)."`
+	Tags    []string `arg:"" help:"Tags to add (or remove with -r)."`
+	Remove  bool     `short:"r" help:"Remove the tags."`
+	Quiet   bool     `short:"q" help:"Skip tag errors (built-in tags, tags absent or present already)."`
+}
+
+// Run tags.
+func (c *RtTagCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	res, err := ops.Tag(e.ctx, in, project, u.Name, u.Version, c.Tags, c.Remove, c.Quiet)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"changed": nonNil(res.Changed), "skipped": nonNil(res.Skipped), "removed": c.Remove})
+	}
+	verb := "tagged"
+	if c.Remove {
+		verb = "untagged"
+	}
+	if len(res.Changed) > 0 {
+		e.printf("%s %s: %s\n", verb, u.Name, strings.Join(res.Changed, ", "))
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// RtRemoveCmd is `runtime remove`.
+type RtRemoveCmd struct {
+	Runtime string `arg:"" help:"Runtime URI: a version, or the whole runtime."`
+	Force   bool   `short:"f" help:"Delete for good: not recoverable; 'swcli gc' then reclaims the space."`
+	Yes     bool   `short:"y" help:"Do not ask for confirmation."`
+}
+
+// Run removes.
+func (c *RtRemoveCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	targets, err := ops.RemoveTargets(in, project, u.Name, u.Version, c.Force)
+	if err != nil {
+		return err
+	}
+	if !c.Yes {
+		if !isTerminal(e.stdin) {
+			return ops.Errorf(ops.KindUsage, "pass -y to remove without asking", "remove needs confirmation and stdin is not a terminal")
+		}
+		what := "permanently delete"
+		if !c.Force {
+			what = "remove"
+		}
+		fmt.Fprintf(e.stderr, "%s %d version(s) of %s? [y/N]: ", what, len(targets), u.Name)
+		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			fmt.Fprintln(e.stderr, "nothing removed")
+			return nil
+		}
+	}
+	vs, err := ops.Remove(e.ctx, in, project, u.Name, u.Version, c.Force)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(vs))
+	for i, v := range vs {
+		ids[i] = v.ID
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"runtime": u.Name, "versions": ids, "purged": c.Force})
+	}
+	if c.Force {
+		e.printf("deleted %d version(s) of %s for good; run 'swcli gc' to reclaim space\n", len(vs), u.Name)
+	} else {
+		e.printf("removed %d version(s) of %s; 'swcli runtime recover' undoes it\n", len(vs), u.Name)
+	}
+	return nil
+}
+
+// RtRecoverCmd is `runtime recover`.
+type RtRecoverCmd struct {
+	Runtime string `arg:"" help:"Runtime URI: a removed version (full id or prefix), or the whole runtime."`
+	Force   bool   `short:"f" help:"Recover even if a live version has the same id (ids are content-derived, so it is the same content)."`
+}
+
+// Run recovers.
+func (c *RtRecoverCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	vs, err := ops.Recover(e.ctx, in, project, u.Name, u.Version)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		ids := make([]string, len(vs))
+		for i, v := range vs {
+			ids[i] = v.ID
+		}
+		return e.printJSON(map[string]any{"runtime": u.Name, "versions": ids})
+	}
+	e.printf("recovered %d version(s) of %s\n", len(vs), u.Name)
+	return nil
+}
+
+// RtActivateCmd is `runtime activate`.
+type RtActivateCmd struct {
+	Workdir     string `arg:"" help:"The runtime's workdir." type:"path"`
+	RuntimeYAML string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
+}
+
+// Run prints the activation command.
+func (c *RtActivateCmd) Run(e *env) error {
+	cmd, err := ops.ActivateCommand(c.Workdir, c.RuntimeYAML)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"activate": cmd})
+	}
+	e.printf("%s\n", cmd)
+	return nil
+}
+
+// RtExtractCmd is `runtime extract`.
+type RtExtractCmd struct {
+	Runtime   string `arg:"" help:"Runtime URI (default version: latest)."`
+	Force     bool   `short:"f" help:"Replace an existing extraction."`
+	TargetDir string `name:"target-dir" help:"Directory to extract into (default: the instance's workdir area)." type:"path"`
+}
+
+// Run extracts.
+func (c *RtExtractCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	b := newBar(e.stderr, "extracting")
+	var p cas.Progress
+	if b != nil {
+		p = b
+	}
+	res, err := ops.Extract(e.ctx, in, project, u.Name, u.Version, c.TargetDir, c.Force, p)
+	b.finish()
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"runtime": u.Name, "version": res.Version.ID, "dir": res.Dir, "kept": res.Kept})
+	}
+	if res.Kept {
+		e.printf("kept the existing extraction at %s (-f replaces it)\n", res.Dir)
+		return nil
+	}
+	e.printf("extracted %s/version/%s to %s\n", u.Name, res.Version.ID[:12], res.Dir)
+	return nil
+}
+
+// RtRestoreCmd is `runtime restore`.
+type RtRestoreCmd struct {
+	Target string `arg:"" help:"An extracted runtime directory, or a runtime URI (extracted first)."`
+}
+
+// Run restores.
+func (c *RtRestoreCmd) Run(e *env) error {
+	dir, err := e.restoreDir(c.Target)
+	if err != nil {
+		return err
+	}
+	res, err := ops.Restore(e.ctx, ops.RestoreRequest{Dir: dir,
+		Log:  func(s string) { e.log.Info().Msg(s) },
+		Warn: func(s string) { e.log.Warn().Msg(s) }})
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"dir": res.Dir, "env": res.EnvDir, "relocated": res.Relocated,
+			"python": res.Python.Version, "activate_host": res.ActivateHost, "activate_sw": res.ActivateSW})
+	}
+	how := "created and installed"
+	if res.Relocated {
+		how = "relocated the bundled"
+	}
+	e.printf("%s environment %s (python %s)\nactivate it with:\n    host:      eval \"$(sh %s)\"\n    container: eval \"$(sh %s)\"\n",
+		how, res.EnvDir, res.Python.Version, res.ActivateHost, res.ActivateSW)
+	return nil
+}

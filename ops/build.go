@@ -1,0 +1,167 @@
+package ops
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+)
+
+// VersionID derives a version id from a bundle's tree hash: lowercase, unpadded base32 of
+// its first 20 bytes (32 characters of a-z2-7).
+func VersionID(tree cas.Hash) string {
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(tree[:20]))
+}
+
+// ToolVersion is recorded in build events; cli sets it.
+var ToolVersion = "dev"
+
+// BuildRequest is `swcli runtime build`.
+type BuildRequest struct {
+	Workdir         string
+	Project         string
+	YAML            string // default WORKDIR/runtime.yaml
+	GenAllBundles   bool
+	IncludeEditable bool
+	Progress        cas.Progress
+	Warn            func(string) // told about unknown runtime.yaml keys
+}
+
+// BuildResult is what a build stored.
+type BuildResult struct {
+	Project, Runtime, Version string
+	Manifest                  cas.Hash
+	Files                     int
+	Size                      int64 // content bytes of the bundle
+	NewBytes                  int64 // content bytes not stored before
+	NewStored                 int64 // stored (compressed) bytes added
+	Python                    string
+	VN                        int
+	New                       bool // a new version (false: a rebuild of an existing one)
+	Seq                       uint64
+}
+
+// LockName is the lock file's path inside a bundle, by mode.
+func LockName(mode string) string {
+	if mode == "conda" {
+		return "dependencies/conda-env-lock.yaml"
+	}
+	return "dependencies/requirements-lock.txt"
+}
+
+// Build locks the workdir's environment, stores the bundle and records runtime.built.
+func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, error) {
+	wd, err := filepath.Abs(req.Workdir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(wd); err != nil || !fi.IsDir() {
+		return nil, Errorf(KindNotFound, "give the workdir that holds runtime.yaml", "workdir %s does not exist", req.Workdir)
+	}
+	yml := req.YAML
+	if yml == "" {
+		yml = filepath.Join(wd, "runtime.yaml")
+	} else if !filepath.IsAbs(yml) {
+		if _, err := os.Stat(yml); err != nil {
+			yml = filepath.Join(wd, yml)
+		}
+	}
+	ry, raw, err := LoadRuntimeYAML(yml, wd)
+	if err != nil {
+		return nil, err
+	}
+	if req.Warn != nil {
+		for _, w := range ry.Warnings {
+			req.Warn(w)
+		}
+	}
+	if _, err := in.Ledger.Project(req.Project); err != nil {
+		return nil, ledgerErr(err)
+	}
+	envDir := filepath.Join(wd, ry.Mode)
+	py := filepath.Join(envDir, "bin", "python")
+	if _, err := os.Stat(py); err != nil {
+		return nil, Errorf(KindNotFound, "run 'swcli runtime create' in the workdir, or make the environment there",
+			"%s environment %s not found", ry.Mode, envDir)
+	}
+	pyver, err := run(ctx, wd, nil, py, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
+	if err != nil {
+		return nil, &Error{Kind: KindEnv, Err: err}
+	}
+	python := strings.TrimSpace(string(pyver))
+	lock, err := lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable)
+	if err != nil {
+		return nil, err
+	}
+
+	inputs := []cas.Input{
+		{Data: raw, Dest: "runtime.yaml"},
+		{Data: lock, Dest: LockName(ry.Mode)},
+	}
+	for _, d := range ry.Dependencies {
+		if d.File != "" {
+			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, d.File), Dest: path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))})
+		}
+		for _, w := range d.Wheels {
+			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, w), Dest: path.Join("wheels", filepath.Base(w))})
+		}
+		for _, f := range d.Files {
+			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, f.Src), Dest: path.Join("files", path.Clean(filepath.ToSlash(f.Dest)))})
+		}
+	}
+	if req.GenAllBundles {
+		inputs = append(inputs, cas.Input{Src: envDir, Dest: path.Join("export", ry.Mode)})
+	}
+	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
+	if err != nil {
+		return nil, err
+	}
+	id := VersionID(res.Hash)
+	host, _ := os.Hostname()
+	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
+		Files: int64(res.Files), GenAllBundles: req.GenAllBundles, Host: host, Manifest: res.Hash,
+		Mode: ry.Mode, NewBytes: res.NewStored, Python: python, Size: res.Size,
+		ToolVersion: ToolVersion, Workdir: wd,
+	})
+	if err != nil {
+		return nil, err
+	}
+	v, err := in.Ledger.Resolve(req.Project, ry.Name, id)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	return &BuildResult{Project: req.Project, Runtime: ry.Name, Version: id, Manifest: res.Hash,
+		Files: res.Files, Size: res.Size, NewBytes: res.NewBytes, NewStored: res.NewStored,
+		Python: python, VN: v.VN, New: v.Seq == ev.Seq, Seq: ev.Seq}, nil
+}
+
+// lockEnv pins the environment: pip freeze of the venv, or conda env export.
+func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable bool) ([]byte, error) {
+	if mode == "conda" {
+		conda, err := lookConda()
+		if err != nil {
+			return nil, err
+		}
+		out, err := run(ctx, wd, nil, conda, "env", "export", "--prefix", envDir)
+		if err != nil {
+			return nil, &Error{Kind: KindEnv, Err: err}
+		}
+		return out, nil
+	}
+	args := []string{"-m", "pip", "freeze"}
+	if !includeEditable {
+		args = append(args, "--exclude-editable")
+	}
+	cmd := execCommand(ctx, wd, py, args...)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}
+	}
+	return out, nil
+}

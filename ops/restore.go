@@ -1,0 +1,304 @@
+package ops
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// RestoreRequest is `swcli runtime restore`: Dir is an extracted bundle.
+type RestoreRequest struct {
+	Dir  string
+	Log  func(string) // progress lines (pip and conda run long)
+	Env  []string     // extra environment for pip/conda (tests); the process's is always passed
+	Warn func(string)
+}
+
+// RestoreResult says what restore made.
+type RestoreResult struct {
+	Dir          string
+	EnvDir       string // the usable environment
+	Relocated    bool   // a bundled venv was relocated (else one was created and installed)
+	Python       Python
+	ActivateHost string
+	ActivateSW   string
+}
+
+// Restore makes an extracted bundle usable: relocates its bundled venv, or creates an
+// environment and installs the lock, wheels and requirements; then writes activate.host
+// and activate.sw.
+func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
+	dir, err := filepath.Abs(req.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ry, _, err := loadBundleYAML(dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &RestoreResult{Dir: dir}
+	say := func(s string) {
+		if req.Log != nil {
+			req.Log(s)
+		}
+	}
+	if ry.Mode == "conda" {
+		if err := restoreConda(ctx, dir, ry, req, res); err != nil {
+			return nil, err
+		}
+	} else {
+		bundled := filepath.Join(dir, "export", "venv")
+		if _, err := os.Stat(filepath.Join(bundled, "pyvenv.cfg")); err == nil {
+			say("relocating the bundled venv to " + bundled)
+			if err := relocateVenv(ctx, bundled, ry.Python, res); err != nil {
+				return nil, err
+			}
+		} else if err := installVenv(ctx, dir, ry, req, res, say); err != nil {
+			return nil, err
+		}
+	}
+	act := ". " + filepath.Join(res.EnvDir, "bin", "activate")
+	if ry.Mode == "conda" {
+		act = "conda activate " + res.EnvDir
+	}
+	res.ActivateHost = filepath.Join(dir, "activate.host")
+	res.ActivateSW = filepath.Join(dir, "activate.sw")
+	host := fmt.Sprintf("#!/bin/sh\n# Prints the command that activates this runtime: sh -c \"$(sh %s)\" or eval \"$(sh %s)\"\necho '%s'\n", res.ActivateHost, res.ActivateHost, act)
+	rel, _ := filepath.Rel(dir, res.EnvDir)
+	swAct := ". \"${SW_RUNTIME_DIR:-" + dir + "}/" + rel + "/bin/activate\""
+	if ry.Mode == "conda" {
+		swAct = "conda activate \"${SW_RUNTIME_DIR:-" + dir + "}/" + rel + "\""
+	}
+	sw := fmt.Sprintf("#!/bin/sh\n# In a container where the runtime is mounted at $SW_RUNTIME_DIR: prints the activation command.\necho '%s'\n", swAct)
+	if err := os.WriteFile(res.ActivateHost, []byte(host), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(res.ActivateSW, []byte(sw), 0o755); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// loadBundleYAML reads a bundle's runtime.yaml without checking dependency paths (in a
+// bundle they live under dependencies/, wheels/ and files/).
+func loadBundleYAML(dir string) (*RuntimeYAML, []byte, error) {
+	return LoadRuntimeYAML(filepath.Join(dir, "runtime.yaml"), "")
+}
+
+// relocateVenv points a venv copied from elsewhere at its new place and at an interpreter
+// of the same version on this host.
+func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) error {
+	cfgPath := filepath.Join(venv, "pyvenv.cfg")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	version := want
+	if m := regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*([0-9]+\.[0-9]+)`).FindSubmatch(cfg); m != nil {
+		version = string(m[1])
+	}
+	py, err := FindPython(ctx, version)
+	if err != nil {
+		return err
+	}
+	res.Python, res.EnvDir, res.Relocated = py, venv, true
+	old := oldVenvPrefix(venv)
+
+	// pyvenv.cfg: home, executable and command name the old interpreter and place.
+	var out []string
+	for _, line := range strings.Split(string(cfg), "\n") {
+		k, _, _ := strings.Cut(line, "=")
+		switch strings.TrimSpace(k) {
+		case "home":
+			line = "home = " + filepath.Dir(py.Path)
+		case "executable":
+			line = "executable = " + py.Path
+		case "command":
+			line = fmt.Sprintf("command = %s -m venv %s", py.Path, venv)
+		}
+		out = append(out, line)
+	}
+	if err := os.WriteFile(cfgPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+		return err
+	}
+	bin := filepath.Join(venv, "bin")
+	ents, err := os.ReadDir(bin)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(bin, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			// Interpreter links: absolute ones named the old host's python.
+			if t, err := os.Readlink(p); err == nil && filepath.IsAbs(t) && strings.HasPrefix(e.Name(), "python") {
+				if err := os.Remove(p); err != nil {
+					return err
+				}
+				if err := os.Symlink(py.Path, p); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !e.Type().IsRegular() || old == "" {
+			continue
+		}
+		if err := rewriteScript(p, old, venv, strings.HasPrefix(e.Name(), "activate") || strings.HasPrefix(e.Name(), "Activate")); err != nil {
+			return fmt.Errorf("relocate %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// oldVenvPrefix reads the place a venv was made in from its bin/activate.
+func oldVenvPrefix(venv string) string {
+	f, err := os.Open(filepath.Join(venv, "bin", "activate"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	re := regexp.MustCompile(`^\s*VIRTUAL_ENV=["']?([^"']+)["']?\s*$`)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+// rewriteScript replaces the old venv path: everywhere in activation scripts, and in the
+// shebang line of other scripts.
+func rewriteScript(p, old, new string, whole bool) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var nb []byte
+	if whole {
+		nb = bytes.ReplaceAll(b, []byte(old), []byte(new))
+	} else {
+		if !bytes.HasPrefix(b, []byte("#!")) {
+			return nil
+		}
+		first, rest, _ := bytes.Cut(b, []byte("\n"))
+		if !bytes.Contains(first, []byte(old)) {
+			return nil
+		}
+		nb = append(append(bytes.ReplaceAll(first, []byte(old), []byte(new)), '\n'), rest...)
+	}
+	if bytes.Equal(nb, b) {
+		return nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, nb, fi.Mode().Perm())
+}
+
+// pipIndexArgs are pip's index options: SW_PYPI_* variables win over configs.pip.
+func pipIndexArgs(ry *RuntimeYAML) []string {
+	var args []string
+	index := ry.Pip.IndexURL
+	if v := os.Getenv("SW_PYPI_INDEX_URL"); v != "" {
+		index = v
+	}
+	if index != "" {
+		args = append(args, "--index-url", index)
+	}
+	extra := ry.Pip.ExtraIndexURL
+	if v := os.Getenv("SW_PYPI_EXTRA_INDEX_URL"); v != "" {
+		extra = strings.Fields(v)
+	}
+	for _, u := range extra {
+		args = append(args, "--extra-index-url", u)
+	}
+	trusted := ry.Pip.TrustedHost
+	if v := os.Getenv("SW_PYPI_TRUSTED_HOST"); v != "" {
+		trusted = strings.Fields(v)
+	}
+	for _, h := range trusted {
+		args = append(args, "--trusted-host", h)
+	}
+	return args
+}
+
+// installVenv creates DIR/venv with the recorded python and pip-installs the lock, the
+// wheels and the dependencies in order.
+func installVenv(ctx context.Context, dir string, ry *RuntimeYAML, req RestoreRequest, res *RestoreResult, say func(string)) error {
+	py, err := FindPython(ctx, ry.Python)
+	if err != nil {
+		return err
+	}
+	venv := filepath.Join(dir, "venv")
+	res.Python, res.EnvDir = py, venv
+	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
+		say("creating venv " + venv + " with python " + py.Version)
+		if _, err := run(ctx, dir, req.Env, py.Path, "-m", "venv", venv); err != nil {
+			return &Error{Kind: KindEnv, Err: err}
+		}
+	}
+	pip := func(args ...string) error {
+		full := append([]string{"-m", "pip", "install", "--disable-pip-version-check"}, pipIndexArgs(ry)...)
+		full = append(full, args...)
+		say("pip install " + strings.Join(args, " "))
+		if _, err := run(ctx, dir, req.Env, filepath.Join(venv, "bin", "python"), full...); err != nil {
+			return &Error{Kind: KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
+		}
+		return nil
+	}
+	lock := filepath.Join(dir, LockName("venv"))
+	if b, err := os.ReadFile(lock); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if err := pip("-r", lock); err != nil {
+			return err
+		}
+	}
+	wheels, _ := filepath.Glob(filepath.Join(dir, "wheels", "*.whl"))
+	if len(wheels) > 0 {
+		if err := pip(wheels...); err != nil {
+			return err
+		}
+	}
+	for _, d := range ry.Dependencies {
+		switch {
+		case d.File != "" && (strings.HasSuffix(d.File, ".txt") || strings.HasSuffix(d.File, ".in")):
+			p := filepath.Join(dir, "dependencies", d.File)
+			if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
+				if err := pip("-r", p); err != nil {
+					return err
+				}
+			}
+		case len(d.Pip) > 0:
+			if err := pip(d.Pip...); err != nil {
+				return err
+			}
+		case len(d.Conda) > 0 && req.Warn != nil:
+			req.Warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
+		}
+	}
+	return nil
+}
+
+// restoreConda creates the conda environment from the lock (conda env export output).
+func restoreConda(ctx context.Context, dir string, ry *RuntimeYAML, req RestoreRequest, res *RestoreResult) error {
+	conda, err := lookConda()
+	if err != nil {
+		return err
+	}
+	env := filepath.Join(dir, "conda")
+	res.EnvDir = env
+	lock := filepath.Join(dir, LockName("conda"))
+	if _, err := os.Stat(lock); err != nil {
+		return Errorf(KindNotFound, "rebuild the runtime", "bundle has no conda lock %s", LockName("conda"))
+	}
+	if _, err := run(ctx, dir, req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock); err != nil {
+		return &Error{Kind: KindEnv, Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+)
+
+// Resolve finds the version a runtime URI names on this instance ("" means latest).
+func (in *Instance) Resolve(project, name, ref string) (*ledger.Version, error) {
+	if ref == "" {
+		ref = "latest"
+	}
+	v, err := in.Ledger.Resolve(project, name, ref)
+	if err != nil {
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil, &Error{Kind: KindNotFound, Err: err, Hint: "'swcli runtime list --show-removed' shows the versions"}
+		}
+		return nil, ledgerErr(err)
+	}
+	return v, nil
+}
+
+// TagResult says which tags changed and which were skipped (with -q).
+type TagResult struct {
+	Changed, Skipped []string
+}
+
+// Tag adds (or with remove, removes) user tags on a version. Built-in tags and removing
+// tags the version lacks are errors unless quiet, which skips them.
+func Tag(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+	v, err := in.Resolve(project, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.Status != ledger.StatusLive {
+		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
+	}
+	res := &TagResult{}
+	var apply []string
+	for _, t := range tags {
+		var problem string
+		switch {
+		case !ledger.ValidName(t):
+			return nil, Errorf(KindUsage, "tags start with a letter or _, then letters, digits, _ . -", "invalid tag %q", t)
+		case ledger.IsBuiltinTag(t):
+			problem = fmt.Sprintf("%s is a built-in tag: swcli moves it", t)
+		case remove && !slices.Contains(v.Tags, t):
+			problem = fmt.Sprintf("version %s has no tag %s", v.ID[:12], t)
+		case !remove && slices.Contains(v.Tags, t):
+			problem = fmt.Sprintf("version %s already has tag %s", v.ID[:12], t)
+		}
+		if problem != "" {
+			if quiet {
+				res.Skipped = append(res.Skipped, t)
+				continue
+			}
+			return nil, Errorf(KindUsage, "-q skips such tags", "%s", problem)
+		}
+		if !slices.Contains(apply, t) {
+			apply = append(apply, t)
+		}
+	}
+	if len(apply) == 0 {
+		return res, nil
+	}
+	typ := ledger.RuntimeTagged
+	if remove {
+		typ = ledger.RuntimeUntagged
+	}
+	if _, err := in.append(ctx, typ, project, name, v.ID, ledger.TagsData{Tags: apply}); err != nil {
+		return nil, err
+	}
+	res.Changed = apply
+	return res, nil
+}
+
+// Targets lists what remove or recover acts on: one version, or every version of the
+// runtime in the wanted states.
+func (in *Instance) targets(project, name, ref string, want ...ledger.Status) ([]*ledger.Version, error) {
+	if ref != "" {
+		var v *ledger.Version
+		var err error
+		if slices.Contains(want, ledger.StatusRemoved) {
+			v, err = in.Ledger.ResolveRemoved(project, name, ref)
+			err = ledgerErr(err)
+		} else {
+			v, err = in.Resolve(project, name, ref)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(want, v.Status) {
+			return nil, Errorf(KindNotFound, "'swcli runtime list --show-removed' shows each version's state", "version %s of %s is %s", v.ID, name, v.Status)
+		}
+		return []*ledger.Version{v}, nil
+	}
+	if _, err := in.Ledger.Runtime(project, name); err != nil {
+		return nil, ledgerErr(err)
+	}
+	all, err := in.Ledger.History(project, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []*ledger.Version
+	for _, v := range all {
+		if slices.Contains(want, v.Status) {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil, Errorf(KindNotFound, "", "runtime %s has no version to act on", name)
+	}
+	return out, nil
+}
+
+// RemoveTargets returns what Remove would act on, for the confirmation prompt.
+func RemoveTargets(in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
+	if purge {
+		return in.targets(project, name, ref, ledger.StatusLive, ledger.StatusRemoved)
+	}
+	return in.targets(project, name, ref, ledger.StatusLive)
+}
+
+// Remove soft-deletes (or with purge, deletes for good) a version or a whole runtime.
+func Remove(ctx context.Context, in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
+	vs, err := RemoveTargets(in, project, name, ref, purge)
+	if err != nil {
+		return nil, err
+	}
+	typ := ledger.RuntimeRemoved
+	if purge {
+		typ = ledger.RuntimePurged
+	}
+	id := ""
+	if ref != "" {
+		id = vs[0].ID
+	}
+	if _, err := in.append(ctx, typ, project, name, id, ledger.EmptyData{}); err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// Recover undoes a soft delete of a version (full id, prefix or, while live, tag) or of
+// every removed version of a runtime.
+func Recover(ctx context.Context, in *Instance, project, name, ref string) ([]*ledger.Version, error) {
+	vs, err := in.targets(project, name, ref, ledger.StatusRemoved)
+	if err != nil {
+		return nil, err
+	}
+	id := ""
+	if ref != "" {
+		id = vs[0].ID
+	}
+	if _, err := in.append(ctx, ledger.RuntimeRecovered, project, name, id, ledger.EmptyData{}); err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// ExtractResult says where a version was extracted.
+type ExtractResult struct {
+	Version *ledger.Version
+	Dir     string
+	Kept    bool // an existing extraction was kept
+}
+
+// DefaultExtractDir is where extract puts a version without --target-dir.
+func (in *Instance) DefaultExtractDir(project, name, id string) string {
+	return filepath.Join(in.Root, "workdir", project, name, id[:2], id)
+}
+
+// Extract writes a version's files to dir (default: the instance's workdir area). An
+// existing, non-empty extraction is kept unless force.
+func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, force bool, p cas.Progress) (*ExtractResult, error) {
+	v, err := in.Resolve(project, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.Status != ledger.StatusLive {
+		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
+	}
+	if dir == "" {
+		dir = in.DefaultExtractDir(project, name, v.ID)
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &ExtractResult{Version: v, Dir: dir}
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		if !force {
+			res.Kept = true
+			return res, nil
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("replace %s: %w", dir, err)
+		}
+	}
+	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if err := cas.Materialize(ctx, in.Store, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Info is a version's manifest summary.
+type Info struct {
+	Version  *ledger.Version
+	Totals   cas.Totals
+	Lock     string // the lock file's content
+	YAML     string // runtime.yaml as built
+	Manifest *cas.Manifest
+}
+
+// VersionInfo reads a version's manifest and the small files worth showing.
+func VersionInfo(ctx context.Context, in *Instance, project, name, ref string) (*Info, error) {
+	v, err := in.Resolve(project, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	info := &Info{Version: v, Totals: m.Totals(), Manifest: m}
+	for _, e := range m.Entries {
+		if e.Kind != cas.KindFile || e.Size > 1<<20 {
+			continue
+		}
+		switch e.Path {
+		case "runtime.yaml", LockName("venv"), LockName("conda"):
+			var b []byte
+			for _, h := range e.Chunks {
+				d, err := in.Store.Get(ctx, h)
+				if err != nil {
+					return nil, err
+				}
+				b = append(b, d...)
+			}
+			if e.Path == "runtime.yaml" {
+				info.YAML = string(b)
+			} else {
+				info.Lock = string(b)
+			}
+		}
+	}
+	return info, nil
+}

@@ -91,6 +91,39 @@ func run(verbose bool) error {
 	}
 	add("swcli", "materialise ml-v1", swX, "", "")
 
+	// swcli runtime build --gen-all-bundles through the CLI, then extract + restore.
+	broot := filepath.Join(work, "swcli-build-root")
+	bstore := filepath.Join(broot, "store")
+	benv := []string{"SWCLI_ROOT=" + broot, "SWCLI_CONFIG=" + filepath.Join(work, "config.yaml")}
+	b1, err := bench.Run(log, benv, swcli, "runtime", "build", "--gen-all-bundles", v1)
+	if err != nil {
+		return err
+	}
+	bS1 := bench.DirBytes(bstore)
+	add("swcli rt", "build ml-v1", b1, bench.MB(bS1), "")
+	b2, err := bench.Run(log, benv, swcli, "runtime", "build", "--gen-all-bundles", v2)
+	if err != nil {
+		return err
+	}
+	bS2 := bench.DirBytes(bstore)
+	add("swcli rt", "build ml-v2", b2, bench.MB(bS2), "+"+bench.MB(bS2-bS1))
+	bRe, err := bench.Run(log, benv, swcli, "runtime", "build", "--gen-all-bundles", v1)
+	if err != nil {
+		return err
+	}
+	add("swcli rt", "rebuild ml-v1", bRe, "", "")
+	ext := filepath.Join(work, "rt-extract")
+	bx, err := bench.Run(log, benv, swcli, "runtime", "extract", "ml-v1", "--target-dir", ext)
+	if err != nil {
+		return err
+	}
+	add("swcli rt", "extract ml-v1", bx, "", "")
+	br, err := bench.Run(log, benv, swcli, "runtime", "restore", ext)
+	if err != nil {
+		return err
+	}
+	add("swcli rt", "restore ml-v1", br, "", "")
+
 	// restic
 	repo := filepath.Join(work, "restic")
 	renv := []string{"RESTIC_PASSWORD=bench", "RESTIC_REPOSITORY=" + repo, "RESTIC_CACHE_DIR=" + filepath.Join(work, "restic-cache")}
@@ -162,5 +195,16 @@ func run(verbose bool) error {
 	check("peak RSS <= 200 MiB", peak <= 200<<20, bench.MiB(peak))
 	check("materialise <= 1.5 x tar -x", swX.Wall.Seconds() <= 1.5*tx.Wall.Seconds(),
 		fmt.Sprintf("%.2f x", swX.Wall.Seconds()/tx.Wall.Seconds()))
+	fmt.Println("targets, through 'swcli runtime build --gen-all-bundles':")
+	check("build ml-v1 <= 0.4 x restic", b1.Wall.Seconds() <= 0.4*r1.Wall.Seconds(),
+		fmt.Sprintf("%.2f x", b1.Wall.Seconds()/r1.Wall.Seconds()))
+	check("stored bytes <= restic", bS1 <= rS1, fmt.Sprintf("%s vs %s", bench.MB(bS1), bench.MB(rS1)))
+	check("v2 growth <= restic", bS2-bS1 <= rS2-rS1, fmt.Sprintf("%s vs %s", bench.MB(bS2-bS1), bench.MB(rS2-rS1)))
+	check("rebuild <= 0.1 x first build", bRe.Wall.Seconds() <= 0.1*b1.Wall.Seconds(),
+		fmt.Sprintf("%.3f x", bRe.Wall.Seconds()/b1.Wall.Seconds()))
+	bpeak := max(b1.PeakRSS, b2.PeakRSS, bRe.PeakRSS, bx.PeakRSS, br.PeakRSS)
+	check("peak RSS <= 200 MiB", bpeak <= 200<<20, bench.MiB(bpeak))
+	check("extract + restore <= 1.5 x tar -x", (bx.Wall+br.Wall).Seconds() <= 1.5*tx.Wall.Seconds(),
+		fmt.Sprintf("%.2f x", (bx.Wall+br.Wall).Seconds()/tx.Wall.Seconds()))
 	return nil
 }

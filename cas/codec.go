@@ -50,7 +50,8 @@ func Encode(data []byte, dst []byte) Raw {
 }
 
 // Decode returns the content of r and checks that it hashes to h: the one place where
-// stored bytes are verified.
+// stored bytes are verified. For EncRaw the content returned is r.Data itself; dst is used
+// only to decompress, so a caller reusing dst must not reuse a result that is r.Data.
 func Decode(h Hash, r Raw, dst []byte) ([]byte, error) {
 	var data []byte
 	switch r.Enc {

@@ -157,11 +157,7 @@ func (c *LedgerReplayCmd) Run(e *env) error {
 		return err
 	}
 	if e.jsonOut() {
-		rows := make([]versionJSON, 0, len(vs))
-		for _, v := range vs {
-			rows = append(rows, toJSON(v))
-		}
-		return e.printJSON(map[string]any{"seq": snap.Head.Seq, "time": snap.Time, "project": project, "versions": rows})
+		return e.printJSON(map[string]any{"seq": snap.Head.Seq, "time": snap.Time, "project": project, "versions": ops.DTOs(vs)})
 	}
 	e.printf("state after event %d (%s), replayed in %s:\n", snap.Head.Seq, humanTime(snap.Time), time.Since(start).Round(time.Millisecond))
 	if len(vs) == 0 {

@@ -48,6 +48,8 @@ type grammar struct {
 
 	Runtime    RuntimeCmd    `cmd:"" aliases:"rt" help:"Manage runtimes: create, build, list, tag, extract, restore, copy …"`
 	Project    ProjectCmd    `cmd:"" help:"Manage projects on the standalone instance."`
+	Instance   InstanceCmd   `cmd:"" help:"Log in to servers (cloud instances) and choose the default instance."`
+	Server     ServerCmd     `cmd:"" help:"Run a cloud instance; manage its users, tokens and projects."`
 	Ledger     LedgerCmd     `cmd:"" help:"Audit the history: log, verify, replay, export."`
 	Gc         GCCmd         `cmd:"" name:"gc" help:"Delete stored chunks that no live or removed version uses."`
 	Fsck       FsckCmd       `cmd:"" help:"Re-hash every stored chunk and report any that fail."`

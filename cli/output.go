@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,3 +64,5 @@ func humanCount(n int) string {
 func humanTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
 
 var _ io.Writer // keep io for renderers added later
+
+func sortStrings(s []string) { sort.Strings(s) }

@@ -113,32 +113,6 @@ type RtListCmd struct {
 	Size        int    `default:"20" help:"Rows per page."`
 }
 
-type versionJSON struct {
-	Runtime  string    `json:"runtime"`
-	Version  string    `json:"version"`
-	Status   string    `json:"status"`
-	Tags     []string  `json:"tags"`
-	Size     int64     `json:"size"`
-	Files    int64     `json:"files"`
-	Python   string    `json:"python"`
-	Mode     string    `json:"mode"`
-	Manifest cas.Hash  `json:"manifest"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-	Actor    string    `json:"actor"`
-	Source   string    `json:"source,omitempty"`
-}
-
-func toJSON(v *ledger.Version) versionJSON {
-	tags := v.AllTags()
-	if tags == nil {
-		tags = []string{}
-	}
-	return versionJSON{Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(), Tags: tags, Size: v.Size,
-		Files: v.Files, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest, Created: v.Created,
-		Updated: v.Updated, Actor: v.Actor, Source: v.Source}
-}
-
 func shortID(v *ledger.Version, full bool) string {
 	if full || v.Status != ledger.StatusLive {
 		return v.ID
@@ -173,24 +147,21 @@ func (c *RtListCmd) Run(e *env) error {
 	if c.Page < 1 || c.Size < 1 {
 		return ops.Errorf(ops.KindUsage, "--page and --size start at 1", "invalid page %d or size %d", c.Page, c.Size)
 	}
-	in, project, err := e.openProject(c.Project)
+	pu, err := ops.ParseProjectURI(c.Project)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	if _, err := in.Ledger.Project(project); err != nil {
-		return ops.Errorf(ops.KindNotFound, "'swcli project list' shows the projects", "%v", err)
+	ep, project, err := e.endpoint(pu)
+	if err != nil {
+		return err
 	}
-	vs, total, err := in.Ledger.Versions(project, "", ledger.ListOptions{ShowRemoved: c.ShowRemoved, Page: c.Page, Size: c.Size})
+	defer ep.Close()
+	vs, total, err := ep.Versions(e.ctx, project, "", ledger.ListOptions{ShowRemoved: c.ShowRemoved, Page: c.Page, Size: c.Size})
 	if err != nil {
 		return err
 	}
 	if e.jsonOut() {
-		rows := make([]versionJSON, 0, len(vs))
-		for _, v := range vs {
-			rows = append(rows, toJSON(v))
-		}
-		return e.printJSON(map[string]any{"project": project, "page": c.Page, "size": c.Size, "total": total, "versions": rows})
+		return e.printJSON(map[string]any{"project": project, "page": c.Page, "size": c.Size, "total": total, "versions": ops.DTOs(vs)})
 	}
 	if total == 0 {
 		e.printf("no runtimes in project %s\n", project)
@@ -211,25 +182,25 @@ type RtInfoCmd struct {
 
 // Run shows info.
 func (c *RtInfoCmd) Run(e *env) error {
-	u, in, project, err := e.openRuntime(c.Runtime)
+	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer ep.Close()
 	if u.Version == "" {
-		return e.history(in, project, u.Name, c.Fullname)
+		return e.history(ep, project, u.Name, c.Fullname)
 	}
-	info, err := ops.VersionInfo(e.ctx, in, project, u.Name, u.Version)
+	info, err := ep.Info(e.ctx, project, u.Name, u.Version)
 	if err != nil {
 		return err
 	}
 	v := info.Version
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"project": project, "version": toJSON(v), "dirs": info.Totals.Dirs,
+		return e.printJSON(map[string]any{"project": project, "version": ops.DTO(v), "dirs": info.Totals.Dirs,
 			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML})
 	}
 	e.table([][]string{
-		{"runtime:", fmt.Sprintf("%s/project/%s/runtime/%s", in.Name, project, v.Runtime)},
+		{"runtime:", fmt.Sprintf("%s/project/%s/runtime/%s", ep.Name(), project, v.Runtime)},
 		{"version:", v.ID},
 		{"status:", v.Status.String()},
 		{"tags:", strings.Join(v.AllTags(), ", ")},
@@ -261,28 +232,21 @@ type RtHistoryCmd struct {
 
 // Run shows history.
 func (c *RtHistoryCmd) Run(e *env) error {
-	u, in, project, err := e.openRuntime(c.Runtime)
+	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	return e.history(in, project, u.Name, c.Fullname)
+	defer ep.Close()
+	return e.history(ep, project, u.Name, c.Fullname)
 }
 
-func (e *env) history(in *ops.Instance, project, name string, full bool) error {
-	if _, err := in.Ledger.Runtime(project, name); err != nil {
-		return ops.Errorf(ops.KindNotFound, "'swcli runtime list' shows the runtimes", "no runtime %s in project %s", name, project)
-	}
-	vs, err := in.Ledger.History(project, name)
+func (e *env) history(ep ops.Endpoint, project, name string, full bool) error {
+	vs, err := ep.History(e.ctx, project, name)
 	if err != nil {
 		return err
 	}
 	if e.jsonOut() {
-		rows := make([]versionJSON, 0, len(vs))
-		for _, v := range vs {
-			rows = append(rows, toJSON(v))
-		}
-		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": rows})
+		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": ops.DTOs(vs)})
 	}
 	if len(vs) == 0 {
 		e.printf("runtime %s has no versions yet: run 'swcli runtime build'\n", name)
@@ -302,12 +266,12 @@ type RtTagCmd struct {
 
 // Run tags.
 func (c *RtTagCmd) Run(e *env) error {
-	u, in, project, err := e.openRuntime(c.Runtime)
+	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	res, err := ops.Tag(e.ctx, in, project, u.Name, u.Version, c.Tags, c.Remove, c.Quiet)
+	defer ep.Close()
+	res, err := ep.Tag(e.ctx, project, u.Name, u.Version, c.Tags, c.Remove, c.Quiet)
 	if err != nil {
 		return err
 	}
@@ -340,12 +304,12 @@ type RtRemoveCmd struct {
 
 // Run removes.
 func (c *RtRemoveCmd) Run(e *env) error {
-	u, in, project, err := e.openRuntime(c.Runtime)
+	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	targets, err := ops.RemoveTargets(in, project, u.Name, u.Version, c.Force)
+	defer ep.Close()
+	targets, err := ep.RemoveTargets(e.ctx, project, u.Name, u.Version, c.Force)
 	if err != nil {
 		return err
 	}
@@ -364,7 +328,7 @@ func (c *RtRemoveCmd) Run(e *env) error {
 			return nil
 		}
 	}
-	vs, err := ops.Remove(e.ctx, in, project, u.Name, u.Version, c.Force)
+	vs, err := ep.Remove(e.ctx, project, u.Name, u.Version, c.Force)
 	if err != nil {
 		return err
 	}
@@ -391,12 +355,12 @@ type RtRecoverCmd struct {
 
 // Run recovers.
 func (c *RtRecoverCmd) Run(e *env) error {
-	u, in, project, err := e.openRuntime(c.Runtime)
+	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	vs, err := ops.Recover(e.ctx, in, project, u.Name, u.Version)
+	defer ep.Close()
+	vs, err := ep.Recover(e.ctx, project, u.Name, u.Version)
 	if err != nil {
 		return err
 	}

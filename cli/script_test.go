@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/swcli/swcli/cli"
 	"github.com/swcli/swcli/internal/corpus"
+	"github.com/swcli/swcli/ops"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +48,17 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// serve ROOT: run a cloud instance on ROOT on a loopback port for the rest of the
+			// script; $SERVER is its URL.
+			"serve": func(ts *testscript.TestScript, neg bool, args []string) {
+				in, err := ops.Open(context.Background(), ts.MkAbs(args[0]), ops.OpenOptions{Name: "team"})
+				if err != nil {
+					ts.Fatalf("serve: %v", err)
+				}
+				srv := httptest.NewServer(ops.NewServer(in).Handler())
+				ts.Setenv("SERVER", srv.URL)
+				ts.Defer(func() { srv.Close(); in.Close() })
+			},
 			// capture VAR REGEXP: set VAR to the first group of REGEXP in the last stdout.
 			"capture": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {

@@ -3,104 +3,272 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 
+	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"golang.org/x/sync/errgroup"
 )
+
+// CopyRequest is `swcli runtime copy`.
+type CopyRequest struct {
+	Src        Endpoint
+	SrcProject string
+	SrcURI     RuntimeURI // Name "" copies the whole project
+	Dst        Endpoint
+	DstProject string
+	Force      bool         // copy versions the destination has already
+	Progress   cas.Progress // bytes sent
+	BatchBytes int          // default 16 MiB per request
+	InFlight   int          // default 4 requests at once
+}
 
 // CopyResult counts what a copy did.
 type CopyResult struct {
-	Versions  []string
-	Skipped   []string // already at the destination
-	Files     int64
-	Bytes     int64 // content bytes of the versions copied
-	SentBytes int64 // bytes that travelled
-	SentFiles int64
+	Versions   []string // copied
+	Skipped    []string // at the destination already
+	Files      int64    // files in the copied versions
+	Bytes      int64    // their content bytes
+	Chunks     int      // chunks they use
+	SentChunks int      // chunks that travelled
+	SentBytes  int64    // stored bytes that travelled
 }
 
-// copiedEvent is the runtime.copied event for v arriving in project from source.
-func copiedEvent(v *ledger.Version, project, source string) (ledger.Event, error) {
-	return ledger.New(ledger.RuntimeCopied, project, v.Runtime, v.ID, ledger.CopiedData{
-		BuiltData: ledger.BuiltData{Files: v.Files, Manifest: v.Manifest, Mode: v.Mode, Python: v.Python,
-			Size: v.Size, NewBytes: 0, ToolVersion: ToolVersion},
-		Source: source, SourceActor: v.Actor, Tags: nonNilTags(v.Tags)})
-}
-
-func nonNilTags(t []string) []string {
-	if t == nil {
-		return []string{}
+// Copy copies versions from one endpoint to another, sending only the chunks the
+// destination lacks: one request lists what the destination has, one asks which chunks it
+// lacks, the missing chunks travel as stored in large batches with several in flight, and
+// one request commits the versions once everything is durable. Re-running an interrupted
+// copy sends only what did not arrive.
+func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
+	if req.BatchBytes <= 0 {
+		req.BatchBytes = 16 << 20
 	}
-	return t
-}
-
-// CopyLocal copies versions between projects of one standalone instance: the chunks are
-// shared already, so only runtime.copied events are written, in one batch.
-func CopyLocal(ctx context.Context, in *Instance, src RuntimeURI, srcProject, dstProject string, force bool) (*CopyResult, error) {
-	if _, err := in.Ledger.Project(dstProject); err != nil {
-		return nil, ledgerErr(err)
+	if req.InFlight <= 0 {
+		req.InFlight = 4
 	}
-	vs, err := sourceVersions(in.Ledger, srcProject, src)
+	vs, err := copySources(ctx, req.Src, req.SrcProject, req.SrcURI)
 	if err != nil {
 		return nil, err
 	}
+	// 1. What the destination has (one listing of the project).
+	have := map[string]bool{}
+	dvs, _, err := req.Dst.Versions(ctx, req.DstProject, "", ledger.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range dvs {
+		have[v.Runtime+"/"+v.ID] = true
+	}
 	res := &CopyResult{}
-	var evs []ledger.Event
+	var todo []*ledger.Version
 	for _, v := range vs {
-		if dv, err := in.Ledger.Resolve(dstProject, v.Runtime, v.ID); err == nil && dv.Status == ledger.StatusLive && !force {
+		if have[v.Runtime+"/"+v.ID] && !req.Force {
 			res.Skipped = append(res.Skipped, v.ID)
 			continue
 		}
-		e, err := copiedEvent(v, dstProject, fmt.Sprintf("%s/project/%s/runtime/%s/version/%s", in.Name, srcProject, v.Runtime, v.ID))
+		todo = append(todo, v)
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	// 2. The manifests, from the source (a remote one sends those this side lacks).
+	manifests, err := loadManifests(ctx, req.Src, todo)
+	if err != nil {
+		return nil, err
+	}
+	need := map[cas.Hash]bool{}
+	var all []cas.Hash
+	for _, v := range todo {
+		m := manifests[v.Manifest]
+		for _, h := range append([]cas.Hash{v.Manifest}, m.Chunks()...) {
+			if !need[h] {
+				need[h] = true
+				all = append(all, h)
+			}
+		}
+		res.Files += int64(m.Totals().Files)
+		res.Bytes += v.Size
+	}
+	res.Chunks = len(all)
+	// 3. What the destination lacks, in batches of hashes.
+	var missing []cas.Hash
+	for start := 0; start < len(all); start += 500_000 {
+		m, err := req.Dst.Missing(ctx, all[start:min(start+500_000, len(all))])
 		if err != nil {
 			return nil, err
 		}
-		e.Actor, e.Instance = in.Actor, in.Name
-		evs = append(evs, e)
-		res.Versions = append(res.Versions, v.ID)
-		res.Files += v.Files
-		res.Bytes += v.Size
+		missing = append(missing, m...)
 	}
-	if len(evs) > 0 {
-		if _, err := in.Ledger.Append(ctx, evs...); err != nil {
-			return nil, ledgerErr(err)
+	// Send manifests last, so that a manifest at the destination means its chunks are there.
+	slices.SortStableFunc(missing, func(a, b cas.Hash) int {
+		_, am := manifests[a]
+		_, bm := manifests[b]
+		switch {
+		case am == bm:
+			return 0
+		case am:
+			return 1
 		}
+		return -1
+	})
+	// 4. Send them.
+	if err := send(ctx, req, missing, res); err != nil {
+		return nil, err
+	}
+	// 5. Commit: the single point where versions appear at the destination.
+	var commits []CommitVersion
+	for _, v := range todo {
+		commits = append(commits, CommitVersion{Runtime: v.Runtime, Version: v.ID, Manifest: v.Manifest,
+			Size: v.Size, Files: v.Files, Python: v.Python, Mode: v.Mode,
+			Source:      fmt.Sprintf("%s/project/%s/runtime/%s/version/%s", req.Src.Name(), req.SrcProject, v.Runtime, v.ID),
+			SourceActor: v.Actor, Tags: nonNilTags(v.Tags)})
+		res.Versions = append(res.Versions, v.ID)
+	}
+	if err := req.Dst.Commit(ctx, req.DstProject, commits); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
 
-// sourceVersions lists what a copy source names: one version, every live version of a
-// runtime, or (Name "") every live version of the project, oldest first so that the
-// destination's latest ends where the source's is.
-func sourceVersions(l *ledger.Ledger, project string, src RuntimeURI) ([]*ledger.Version, error) {
-	if src.Version != "" {
-		v, err := l.Resolve(project, src.Name, src.Version)
+// copySources lists what a copy source names: one version, every live version of a
+// runtime, or of the project; oldest first and each runtime's latest last, so that latest
+// ends at the destination where it is at the source.
+func copySources(ctx context.Context, src Endpoint, project string, u RuntimeURI) ([]*ledger.Version, error) {
+	if u.Version != "" {
+		v, err := src.Resolve(ctx, project, u.Name, u.Version)
 		if err != nil {
-			return nil, ledgerErr(err)
+			return nil, err
 		}
 		if v.Status != ledger.StatusLive {
 			return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
 		}
 		return []*ledger.Version{v}, nil
 	}
-	vs, _, err := l.Versions(project, src.Name, ledger.ListOptions{})
+	vs, _, err := src.Versions(ctx, project, u.Name, ledger.ListOptions{})
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, err
 	}
 	if len(vs) == 0 {
-		return nil, Errorf(KindNotFound, "", "nothing to copy in %s", src)
+		return nil, Errorf(KindNotFound, "", "nothing to copy in %s", u)
 	}
-	// Versions lists each runtime newest first; copy oldest first, latest last.
-	out := make([]*ledger.Version, 0, len(vs))
+	var rest, latest []*ledger.Version
 	for i := len(vs) - 1; i >= 0; i-- {
-		out = append(out, vs[i])
-	}
-	var latestLast []*ledger.Version
-	var latest []*ledger.Version
-	for _, v := range out {
-		if v.Latest {
-			latest = append(latest, v)
+		if vs[i].Latest {
+			latest = append(latest, vs[i])
 		} else {
-			latestLast = append(latestLast, v)
+			rest = append(rest, vs[i])
 		}
 	}
-	return append(latestLast, latest...), nil
+	return append(rest, latest...), nil
+}
+
+// chunkSource is implemented by endpoints that can read a manifest directly.
+type chunkSource interface {
+	GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error
+}
+
+func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (map[cas.Hash]*cas.Manifest, error) {
+	out := map[cas.Hash]*cas.Manifest{}
+	var hs []cas.Hash
+	for _, v := range vs {
+		if _, ok := out[v.Manifest]; !ok {
+			out[v.Manifest] = nil
+			hs = append(hs, v.Manifest)
+		}
+	}
+	err := src.GetChunks(ctx, hs, func(h cas.Hash, r cas.Raw) error {
+		b, err := cas.Decode(h, r, nil)
+		if err != nil {
+			return err
+		}
+		m, err := cas.DecodeManifest(b)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", h, err)
+		}
+		out[h] = m
+		return nil
+	})
+	return out, err
+}
+
+// send moves chunks from source to destination in batches, several in flight.
+func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyResult) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	if req.Progress != nil {
+		req.Progress.Planned(len(missing), 0)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []Chunk, req.InFlight)
+	type sentBatch struct {
+		n     int
+		bytes int64
+	}
+	done := make(chan sentBatch, req.InFlight)
+	for range req.InFlight {
+		g.Go(func() error {
+			for b := range batches {
+				if err := req.Dst.PutChunks(gctx, b); err != nil {
+					return err
+				}
+				var n int64
+				for _, c := range b {
+					n += int64(len(c.Raw.Data))
+				}
+				if req.Progress != nil {
+					req.Progress.Done(len(b), n)
+				}
+				done <- sentBatch{len(b), n}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(batches)
+		var cur []Chunk
+		size := 0
+		// Ask the source in slices, so that a remote source streams bounded answers.
+		for start := 0; start < len(missing); start += 4096 {
+			part := missing[start:min(start+4096, len(missing))]
+			err := req.Src.GetChunks(gctx, part, func(h cas.Hash, r cas.Raw) error {
+				cur = append(cur, Chunk{Hash: h, Raw: r})
+				size += len(r.Data) + frameHeader
+				if size >= req.BatchBytes {
+					select {
+					case batches <- cur:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+					cur, size = nil, 0
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if len(cur) > 0 {
+			select {
+			case batches <- cur:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	var total sentBatch
+	collect := make(chan struct{})
+	go func() {
+		for b := range done {
+			total.n += b.n
+			total.bytes += b.bytes
+		}
+		close(collect)
+	}()
+	err := g.Wait()
+	close(done)
+	<-collect
+	res.SentChunks, res.SentBytes = total.n, total.bytes
+	return err
 }

@@ -22,6 +22,7 @@ const (
 	KindAuth                 // the server refused the credentials or the access
 	KindRemote               // the server or the network failed
 	KindBusy                 // the store is in use
+	KindTooLarge             // a request over a server limit
 )
 
 // Error is an error with a kind and a hint telling the user what to do next.

@@ -1,0 +1,205 @@
+package ops
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"context"
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
+	"github.com/swcli/swcli/ledger"
+)
+
+// Auth is a server's users, their hashed tokens and the projects' members, kept in
+// ROOT/auth.json. Admin commands change it while the server runs; the server re-reads it
+// when it changes.
+type Auth struct {
+	Users    map[string]*AuthUser    `json:"users"`
+	Projects map[string]*AuthProject `json:"projects"`
+}
+
+// AuthUser is a user. Tokens are stored as blake3 hashes only.
+type AuthUser struct {
+	Admin  bool       `json:"admin"`
+	Tokens []cas.Hash `json:"tokens"`
+}
+
+// AuthProject lists a project's members.
+type AuthProject struct {
+	Members []string  `json:"members"`
+	Created time.Time `json:"created"`
+}
+
+func authPath(root string) string { return filepath.Join(root, "auth.json") }
+
+// LoadAuth reads ROOT/auth.json (empty if missing).
+func LoadAuth(root string) (*Auth, error) {
+	a := &Auth{Users: map[string]*AuthUser{}, Projects: map[string]*AuthProject{}}
+	b, err := os.ReadFile(authPath(root))
+	if errors.Is(err, os.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, a); err != nil {
+		return nil, fmt.Errorf("read %s: %w", authPath(root), err)
+	}
+	if a.Users == nil {
+		a.Users = map[string]*AuthUser{}
+	}
+	if a.Projects == nil {
+		a.Projects = map[string]*AuthProject{}
+	}
+	return a, nil
+}
+
+// UpdateAuth changes ROOT/auth.json under its lock, writing it atomically.
+func UpdateAuth(ctx context.Context, root string, fn func(*Auth) error) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	lock, err := flock.Acquire(ctx, filepath.Join(root, "auth.lock"), nil)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	a, err := LoadAuth(root)
+	if err != nil {
+		return err
+	}
+	if err := fn(a); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := authPath(root) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, authPath(root))
+}
+
+// NewToken returns a fresh token and the hash the server keeps.
+func NewToken() (string, cas.Hash, error) {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", cas.Hash{}, err
+	}
+	tok := "swt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return tok, cas.Sum([]byte(tok)), nil
+}
+
+// AddUser creates a user and returns its first token (shown once).
+func AddUser(ctx context.Context, root, name string, admin bool) (string, error) {
+	if !ledger.ValidName(name) {
+		return "", Errorf(KindUsage, "", "invalid user name %q", name)
+	}
+	tok, h, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	return tok, UpdateAuth(ctx, root, func(a *Auth) error {
+		if a.Users[name] != nil {
+			return Errorf(KindExists, "'swcli server user token "+name+"' issues another token", "user %s exists", name)
+		}
+		a.Users[name] = &AuthUser{Admin: admin, Tokens: []cas.Hash{h}}
+		return nil
+	})
+}
+
+// IssueToken gives an existing user another token.
+func IssueToken(ctx context.Context, root, name string) (string, error) {
+	tok, h, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	return tok, UpdateAuth(ctx, root, func(a *Auth) error {
+		u := a.Users[name]
+		if u == nil {
+			return Errorf(KindNotFound, "", "no user %s", name)
+		}
+		u.Tokens = append(u.Tokens, h)
+		return nil
+	})
+}
+
+// RevokeTokens revokes every token of a user.
+func RevokeTokens(ctx context.Context, root, name string) error {
+	return UpdateAuth(ctx, root, func(a *Auth) error {
+		u := a.Users[name]
+		if u == nil {
+			return Errorf(KindNotFound, "", "no user %s", name)
+		}
+		u.Tokens = nil
+		return nil
+	})
+}
+
+// CreateServerProject creates a project with members (users that must exist).
+func CreateServerProject(ctx context.Context, root, name string, members []string) error {
+	if !ledger.ValidName(name) {
+		return Errorf(KindUsage, "", "invalid project name %q", name)
+	}
+	return UpdateAuth(ctx, root, func(a *Auth) error {
+		if a.Projects[name] != nil {
+			return Errorf(KindExists, "", "project %s exists", name)
+		}
+		for _, m := range members {
+			if a.Users[m] == nil {
+				return Errorf(KindNotFound, "'swcli server user add "+m+"' first", "no user %s", m)
+			}
+		}
+		sort.Strings(members)
+		a.Projects[name] = &AuthProject{Members: slices.Compact(members), Created: time.Now().UTC()}
+		return nil
+	})
+}
+
+// authCache re-reads auth.json when it changes.
+type authCache struct {
+	root  string
+	mu    sync.Mutex
+	mtime time.Time
+	size  int64
+	auth  *Auth
+	byTok map[cas.Hash]string
+}
+
+func (c *authCache) get() (*Auth, map[cas.Hash]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fi, err := os.Stat(authPath(c.root))
+	var mt time.Time
+	var size int64
+	if err == nil {
+		mt, size = fi.ModTime(), fi.Size()
+	}
+	if c.auth != nil && mt.Equal(c.mtime) && size == c.size {
+		return c.auth, c.byTok, nil
+	}
+	a, err := LoadAuth(c.root)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.auth, c.mtime, c.size = a, mt, size
+	c.byTok = map[cas.Hash]string{}
+	for name, u := range a.Users {
+		for _, t := range u.Tokens {
+			c.byTok[t] = name
+		}
+	}
+	return c.auth, c.byTok, nil
+}

@@ -1,0 +1,271 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+)
+
+// Endpoint is an instance as the runtime commands and copy see it: the standalone one
+// (Local) or a server reached over HTTP (Remote). The server's handlers call a Local.
+type Endpoint interface {
+	Name() string // local, or cloud://ALIAS
+
+	Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error)
+	History(ctx context.Context, project, runtime string) ([]*ledger.Version, error)
+	Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error)
+	Info(ctx context.Context, project, runtime, ref string) (*Info, error)
+	Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error)
+	RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
+	Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
+	Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error)
+
+	// Missing answers which chunks the endpoint lacks, sorted.
+	Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
+	// GetChunks streams chunks as stored; fn verifies them (PutRaw does).
+	GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error
+	// PutChunks verifies every chunk, then stores them durably, or stores none.
+	PutChunks(ctx context.Context, cs []Chunk) error
+	// Commit makes versions appear in a project, each once its manifest and every chunk
+	// it uses are present: one runtime.copied event each, in one batch.
+	Commit(ctx context.Context, project string, vs []CommitVersion) error
+
+	Close() error
+}
+
+// Chunk is a chunk as stored, with its name.
+type Chunk struct {
+	Hash cas.Hash
+	Raw  cas.Raw
+}
+
+// CommitVersion is what a copy commits at the destination.
+type CommitVersion struct {
+	Runtime     string   `json:"runtime"`
+	Version     string   `json:"version"`
+	Manifest    cas.Hash `json:"manifest"`
+	Size        int64    `json:"size"`
+	Files       int64    `json:"files"`
+	Python      string   `json:"python"`
+	Mode        string   `json:"mode"`
+	Source      string   `json:"source"`
+	SourceActor string   `json:"source_actor"`
+	Tags        []string `json:"tags"`
+}
+
+// VersionDTO is a version as JSON: the CLI's -o json output and the server's answers.
+type VersionDTO struct {
+	Project  string    `json:"project"`
+	Runtime  string    `json:"runtime"`
+	Version  string    `json:"version"`
+	Status   string    `json:"status"`
+	Tags     []string  `json:"tags"`
+	UserTags []string  `json:"user_tags"`
+	VN       int       `json:"vn"`
+	Latest   bool      `json:"latest"`
+	Size     int64     `json:"size"`
+	Files    int64     `json:"files"`
+	NewBytes int64     `json:"new_bytes"`
+	Python   string    `json:"python"`
+	Mode     string    `json:"mode"`
+	Manifest cas.Hash  `json:"manifest"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Actor    string    `json:"actor"`
+	Source   string    `json:"source,omitempty"`
+}
+
+// DTO converts a version for JSON.
+func DTO(v *ledger.Version) VersionDTO {
+	tags := v.AllTags()
+	if tags == nil {
+		tags = []string{}
+	}
+	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
+		Tags: tags, UserTags: nonNilTags(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
+		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
+		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source}
+}
+
+// DTOs converts versions for JSON.
+func DTOs(vs []*ledger.Version) []VersionDTO {
+	out := make([]VersionDTO, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, DTO(v))
+	}
+	return out
+}
+
+// FromDTO converts back.
+func FromDTO(d VersionDTO) *ledger.Version {
+	status := map[string]ledger.Status{"live": ledger.StatusLive, "removed": ledger.StatusRemoved, "purged": ledger.StatusPurged}[d.Status]
+	tags := d.UserTags
+	if len(tags) == 0 {
+		tags = nil
+	}
+	return &ledger.Version{Project: d.Project, Runtime: d.Runtime, ID: d.Version, Status: status,
+		Created: d.Created, Updated: d.Updated, Manifest: d.Manifest, Size: d.Size, NewBytes: d.NewBytes,
+		Files: d.Files, VN: d.VN, Tags: tags, Python: d.Python, Mode: d.Mode, Actor: d.Actor,
+		Source: d.Source, Latest: d.Latest}
+}
+
+// Local is the Endpoint of an open standalone instance.
+type Local struct{ In *Instance }
+
+var _ Endpoint = Local{}
+
+func (l Local) Name() string { return l.In.Name }
+
+func (l Local) project(p string) error {
+	if _, err := l.In.Ledger.Project(p); err != nil {
+		return Errorf(KindNotFound, "'swcli project list' shows the projects", "no project %s on %s", p, l.In.Name)
+	}
+	return nil
+}
+
+func (l Local) runtime(p, r string) error {
+	if err := l.project(p); err != nil {
+		return err
+	}
+	if _, err := l.In.Ledger.Runtime(p, r); err != nil {
+		return Errorf(KindNotFound, "'swcli runtime list' shows the runtimes", "no runtime %s in project %s", r, p)
+	}
+	return nil
+}
+
+func (l Local) Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error) {
+	if err := l.project(project); err != nil {
+		return nil, 0, err
+	}
+	if runtime != "" {
+		if err := l.runtime(project, runtime); err != nil {
+			return nil, 0, err
+		}
+	}
+	vs, n, err := l.In.Ledger.Versions(project, runtime, opt)
+	return vs, n, ledgerErr(err)
+}
+
+func (l Local) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
+	if err := l.runtime(project, runtime); err != nil {
+		return nil, err
+	}
+	vs, err := l.In.Ledger.History(project, runtime)
+	return vs, ledgerErr(err)
+}
+
+func (l Local) Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error) {
+	if err := l.project(project); err != nil {
+		return nil, err
+	}
+	return l.In.Resolve(project, runtime, ref)
+}
+
+func (l Local) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
+	if err := l.project(project); err != nil {
+		return nil, err
+	}
+	return VersionInfo(ctx, l.In, project, runtime, ref)
+}
+
+func (l Local) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+	return Tag(ctx, l.In, project, runtime, ref, tags, remove, quiet)
+}
+
+func (l Local) RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return RemoveTargets(l.In, project, runtime, ref, purge)
+}
+
+func (l Local) Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return Remove(ctx, l.In, project, runtime, ref, purge)
+}
+
+func (l Local) Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error) {
+	return Recover(ctx, l.In, project, runtime, ref)
+}
+
+func (l Local) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
+	return l.In.Store.Missing(ctx, hs)
+}
+
+func (l Local) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
+	for _, h := range hs {
+		r, err := l.In.Store.GetRaw(ctx, h)
+		if err != nil {
+			return err
+		}
+		if err := fn(h, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutChunks verifies the whole batch first, so that a bad chunk stores nothing, then makes
+// it durable.
+func (l Local) PutChunks(ctx context.Context, cs []Chunk) error {
+	var scratch []byte
+	for _, c := range cs {
+		out, err := cas.Decode(c.Hash, c.Raw, scratch[:0])
+		if err != nil {
+			return &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
+		}
+		if c.Raw.Enc != cas.EncRaw { // a raw chunk decodes to its own bytes: never reuse those
+			scratch = out
+		}
+	}
+	for _, c := range cs {
+		if _, err := l.In.Store.PutEncoded(ctx, c.Hash, c.Raw); err != nil {
+			return err
+		}
+	}
+	return l.In.Store.Flush(ctx)
+}
+
+func (l Local) Commit(ctx context.Context, project string, vs []CommitVersion) error {
+	if err := l.project(project); err != nil {
+		return err
+	}
+	var evs []ledger.Event
+	for _, c := range vs {
+		m, err := cas.LoadManifest(ctx, l.In.Store, c.Manifest)
+		if err != nil {
+			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err)
+		}
+		if VersionID(c.Manifest) != c.Version {
+			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", c.Version, c.Manifest)
+		}
+		missing, err := l.In.Store.Missing(ctx, m.Chunks())
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
+		}
+		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
+			BuiltData: ledger.BuiltData{Files: c.Files, Manifest: c.Manifest, Mode: c.Mode, Python: c.Python, Size: c.Size, ToolVersion: ToolVersion},
+			Source:    c.Source, SourceActor: c.SourceActor, Tags: nonNilTags(c.Tags)})
+		if err != nil {
+			return err
+		}
+		e.Actor, e.Instance = l.In.Actor, l.In.Name
+		evs = append(evs, e)
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := l.In.Ledger.Append(ctx, evs...)
+	return ledgerErr(err)
+}
+
+func (l Local) Close() error { return l.In.Close() }
+
+func nonNilTags(t []string) []string {
+	if t == nil {
+		return []string{}
+	}
+	return t
+}

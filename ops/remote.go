@@ -1,0 +1,279 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+)
+
+// Remote is the Endpoint of a server, reached over HTTP(S) with a token.
+type Remote struct {
+	Alias string // how the user named it (cloud://ALIAS)
+	URL   string // http(s)://host:port
+	Token string
+	HTTP  *http.Client
+}
+
+var _ Endpoint = (*Remote)(nil)
+
+// NewRemote returns a client of the server at base.
+func NewRemote(alias, base, token string) *Remote {
+	return &Remote{Alias: alias, URL: base, Token: token, HTTP: &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 8, ResponseHeaderTimeout: 5 * time.Minute, IdleConnTimeout: 90 * time.Second,
+	}}}
+}
+
+func (c *Remote) Name() string {
+	if c.Alias != "" {
+		return "cloud://" + c.Alias
+	}
+	return c.URL
+}
+
+func (c *Remote) Close() error { c.HTTP.CloseIdleConnections(); return nil }
+
+// do sends a request and turns error answers into *Error with the server's words.
+func (c *Remote) do(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, body)
+	if err != nil {
+		return nil, Errorf(KindUsage, "", "bad server URL %s: %v", c.URL, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %v", c.Name(), unwrapURLErr(err)), Hint: "is the server running and the URL right? 'swcli instance list' shows it"}
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var eb errorBody
+	json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
+	msg := eb.Error
+	if msg == "" {
+		msg = resp.Status
+	}
+	kind := map[int]Kind{401: KindAuth, 403: KindAuth, 404: KindNotFound, 409: KindExists, 400: KindUsage,
+		413: KindTooLarge, 422: KindCorrupt}[resp.StatusCode]
+	if kind == 0 && resp.StatusCode >= 500 {
+		kind = KindRemote
+	}
+	hint := eb.Hint
+	if resp.StatusCode == 413 && hint == "" {
+		hint = "the server's request limit is lower than this client's batches"
+	}
+	return nil, &Error{Kind: kind, Err: fmt.Errorf("%s: %s", c.Name(), msg), Hint: hint}
+}
+
+func unwrapURLErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func (c *Remote) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, "GET", path, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (c *Remote) postJSON(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, "POST", path, bytes.NewReader(b), "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func pathEsc(parts ...string) string {
+	s := ""
+	for _, p := range parts {
+		s += "/" + url.PathEscape(p)
+	}
+	return s
+}
+
+// Whoami checks the token and returns the user's name.
+func (c *Remote) Whoami(ctx context.Context) (string, bool, error) {
+	var out struct {
+		User  string `json:"user"`
+		Admin bool   `json:"admin"`
+	}
+	err := c.getJSON(ctx, "/api/v1/whoami", &out)
+	return out.User, out.Admin, err
+}
+
+// Projects lists the projects the user can see.
+func (c *Remote) Projects(ctx context.Context) ([]string, error) {
+	var out struct {
+		Projects []string `json:"projects"`
+	}
+	err := c.getJSON(ctx, "/api/v1/projects", &out)
+	return out.Projects, err
+}
+
+func fromDTOs(ds []VersionDTO) []*ledger.Version {
+	out := make([]*ledger.Version, len(ds))
+	for i, d := range ds {
+		out[i] = FromDTO(d)
+	}
+	return out
+}
+
+func (c *Remote) Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error) {
+	q := url.Values{"runtime": {runtime}, "page": {strconv.Itoa(opt.Page)}, "size": {strconv.Itoa(opt.Size)}}
+	if opt.ShowRemoved {
+		q.Set("show_removed", "1")
+	}
+	var out struct {
+		Total    int          `json:"total"`
+		Versions []VersionDTO `json:"versions"`
+	}
+	err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project)+"/versions?"+q.Encode(), &out)
+	return fromDTOs(out.Versions), out.Total, err
+}
+
+func (c *Remote) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
+	var out struct {
+		Versions []VersionDTO `json:"versions"`
+	}
+	err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "history"), &out)
+	return fromDTOs(out.Versions), err
+}
+
+func (c *Remote) Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error) {
+	if ref == "" {
+		ref = "latest"
+	}
+	var out VersionDTO
+	if err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "versions", ref), &out); err != nil {
+		return nil, err
+	}
+	return FromDTO(out), nil
+}
+
+func (c *Remote) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
+	if ref == "" {
+		ref = "latest"
+	}
+	var out InfoDTO
+	if err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "versions", ref, "info"), &out); err != nil {
+		return nil, err
+	}
+	return &Info{Version: FromDTO(out.Version), Totals: cas.Totals{Files: out.Files, Dirs: out.Dirs, Links: out.Links, Size: out.Size},
+		Lock: out.Lock, YAML: out.YAML}, nil
+}
+
+func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+	var out struct {
+		Changed []string `json:"changed"`
+		Skipped []string `json:"skipped"`
+	}
+	err := c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "tag"),
+		tagReq{Version: ref, Tags: tags, Remove: remove, Quiet: quiet}, &out)
+	return &TagResult{Changed: out.Changed, Skipped: out.Skipped}, err
+}
+
+func (c *Remote) removeCall(ctx context.Context, op, project, runtime, ref string, purge, dry bool) ([]*ledger.Version, error) {
+	var out struct {
+		Versions []VersionDTO `json:"versions"`
+	}
+	err := c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, op),
+		removeReq{Version: ref, Purge: purge, DryRun: dry}, &out)
+	return fromDTOs(out.Versions), err
+}
+
+func (c *Remote) RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return c.removeCall(ctx, "remove", project, runtime, ref, purge, true)
+}
+
+func (c *Remote) Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return c.removeCall(ctx, "remove", project, runtime, ref, purge, false)
+}
+
+func (c *Remote) Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error) {
+	return c.removeCall(ctx, "recover", project, runtime, ref, false, false)
+}
+
+func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks/missing", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &Error{Kind: KindRemote, Err: err}
+	}
+	return DecodeHashes(b)
+}
+
+func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got := 0
+	err = ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
+		if got >= len(hs) || hs[got] != h {
+			return fmt.Errorf("%w: server sent %s out of turn", ErrBadFrame, h)
+		}
+		got++
+		return fn(h, r)
+	})
+	if err != nil {
+		return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err)}
+	}
+	if got < len(hs) {
+		return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: answered %d of %d chunks", c.Name(), got, len(hs)), Hint: "run the copy again: it resumes"}
+	}
+	return nil
+}
+
+func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
+	var buf bytes.Buffer
+	for _, ch := range cs {
+		WriteFrame(&buf, ch.Hash, ch.Raw)
+	}
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks", &buf, "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
+func (c *Remote) Commit(ctx context.Context, project string, vs []CommitVersion) error {
+	return c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "commit"), vs, nil)
+}

@@ -1,0 +1,454 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+)
+
+// Server limits.
+const (
+	MaxBatchBody   = 96 << 20  // a chunk batch request
+	MaxHashesBody  = 32 << 20  // a hash list: 1M hashes
+	MaxJSONBody    = 4 << 20   // any JSON request
+	maxGetResponse = 256 << 20 // chunks answered by one /chunks/get
+)
+
+// AccessEntry is one line of the server's access log.
+type AccessEntry struct {
+	Method, Path, User string
+	Status             int
+	Bytes              int64
+	Took               time.Duration
+}
+
+// Server is a cloud instance: the same store and ledger as a standalone one, behind an
+// authenticated JSON and chunk API.
+type Server struct {
+	in   *Instance
+	auth authCache
+	Log  func(AccessEntry) // optional
+	mu   sync.Mutex        // serialises project creation
+}
+
+// NewServer serves the instance in (whose root holds auth.json).
+func NewServer(in *Instance) *Server {
+	return &Server{in: in, auth: authCache{root: in.Root}}
+}
+
+type ctxKey struct{}
+
+type principal struct {
+	name  string
+	admin bool
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
+	mux.HandleFunc("GET /api/v1/projects", s.projects)
+	mux.HandleFunc("GET /api/v1/projects/{p}/versions", s.project(s.versions))
+	mux.HandleFunc("GET /api/v1/projects/{p}/runtimes/{r}/history", s.project(s.history))
+	mux.HandleFunc("GET /api/v1/projects/{p}/runtimes/{r}/versions/{ref}", s.project(s.resolve))
+	mux.HandleFunc("GET /api/v1/projects/{p}/runtimes/{r}/versions/{ref}/info", s.project(s.info))
+	mux.HandleFunc("POST /api/v1/projects/{p}/runtimes/{r}/tag", s.project(s.tag))
+	mux.HandleFunc("POST /api/v1/projects/{p}/runtimes/{r}/remove", s.project(s.remove))
+	mux.HandleFunc("POST /api/v1/projects/{p}/runtimes/{r}/recover", s.project(s.recover))
+	mux.HandleFunc("POST /api/v1/projects/{p}/commit", s.project(s.commit))
+	mux.HandleFunc("POST /api/v1/chunks/missing", s.missing)
+	mux.HandleFunc("POST /api/v1/chunks/get", s.getChunks)
+	mux.HandleFunc("POST /api/v1/chunks", s.putChunks)
+	return s.authenticate(mux)
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *countingWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// authenticate checks the bearer token of every request and logs it.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		cw := &countingWriter{ResponseWriter: w, status: 200}
+		user := ""
+		defer func() {
+			if s.Log != nil {
+				s.Log(AccessEntry{Method: r.Method, Path: r.URL.Path, User: user, Status: cw.status, Bytes: cw.n, Took: time.Since(start)})
+			}
+		}()
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		auth, byTok, err := s.auth.get()
+		if err != nil {
+			writeErr(cw, err)
+			return
+		}
+		name, known := byTok[cas.Sum([]byte(tok))]
+		if !ok || !known {
+			writeErr(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token TOKEN"})
+			return
+		}
+		user = name
+		p := principal{name: name, admin: auth.Users[name].Admin}
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+	})
+}
+
+func who(r *http.Request) principal { p, _ := r.Context().Value(ctxKey{}).(principal); return p }
+
+// errForbidden is what a user gets for a project that is not theirs, whether or not it
+// exists: nothing of it is revealed.
+func errForbidden(p string) error {
+	return &Error{Kind: KindAuth, Err: fmt.Errorf("no access to project %s", p), Hint: "ask the server's admin to add you to the project"}
+}
+
+// project wraps handlers of /projects/{p}/…: the user must be a member (or an admin), and
+// the project is created in the ledger the first time it is used.
+func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l Local, p string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := r.PathValue("p")
+		u := who(r)
+		auth, _, err := s.auth.get()
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		ap := auth.Projects[p]
+		if !u.admin && (ap == nil || !slices.Contains(ap.Members, u.name)) {
+			writeErr(w, errForbidden(p))
+			return
+		}
+		if ap != nil {
+			if err := s.ensureProject(r.Context(), p); err != nil {
+				writeErr(w, err)
+				return
+			}
+		}
+		in := *s.in
+		in.Actor = u.name
+		h(w, r, Local{In: &in}, p)
+	}
+}
+
+func (s *Server) ensureProject(ctx context.Context, p string) error {
+	if _, err := s.in.Ledger.Project(p); err == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.in.Ledger.Project(p); err == nil {
+		return nil
+	}
+	_, err := s.in.append(ctx, ledger.ProjectCreated, p, "", "", ledger.EmptyData{})
+	return err
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	u := who(r)
+	writeJSON(w, map[string]any{"user": u.name, "admin": u.admin, "instance": s.in.Name})
+}
+
+func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
+	u := who(r)
+	auth, _, err := s.auth.get()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var names []string
+	for name, p := range auth.Projects {
+		if u.admin || slices.Contains(p.Members, u.name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	writeJSON(w, map[string]any{"projects": names})
+}
+
+func (s *Server) versions(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	q := r.URL.Query()
+	page, _ := strconv.Atoi(q.Get("page"))
+	size, _ := strconv.Atoi(q.Get("size"))
+	vs, total, err := l.Versions(r.Context(), p, q.Get("runtime"), ledger.ListOptions{ShowRemoved: q.Get("show_removed") == "1", Page: page, Size: size})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"total": total, "versions": DTOs(vs)})
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	vs, err := l.History(r.Context(), p, r.PathValue("r"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	v, err := l.Resolve(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, DTO(v))
+}
+
+// InfoDTO is a version's info as JSON.
+type InfoDTO struct {
+	Version VersionDTO `json:"version"`
+	Files   int        `json:"files"`
+	Dirs    int        `json:"dirs"`
+	Links   int        `json:"links"`
+	Size    int64      `json:"size"`
+	Lock    string     `json:"lock"`
+	YAML    string     `json:"runtime_yaml"`
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	info, err := l.Info(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, InfoDTO{Version: DTO(info.Version), Files: info.Totals.Files, Dirs: info.Totals.Dirs,
+		Links: info.Totals.Links, Size: info.Totals.Size, Lock: info.Lock, YAML: info.YAML})
+}
+
+type tagReq struct {
+	Version string   `json:"version"`
+	Tags    []string `json:"tags"`
+	Remove  bool     `json:"remove"`
+	Quiet   bool     `json:"quiet"`
+}
+
+func (s *Server) tag(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	var req tagReq
+	if !readJSON(w, r, &req) {
+		return
+	}
+	res, err := l.Tag(r.Context(), p, r.PathValue("r"), req.Version, req.Tags, req.Remove, req.Quiet)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"changed": nonNilTags(res.Changed), "skipped": nonNilTags(res.Skipped)})
+}
+
+type removeReq struct {
+	Version string `json:"version"`
+	Purge   bool   `json:"purge"`
+	DryRun  bool   `json:"dry_run"`
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	var req removeReq
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var vs []*ledger.Version
+	var err error
+	if req.DryRun {
+		vs, err = l.RemoveTargets(r.Context(), p, r.PathValue("r"), req.Version, req.Purge)
+	} else {
+		vs, err = l.Remove(r.Context(), p, r.PathValue("r"), req.Version, req.Purge)
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+}
+
+func (s *Server) recover(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	var req removeReq
+	if !readJSON(w, r, &req) {
+		return
+	}
+	vs, err := l.Recover(r.Context(), p, r.PathValue("r"), req.Version)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+}
+
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, l Local, p string) {
+	var req []CommitVersion
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if err := l.Commit(r.Context(), p, req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"committed": len(req)})
+}
+
+func readHashes(w http.ResponseWriter, r *http.Request) ([]cas.Hash, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxHashesBody))
+	if err != nil {
+		writeErr(w, bodyErr(err))
+		return nil, false
+	}
+	hs, err := DecodeHashes(body)
+	if err != nil {
+		writeErr(w, &Error{Kind: KindUsage, Err: err})
+		return nil, false
+	}
+	return hs, true
+}
+
+func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
+	hs, ok := readHashes(w, r)
+	if !ok {
+		return
+	}
+	miss, err := s.in.Store.Missing(r.Context(), hs)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(EncodeHashes(miss))
+}
+
+// getChunks streams the chunks asked for, as stored. Knowing a chunk's hash is what
+// entitles a user to it: hashes are only learnt from manifests of readable versions.
+func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
+	hs, ok := readHashes(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	var sent int64
+	for _, h := range hs {
+		raw, err := s.in.Store.GetRaw(r.Context(), h)
+		if err != nil {
+			if sent == 0 {
+				writeErr(w, err)
+			}
+			return // the client sees a truncated stream
+		}
+		if err := WriteFrame(w, h, raw); err != nil {
+			return
+		}
+		if sent += int64(len(raw.Data)); sent > maxGetResponse {
+			return
+		}
+	}
+}
+
+// putChunks receives a batch: every chunk is decoded and hashed before any is stored;
+// the answer comes once the batch is durable.
+func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
+	var batch []Chunk
+	err := ReadFrames(http.MaxBytesReader(w, r.Body, MaxBatchBody), func(h cas.Hash, raw cas.Raw) error {
+		batch = append(batch, Chunk{Hash: h, Raw: raw})
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrBadFrame) {
+			writeErr(w, &Error{Kind: KindUsage, Err: err})
+		} else {
+			writeErr(w, bodyErr(err))
+		}
+		return
+	}
+	if err := (Local{In: s.in}).PutChunks(r.Context(), batch); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"stored": len(batch)})
+}
+
+func bodyErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &Error{Kind: KindTooLarge, Err: fmt.Errorf("request body over the server's %d-byte limit", mbe.Limit)}
+	}
+	return &Error{Kind: KindRemote, Err: err}
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErr(w, bodyErr(err))
+		} else {
+			writeErr(w, &Error{Kind: KindUsage, Err: fmt.Errorf("bad request body: %v", err)})
+		}
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// errorBody is the JSON of an error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Hint  string `json:"hint,omitempty"`
+	Kind  string `json:"kind"`
+}
+
+var kindNames = map[Kind]string{KindFailure: "failure", KindUsage: "usage", KindNotFound: "not_found",
+	KindExists: "exists", KindCorrupt: "corrupt", KindInvalid: "invalid", KindEnv: "env",
+	KindAuth: "auth", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large"}
+
+func statusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindAuth {
+		if strings.HasPrefix(e.Err.Error(), "no access") {
+			return http.StatusForbidden
+		}
+		return http.StatusUnauthorized
+	}
+	if errors.Is(err, cas.ErrCorrupt) {
+		return http.StatusUnprocessableEntity
+	}
+	switch KindOf(err) {
+	case KindUsage, KindInvalid:
+		return http.StatusBadRequest
+	case KindNotFound:
+		return http.StatusNotFound
+	case KindExists:
+		return http.StatusConflict
+	case KindCorrupt:
+		return http.StatusUnprocessableEntity
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(statusOf(err))
+	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[KindOf(err)]})
+}

@@ -1,0 +1,400 @@
+package ops_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/cas/treecmp"
+	"github.com/swcli/swcli/internal/corpus"
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
+)
+
+var ctx = context.Background()
+
+const childServerEnv = "SWCLI_TEST_SERVER_ROOT"
+
+// TestMain doubles as a server process for the kill test.
+func TestMain(m *testing.M) {
+	if root := os.Getenv(childServerEnv); root != "" {
+		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child"})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		srv := httptest.NewUnstartedServer(ops.NewServer(in).Handler())
+		srv.Start()
+		fmt.Println(srv.URL)
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+func openInstance(t testing.TB, root string) *ops.Instance {
+	t.Helper()
+	in, err := ops.Open(ctx, root, ops.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
+}
+
+type cloud struct {
+	root   string
+	url    string
+	tokens map[string]string
+}
+
+// newCloud makes a server root with users alice (member of mnist) and bob (member of
+// secret), serving on a random loopback port.
+func newCloud(t *testing.T) *cloud {
+	t.Helper()
+	c := &cloud{root: t.TempDir(), tokens: map[string]string{}}
+	for _, u := range []string{"alice", "bob"} {
+		tok, err := ops.AddUser(ctx, c.root, u, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.tokens[u] = tok
+	}
+	if err := ops.CreateServerProject(ctx, c.root, "mnist", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.CreateServerProject(ctx, c.root, "secret", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *cloud) serve(t *testing.T) {
+	in := openInstance(t, c.root)
+	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	t.Cleanup(srv.Close)
+	c.url = srv.URL
+}
+
+func (c *cloud) client(user string) *ops.Remote {
+	return ops.NewRemote("team", c.url, c.tokens[user])
+}
+
+// writeTree writes a runtime-like tree: many small files and a few large ones.
+func writeTree(t *testing.T, dir string, seed uint64, big int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range 200 {
+		p := filepath.Join(dir, "lib", fmt.Sprintf("m%02d", i%13), fmt.Sprintf("f%d.py", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("x = %d\n", i), 50+i)), 0o644)
+	}
+	for i := range big {
+		b := make([]byte, 3<<20)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("lib%d.so", i)), b, 0o755)
+	}
+	os.Symlink("lib0.so", filepath.Join(dir, "link.so"))
+}
+
+// buildVersion stores dir as a version of runtime name in project self.
+func buildVersion(t *testing.T, in *ops.Instance, name, dir string) *ledger.Version {
+	t.Helper()
+	res, err := cas.Ingest(ctx, in.Store, []cas.Input{{Src: dir, Dest: "export/venv"}, {Data: []byte("name: " + name + "\n"), Dest: "runtime.yaml"}}, cas.IngestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := ledger.New(ledger.RuntimeBuilt, "self", name, ops.VersionID(res.Hash), ledger.BuiltData{Manifest: res.Hash, Size: res.Size, Files: int64(res.Files), Mode: "venv"})
+	e.Actor, e.Instance = in.Actor, in.Name
+	if _, err := in.Ledger.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	v, err := in.Ledger.Resolve("self", name, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// sources returns two versions of a tree sharing most bytes: the ml corpus in full runs,
+// synthetic trees with -short.
+func sources(t *testing.T) (string, string) {
+	if !testing.Short() {
+		dir, err := corpus.Dir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(dir, "ml-v1"), filepath.Join(dir, "ml-v2")
+	}
+	v1, v2 := t.TempDir(), t.TempDir()
+	writeTree(t, v1, 1, 4)
+	writeTree(t, v2, 1, 5)
+	os.WriteFile(filepath.Join(v2, "lib", "m00", "f0.py"), []byte("changed\n"), 0o644)
+	return v1, v2
+}
+
+func copyReq(src ops.Endpoint, srcProject string, u ops.RuntimeURI, dst ops.Endpoint, dstProject string) ops.CopyRequest {
+	return ops.CopyRequest{Src: src, SrcProject: srcProject, SrcURI: u, Dst: dst, DstProject: dstProject}
+}
+
+func TestCopyThroughServer(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	v1dir, v2dir := sources(t)
+	local := openInstance(t, t.TempDir())
+	v1 := buildVersion(t, local, "ml", v1dir)
+	if _, err := ops.Tag(ctx, local, "self", "ml", v1.ID, []string{"prod"}, false, false); err != nil {
+		t.Fatal(err)
+	}
+	alice := c.client("alice")
+
+	// local -> cloud: everything travels.
+	r1, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v1.ID}, alice, "mnist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.SentChunks != r1.Chunks || len(r1.Versions) != 1 {
+		t.Fatalf("first copy sent %d of %d chunks", r1.SentChunks, r1.Chunks)
+	}
+	got, err := alice.Resolve(ctx, "mnist", "ml", "prod")
+	if err != nil || got.ID != v1.ID {
+		t.Fatalf("user tag did not come along: %v %v", got, err)
+	}
+	hist, _ := alice.History(ctx, "mnist", "ml")
+	if len(hist) != 1 || hist[0].Actor != "alice" {
+		t.Fatalf("cloud history %+v", hist)
+	}
+
+	// A second version: only the chunks the server lacks travel.
+	v2 := buildVersion(t, local, "ml", v2dir)
+	r2, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r2.Versions) != 1 || r2.Versions[0] != v2.ID || len(r2.Skipped) != 1 {
+		t.Fatalf("second copy: copied %v, skipped %v", r2.Versions, r2.Skipped)
+	}
+	if r2.SentBytes*2 > r1.SentBytes || r2.SentChunks >= r2.Chunks/2 {
+		t.Fatalf("second version sent %d bytes in %d of %d chunks; the first sent %d bytes", r2.SentBytes, r2.SentChunks, r2.Chunks, r1.SentBytes)
+	}
+
+	// Nothing missing: nothing sent.
+	r3, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
+	if err != nil || r3.SentChunks != 0 || len(r3.Versions) != 0 {
+		t.Fatalf("third copy: %+v %v", r3, err)
+	}
+
+	// cloud -> a fresh local root: extract equals the source tree.
+	fresh := openInstance(t, t.TempDir())
+	r4, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.Local{In: fresh}, "self"))
+	if err != nil || len(r4.Versions) != 2 {
+		t.Fatalf("copy back: %+v %v", r4, err)
+	}
+	for _, tc := range []struct{ v, dir string }{{v1.ID, v1dir}, {v2.ID, v2dir}} {
+		ex, err := ops.Extract(ctx, fresh, "self", "ml", tc.v, filepath.Join(t.TempDir(), "x"), false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := treecmp.Diff(tc.dir, filepath.Join(ex.Dir, "export", "venv")); d != "" {
+			t.Fatalf("copied back %s differs:\n%s", tc.v, d)
+		}
+	}
+	if v, err := fresh.Ledger.Resolve("self", "ml", "latest"); err != nil || v.ID != v2.ID {
+		t.Fatalf("latest after copying back: %v %v", v, err)
+	}
+	rep, err := fresh.Ledger.Verify(ctx, fresh.Store)
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify after copy: %v %v", rep.Problems, err)
+	}
+
+	// cloud -> cloud, project to project (an admin sees both).
+	admTok, _ := ops.AddUser(ctx, c.root, "root", true)
+	adm := ops.NewRemote("team", c.url, admTok)
+	if _, err := ops.Copy(ctx, copyReq(adm, "mnist", ops.RuntimeURI{Name: "ml"}, adm, "secret")); err != nil {
+		t.Fatal(err)
+	}
+	if _, total, err := c.client("bob").Versions(ctx, "secret", "", ledger.ListOptions{}); err != nil || total != 2 {
+		t.Fatalf("bob's project after cloud-to-cloud copy: %d versions, %v", total, err)
+	}
+}
+
+func TestServerAuth(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	bad := ops.NewRemote("team", c.url, "swt_not_a_token")
+	_, _, err := bad.Whoami(ctx)
+	if ops.KindOf(err) != ops.KindAuth || !strings.Contains(err.Error(), "refused the token") {
+		t.Fatalf("wrong token: %v", err)
+	}
+	resp := rawGet(t, c.url+"/api/v1/projects", "nope")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong token: HTTP %d, want 401", resp.StatusCode)
+	}
+	// Another user's project and a project that does not exist answer alike: 403.
+	a := rawGet(t, c.url+"/api/v1/projects/secret/versions", c.tokens["alice"])
+	b := rawGet(t, c.url+"/api/v1/projects/nosuch/versions", c.tokens["alice"])
+	ab, bb := readAll(a), readAll(b)
+	if a.StatusCode != 403 || b.StatusCode != 403 || strings.ReplaceAll(ab, "secret", "X") != strings.ReplaceAll(bb, "nosuch", "X") {
+		t.Fatalf("forbidden answers differ: %d %q / %d %q", a.StatusCode, ab, b.StatusCode, bb)
+	}
+	ps, err := c.client("alice").Projects(ctx)
+	if err != nil || strings.Join(ps, ",") != "mnist" {
+		t.Fatalf("alice sees projects %v (%v)", ps, err)
+	}
+	// Revoked tokens stop working at once.
+	if err := ops.RevokeTokens(ctx, c.root, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if _, _, err := c.client("alice").Whoami(ctx); ops.KindOf(err) != ops.KindAuth {
+		t.Fatalf("revoked token: %v", err)
+	}
+}
+
+func rawGet(t *testing.T, url, tok string) *http.Response {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func readAll(r *http.Response) string {
+	var b bytes.Buffer
+	b.ReadFrom(r.Body)
+	r.Body.Close()
+	return b.String()
+}
+
+func TestServerRejectsBadBatch(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	good := []byte("a good chunk")
+	bad := []byte("bytes that are not what the hash says")
+	var body bytes.Buffer
+	ops.WriteFrame(&body, cas.Sum(good), cas.Raw{Enc: cas.EncRaw, Len: int64(len(good)), Data: good})
+	ops.WriteFrame(&body, cas.Sum([]byte("other")), cas.Raw{Enc: cas.EncRaw, Len: int64(len(bad)), Data: bad})
+	req, _ := http.NewRequest("POST", c.url+"/api/v1/chunks", &body)
+	req.Header.Set("Authorization", "Bearer "+c.tokens["alice"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := readAll(resp); resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(msg, "nothing stored") {
+		t.Fatalf("bad batch: HTTP %d %s", resp.StatusCode, msg)
+	}
+	miss, err := c.client("alice").Missing(ctx, []cas.Hash{cas.Sum(good)})
+	if err != nil || len(miss) != 1 {
+		t.Fatalf("the good chunk of a rejected batch was stored: %v %v", miss, err)
+	}
+	// A truncated stream and an oversized body are refused too.
+	err = c.client("alice").PutChunks(ctx, []ops.Chunk{{Hash: cas.Sum(bad), Raw: cas.Raw{Enc: cas.EncZstd, Len: 5, Data: []byte("zz")}}})
+	if ops.KindOf(err) != ops.KindCorrupt {
+		t.Fatalf("garbled zstd: %v", err)
+	}
+}
+
+func TestOverlappingCopies(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	dir := t.TempDir()
+	writeTree(t, dir, 5, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		local := openInstance(t, t.TempDir())
+		buildVersion(t, local, "ml", dir)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, c.client("alice"), "mnist")
+			req.BatchBytes = 1 << 20
+			_, errs[i] = ops.Copy(ctx, req)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("overlapping copies: %v / %v", errs[0], errs[1])
+	}
+	if _, total, err := c.client("alice").Versions(ctx, "mnist", "", ledger.ListOptions{}); err != nil || total != 1 {
+		t.Fatalf("after two copies of one version: %d versions, %v", total, err)
+	}
+}
+
+type countProgress struct{ chunks atomic.Int64 }
+
+func (p *countProgress) Planned(int, int64)      {}
+func (p *countProgress) Done(files int, b int64) { p.chunks.Add(int64(files)) }
+
+// startChild runs a server in a child process on root and returns its URL.
+func startChild(t *testing.T, root string) (*exec.Cmd, string) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childServerEnv+"="+root)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "http://") {
+		t.Fatalf("child server: %q %v", line, err)
+	}
+	return cmd, strings.TrimSpace(line)
+}
+
+func TestCopyResumesAfterServerKill(t *testing.T) {
+	c := newCloud(t)
+	dir := t.TempDir()
+	writeTree(t, dir, 9, 12) // ~36 MB of incompressible chunks
+	local := openInstance(t, t.TempDir())
+	buildVersion(t, local, "ml", dir)
+
+	cmd, url := startChild(t, c.root)
+	prog := &countProgress{}
+	req := copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", url, c.tokens["alice"]), "mnist")
+	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
+	done := make(chan error, 1)
+	go func() { _, err := ops.Copy(ctx, req); done <- err }()
+	for prog.chunks.Load() < 20 {
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := <-done; err == nil {
+		t.Fatal("copy succeeded although the server was killed")
+	}
+	confirmed := prog.chunks.Load()
+
+	cmd, url = startChild(t, c.root)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	req.Dst, req.Progress = ops.NewRemote("team", url, c.tokens["alice"]), nil
+	res, err := ops.Copy(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(res.SentChunks) > int64(res.Chunks)-confirmed {
+		t.Fatalf("re-run sent %d chunks of %d; %d had been confirmed before the kill", res.SentChunks, res.Chunks, confirmed)
+	}
+	if v, err := req.Dst.Resolve(ctx, "mnist", "ml", "latest"); err != nil || v.Status != ledger.StatusLive {
+		t.Fatalf("after resuming: %v %v", v, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,98 @@
+package ops
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// The wire format of chunk transfers (README: "Copy and the wire format").
+//
+// A hash list (POST /api/v1/chunks/missing, /api/v1/chunks/get, and the missing answer) is
+// the concatenation of 32-byte hashes, in any order (answers are sorted).
+//
+// A chunk stream (POST /api/v1/chunks, and the answer of /api/v1/chunks/get) is a sequence of
+// frames, each a chunk as stored:
+//
+//	hash[32] encoding[1] contentLen[4, big-endian] storedLen[4, big-endian] stored bytes
+//
+// and ends at the end of the body. The receiver decodes and hashes every chunk before it
+// stores any of the batch.
+
+// frameHeader is the size of a chunk frame's header.
+const frameHeader = cas.HashSize + 1 + 4 + 4
+
+// MaxWireChunk bounds one chunk on the wire (manifests are the largest).
+const MaxWireChunk = 64 << 20
+
+// WriteFrame writes one chunk frame.
+func WriteFrame(w io.Writer, h cas.Hash, r cas.Raw) error {
+	var hdr [frameHeader]byte
+	copy(hdr[:], h[:])
+	hdr[cas.HashSize] = byte(r.Enc)
+	binary.BigEndian.PutUint32(hdr[cas.HashSize+1:], uint32(r.Len))
+	binary.BigEndian.PutUint32(hdr[cas.HashSize+5:], uint32(len(r.Data)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(r.Data)
+	return err
+}
+
+// ErrBadFrame reports a chunk stream that is not well formed.
+var ErrBadFrame = errors.New("malformed chunk stream")
+
+// ReadFrames calls fn for each frame of r until its end.
+func ReadFrames(r io.Reader, fn func(h cas.Hash, raw cas.Raw) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var hdr [frameHeader]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:1]); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(br, hdr[1:]); err != nil {
+			return fmt.Errorf("%w: truncated header", ErrBadFrame)
+		}
+		var h cas.Hash
+		copy(h[:], hdr[:cas.HashSize])
+		size := int64(binary.BigEndian.Uint32(hdr[cas.HashSize+1:]))
+		stored := binary.BigEndian.Uint32(hdr[cas.HashSize+5:])
+		if stored > MaxWireChunk || size > MaxWireChunk {
+			return fmt.Errorf("%w: chunk %s of %d bytes is over the %d limit", ErrBadFrame, h, stored, MaxWireChunk)
+		}
+		data := make([]byte, stored)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return fmt.Errorf("%w: truncated chunk %s", ErrBadFrame, h)
+		}
+		if err := fn(h, cas.Raw{Enc: cas.Encoding(hdr[cas.HashSize]), Len: size, Data: data}); err != nil {
+			return err
+		}
+	}
+}
+
+// EncodeHashes writes a hash list.
+func EncodeHashes(hs []cas.Hash) []byte {
+	b := make([]byte, 0, len(hs)*cas.HashSize)
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+// DecodeHashes reads a hash list.
+func DecodeHashes(b []byte) ([]cas.Hash, error) {
+	if len(b)%cas.HashSize != 0 {
+		return nil, fmt.Errorf("%w: hash list of %d bytes", ErrBadFrame, len(b))
+	}
+	hs := make([]cas.Hash, len(b)/cas.HashSize)
+	for i := range hs {
+		copy(hs[i][:], b[i*cas.HashSize:])
+	}
+	return hs, nil
+}

@@ -90,14 +90,24 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		return nil, Errorf(KindNotFound, "run 'swcli runtime create' in the workdir, or make the environment there",
 			"%s environment %s not found", ry.Mode, envDir)
 	}
-	pyver, err := run(ctx, wd, nil, py, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
-	if err != nil {
-		return nil, &Error{Kind: KindEnv, Err: err}
+	var python string
+	var lock []byte
+	key := ""
+	if ry.Mode == "venv" {
+		key = lockKey(envDir, req.IncludeEditable)
 	}
-	python := strings.TrimSpace(string(pyver))
-	lock, err := lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable)
-	if err != nil {
-		return nil, err
+	if e, ok := readLockCache(in.Root, key); ok {
+		python, lock = e.Python, e.Lock
+	} else {
+		pyver, err := run(ctx, wd, nil, py, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
+		if err != nil {
+			return nil, &Error{Kind: KindEnv, Err: err}
+		}
+		python = strings.TrimSpace(string(pyver))
+		if lock, err = lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable); err != nil {
+			return nil, err
+		}
+		writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
 	}
 
 	inputs := []cas.Input{

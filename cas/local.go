@@ -49,7 +49,7 @@ type Local struct {
 	nextNum uint64
 	pending map[Hash]loc           // chunks in the open pack
 	sealing map[uint64]*sealedPack // packs being synced and indexed, still readable
-	sealWG  sync.WaitGroup
+	sealed  *sync.Cond             // broadcast (with mu) when a pack leaves sealing
 	sealErr error      // the first failure of a seal; the store refuses writes after it
 	gcMu    sync.Mutex // serialises Delete
 
@@ -94,6 +94,7 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 		return nil, fmt.Errorf("open store index %s: %w", dir, err)
 	}
 	s := &Local{dir: dir, db: db, lock: lock, pending: map[Hash]loc{}, sealing: map[uint64]*sealedPack{}, files: map[uint64]*os.File{}}
+	s.sealed = sync.NewCond(&s.mu)
 	fail := func(err error) (*Local, error) {
 		db.Close()
 		lock.Release()
@@ -493,17 +494,16 @@ func (s *Local) detachLocked() (*sealedPack, error) {
 	s.sealing[sp.num] = sp
 	s.cur = nil
 	s.pending = map[Hash]loc{}
-	s.sealWG.Add(1)
 	return sp, nil
 }
 
 // seal makes a detached pack durable, then indexes its chunks: file synced, renamed,
 // directory synced, then one synced pebble batch. Only then do its chunks count as stored.
 func (s *Local) seal(sp *sealedPack) error {
-	defer s.sealWG.Done()
 	err := s.sealFile(sp)
 	s.mu.Lock()
 	delete(s.sealing, sp.num)
+	s.sealed.Broadcast()
 	if err != nil {
 		sp.f.Close()
 		os.Remove(s.tmpPath(sp.num))
@@ -559,18 +559,34 @@ func syncDir(dir string) error {
 }
 
 // Flush implements Flusher: the unsealed pack is sealed and indexed.
+// Packs other goroutines were sealing when Flush was called are waited for too.
 func (s *Local) Flush(ctx context.Context) error {
 	s.mu.Lock()
+	var earlier []uint64
+	for n := range s.sealing {
+		earlier = append(earlier, n)
+	}
 	sp, err := s.detachLocked()
 	s.mu.Unlock()
 	if sp != nil {
 		err = s.seal(sp)
 	}
-	s.sealWG.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		busy := false
+		for _, n := range earlier {
+			if _, ok := s.sealing[n]; ok {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		s.sealed.Wait()
+	}
 	if err == nil {
-		s.mu.Lock()
 		err = s.sealErr
-		s.mu.Unlock()
 	}
 	return err
 }

@@ -289,7 +289,7 @@ func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 	for _, p := range projectionPrefixes {
 		err := dbKV{l.db}.scan([]byte{p}, func(k, v []byte) error {
 			seen++
-			if want, ok := fresh.kv.m[string(k)]; !ok {
+			if want, ok, _ := fresh.kv.get(k); !ok {
 				add(0, "projection %s is not derived from any event", printableKey(k))
 			} else if !bytes.Equal(want, v) {
 				add(0, "projection %s differs from a replay of the events", printableKey(k))

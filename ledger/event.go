@@ -135,6 +135,10 @@ func (e *Event) Decode(v any) error {
 
 // parsePayload decodes Data by type ahead of apply (replay runs it on other cores).
 func (e *Event) parsePayload() error {
+	if p, ok := fastPayload(e.Type, e.Data); ok {
+		e.payload = p
+		return nil
+	}
 	var p any
 	switch e.Type {
 	case RuntimeBuilt:
@@ -216,6 +220,9 @@ var ErrBadEvent = errors.New("bad event")
 
 // DecodeBody parses an event's canonical body.
 func DecodeBody(b []byte) (Event, error) {
+	if e, ok := fastDecodeBody(b); ok {
+		return e, nil
+	}
 	var x body
 	if err := json.Unmarshal(b, &x); err != nil {
 		return Event{}, fmt.Errorf("%w: %v", ErrBadEvent, err)

@@ -265,14 +265,33 @@ func (k *batchKV) scan(p []byte, fn func(k, v []byte) error) error {
 	return it.Close()
 }
 
-// memKV holds projections in memory: what replay builds.
-type memKV struct{ m map[string][]byte }
+// memKV holds projections in memory: what replay builds. Versions, runtimes and projects
+// are kept as objects (state reads and writes them directly, the hot path of replay) and
+// encoded only when read as bytes.
+type memKV struct{ m map[string]any }
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
+func newMemKV() *memKV { return &memKV{m: map[string]any{}} }
+
+func encodeObj(v any) []byte {
+	switch x := v.(type) {
+	case []byte:
+		return x
+	case *Version:
+		return encodeVersion(x)
+	case *Runtime:
+		return encodeRuntime(x)
+	case *Project:
+		return encodeProject(x)
+	}
+	return nil
+}
 
 func (k *memKV) get(key []byte) ([]byte, bool, error) {
 	v, ok := k.m[string(key)]
-	return v, ok, nil
+	if !ok {
+		return nil, false, nil
+	}
+	return encodeObj(v), true, nil
 }
 func (k *memKV) set(key, v []byte) { k.m[string(key)] = v }
 func (k *memKV) del(key []byte)    { delete(k.m, string(key)) }
@@ -286,7 +305,7 @@ func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		if err := fn([]byte(key), k.m[key]); err != nil {
+		if err := fn([]byte(key), encodeObj(k.m[key])); err != nil {
 			return err
 		}
 	}

@@ -111,6 +111,10 @@ type kv interface {
 type state struct{ kv kv }
 
 func (s state) project(name string) (*Project, error) {
+	if mk, ok := s.kv.(*memKV); ok {
+		p, _ := mk.m[string(projectKey(name))].(*Project)
+		return p, nil
+	}
 	b, ok, err := s.kv.get(projectKey(name))
 	if err != nil || !ok {
 		return nil, err
@@ -119,6 +123,10 @@ func (s state) project(name string) (*Project, error) {
 }
 
 func (s state) runtime(p, r string) (*Runtime, error) {
+	if mk, ok := s.kv.(*memKV); ok {
+		x, _ := mk.m[string(runtimeKey(p, r))].(*Runtime)
+		return x, nil
+	}
 	b, ok, err := s.kv.get(runtimeKey(p, r))
 	if err != nil || !ok {
 		return nil, err
@@ -127,6 +135,10 @@ func (s state) runtime(p, r string) (*Runtime, error) {
 }
 
 func (s state) version(p, r, id string) (*Version, error) {
+	if mk, ok := s.kv.(*memKV); ok {
+		v, _ := mk.m[string(versionKey(p, r, id))].(*Version)
+		return v, nil
+	}
 	b, ok, err := s.kv.get(versionKey(p, r, id))
 	if err != nil || !ok {
 		return nil, err
@@ -137,9 +149,30 @@ func (s state) version(p, r, id string) (*Version, error) {
 // putVersion writes a version under its id and, for listing in one pass, under its place
 // in the runtime's newest-first order.
 func (s state) putVersion(v *Version) {
+	if mk, ok := s.kv.(*memKV); ok {
+		mk.m[string(versionKey(v.Project, v.Runtime, v.ID))] = v
+		mk.m[string(orderKey(v.Project, v.Runtime, v.Seq))] = v
+		return
+	}
 	b := encodeVersion(v)
 	s.kv.set(versionKey(v.Project, v.Runtime, v.ID), b)
 	s.kv.set(orderKey(v.Project, v.Runtime, v.Seq), b)
+}
+
+func (s state) putProject(p *Project) {
+	if mk, ok := s.kv.(*memKV); ok {
+		mk.m[string(projectKey(p.Name))] = p
+		return
+	}
+	s.kv.set(projectKey(p.Name), encodeProject(p))
+}
+
+func (s state) putRuntime(r *Runtime) {
+	if mk, ok := s.kv.(*memKV); ok {
+		mk.m[string(runtimeKey(r.Project, r.Name))] = r
+		return
+	}
+	s.kv.set(runtimeKey(r.Project, r.Name), encodeRuntime(r))
 }
 
 func (s state) versions(p, r string) ([]*Version, error) {
@@ -177,14 +210,14 @@ func (s state) apply(e *Event) error {
 		if proj != nil && !proj.Removed {
 			return fmt.Errorf("%w: project %s exists", ErrConflict, e.Project)
 		}
-		s.kv.set(projectKey(e.Project), encodeProject(&Project{Name: e.Project, Created: e.Time, Seq: e.Seq}))
+		s.putProject(&Project{Name: e.Project, Created: e.Time, Seq: e.Seq})
 		return nil
 	case ProjectRemoved:
 		if proj == nil || proj.Removed {
 			return fmt.Errorf("%w: project %s", ErrNotFound, e.Project)
 		}
 		proj.Removed = true
-		s.kv.set(projectKey(e.Project), encodeProject(proj))
+		s.putProject(proj)
 		return nil
 	}
 	if proj == nil || proj.Removed {
@@ -200,7 +233,7 @@ func (s state) apply(e *Event) error {
 		}
 		rt = &Runtime{Project: e.Project, Name: e.Runtime, Created: e.Time, Seq: e.Seq}
 	}
-	defer func() { s.kv.set(runtimeKey(rt.Project, rt.Name), encodeRuntime(rt)) }()
+	defer s.putRuntime(rt)
 
 	switch e.Type {
 	case RuntimeCreated:

@@ -1,0 +1,55 @@
+package ledger
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// FuzzEventBody checks the round trip of an event's canonical body and that the fast
+// decoder agrees with encoding/json whenever it accepts an input.
+func FuzzEventBody(f *testing.F) {
+	f.Add("alice@host", "/w/dir \"q\"\n\x01ü", "mnist", uint64(7), int64(1234567890123))
+	f.Fuzz(func(t *testing.T, actor, workdir, runtime string, seq uint64, nanos int64) {
+		e, err := New(RuntimeBuilt, "self", runtime, "v", BuiltData{Workdir: workdir, Manifest: cas.Sum([]byte(workdir))})
+		if err != nil {
+			t.Skip()
+		}
+		e.Actor, e.Seq, e.Time = actor, seq, time.Unix(0, nanos).UTC()
+		e.Prev = cas.Sum([]byte(actor))
+		body := e.Body()
+		got, err := DecodeBody(body)
+		if err != nil {
+			t.Fatalf("decode of a canonical body: %v\n%s", err, body)
+		}
+		if string(got.Body()) != string(body) {
+			t.Fatalf("re-encoding differs:\n%s\n%s", got.Body(), body)
+		}
+		// encoding/json reads it the same way (strings with invalid UTF-8 are replaced
+		// by both).
+		var x body2
+		if err := json.Unmarshal(body, &x); err != nil {
+			t.Fatalf("encoding/json rejects the canonical body: %v", err)
+		}
+		if x.Actor != got.Actor || x.Runtime != got.Runtime || x.Seq != got.Seq {
+			t.Fatalf("fast decoder and encoding/json disagree: %+v vs %+v", got, x)
+		}
+		p1, ok := fastPayload(RuntimeBuilt, got.Data)
+		var p2 BuiltData
+		if err := json.Unmarshal(got.Data, &p2); err != nil {
+			t.Fatal(err)
+		}
+		if ok && !reflect.DeepEqual(p1, &p2) {
+			t.Fatalf("payload decoders disagree: %+v vs %+v", p1, p2)
+		}
+	})
+}
+
+type body2 struct {
+	Actor   string `json:"actor"`
+	Runtime string `json:"runtime"`
+	Seq     uint64 `json:"seq"`
+}

@@ -50,8 +50,8 @@ type Local struct {
 	pending map[Hash]loc           // chunks in the open pack
 	sealing map[uint64]*sealedPack // packs being synced and indexed, still readable
 	sealed  *sync.Cond             // broadcast (with mu) when a pack leaves sealing
-	sealErr error      // the first failure of a seal; the store refuses writes after it
-	gcMu    sync.Mutex // serialises Delete
+	sealErr error                  // the first failure of a seal; the store refuses writes after it
+	gcMu    sync.Mutex             // serialises Delete
 
 	filesMu sync.RWMutex
 	files   map[uint64]*os.File // open sealed packs for reading

@@ -69,6 +69,10 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event
 	go func() {
 		defer close(batches)
 		raw := make([][]byte, 0, size)
+		interns := make([]map[string]string, workers)
+		for i := range interns {
+			interns[i] = map[string]string{}
+		}
 		decode := func() bool {
 			evs := make([]Event, len(raw))
 			errs := make([]error, workers)
@@ -83,7 +87,7 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event
 				go func() {
 					defer wg.Done()
 					for i := a; i < b && errs[w] == nil; i++ {
-						evs[i], errs[w] = decodeStored(raw[i])
+						evs[i], errs[w] = decodeStoredIntern(raw[i], interns[w])
 						if errs[w] == nil {
 							errs[w] = evs[i].parsePayload()
 						}
@@ -151,11 +155,19 @@ type ReplayTo struct {
 // Replay rebuilds the projections from the events, in memory, as they were at the point
 // chosen. It never reads the stored projections.
 func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
-	kv := newMemKV()
+	head, err := l.Head()
+	if err != nil {
+		return nil, err
+	}
+	hint := int(head.Seq) * 3 // most events make a version: its key, its order key, its vN tag
+	if to.Seq > 0 {
+		hint = int(min(to.Seq, head.Seq)) * 3
+	}
+	kv := newMemKV(hint)
 	st := state{kv: kv}
 	snap := &Snapshot{view: view{kv: kv}, kv: kv}
 	errStop := fmt.Errorf("stop")
-	err := l.scanEvents(ctx, 1, to.Seq, func(e *Event) error {
+	err = l.scanEvents(ctx, 1, to.Seq, func(e *Event) error {
 		if !to.Time.IsZero() && e.Time.After(to.Time) {
 			return errStop
 		}

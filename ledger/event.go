@@ -220,7 +220,11 @@ var ErrBadEvent = errors.New("bad event")
 
 // DecodeBody parses an event's canonical body.
 func DecodeBody(b []byte) (Event, error) {
-	if e, ok := fastDecodeBody(b); ok {
+	return decodeBody(b, nil)
+}
+
+func decodeBody(b []byte, intern map[string]string) (Event, error) {
+	if e, ok := fastDecodeBody(b, intern); ok {
 		return e, nil
 	}
 	var x body

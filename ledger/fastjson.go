@@ -18,9 +18,30 @@ import (
 var errNotCanonical = errors.New("not canonical")
 
 type scanner struct {
-	b   []byte
-	i   int
-	err error
+	b      []byte
+	i      int
+	err    error
+	intern map[string]string // repeated names (actor, project, …) are kept once
+}
+
+// name reads a string that repeats across events, interned.
+func (s *scanner) name() string {
+	if s.intern == nil || s.err != nil {
+		return s.str()
+	}
+	start := s.i + 1
+	v := s.str()
+	if s.err != nil || s.i-1 < start {
+		return v
+	}
+	raw := s.b[start : s.i-1]
+	if x, ok := s.intern[string(raw)]; ok {
+		return x
+	}
+	if len(s.intern) < 1<<16 {
+		s.intern[v] = v
+	}
+	return v
 }
 
 func (s *scanner) fail() {
@@ -222,18 +243,18 @@ func (s *scanner) rawObject() []byte {
 }
 
 // fastDecodeBody parses a canonical body; ok is false if it is not in the exact form.
-func fastDecodeBody(b []byte) (Event, bool) {
-	s := &scanner{b: b}
+func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
+	s := &scanner{b: b, intern: intern}
 	var e Event
 	var tm string
 	s.object(func(k string) {
 		switch k {
 		case "actor":
-			e.Actor = s.str()
+			e.Actor = s.name()
 		case "data":
 			e.Data = s.rawObject()
 		case "instance":
-			e.Instance = s.str()
+			e.Instance = s.name()
 		case "prev":
 			if p := s.str(); p != "" {
 				h, err := cas.ParseHash(p)
@@ -243,15 +264,15 @@ func fastDecodeBody(b []byte) (Event, bool) {
 				e.Prev = h
 			}
 		case "project":
-			e.Project = s.str()
+			e.Project = s.name()
 		case "runtime":
-			e.Runtime = s.str()
+			e.Runtime = s.name()
 		case "seq":
 			e.Seq = uint64(s.int())
 		case "time":
 			tm = s.str()
 		case "type":
-			e.Type = Type(s.str())
+			e.Type = Type(s.name())
 		case "version":
 			e.Version = s.str()
 		default:

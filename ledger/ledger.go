@@ -219,11 +219,13 @@ func (l *Ledger) Event(seq uint64) (Event, error) {
 	return decodeStored(v)
 }
 
-func decodeStored(v []byte) (Event, error) {
+func decodeStored(v []byte) (Event, error) { return decodeStoredIntern(v, nil) }
+
+func decodeStoredIntern(v []byte, intern map[string]string) (Event, error) {
 	if len(v) < cas.HashSize {
 		return Event{}, fmt.Errorf("%w: stored event is %d bytes", ErrBadEvent, len(v))
 	}
-	e, err := DecodeBody(v[cas.HashSize:])
+	e, err := decodeBody(v[cas.HashSize:], intern)
 	if err != nil {
 		return Event{}, err
 	}
@@ -270,7 +272,7 @@ func (k *batchKV) scan(p []byte, fn func(k, v []byte) error) error {
 // encoded only when read as bytes.
 type memKV struct{ m map[string]any }
 
-func newMemKV() *memKV { return &memKV{m: map[string]any{}} }
+func newMemKV(hint int) *memKV { return &memKV{m: make(map[string]any, hint)} }
 
 func encodeObj(v any) []byte {
 	switch x := v.(type) {

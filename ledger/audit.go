@@ -89,7 +89,7 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event
 					for i := a; i < b && errs[w] == nil; i++ {
 						evs[i], errs[w] = decodeStoredIntern(raw[i], interns[w])
 						if errs[w] == nil {
-							errs[w] = evs[i].parsePayload()
+							errs[w] = evs[i].parsePayload(interns[w])
 						}
 					}
 				}()

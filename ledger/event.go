@@ -134,8 +134,8 @@ func (e *Event) Decode(v any) error {
 }
 
 // parsePayload decodes Data by type ahead of apply (replay runs it on other cores).
-func (e *Event) parsePayload() error {
-	if p, ok := fastPayload(e.Type, e.Data); ok {
+func (e *Event) parsePayload(intern map[string]string) error {
+	if p, ok := fastPayload(e.Type, e.Data, intern); ok {
 		e.payload = p
 		return nil
 	}

@@ -134,6 +134,44 @@ func (s *scanner) str() string {
 	return ""
 }
 
+// skipString moves past a JSON string without decoding it.
+func (s *scanner) skipString() {
+	s.expect('"')
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case '"':
+			s.i++
+			return
+		case '\\':
+			s.i += 2
+			continue
+		}
+		s.i++
+	}
+	s.fail()
+}
+
+// rawString returns a string's bytes when it has no escapes (hashes, times), without
+// allocating.
+func (s *scanner) rawString() []byte {
+	s.expect('"')
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if c == '"' {
+			s.i++
+			return s.b[start : s.i-1]
+		}
+		if c == '\\' || c < 0x20 {
+			s.fail()
+			return nil
+		}
+		s.i++
+	}
+	s.fail()
+	return nil
+}
+
 func (s *scanner) hex4() rune {
 	if s.i+4 > len(s.b) {
 		s.fail()
@@ -189,11 +227,76 @@ func (s *scanner) strs() []string {
 }
 
 func (s *scanner) hash() cas.Hash {
-	h, err := cas.ParseHash(s.str())
-	if err != nil {
+	return parseHashBytes(s, s.rawString())
+}
+
+func parseHashBytes(s *scanner, b []byte) cas.Hash {
+	var h cas.Hash
+	const prefix = "blake3:"
+	if len(b) != len(prefix)+2*cas.HashSize || string(b[:len(prefix)]) != prefix {
 		s.fail()
+		return h
+	}
+	b = b[len(prefix):]
+	for i := range h {
+		hi, lo := unhex(b[2*i]), unhex(b[2*i+1])
+		if hi > 15 || lo > 15 {
+			s.fail()
+			return h
+		}
+		h[i] = hi<<4 | lo
 	}
 	return h
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
+}
+
+// parseTime reads the canonical time form, YYYY-MM-DDTHH:MM:SS[.fraction]Z.
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(x []byte) int {
+		n := 0
+		for _, c := range x {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	y, mo, d, h, mi, sec := num(b[0:4]), num(b[5:7]), num(b[8:10]), num(b[11:13]), num(b[14:16]), num(b[17:19])
+	if y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59 {
+		return time.Time{}, false
+	}
+	nanos := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		n := num(frac[1:])
+		if n < 0 {
+			return time.Time{}, false
+		}
+		for i := len(frac) - 1; i < 9; i++ {
+			n *= 10
+		}
+		nanos = n
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, nanos, time.UTC)
+	if t.Day() != d {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // object calls fn for each key; fn must consume the value.
@@ -222,7 +325,7 @@ func (s *scanner) rawObject() []byte {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case '"':
-			s.str()
+			s.skipString()
 			if s.err != nil {
 				return nil
 			}
@@ -246,7 +349,7 @@ func (s *scanner) rawObject() []byte {
 func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 	s := &scanner{b: b, intern: intern}
 	var e Event
-	var tm string
+	var tm []byte
 	s.object(func(k string) {
 		switch k {
 		case "actor":
@@ -256,12 +359,8 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 		case "instance":
 			e.Instance = s.name()
 		case "prev":
-			if p := s.str(); p != "" {
-				h, err := cas.ParseHash(p)
-				if err != nil {
-					s.fail()
-				}
-				e.Prev = h
+			if p := s.rawString(); len(p) > 0 {
+				e.Prev = parseHashBytes(s, p)
 			}
 		case "project":
 			e.Project = s.name()
@@ -270,7 +369,7 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 		case "seq":
 			e.Seq = uint64(s.int())
 		case "time":
-			tm = s.str()
+			tm = s.rawString()
 		case "type":
 			e.Type = Type(s.name())
 		case "version":
@@ -282,8 +381,8 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 	if s.err != nil || s.i != len(b) {
 		return Event{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, tm)
-	if err != nil {
+	t, ok := parseTime(tm)
+	if !ok {
 		return Event{}, false
 	}
 	e.Time = t
@@ -291,8 +390,8 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 }
 
 // fastPayload decodes the payload types replay needs; ok false means "use encoding/json".
-func fastPayload(t Type, data []byte) (any, bool) {
-	s := &scanner{b: data}
+func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
+	s := &scanner{b: data, intern: intern}
 	var out any
 	switch t {
 	case RuntimeBuilt, RuntimeCopied:
@@ -304,21 +403,21 @@ func fastPayload(t Type, data []byte) (any, bool) {
 			case "gen_all_bundles":
 				c.GenAllBundles = s.bool()
 			case "host":
-				c.Host = s.str()
+				c.Host = s.name()
 			case "manifest":
 				c.Manifest = s.hash()
 			case "mode":
-				c.Mode = s.str()
+				c.Mode = s.name()
 			case "new_bytes":
 				c.NewBytes = s.int()
 			case "python":
-				c.Python = s.str()
+				c.Python = s.name()
 			case "size":
 				c.Size = s.int()
 			case "tool_version":
-				c.ToolVersion = s.str()
+				c.ToolVersion = s.name()
 			case "workdir":
-				c.Workdir = s.str()
+				c.Workdir = s.name()
 			case "source":
 				c.Source = s.str()
 			case "source_actor":

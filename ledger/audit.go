@@ -299,7 +299,7 @@ func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 	}
 	seen := 0
 	for _, p := range projectionPrefixes {
-		err := dbKV{l.db}.scan([]byte{p}, func(k, v []byte) error {
+		err := dbKV{readerKV{l.db}}.scan([]byte{p}, func(k, v []byte) error {
 			seen++
 			if want, ok, _ := fresh.kv.get(k); !ok {
 				add(0, "projection %s is not derived from any event", printableKey(k))
@@ -314,7 +314,7 @@ func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 	}
 	if seen != len(fresh.kv.m) {
 		for k := range fresh.kv.m {
-			if _, ok, _ := (dbKV{l.db}).get([]byte(k)); !ok {
+			if _, ok, _ := (dbKV{readerKV{l.db}}).get([]byte(k)); !ok {
 				add(0, "projection %s is missing", printableKey([]byte(k)))
 			}
 		}

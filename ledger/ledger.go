@@ -56,7 +56,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 		lock.Release()
 		return nil, fmt.Errorf("open ledger %s: %w", dir, err)
 	}
-	l := &Ledger{view: view{kv: dbKV{db}}, db: db, lock: lock, now: opt.Now, sync: pebble.Sync}
+	l := &Ledger{view: view{kv: dbKV{readerKV{db}}}, db: db, lock: lock, now: opt.Now, sync: pebble.Sync}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -167,7 +167,7 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) ([]Ev
 	}
 	b := l.db.NewIndexedBatch()
 	defer b.Close()
-	st := state{kv: &batchKV{b: b}}
+	st := state{kv: &batchKV{readerKV: readerKV{b}, b: b}}
 	out := make([]Event, len(events))
 	for i, e := range events {
 		head.Seq++
@@ -233,12 +233,12 @@ func decodeStoredIntern(v []byte, intern map[string]string) (Event, error) {
 	return e, nil
 }
 
-// batchKV reads through an indexed batch, so that later events of one Append see the
-// effects of earlier ones.
-type batchKV struct{ b *pebble.Batch }
+// readerKV reads a pebble.Reader: the database (queries) or an indexed batch (Append,
+// so that later events of one call see the effects of earlier ones).
+type readerKV struct{ r pebble.Reader }
 
-func (k *batchKV) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := k.b.Get(key)
+func (k readerKV) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := k.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -250,11 +250,8 @@ func (k *batchKV) get(key []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-func (k *batchKV) set(key, v []byte) { k.b.Set(key, v, nil) }
-func (k *batchKV) del(key []byte)    { k.b.Delete(key, nil) }
-
-func (k *batchKV) scan(p []byte, fn func(k, v []byte) error) error {
-	it, err := k.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper(p)})
+func (k readerKV) scan(p []byte, fn func(k, v []byte) error) error {
+	it, err := k.r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper(p)})
 	if err != nil {
 		return err
 	}
@@ -266,6 +263,15 @@ func (k *batchKV) scan(p []byte, fn func(k, v []byte) error) error {
 	}
 	return it.Close()
 }
+
+// batchKV reads through an indexed batch and writes into it.
+type batchKV struct {
+	readerKV
+	b *pebble.Batch
+}
+
+func (k *batchKV) set(key, v []byte) { k.b.Set(key, v, nil) }
+func (k *batchKV) del(key []byte)    { k.b.Delete(key, nil) }
 
 // memKV holds projections in memory: what replay builds. Versions, runtimes and projects
 // are kept as objects (state reads and writes them directly, the hot path of replay) and

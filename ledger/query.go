@@ -1,12 +1,10 @@
 package ledger
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 )
 
@@ -219,38 +217,12 @@ func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version,
 	return nil, e
 }
 
-// dbKV reads the database directly (queries; no writes).
-type dbKV struct{ db *pebble.DB }
-
-func (k dbKV) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := k.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := bytes.Clone(v)
-	closer.Close()
-	return out, true, nil
-}
+// dbKV reads the database directly (queries). Queries never write: apply is only ever run
+// over a batchKV or a memKV.
+type dbKV struct{ readerKV }
 
 func (k dbKV) set(key, v []byte) { panic("ledger: write through a query") }
 func (k dbKV) del(key []byte)    { panic("ledger: write through a query") }
-
-func (k dbKV) scan(p []byte, fn func(k, v []byte) error) error {
-	it, err := k.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper(p)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if err := fn(bytes.Clone(it.Key()), bytes.Clone(it.Value())); err != nil {
-			it.Close()
-			return err
-		}
-	}
-	return it.Close()
-}
 
 // Manifests lists the manifests of every live or removed version of every project: what
 // garbage collection must keep.

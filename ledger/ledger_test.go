@@ -367,7 +367,7 @@ func TestExportCheckedByScript(t *testing.T) {
 	}
 	l, dir := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
-	weird := ev(t, RuntimeCreated, "self", "r", "", CreatedData{Workdir: "/tmp/dir \"quoted\"\n\tünïcode\x01<&>", Mode: "venv"})
+	weird := ev(t, RuntimeCreated, "self", "r", "", CreatedData{Workdir: "/srv/dir \"quoted\"\n\tünïcode\x01<&>", Mode: "venv"})
 	mustAppend(t, l, weird)
 	for i := range 40 { // bodies over 1 KiB exercise blake3's chunk tree too
 		e := built(t, "r", fmt.Sprint(i))

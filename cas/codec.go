@@ -8,8 +8,7 @@ import (
 )
 
 // Compression: one shared encoder and decoder (EncodeAll/DecodeAll are safe for concurrent
-// use), SpeedFastest because compression is the ingest's bottleneck (DESIGN.md), and raw
-// storage when zstd saves less than an eighth.
+// use) at SpeedDefault (DESIGN.md), and raw storage when zstd saves too little.
 var (
 	encOnce sync.Once
 	encoder *zstd.Encoder

@@ -7,7 +7,8 @@ import "encoding/binary"
 //
 //	'V'                      -> schema version (uvarint); checked at open
 //	'c' hash[32]             -> chunk location: pack uvarint, offset uvarint, stored length
-//	                            uvarint, content length uvarint, encoding byte
+//	                            uvarint, content length uvarint, encoding byte, and for
+//	                            EncGroup the chunk's offset in the decompressed group uvarint
 //	'p' pack[8]              -> sealed pack: size uvarint, chunk count uvarint
 //	'f' filehash[32]         -> chunk list of a multi-chunk file: hash[32]...
 //
@@ -58,10 +59,11 @@ func prefixBounds(p byte) (lo, hi []byte) { return []byte{p}, []byte{p + 1} }
 // loc is where a chunk lives.
 type loc struct {
 	pack   uint64
-	off    int64
+	off    int64 // of the stored bytes in the pack (a group's, for EncGroup)
 	stored int64
-	size   int64
+	size   int64 // content bytes of the chunk
 	enc    Encoding
+	inner  int64 // EncGroup: the chunk's offset in the decompressed group
 }
 
 func (l loc) encode() []byte {
@@ -70,7 +72,11 @@ func (l loc) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(l.off))
 	b = binary.AppendUvarint(b, uint64(l.stored))
 	b = binary.AppendUvarint(b, uint64(l.size))
-	return append(b, byte(l.enc))
+	b = append(b, byte(l.enc))
+	if l.enc == EncGroup {
+		b = binary.AppendUvarint(b, uint64(l.inner))
+	}
+	return b
 }
 
 func decodeLoc(b []byte) (loc, bool) {
@@ -83,8 +89,17 @@ func decodeLoc(b []byte) (loc, bool) {
 		}
 		vals[i], b = v, b[n:]
 	}
-	if len(b) != 1 {
+	if len(b) < 1 {
 		return l, false
 	}
-	return loc{pack: vals[0], off: int64(vals[1]), stored: int64(vals[2]), size: int64(vals[3]), enc: Encoding(b[0])}, true
+	l = loc{pack: vals[0], off: int64(vals[1]), stored: int64(vals[2]), size: int64(vals[3]), enc: Encoding(b[0])}
+	b = b[1:]
+	if l.enc == EncGroup {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return l, false
+		}
+		l.inner, b = int64(v), b[n:]
+	}
+	return l, len(b) == 0
 }

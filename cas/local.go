@@ -56,7 +56,8 @@ type Local struct {
 	filesMu sync.RWMutex
 	files   map[uint64]*os.File // open sealed packs for reading
 
-	bufs sync.Pool
+	bufs   sync.Pool
+	groups groupCache
 }
 
 var _ Store = (*Local)(nil)
@@ -260,6 +261,14 @@ func (s *Local) reindex(n uint64) error {
 		if _, err := io.ReadFull(r, data); err != nil {
 			break
 		}
+		if enc == EncGroup {
+			if err := s.reindexGroup(b, h, n, off+entryHeader, data); err != nil {
+				break
+			}
+			off += entryHeader + stored
+			count++
+			continue
+		}
 		if _, err := Decode(h, Raw{Enc: enc, Len: size, Data: data}, nil); err != nil {
 			break
 		}
@@ -276,6 +285,27 @@ func (s *Local) reindex(n uint64) error {
 		return err
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// reindexGroup indexes every chunk of a group entry whose content hashes to h.
+func (s *Local) reindexGroup(b *pebble.Batch, h Hash, pack uint64, off int64, stored []byte) error {
+	_, dec := codecs()
+	content, err := dec.DecodeAll(stored, nil)
+	if err != nil || Sum(content) != h {
+		return ErrCorrupt
+	}
+	chunks, err := parseGroup(content)
+	if err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		inner := int64(cap(content) - cap(c)) // c is a slice of content
+		l := loc{pack: pack, off: off, stored: int64(len(stored)), size: int64(len(c)), enc: EncGroup, inner: inner}
+		if err := b.Set(chunkKey(Sum(c)), l.encode(), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Local) scanChunks(fn func(Hash, loc) error) error {
@@ -399,28 +429,32 @@ func (s *Local) append(h Hash, r Raw, force bool) (bool, error) {
 	return isNew, err
 }
 
-// appendLocked writes the entry with s.mu held and reports whether the pack is full.
-func (s *Local) appendLocked(h Hash, r Raw, force bool) (isNew, full bool, err error) {
-	if s.sealErr != nil {
-		return false, false, s.sealErr
-	}
+// presentLocked reports whether h is stored or being stored (s.mu held).
+func (s *Local) presentLocked(h Hash) bool {
 	if _, ok := s.pending[h]; ok {
-		return false, false, nil
+		return true
 	}
-	if !force {
-		for _, sp := range s.sealing {
-			if _, ok := sp.chunks[h]; ok {
-				return false, false, nil
-			}
+	for _, sp := range s.sealing {
+		if _, ok := sp.chunks[h]; ok {
+			return true
 		}
-		if _, closer, err := s.db.Get(chunkKey(h)); err == nil {
-			closer.Close()
-			return false, false, nil
-		}
+	}
+	if _, closer, err := s.db.Get(chunkKey(h)); err == nil {
+		closer.Close()
+		return true
+	}
+	return false
+}
+
+// writeEntryLocked appends one entry to the open pack and returns the offset of its stored
+// bytes (s.mu held).
+func (s *Local) writeEntryLocked(h Hash, r Raw) (int64, error) {
+	if s.sealErr != nil {
+		return 0, s.sealErr
 	}
 	if s.cur == nil {
 		if err := s.startPack(); err != nil {
-			return false, false, err
+			return 0, err
 		}
 	}
 	var hdr [entryHeader]byte
@@ -429,13 +463,32 @@ func (s *Local) appendLocked(h Hash, r Raw, force bool) (isNew, full bool, err e
 	binary.BigEndian.PutUint32(hdr[HashSize+1:], uint32(r.Len))
 	binary.BigEndian.PutUint32(hdr[HashSize+5:], uint32(len(r.Data)))
 	if _, err := s.curBuf.Write(hdr[:]); err != nil {
-		return false, false, s.abortPack(err)
+		return 0, s.abortPack(err)
 	}
 	if _, err := s.curBuf.Write(r.Data); err != nil {
-		return false, false, s.abortPack(err)
+		return 0, s.abortPack(err)
 	}
-	s.pending[h] = loc{pack: s.curNum, off: s.curOff + entryHeader, stored: int64(len(r.Data)), size: r.Len, enc: r.Enc}
+	off := s.curOff + entryHeader
 	s.curOff += entryHeader + int64(len(r.Data))
+	return off, nil
+}
+
+// appendLocked writes the entry with s.mu held and reports whether the pack is full.
+func (s *Local) appendLocked(h Hash, r Raw, force bool) (isNew, full bool, err error) {
+	if s.sealErr != nil {
+		return false, false, s.sealErr
+	}
+	if _, ok := s.pending[h]; ok {
+		return false, false, nil
+	}
+	if !force && s.presentLocked(h) {
+		return false, false, nil
+	}
+	off, err := s.writeEntryLocked(h, r)
+	if err != nil {
+		return false, false, err
+	}
+	s.pending[h] = loc{pack: s.curNum, off: off, stored: int64(len(r.Data)), size: r.Len, enc: r.Enc}
 	return true, s.curOff >= packTarget, nil
 }
 
@@ -620,6 +673,17 @@ func (s *Local) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 	if !ok {
 		return Raw{}, &NotFoundError{Hash: h}
 	}
+	if l.enc == EncGroup {
+		data, err := s.groupChunk(h, l)
+		if err != nil {
+			return Raw{}, err
+		}
+		r := Encode(data, nil)
+		if r.Enc == EncRaw {
+			r.Data = bytes.Clone(data)
+		}
+		return r, nil
+	}
 	data := make([]byte, l.stored)
 	if err := s.readAt(h, l, data); err != nil {
 		return Raw{}, err
@@ -695,6 +759,13 @@ func (s *Local) GetInto(ctx context.Context, h Hash, dst []byte) ([]byte, error)
 	}
 	if !ok {
 		return nil, &NotFoundError{Hash: h}
+	}
+	if l.enc == EncGroup {
+		data, err := s.groupChunk(h, l)
+		if err != nil {
+			return nil, err
+		}
+		return append(dst[:0], data...), nil
 	}
 	if l.enc == EncRaw {
 		if int64(cap(dst)) < l.stored {
@@ -792,8 +863,12 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 	// Live bytes per pack, from the index.
 	live := map[uint64]int64{}
 	byPack := map[uint64][]Hash{}
+	counted := map[[2]int64]bool{} // a group's bytes count once, however many chunks live in it
 	if err := s.scanChunks(func(h Hash, l loc) error {
-		live[l.pack] += entryHeader + l.stored
+		if k := [2]int64{int64(l.pack), l.off}; !counted[k] {
+			counted[k] = true
+			live[l.pack] += entryHeader + l.stored
+		}
 		byPack[l.pack] = append(byPack[l.pack], h)
 		return nil
 	}); err != nil {
@@ -862,24 +937,10 @@ func (s *Local) packSizes() (map[uint64]int64, error) {
 
 // getSealedRaw reads and verifies a chunk of a sealed pack.
 func (s *Local) getSealedRaw(h Hash) (Raw, error) {
-	v, closer, err := s.db.Get(chunkKey(h))
+	r, err := s.GetRaw(context.Background(), h)
 	if err != nil {
 		return Raw{}, fmt.Errorf("repack %s: %w", h, err)
 	}
-	l, ok := decodeLoc(v)
-	closer.Close()
-	if !ok {
-		return Raw{}, &CorruptError{Hash: h, Reason: "unreadable index entry"}
-	}
-	f, err := s.packFile(l.pack)
-	if err != nil {
-		return Raw{}, err
-	}
-	data := make([]byte, l.stored)
-	if _, err := f.ReadAt(data, l.off); err != nil {
-		return Raw{}, fmt.Errorf("repack %s: %w", h, err)
-	}
-	r := Raw{Enc: l.enc, Len: l.size, Data: data}
 	if _, err := Decode(h, r, nil); err != nil {
 		return Raw{}, err
 	}

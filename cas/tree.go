@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -87,7 +88,7 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 					return err
 				}
 			}
-			return nil
+			return w.flushGroup(gctx)
 		})
 	}
 	var entries []*Entry
@@ -133,6 +134,8 @@ type ingest struct {
 	opt IngestOptions
 
 	bytesRead, newBytes, newStored, newChunks atomic.Int64
+
+	inGroup sync.Map // small chunks waiting in some worker's group
 
 	mu      sync.Mutex
 	stats   []statRecord
@@ -273,7 +276,10 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 	w := in.newWorker()
 	chunks, err := w.chunkBytes(ctx, data)
 	e.Chunks = chunks
-	return err
+	if err != nil {
+		return err
+	}
+	return w.flushGroup(ctx)
 }
 
 type worker struct {
@@ -281,6 +287,11 @@ type worker struct {
 	buf []byte // file contents, up to inMemoryLimit
 	enc []byte // compressed chunk
 	ch  *Chunker
+
+	// the small chunks waiting to be stored as one group
+	groupHashes []Hash
+	groupChunks [][]byte
+	groupSize   int
 }
 
 func (in *ingest) newWorker() *worker { return &worker{in: in} }
@@ -439,13 +450,45 @@ func (w *worker) recordFile(whole Hash, chunks []Hash) {
 	w.in.mu.Unlock()
 }
 
-// put stores one chunk unless the store has it, compressing only new chunks.
+// flushGroup stores the worker's waiting small chunks as one compressed group.
+func (w *worker) flushGroup(ctx context.Context) error {
+	if len(w.groupHashes) == 0 {
+		return nil
+	}
+	isNew, stored, err := w.in.s.PutGroup(ctx, w.groupHashes, w.groupChunks)
+	if err != nil {
+		return err
+	}
+	for i, n := range isNew {
+		if n {
+			w.in.newChunks.Add(1)
+			w.in.newBytes.Add(int64(len(w.groupChunks[i])))
+		}
+	}
+	w.in.newStored.Add(stored)
+	w.groupHashes, w.groupChunks, w.groupSize = w.groupHashes[:0], nil, 0
+	return nil
+}
+
+// put stores one chunk unless the store has it, compressing only new chunks; chunks
+// under GroupMax wait to be compressed with others.
 func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if ok, err := w.in.s.Has(ctx, h); err != nil || ok {
 		return err
+	}
+	if len(data) < GroupMax {
+		if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {
+			return nil
+		}
+		w.groupHashes = append(w.groupHashes, h)
+		w.groupChunks = append(w.groupChunks, bytes.Clone(data))
+		if w.groupSize += len(data); w.groupSize >= groupTarget {
+			return w.flushGroup(ctx)
+		}
+		return nil
 	}
 	raw := Encode(data, w.enc)
 	if raw.Enc == EncZstd {

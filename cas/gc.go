@@ -22,7 +22,35 @@ func VerifyAll(ctx context.Context, st interface {
 	var r VerifyReport
 	var buf []byte
 	bg, fast := st.(bufGetter)
-	err := st.Walk(ctx, func(ci ChunkInfo) error {
+	var infos []ChunkInfo
+	if err := st.Walk(ctx, func(ci ChunkInfo) error {
+		infos = append(infos, ci)
+		return nil
+	}); err != nil {
+		return r, err
+	}
+	if l, ok := st.(*Local); ok { // read each compressed group once
+		hs := make([]Hash, len(infos))
+		size := make(map[Hash]int64, len(infos))
+		for i, ci := range infos {
+			hs[i], size[ci.Hash] = ci.Hash, ci.Size
+		}
+		l.InPackOrder(hs)
+		for i, h := range hs {
+			infos[i] = ChunkInfo{Hash: h, Size: size[h]}
+		}
+	}
+	err := func(fn func(ChunkInfo) error) error {
+		for i, ci := range infos {
+			if i%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := fn(ci); err != nil {
+				return err
+			}
+		}
+		return nil
+	}(func(ci ChunkInfo) error {
 		var err error
 		if fast {
 			var data []byte

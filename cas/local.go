@@ -3,6 +3,7 @@ package cas
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -863,6 +864,7 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 	// Live bytes per pack, from the index.
 	live := map[uint64]int64{}
 	byPack := map[uint64][]Hash{}
+	where := map[Hash]loc{}
 	counted := map[[2]int64]bool{} // a group's bytes count once, however many chunks live in it
 	if err := s.scanChunks(func(h Hash, l loc) error {
 		if k := [2]int64{int64(l.pack), l.off}; !counted[k] {
@@ -870,6 +872,7 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 			live[l.pack] += entryHeader + l.stored
 		}
 		byPack[l.pack] = append(byPack[l.pack], h)
+		where[h] = l
 		return nil
 	}); err != nil {
 		return err
@@ -884,7 +887,9 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 		case live[n] == 0:
 			dead = append(dead, n)
 		case float64(live[n]) < repackBelow*float64(size):
-			for _, h := range byPack[n] {
+			hs := byPack[n]
+			slices.SortFunc(hs, func(a, b Hash) int { return cmpLoc(where[a], where[b]) })
+			for _, h := range hs {
 				r, err := s.getSealedRaw(h)
 				if err != nil {
 					return err
@@ -945,6 +950,32 @@ func (s *Local) getSealedRaw(h Hash) (Raw, error) {
 		return Raw{}, err
 	}
 	return r, nil
+}
+
+// cmpLoc orders chunks as they lie in the packs, so that reading in this order reads each
+// group once.
+func cmpLoc(a, b loc) int {
+	switch {
+	case a.pack != b.pack:
+		return cmp.Compare(a.pack, b.pack)
+	case a.off != b.off:
+		return cmp.Compare(a.off, b.off)
+	}
+	return cmp.Compare(a.inner, b.inner)
+}
+
+// InPackOrder sorts hashes the way they lie in the packs (unknown ones last): reading
+// many chunks in this order decompresses each group once.
+func (s *Local) InPackOrder(hs []Hash) {
+	locs := make(map[Hash]loc, len(hs))
+	for _, h := range hs {
+		if l, ok, _ := s.lookup(h); ok {
+			locs[h] = l
+		} else {
+			locs[h] = loc{pack: ^uint64(0)}
+		}
+	}
+	slices.SortStableFunc(hs, func(a, b Hash) int { return cmpLoc(locs[a], locs[b]) })
 }
 
 // Stats sums the store's chunks.

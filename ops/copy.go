@@ -99,7 +99,19 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		}
 		missing = append(missing, m...)
 	}
-	// Send manifests last, so that a manifest at the destination means its chunks are there.
+	// Send in the manifests' order (a store reads neighbouring chunks together: small ones
+	// share compressed groups), and manifests last, so that a manifest at the destination
+	// means its chunks are there.
+	lacks := make(map[cas.Hash]bool, len(missing))
+	for _, h := range missing {
+		lacks[h] = true
+	}
+	missing = missing[:0]
+	for _, h := range all {
+		if lacks[h] {
+			missing = append(missing, h)
+		}
+	}
 	slices.SortStableFunc(missing, func(a, b cas.Hash) int {
 		_, am := manifests[a]
 		_, bm := manifests[b]

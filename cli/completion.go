@@ -47,6 +47,22 @@ func collect(n *kong.Node, path string, out map[string]*compNode) {
 	out[path] = cn
 }
 
+// transitions calls fn for every "path|word" that leads from a command path to a child, in
+// order: what the scripts use to follow the words typed so far.
+func transitions(nodes map[string]*compNode, paths []string, fn func(key, child string)) {
+	for _, p := range paths {
+		n := nodes[p]
+		ws := make([]string, 0, len(n.children))
+		for w := range n.children {
+			ws = append(ws, w)
+		}
+		sort.Strings(ws)
+		for _, w := range ws {
+			fn(p+"|"+w, n.children[w])
+		}
+	}
+}
+
 // Run prints the script.
 func (c *CompletionCmd) Run(e *env, k *kong.Context) error {
 	nodes := map[string]*compNode{}
@@ -64,17 +80,7 @@ func (c *CompletionCmd) Run(e *env, k *kong.Context) error {
 			b.WriteString("autoload -U +X bashcompinit && bashcompinit\n")
 		}
 		b.WriteString("# swcli completion: source this file, or put it in your completions directory.\n_swcli_next() {\n  case \"$1|$2\" in\n")
-		for _, p := range paths {
-			n := nodes[p]
-			var ws []string
-			for w := range n.children {
-				ws = append(ws, w)
-			}
-			sort.Strings(ws)
-			for _, w := range ws {
-				fmt.Fprintf(&b, "    %q) echo %q ;;\n", p+"|"+w, n.children[w])
-			}
-		}
+		transitions(nodes, paths, func(key, child string) { fmt.Fprintf(&b, "    %q) echo %q ;;\n", key, child) })
 		b.WriteString("    *) echo \"$1\" ;;\n  esac\n}\n_swcli_words() {\n  case \"$1\" in\n")
 		for _, p := range paths {
 			n := nodes[p]
@@ -87,17 +93,7 @@ func (c *CompletionCmd) Run(e *env, k *kong.Context) error {
 		b.WriteString("  esac\n}\n_swcli() {\n  local path=\"\" i\n  for ((i=1; i<COMP_CWORD; i++)); do\n    case \"${COMP_WORDS[i]}\" in -*) continue ;; esac\n    path=$(_swcli_next \"$path\" \"${COMP_WORDS[i]}\")\n  done\n  COMPREPLY=( $(compgen -W \"$(_swcli_words \"$path\")\" -- \"${COMP_WORDS[COMP_CWORD]}\") )\n}\ncomplete -o default -F _swcli swcli\n")
 	case "fish":
 		b.WriteString("# swcli completion for fish: save as ~/.config/fish/completions/swcli.fish\nfunction __swcli_path\n  set -l path ''\n  for w in (commandline -opc)[2..-1]\n    string match -q -- '-*' $w; and continue\n    switch \"$path|$w\"\n")
-		for _, p := range paths {
-			n := nodes[p]
-			var ws []string
-			for w := range n.children {
-				ws = append(ws, w)
-			}
-			sort.Strings(ws)
-			for _, w := range ws {
-				fmt.Fprintf(&b, "      case %q\n        set path %q\n", p+"|"+w, n.children[w])
-			}
-		}
+		transitions(nodes, paths, func(key, child string) { fmt.Fprintf(&b, "      case %q\n        set path %q\n", key, child) })
 		b.WriteString("    end\n  end\n  echo $path\nend\ncomplete -c swcli -f\n")
 		for _, p := range paths {
 			n := nodes[p]

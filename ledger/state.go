@@ -293,25 +293,9 @@ func (s state) apply(e *Event) error {
 		s.putVersion(v)
 		return nil
 	case RuntimeRemoved:
-		for _, v := range targets {
-			if v.Status == StatusLive {
-				v.Status = StatusRemoved
-				s.putVersion(v)
-			} else if e.Version != "" {
-				return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
-			}
-		}
-		return nil
+		return s.move(targets, StatusLive, StatusRemoved, e.Version != "")
 	case RuntimeRecovered:
-		for _, v := range targets {
-			if v.Status == StatusRemoved {
-				v.Status = StatusLive
-				s.putVersion(v)
-			} else if e.Version != "" {
-				return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
-			}
-		}
-		return nil
+		return s.move(targets, StatusRemoved, StatusLive, e.Version != "")
 	case RuntimePurged:
 		for _, v := range targets {
 			if v.Status == StatusPurged {
@@ -335,6 +319,20 @@ func (s state) apply(e *Event) error {
 		return nil
 	}
 	return fmt.Errorf("%w: unknown type %q", ErrInvalid, e.Type)
+}
+
+// move changes the targets in state from to state to; for one named version, a version in
+// another state is a conflict, for a whole runtime it is left alone.
+func (s state) move(targets []*Version, from, to Status, named bool) error {
+	for _, v := range targets {
+		if v.Status == from {
+			v.Status = to
+			s.putVersion(v)
+		} else if named {
+			return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
+		}
+	}
+	return nil
 }
 
 func (s state) applyBuilt(e *Event, rt *Runtime) error {

@@ -86,20 +86,6 @@ func TestChunkerShortAndEmpty(t *testing.T) {
 	}
 }
 
-func BenchmarkChunkAndHash(b *testing.B) {
-	data := randBytes(4, 64<<20)
-	b.SetBytes(int64(len(data)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		rest := data
-		for len(rest) > 0 {
-			n := Cut(rest)
-			_ = Sum(rest[:n])
-			rest = rest[n:]
-		}
-	}
-}
-
 func BenchmarkCut(b *testing.B) {
 	data := randBytes(4, 64<<20)
 	b.SetBytes(int64(len(data)))

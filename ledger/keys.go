@@ -1,6 +1,9 @@
 package ledger
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strconv"
+)
 
 // Every key of the ledger's pebble database (LEDGER/ is its own database). One prefix byte,
 // then the fields; integers big-endian so that byte order is numeric order; names are joined
@@ -46,16 +49,23 @@ func joinKey(prefix byte, parts ...string) []byte {
 	for _, p := range parts {
 		n += len(p) + 1
 	}
-	k := make([]byte, 0, n)
-	k = append(k, prefix)
+	return appendKey(make([]byte, 0, n), prefix, parts...)
+}
+
+// appendKey appends a key to dst; with a stack buffer, map look-ups by it allocate nothing.
+func appendKey(dst []byte, prefix byte, parts ...string) []byte {
+	dst = append(dst, prefix)
 	for i, p := range parts {
 		if i > 0 {
-			k = append(k, 0)
+			dst = append(dst, 0)
 		}
-		k = append(k, p...)
+		dst = append(dst, p...)
 	}
-	return k
+	return dst
 }
+
+// vnTag is the built-in tag of the n-th version.
+func vnTag(n int) string { return "v" + strconv.Itoa(n) }
 
 func projectKey(p string) []byte        { return joinKey(keyProject, p) }
 func runtimeKey(p, r string) []byte     { return joinKey(keyRuntime, p, r) }

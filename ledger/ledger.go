@@ -284,6 +284,8 @@ func encodeObj(v any) []byte {
 	switch x := v.(type) {
 	case []byte:
 		return x
+	case *string:
+		return []byte(*x)
 	case *Version:
 		return encodeVersion(x)
 	case *Runtime:
@@ -302,6 +304,15 @@ func (k *memKV) get(key []byte) ([]byte, bool, error) {
 	return encodeObj(v), true, nil
 }
 func (k *memKV) set(key, v []byte) { k.m[string(key)] = v }
+
+// put stores an object; an object already stored under key was changed in place, and
+// skipping the assignment saves allocating the key again.
+func (k *memKV) put(key []byte, v any) {
+	if cur, ok := k.m[string(key)]; ok && cur == v {
+		return
+	}
+	k.m[string(key)] = v
+}
 func (k *memKV) del(key []byte)    { delete(k.m, string(key)) }
 
 func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"regexp"
@@ -76,7 +77,7 @@ func (v *Version) AllTags() []string {
 		out = append(out, "latest")
 	}
 	if v.Status != StatusPurged {
-		out = append(out, fmt.Sprintf("v%d", v.VN))
+		out = append(out, vnTag(v.VN))
 	}
 	return append(out, v.Tags...)
 }
@@ -112,7 +113,8 @@ type state struct{ kv kv }
 
 func (s state) project(name string) (*Project, error) {
 	if mk, ok := s.kv.(*memKV); ok {
-		p, _ := mk.m[string(projectKey(name))].(*Project)
+		var buf [128]byte
+		p, _ := mk.m[string(appendKey(buf[:0], keyProject, name))].(*Project)
 		return p, nil
 	}
 	b, ok, err := s.kv.get(projectKey(name))
@@ -124,7 +126,8 @@ func (s state) project(name string) (*Project, error) {
 
 func (s state) runtime(p, r string) (*Runtime, error) {
 	if mk, ok := s.kv.(*memKV); ok {
-		x, _ := mk.m[string(runtimeKey(p, r))].(*Runtime)
+		var buf [256]byte
+		x, _ := mk.m[string(appendKey(buf[:0], keyRuntime, p, r))].(*Runtime)
 		return x, nil
 	}
 	b, ok, err := s.kv.get(runtimeKey(p, r))
@@ -136,7 +139,8 @@ func (s state) runtime(p, r string) (*Runtime, error) {
 
 func (s state) version(p, r, id string) (*Version, error) {
 	if mk, ok := s.kv.(*memKV); ok {
-		v, _ := mk.m[string(versionKey(p, r, id))].(*Version)
+		var buf [256]byte
+		v, _ := mk.m[string(appendKey(buf[:0], keyVersion, p, r, id))].(*Version)
 		return v, nil
 	}
 	b, ok, err := s.kv.get(versionKey(p, r, id))
@@ -150,8 +154,9 @@ func (s state) version(p, r, id string) (*Version, error) {
 // in the runtime's newest-first order.
 func (s state) putVersion(v *Version) {
 	if mk, ok := s.kv.(*memKV); ok {
-		mk.m[string(versionKey(v.Project, v.Runtime, v.ID))] = v
-		mk.m[string(orderKey(v.Project, v.Runtime, v.Seq))] = v
+		var buf [256]byte
+		mk.put(appendKey(buf[:0], keyVersion, v.Project, v.Runtime, v.ID), v)
+		mk.put(binary.BigEndian.AppendUint64(append(appendKey(buf[:0], keyOrder, v.Project, v.Runtime), 0), ^v.Seq), v)
 		return
 	}
 	b := encodeVersion(v)
@@ -161,7 +166,8 @@ func (s state) putVersion(v *Version) {
 
 func (s state) putProject(p *Project) {
 	if mk, ok := s.kv.(*memKV); ok {
-		mk.m[string(projectKey(p.Name))] = p
+		var buf [128]byte
+		mk.put(appendKey(buf[:0], keyProject, p.Name), p)
 		return
 	}
 	s.kv.set(projectKey(p.Name), encodeProject(p))
@@ -169,7 +175,8 @@ func (s state) putProject(p *Project) {
 
 func (s state) putRuntime(r *Runtime) {
 	if mk, ok := s.kv.(*memKV); ok {
-		mk.m[string(runtimeKey(r.Project, r.Name))] = r
+		var buf [256]byte
+		mk.put(appendKey(buf[:0], keyRuntime, r.Project, r.Name), r)
 		return
 	}
 	s.kv.set(runtimeKey(r.Project, r.Name), encodeRuntime(r))
@@ -185,7 +192,30 @@ func (s state) versions(p, r string) ([]*Version, error) {
 	return out, err
 }
 
+// setTag points a tag at a version.
+func (s state) setTag(p, r, tag, id string) {
+	if mk, ok := s.kv.(*memKV); ok {
+		var buf [256]byte
+		k := appendKey(buf[:0], keyTag, p, r, tag)
+		if cur, ok := mk.m[string(k)].(*string); ok { // latest moves on every build
+			*cur = id
+			return
+		}
+		mk.m[string(k)] = &id
+		return
+	}
+	s.kv.set(tagKey(p, r, tag), []byte(id))
+}
+
 func (s state) tag(p, r, tag string) (string, bool, error) {
+	if mk, ok := s.kv.(*memKV); ok {
+		var buf [256]byte
+		id, ok := mk.m[string(appendKey(buf[:0], keyTag, p, r, tag))].(*string)
+		if !ok {
+			return "", false, nil
+		}
+		return *id, true, nil
+	}
 	b, ok, err := s.kv.get(tagKey(p, r, tag))
 	return string(b), ok, err
 }
@@ -313,7 +343,7 @@ func (s state) apply(e *Event) error {
 				rt.Latest = ""
 				s.kv.del(tagKey(v.Project, v.Runtime, "latest"))
 			}
-			s.kv.del(tagKey(v.Project, v.Runtime, fmt.Sprintf("v%d", v.VN)))
+			s.kv.del(tagKey(v.Project, v.Runtime, vnTag(v.VN)))
 			s.putVersion(v)
 		}
 		return nil
@@ -362,7 +392,7 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
 			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
 		rt.NextVN++
-		s.kv.set(tagKey(v.Project, v.Runtime, fmt.Sprintf("v%d", v.VN)), []byte(v.ID))
+		s.setTag(v.Project, v.Runtime, vnTag(v.VN), v.ID)
 	}
 	v.Status = StatusLive
 	v.Updated = e.Time
@@ -371,7 +401,7 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	if rt.Mode == "" {
 		rt.Mode = d.Mode
 	}
-	s.kv.set(tagKey(v.Project, v.Runtime, "latest"), []byte(v.ID))
+	s.setTag(v.Project, v.Runtime, "latest", v.ID)
 	if len(tags) > 0 {
 		return s.addTags(v, tags)
 	}
@@ -398,7 +428,7 @@ func (s state) addTags(v *Version, tags []string) error {
 			}
 		}
 		v.Tags = append(v.Tags, tag)
-		s.kv.set(tagKey(v.Project, v.Runtime, tag), []byte(v.ID))
+		s.setTag(v.Project, v.Runtime, tag, v.ID)
 	}
 	slices.Sort(v.Tags)
 	s.putVersion(v)

@@ -34,7 +34,7 @@ func (f *Filter) match(e *Event) bool {
 
 // Log calls fn for every event the filter selects, in sequence order.
 func (l *Ledger) Log(ctx context.Context, f Filter, fn func(Event) error) error {
-	return l.scanEvents(ctx, max(f.FromSeq, 1), 0, func(e *Event) error {
+	return l.scanEvents(ctx, max(f.FromSeq, 1), 0, false, func(e *Event) error {
 		if f.match(e) {
 			return fn(*e)
 		}
@@ -44,7 +44,9 @@ func (l *Ledger) Log(ctx context.Context, f Filter, fn func(Event) error) error 
 
 // scanEvents decodes events from seq from to to (0: the head) and calls fn in order.
 // Reading and decoding (payloads included) run ahead on other goroutines while fn runs.
-func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event) error) error {
+// With forApply, payloads are decoded ahead too, keeping only what apply reads: such
+// events must not leave the package.
+func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool, fn func(*Event) error) error {
 	lo := eventKey(from)
 	hi := []byte{keyEvent + 1}
 	if to > 0 {
@@ -88,7 +90,7 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, fn func(*Event
 					defer wg.Done()
 					for i := a; i < b && errs[w] == nil; i++ {
 						evs[i], errs[w] = decodeStoredIntern(raw[i], interns[w])
-						if errs[w] == nil {
+						if errs[w] == nil && forApply {
 							errs[w] = evs[i].parsePayload(interns[w])
 						}
 					}
@@ -167,7 +169,7 @@ func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
 	st := state{kv: kv}
 	snap := &Snapshot{view: view{kv: kv}, kv: kv}
 	errStop := fmt.Errorf("stop")
-	err = l.scanEvents(ctx, 1, to.Seq, func(e *Event) error {
+	err = l.scanEvents(ctx, 1, to.Seq, true, func(e *Event) error {
 		if !to.Time.IsZero() && e.Time.After(to.Time) {
 			return errStop
 		}
@@ -374,7 +376,7 @@ func (e *Event) ExportLine() []byte {
 
 // Export writes every event as JSON lines (ExportLine), in sequence order.
 func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
-	return l.scanEvents(ctx, 1, 0, func(e *Event) error {
+	return l.scanEvents(ctx, 1, 0, false, func(e *Event) error {
 		_, err := w.Write(append(e.ExportLine(), '\n'))
 		return err
 	})

@@ -389,7 +389,8 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 	return e, true
 }
 
-// fastPayload decodes the payload types replay needs; ok false means "use encoding/json".
+// fastPayload decodes the payload types replay needs, leaving out the fields apply does not
+// read (host, tool_version, workdir); ok false means "use encoding/json".
 func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
 	s := &scanner{b: data, intern: intern}
 	var out any
@@ -402,8 +403,8 @@ func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
 				c.Files = s.int()
 			case "gen_all_bundles":
 				c.GenAllBundles = s.bool()
-			case "host":
-				c.Host = s.name()
+			case "host", "tool_version", "workdir":
+				s.skipString() // apply does not read them
 			case "manifest":
 				c.Manifest = s.hash()
 			case "mode":
@@ -414,10 +415,6 @@ func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
 				c.Python = s.name()
 			case "size":
 				c.Size = s.int()
-			case "tool_version":
-				c.ToolVersion = s.name()
-			case "workdir":
-				c.Workdir = s.name()
 			case "source":
 				c.Source = s.str()
 			case "source_actor":

@@ -42,6 +42,7 @@ func FuzzEventBody(f *testing.F) {
 		if err := json.Unmarshal(got.Data, &p2); err != nil {
 			t.Fatal(err)
 		}
+		p2.Host, p2.ToolVersion, p2.Workdir = "", "", "" // not read by apply, so not decoded
 		if ok && !reflect.DeepEqual(p1, &p2) {
 			t.Fatalf("payload decoders disagree: %+v vs %+v", p1, p2)
 		}

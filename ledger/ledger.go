@@ -313,7 +313,7 @@ func (k *memKV) put(key []byte, v any) {
 	}
 	k.m[string(key)] = v
 }
-func (k *memKV) del(key []byte)    { delete(k.m, string(key)) }
+func (k *memKV) del(key []byte) { delete(k.m, string(key)) }
 
 func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 	var keys []string

@@ -238,10 +238,30 @@ func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
 	return DecodeHashes(b)
 }
 
+// getBatch bounds one /chunks/get request: at most this many chunks (of at most 512 KiB,
+// manifests aside), well under the server's answer limit.
+const getBatch = 256
+
+// GetChunks asks in batches; a server that answers part of a batch (it bounds each answer)
+// is asked again for the rest.
 func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
+	for len(hs) > 0 {
+		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], fn)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: answered none of %d chunks", c.Name(), len(hs)), Hint: "run the copy again: it resumes"}
+		}
+		hs = hs[n:]
+	}
+	return nil
+}
+
+func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) (int, error) {
 	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	got := 0
@@ -253,12 +273,9 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash,
 		return fn(h, r)
 	})
 	if err != nil {
-		return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err)}
+		return got, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err)}
 	}
-	if got < len(hs) {
-		return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: answered %d of %d chunks", c.Name(), got, len(hs)), Hint: "run the copy again: it resumes"}
-	}
-	return nil
+	return got, nil
 }
 
 func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {

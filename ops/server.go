@@ -19,11 +19,14 @@ import (
 
 // Server limits.
 const (
-	MaxBatchBody   = 96 << 20  // a chunk batch request
-	MaxHashesBody  = 32 << 20  // a hash list: 1M hashes
-	MaxJSONBody    = 4 << 20   // any JSON request
-	maxGetResponse = 256 << 20 // chunks answered by one /chunks/get
+	MaxBatchBody  = 96 << 20 // a chunk batch request
+	MaxHashesBody = 32 << 20 // a hash list: 1M hashes
+	MaxJSONBody   = 4 << 20  // any JSON request
 )
+
+// maxGetResponse bounds the chunks one /chunks/get answers; the client asks again for the
+// rest. A variable so that a test can make answers short.
+var maxGetResponse int64 = 256 << 20
 
 // AccessEntry is one line of the server's access log.
 type AccessEntry struct {
@@ -349,13 +352,13 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 			if sent == 0 {
 				writeErr(w, err)
 			}
-			return // the client sees a truncated stream
+			return // the client sees a short answer and asks again from there
 		}
 		if err := WriteFrame(w, h, raw); err != nil {
 			return
 		}
 		if sent += int64(len(raw.Data)); sent > maxGetResponse {
-			return
+			return // the client asks again for the rest
 		}
 	}
 }

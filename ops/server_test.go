@@ -398,3 +398,31 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopyFromServerWithShortAnswers: a server that answers part of each request (its
+// answer limit) is asked again for the rest, and the copy completes.
+func TestCopyFromServerWithShortAnswers(t *testing.T) {
+	defer ops.SetMaxGetResponse(64 << 10)()
+	c := newCloud(t)
+	c.serve(t)
+	dir := t.TempDir()
+	writeTree(t, dir, 3, 2)
+	local := openInstance(t, t.TempDir())
+	buildVersion(t, local, "ml", dir)
+	alice := c.client("alice")
+	if _, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist")); err != nil {
+		t.Fatal(err)
+	}
+	fresh := openInstance(t, t.TempDir())
+	res, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.Local{In: fresh}, "self"))
+	if err != nil || len(res.Versions) != 1 || res.SentChunks != res.Chunks {
+		t.Fatalf("copy back through short answers: %+v %v", res, err)
+	}
+	ex, err := ops.Extract(ctx, fresh, "self", "ml", "latest", filepath.Join(t.TempDir(), "x"), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := treecmp.Diff(dir, filepath.Join(ex.Dir, "export", "venv")); d != "" {
+		t.Fatalf("differs:\n%s", d)
+	}
+}

@@ -978,36 +978,6 @@ func (s *Local) InPackOrder(hs []Hash) {
 	slices.SortStableFunc(hs, func(a, b Hash) int { return cmpLoc(locs[a], locs[b]) })
 }
 
-// Stats sums the store's chunks.
-type Stats struct {
-	Chunks      int64
-	Size        int64 // content bytes
-	StoredBytes int64 // bytes in pack files, headers included
-	Packs       int
-}
-
-// Stats reports the store's totals from the index.
-func (s *Local) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	if err := s.Flush(ctx); err != nil {
-		return st, err
-	}
-	err := s.scanChunks(func(h Hash, l loc) error {
-		st.Chunks++
-		st.Size += l.size
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	packs, err := s.packSizes()
-	for _, size := range packs {
-		st.StoredBytes += size
-	}
-	st.Packs = len(packs)
-	return st, err
-}
-
 // quietLogger keeps pebble's informational chatter off the terminal; errors surface through
 // returned errors.
 type quietLogger struct{}

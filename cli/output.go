@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -62,7 +61,5 @@ func humanCount(n int) string {
 
 // humanTime formats t for tables, in local time.
 func humanTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
-
-var _ io.Writer // keep io for renderers added later
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -381,8 +380,3 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 		return err
 	})
 }
-
-// MarshalJSON renders an event for `ledger log -o json`: the export line.
-func (e Event) MarshalJSON() ([]byte, error) { return e.ExportLine(), nil }
-
-var _ json.Marshaler = Event{}

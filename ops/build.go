@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -168,7 +169,9 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable b
 	if !includeEditable {
 		args = append(args, "--exclude-editable")
 	}
-	cmd := execCommand(ctx, wd, py, args...)
+	// Output, not CombinedOutput: a pip warning on stderr must not end up in the lock.
+	cmd := exec.CommandContext(ctx, py, args...)
+	cmd.Dir = wd
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}

@@ -109,10 +109,3 @@ func lookConda() (string, error) {
 	}
 	return p, nil
 }
-
-// execCommand prepares a command with the process's environment in dir.
-func execCommand(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	return cmd
-}

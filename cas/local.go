@@ -37,10 +37,12 @@ const (
 // concurrent use by many goroutines of one process; the caller keeps other processes out
 // (ops holds the instance lock).
 type Local struct {
-	dir   string
-	db    *pebble.DB
-	cache *pebble.DB // stat cache; nil without LocalOptions.CacheDir
-	lock  *flock.Lock
+	dir       string
+	db        *pebble.DB
+	cacheDir  string
+	cacheOnce sync.Once
+	cache     *pebble.DB // stat cache, opened by the first ingest; nil if none
+	lock      *flock.Lock
 
 	mu      sync.Mutex // guards the writer fields, pending and sealing
 	cur     *os.File
@@ -108,12 +110,7 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 	if err := s.recover(); err != nil {
 		return fail(fmt.Errorf("recover store %s: %w", dir, err))
 	}
-	if opt.CacheDir != "" {
-		s.cache, err = pebble.Open(opt.CacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
-		if err != nil {
-			return fail(fmt.Errorf("open stat cache %s: %w", opt.CacheDir, err))
-		}
-	}
+	s.cacheDir = opt.CacheDir
 	return s, nil
 }
 
@@ -657,6 +654,7 @@ func (s *Local) Close() error {
 	if err := s.db.Close(); err != nil && ferr == nil {
 		ferr = err
 	}
+	s.cacheOnce.Do(func() {}) // no cache opens after Close
 	if s.cache != nil {
 		s.cache.Close()
 	}

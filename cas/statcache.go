@@ -62,12 +62,28 @@ func decodeStat(b []byte) (fileStat, []Hash, bool) {
 	return k, chunks, true
 }
 
+// statCache opens the stat cache on first use: only ingest needs it, not every command.
+// A cache that cannot be opened is no cache: ingest then reads every file.
+func (s *Local) statCache() *pebble.DB {
+	s.cacheOnce.Do(func() {
+		if s.cacheDir == "" {
+			return
+		}
+		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+		if err == nil {
+			s.cache = db
+		}
+	})
+	return s.cache
+}
+
 // cachedChunks returns the chunk list recorded for path if its stat is unchanged.
 func (s *Local) cachedChunks(path string, k fileStat) ([]Hash, bool) {
-	if s.cache == nil {
+	cache := s.statCache()
+	if cache == nil {
 		return nil, false
 	}
-	v, closer, err := s.cache.Get(statKey(path))
+	v, closer, err := cache.Get(statKey(path))
 	if err != nil {
 		return nil, false
 	}
@@ -113,8 +129,8 @@ func (s *Local) recordCaches(stats []statRecord, files []fileRecord) error {
 	if len(stats) == 0 && len(files) == 0 {
 		return nil
 	}
-	if s.cache != nil && len(stats) > 0 {
-		b := s.cache.NewBatch()
+	if cache := s.statCache(); cache != nil && len(stats) > 0 {
+		b := cache.NewBatch()
 		defer b.Close()
 		for _, r := range stats {
 			if err := b.Set(statKey(r.path), r.key.encode(r.chunks), nil); err != nil {

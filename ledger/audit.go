@@ -160,9 +160,9 @@ func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	hint := int(head.Seq) * 3 // most events make a version: its key, its order key, its vN tag
+	hint := int(head.Seq) // most events make a version
 	if to.Seq > 0 {
-		hint = int(min(to.Seq, head.Seq)) * 3
+		hint = int(min(to.Seq, head.Seq))
 	}
 	kv := newMemKV(hint)
 	st := state{kv: kv}
@@ -298,6 +298,7 @@ func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 		add(0, "replay fails: %v", err)
 		return rep, nil
 	}
+	fresh.kv.derive()
 	seen := 0
 	for _, p := range projectionPrefixes {
 		err := dbKV{readerKV{l.db}}.scan([]byte{p}, func(k, v []byte) error {

@@ -24,21 +24,26 @@ type scanner struct {
 	intern map[string]string // repeated names (actor, project, …) are kept once
 }
 
-// name reads a string that repeats across events, interned.
+// name reads a string that repeats across events, interned: a name seen before costs no
+// allocation.
 func (s *scanner) name() string {
 	if s.intern == nil || s.err != nil {
 		return s.str()
 	}
-	start := s.i + 1
+	if s.i < len(s.b) && s.b[s.i] == '"' {
+		end := s.i + 1
+		for end < len(s.b) && s.b[end] != '"' && s.b[end] != '\\' && s.b[end] >= 0x20 {
+			end++
+		}
+		if end < len(s.b) && s.b[end] == '"' {
+			if x, ok := s.intern[string(s.b[s.i+1:end])]; ok {
+				s.i = end + 1
+				return x
+			}
+		}
+	}
 	v := s.str()
-	if s.err != nil || s.i-1 < start {
-		return v
-	}
-	raw := s.b[start : s.i-1]
-	if x, ok := s.intern[string(raw)]; ok {
-		return x
-	}
-	if len(s.intern) < 1<<16 {
+	if s.err == nil && len(s.intern) < 1<<16 {
 		s.intern[v] = v
 	}
 	return v
@@ -249,15 +254,21 @@ func parseHashBytes(s *scanner, b []byte) cas.Hash {
 	return h
 }
 
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
+// unhexTable maps a lower-case hex digit to its value and every other byte to 255.
+var unhexTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 255
 	}
-	return 255
-}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+	}
+	return t
+}()
+
+func unhex(c byte) byte { return unhexTable[c] }
 
 // parseTime reads the canonical time form, YYYY-MM-DDTHH:MM:SS[.fraction]Z.
 func parseTime(b []byte) (time.Time, bool) {

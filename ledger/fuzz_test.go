@@ -3,6 +3,8 @@ package ledger
 import (
 	"encoding/json"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,4 +55,26 @@ type body2 struct {
 	Actor   string `json:"actor"`
 	Runtime string `json:"runtime"`
 	Seq     uint64 `json:"seq"`
+}
+
+// FuzzValidName checks the written-out name and built-in tag rules against the SPEC's regular expression.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"", "a", "_", "9a", "a9", "mnist-v1.2_x", "-a", ".a", "a b", "ä",
+		strings.Repeat("a", 80), strings.Repeat("a", 81), "a\x00", "A-Z.z"} {
+		f.Add(s)
+	}
+	f.Add("latest")
+	f.Add("v12")
+	f.Add("v")
+	f.Add("v1a")
+	re := regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.-]{0,79}$`)
+	builtin := regexp.MustCompile(`^(latest|v[0-9]+)$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidName(s), re.MatchString(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, the SPEC's rule says %v", s, got, want)
+		}
+		if got, want := IsBuiltinTag(s), builtin.MatchString(s); got != want {
+			t.Fatalf("IsBuiltinTag(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

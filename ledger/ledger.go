@@ -276,7 +276,14 @@ func (k *batchKV) del(key []byte)    { k.b.Delete(key, nil) }
 // memKV holds projections in memory: what replay builds. Versions, runtimes and projects
 // are kept as objects (state reads and writes them directly, the hot path of replay) and
 // encoded only when read as bytes.
-type memKV struct{ m map[string]any }
+//
+// Replay leaves out what follows from those objects, and derive adds it on the first read
+// that needs it: each version's 'o' entry and the latest and vN tags. Apply never reads them,
+// so they are only derived once the replay is over.
+type memKV struct {
+	m       map[string]any
+	derived bool
+}
 
 func newMemKV(hint int) *memKV { return &memKV{m: make(map[string]any, hint)} }
 
@@ -296,7 +303,48 @@ func encodeObj(v any) []byte {
 	return nil
 }
 
+// derive adds the 'o' entries and the built-in tags. Only read a memKV after it (get and
+// scan call it when they need to).
+func (k *memKV) derive() {
+	if k.derived {
+		return
+	}
+	k.derived = true
+	var buf [256]byte
+	var add []any // keys and values; m is not changed while ranging over it
+	for key, obj := range k.m {
+		switch x := obj.(type) {
+		case *Version:
+			if key[0] != keyVersion {
+				continue
+			}
+			ok := binary.BigEndian.AppendUint64(append(appendKey(buf[:0], keyOrder, x.Project, x.Runtime), 0), ^x.Seq)
+			add = append(add, string(ok), x)
+			if x.Status != StatusPurged {
+				id := x.ID
+				add = append(add, string(appendKey(buf[:0], keyTag, x.Project, x.Runtime, vnTag(x.VN))), &id)
+			}
+		case *Runtime:
+			if x.Latest != "" {
+				id := x.Latest
+				add = append(add, string(appendKey(buf[:0], keyTag, x.Project, x.Name, "latest")), &id)
+			}
+		}
+	}
+	for i := 0; i < len(add); i += 2 {
+		k.m[add[i].(string)] = add[i+1]
+	}
+}
+
+// derivedPrefix reports whether keys with prefix p may be derived ones.
+func derivedPrefix(p []byte) bool {
+	return len(p) == 0 || p[0] == keyOrder || p[0] == keyTag
+}
+
 func (k *memKV) get(key []byte) ([]byte, bool, error) {
+	if derivedPrefix(key) {
+		k.derive()
+	}
 	v, ok := k.m[string(key)]
 	if !ok {
 		return nil, false, nil
@@ -316,6 +364,9 @@ func (k *memKV) put(key []byte, v any) {
 func (k *memKV) del(key []byte) { delete(k.m, string(key)) }
 
 func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
+	if derivedPrefix(p) {
+		k.derive()
+	}
 	var keys []string
 	for key := range k.m {
 		if len(key) >= len(p) && key[:len(p)] == string(p) {

@@ -180,6 +180,9 @@ func TestAppendRefusesAndWritesNothing(t *testing.T) {
 	if _, err := l.Append(ctx, ev(t, RuntimeTagged, "self", "r", vid("x"), TagsData{Tags: []string{"latest"}})); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("tagging latest by hand: %v", err)
 	}
+	if _, err := l.Append(ctx, ev(t, RuntimeCopied, "self", "r", vid("y"), CopiedData{Tags: []string{"v1"}})); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a copy bringing a vN tag: %v", err)
+	}
 	after, _ := l.Head()
 	if after.Seq != head.Seq+1 {
 		t.Fatalf("head moved from %d to %d for one good event", head.Seq, after.Seq)

@@ -1,10 +1,8 @@
 package ledger
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
@@ -89,16 +87,39 @@ var (
 	ErrInvalid  = errors.New("invalid event")
 )
 
-// nameRE is the rule for project, runtime and tag names (SPEC: Names).
-var nameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.-]{0,79}$`)
+// ValidName reports whether s may name a project, runtime or tag (SPEC: Names):
+// ^[a-zA-Z_][a-zA-Z0-9_.-]{0,79}$. Written out because apply checks two names per event.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 80 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
-// ValidName reports whether s may name a project, runtime or tag.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
-
-var builtinTagRE = regexp.MustCompile(`^(latest|v[0-9]+)$`)
-
-// IsBuiltinTag reports whether tag is latest or vN, which only the ledger moves.
-func IsBuiltinTag(tag string) bool { return builtinTagRE.MatchString(tag) }
+// IsBuiltinTag reports whether tag is latest or vN (v[0-9]+), which only the ledger moves.
+func IsBuiltinTag(tag string) bool {
+	if tag == "latest" {
+		return true
+	}
+	if len(tag) < 2 || tag[0] != 'v' {
+		return false
+	}
+	for i := 1; i < len(tag); i++ {
+		if tag[i] < '0' || tag[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // kv is what the apply rules read and write: the database under a batch, or memory.
 type kv interface {
@@ -155,8 +176,7 @@ func (s state) version(p, r, id string) (*Version, error) {
 func (s state) putVersion(v *Version) {
 	if mk, ok := s.kv.(*memKV); ok {
 		var buf [256]byte
-		mk.put(appendKey(buf[:0], keyVersion, v.Project, v.Runtime, v.ID), v)
-		mk.put(binary.BigEndian.AppendUint64(append(appendKey(buf[:0], keyOrder, v.Project, v.Runtime), 0), ^v.Seq), v)
+		mk.put(appendKey(buf[:0], keyVersion, v.Project, v.Runtime, v.ID), v) // 'o': memKV.derive
 		return
 	}
 	b := encodeVersion(v)
@@ -192,12 +212,12 @@ func (s state) versions(p, r string) ([]*Version, error) {
 	return out, err
 }
 
-// setTag points a tag at a version.
+// setTag points a user tag at a version.
 func (s state) setTag(p, r, tag, id string) {
 	if mk, ok := s.kv.(*memKV); ok {
 		var buf [256]byte
 		k := appendKey(buf[:0], keyTag, p, r, tag)
-		if cur, ok := mk.m[string(k)].(*string); ok { // latest moves on every build
+		if cur, ok := mk.m[string(k)].(*string); ok {
 			*cur = id
 			return
 		}
@@ -207,8 +227,26 @@ func (s state) setTag(p, r, tag, id string) {
 	s.kv.set(tagKey(p, r, tag), []byte(id))
 }
 
+// setBuiltin points latest or a vN tag at a version. Replay leaves these out: they follow
+// from the runtimes and versions (memKV.derive).
+func (s state) setBuiltin(p, r, tag, id string) {
+	if _, ok := s.kv.(*memKV); !ok {
+		s.kv.set(tagKey(p, r, tag), []byte(id))
+	}
+}
+
+// delDerived deletes an order or built-in tag entry (replay derives them instead).
+func (s state) delDerived(key []byte) {
+	if _, ok := s.kv.(*memKV); !ok {
+		s.kv.del(key)
+	}
+}
+
 func (s state) tag(p, r, tag string) (string, bool, error) {
 	if mk, ok := s.kv.(*memKV); ok {
+		if IsBuiltinTag(tag) { // apply never asks for these: it refuses them as user tags
+			mk.derive()
+		}
 		var buf [256]byte
 		id, ok := mk.m[string(appendKey(buf[:0], keyTag, p, r, tag))].(*string)
 		if !ok {
@@ -306,10 +344,8 @@ func (s state) apply(e *Event) error {
 		if v.Status != StatusLive {
 			return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
 		}
-		for _, tag := range d.Tags {
-			if !ValidName(tag) || IsBuiltinTag(tag) {
-				return fmt.Errorf("%w: tag %q", ErrInvalid, tag)
-			}
+		if err := checkTags(d.Tags); err != nil {
+			return err
 		}
 		if e.Type == RuntimeTagged {
 			return s.addTags(v, d.Tags)
@@ -341,9 +377,9 @@ func (s state) apply(e *Event) error {
 			v.Tags = nil
 			if rt.Latest == v.ID {
 				rt.Latest = ""
-				s.kv.del(tagKey(v.Project, v.Runtime, "latest"))
+				s.delDerived(tagKey(v.Project, v.Runtime, "latest"))
 			}
-			s.kv.del(tagKey(v.Project, v.Runtime, vnTag(v.VN)))
+			s.delDerived(tagKey(v.Project, v.Runtime, vnTag(v.VN)))
 			s.putVersion(v)
 		}
 		return nil
@@ -378,6 +414,9 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 			return err
 		}
 		d, tags, source = c.BuiltData, c.Tags, c.Source
+		if err := checkTags(tags); err != nil {
+			return err
+		}
 	} else if err := e.Decode(&d); err != nil {
 		return err
 	}
@@ -387,12 +426,12 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	}
 	if v == nil || v.Status == StatusPurged {
 		if v != nil {
-			s.kv.del(orderKey(v.Project, v.Runtime, v.Seq))
+			s.delDerived(orderKey(v.Project, v.Runtime, v.Seq))
 		}
 		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
 			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
 		rt.NextVN++
-		s.setTag(v.Project, v.Runtime, vnTag(v.VN), v.ID)
+		s.setBuiltin(v.Project, v.Runtime, vnTag(v.VN), v.ID)
 	}
 	v.Status = StatusLive
 	v.Updated = e.Time
@@ -401,11 +440,21 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	if rt.Mode == "" {
 		rt.Mode = d.Mode
 	}
-	s.setTag(v.Project, v.Runtime, "latest", v.ID)
+	s.setBuiltin(v.Project, v.Runtime, "latest", v.ID)
 	if len(tags) > 0 {
 		return s.addTags(v, tags)
 	}
 	s.putVersion(v)
+	return nil
+}
+
+// checkTags refuses tags that are not names, and latest and vN, which only the ledger moves.
+func checkTags(tags []string) error {
+	for _, tag := range tags {
+		if !ValidName(tag) || IsBuiltinTag(tag) {
+			return fmt.Errorf("%w: tag %q", ErrInvalid, tag)
+		}
+	}
 	return nil
 }
 

@@ -58,67 +58,100 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 		return err
 	}
 	defer it.Close()
+	// A batch holds the stored values back to back in one buffer, the events decoded from
+	// them, and (forApply) their payloads. With forApply, fn keeps nothing of an event, so
+	// batches go round: a million events cost a few batches, not a million small
+	// allocations for the collector to chase.
 	type batch struct {
-		evs []Event
-		err error
+		buf  []byte
+		ends []int
+		evs  []Event
+		pre  []CopiedData
+		err  error
 	}
 	const size = 2048
 	workers := runtime.GOMAXPROCS(0)
-	batches := make(chan batch, 2)
+	batches := make(chan *batch, 2)
+	free := make(chan *batch, 4)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		defer close(batches)
-		raw := make([][]byte, 0, size)
 		interns := make([]map[string]string, workers)
 		for i := range interns {
 			interns[i] = map[string]string{}
 		}
-		decode := func() bool {
-			evs := make([]Event, len(raw))
+		next := func() *batch {
+			select {
+			case b := <-free:
+				b.buf, b.ends = b.buf[:0], b.ends[:0]
+				return b
+			default:
+				return &batch{ends: make([]int, 0, size)}
+			}
+		}
+		decode := func(b *batch) bool {
+			n := len(b.ends)
+			if cap(b.evs) < n {
+				b.evs = make([]Event, n)
+				if forApply {
+					b.pre = make([]CopiedData, n)
+				}
+			}
+			b.evs = b.evs[:n]
 			errs := make([]error, workers)
 			var wg sync.WaitGroup
-			per := (len(raw) + workers - 1) / workers
+			per := (n + workers - 1) / workers
 			for w := 0; w < workers; w++ {
-				a, b := w*per, min((w+1)*per, len(raw))
-				if a >= b {
+				lo, hi := w*per, min((w+1)*per, n)
+				if lo >= hi {
 					break
 				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := a; i < b && errs[w] == nil; i++ {
-						evs[i], errs[w] = decodeStoredIntern(raw[i], interns[w])
+					for i := lo; i < hi && errs[w] == nil; i++ {
+						from := 0
+						if i > 0 {
+							from = b.ends[i-1]
+						}
+						raw := b.buf[from:b.ends[i]:b.ends[i]]
+						b.evs[i], errs[w] = decodeStoredIntern(raw, interns[w])
 						if errs[w] == nil && forApply {
-							errs[w] = evs[i].parsePayload(interns[w])
+							errs[w] = b.evs[i].parsePayload(interns[w], &b.pre[i])
 						}
 					}
 				}()
 			}
 			wg.Wait()
-			raw = raw[:0]
+			b.err = errors.Join(errs...)
 			select {
-			case batches <- batch{evs: evs, err: errors.Join(errs...)}:
+			case batches <- b:
 				return true
 			case <-stop:
 				return false
 			}
 		}
+		b := next()
 		for it.First(); it.Valid(); it.Next() {
-			raw = append(raw, bytes.Clone(it.Value()))
-			if len(raw) == size && !decode() {
-				return
+			b.buf = append(b.buf, it.Value()...)
+			b.ends = append(b.ends, len(b.buf))
+			if len(b.ends) == size {
+				if !decode(b) {
+					return
+				}
+				b = next()
 			}
 		}
 		if err := it.Error(); err != nil {
 			select {
-			case batches <- batch{err: err}:
+			case batches <- &batch{err: err}:
 			case <-stop:
 			}
 			return
 		}
-		if len(raw) > 0 {
-			decode()
+		if len(b.ends) > 0 {
+			decode(b)
 		}
 	}()
 	for b := range batches {
@@ -132,6 +165,12 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if forApply {
+			select {
+			case free <- b:
+			default:
+			}
 		}
 	}
 	return nil

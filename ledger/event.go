@@ -133,9 +133,10 @@ func (e *Event) Decode(v any) error {
 	return nil
 }
 
-// parsePayload decodes Data by type ahead of apply (replay runs it on other cores).
-func (e *Event) parsePayload(intern map[string]string) error {
-	if p, ok := fastPayload(e.Type, e.Data, intern); ok {
+// parsePayload decodes Data by type ahead of apply (replay runs it on other cores), into
+// slot when the fast decoder takes it.
+func (e *Event) parsePayload(intern map[string]string, slot *CopiedData) error {
+	if p, ok := fastPayload(e.Type, e.Data, intern, slot); ok {
 		e.payload = p
 		return nil
 	}

@@ -402,12 +402,12 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 
 // fastPayload decodes the payload types replay needs, leaving out the fields apply does not
 // read (host, tool_version, workdir); ok false means "use encoding/json".
-func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
+func fastPayload(t Type, data []byte, intern map[string]string, c *CopiedData) (any, bool) {
 	s := &scanner{b: data, intern: intern}
 	var out any
 	switch t {
 	case RuntimeBuilt, RuntimeCopied:
-		var c CopiedData
+		*c = CopiedData{}
 		s.object(func(k string) {
 			switch k {
 			case "files":
@@ -437,10 +437,9 @@ func fastPayload(t Type, data []byte, intern map[string]string) (any, bool) {
 			}
 		})
 		if t == RuntimeBuilt {
-			b := c.BuiltData
-			out = &b
+			out = &c.BuiltData
 		} else {
-			out = &c
+			out = c
 		}
 	case RuntimeTagged, RuntimeUntagged:
 		var d TagsData

@@ -39,7 +39,7 @@ func FuzzEventBody(f *testing.F) {
 		if x.Actor != got.Actor || x.Runtime != got.Runtime || x.Seq != got.Seq {
 			t.Fatalf("fast decoder and encoding/json disagree: %+v vs %+v", got, x)
 		}
-		p1, ok := fastPayload(RuntimeBuilt, got.Data, map[string]string{})
+		p1, ok := fastPayload(RuntimeBuilt, got.Data, map[string]string{}, &CopiedData{Source: "left over"})
 		var p2 BuiltData
 		if err := json.Unmarshal(got.Data, &p2); err != nil {
 			t.Fatal(err)

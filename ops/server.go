@@ -1,7 +1,9 @@
 package ops
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +75,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/chunks/missing", s.missing)
 	mux.HandleFunc("POST /api/v1/chunks/get", s.getChunks)
 	mux.HandleFunc("POST /api/v1/chunks", s.putChunks)
+	mux.HandleFunc("GET /api/v1/chunks", adminOnly(s.walkChunks))
+	mux.HandleFunc("POST /api/v1/chunks/delete", adminOnly(s.deleteChunks))
 	return s.authenticate(mux)
 }
 
@@ -386,6 +390,56 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"stored": len(batch)})
 }
 
+// adminOnly wraps the handlers that reach every project's chunks.
+func adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !who(r).admin {
+			writeErr(w, &Error{Kind: KindAuth, Err: errAdminOnly, Hint: "use an admin's token"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// walkChunks lists every stored chunk in hash order (walkRecord each), then a record with
+// a zero hash and the count, so that a list cut short is never taken for the whole.
+func (s *Server) walkChunks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	bw := bufio.NewWriterSize(w, 1<<16)
+	var rec [walkRecord]byte
+	var n uint64
+	err := s.in.Store.Walk(r.Context(), func(ci cas.ChunkInfo) error {
+		copy(rec[:], ci.Hash[:])
+		binary.BigEndian.PutUint64(rec[cas.HashSize:], uint64(ci.Size))
+		binary.BigEndian.PutUint64(rec[cas.HashSize+8:], uint64(ci.Stored))
+		n++
+		_, err := bw.Write(rec[:])
+		return err
+	})
+	if err != nil {
+		if n == 0 {
+			writeErr(w, err)
+		}
+		return // the client sees no end record
+	}
+	clear(rec[:])
+	binary.BigEndian.PutUint64(rec[cas.HashSize:], n)
+	bw.Write(rec[:])
+	bw.Flush()
+}
+
+func (s *Server) deleteChunks(w http.ResponseWriter, r *http.Request) {
+	hs, ok := readHashes(w, r)
+	if !ok {
+		return
+	}
+	if err := s.in.Store.Delete(r.Context(), hs); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"deleted": len(hs)})
+}
+
 func bodyErr(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -434,6 +488,9 @@ func statusOf(err error) int {
 	}
 	if errors.Is(err, cas.ErrCorrupt) {
 		return http.StatusUnprocessableEntity
+	}
+	if errors.Is(err, cas.ErrNotFound) {
+		return http.StatusNotFound
 	}
 	switch KindOf(err) {
 	case KindUsage, KindInvalid:

@@ -1,0 +1,70 @@
+package ops_test
+
+import (
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/cas/storetest"
+	"github.com/swcli/swcli/ops"
+)
+
+// serveStore starts a server on loopback over a fresh root and returns its chunk store as
+// seen by an admin, and by a plain user.
+func serveStore(t *testing.T) (admin, user *ops.RemoteStore) {
+	t.Helper()
+	root := t.TempDir()
+	adminTok, err := ops.AddUser(ctx, root, "root", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userTok, err := ops.AddUser(ctx, root, "alice", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ops.NewServer(openInstance(t, root)).Handler())
+	t.Cleanup(srv.Close)
+	a, u := ops.NewRemote("team", srv.URL, adminTok), ops.NewRemote("team", srv.URL, userTok)
+	t.Cleanup(func() { a.Close(); u.Close() })
+	return a.Store(), u.Store()
+}
+
+// The HTTP client of a server's store passes the same conformance suite as the local one.
+func TestRemoteStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) cas.Store {
+		admin, _ := serveStore(t)
+		return admin
+	})
+}
+
+func TestRemoteStoreWalkAndDeleteAreForAdmins(t *testing.T) {
+	admin, user := serveStore(t)
+	data := []byte("a chunk that alice may read by its hash")
+	h := cas.Sum(data)
+	if err := user.Put(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := user.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := user.Get(ctx, h); err != nil || string(got) != string(data) {
+		t.Fatalf("user get: %q %v", got, err)
+	}
+	err := user.Walk(ctx, func(cas.ChunkInfo) error { return nil })
+	if ops.KindOf(err) != ops.KindAuth {
+		t.Fatalf("walk as a user: %v, want an auth error", err)
+	}
+	if err := user.Delete(ctx, []cas.Hash{h}); ops.KindOf(err) != ops.KindAuth {
+		t.Fatalf("delete as a user: %v, want an auth error", err)
+	}
+	if _, err := admin.Get(ctx, h); err != nil {
+		t.Fatalf("the chunk is gone after a refused delete: %v", err)
+	}
+	if err := admin.Delete(ctx, []cas.Hash{h}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Get(ctx, h); !errors.Is(err, cas.ErrNotFound) {
+		t.Fatalf("get after an admin's delete: %v", err)
+	}
+}

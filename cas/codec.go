@@ -7,12 +7,16 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Compression: one shared encoder and decoder (EncodeAll/DecodeAll are safe for concurrent
-// use) at SpeedDefault (DESIGN.md), and raw storage when zstd saves too little.
+// Compression: shared encoders and one decoder (EncodeAll/DecodeAll are safe for
+// concurrent use), and raw storage when zstd saves too little. Ingest compresses groups of
+// chunks at SpeedFastest (group.go). A chunk encoded on its own (Put, and GetRaw of a
+// grouped chunk, which travels alone) is compressed at SpeedDefault if under GroupMax, where
+// the better level pays most, and at SpeedFastest if larger.
 var (
-	encOnce sync.Once
-	encoder *zstd.Encoder
-	decoder *zstd.Decoder
+	encOnce     sync.Once
+	encoder     *zstd.Encoder // SpeedDefault
+	fastEncoder *zstd.Encoder // SpeedFastest
+	decoder     *zstd.Decoder
 )
 
 func codecs() (*zstd.Encoder, *zstd.Decoder) {
@@ -22,6 +26,11 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 			zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			panic(err) // only on invalid options, fixed above
+		}
+		fastEncoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false), zstd.WithWindowSize(largeGroupTarget))
+		if err != nil {
+			panic(err)
 		}
 		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBlob+1<<20))
 		if err != nil {
@@ -41,6 +50,9 @@ func Encode(data []byte, dst []byte) Raw {
 		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
 	}
 	enc, _ := codecs()
+	if len(data) >= GroupMax {
+		enc = fastEncoder
+	}
 	out := enc.EncodeAll(data, dst[:0])
 	if len(out) > len(data)-len(data)/minSaving {
 		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}

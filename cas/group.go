@@ -1,44 +1,68 @@
 package cas
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
 )
 
-// Small chunks compress poorly one by one (a 3 KiB .py file has little context), so the
-// ingest pipeline compresses them in groups: the content of a group is
+// The ingest pipeline compresses new chunks in groups rather than one by one: a 3 KiB .py
+// file has little context of its own, and zstd at its fastest level over 1-2 MiB stores less
+// than its default level over single chunks, in two thirds of the time (DESIGN.md). Small
+// chunks and larger ones (mostly of one large file) are gathered apart. The content of a
+// group is
 //
 //	uvarint(count) uvarint(len)×count  chunk bytes…
 //
-// stored as one zstd frame in a pack entry whose hash is the blake3 of that content. Each
-// chunk keeps its own index entry (EncGroup, with its offset in the content), so reads,
-// existence checks and garbage collection still work per chunk.
+// stored as one zstd frame in a pack entry named by groupName. Each chunk keeps its own
+// index entry (EncGroup, with its offset in the content), so reads, existence checks and
+// garbage collection still work per chunk.
 const (
 	// GroupMax: chunks under this size are grouped.
 	GroupMax = 64 << 10
-	// groupTarget: a group is closed once its content reaches this size.
-	groupTarget = 512 << 10
+	// groupTarget: a group of small chunks is closed once its content reaches this size.
+	groupTarget = 1 << 20
+	// largeGroupTarget: the same for groups of larger chunks (those of one large file
+	// mostly).
+	largeGroupTarget = 2 << 20
 )
 
-// groupContent lays out chunks as a group's content and returns each chunk's offset.
-func groupContent(chunks [][]byte) ([]byte, []int64) {
-	n := 10
-	for _, c := range chunks {
-		n += len(c) + 4
+// groupHeadroom: a worker gathers a group's chunks after this much room, and the table is
+// written into it when the group closes, so the content is compressed where it lies.
+const groupHeadroom = 16 << 10
+
+// groupContent lays out a group's content: buf is groupHeadroom bytes of room, then the
+// chunks (of the sizes given) back to back. The table goes into the room (or, when it does
+// not fit, the content is built in scratch, and copied is true). It returns the content and
+// each chunk's offset.
+func groupContent(buf []byte, sizes []int, scratch []byte) (content []byte, offs []int64, copied bool) {
+	hdr := binary.AppendUvarint(make([]byte, 0, 10+3*len(sizes)), uint64(len(sizes)))
+	for _, n := range sizes {
+		hdr = binary.AppendUvarint(hdr, uint64(n))
 	}
-	b := make([]byte, 0, n)
-	b = binary.AppendUvarint(b, uint64(len(chunks)))
-	for _, c := range chunks {
-		b = binary.AppendUvarint(b, uint64(len(c)))
+	offs = make([]int64, len(sizes))
+	off := int64(len(hdr))
+	for i, n := range sizes {
+		offs[i] = off
+		off += int64(n)
 	}
-	offs := make([]int64, len(chunks))
-	for i, c := range chunks {
-		offs[i] = int64(len(b))
-		b = append(b, c...)
+	if len(hdr) <= groupHeadroom {
+		content = buf[groupHeadroom-len(hdr):]
+		copy(content, hdr)
+		return content, offs, false
 	}
-	return b, offs
+	return append(append(scratch[:0], hdr...), buf[groupHeadroom:]...), offs, true
+}
+
+// groupName is the name of a group's pack entry: the blake3 of a label and the hashes of
+// its chunks, which reading the entry back checks along with every chunk.
+func groupName(hs []Hash) Hash {
+	b := make([]byte, 0, 16+len(hs)*HashSize)
+	b = append(b, "swcli group v1\x00"...)
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return Sum(b)
 }
 
 // parseGroup returns the chunks of a group's content.
@@ -68,9 +92,11 @@ type groupCache struct {
 	mu    sync.Mutex
 	items map[[2]uint64][]byte
 	order [][2]uint64
+	bytes int
 }
 
-const groupCacheSize = 64
+// groupCacheBytes bounds the decompressed groups kept (groups are 1-2.5 MiB).
+const groupCacheBytes = 48 << 20
 
 func (c *groupCache) get(k [2]uint64) ([]byte, bool) {
 	c.mu.Lock()
@@ -88,12 +114,14 @@ func (c *groupCache) put(k [2]uint64, b []byte) {
 	if _, ok := c.items[k]; ok {
 		return
 	}
-	if len(c.order) >= groupCacheSize {
+	for len(c.order) > 0 && c.bytes+len(b) > groupCacheBytes {
+		c.bytes -= len(c.items[c.order[0]])
 		delete(c.items, c.order[0])
 		c.order = c.order[1:]
 	}
 	c.items[k] = b
 	c.order = append(c.order, k)
+	c.bytes += len(b)
 }
 
 // groupChunk returns the content of a grouped chunk, verified.
@@ -123,12 +151,19 @@ func (s *Local) groupChunk(h Hash, l loc) ([]byte, error) {
 	return data, nil
 }
 
-// PutGroup stores small chunks compressed together, skipping those the store has. It
-// reports which were new.
-func (s *Local) PutGroup(ctx context.Context, hs []Hash, chunks [][]byte) ([]bool, int64, error) {
-	content, offs := groupContent(chunks)
-	enc, _ := codecs()
-	stored := enc.EncodeAll(content, nil)
+// groupBufs are a worker's buffers for building and compressing groups, reused.
+type groupBufs struct{ content, stored []byte }
+
+// putGroup stores chunks compressed together (their hashes and sizes; buf as groupContent
+// takes it), unless the store has them all, and reports which were new.
+func (s *Local) putGroup(hs []Hash, sizes []int, buf []byte, bufs *groupBufs) ([]bool, int64, error) {
+	content, offs, copied := groupContent(buf, sizes, bufs.content)
+	if copied {
+		bufs.content = content
+	}
+	codecs()
+	stored := fastEncoder.EncodeAll(content, bufs.stored[:0])
+	bufs.stored = stored
 	s.mu.Lock()
 	isNew := make([]bool, len(hs))
 	any := false
@@ -140,14 +175,14 @@ func (s *Local) PutGroup(ctx context.Context, hs []Hash, chunks [][]byte) ([]boo
 		s.mu.Unlock()
 		return isNew, 0, nil
 	}
-	off, err := s.writeEntryLocked(Sum(content), Raw{Enc: EncGroup, Len: int64(len(content)), Data: stored})
+	off, err := s.writeEntryLocked(groupName(hs), Raw{Enc: EncGroup, Len: int64(len(content)), Data: stored})
 	if err != nil {
 		s.mu.Unlock()
 		return nil, 0, err
 	}
 	for i, h := range hs {
 		if isNew[i] {
-			s.pending[h] = loc{pack: s.curNum, off: off, stored: int64(len(stored)), size: int64(len(chunks[i])), enc: EncGroup, inner: offs[i]}
+			s.pending[h] = loc{pack: s.curNum, off: off, stored: int64(len(stored)), size: int64(sizes[i]), enc: EncGroup, inner: offs[i]}
 		}
 	}
 	var sp *sealedPack

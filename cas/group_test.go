@@ -28,6 +28,16 @@ func smallTree(t *testing.T, n int) string {
 func TestGroupedChunks(t *testing.T) {
 	ctx := context.Background()
 	src := smallTree(t, 600)
+	// And large files, whose chunks are grouped too (up to 2 MiB a group).
+	for i := range 3 {
+		var body []byte
+		for j := 0; len(body) < 3<<20; j++ {
+			body = fmt.Appendf(body, "line %d of file %d\n", j, i)
+		}
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("lib%d.so", i)), body, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dirA := t.TempDir()
 	a := openLocal(t, dirA)
 	res, err := cas.Ingest(ctx, a, []cas.Input{{Src: src}}, cas.IngestOptions{})

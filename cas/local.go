@@ -285,21 +285,28 @@ func (s *Local) reindex(n uint64) error {
 	return b.Commit(pebble.Sync)
 }
 
-// reindexGroup indexes every chunk of a group entry whose content hashes to h.
+// reindexGroup indexes every chunk of a group entry named h (groupName of its chunks).
 func (s *Local) reindexGroup(b *pebble.Batch, h Hash, pack uint64, off int64, stored []byte) error {
 	_, dec := codecs()
 	content, err := dec.DecodeAll(stored, nil)
-	if err != nil || Sum(content) != h {
+	if err != nil {
 		return ErrCorrupt
 	}
 	chunks, err := parseGroup(content)
 	if err != nil {
 		return err
 	}
-	for _, c := range chunks {
+	hs := make([]Hash, len(chunks))
+	for i, c := range chunks {
+		hs[i] = Sum(c)
+	}
+	if groupName(hs) != h {
+		return ErrCorrupt
+	}
+	for i, c := range chunks {
 		inner := int64(cap(content) - cap(c)) // c is a slice of content
 		l := loc{pack: pack, off: off, stored: int64(len(stored)), size: int64(len(c)), enc: EncGroup, inner: inner}
-		if err := b.Set(chunkKey(Sum(c)), l.encode(), nil); err != nil {
+		if err := b.Set(chunkKey(hs[i]), l.encode(), nil); err != nil {
 			return err
 		}
 	}

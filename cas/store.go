@@ -28,7 +28,7 @@ const (
 	EncRaw Encoding = 0
 	// EncZstd: the stored bytes are one zstd frame of the content.
 	EncZstd Encoding = 1
-	// EncGroup: the stored bytes are one zstd frame of a group of small chunks compressed
+	// EncGroup: the stored bytes are one zstd frame of a group of chunks compressed
 	// together (group.go). It exists only inside a local store: GetRaw answers such a chunk
 	// in EncZstd or EncRaw, so it never travels.
 	EncGroup Encoding = 2

@@ -1,7 +1,6 @@
 package cas
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -285,13 +284,19 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 type worker struct {
 	in  *ingest
 	buf []byte // file contents, up to inMemoryLimit
-	enc []byte // compressed chunk
 	ch  *Chunker
 
-	// the small chunks waiting to be stored as one group
-	groupHashes []Hash
-	groupChunks [][]byte
-	groupSize   int
+	// chunks waiting to be compressed together: small ones, and large ones
+	small, large group
+	bufs         groupBufs
+}
+
+// group is chunks waiting to be stored as one compressed group: data is groupHeadroom
+// bytes of room for the group's table, then the chunks. Its buffers are reused.
+type group struct {
+	hashes []Hash
+	sizes  []int
+	data   []byte
 }
 
 func (in *ingest) newWorker() *worker { return &worker{in: in} }
@@ -450,23 +455,33 @@ func (w *worker) recordFile(whole Hash, chunks []Hash) {
 	w.in.mu.Unlock()
 }
 
-// flushGroup stores the worker's waiting small chunks as one compressed group.
+// flushGroup stores the worker's waiting chunks.
 func (w *worker) flushGroup(ctx context.Context) error {
-	if len(w.groupHashes) == 0 {
+	if err := w.flush(ctx, &w.small); err != nil {
+		return err
+	}
+	return w.flush(ctx, &w.large)
+}
+
+func (w *worker) flush(ctx context.Context, g *group) error {
+	if len(g.hashes) == 0 {
 		return nil
 	}
-	isNew, stored, err := w.in.s.PutGroup(ctx, w.groupHashes, w.groupChunks)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	isNew, stored, err := w.in.s.putGroup(g.hashes, g.sizes, g.data, &w.bufs)
 	if err != nil {
 		return err
 	}
 	for i, n := range isNew {
 		if n {
 			w.in.newChunks.Add(1)
-			w.in.newBytes.Add(int64(len(w.groupChunks[i])))
+			w.in.newBytes.Add(int64(g.sizes[i]))
 		}
 	}
 	w.in.newStored.Add(stored)
-	w.groupHashes, w.groupChunks, w.groupSize = w.groupHashes[:0], nil, 0
+	g.hashes, g.sizes, g.data = g.hashes[:0], g.sizes[:0], g.data[:0]
 	return nil
 }
 
@@ -479,29 +494,24 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 	if ok, err := w.in.s.Has(ctx, h); err != nil || ok {
 		return err
 	}
-	if len(data) < GroupMax {
-		if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {
-			return nil
-		}
-		w.groupHashes = append(w.groupHashes, h)
-		w.groupChunks = append(w.groupChunks, bytes.Clone(data))
-		if w.groupSize += len(data); w.groupSize >= groupTarget {
-			return w.flushGroup(ctx)
-		}
+	if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {
 		return nil
 	}
-	raw := Encode(data, w.enc)
-	if raw.Enc == EncZstd {
-		w.enc = raw.Data[:0]
+	g, target := &w.small, groupTarget
+	if len(data) >= GroupMax {
+		g, target = &w.large, largeGroupTarget
 	}
-	isNew, err := w.in.s.PutEncoded(ctx, h, raw)
-	if err != nil {
-		return err
+	if len(g.data) == 0 {
+		if cap(g.data) < groupHeadroom {
+			g.data = make([]byte, 0, groupHeadroom+target+MaxChunk)
+		}
+		g.data = g.data[:groupHeadroom]
 	}
-	if isNew {
-		w.in.newChunks.Add(1)
-		w.in.newBytes.Add(int64(len(data)))
-		w.in.newStored.Add(int64(len(raw.Data)))
+	g.hashes = append(g.hashes, h)
+	g.sizes = append(g.sizes, len(data))
+	g.data = append(g.data, data...)
+	if len(g.data)-groupHeadroom >= target {
+		return w.flush(ctx, g)
 	}
 	return nil
 }

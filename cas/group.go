@@ -3,6 +3,7 @@ package cas
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -35,7 +36,7 @@ const groupHeadroom = 16 << 10
 // chunks (of the sizes given) back to back. The table goes into the room (or, when it does
 // not fit, the content is built in scratch, and copied is true). It returns the content and
 // each chunk's offset.
-func groupContent(buf []byte, sizes []int, scratch []byte) (content []byte, offs []int64, copied bool) {
+func groupContent(buf []byte, sizes []int64, scratch []byte) (content []byte, offs []int64, copied bool) {
 	hdr := binary.AppendUvarint(make([]byte, 0, 10+3*len(sizes)), uint64(len(sizes)))
 	for _, n := range sizes {
 		hdr = binary.AppendUvarint(hdr, uint64(n))
@@ -156,7 +157,7 @@ type groupBufs struct{ content, stored []byte }
 
 // putGroup stores chunks compressed together (their hashes and sizes; buf as groupContent
 // takes it), unless the store has them all, and reports which were new.
-func (s *Local) putGroup(hs []Hash, sizes []int, buf []byte, bufs *groupBufs) ([]bool, int64, error) {
+func (s *Local) putGroup(hs []Hash, sizes []int64, buf []byte, bufs *groupBufs) ([]bool, int64, error) {
 	content, offs, copied := groupContent(buf, sizes, bufs.content)
 	if copied {
 		bufs.content = content
@@ -164,25 +165,36 @@ func (s *Local) putGroup(hs []Hash, sizes []int, buf []byte, bufs *groupBufs) ([
 	codecs()
 	stored := fastEncoder.EncodeAll(content, bufs.stored[:0])
 	bufs.stored = stored
+	isNew, err := s.storeGroup(&Group{name: groupName(hs), raw: Raw{Enc: EncGroup, Len: int64(len(content)), Data: stored},
+		hashes: hs, sizes: sizes, offs: offs})
+	if err != nil || !slices.Contains(isNew, true) {
+		return isNew, 0, err
+	}
+	return isNew, int64(len(stored)), nil
+}
+
+// storeGroup writes a group's entry unless the store has all its chunks, and indexes
+// those it lacks, reporting which those were.
+func (s *Local) storeGroup(g *Group) ([]bool, error) {
 	s.mu.Lock()
-	isNew := make([]bool, len(hs))
+	isNew := make([]bool, len(g.hashes))
 	any := false
-	for i, h := range hs {
+	for i, h := range g.hashes {
 		isNew[i] = !s.presentLocked(h)
 		any = any || isNew[i]
 	}
 	if !any {
 		s.mu.Unlock()
-		return isNew, 0, nil
+		return isNew, nil
 	}
-	off, err := s.writeEntryLocked(groupName(hs), Raw{Enc: EncGroup, Len: int64(len(content)), Data: stored})
+	off, err := s.writeEntryLocked(g.name, Raw{Enc: EncGroup, Len: g.raw.Len, Data: g.raw.Data})
 	if err != nil {
 		s.mu.Unlock()
-		return nil, 0, err
+		return nil, err
 	}
-	for i, h := range hs {
+	for i, h := range g.hashes {
 		if isNew[i] {
-			s.pending[h] = loc{pack: s.curNum, off: off, stored: int64(len(stored)), size: int64(sizes[i]), enc: EncGroup, inner: offs[i]}
+			s.pending[h] = loc{pack: s.curNum, off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup, inner: g.offs[i]}
 		}
 	}
 	var sp *sealedPack
@@ -193,5 +205,5 @@ func (s *Local) putGroup(hs []Hash, sizes []int, buf []byte, bufs *groupBufs) ([
 	if sp != nil {
 		err = s.seal(sp)
 	}
-	return isNew, int64(len(stored)), err
+	return isNew, err
 }

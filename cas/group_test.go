@@ -2,9 +2,11 @@ package cas_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/swcli/swcli/cas"
@@ -98,4 +100,97 @@ func TestGroupedChunks(t *testing.T) {
 	if err != nil || len(rep.Corrupt) > 0 {
 		t.Fatalf("verify after delete: %v %v", rep.Corrupt, err)
 	}
+}
+
+// Transfer sends a group whole when every chunk of it is asked for, and chunk by chunk
+// otherwise; the receiver verifies groups before storing them.
+func TestTransferGroups(t *testing.T) {
+	ctx := context.Background()
+	a := openLocal(t, t.TempDir())
+	res, err := cas.Ingest(ctx, a, []cas.Input{{Src: smallTree(t, 300)}}, cas.IngestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := res.Manifest.Chunks()
+	// move transfers hs from a to b and checks that exactly hs arrived.
+	move := func(hs []cas.Hash, b *cas.Local) (groups, single int) {
+		t.Helper()
+		asked := map[cas.Hash]bool{}
+		for _, h := range hs {
+			asked[h] = true
+		}
+		got := map[cas.Hash]bool{}
+		err := a.Transfer(ctx, hs, func(h cas.Hash, r cas.Raw) error {
+			if r.Enc != cas.EncGroup {
+				single++
+				got[h] = true
+				return b.PutRaw(ctx, h, r)
+			}
+			groups++
+			g, err := cas.VerifyGroup(h, r)
+			if err != nil {
+				return err
+			}
+			if r.Count != len(g.Chunks()) {
+				t.Errorf("group of %d chunks sent with count %d", len(g.Chunks()), r.Count)
+			}
+			for _, c := range g.Chunks() {
+				if !asked[c] {
+					t.Errorf("a group sent whole holds %s, which was not asked for", c)
+				}
+				got[c] = true
+			}
+			_, err = b.PutGroup(ctx, g)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(asked) {
+			t.Fatalf("%d chunks asked for, %d sent", len(asked), len(got))
+		}
+		if miss, err := b.Missing(ctx, hs); err != nil || len(miss) > 0 {
+			t.Fatalf("after the transfer the receiver lacks %d chunks (%v)", len(miss), err)
+		}
+		return groups, single
+	}
+
+	b := openLocal(t, t.TempDir())
+	if groups, single := move(chunks, b); groups == 0 || single != 0 {
+		t.Fatalf("all chunks of a tree asked for: %d groups and %d single chunks sent", groups, single)
+	}
+	out := filepath.Join(t.TempDir(), "o")
+	if err := cas.Materialize(ctx, b, res.Manifest, out, cas.MaterializeOptions{}); err != nil {
+		t.Fatalf("materialise from the receiving store: %v", err)
+	}
+
+	// Every other chunk: groups are not whole (but for one of a single chunk), so chunks go
+	// on their own.
+	c := openLocal(t, t.TempDir())
+	var half []cas.Hash
+	for i, h := range chunks {
+		if i%2 == 0 {
+			half = append(half, h)
+		}
+	}
+	if _, single := move(half, c); single < len(half)-4 {
+		t.Fatalf("every other chunk asked for: %d of %d sent on their own", single, len(half))
+	}
+
+	// A group whose bytes or name do not match is refused, naming it.
+	a.Transfer(ctx, chunks, func(h cas.Hash, r cas.Raw) error {
+		if r.Enc != cas.EncGroup {
+			return nil
+		}
+		if _, err := cas.VerifyGroup(cas.Sum([]byte("another name")), r); !errors.Is(err, cas.ErrCorrupt) {
+			t.Fatalf("a group under a wrong name: %v", err)
+		}
+		bad := r
+		bad.Data = append([]byte{}, r.Data...)
+		bad.Data[len(bad.Data)/2] ^= 0xff
+		if _, err := cas.VerifyGroup(h, bad); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), h.String()) {
+			t.Fatalf("a garbled group: %v", err)
+		}
+		return errors.New("stop")
+	})
 }

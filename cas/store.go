@@ -29,8 +29,8 @@ const (
 	// EncZstd: the stored bytes are one zstd frame of the content.
 	EncZstd Encoding = 1
 	// EncGroup: the stored bytes are one zstd frame of a group of chunks compressed
-	// together (group.go). It exists only inside a local store: GetRaw answers such a chunk
-	// in EncZstd or EncRaw, so it never travels.
+	// together (group.go). GetRaw answers a grouped chunk in EncZstd or EncRaw; a whole
+	// group travels only through Transfer, VerifyGroup and PutGroup (transfer.go).
 	EncGroup Encoding = 2
 )
 
@@ -40,6 +40,8 @@ type Raw struct {
 	Enc  Encoding
 	Len  int64
 	Data []byte
+	// Count: for a group (EncGroup) that Transfer sends, how many chunks it holds.
+	Count int
 }
 
 // ChunkInfo describes one stored chunk.

@@ -295,7 +295,7 @@ type worker struct {
 // bytes of room for the group's table, then the chunks. Its buffers are reused.
 type group struct {
 	hashes []Hash
-	sizes  []int
+	sizes  []int64
 	data   []byte
 }
 
@@ -477,7 +477,7 @@ func (w *worker) flush(ctx context.Context, g *group) error {
 	for i, n := range isNew {
 		if n {
 			w.in.newChunks.Add(1)
-			w.in.newBytes.Add(int64(g.sizes[i]))
+			w.in.newBytes.Add(g.sizes[i])
 		}
 	}
 	w.in.newStored.Add(stored)
@@ -508,7 +508,7 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 		g.data = g.data[:groupHeadroom]
 	}
 	g.hashes = append(g.hashes, h)
-	g.sizes = append(g.sizes, len(data))
+	g.sizes = append(g.sizes, int64(len(data)))
 	g.data = append(g.data, data...)
 	if len(g.data)-groupHeadroom >= target {
 		return w.flush(ctx, g)

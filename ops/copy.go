@@ -225,13 +225,15 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 					return err
 				}
 				var n int64
+				chunks := 0
 				for _, c := range b {
 					n += int64(len(c.Raw.Data))
+					chunks += max(c.Raw.Count, 1) // a group counts its chunks
 				}
 				if req.Progress != nil {
-					req.Progress.Done(len(b), n)
+					req.Progress.Done(chunks, n)
 				}
-				done <- sentBatch{len(b), n}
+				done <- sentBatch{chunks, n}
 			}
 			return nil
 		})
@@ -240,25 +242,23 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 		defer close(batches)
 		var cur []Chunk
 		size := 0
-		// Ask the source in slices, so that a remote source streams bounded answers.
-		for start := 0; start < len(missing); start += 4096 {
-			part := missing[start:min(start+4096, len(missing))]
-			err := req.Src.GetChunks(gctx, part, func(h cas.Hash, r cas.Raw) error {
-				cur = append(cur, Chunk{Hash: h, Raw: r})
-				size += len(r.Data) + frameHeader
-				if size >= req.BatchBytes {
-					select {
-					case batches <- cur:
-					case <-gctx.Done():
-						return gctx.Err()
-					}
-					cur, size = nil, 0
+		// One call for the lot: a local source sends a group whole only when it sees all of
+		// its chunks asked for; a remote one asks its server in bounded requests itself.
+		err := req.Src.GetChunks(gctx, missing, func(h cas.Hash, r cas.Raw) error {
+			cur = append(cur, Chunk{Hash: h, Raw: r})
+			size += len(r.Data) + frameHeader
+			if size >= req.BatchBytes {
+				select {
+				case batches <- cur:
+				case <-gctx.Done():
+					return gctx.Err()
 				}
-				return nil
-			})
-			if err != nil {
-				return err
+				cur, size = nil, 0
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if len(cur) > 0 {
 			select {

@@ -191,34 +191,40 @@ func (l Local) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
 	return l.In.Store.Missing(ctx, hs)
 }
 
+// GetChunks sends what hs names as it should travel: a group whose chunks hs names all
+// goes whole (cas.Local.Transfer). hs must not repeat a hash.
 func (l Local) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
-	for _, h := range hs {
-		r, err := l.In.Store.GetRaw(ctx, h)
-		if err != nil {
-			return err
-		}
-		if err := fn(h, r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.In.Store.Transfer(ctx, hs, fn)
 }
 
-// PutChunks verifies the whole batch first, so that a bad chunk stores nothing, then makes
-// it durable.
+// PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
+// chunk stores nothing, then makes it durable.
 func (l Local) PutChunks(ctx context.Context, cs []Chunk) error {
 	var scratch []byte
-	for _, c := range cs {
-		out, err := cas.Decode(c.Hash, c.Raw, scratch[:0])
+	groups := make([]*cas.Group, len(cs))
+	for i, c := range cs {
+		var err error
+		if c.Raw.Enc == cas.EncGroup {
+			groups[i], err = cas.VerifyGroup(c.Hash, c.Raw)
+		} else {
+			var out []byte
+			out, err = cas.Decode(c.Hash, c.Raw, scratch[:0])
+			if err == nil && c.Raw.Enc != cas.EncRaw { // a raw chunk decodes to its own bytes: never reuse those
+				scratch = out
+			}
+		}
 		if err != nil {
 			return &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
 		}
-		if c.Raw.Enc != cas.EncRaw { // a raw chunk decodes to its own bytes: never reuse those
-			scratch = out
-		}
 	}
-	for _, c := range cs {
-		if _, err := l.In.Store.PutEncoded(ctx, c.Hash, c.Raw); err != nil {
+	for i, c := range cs {
+		var err error
+		if groups[i] != nil {
+			_, err = l.In.Store.PutGroup(ctx, groups[i])
+		} else {
+			_, err = l.In.Store.PutEncoded(ctx, c.Hash, c.Raw)
+		}
+		if err != nil {
 			return err
 		}
 	}

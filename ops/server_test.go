@@ -309,6 +309,43 @@ func TestServerRejectsBadBatch(t *testing.T) {
 	if ops.KindOf(err) != ops.KindCorrupt {
 		t.Fatalf("garbled zstd: %v", err)
 	}
+	// A group frame whose name does not match its chunks stores none of them.
+	src := openInstance(t, t.TempDir())
+	buildVersion(t, src, "ml", smallFiles(t))
+	v, err := src.Ledger.Resolve("self", "ml", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cas.LoadManifest(ctx, src.Store, v.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var group []ops.Chunk
+	err = src.Store.Transfer(ctx, m.Chunks(), func(h cas.Hash, r cas.Raw) error {
+		if r.Enc == cas.EncGroup && group == nil {
+			group = []ops.Chunk{{Hash: cas.Sum([]byte("not its name")), Raw: r}}
+		}
+		return nil
+	})
+	if err != nil || group == nil {
+		t.Fatalf("no group to send: %v", err)
+	}
+	err = c.client("alice").PutChunks(ctx, group)
+	if ops.KindOf(err) != ops.KindCorrupt {
+		t.Fatalf("a group under a wrong name: %v", err)
+	}
+	if miss, _ := c.client("alice").Missing(ctx, m.Chunks()); len(miss) != len(m.Chunks()) {
+		t.Fatalf("a refused group left %d of its chunks stored", len(m.Chunks())-len(miss))
+	}
+}
+
+// smallFiles writes a directory of small, similar files: what a store keeps in groups.
+func smallFiles(t *testing.T) string {
+	dir := t.TempDir()
+	for i := range 50 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("m%d.py", i)), []byte(strings.Repeat(fmt.Sprintf("v%d = %d\n", i, i), 200)), 0o644)
+	}
+	return dir
 }
 
 func TestOverlappingCopies(t *testing.T) {

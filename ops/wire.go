@@ -20,8 +20,11 @@ import (
 //
 //	hash[32] encoding[1] contentLen[4, big-endian] storedLen[4, big-endian] stored bytes
 //
-// and ends at the end of the body. The receiver decodes and hashes every chunk before it
-// stores any of the batch.
+// and ends at the end of the body. A frame of encoding 2 (cas.EncGroup) is a group of
+// chunks compressed together, as a store keeps it: its hash is the group's name (the blake3
+// of a label and its chunks' hashes, cas.groupName) and its content the group's table and
+// chunks (cas/group.go). The receiver decodes and hashes every chunk, grouped or not,
+// before it stores any of the batch.
 
 // frameHeader is the size of a chunk frame's header.
 const frameHeader = cas.HashSize + 1 + 4 + 4

@@ -1,0 +1,157 @@
+package cas
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+)
+
+// Groups travel whole when they can: a copy of a freshly stored tree asks for every chunk
+// of its groups, and decompressing a group to compress each chunk again on its own cost the
+// sender more CPU than anything else in a copy. A group on the wire is Raw{Enc: EncGroup}
+// named by groupName; the receiver checks it with VerifyGroup and stores it with PutGroup.
+
+// Transfer calls fn for each chunk of hs as it should travel to another store, in the
+// order of hs: each chunk as GetRaw returns it, except that a group of which hs names every
+// chunk goes once, as stored, where its first chunk comes (fn gets the group's name and
+// Raw{Enc: EncGroup, Count: its chunks}). hs must not repeat a hash.
+func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(Hash, Raw) error) error {
+	type groupUse struct {
+		n, tbl int   // chunks of hs in the group, and the bytes their sizes take in its table
+		sum    int64 // their sizes
+		state  int8  // 0 not looked at, 1 goes whole, 2 goes chunk by chunk, 3 sent
+	}
+	locs := make([]loc, len(hs))
+	groups := map[[2]uint64]*groupUse{}
+	for i, h := range hs {
+		l, ok, err := s.lookup(h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &NotFoundError{Hash: h}
+		}
+		locs[i] = l
+		if l.enc == EncGroup {
+			g := groups[[2]uint64{l.pack, uint64(l.off)}]
+			if g == nil {
+				g = &groupUse{}
+				groups[[2]uint64{l.pack, uint64(l.off)}] = g
+			}
+			g.n++
+			g.tbl += uvarintLen(uint64(l.size))
+			g.sum += l.size
+		}
+	}
+	for i, h := range hs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l := locs[i]
+		g := groups[[2]uint64{l.pack, uint64(l.off)}]
+		if l.enc == EncGroup && g.state != 2 {
+			if g.state == 3 {
+				continue
+			}
+			// The entry's header gives the group's name and content length; hs names every
+			// chunk of the group exactly when their table and bytes make up that length.
+			entry := make([]byte, entryHeader+l.stored)
+			at := l
+			at.off -= entryHeader
+			if err := s.readAt(h, at, entry); err != nil {
+				return err
+			}
+			var name Hash
+			copy(name[:], entry)
+			content := int64(binary.BigEndian.Uint32(entry[HashSize+1:]))
+			if Encoding(entry[HashSize]) == EncGroup && int64(uvarintLen(uint64(g.n))+g.tbl)+g.sum == content {
+				g.state = 3
+				if err := fn(name, Raw{Enc: EncGroup, Len: content, Data: entry[entryHeader:], Count: g.n}); err != nil {
+					return err
+				}
+				continue
+			}
+			g.state = 2
+		}
+		r, err := s.GetRaw(ctx, h)
+		if err != nil {
+			return err
+		}
+		if err := fn(h, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// Group is a group that travelled, checked by VerifyGroup and ready for PutGroup.
+type Group struct {
+	name   Hash
+	raw    Raw
+	hashes []Hash
+	sizes  []int64
+	offs   []int64
+}
+
+// Chunks returns the hashes of the group's chunks.
+func (g *Group) Chunks() []Hash { return g.hashes }
+
+// VerifyGroup decompresses a group that travelled, hashes every chunk in it and checks the
+// group's name against them; it fails with a CorruptError naming the group otherwise.
+func VerifyGroup(name Hash, r Raw) (*Group, error) {
+	bad := func(reason string) error { return &CorruptError{Hash: name, Reason: "group: " + reason} }
+	if r.Enc != EncGroup {
+		return nil, bad(fmt.Sprintf("encoding %d", r.Enc))
+	}
+	if r.Len < 0 || r.Len > MaxBlob {
+		return nil, bad(fmt.Sprintf("implausible length %d", r.Len))
+	}
+	_, dec := codecs()
+	content, err := dec.DecodeAll(r.Data, make([]byte, 0, r.Len))
+	if err != nil {
+		return nil, bad("zstd: " + err.Error())
+	}
+	if int64(len(content)) != r.Len {
+		return nil, bad(fmt.Sprintf("length %d, recorded %d", len(content), r.Len))
+	}
+	chunks, err := parseGroup(content)
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	g := &Group{name: name, raw: r, hashes: make([]Hash, len(chunks)), sizes: make([]int64, len(chunks)), offs: make([]int64, len(chunks))}
+	for i, c := range chunks {
+		g.hashes[i] = Sum(c)
+		g.sizes[i] = int64(len(c))
+		g.offs[i] = int64(cap(content) - cap(c)) // c is a slice of content
+	}
+	if groupName(g.hashes) != name {
+		return nil, bad("its chunks do not match its name")
+	}
+	return g, nil
+}
+
+// PutGroup stores a verified group as it travelled and indexes the chunks of it that the
+// store lacks; it reports how many those were. Like the chunks of a Put, they are durable
+// after Flush.
+func (s *Local) PutGroup(ctx context.Context, g *Group) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	isNew, err := s.storeGroup(g)
+	n := 0
+	for _, x := range isNew {
+		if x {
+			n++
+		}
+	}
+	return n, err
+}

@@ -4,12 +4,14 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,4 +85,31 @@ func Table(w io.Writer, rows [][]string) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
+}
+
+// Reps is how often Median runs a step. This machine's disk makes single runs of
+// file-heavy steps vary by 2-5x, so steps that start from nothing are run Reps times, for
+// swcli and its peers alike, and their median reported.
+const Reps = 3
+
+// Median runs prep (untimed, e.g. emptying the destination) then step, Reps times, and
+// returns the median wall time with the largest peak RSS seen.
+func Median(prep func() error, step func() (Result, error)) (Result, error) {
+	var rs []Result
+	for range Reps {
+		if err := prep(); err != nil {
+			return Result{}, err
+		}
+		r, err := step()
+		if err != nil {
+			return r, err
+		}
+		rs = append(rs, r)
+	}
+	slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.Wall, b.Wall) })
+	m := rs[len(rs)/2]
+	for _, r := range rs {
+		m.PeakRSS = max(m.PeakRSS, r.PeakRSS)
+	}
+	return m, nil
 }

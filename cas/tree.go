@@ -77,6 +77,7 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	in := &ingest{s: s, opt: opt}
+	go s.statCache() // open it while the walk starts
 	jobs := make(chan fileJob, 1024)
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {

@@ -50,16 +50,27 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		}
 		return func(pid int) { opt.OnWait(what, pid) }
 	}
-	l, err := ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{OnWait: wait("ledger " + root)})
-	if err != nil {
-		return nil, err
-	}
+	// The two databases open side by side: each open syncs several files, which is most of
+	// what a command that changes nothing costs.
+	var l *ledger.Ledger
+	var lerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l, lerr = ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{OnWait: wait("ledger " + root)})
+	}()
 	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
 		OnWait: wait("store " + root), CacheDir: filepath.Join(root, "cache", "stat"),
 	})
-	if err != nil {
-		l.Close()
-		return nil, err
+	<-done
+	if err != nil || lerr != nil {
+		if l != nil {
+			l.Close()
+		}
+		if st != nil {
+			st.Close()
+		}
+		return nil, errors.Join(lerr, err)
 	}
 	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor()}
 	if in.Name == "" {

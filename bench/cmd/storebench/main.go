@@ -64,7 +64,9 @@ func run(verbose bool) error {
 	root := filepath.Join(work, "swcli-root")
 	storeDir := filepath.Join(root, "store") // the cache beside it is not counted, as restic's is not
 	env := []string{"SWCLI_ROOT=" + root}
-	sw1, err := bench.Run(log, env, swcli, "store", "put", v1)
+	sw1, err := bench.Median(func() error { return os.RemoveAll(root) }, func() (bench.Result, error) {
+		return bench.Run(log, env, swcli, "store", "put", v1)
+	})
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,10 @@ func run(verbose bool) error {
 	if err != nil {
 		return err
 	}
-	swX, err := bench.Run(log, env, swcli, "store", "get", strings.TrimSpace(string(treeOut)), filepath.Join(work, "swcli-out"))
+	swOut := filepath.Join(work, "swcli-out")
+	swX, err := bench.Median(func() error { return os.RemoveAll(swOut) }, func() (bench.Result, error) {
+		return bench.Run(log, env, swcli, "store", "get", strings.TrimSpace(string(treeOut)), swOut)
+	})
 	if err != nil {
 		return err
 	}
@@ -95,7 +100,9 @@ func run(verbose bool) error {
 	broot := filepath.Join(work, "swcli-build-root")
 	bstore := filepath.Join(broot, "store")
 	benv := []string{"SWCLI_ROOT=" + broot, "SWCLI_CONFIG=" + filepath.Join(work, "config.yaml")}
-	b1, err := bench.Run(log, benv, swcli, "runtime", "build", "--gen-all-bundles", v1)
+	b1, err := bench.Median(func() error { return os.RemoveAll(broot) }, func() (bench.Result, error) {
+		return bench.Run(log, benv, swcli, "runtime", "build", "--gen-all-bundles", v1)
+	})
 	if err != nil {
 		return err
 	}
@@ -113,12 +120,21 @@ func run(verbose bool) error {
 	}
 	add("swcli rt", "rebuild ml-v1", bRe, "", "")
 	ext := filepath.Join(work, "rt-extract")
-	bx, err := bench.Run(log, benv, swcli, "runtime", "extract", "ml-v1", "--target-dir", ext)
+	extract := func() (bench.Result, error) {
+		return bench.Run(log, benv, swcli, "runtime", "extract", "ml-v1", "--target-dir", ext)
+	}
+	bx, err := bench.Median(func() error { return os.RemoveAll(ext) }, extract)
 	if err != nil {
 		return err
 	}
 	add("swcli rt", "extract ml-v1", bx, "", "")
-	br, err := bench.Run(log, benv, swcli, "runtime", "restore", ext)
+	br, err := bench.Median(func() error { // restore changes the workdir: start each from an extract
+		if err := os.RemoveAll(ext); err != nil {
+			return err
+		}
+		_, err := extract()
+		return err
+	}, func() (bench.Result, error) { return bench.Run(log, benv, swcli, "runtime", "restore", ext) })
 	if err != nil {
 		return err
 	}
@@ -127,10 +143,13 @@ func run(verbose bool) error {
 	// restic
 	repo := filepath.Join(work, "restic")
 	renv := []string{"RESTIC_PASSWORD=bench", "RESTIC_REPOSITORY=" + repo, "RESTIC_CACHE_DIR=" + filepath.Join(work, "restic-cache")}
-	if _, err := bench.Run(log, renv, "restic", "init", "-q"); err != nil {
+	r1, err := bench.Median(func() error {
+		if err := os.RemoveAll(repo); err != nil {
+			return err
+		}
+		_, err := bench.Run(log, renv, "restic", "init", "-q")
 		return err
-	}
-	r1, err := bench.Run(log, renv, "restic", "backup", "-q", v1)
+	}, func() (bench.Result, error) { return bench.Run(log, renv, "restic", "backup", "-q", v1) })
 	if err != nil {
 		return err
 	}
@@ -150,7 +169,9 @@ func run(verbose bool) error {
 
 	// tar | zstd -3, and tar -x of the same tree
 	tz1 := filepath.Join(work, "v1.tar.zst")
-	t1, err := bench.Run(log, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | zstd -3 -q -o %q", v1, tz1))
+	t1, err := bench.Median(func() error { return os.RemoveAll(tz1) }, func() (bench.Result, error) {
+		return bench.Run(log, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | zstd -3 -q -o %q", v1, tz1))
+	})
 	if err != nil {
 		return err
 	}
@@ -167,8 +188,13 @@ func run(verbose bool) error {
 	if _, err := bench.Run(log, nil, "tar", "-C", v1, "-cf", tarFile, "."); err != nil {
 		return err
 	}
-	os.MkdirAll(filepath.Join(work, "tar-out"), 0o755)
-	tx, err := bench.Run(log, nil, "tar", "-C", filepath.Join(work, "tar-out"), "-xf", tarFile)
+	tarOut := filepath.Join(work, "tar-out")
+	tx, err := bench.Median(func() error {
+		if err := os.RemoveAll(tarOut); err != nil {
+			return err
+		}
+		return os.MkdirAll(tarOut, 0o755)
+	}, func() (bench.Result, error) { return bench.Run(log, nil, "tar", "-C", tarOut, "-xf", tarFile) })
 	if err != nil {
 		return err
 	}
@@ -181,6 +207,7 @@ func run(verbose bool) error {
 
 	fmt.Printf("ml-v1: %s, ml-v2: %s (corpus %s)\n\n", bench.MB(bench.DirBytes(v1)), bench.MB(bench.DirBytes(v2)), dir)
 	bench.Table(os.Stdout, rows)
+	fmt.Printf("(steps that start from nothing: median of %d runs, the largest peak RSS of them)\n", bench.Reps)
 	fmt.Println()
 	fmt.Println("copy on loopback (wire bytes counted at the socket by a proxy; round trips from the server's log):")
 	fmt.Println()

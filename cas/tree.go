@@ -26,6 +26,10 @@ type Input struct {
 	Dest string // path in the tree; "" puts a directory's contents at the root
 	Data []byte // content when Src is empty
 	Mode uint32 // permission bits for Data (default 0644)
+	// Later, if set, gives the content instead of Data: it is called once every other input
+	// has been walked, so that content made meanwhile (a lock file) does not hold up the
+	// rest. Its error ends the ingest.
+	Later func() ([]byte, error)
 }
 
 // Progress hears about an ingest or a materialisation as it goes. Calls come from several
@@ -164,7 +168,18 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 			return ctx.Err()
 		}
 	}
+	ordered := make([]Input, 0, len(inputs))
 	for _, input := range inputs {
+		if input.Later == nil {
+			ordered = append(ordered, input)
+		}
+	}
+	for _, input := range inputs {
+		if input.Later != nil {
+			ordered = append(ordered, input)
+		}
+	}
+	for _, input := range ordered {
 		if input.Dest != "" {
 			if err := ValidPath(input.Dest); err != nil {
 				return nil, fmt.Errorf("tree input %q: %w", input.Dest, err)
@@ -177,6 +192,12 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 				mode = 0o644
 			}
 			data := input.Data
+			if input.Later != nil {
+				var err error
+				if data, err = input.Later(); err != nil {
+					return nil, err
+				}
+			}
 			e := &Entry{Path: input.Dest, Kind: KindFile, Mode: mode, Size: int64(len(data))}
 			if len(data) > 0 {
 				if err := in.storeBytes(ctx, e, data); err != nil {

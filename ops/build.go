@@ -97,23 +97,43 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	if ry.Mode == "venv" {
 		key = lockKey(envDir, req.IncludeEditable)
 	}
+	lockInput := cas.Input{Dest: LockName(ry.Mode)}
+	var lockErr error
+	var done chan struct{} // closed when the lock is made, if it is made during the ingest
 	if e, ok := readLockCache(in.Root, key); ok {
 		python, lock = e.Python, e.Lock
+		lockInput.Data = lock
 	} else {
-		pyver, err := run(ctx, wd, nil, py, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
-		if err != nil {
-			return nil, &Error{Kind: KindEnv, Err: err}
-		}
-		python = strings.TrimSpace(string(pyver))
-		if lock, err = lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable); err != nil {
+		// What makes locking fail is checked here, before anything is stored: the
+		// interpreter runs, pip imports (venv), conda is there (conda). The lock itself
+		// (pip freeze takes ~0.4 s, conda env export longer) is then made while the bundle
+		// is stored, and added to it last.
+		check := "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+		if ry.Mode == "venv" {
+			check = "import sys, pip; print('%d.%d.%d' % sys.version_info[:3])"
+		} else if _, err := lookConda(); err != nil {
 			return nil, err
 		}
-		writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
+		pyver, err := run(ctx, wd, nil, py, "-c", check)
+		if err != nil {
+			return nil, &Error{Kind: KindEnv, Err: err, Hint: "the environment's python (and, for a venv, its pip) must run"}
+		}
+		python = strings.TrimSpace(string(pyver))
+		done = make(chan struct{})
+		go func() {
+			defer close(done)
+			lock, lockErr = lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable)
+		}()
+		lockInput.Later = func() ([]byte, error) {
+			<-done
+			return lock, lockErr
+		}
+		defer func() { <-done }() // never leave it running
 	}
 
 	inputs := []cas.Input{
 		{Data: raw, Dest: "runtime.yaml"},
-		{Data: lock, Dest: LockName(ry.Mode)},
+		lockInput,
 	}
 	for _, d := range ry.Dependencies {
 		if d.File != "" {
@@ -130,8 +150,17 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		inputs = append(inputs, cas.Input{Src: envDir, Dest: path.Join("export", ry.Mode)})
 	}
 	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
+	if done != nil {
+		<-done
+		if lockErr != nil {
+			return nil, lockErr
+		}
+	}
 	if err != nil {
 		return nil, err
+	}
+	if done != nil {
+		writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
 	}
 	id := VersionID(res.Hash)
 	host, _ := os.Hostname()

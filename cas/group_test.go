@@ -120,7 +120,7 @@ func TestTransferGroups(t *testing.T) {
 			asked[h] = true
 		}
 		got := map[cas.Hash]bool{}
-		err := a.Transfer(ctx, hs, func(h cas.Hash, r cas.Raw) error {
+		err := a.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error {
 			if r.Enc != cas.EncGroup {
 				single++
 				got[h] = true
@@ -178,7 +178,7 @@ func TestTransferGroups(t *testing.T) {
 	}
 
 	// A group whose bytes or name do not match is refused, naming it.
-	a.Transfer(ctx, chunks, func(h cas.Hash, r cas.Raw) error {
+	a.Transfer(ctx, chunks, func(_ int, h cas.Hash, r cas.Raw) error {
 		if r.Enc != cas.EncGroup {
 			return nil
 		}

@@ -14,8 +14,9 @@ import (
 // Transfer calls fn for each chunk of hs as it should travel to another store, in the
 // order of hs: each chunk as GetRaw returns it, except that a group of which hs names every
 // chunk goes once, as stored, where its first chunk comes (fn gets the group's name and
-// Raw{Enc: EncGroup, Count: its chunks}). hs must not repeat a hash.
-func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(Hash, Raw) error) error {
+// Raw{Enc: EncGroup, Count: its chunks}). fn also gets the position in hs it answers: once
+// it returns, every chunk up to that position has travelled. hs must not repeat a hash.
+func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, r Raw) error) error {
 	type groupUse struct {
 		n, tbl int   // chunks of hs in the group, and the bytes their sizes take in its table
 		sum    int64 // their sizes
@@ -66,7 +67,7 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(Hash, Raw) erro
 			content := int64(binary.BigEndian.Uint32(entry[HashSize+1:]))
 			if Encoding(entry[HashSize]) == EncGroup && int64(uvarintLen(uint64(g.n))+g.tbl)+g.sum == content {
 				g.state = 3
-				if err := fn(name, Raw{Enc: EncGroup, Len: content, Data: entry[entryHeader:], Count: g.n}); err != nil {
+				if err := fn(i, name, Raw{Enc: EncGroup, Len: content, Data: entry[entryHeader:], Count: g.n}); err != nil {
 					return err
 				}
 				continue
@@ -77,7 +78,7 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(Hash, Raw) erro
 		if err != nil {
 			return err
 		}
-		if err := fn(h, r); err != nil {
+		if err := fn(i, h, r); err != nil {
 			return err
 		}
 	}
@@ -95,15 +96,26 @@ func uvarintLen(x uint64) int {
 
 // Group is a group that travelled, checked by VerifyGroup and ready for PutGroup.
 type Group struct {
-	name   Hash
-	raw    Raw
-	hashes []Hash
-	sizes  []int64
-	offs   []int64
+	name    Hash
+	raw     Raw
+	hashes  []Hash
+	sizes   []int64
+	offs    []int64
+	content []byte // decompressed, when VerifyGroup made it
 }
 
 // Chunks returns the hashes of the group's chunks.
 func (g *Group) Chunks() []Hash { return g.hashes }
+
+// Chunk returns the content of one of the group's chunks, verified with the group.
+func (g *Group) Chunk(h Hash) ([]byte, bool) {
+	for i, x := range g.hashes {
+		if x == h && g.content != nil {
+			return g.content[g.offs[i] : g.offs[i]+g.sizes[i]], true
+		}
+	}
+	return nil, false
+}
 
 // VerifyGroup decompresses a group that travelled, hashes every chunk in it and checks the
 // group's name against them; it fails with a CorruptError naming the group otherwise.
@@ -127,7 +139,8 @@ func VerifyGroup(name Hash, r Raw) (*Group, error) {
 	if err != nil {
 		return nil, bad(err.Error())
 	}
-	g := &Group{name: name, raw: r, hashes: make([]Hash, len(chunks)), sizes: make([]int64, len(chunks)), offs: make([]int64, len(chunks))}
+	g := &Group{name: name, raw: r, hashes: make([]Hash, len(chunks)), sizes: make([]int64, len(chunks)),
+		offs: make([]int64, len(chunks)), content: content}
 	for i, c := range chunks {
 		g.hashes[i] = Sum(c)
 		g.sizes[i] = int64(len(c))

@@ -282,5 +282,8 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 	close(done)
 	<-collect
 	res.SentChunks, res.SentBytes = total.n, total.bytes
+	if err == nil {
+		res.SentChunks = len(missing) // groups from a remote source do not say how many they hold
+	}
 	return err
 }

@@ -194,7 +194,7 @@ func (l Local) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
 // GetChunks sends what hs names as it should travel: a group whose chunks hs names all
 // goes whole (cas.Local.Transfer). hs must not repeat a hash.
 func (l Local) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
-	return l.In.Store.Transfer(ctx, hs, fn)
+	return l.In.Store.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(h, r) })
 }
 
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad

@@ -238,12 +238,13 @@ func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
 	return DecodeHashes(b)
 }
 
-// getBatch bounds one /chunks/get request: at most this many chunks (of at most 512 KiB,
-// manifests aside), well under the server's answer limit.
-const getBatch = 256
+// getBatch is how many hashes one /chunks/get asks for: enough that most groups on the
+// server have all their chunks in one request (it then sends them whole).
+const getBatch = 16384
 
-// GetChunks asks in batches; a server that answers part of a batch (it bounds each answer)
-// is asked again for the rest.
+// GetChunks asks in batches. The server answers a batch in order, a group whole where the
+// batch names all its chunks (fn then gets the group's name and Raw{Enc: cas.EncGroup}),
+// and may answer part of a batch (it bounds each answer): it is asked again for the rest.
 func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
 	for len(hs) > 0 {
 		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], fn)
@@ -258,24 +259,39 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash,
 	return nil
 }
 
+// getChunks makes one request and returns how many of hs the server answered.
 func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) (int, error) {
 	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	got := 0
+	asked := make(map[cas.Hash]bool, len(hs))
+	for _, h := range hs {
+		asked[h] = true
+	}
+	answered := -1
 	err = ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
-		if got >= len(hs) || hs[got] != h {
-			return fmt.Errorf("%w: server sent %s out of turn", ErrBadFrame, h)
+		switch {
+		case answered >= 0:
+			return fmt.Errorf("%w: frames after the end frame", ErrBadFrame)
+		case h.IsZero():
+			if answered = int(r.Len); answered > len(hs) {
+				return fmt.Errorf("%w: end frame says %d of %d", ErrBadFrame, answered, len(hs))
+			}
+			return nil
+		case r.Enc != cas.EncGroup && !asked[h]:
+			return fmt.Errorf("%w: server sent %s, which was not asked for", ErrBadFrame, h)
 		}
-		got++
 		return fn(h, r)
 	})
-	if err != nil {
-		return got, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err)}
+	if err == nil && answered < 0 {
+		err = fmt.Errorf("%w: the answer was cut short", ErrBadFrame)
 	}
-	return got, nil
+	if err != nil {
+		return 0, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err), Hint: "run the copy again: it resumes"}
+	}
+	return answered, nil
 }
 
 func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {

@@ -128,7 +128,19 @@ func (s *RemoteStore) GetRaw(ctx context.Context, h cas.Hash) (cas.Raw, error) {
 		return r, nil
 	}
 	got := false
-	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(_ cas.Hash, raw cas.Raw) error {
+	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(name cas.Hash, raw cas.Raw) error {
+		if raw.Enc == cas.EncGroup { // a group of this one chunk: take it out
+			g, err := cas.VerifyGroup(name, raw)
+			if err != nil {
+				return err
+			}
+			data, ok := g.Chunk(h)
+			if !ok {
+				return &cas.CorruptError{Hash: h, Reason: "not in the group sent for it"}
+			}
+			raw = cas.Encode(data, nil)
+			raw.Data = bytes.Clone(raw.Data)
+		}
 		r, got = raw, true
 		return nil
 	})

@@ -341,30 +341,55 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 	w.Write(EncodeHashes(miss))
 }
 
-// getChunks streams the chunks asked for, as stored. Knowing a chunk's hash is what
-// entitles a user to it: hashes are only learnt from manifests of readable versions.
+// getChunks streams the chunks asked for, as stored, in the order asked: a group whose
+// chunks are all asked for goes whole (cas.Local.Transfer). The answer stops once it passes
+// maxGetResponse bytes, and ends with an end frame saying how many of the hashes asked for
+// it answered; the client asks again for the rest. Knowing a chunk's hash is what entitles
+// a user to it: hashes are only learnt from manifests of readable versions.
 func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	hs, ok := readHashes(w, r)
 	if !ok {
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	var sent int64
+	seen := make(map[cas.Hash]bool, len(hs))
 	for _, h := range hs {
-		raw, err := s.in.Store.GetRaw(r.Context(), h)
-		if err != nil {
-			if sent == 0 {
-				writeErr(w, err)
-			}
-			return // the client sees a short answer and asks again from there
-		}
-		if err := WriteFrame(w, h, raw); err != nil {
+		if seen[h] {
+			writeErr(w, &Error{Kind: KindUsage, Err: fmt.Errorf("chunk %s asked for twice", h)})
 			return
 		}
-		if sent += int64(len(raw.Data)); sent > maxGetResponse {
-			return // the client asks again for the rest
-		}
+		seen[h] = true
 	}
+	var sent int64
+	answered := 0
+	started := false
+	errFull := errors.New("answer full")
+	err := s.in.Store.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			started = true
+		}
+		if err := WriteFrame(w, h, raw); err != nil {
+			return err
+		}
+		answered = i + 1
+		if sent += int64(len(raw.Data)); sent > maxGetResponse {
+			return errFull
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		answered = len(hs)
+	case !started:
+		writeErr(w, err)
+		return
+	case !errors.Is(err, errFull):
+		return // the client sees no end frame and fails
+	}
+	if !started {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	WriteFrame(w, cas.Hash{}, cas.Raw{Len: int64(answered)})
 }
 
 // putChunks receives a batch: every chunk is decoded and hashed before any is stored;

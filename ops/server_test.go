@@ -205,6 +205,10 @@ func TestCopyThroughServer(t *testing.T) {
 	if err != nil || len(r4.Versions) != 2 {
 		t.Fatalf("copy back: %+v %v", r4, err)
 	}
+	// Groups come back whole, as they went: about the bytes the two uploads sent.
+	if up := r1.SentBytes + r2.SentBytes; r4.SentBytes > up+up/20 {
+		t.Fatalf("copy back sent %d bytes; the uploads sent %d", r4.SentBytes, up)
+	}
 	for _, tc := range []struct{ v, dir string }{{v1.ID, v1dir}, {v2.ID, v2dir}} {
 		ex, err := ops.Extract(ctx, fresh, "self", "ml", tc.v, filepath.Join(t.TempDir(), "x"), false, nil)
 		if err != nil {
@@ -321,7 +325,7 @@ func TestServerRejectsBadBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var group []ops.Chunk
-	err = src.Store.Transfer(ctx, m.Chunks(), func(h cas.Hash, r cas.Raw) error {
+	err = src.Store.Transfer(ctx, m.Chunks(), func(_ int, h cas.Hash, r cas.Raw) error {
 		if r.Enc == cas.EncGroup && group == nil {
 			group = []ops.Chunk{{Hash: cas.Sum([]byte("not its name")), Raw: r}}
 		}

@@ -24,7 +24,9 @@ import (
 // chunks compressed together, as a store keeps it: its hash is the group's name (the blake3
 // of a label and its chunks' hashes, cas.groupName) and its content the group's table and
 // chunks (cas/group.go). The receiver decodes and hashes every chunk, grouped or not,
-// before it stores any of the batch.
+// before it stores any of the batch. The answer of /api/v1/chunks/get comes in the order
+// asked and ends with a frame of zero hash and no bytes whose content length is how many
+// of the hashes asked for it answered.
 
 // frameHeader is the size of a chunk frame's header.
 const frameHeader = cas.HashSize + 1 + 4 + 4

@@ -71,16 +71,17 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 	}
 	const size = 2048
 	workers := runtime.GOMAXPROCS(0)
-	batches := make(chan *batch, 2)
+	raws := make(chan *batch, 1)    // read, to decode
+	batches := make(chan *batch, 2) // decoded, to fn
 	free := make(chan *batch, 4)
 	stop := make(chan struct{})
-	defer close(stop)
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }() // before it.Close: the reader uses it
+	// Reading the values runs beside decoding the batch before.
+	wg.Add(2)
 	go func() {
-		defer close(batches)
-		interns := make([]map[string]string, workers)
-		for i := range interns {
-			interns[i] = map[string]string{}
-		}
+		defer wg.Done()
+		defer close(raws)
 		next := func() *batch {
 			select {
 			case b := <-free:
@@ -90,43 +91,9 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 				return &batch{ends: make([]int, 0, size)}
 			}
 		}
-		decode := func(b *batch) bool {
-			n := len(b.ends)
-			if cap(b.evs) < n {
-				b.evs = make([]Event, n)
-				if forApply {
-					b.pre = make([]CopiedData, n)
-				}
-			}
-			b.evs = b.evs[:n]
-			errs := make([]error, workers)
-			var wg sync.WaitGroup
-			per := (n + workers - 1) / workers
-			for w := 0; w < workers; w++ {
-				lo, hi := w*per, min((w+1)*per, n)
-				if lo >= hi {
-					break
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := lo; i < hi && errs[w] == nil; i++ {
-						from := 0
-						if i > 0 {
-							from = b.ends[i-1]
-						}
-						raw := b.buf[from:b.ends[i]:b.ends[i]]
-						b.evs[i], errs[w] = decodeStoredIntern(raw, interns[w])
-						if errs[w] == nil && forApply {
-							errs[w] = b.evs[i].parsePayload(interns[w], &b.pre[i])
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.err = errors.Join(errs...)
+		send := func(b *batch) bool {
 			select {
-			case batches <- b:
+			case raws <- b:
 				return true
 			case <-stop:
 				return false
@@ -137,21 +104,35 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 			b.buf = append(b.buf, it.Value()...)
 			b.ends = append(b.ends, len(b.buf))
 			if len(b.ends) == size {
-				if !decode(b) {
+				if !send(b) {
 					return
 				}
 				b = next()
 			}
 		}
 		if err := it.Error(); err != nil {
-			select {
-			case batches <- &batch{err: err}:
-			case <-stop:
-			}
-			return
+			send(&batch{err: err})
+		} else if len(b.ends) > 0 {
+			send(b)
 		}
-		if len(b.ends) > 0 {
-			decode(b)
+	}()
+	// Decoding runs on every core, a batch at a time, in order.
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		interns := make([]map[string]string, workers)
+		for i := range interns {
+			interns[i] = map[string]string{}
+		}
+		for b := range raws {
+			if b.err == nil {
+				b.err = decodeBatch(b.buf, b.ends, &b.evs, &b.pre, forApply, interns)
+			}
+			select {
+			case batches <- b:
+			case <-stop:
+				return
+			}
 		}
 	}()
 	for b := range batches {
@@ -174,6 +155,46 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 		}
 	}
 	return nil
+}
+
+// decodeBatch decodes the stored events in buf (each ending at ends[i]) into *evs and,
+// forApply, their payloads into *pre, one share per worker (one intern table each).
+func decodeBatch(buf []byte, ends []int, evs *[]Event, pre *[]CopiedData, forApply bool, interns []map[string]string) error {
+	n := len(ends)
+	if cap(*evs) < n {
+		*evs = make([]Event, n)
+		if forApply {
+			*pre = make([]CopiedData, n)
+		}
+	}
+	*evs = (*evs)[:n]
+	workers := len(interns)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*per, min((w+1)*per, n)
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi && errs[w] == nil; i++ {
+				from := 0
+				if i > 0 {
+					from = ends[i-1]
+				}
+				e := &(*evs)[i]
+				*e, errs[w] = decodeStoredIntern(buf[from:ends[i]:ends[i]], interns[w])
+				if errs[w] == nil && forApply {
+					errs[w] = e.parsePayload(interns[w], &(*pre)[i])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Snapshot is the state replayed from the events up to a point: the same queries as the

@@ -365,6 +365,51 @@ func (s *Local) lookup(h Hash) (loc, bool, error) {
 	return l, true, nil
 }
 
+// presence answers many Has questions with one index iterator (a Get each costs setting up
+// iterators over every level): what an ingest worker asks for every chunk it meets. Chunks
+// indexed after the iterator was made are missed, which only costs the caller a redundant
+// store: writes check presence again under the store's lock.
+type presence struct {
+	s  *Local
+	it *pebble.Iterator
+}
+
+func (p *presence) has(h Hash) (bool, error) {
+	s := p.s
+	s.mu.Lock()
+	_, ok := s.pending[h]
+	for _, sp := range s.sealing {
+		if ok {
+			break
+		}
+		_, ok = sp.chunks[h]
+	}
+	s.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	if p.it == nil {
+		lo, hi := prefixBounds(prefixChunk)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return false, err
+		}
+		p.it = it
+	}
+	k := chunkKey(h)
+	if p.it.SeekGE(k) && bytes.Equal(p.it.Key(), k) {
+		return true, nil
+	}
+	return false, p.it.Error()
+}
+
+func (p *presence) close() {
+	if p.it != nil {
+		p.it.Close()
+		p.it = nil
+	}
+}
+
 // Has reports whether the store holds h (sealed or not).
 func (s *Local) Has(ctx context.Context, h Hash) (bool, error) {
 	_, ok, err := s.lookup(h)

@@ -1,9 +1,12 @@
 package cas
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io/fs"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -77,17 +80,72 @@ func (s *Local) statCache() *pebble.DB {
 	return s.cache
 }
 
-// cachedChunks returns the chunk list recorded for path if its stat is unchanged.
-func (s *Local) cachedChunks(path string, k fileStat) ([]Hash, bool) {
+// statSnapshot holds the stat cache entries under the directories being stored, read in
+// one pass: re-storing a tree looks up every file of it, and one scan costs a fraction of
+// a Get per file.
+type statSnapshot struct {
+	m        map[string][]byte // statKey -> value
+	complete bool              // every entry under the roots is in m
+}
+
+// maxSnapshot bounds the entries a snapshot holds; past it, look-ups go to the cache.
+const maxSnapshot = 1 << 18
+
+// loadStats reads the stat cache entries of roots (files or directories) into memory.
+func (s *Local) loadStats(roots []string) *statSnapshot {
+	snap := &statSnapshot{m: map[string][]byte{}, complete: true}
 	cache := s.statCache()
 	if cache == nil {
-		return nil, false
+		return snap
 	}
-	v, closer, err := cache.Get(statKey(path))
-	if err != nil {
-		return nil, false
+	for _, root := range roots {
+		// The walk names the root as given, and what is under it cleaned (filepath.Join).
+		under := strings.TrimSuffix(filepath.Clean(root), "/") + "/"
+		bounds := [][2][]byte{
+			{statKey(root), append(statKey(root), 0)},
+			{statKey(under), statKey(strings.TrimSuffix(under, "/") + "0")}, // '0' follows '/'
+		}
+		for _, b := range bounds {
+			it, err := cache.NewIter(&pebble.IterOptions{LowerBound: b[0], UpperBound: b[1]})
+			if err != nil {
+				snap.complete = false
+				continue
+			}
+			for it.First(); it.Valid(); it.Next() {
+				if len(snap.m) >= maxSnapshot {
+					snap.complete = false
+					break
+				}
+				snap.m[string(it.Key())] = bytes.Clone(it.Value())
+			}
+			if it.Close() != nil {
+				snap.complete = false
+			}
+		}
 	}
-	defer closer.Close()
+	return snap
+}
+
+// cachedChunks returns the chunk list recorded for path if its stat is unchanged, looked up
+// in snap when it holds it.
+func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Hash, bool) {
+	var buf [512]byte
+	v, ok := snap.m[string(append(append(buf[:0], prefixStat), path...))]
+	if !ok {
+		if snap.complete {
+			return nil, false
+		}
+		cache := s.statCache()
+		if cache == nil {
+			return nil, false
+		}
+		b, closer, err := cache.Get(statKey(path))
+		if err != nil {
+			return nil, false
+		}
+		v = bytes.Clone(b)
+		closer.Close()
+	}
 	got, chunks, ok := decodeStat(v)
 	if !ok || got != k {
 		return nil, false

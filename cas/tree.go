@@ -68,6 +68,7 @@ const inMemoryLimit = 8 << 20
 type fileJob struct {
 	entry *Entry
 	src   string
+	d     fs.DirEntry // the worker stats the file (lstat), not the walk
 	fi    fs.FileInfo
 }
 
@@ -81,12 +82,18 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	in := &ingest{s: s, opt: opt}
+	for _, input := range inputs {
+		if input.Src != "" {
+			in.roots = append(in.roots, input.Src)
+		}
+	}
 	go s.statCache() // open it while the walk starts
 	jobs := make(chan fileJob, 1024)
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
 			w := in.newWorker()
+			defer w.index.close()
 			for j := range jobs {
 				if err := w.file(gctx, j); err != nil {
 					return err
@@ -137,6 +144,10 @@ type ingest struct {
 	s   *Local
 	opt IngestOptions
 
+	roots    []string // the Src inputs
+	snapOnce sync.Once
+	snap     *statSnapshot // their stat cache entries, read by the first worker to need them
+
 	bytesRead, newBytes, newStored, newChunks atomic.Int64
 
 	inGroup sync.Map // small chunks waiting in some worker's group
@@ -145,6 +156,14 @@ type ingest struct {
 	stats   []statRecord
 	files   []fileRecord
 	skipped []string
+}
+
+// modeOf returns the permission bits (with setuid, setgid, sticky) of a file.
+func modeOf(fi fs.FileInfo) uint32 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Mode & 0o7777
+	}
+	return uint32(fi.Mode().Perm())
 }
 
 // walk lists the inputs, sending files to the workers as it finds them.
@@ -159,7 +178,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 	}
 	send := func(j fileJob) error {
 		if in.opt.Progress != nil {
-			in.opt.Progress.Planned(1, j.fi.Size())
+			in.opt.Progress.Planned(1, 0) // the worker adds the size
 		}
 		select {
 		case jobs <- j:
@@ -227,14 +246,21 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 			if rel != "." {
 				dest = path.Join(input.Dest, rel)
 			}
+			if d.Type().IsRegular() {
+				// The workers stat files: the walk is one goroutine, and a re-store is
+				// mostly stat calls.
+				if dest == "" {
+					return fmt.Errorf("tree input %s: a file needs a destination path", p)
+				}
+				e := &Entry{Path: dest, Kind: KindFile}
+				entries = append(entries, e)
+				return send(fileJob{entry: e, src: p, d: d})
+			}
 			fi, err := d.Info()
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", p, err)
 			}
-			mode := uint32(fi.Mode().Perm())
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				mode = st.Mode & 0o7777
-			}
+			mode := modeOf(fi)
 			switch {
 			case d.IsDir():
 				if dest == "" || dirs[dest] {
@@ -248,13 +274,6 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 					return fmt.Errorf("read link %s: %w", p, err)
 				}
 				entries = append(entries, &Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target})
-			case d.Type().IsRegular():
-				if dest == "" {
-					return fmt.Errorf("tree input %s: a file needs a destination path", p)
-				}
-				e := &Entry{Path: dest, Kind: KindFile, Mode: mode}
-				entries = append(entries, e)
-				return send(fileJob{entry: e, src: p, fi: fi})
 			default:
 				in.skipped = append(in.skipped, p)
 			}
@@ -295,6 +314,7 @@ func buildManifest(entries []*Entry) (*Manifest, error) {
 // storeBytes stores in-memory content for e.
 func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 	w := in.newWorker()
+	defer w.index.close()
 	chunks, err := w.chunkBytes(ctx, data)
 	e.Chunks = chunks
 	if err != nil {
@@ -304,9 +324,10 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 }
 
 type worker struct {
-	in  *ingest
-	buf []byte // file contents, up to inMemoryLimit
-	ch  *Chunker
+	in    *ingest
+	index presence // its view of the index, for the many Has checks
+	buf   []byte   // file contents, up to inMemoryLimit
+	ch    *Chunker
 
 	// chunks waiting to be compressed together: small ones, and large ones
 	small, large group
@@ -321,13 +342,28 @@ type group struct {
 	data   []byte
 }
 
-func (in *ingest) newWorker() *worker { return &worker{in: in} }
+func (in *ingest) newWorker() *worker { return &worker{in: in, index: presence{s: in.s}} }
 
 func (w *worker) file(ctx context.Context, j fileJob) error {
 	s := w.in.s
+	if j.fi == nil {
+		fi, err := j.d.Info()
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", j.src, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("store %s: it is no longer a regular file", j.src)
+		}
+		j.fi = fi
+		j.entry.Mode = modeOf(fi)
+		if p := w.in.opt.Progress; p != nil {
+			p.Planned(0, fi.Size())
+		}
+	}
 	key, hasKey := fileStatOf(j.fi)
 	if hasKey {
-		if chunks, ok := s.cachedChunks(j.src, key); ok && w.allPresent(ctx, chunks) {
+		w.in.snapOnce.Do(func() { w.in.snap = s.loadStats(w.in.roots) })
+		if chunks, ok := s.cachedChunks(w.in.snap, j.src, key); ok && w.allPresent(ctx, chunks) {
 			j.entry.Size, j.entry.Chunks = j.fi.Size(), chunks
 			w.done(j.fi.Size())
 			return nil
@@ -385,7 +421,7 @@ func (w *worker) done(size int64) {
 
 func (w *worker) allPresent(ctx context.Context, chunks []Hash) bool {
 	for _, h := range chunks {
-		if ok, err := w.in.s.Has(ctx, h); err != nil || !ok {
+		if ok, err := w.index.has(h); err != nil || !ok {
 			return false
 		}
 	}
@@ -513,7 +549,7 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if ok, err := w.in.s.Has(ctx, h); err != nil || ok {
+	if ok, err := w.index.has(h); err != nil || ok {
 		return err
 	}
 	if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {

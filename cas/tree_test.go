@@ -137,6 +137,20 @@ func TestIngestStatCacheReadsNothing(t *testing.T) {
 	if r3.BytesRead != int64(len(edited)) || r3.Hash == r1.Hash {
 		t.Fatalf("after editing one %d-byte file: read %d bytes, tree changed %v", len(edited), r3.BytesRead, r3.Hash != r1.Hash)
 	}
+	// The same directory named with a trailing slash is the same files.
+	r4, err := cas.Ingest(ctx, s, []cas.Input{{Src: src + "/"}}, cas.IngestOptions{})
+	if err != nil || r4.BytesRead != 0 || r4.Hash != r3.Hash {
+		t.Fatalf("re-ingest through %s/: read %d bytes, same tree %v, %v", src, r4.BytesRead, r4.Hash == r3.Hash, err)
+	}
+	// A cached file whose chunk left the store is read again, and its chunk stored again.
+	gone := cas.Sum(edited)
+	if err := s.Delete(ctx, []cas.Hash{gone}); err != nil {
+		t.Fatal(err)
+	}
+	r5, err := cas.Ingest(ctx, s, []cas.Input{{Src: src}}, cas.IngestOptions{})
+	if err != nil || r5.BytesRead != int64(len(edited)) || r5.NewChunks != 1 {
+		t.Fatalf("after its chunk was deleted: read %d bytes, %d new chunks, %v", r5.BytesRead, r5.NewChunks, err)
+	}
 }
 
 func TestIngestInputsAndDestinations(t *testing.T) {

@@ -260,7 +260,7 @@ func (s *Local) reindex(n uint64) error {
 			break
 		}
 		if enc == EncGroup {
-			if err := s.reindexGroup(b, h, n, off+entryHeader, data); err != nil {
+			if err := s.reindexGroup(b, h, n, off+entryHeader, size, data); err != nil {
 				break
 			}
 			off += entryHeader + stored
@@ -285,28 +285,16 @@ func (s *Local) reindex(n uint64) error {
 	return b.Commit(pebble.Sync)
 }
 
-// reindexGroup indexes every chunk of a group entry named h (groupName of its chunks).
-func (s *Local) reindexGroup(b *pebble.Batch, h Hash, pack uint64, off int64, stored []byte) error {
-	_, dec := codecs()
-	content, err := dec.DecodeAll(stored, nil)
-	if err != nil {
-		return ErrCorrupt
-	}
-	chunks, err := parseGroup(content)
+// reindexGroup indexes every chunk of a group entry named h, content length size, checked
+// as a group that travelled is (VerifyGroup).
+func (s *Local) reindexGroup(b *pebble.Batch, h Hash, pack uint64, off, size int64, stored []byte) error {
+	g, err := VerifyGroup(h, Raw{Enc: EncGroup, Len: size, Data: stored})
 	if err != nil {
 		return err
 	}
-	hs := make([]Hash, len(chunks))
-	for i, c := range chunks {
-		hs[i] = Sum(c)
-	}
-	if groupName(hs) != h {
-		return ErrCorrupt
-	}
-	for i, c := range chunks {
-		inner := int64(cap(content) - cap(c)) // c is a slice of content
-		l := loc{pack: pack, off: off, stored: int64(len(stored)), size: int64(len(c)), enc: EncGroup, inner: inner}
-		if err := b.Set(chunkKey(hs[i]), l.encode(), nil); err != nil {
+	for i, c := range g.hashes {
+		l := loc{pack: pack, off: off, stored: int64(len(stored)), size: g.sizes[i], enc: EncGroup, inner: g.offs[i]}
+		if err := b.Set(chunkKey(c), l.encode(), nil); err != nil {
 			return err
 		}
 	}
@@ -338,14 +326,7 @@ func (s *Local) scanChunks(fn func(Hash, loc) error) error {
 // lookup returns where h is stored: in the unsealed pack or a sealed one.
 func (s *Local) lookup(h Hash) (loc, bool, error) {
 	s.mu.Lock()
-	l, ok := s.pending[h]
-	if !ok {
-		for _, sp := range s.sealing {
-			if l, ok = sp.chunks[h]; ok {
-				break
-			}
-		}
-	}
+	l, ok := s.unindexedLocked(h)
 	s.mu.Unlock()
 	if ok {
 		return l, true, nil
@@ -377,13 +358,7 @@ type presence struct {
 func (p *presence) has(h Hash) (bool, error) {
 	s := p.s
 	s.mu.Lock()
-	_, ok := s.pending[h]
-	for _, sp := range s.sealing {
-		if ok {
-			break
-		}
-		_, ok = sp.chunks[h]
-	}
+	_, ok := s.unindexedLocked(h)
 	s.mu.Unlock()
 	if ok {
 		return true, nil
@@ -481,19 +456,28 @@ func (s *Local) append(h Hash, r Raw, force bool) (bool, error) {
 
 // presentLocked reports whether h is stored or being stored (s.mu held).
 func (s *Local) presentLocked(h Hash) bool {
-	if _, ok := s.pending[h]; ok {
+	if _, ok := s.unindexedLocked(h); ok {
 		return true
-	}
-	for _, sp := range s.sealing {
-		if _, ok := sp.chunks[h]; ok {
-			return true
-		}
 	}
 	if _, closer, err := s.db.Get(chunkKey(h)); err == nil {
 		closer.Close()
 		return true
 	}
 	return false
+}
+
+// unindexedLocked finds h among the chunks written but not yet indexed: in the open pack
+// or a pack being sealed (s.mu held).
+func (s *Local) unindexedLocked(h Hash) (loc, bool) {
+	if l, ok := s.pending[h]; ok {
+		return l, true
+	}
+	for _, sp := range s.sealing {
+		if l, ok := sp.chunks[h]; ok {
+			return l, true
+		}
+	}
+	return loc{}, false
 }
 
 // writeEntryLocked appends one entry to the open pack and returns the offset of its stored

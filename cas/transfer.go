@@ -20,7 +20,8 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 	type groupUse struct {
 		n, tbl int   // chunks of hs in the group, and the bytes their sizes take in its table
 		sum    int64 // their sizes
-		state  int8  // 0 not looked at, 1 goes whole, 2 goes chunk by chunk, 3 sent
+		whole  bool  // hs names all its chunks: it went whole, where its first came
+		split  bool  // it does not: its chunks go one by one
 	}
 	locs := make([]loc, len(hs))
 	groups := map[[2]uint64]*groupUse{}
@@ -34,10 +35,11 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 		}
 		locs[i] = l
 		if l.enc == EncGroup {
-			g := groups[[2]uint64{l.pack, uint64(l.off)}]
+			k := [2]uint64{l.pack, uint64(l.off)}
+			g := groups[k]
 			if g == nil {
 				g = &groupUse{}
-				groups[[2]uint64{l.pack, uint64(l.off)}] = g
+				groups[k] = g
 			}
 			g.n++
 			g.tbl += uvarintLen(uint64(l.size))
@@ -49,9 +51,8 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 			return err
 		}
 		l := locs[i]
-		g := groups[[2]uint64{l.pack, uint64(l.off)}]
-		if l.enc == EncGroup && g.state != 2 {
-			if g.state == 3 {
+		if g := groups[[2]uint64{l.pack, uint64(l.off)}]; l.enc == EncGroup && !g.split {
+			if g.whole {
 				continue
 			}
 			// The entry's header gives the group's name and content length; hs names every
@@ -62,17 +63,17 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 			if err := s.readAt(h, at, entry); err != nil {
 				return err
 			}
-			var name Hash
-			copy(name[:], entry)
 			content := int64(binary.BigEndian.Uint32(entry[HashSize+1:]))
 			if Encoding(entry[HashSize]) == EncGroup && int64(uvarintLen(uint64(g.n))+g.tbl)+g.sum == content {
-				g.state = 3
+				g.whole = true
+				var name Hash
+				copy(name[:], entry)
 				if err := fn(i, name, Raw{Enc: EncGroup, Len: content, Data: entry[entryHeader:], Count: g.n}); err != nil {
 					return err
 				}
 				continue
 			}
-			g.state = 2
+			g.split = true
 		}
 		r, err := s.GetRaw(ctx, h)
 		if err != nil {

@@ -69,7 +69,6 @@ type fileJob struct {
 	entry *Entry
 	src   string
 	d     fs.DirEntry // the worker stats the file (lstat), not the walk
-	fi    fs.FileInfo
 }
 
 // Ingest stores the inputs as one tree in s and returns its manifest, itself stored in s.
@@ -346,26 +345,23 @@ func (in *ingest) newWorker() *worker { return &worker{in: in, index: presence{s
 
 func (w *worker) file(ctx context.Context, j fileJob) error {
 	s := w.in.s
-	if j.fi == nil {
-		fi, err := j.d.Info()
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", j.src, err)
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("store %s: it is no longer a regular file", j.src)
-		}
-		j.fi = fi
-		j.entry.Mode = modeOf(fi)
-		if p := w.in.opt.Progress; p != nil {
-			p.Planned(0, fi.Size())
-		}
+	fi, err := j.d.Info()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", j.src, err)
 	}
-	key, hasKey := fileStatOf(j.fi)
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("store %s: it is no longer a regular file", j.src)
+	}
+	j.entry.Mode = modeOf(fi)
+	if p := w.in.opt.Progress; p != nil {
+		p.Planned(0, fi.Size())
+	}
+	key, hasKey := fileStatOf(fi)
 	if hasKey {
 		w.in.snapOnce.Do(func() { w.in.snap = s.loadStats(w.in.roots) })
 		if chunks, ok := s.cachedChunks(w.in.snap, j.src, key); ok && w.allPresent(ctx, chunks) {
-			j.entry.Size, j.entry.Chunks = j.fi.Size(), chunks
-			w.done(j.fi.Size())
+			j.entry.Size, j.entry.Chunks = fi.Size(), chunks
+			w.done(fi.Size())
 			return nil
 		}
 	}
@@ -376,16 +372,16 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 	defer f.Close()
 	var size int64
 	var chunks []Hash
-	if j.fi.Size() <= inMemoryLimit {
-		if cap(w.buf) < int(j.fi.Size())+1 {
-			w.buf = make([]byte, 0, max(int(j.fi.Size())+1, 64<<10))
+	if fi.Size() <= inMemoryLimit {
+		if cap(w.buf) < int(fi.Size())+1 {
+			w.buf = make([]byte, 0, max(int(fi.Size())+1, 64<<10))
 		}
 		// Read one byte past the stated size to notice a file that grew.
-		n, err := io.ReadFull(f, w.buf[:j.fi.Size()+1])
+		n, err := io.ReadFull(f, w.buf[:fi.Size()+1])
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read %s: %w", j.src, err)
 		}
-		if int64(n) != j.fi.Size() {
+		if int64(n) != fi.Size() {
 			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
 		}
 		size = int64(n)
@@ -399,7 +395,7 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 		if err != nil {
 			return err
 		}
-		if size != j.fi.Size() {
+		if size != fi.Size() {
 			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
 		}
 	}

@@ -128,7 +128,6 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			<-done
 			return lock, lockErr
 		}
-		defer func() { <-done }() // never leave it running
 	}
 
 	inputs := []cas.Input{
@@ -151,16 +150,16 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
 	if done != nil {
-		<-done
+		<-done // an ingest that failed early never asked for the lock
 		if lockErr != nil {
 			return nil, lockErr
+		}
+		if err == nil {
+			writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
 		}
 	}
 	if err != nil {
 		return nil, err
-	}
-	if done != nil {
-		writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
 	}
 	id := VersionID(res.Hash)
 	host, _ := os.Hostname()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -213,11 +214,7 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []Chunk, req.InFlight)
-	type sentBatch struct {
-		n     int
-		bytes int64
-	}
-	done := make(chan sentBatch, req.InFlight)
+	var sent atomic.Int64 // stored bytes the destination acknowledged
 	for range req.InFlight {
 		g.Go(func() error {
 			for b := range batches {
@@ -233,7 +230,7 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 				if req.Progress != nil {
 					req.Progress.Done(chunks, n)
 				}
-				done <- sentBatch{chunks, n}
+				sent.Add(n)
 			}
 			return nil
 		})
@@ -269,21 +266,9 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 		}
 		return nil
 	})
-	var total sentBatch
-	collect := make(chan struct{})
-	go func() {
-		for b := range done {
-			total.n += b.n
-			total.bytes += b.bytes
-		}
-		close(collect)
-	}()
-	err := g.Wait()
-	close(done)
-	<-collect
-	res.SentChunks, res.SentBytes = total.n, total.bytes
-	if err == nil {
-		res.SentChunks = len(missing) // groups from a remote source do not say how many they hold
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return err
+	res.SentChunks, res.SentBytes = len(missing), sent.Load()
+	return nil
 }

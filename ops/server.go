@@ -359,15 +359,11 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[h] = true
 	}
+	w.Header().Set("Content-Type", "application/octet-stream") // writeErr replaces it if nothing was sent
 	var sent int64
-	answered := 0
-	started := false
+	answered := 0 // hashes of hs the frames written so far cover
 	errFull := errors.New("answer full")
 	err := s.in.Store.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
-		if !started {
-			w.Header().Set("Content-Type", "application/octet-stream")
-			started = true
-		}
 		if err := WriteFrame(w, h, raw); err != nil {
 			return err
 		}
@@ -380,14 +376,11 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		answered = len(hs)
-	case !started:
+	case answered == 0:
 		writeErr(w, err)
 		return
 	case !errors.Is(err, errFull):
 		return // the client sees no end frame and fails
-	}
-	if !started {
-		w.Header().Set("Content-Type", "application/octet-stream")
 	}
 	WriteFrame(w, cas.Hash{}, cas.Raw{Len: int64(answered)})
 }

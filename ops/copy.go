@@ -35,6 +35,9 @@ type CopyResult struct {
 	SentBytes  int64    // stored bytes that travelled
 }
 
+// batchBytes is the size of one upload of chunks (copy, RemoteStore).
+const batchBytes = 16 << 20
+
 // Copy copies versions from one endpoint to another, sending only the chunks the
 // destination lacks: one request lists what the destination has, one asks which chunks it
 // lacks, the missing chunks travel as stored in large batches with several in flight, and
@@ -42,7 +45,7 @@ type CopyResult struct {
 // copy sends only what did not arrive.
 func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	if req.BatchBytes <= 0 {
-		req.BatchBytes = 16 << 20
+		req.BatchBytes = batchBytes
 	}
 	if req.InFlight <= 0 {
 		req.InFlight = 4

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -16,7 +15,7 @@ import (
 
 // RemoteStore is a server's chunk store seen through its HTTP API: a cas.Store, held to
 // the same conformance suite as the local one (cas/storetest). Puts are compressed here and
-// sent in batches of up to putBatch bytes, when a batch fills or on Flush; until then Get
+// sent in batches of up to batchBytes bytes, when a batch fills or on Flush; until then Get
 // answers them from memory, and Missing and Walk do not see them (as the contract allows).
 // Walk and Delete need an admin's token: they reach every project's chunks.
 type RemoteStore struct {
@@ -29,9 +28,6 @@ type RemoteStore struct {
 }
 
 var _ cas.Store = (*RemoteStore)(nil)
-
-// putBatch is the size of one upload, as in copy.
-const putBatch = 16 << 20
 
 // Store returns the server's chunk store.
 func (c *Remote) Store() *RemoteStore {
@@ -82,7 +78,7 @@ func (s *RemoteStore) add(ctx context.Context, h cas.Hash, r cas.Raw) error {
 	s.pending[h] = r
 	s.order = append(s.order, h)
 	s.size += len(r.Data) + frameHeader
-	if s.size >= putBatch {
+	if s.size >= batchBytes {
 		return s.sendLocked(ctx)
 	}
 	return nil
@@ -95,7 +91,7 @@ func (s *RemoteStore) sendLocked(ctx context.Context) error {
 		n := 0
 		for _, h := range s.order {
 			r := s.pending[h]
-			if len(cs) > 0 && n+len(r.Data)+frameHeader > putBatch {
+			if len(cs) > 0 && n+len(r.Data)+frameHeader > batchBytes {
 				break
 			}
 			cs = append(cs, Chunk{Hash: h, Raw: r})
@@ -224,6 +220,3 @@ func (s *RemoteStore) Delete(ctx context.Context, hs []cas.Hash) error {
 	io.Copy(io.Discard, resp.Body)
 	return resp.Body.Close()
 }
-
-// errAdminOnly answers chunk listing and deletion for users who are not admins.
-var errAdminOnly = errors.New("no access: listing and deleting chunks is for the server's admins")

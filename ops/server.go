@@ -408,6 +408,9 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"stored": len(batch)})
 }
 
+// errAdminOnly answers chunk listing and deletion for users who are not admins.
+var errAdminOnly = errors.New("no access: listing and deleting chunks is for the server's admins")
+
 // adminOnly wraps the handlers that reach every project's chunks.
 func adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -310,29 +310,31 @@ func (k *memKV) derive() {
 		return
 	}
 	k.derived = true
-	var buf [256]byte
-	var add []any // keys and values; m is not changed while ranging over it
+	type entry struct {
+		key string
+		obj any
+	}
+	var add []entry // m is not changed while ranging over it
 	for key, obj := range k.m {
 		switch x := obj.(type) {
 		case *Version:
 			if key[0] != keyVersion {
 				continue
 			}
-			ok := binary.BigEndian.AppendUint64(append(appendKey(buf[:0], keyOrder, x.Project, x.Runtime), 0), ^x.Seq)
-			add = append(add, string(ok), x)
+			add = append(add, entry{string(orderKey(x.Project, x.Runtime, x.Seq)), x})
 			if x.Status != StatusPurged {
 				id := x.ID
-				add = append(add, string(appendKey(buf[:0], keyTag, x.Project, x.Runtime, vnTag(x.VN))), &id)
+				add = append(add, entry{string(tagKey(x.Project, x.Runtime, vnTag(x.VN))), &id})
 			}
 		case *Runtime:
 			if x.Latest != "" {
 				id := x.Latest
-				add = append(add, string(appendKey(buf[:0], keyTag, x.Project, x.Name, "latest")), &id)
+				add = append(add, entry{string(tagKey(x.Project, x.Name, "latest")), &id})
 			}
 		}
 	}
-	for i := 0; i < len(add); i += 2 {
-		k.m[add[i].(string)] = add[i+1]
+	for _, e := range add {
+		k.m[e.key] = e.obj
 	}
 }
 

@@ -178,10 +178,12 @@ func TestTransferGroups(t *testing.T) {
 	}
 
 	// A group whose bytes or name do not match is refused, naming it.
+	checked := false
 	a.Transfer(ctx, chunks, func(_ int, h cas.Hash, r cas.Raw) error {
 		if r.Enc != cas.EncGroup {
 			return nil
 		}
+		checked = true
 		if _, err := cas.VerifyGroup(cas.Sum([]byte("another name")), r); !errors.Is(err, cas.ErrCorrupt) {
 			t.Fatalf("a group under a wrong name: %v", err)
 		}
@@ -193,4 +195,7 @@ func TestTransferGroups(t *testing.T) {
 		}
 		return errors.New("stop")
 	})
+	if !checked {
+		t.Fatal("no group went whole to check a garbled copy of")
+	}
 }

@@ -8,10 +8,9 @@ test:
 test-race:
     go test -count=1 -race -short ./...
 
-# gofmt check and go vet.
+# gofmt, go vet, staticcheck, go.mod tidy, no file over 1 MiB in git, darwin cross-builds.
 lint:
-    test -z "$(gofmt -l .)" || (gofmt -l . && exit 1)
-    go vet ./...
+    bash scripts/check-hygiene.sh
 
 # Build swcli into ./bin.
 build:

@@ -14,7 +14,6 @@ type Proxy struct {
 	target   string
 	up, down atomic.Int64
 	conns    atomic.Int64
-	wg       sync.WaitGroup
 }
 
 // NewProxy listens on a loopback port in front of target.

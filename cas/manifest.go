@@ -193,7 +193,7 @@ func ValidPath(p string) error {
 		return fmt.Errorf("path %q contains NUL", p)
 	case !fs.ValidPath(p):
 		if slices.Contains(strings.Split(p, "/"), "..") {
-			return fmt.Errorf("path %q contains ..", p)
+			return fmt.Errorf("path %q has a .. component", p)
 		}
 		return fmt.Errorf("path %q is not clean", p)
 	}

@@ -25,13 +25,14 @@ func fileStatOf(fi fs.FileInfo) (fileStat, bool) {
 	if !ok {
 		return fileStat{}, false
 	}
+	mtime, ctime := statTimes(st)
 	return fileStat{
 		size:  fi.Size(),
-		mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
-		ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
+		mtime: mtime,
+		ctime: ctime,
 		ino:   st.Ino,
 		dev:   uint64(st.Dev),
-		mode:  st.Mode,
+		mode:  uint32(st.Mode),
 	}, true
 }
 

@@ -160,7 +160,7 @@ type ingest struct {
 // modeOf returns the permission bits (with setuid, setgid, sticky) of a file.
 func modeOf(fi fs.FileInfo) uint32 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Mode & 0o7777
+		return uint32(st.Mode) & 0o7777
 	}
 	return uint32(fi.Mode().Perm())
 }

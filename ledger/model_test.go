@@ -25,8 +25,7 @@ type mRuntime struct {
 }
 
 type model struct {
-	rts   map[string]*mRuntime
-	clock int
+	rts map[string]*mRuntime
 }
 
 func (m *model) rt(name string) *mRuntime {

@@ -14,7 +14,7 @@ type view struct{ kv kv }
 
 // Project returns a project, or an error wrapping ErrNotFound (removed projects too).
 func (l view) Project(name string) (*Project, error) {
-	p, err := state{kv: l.kv}.project(name)
+	p, err := state(l).project(name)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func (l view) Projects() ([]*Project, error) {
 
 // Runtime returns a runtime of a project, or an error wrapping ErrNotFound.
 func (l view) Runtime(project, name string) (*Runtime, error) {
-	r, err := state{kv: l.kv}.runtime(project, name)
+	r, err := state(l).runtime(project, name)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version,
 	if err != nil {
 		return nil, err
 	}
-	s := state{kv: l.kv}
+	s := state(l)
 	found := func(v *Version) *Version { v.Latest = v.ID == rt.Latest; return v }
 	if v, err := s.version(project, runtime, ref); err != nil {
 		return nil, err

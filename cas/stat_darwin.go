@@ -1,0 +1,8 @@
+package cas
+
+import "syscall"
+
+// statTimes returns a file's mtime and ctime in nanoseconds.
+func statTimes(st *syscall.Stat_t) (mtime, ctime int64) {
+	return st.Mtimespec.Sec*1e9 + st.Mtimespec.Nsec, st.Ctimespec.Sec*1e9 + st.Ctimespec.Nsec
+}

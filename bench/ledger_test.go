@@ -32,7 +32,7 @@ func buildEv(b testing.TB, runtime, seed string) ledger.Event {
 }
 
 func openLedger(b testing.TB, dir string, noSync bool) *ledger.Ledger {
-	l, err := ledger.Open(bctx, dir, ledger.Options{NoSync: noSync})
+	l, err := ledger.Open(bctx, dir, ledger.Options{NoSync: noSync, Hold: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,7 +29,8 @@ func TestCrashChild(t *testing.T) {
 			srcDir = p
 		}
 	}
-	s, err := cas.OpenLocal(storeDir)
+	// The child uses the store as commands do: shared, its index open only in windows.
+	s, err := cas.OpenLocalWith(context.Background(), storeDir, cas.LocalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,9 @@ func VerifyAll(ctx context.Context, st interface {
 		for i, ci := range infos {
 			hs[i], size[ci.Hash] = ci.Hash, ci.Size
 		}
-		l.InPackOrder(hs)
+		if err := l.InPackOrder(ctx, hs); err != nil {
+			return r, err
+		}
 		for i, h := range hs {
 			infos[i] = ChunkInfo{Hash: h, Size: size[h]}
 		}

@@ -7,16 +7,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/storetest"
+	"github.com/swcli/swcli/internal/flock"
 )
 
 func openLocal(t *testing.T, dir string) *cas.Local {
 	t.Helper()
-	s, err := cas.OpenLocalWith(context.Background(), dir, cas.LocalOptions{CacheDir: filepath.Join(dir, "statcache")})
+	s, err := cas.OpenLocalWith(context.Background(), dir, cas.LocalOptions{Exclusive: true, CacheDir: filepath.Join(dir, "statcache")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,5 +200,59 @@ func TestLocalCompressesWhenItPays(t *testing.T) {
 		if r.Enc != c.want {
 			t.Fatalf("stored with encoding %d, want %d", r.Enc, c.want)
 		}
+	}
+}
+
+// Stores opened shared (what commands do) by two processes at once: each sees what the
+// other committed, their packs never collide, Delete is refused, and an exclusive open
+// waits for both and says for whom.
+func TestSharedStoresSeeEachOther(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := cas.OpenLocalWith(ctx, dir, cas.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := cas.OpenLocalWith(ctx, dir, cas.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ha := putN(t, a, 30, 5000, "a") // a's index is loaded now
+	hb := putN(t, b, 30, 5000, "b")
+	for _, h := range hb {
+		if _, err := a.Get(ctx, h); err != nil {
+			t.Fatalf("a reads b's chunk after b committed it: %v", err)
+		}
+	}
+	if m, err := a.Missing(ctx, append(slices.Clone(ha), hb...)); err != nil || len(m) != 0 {
+		t.Fatalf("missing as a sees it: %d, %v", len(m), err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	if len(packs) != 2 {
+		t.Fatalf("%d packs, want one per writer: %v", len(packs), packs)
+	}
+	if err := a.Delete(ctx, ha[:1]); !errors.Is(err, cas.ErrNotExclusive) {
+		t.Fatalf("delete on a shared store: %v", err)
+	}
+	var told []flock.Holder
+	_, err = cas.OpenLocalWith(ctx, dir, cas.LocalOptions{Exclusive: true, LockTimeout: 1200 * time.Millisecond,
+		OnWait: func(h flock.Holder) { told = append(told, h) }})
+	if !errors.Is(err, flock.ErrBusy) {
+		t.Fatalf("exclusive open beside shared ones: %v, want busy", err)
+	}
+	if len(told) != 1 || told[0].PID != os.Getpid() {
+		t.Fatalf("the waiting open named %v", told)
+	}
+	a.Close()
+	b.Close()
+	x, err := cas.OpenLocalWith(ctx, dir, cas.LocalOptions{Exclusive: true, LockTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("exclusive open once the others closed: %v", err)
+	}
+	defer x.Close()
+	if rep, err := cas.VerifyAll(ctx, x); err != nil || len(rep.Corrupt) != 0 || rep.Chunks != 60 {
+		t.Fatalf("verify: %d chunks, %v, %v", rep.Chunks, rep.Corrupt, err)
 	}
 }

@@ -2,8 +2,9 @@ package cas
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -73,10 +74,14 @@ func (s *Local) statCache() *pebble.DB {
 		if s.cacheDir == "" {
 			return
 		}
-		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
-		if err == nil {
-			s.cache = db
+		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{s.onError}})
+		if err != nil {
+			if s.onError != nil {
+				s.onError(fmt.Sprintf("stat cache %s not used: %v", s.cacheDir, err))
+			}
+			return
 		}
+		s.cache = db
 	})
 	return s.cache
 }
@@ -154,23 +159,6 @@ func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Has
 	return chunks, true
 }
 
-// fileChunks returns the chunk list of a multi-chunk file by its whole-content hash.
-func (s *Local) fileChunks(h Hash) ([]Hash, bool) {
-	v, closer, err := s.db.Get(fileKey(h))
-	if err != nil {
-		return nil, false
-	}
-	defer closer.Close()
-	if len(v) == 0 || len(v)%HashSize != 0 {
-		return nil, false
-	}
-	chunks := make([]Hash, len(v)/HashSize)
-	for i := range chunks {
-		copy(chunks[i][:], v[i*HashSize:])
-	}
-	return chunks, true
-}
-
 type statRecord struct {
 	path   string
 	key    fileStat
@@ -184,7 +172,7 @@ type fileRecord struct {
 
 // recordCaches writes stat cache and file map entries. It runs after Flush, so that every
 // chunk named is already durable; the entries themselves are only a cache and are not synced.
-func (s *Local) recordCaches(stats []statRecord, files []fileRecord) error {
+func (s *Local) recordCaches(ctx context.Context, stats []statRecord, files []fileRecord) error {
 	if len(stats) == 0 && len(files) == 0 {
 		return nil
 	}
@@ -200,20 +188,8 @@ func (s *Local) recordCaches(stats []statRecord, files []fileRecord) error {
 			return err
 		}
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, r := range files {
-		v := make([]byte, 0, len(r.chunks)*HashSize)
-		for _, h := range r.chunks {
-			v = append(v, h[:]...)
-		}
-		if err := b.Set(fileKey(r.hash), v, nil); err != nil {
-			return err
-		}
-	}
-	err := b.Commit(pebble.NoSync)
-	if errors.Is(err, pebble.ErrClosed) {
+	if len(files) == 0 {
 		return nil
 	}
-	return err
+	return s.idx.putFiles(ctx, files)
 }

@@ -23,17 +23,16 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 		whole  bool  // hs names all its chunks: it went whole, where its first came
 		split  bool  // it does not: its chunks go one by one
 	}
-	locs := make([]loc, len(hs))
+	locs, oks, err := s.locate(ctx, hs)
+	if err != nil {
+		return err
+	}
 	groups := map[[2]uint64]*groupUse{}
 	for i, h := range hs {
-		l, ok, err := s.lookup(h)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if !oks[i] {
 			return &NotFoundError{Hash: h}
 		}
-		locs[i] = l
+		l := locs[i]
 		if l.enc == EncGroup {
 			k := [2]uint64{l.pack, uint64(l.off)}
 			g := groups[k]
@@ -158,6 +157,9 @@ func VerifyGroup(name Hash, r Raw) (*Group, error) {
 // after Flush.
 func (s *Local) PutGroup(ctx context.Context, g *Group) (int, error) {
 	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.idx.load(ctx); err != nil {
 		return 0, err
 	}
 	isNew, err := s.storeGroup(g)

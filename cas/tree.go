@@ -87,12 +87,14 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		}
 	}
 	go s.statCache() // open it while the walk starts
+	if err := s.idx.load(ctx); err != nil {
+		return nil, err
+	}
 	jobs := make(chan fileJob, 1024)
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
 			w := in.newWorker()
-			defer w.index.close()
 			for j := range jobs {
 				if err := w.file(gctx, j); err != nil {
 					return err
@@ -129,7 +131,7 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	if err := s.Flush(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.recordCaches(in.stats, in.files); err != nil {
+	if err := s.recordCaches(ctx, in.stats, in.files); err != nil {
 		return nil, fmt.Errorf("record stat cache: %w", err)
 	}
 	return &IngestResult{
@@ -313,7 +315,6 @@ func buildManifest(entries []*Entry) (*Manifest, error) {
 // storeBytes stores in-memory content for e.
 func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 	w := in.newWorker()
-	defer w.index.close()
 	chunks, err := w.chunkBytes(ctx, data)
 	e.Chunks = chunks
 	if err != nil {
@@ -324,9 +325,8 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 
 type worker struct {
 	in    *ingest
-	index presence // its view of the index, for the many Has checks
-	buf   []byte   // file contents, up to inMemoryLimit
-	ch    *Chunker
+	buf []byte // file contents, up to inMemoryLimit
+	ch  *Chunker
 
 	// chunks waiting to be compressed together: small ones, and large ones
 	small, large group
@@ -341,7 +341,7 @@ type group struct {
 	data   []byte
 }
 
-func (in *ingest) newWorker() *worker { return &worker{in: in, index: presence{s: in.s}} }
+func (in *ingest) newWorker() *worker { return &worker{in: in} }
 
 func (w *worker) file(ctx context.Context, j fileJob) error {
 	s := w.in.s
@@ -417,7 +417,7 @@ func (w *worker) done(size int64) {
 
 func (w *worker) allPresent(ctx context.Context, chunks []Hash) bool {
 	for _, h := range chunks {
-		if ok, err := w.index.has(h); err != nil || !ok {
+		if !w.in.s.known(h) {
 			return false
 		}
 	}
@@ -435,7 +435,7 @@ func (w *worker) chunkBytes(ctx context.Context, data []byte) ([]Hash, error) {
 		return []Hash{h}, w.put(ctx, h, data)
 	}
 	whole := Sum(data)
-	if chunks, ok := w.in.s.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
+	if chunks, ok := w.in.s.idx.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
 		return chunks, nil
 	}
 	var chunks []Hash
@@ -466,7 +466,7 @@ func (w *worker) chunkStream(ctx context.Context, f *os.File, src string) (int64
 	w.in.bytesRead.Add(n)
 	var whole Hash
 	hasher.Sum(whole[:0])
-	if chunks, ok := w.in.s.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
+	if chunks, ok := w.in.s.idx.fileChunks(whole); ok && w.allPresent(ctx, chunks) {
 		return n, chunks, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -545,8 +545,8 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if ok, err := w.index.has(h); err != nil || ok {
-		return err
+	if w.in.s.known(h) {
+		return nil
 	}
 	if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {
 		return nil

@@ -5,15 +5,22 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ops"
 )
 
-// open opens the standalone instance named by the globals, telling the user on stderr when
-// another process holds it.
-func (e *env) open() (*ops.Instance, error) {
-	return ops.Open(e.ctx, e.g.root(), ops.OpenOptions{OnWait: func(what string, pid int) {
-		fmt.Fprintf(e.stderr, "swcli: %s in use by pid %d, waiting…\n", what, pid)
-	}})
+// open opens the standalone instance named by the globals, shared with other processes,
+// telling the user on stderr when another process holds what it waits for.
+func (e *env) open() (*ops.Instance, error) { return e.openWith(ops.OpenOptions{}) }
+
+// openWith opens the standalone instance with the globals' lock settings added to opt.
+func (e *env) openWith(opt ops.OpenOptions) (*ops.Instance, error) {
+	opt.LockTimeout = e.g.LockTimeout
+	opt.OnWait = func(what string, h flock.Holder) {
+		fmt.Fprintf(e.stderr, "swcli: %s in use by %s, waiting…\n", what, h)
+	}
+	opt.OnError = func(msg string) { e.log.Error().Msg(msg) }
+	return ops.Open(e.ctx, e.g.root(), opt)
 }
 
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }

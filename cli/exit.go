@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ops"
 )
 
@@ -33,6 +34,8 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.Is(err, cas.ErrCorrupt):
 		return ExitCorrupt
+	case errors.Is(err, flock.ErrBusy):
+		return ExitBusy
 	}
 	switch ops.KindOf(err) {
 	case ops.KindUsage:

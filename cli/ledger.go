@@ -204,9 +204,10 @@ func (c *LedgerExportCmd) Run(e *env) error {
 // GCCmd is `swcli gc`.
 type GCCmd struct{}
 
-// Run collects garbage.
+// Run collects garbage, with the instance to itself: it waits for every other command on
+// the root to end, and they wait for it.
 func (c *GCCmd) Run(e *env) error {
-	in, err := e.open()
+	in, err := e.openWith(ops.OpenOptions{Exclusive: true})
 	if err != nil {
 		return err
 	}

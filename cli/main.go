@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
@@ -22,10 +23,11 @@ var Version = "0.1.0-dev"
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Root    string           `help:"Standalone instance directory." env:"SWCLI_ROOT" placeholder:"DIR"`
-	Output  string           `short:"o" help:"Output format: table or json." enum:"table,json" default:"table"`
-	Verbose int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
-	Version kong.VersionFlag `help:"Print swcli's version and exit."`
+	Root        string           `help:"Standalone instance directory." env:"SWCLI_ROOT" placeholder:"DIR"`
+	Output      string           `short:"o" help:"Output format: table or json." enum:"table,json" default:"table"`
+	Verbose     int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
+	LockTimeout time.Duration    `help:"Give up (exit 10) after waiting this long for another process; 0 waits." default:"0s" env:"SWCLI_LOCK_TIMEOUT" placeholder:"DURATION"`
+	Version     kong.VersionFlag `help:"Print swcli's version and exit."`
 }
 
 // root returns the instance root: --root, $SWCLI_ROOT, or ~/.local/share/swcli.

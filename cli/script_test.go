@@ -51,7 +51,7 @@ func TestScripts(t *testing.T) {
 			// serve ROOT: run a cloud instance on ROOT on a loopback port for the rest of the
 			// script; $SERVER is its URL.
 			"serve": func(ts *testscript.TestScript, neg bool, args []string) {
-				in, err := ops.Open(context.Background(), ts.MkAbs(args[0]), ops.OpenOptions{Name: "team"})
+				in, err := ops.Open(context.Background(), ts.MkAbs(args[0]), ops.OpenOptions{Name: "team", Exclusive: true})
 				if err != nil {
 					ts.Fatalf("serve: %v", err)
 				}

@@ -37,9 +37,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	in, err := ops.Open(e.ctx, e.g.root(), ops.OpenOptions{Name: name, OnWait: func(what string, pid int) {
-		fmt.Fprintf(e.stderr, "swcli: %s in use by pid %d, waiting…\n", what, pid)
-	}})
+	in, err := e.openWith(ops.OpenOptions{Name: name, Exclusive: true})
 	if err != nil {
 		return err
 	}

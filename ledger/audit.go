@@ -32,7 +32,7 @@ func (f *Filter) match(e *Event) bool {
 }
 
 // Log calls fn for every event the filter selects, in sequence order.
-func (l *Ledger) Log(ctx context.Context, f Filter, fn func(Event) error) error {
+func (l *Ledger) log(ctx context.Context, f Filter, fn func(Event) error) error {
 	return l.scanEvents(ctx, max(f.FromSeq, 1), 0, false, func(e *Event) error {
 		if f.match(e) {
 			return fn(*e)
@@ -215,8 +215,8 @@ type ReplayTo struct {
 
 // Replay rebuilds the projections from the events, in memory, as they were at the point
 // chosen. It never reads the stored projections.
-func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
-	head, err := l.Head()
+func (l *Ledger) replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
+	head, err := readHead(l.db)
 	if err != nil {
 		return nil, err
 	}
@@ -277,14 +277,14 @@ const maxProblems = 20
 // event's body, sequence numbers are dense from 1 up to the head, the stored projections
 // equal a fresh replay, and (with store) every manifest of a live or removed version is in
 // the content store. Tampering is reported at the first bad sequence number.
-func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyReport, error) {
+func (l *Ledger) verify(ctx context.Context, store ManifestChecker) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	add := func(seq uint64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
 			rep.Problems = append(rep.Problems, Problem{Seq: seq, Detail: fmt.Sprintf(format, args...)})
 		}
 	}
-	head, err := l.Head()
+	head, err := readHead(l.db)
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +353,7 @@ func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 	}
 
 	// 2. Projections equal a fresh replay.
-	fresh, err := l.Replay(ctx, ReplayTo{})
+	fresh, err := l.replay(ctx, ReplayTo{})
 	if err != nil {
 		add(0, "replay fails: %v", err)
 		return rep, nil
@@ -435,7 +435,7 @@ func (e *Event) ExportLine() []byte {
 }
 
 // Export writes every event as JSON lines (ExportLine), in sequence order.
-func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
+func (l *Ledger) export(ctx context.Context, w io.Writer) error {
 	return l.scanEvents(ctx, 1, 0, false, func(e *Event) error {
 		_, err := w.Write(append(e.ExportLine(), '\n'))
 		return err

@@ -57,7 +57,7 @@ func TestLedgerCrash(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 
-		l, err := Open(ctx, dir, Options{})
+		l, err := Open(ctx, dir, Options{Hold: true})
 		if err != nil {
 			t.Fatalf("round %d: open after kill: %v", round, err)
 		}

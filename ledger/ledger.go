@@ -17,21 +17,42 @@ import (
 	"github.com/swcli/swcli/internal/flock"
 )
 
-// Ledger is an open ledger. It is safe for concurrent use by the goroutines of one process;
-// other processes wait for it at Open.
+// Ledger is a ledger on disk. It is safe for concurrent use by the goroutines of one
+// process.
+//
+// Pebble admits one process per database, so by default a Ledger holds the database only
+// for the length of a call: each exported method opens it (waiting for another process's
+// call to end), does its work and closes it again, in a few milliseconds. Long reads (Log,
+// Export, Replay, Verify) work on a checkpoint taken in such a window, so that a reader
+// never holds writers up for longer than the checkpoint takes. With Options.Hold the
+// database stays open until Close: what a server that owns its root does.
 type Ledger struct {
-	view // queries over the stored projections
-	db   *pebble.DB
-	lock *flock.Lock
-	mu   sync.Mutex // serialises appends
+	dir  string
+	opt  Options
 	now  func() time.Time
 	sync *pebble.WriteOptions // pebble.Sync; tests that append 10k events use NoSync
+
+	winMu sync.Mutex // guards db, lock, refs, closed
+	db    *pebble.DB // open while held or inside a window
+	lock  *flock.Lock
+	refs  int
+	held  bool
+	ready bool // the schema was checked
+
+	mu sync.Mutex // serialises appends
 }
 
 // Options tune Open.
 type Options struct {
 	// OnWait is called once if another process holds the ledger for more than a second.
-	OnWait func(pid int)
+	OnWait func(flock.Holder)
+	// LockTimeout bounds each wait for another process (0: wait); past it calls fail with
+	// an error matching flock.ErrBusy.
+	LockTimeout time.Duration
+	// Hold keeps the database open (and other processes out) from Open to Close.
+	Hold bool
+	// OnError is told of errors pebble meets in the background (flushes, compactions).
+	OnError func(msg string)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// NoSync skips fsync on append. Only benchmarks that build large ledgers set it: a
@@ -39,35 +60,89 @@ type Options struct {
 	NoSync bool
 }
 
-// Open opens (creating) the ledger in dir, waiting while another process holds it.
+// Open opens (creating) the ledger in dir. It checks the schema in a first window (or, with
+// Hold, opens the database for good), waiting while another process holds it.
 func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	lock, err := flock.Acquire(ctx, filepath.Join(dir, "lock"), opt.OnWait)
-	if err != nil {
-		return nil, fmt.Errorf("open ledger: %w", err)
-	}
-	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             quietLogger{},
-	})
-	if err != nil {
-		lock.Release()
-		return nil, fmt.Errorf("open ledger %s: %w", dir, err)
-	}
-	l := &Ledger{view: view{kv: dbKV{readerKV{db}}}, db: db, lock: lock, now: opt.Now, sync: pebble.Sync}
+	l := &Ledger{dir: dir, opt: opt, now: opt.Now, sync: pebble.Sync, held: opt.Hold}
 	if l.now == nil {
 		l.now = time.Now
 	}
 	if opt.NoSync {
 		l.sync = pebble.NoSync
 	}
-	if err := l.checkSchema(); err != nil {
-		l.Close()
+	removeStaleCheckpoints(dir)
+	if err := l.enter(ctx); err != nil {
 		return nil, err
 	}
+	l.leave()
 	return l, nil
+}
+
+// enter opens the database unless this process has it open already; every enter is
+// matched by a leave.
+func (l *Ledger) enter(ctx context.Context) error {
+	l.winMu.Lock()
+	defer l.winMu.Unlock()
+	if l.db == nil {
+		lock, err := flock.Acquire(ctx, filepath.Join(l.dir, "lock"), flock.Options{OnWait: l.opt.OnWait, Timeout: l.opt.LockTimeout})
+		if err != nil {
+			return fmt.Errorf("open ledger: %w", err)
+		}
+		db, err := pebble.Open(filepath.Join(l.dir, "db"), &pebble.Options{
+			FormatMajorVersion: pebble.FormatNewest,
+			Logger:             logger{l.opt.OnError},
+		})
+		if err != nil {
+			lock.Release()
+			return fmt.Errorf("open ledger %s: %w", l.dir, err)
+		}
+		l.db, l.lock = db, lock
+		if !l.ready {
+			if err := l.checkSchema(); err != nil {
+				l.closeLocked()
+				return err
+			}
+			l.ready = true
+		}
+	}
+	l.refs++
+	return nil
+}
+
+// leave closes the database when the last caller leaves it, unless it is held.
+func (l *Ledger) leave() error {
+	l.winMu.Lock()
+	defer l.winMu.Unlock()
+	l.refs--
+	if l.refs == 0 && !l.held {
+		return l.closeLocked()
+	}
+	return nil
+}
+
+func (l *Ledger) closeLocked() error {
+	if l.db == nil {
+		return nil
+	}
+	err := l.db.Close()
+	l.lock.Release()
+	l.db, l.lock = nil, nil
+	return err
+}
+
+// in runs fn inside a window.
+func (l *Ledger) in(ctx context.Context, fn func() error) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	err := fn()
+	if lerr := l.leave(); err == nil && lerr != nil {
+		err = fmt.Errorf("close ledger: %w", lerr)
+	}
+	return err
 }
 
 func (l *Ledger) checkSchema() error {
@@ -88,9 +163,10 @@ func (l *Ledger) checkSchema() error {
 
 // Close closes the ledger.
 func (l *Ledger) Close() error {
-	err := l.db.Close()
-	l.lock.Release()
-	return err
+	l.winMu.Lock()
+	defer l.winMu.Unlock()
+	l.held = false
+	return l.closeLocked()
 }
 
 // Head is the last event's sequence number and hash (zero for an empty ledger).
@@ -100,7 +176,10 @@ type Head struct {
 }
 
 // Head returns the current head.
-func (l *Ledger) Head() (Head, error) { return readHead(l.db) }
+func (l *Ledger) Head() (h Head, err error) {
+	err = l.in(context.Background(), func() error { h, err = readHead(l.db); return err })
+	return h, err
+}
 
 func readHead(r pebble.Reader) (Head, error) {
 	v, closer, err := r.Get([]byte{keyHead})
@@ -144,12 +223,20 @@ func (l *Ledger) AppendIf(ctx context.Context, seq uint64, events ...Event) ([]E
 	return l.append(ctx, &seq, events)
 }
 
-func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) ([]Event, error) {
+func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out []Event, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	err = l.in(ctx, func() error {
+		out, err = l.appendLocked(want, events)
+		return err
+	})
+	return out, err
+}
+
+func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 	head, err := readHead(l.db)
 	if err != nil {
 		return nil, err
@@ -159,7 +246,7 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) ([]Ev
 	}
 	var prevTime time.Time
 	if head.Seq > 0 {
-		last, err := l.Event(head.Seq)
+		last, err := l.event(head.Seq)
 		if err != nil {
 			return nil, err
 		}
@@ -207,7 +294,12 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) ([]Ev
 }
 
 // Event reads one stored event.
-func (l *Ledger) Event(seq uint64) (Event, error) {
+func (l *Ledger) Event(seq uint64) (e Event, err error) {
+	err = l.in(context.Background(), func() error { e, err = l.event(seq); return err })
+	return e, err
+}
+
+func (l *Ledger) event(seq uint64) (Event, error) {
 	v, closer, err := l.db.Get(eventKey(seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Event{}, fmt.Errorf("event %d: %w", seq, ErrNotFound)
@@ -384,11 +476,16 @@ func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
-// quietLogger keeps pebble's informational chatter off the terminal.
-type quietLogger struct{}
+// logger keeps pebble's informational chatter off the terminal and hands its errors (a
+// failed background flush or compaction, which no call returns) to Options.OnError.
+type logger struct{ onError func(string) }
 
-func (quietLogger) Infof(string, ...interface{})  {}
-func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
+func (logger) Infof(string, ...interface{}) {}
+func (l logger) Errorf(format string, args ...interface{}) {
+	if l.onError != nil {
+		l.onError(fmt.Sprintf(format, args...))
+	}
+}
+func (logger) Fatalf(format string, args ...interface{}) {
 	panic(fmt.Sprintf(format, args...))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
 )
 
 var ctx = context.Background()
@@ -23,7 +24,7 @@ func openTest(t testing.TB) (*Ledger, string) {
 	t.Helper()
 	dir := t.TempDir()
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l, err := Open(ctx, dir, Options{Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	l, err := Open(ctx, dir, Options{Hold: true, Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,8 @@ func TestTamperDetected(t *testing.T) {
 				mustAppend(t, l, built(t, "r", fmt.Sprint(i)))
 			}
 			verifyOK(t, l)
-			want := tamper(t, l.db)
+			var want uint64
+			l.in(ctx, func() error { want = tamper(t, l.db); return nil })
 			rep, err := l.Verify(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -345,22 +347,76 @@ func TestReplayAt(t *testing.T) {
 	}
 }
 
-func TestSecondOpenWaits(t *testing.T) {
-	_, dir := openTest(t)
-	told := make(chan int, 1)
+func TestHeldLedgerMakesOthersWaitAndSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	held, err := Open(ctx, dir, Options{Hold: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	told := make(chan flock.Holder, 1)
 	c, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	defer cancel()
-	_, err := Open(c, dir, Options{OnWait: func(pid int) { told <- pid }})
+	_, err = Open(c, dir, Options{OnWait: func(h flock.Holder) { told <- h }})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second open: %v, want it to wait until the deadline", err)
 	}
 	select {
-	case pid := <-told:
-		if pid != os.Getpid() {
-			t.Fatalf("told holder pid %d, want %d", pid, os.Getpid())
+	case h := <-told:
+		if h.PID != os.Getpid() || h.Command == "" {
+			t.Fatalf("told holder %+v, want pid %d and its command", h, os.Getpid())
 		}
 	default:
 		t.Fatal("the waiting open did not say so")
+	}
+	start := time.Now()
+	_, err = Open(ctx, dir, Options{LockTimeout: 200 * time.Millisecond})
+	if !errors.Is(err, flock.ErrBusy) || time.Since(start) > 5*time.Second {
+		t.Fatalf("open with a lock timeout: %v after %s, want flock.ErrBusy", err, time.Since(start))
+	}
+}
+
+// A ledger that is not held is open only during a call: another handle on the same
+// directory (another process, in practice) appends between two calls of the first, and
+// the first sees it.
+func TestWindowsLetOthersIn(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	mustAppend(t, a, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	mustAppend(t, b, ev(t, ProjectCreated, "other", "", "", EmptyData{}))
+	ps, err := a.Projects()
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("projects seen by the first handle: %v, %v", ps, err)
+	}
+	// A long read works on a checkpoint: appends go on while it runs.
+	n := 0
+	err = a.Log(ctx, Filter{}, func(Event) error {
+		if n == 0 {
+			mustAppend(t, b, ev(t, ProjectCreated, "third", "", "", EmptyData{}))
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("log during an append: %d events, %v (want the 2 of its checkpoint)", n, err)
+	}
+	if h, _ := a.Head(); h.Seq != 3 {
+		t.Fatalf("head after: %d", h.Seq)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), checkpointPrefix) {
+			t.Fatalf("checkpoint %s left behind", e.Name())
+		}
 	}
 }
 

@@ -147,7 +147,7 @@ func TestModel(t *testing.T) {
 			effect()
 		}
 		if i%500 == 0 || i == n-1 {
-			compareModel(t, l.view, m, i)
+			l.in(ctx, func() error { compareModel(t, l.view(), m, i); return nil })
 		}
 	}
 	verifyOK(t, l)

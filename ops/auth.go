@@ -69,7 +69,7 @@ func UpdateAuth(ctx context.Context, root string, fn func(*Auth) error) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	lock, err := flock.Acquire(ctx, filepath.Join(root, "auth.lock"), nil)
+	lock, err := flock.Acquire(ctx, filepath.Join(root, "auth.lock"), flock.Options{})
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -29,14 +31,28 @@ type Instance struct {
 
 // OpenOptions tune Open.
 type OpenOptions struct {
-	// OnWait is told when another process holds the instance for more than a second.
-	OnWait func(what string, pid int)
+	// OnWait is told when another process holds what this one waits for, after a second.
+	OnWait func(what string, holder flock.Holder)
+	// LockTimeout bounds each wait for another process (0: wait); past it the command
+	// fails with KindBusy.
+	LockTimeout time.Duration
+	// Exclusive holds the whole instance for this process: gc, and a server that owns its
+	// root. Without it (every other command) the store is shared with other processes and
+	// the ledger and the store's index are open only for short windows, so that readers
+	// never wait for a writer's work, only for its commits.
+	Exclusive bool
+	// OnError is told of errors no call returns (pebble's background work, the stat cache).
+	OnError func(msg string)
 	// Name is the instance's name in events; default "local".
 	Name string
 }
 
 // Open opens (creating) the standalone instance at root. A new instance gets the project
 // "self".
+//
+// Locks are taken in one order by every process (DESIGN.md, "Many processes"): the store
+// (shared, or exclusive with OpenOptions.Exclusive), then windows of the store's index,
+// then windows of the ledger; windows never nest, so waiting never closes a cycle.
 func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) {
 	if root == "" {
 		return nil, Errorf(KindUsage, "set --root or SWCLI_ROOT", "no instance root given")
@@ -44,45 +60,45 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open instance %s: %w", root, err)
 	}
-	wait := func(what string) func(int) {
+	wait := func(what string) func(flock.Holder) {
 		if opt.OnWait == nil {
 			return nil
 		}
-		return func(pid int) { opt.OnWait(what, pid) }
+		return func(h flock.Holder) { opt.OnWait(what, h) }
 	}
-	// The two databases open side by side: each open syncs several files, which is most of
-	// what a command that changes nothing costs.
-	var l *ledger.Ledger
-	var lerr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l, lerr = ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{OnWait: wait("ledger " + root)})
-	}()
 	st, err := cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
-		OnWait: wait("store " + root), CacheDir: filepath.Join(root, "cache", "stat"),
+		OnWait: wait("store " + root), LockTimeout: opt.LockTimeout, Exclusive: opt.Exclusive,
+		CacheDir: filepath.Join(root, "cache", "stat"), OnError: opt.OnError,
 	})
-	<-done
-	if err != nil || lerr != nil {
-		if l != nil {
-			l.Close()
-		}
-		if st != nil {
-			st.Close()
-		}
-		return nil, errors.Join(lerr, err)
+	if err != nil {
+		return nil, busyErr(err)
+	}
+	l, err := ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{
+		OnWait: wait("ledger " + root), LockTimeout: opt.LockTimeout, Hold: opt.Exclusive, OnError: opt.OnError,
+	})
+	if err != nil {
+		st.Close()
+		return nil, busyErr(err)
 	}
 	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor()}
 	if in.Name == "" {
 		in.Name = "local"
 	}
 	if h, err := l.Head(); err == nil && h.Seq == 0 {
-		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil {
+		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			in.Close()
 			return nil, err
 		}
 	}
 	return in, nil
+}
+
+// busyErr gives a lock wait that timed out its kind.
+func busyErr(err error) error {
+	if errors.Is(err, flock.ErrBusy) {
+		return &Error{Kind: KindBusy, Err: err, Hint: "wait for the other command, or raise --lock-timeout"}
+	}
+	return err
 }
 
 // Actor is user@host for this process.
@@ -129,5 +145,5 @@ func ledgerErr(err error) error {
 	case errors.Is(err, ledger.ErrInvalid):
 		return &Error{Kind: KindUsage, Err: err}
 	}
-	return err
+	return busyErr(err)
 }

@@ -23,7 +23,7 @@ func serveStore(t *testing.T) (admin, user *ops.RemoteStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(ops.NewServer(openInstance(t, root)).Handler())
+	srv := httptest.NewServer(ops.NewServer(openServerInstance(t, root)).Handler())
 	t.Cleanup(srv.Close)
 	a, u := ops.NewRemote("team", srv.URL, adminTok), ops.NewRemote("team", srv.URL, userTok)
 	t.Cleanup(func() { a.Close(); u.Close() })

@@ -32,7 +32,7 @@ const childServerEnv = "SWCLI_TEST_SERVER_ROOT"
 // TestMain doubles as a server process for the kill test.
 func TestMain(m *testing.M) {
 	if root := os.Getenv(childServerEnv); root != "" {
-		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child"})
+		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child", Exclusive: true})
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
@@ -43,6 +43,17 @@ func TestMain(m *testing.M) {
 		select {}
 	}
 	os.Exit(m.Run())
+}
+
+// openServerInstance opens a root as a server does: for itself alone.
+func openServerInstance(t testing.TB, root string) *ops.Instance {
+	t.Helper()
+	in, err := ops.Open(ctx, root, ops.OpenOptions{Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
 }
 
 func openInstance(t testing.TB, root string) *ops.Instance {
@@ -83,7 +94,7 @@ func newCloud(t *testing.T) *cloud {
 }
 
 func (c *cloud) serve(t *testing.T) {
-	in := openInstance(t, c.root)
+	in := openServerInstance(t, c.root)
 	srv := httptest.NewServer(ops.NewServer(in).Handler())
 	t.Cleanup(srv.Close)
 	c.url = srv.URL

@@ -76,7 +76,7 @@ func cached(script string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
 		return "", err
 	}
-	lock, err := flock.Acquire(context.Background(), d+".lock", nil)
+	lock, err := flock.Acquire(context.Background(), d+".lock", flock.Options{})
 	if err != nil {
 		return "", err
 	}

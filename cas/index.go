@@ -1,0 +1,573 @@
+package cas
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/internal/flock"
+)
+
+// The index says where each chunk lives. Invariants:
+//
+//   - Its record is a pebble database (STORE/index, keys in keys.go). A chunk's entry is
+//     written only in a synced batch after the pack that holds it is durable under its
+//     final name (pack.go), so an indexed chunk is always readable.
+//   - Pebble admits one process per database, so unless the store is held (LocalOptions
+//     Hold or Exclusive) the database is open only for a window: one batch of reads or one
+//     commit, under STORE/index.lock, a few milliseconds. Processes queue for windows, never
+//     for each other's work.
+//   - Reads go to a working copy in memory, loaded in one window on first use (restic keeps
+//     its index in memory the same way). It may lack what other processes committed since:
+//     presence checks then store a duplicate (garbage for gc, never a loss), and look-ups
+//     of a chunk the copy lacks ask the database before answering "not found".
+//   - Entries only disappear (gc) while the store is held exclusively, so a location in the
+//     working copy stays valid for as long as this process holds the store at all.
+type index struct {
+	dir  string // STORE
+	opt  LocalOptions
+	held bool
+
+	winMu sync.Mutex // guards db, lock, refs, ready
+	db    *pebble.DB
+	lock  *flock.Lock
+	refs  int
+	ready bool
+
+	mu     sync.RWMutex // guards the working copy
+	loaded bool
+	chunks map[Hash]loc
+	files  map[Hash][]Hash  // multi-chunk files by content hash
+	packs  map[uint64]int64 // sealed packs: size
+}
+
+func newIndex(dir string, opt LocalOptions, held bool) *index {
+	return &index{dir: dir, opt: opt, held: held}
+}
+
+// enter opens the database unless this process has it open; every enter is matched by a
+// leave.
+func (x *index) enter(ctx context.Context) error {
+	x.winMu.Lock()
+	defer x.winMu.Unlock()
+	if x.db == nil {
+		lock, err := flock.Acquire(ctx, filepath.Join(x.dir, "index.lock"), flock.Options{OnWait: x.opt.OnWait, Timeout: x.opt.LockTimeout})
+		if err != nil {
+			return fmt.Errorf("open store index: %w", err)
+		}
+		db, err := pebble.Open(filepath.Join(x.dir, "index"), &pebble.Options{
+			FormatMajorVersion: pebble.FormatNewest,
+			Logger:             logger{x.opt.OnError},
+		})
+		if err != nil {
+			lock.Release()
+			return fmt.Errorf("open store index %s: %w", x.dir, err)
+		}
+		x.db, x.lock = db, lock
+		if !x.ready {
+			if err := x.checkSchema(); err != nil {
+				x.closeLocked()
+				return err
+			}
+			x.ready = true
+		}
+	}
+	x.refs++
+	return nil
+}
+
+func (x *index) leave() error {
+	x.winMu.Lock()
+	defer x.winMu.Unlock()
+	x.refs--
+	if x.refs == 0 && !x.held {
+		return x.closeLocked()
+	}
+	return nil
+}
+
+func (x *index) closeLocked() error {
+	if x.db == nil {
+		return nil
+	}
+	err := x.db.Close()
+	x.lock.Release()
+	x.db, x.lock = nil, nil
+	return err
+}
+
+// close closes a held database.
+func (x *index) close() error {
+	x.winMu.Lock()
+	defer x.winMu.Unlock()
+	x.held = false
+	return x.closeLocked()
+}
+
+// in runs fn with the database open.
+func (x *index) in(ctx context.Context, fn func(db *pebble.DB) error) error {
+	if err := x.enter(ctx); err != nil {
+		return err
+	}
+	err := fn(x.db)
+	if lerr := x.leave(); err == nil && lerr != nil {
+		err = fmt.Errorf("close store index: %w", lerr)
+	}
+	return err
+}
+
+func (x *index) checkSchema() error {
+	v, closer, err := x.db.Get([]byte{prefixVersion})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return x.db.Set([]byte{prefixVersion}, binary.AppendUvarint(nil, indexSchema), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read store schema: %w", err)
+	}
+	defer closer.Close()
+	got, n := binary.Uvarint(v)
+	if n <= 0 || got != indexSchema {
+		return fmt.Errorf("store %s has index schema %d; this swcli reads schema %d", x.dir, got, indexSchema)
+	}
+	return nil
+}
+
+// load reads the database into the working copy, once.
+func (x *index) load(ctx context.Context) error {
+	x.mu.RLock()
+	ok := x.loaded
+	x.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.loaded {
+		return nil
+	}
+	chunks := map[Hash]loc{}
+	files := map[Hash][]Hash{}
+	packs := map[uint64]int64{}
+	err := x.in(ctx, func(db *pebble.DB) error {
+		if err := scanChunks(db, func(h Hash, l loc) error { chunks[h] = l; return nil }); err != nil {
+			return err
+		}
+		if err := scanPrefix(db, prefixPack, func(k, v []byte) error {
+			size, _ := binary.Uvarint(v)
+			packs[binary.BigEndian.Uint64(k[1:])] = int64(size)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return scanPrefix(db, prefixFile, func(k, v []byte) error {
+			if cs, ok := decodeHashes(v); ok {
+				files[Hash(k[1:])] = cs
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load store index: %w", err)
+	}
+	x.chunks, x.files, x.packs, x.loaded = chunks, files, packs, true
+	return nil
+}
+
+// get returns where the working copy says h lives.
+func (x *index) get(h Hash) (loc, bool) {
+	x.mu.RLock()
+	l, ok := x.chunks[h]
+	x.mu.RUnlock()
+	return l, ok
+}
+
+// fetch asks the database for the chunks of hs the working copy lacks (committed by
+// another process since it was loaded), adds what it finds, and returns it.
+func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
+	found := map[Hash]loc{}
+	if len(hs) == 0 {
+		return found, nil
+	}
+	sorted := slices.Clone(hs)
+	slices.SortFunc(sorted, Hash.Compare)
+	err := x.in(ctx, func(db *pebble.DB) error {
+		lo, hi := prefixBounds(prefixChunk)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for i, h := range sorted {
+			if i%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := chunkKey(h)
+			if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
+				l, ok := decodeLoc(it.Value())
+				if !ok {
+					return &CorruptError{Hash: h, Reason: "unreadable index entry"}
+				}
+				found[h] = l
+			}
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(found) > 0 {
+		x.mu.Lock()
+		for h, l := range found {
+			x.chunks[h] = l
+		}
+		x.mu.Unlock()
+	}
+	return found, nil
+}
+
+// commitPack records a durable pack and its chunks: one synced batch, then the working copy.
+func (x *index) commitPack(ctx context.Context, num uint64, size int64, chunks map[Hash]loc) error {
+	err := x.in(ctx, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		defer b.Close()
+		for h, l := range chunks {
+			if err := b.Set(chunkKey(h), l.encode(), nil); err != nil {
+				return err
+			}
+		}
+		meta := binary.AppendUvarint(nil, uint64(size))
+		meta = binary.AppendUvarint(meta, uint64(len(chunks)))
+		if err := b.Set(packKey(num), meta, nil); err != nil {
+			return err
+		}
+		return b.Commit(pebble.Sync)
+	})
+	if err != nil {
+		return fmt.Errorf("index pack %016x: %w", num, err)
+	}
+	x.mu.Lock()
+	for h, l := range chunks {
+		x.chunks[h] = l
+	}
+	x.packs[num] = size
+	x.mu.Unlock()
+	return nil
+}
+
+// putFiles records multi-chunk files. They are a cache of what the manifests say, so the
+// batch is not synced.
+func (x *index) putFiles(ctx context.Context, files []fileRecord) error {
+	err := x.in(ctx, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		defer b.Close()
+		for _, r := range files {
+			if err := b.Set(fileKey(r.hash), encodeHashes(r.chunks), nil); err != nil {
+				return err
+			}
+		}
+		return b.Commit(pebble.NoSync)
+	})
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	for _, r := range files {
+		x.files[r.hash] = r.chunks
+	}
+	x.mu.Unlock()
+	return nil
+}
+
+// fileChunks returns the chunk list of a multi-chunk file by its content hash.
+func (x *index) fileChunks(h Hash) ([]Hash, bool) {
+	x.mu.RLock()
+	cs, ok := x.files[h]
+	x.mu.RUnlock()
+	return cs, ok
+}
+
+// deleteChunks drops chunks from the index (gc; the store is held exclusively).
+func (x *index) deleteChunks(ctx context.Context, hs []Hash) error {
+	err := x.in(ctx, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		defer b.Close()
+		for _, h := range hs {
+			if err := b.Delete(chunkKey(h), nil); err != nil {
+				return err
+			}
+		}
+		return b.Commit(pebble.Sync)
+	})
+	if err != nil {
+		return fmt.Errorf("delete chunks: %w", err)
+	}
+	x.mu.Lock()
+	for _, h := range hs {
+		delete(x.chunks, h)
+	}
+	x.mu.Unlock()
+	return nil
+}
+
+// deletePacks drops packs, and any chunk entry still naming them, from the index.
+func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
+	drop := map[uint64]bool{}
+	for _, n := range nums {
+		drop[n] = true
+	}
+	var gone []Hash
+	err := x.in(ctx, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		defer b.Close()
+		err := scanChunks(db, func(h Hash, l loc) error {
+			if drop[l.pack] {
+				gone = append(gone, h)
+				return b.Delete(chunkKey(h), nil)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, n := range nums {
+			if err := b.Delete(packKey(n), nil); err != nil {
+				return err
+			}
+		}
+		return b.Commit(pebble.Sync)
+	})
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	if x.loaded {
+		for _, h := range gone {
+			delete(x.chunks, h)
+		}
+		for _, n := range nums {
+			delete(x.packs, n)
+		}
+	}
+	x.mu.Unlock()
+	return nil
+}
+
+// snapshot returns the working copy's chunks (Walk, gc).
+func (x *index) snapshot() map[Hash]loc {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[Hash]loc, len(x.chunks))
+	for h, l := range x.chunks {
+		out[h] = l
+	}
+	return out
+}
+
+// packSizes returns the sealed packs and their sizes.
+func (x *index) packSizes() map[uint64]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[uint64]int64, len(x.packs))
+	for n, s := range x.packs {
+		out[n] = s
+	}
+	return out
+}
+
+func scanPrefix(db pebble.Reader, p byte, fn func(k, v []byte) error) error {
+	lo, hi := prefixBounds(p)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+func scanChunks(db pebble.Reader, fn func(Hash, loc) error) error {
+	return scanPrefix(db, prefixChunk, func(k, v []byte) error {
+		h := Hash(k[1:])
+		l, ok := decodeLoc(v)
+		if !ok {
+			return &CorruptError{Hash: h, Reason: "unreadable index entry"}
+		}
+		return fn(h, l)
+	})
+}
+
+func encodeHashes(hs []Hash) []byte {
+	v := make([]byte, 0, len(hs)*HashSize)
+	for _, h := range hs {
+		v = append(v, h[:]...)
+	}
+	return v
+}
+
+func decodeHashes(v []byte) ([]Hash, bool) {
+	if len(v) == 0 || len(v)%HashSize != 0 {
+		return nil, false
+	}
+	out := make([]Hash, len(v)/HashSize)
+	for i := range out {
+		out[i] = Hash(v[i*HashSize:])
+	}
+	return out, true
+}
+
+// Recovery. It runs at open, and only while the store is held exclusively: then no other
+// process is writing a pack, so an unfinished pack is a crashed writer's.
+
+// recover deletes unfinished packs, re-indexes complete packs the index does not know, and
+// drops index entries of packs that are gone.
+func (s *Local) recover(ctx context.Context) error {
+	dir := filepath.Join(s.dir, "packs")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	onDisk := map[uint64]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+			continue
+		}
+		if n, ok := packNum(name); ok {
+			onDisk[n] = true
+		}
+	}
+	known := map[uint64]bool{}
+	if err := s.idx.in(ctx, func(db *pebble.DB) error {
+		return scanPrefix(db, prefixPack, func(k, _ []byte) error {
+			known[binary.BigEndian.Uint64(k[1:])] = true
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	var gone []uint64
+	for n := range known {
+		if !onDisk[n] {
+			gone = append(gone, n)
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.idx.deletePacks(ctx, gone); err != nil {
+			return err
+		}
+	}
+	for n := range onDisk {
+		if !known[n] {
+			if err := s.reindex(ctx, n); err != nil {
+				return fmt.Errorf("re-index pack %016x: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// packNum parses a sealed pack's file name.
+func packNum(name string) (uint64, bool) {
+	num, ok := strings.CutSuffix(name, ".pack")
+	if !ok || len(num) != 16 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(num, 16, 64)
+	return n, err == nil
+}
+
+// reindex reads a complete pack the index does not know and indexes every entry that
+// verifies; an entry that does not is left out, with the rest of the pack after it.
+func (s *Local) reindex(ctx context.Context, n uint64) error {
+	f, err := os.Open(s.packPath(n))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, packWriterBuf)
+	magic := make([]byte, len(packMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != packMagic {
+		return os.Remove(s.packPath(n))
+	}
+	chunks := map[Hash]loc{}
+	off := int64(len(packMagic))
+	var hdr [entryHeader]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			break
+		}
+		h := Hash(hdr[:HashSize])
+		enc := Encoding(hdr[HashSize])
+		size := int64(binary.BigEndian.Uint32(hdr[HashSize+1:]))
+		stored := int64(binary.BigEndian.Uint32(hdr[HashSize+5:]))
+		if stored > MaxBlob {
+			break
+		}
+		data := make([]byte, stored)
+		if _, err := io.ReadFull(r, data); err != nil {
+			break
+		}
+		if enc == EncGroup {
+			g, err := VerifyGroup(h, Raw{Enc: EncGroup, Len: size, Data: data})
+			if err != nil {
+				break
+			}
+			for i, c := range g.hashes {
+				chunks[c] = loc{pack: n, off: off + entryHeader, stored: stored, size: g.sizes[i], enc: EncGroup, inner: g.offs[i]}
+			}
+		} else {
+			if _, err := Decode(h, Raw{Enc: enc, Len: size, Data: data}, nil); err != nil {
+				break
+			}
+			chunks[h] = loc{pack: n, off: off + entryHeader, stored: stored, size: size, enc: enc}
+		}
+		off += entryHeader + stored
+	}
+	return s.idx.in(ctx, func(db *pebble.DB) error {
+		b := db.NewBatch()
+		defer b.Close()
+		for h, l := range chunks {
+			if err := b.Set(chunkKey(h), l.encode(), nil); err != nil {
+				return err
+			}
+		}
+		meta := binary.AppendUvarint(nil, uint64(off))
+		meta = binary.AppendUvarint(meta, uint64(len(chunks)))
+		if err := b.Set(packKey(n), meta, nil); err != nil {
+			return err
+		}
+		return b.Commit(pebble.Sync)
+	})
+}
+
+// logger keeps pebble's informational chatter off the terminal and hands its errors (a
+// failed background flush or compaction, which no call returns) to LocalOptions.OnError.
+type logger struct{ onError func(string) }
+
+func (logger) Infof(string, ...interface{}) {}
+func (l logger) Errorf(format string, args ...interface{}) {
+	if l.onError != nil {
+		l.onError(fmt.Sprintf(format, args...))
+	}
+}
+func (logger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}

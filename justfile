@@ -27,3 +27,7 @@ bench-go:
 # The main job end to end on a throwaway local instance.
 demo:
     bash scripts/demo.sh
+
+# runtime list beside a --gen-all-bundles build of ml-v1 in the same root (issue 14's figure).
+bench-locks:
+    go run ./bench/cmd/lockbench

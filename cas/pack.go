@@ -21,8 +21,10 @@ import (
 //
 //   - It is written as <n>.tmp, and once full (packTarget) or flushed it is synced, renamed
 //     to <n>.pack and the directory synced; only then are its chunks indexed (index.go).
+//
 //   - Several processes write packs at once: a pack number is taken by creating <n>.tmp
 //     with O_EXCL where no <n>.pack exists, so two writers never share a number.
+//
 //   - A sealed pack is never written again; only gc (repack.go) deletes it.
 const (
 	packMagic     = "SWPACK1\n"

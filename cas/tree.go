@@ -324,7 +324,7 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 }
 
 type worker struct {
-	in    *ingest
+	in  *ingest
 	buf []byte // file contents, up to inMemoryLimit
 	ch  *Chunker
 

@@ -6,6 +6,11 @@ import (
 	"fmt"
 )
 
+// packOrderer is a store that can sort hashes the way its chunks lie (Local).
+type packOrderer interface {
+	InPackOrder(ctx context.Context, hs []Hash) error
+}
+
 // VerifyReport is what VerifyAll found.
 type VerifyReport struct {
 	Chunks  int64
@@ -29,7 +34,7 @@ func VerifyAll(ctx context.Context, st interface {
 	}); err != nil {
 		return r, err
 	}
-	if l, ok := st.(*Local); ok { // read each compressed group once
+	if l, ok := st.(packOrderer); ok { // read each compressed group once
 		hs := make([]Hash, len(infos))
 		size := make(map[Hash]int64, len(infos))
 		for i, ci := range infos {

@@ -11,20 +11,19 @@ import (
 	"strings"
 )
 
-// Pack files and their writer. Invariants:
+// Pack files and their writer. A pack is STORE/packs/<16 hex digits>.pack: a header, then
+// entries, each self-describing so that a pack the index does not know can be re-indexed
+// by reading it:
 //
-//   - A pack is STORE/packs/<16 hex digits>.pack: a header, then entries, each
-//     self-describing so that a pack the index does not know can be re-indexed by reading it:
+//	header  "SWPACK1\n"
+//	entry   hash[32] encoding[1] contentLen[4] storedLen[4] stored bytes
 //
-//     header  "SWPACK1\n"
-//     entry   hash[32] encoding[1] contentLen[4] storedLen[4] stored bytes
-//
-//   - It is written as <n>.tmp, and once full (packTarget) or flushed it is synced, renamed
-//     to <n>.pack and the directory synced; only then are its chunks indexed (index.go).
-//
+// Invariants:
+//   - A pack is written as <n>.tmp, and once full (packTarget) or flushed it is synced,
+//     renamed to <n>.pack and the directory synced; only then are its chunks indexed
+//     (index.go).
 //   - Several processes write packs at once: a pack number is taken by creating <n>.tmp
 //     with O_EXCL where no <n>.pack exists, so two writers never share a number.
-//
 //   - A sealed pack is never written again; only gc (repack.go) deletes it.
 const (
 	packMagic     = "SWPACK1\n"

@@ -35,7 +35,7 @@ func (c *RtCopyCmd) Run(e *env) error {
 	defer srcEP.Close()
 	var dstEP ops.Endpoint
 	var dstProject string
-	if l, ok := srcEP.(ops.Local); ok && dstURI.Instance.IsLocal(cfg.CurrentInstance) {
+	if l, ok := srcEP.(ops.LocalEndpoint); ok && dstURI.Instance.IsLocal(cfg.CurrentInstance) {
 		// One standalone instance: both sides share it (it is opened once).
 		dstEP, dstProject = l, dstURI.Project
 		if dstProject == "" {

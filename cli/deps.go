@@ -100,46 +100,13 @@ func (e *env) restoreDir(target string) (string, error) {
 }
 
 // endpoint opens the instance a project URI names: the standalone one, or a server the
-// user logged in to. The project defaults to the instance's selected one.
+// user logged in to (ops.OpenEndpoint). The project defaults to the instance's selected one.
 func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
 	cfg, err := e.config()
 	if err != nil {
 		return nil, "", err
 	}
-	if u.Instance.IsLocal(cfg.CurrentInstance) {
-		in, err := e.open()
-		if err != nil {
-			return nil, "", err
-		}
-		p := u.Project
-		if p == "" {
-			p = cfg.Project("local")
-		}
-		return ops.Local{In: in}, p, nil
-	}
-	alias := u.Instance.Alias
-	if alias == "" && u.Instance.URL == "" {
-		alias = cfg.CurrentInstance
-	}
-	if u.Instance.URL != "" {
-		for a, ic := range cfg.Instances {
-			if ic.URL == u.Instance.URL {
-				alias = a
-			}
-		}
-		if alias == "" {
-			return nil, "", ops.Errorf(ops.KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME --token TOKEN", "not logged in to %s", u.Instance.URL)
-		}
-	}
-	ic := cfg.Instances[alias]
-	if ic == nil || ic.URL == "" {
-		return nil, "", ops.Errorf(ops.KindUsage, "'swcli instance list' shows the instances; 'swcli instance login' adds one", "unknown instance %q", alias)
-	}
-	p := u.Project
-	if p == "" {
-		p = cfg.Project(alias)
-	}
-	return ops.NewRemote(alias, ic.URL, ic.Token), p, nil
+	return ops.OpenEndpoint(cfg, u, e.open)
 }
 
 // runtimeEndpoint parses a runtime URI and opens its instance.

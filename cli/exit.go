@@ -50,7 +50,7 @@ func exitCode(err error) int {
 		return ExitInvalid
 	case ops.KindEnv:
 		return ExitEnv
-	case ops.KindAuth:
+	case ops.KindAuth, ops.KindForbidden:
 		return ExitAuth
 	case ops.KindRemote:
 		return ExitRemote

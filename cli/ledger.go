@@ -2,10 +2,10 @@ package cli
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/swcli/swcli/ledger"
@@ -153,7 +153,7 @@ func (c *LedgerReplayCmd) Run(e *env) error {
 		return err
 	}
 	vs, _, err := snap.Versions(project, "", ledger.ListOptions{})
-	if err != nil && !strings.Contains(err.Error(), "not found") {
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return err
 	}
 	if e.jsonOut() {

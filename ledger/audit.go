@@ -225,8 +225,9 @@ func (l *Ledger) replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
 		hint = int(min(to.Seq, head.Seq))
 	}
 	kv := newMemKV(hint)
-	st := state{kv: kv}
-	snap := &Snapshot{view: view{kv: kv}, kv: kv}
+	mp := memProjections{kv}
+	st := state{p: mp}
+	snap := &Snapshot{view: view{kv: kv, p: mp}, kv: kv}
 	errStop := fmt.Errorf("stop")
 	err = l.scanEvents(ctx, 1, to.Seq, true, func(e *Event) error {
 		if !to.Time.IsZero() && e.Time.After(to.Time) {

@@ -254,7 +254,8 @@ func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 	}
 	b := l.db.NewIndexedBatch()
 	defer b.Close()
-	st := state{kv: &batchKV{readerKV: readerKV{b}, b: b}}
+	bkv := &batchKV{readerKV: readerKV{b}, b: b}
+	st := state{p: kvProjections{bkv}}
 	out := make([]Event, len(events))
 	for i, e := range events {
 		head.Seq++
@@ -286,6 +287,9 @@ func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 	hv = append(hv, head.Hash[:]...)
 	if err := b.Set([]byte{keyHead}, hv, nil); err != nil {
 		return nil, err
+	}
+	if bkv.err != nil {
+		return nil, fmt.Errorf("write ledger batch: %w", bkv.err)
 	}
 	if err := b.Commit(l.sync); err != nil {
 		return nil, fmt.Errorf("commit ledger: %w", err)
@@ -356,14 +360,25 @@ func (k readerKV) scan(p []byte, fn func(k, v []byte) error) error {
 	return it.Close()
 }
 
-// batchKV reads through an indexed batch and writes into it.
+// batchKV reads through an indexed batch and writes into it, keeping the first write error
+// for the commit to return.
 type batchKV struct {
 	readerKV
-	b *pebble.Batch
+	b   *pebble.Batch
+	err error
 }
 
-func (k *batchKV) set(key, v []byte) { k.b.Set(key, v, nil) }
-func (k *batchKV) del(key []byte)    { k.b.Delete(key, nil) }
+func (k *batchKV) set(key, v []byte) {
+	if err := k.b.Set(key, v, nil); err != nil && k.err == nil {
+		k.err = err
+	}
+}
+
+func (k *batchKV) del(key []byte) {
+	if err := k.b.Delete(key, nil); err != nil && k.err == nil {
+		k.err = err
+	}
+}
 
 // memKV holds projections in memory: what replay builds. Versions, runtimes and projects
 // are kept as objects (state reads and writes them directly, the hot path of replay) and

@@ -10,11 +10,14 @@ import (
 
 // Queries read the projections only; none replays events. A view answers them over the
 // database (Ledger) or over a replayed state (Snapshot).
-type view struct{ kv kv }
+type view struct {
+	kv kv          // scanned by listings
+	p  projections // read by look-ups
+}
 
 // Project returns a project, or an error wrapping ErrNotFound (removed projects too).
 func (l view) Project(name string) (*Project, error) {
-	p, err := state(l).project(name)
+	p, err := l.p.project(name)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +42,7 @@ func (l view) Projects() ([]*Project, error) {
 
 // Runtime returns a runtime of a project, or an error wrapping ErrNotFound.
 func (l view) Runtime(project, name string) (*Runtime, error) {
-	r, err := state(l).runtime(project, name)
+	r, err := l.p.runtime(project, name)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +169,7 @@ func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version,
 	if err != nil {
 		return nil, err
 	}
-	s := state(l)
+	s := l.p
 	found := func(v *Version) *Version { v.Latest = v.ID == rt.Latest; return v }
 	if v, err := s.version(project, runtime, ref); err != nil {
 		return nil, err

@@ -121,7 +121,9 @@ func IsBuiltinTag(tag string) bool {
 	return true
 }
 
-// kv is what the apply rules read and write: the database under a batch, or memory.
+// kv is a sorted key-value space: the database (queries), an indexed batch (Append) or
+// the replay's memory. Queries scan it; apply never touches it directly, only through
+// projections.
 type kv interface {
 	get(k []byte) ([]byte, bool, error)
 	set(k, v []byte)
@@ -130,133 +132,8 @@ type kv interface {
 	scan(p []byte, fn func(k, v []byte) error) error
 }
 
-type state struct{ kv kv }
-
-func (s state) project(name string) (*Project, error) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [128]byte
-		p, _ := mk.m[string(appendKey(buf[:0], keyProject, name))].(*Project)
-		return p, nil
-	}
-	b, ok, err := s.kv.get(projectKey(name))
-	if err != nil || !ok {
-		return nil, err
-	}
-	return decodeProject(b)
-}
-
-func (s state) runtime(p, r string) (*Runtime, error) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [256]byte
-		x, _ := mk.m[string(appendKey(buf[:0], keyRuntime, p, r))].(*Runtime)
-		return x, nil
-	}
-	b, ok, err := s.kv.get(runtimeKey(p, r))
-	if err != nil || !ok {
-		return nil, err
-	}
-	return decodeRuntime(b)
-}
-
-func (s state) version(p, r, id string) (*Version, error) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [256]byte
-		v, _ := mk.m[string(appendKey(buf[:0], keyVersion, p, r, id))].(*Version)
-		return v, nil
-	}
-	b, ok, err := s.kv.get(versionKey(p, r, id))
-	if err != nil || !ok {
-		return nil, err
-	}
-	return decodeVersion(b)
-}
-
-// putVersion writes a version under its id and, for listing in one pass, under its place
-// in the runtime's newest-first order.
-func (s state) putVersion(v *Version) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [256]byte
-		mk.put(appendKey(buf[:0], keyVersion, v.Project, v.Runtime, v.ID), v) // 'o': memKV.derive
-		return
-	}
-	b := encodeVersion(v)
-	s.kv.set(versionKey(v.Project, v.Runtime, v.ID), b)
-	s.kv.set(orderKey(v.Project, v.Runtime, v.Seq), b)
-}
-
-func (s state) putProject(p *Project) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [128]byte
-		mk.put(appendKey(buf[:0], keyProject, p.Name), p)
-		return
-	}
-	s.kv.set(projectKey(p.Name), encodeProject(p))
-}
-
-func (s state) putRuntime(r *Runtime) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [256]byte
-		mk.put(appendKey(buf[:0], keyRuntime, r.Project, r.Name), r)
-		return
-	}
-	s.kv.set(runtimeKey(r.Project, r.Name), encodeRuntime(r))
-}
-
-func (s state) versions(p, r string) ([]*Version, error) {
-	var out []*Version
-	err := s.kv.scan(runtimePrefix(keyVersion, p, r), func(_, v []byte) error {
-		x, err := decodeVersion(v)
-		out = append(out, x)
-		return err
-	})
-	return out, err
-}
-
-// setTag points a user tag at a version.
-func (s state) setTag(p, r, tag, id string) {
-	if mk, ok := s.kv.(*memKV); ok {
-		var buf [256]byte
-		k := appendKey(buf[:0], keyTag, p, r, tag)
-		if cur, ok := mk.m[string(k)].(*string); ok {
-			*cur = id
-			return
-		}
-		mk.m[string(k)] = &id
-		return
-	}
-	s.kv.set(tagKey(p, r, tag), []byte(id))
-}
-
-// setBuiltin points latest or a vN tag at a version. Replay leaves these out: they follow
-// from the runtimes and versions (memKV.derive).
-func (s state) setBuiltin(p, r, tag, id string) {
-	if _, ok := s.kv.(*memKV); !ok {
-		s.kv.set(tagKey(p, r, tag), []byte(id))
-	}
-}
-
-// delDerived deletes an order or built-in tag entry (replay derives them instead).
-func (s state) delDerived(key []byte) {
-	if _, ok := s.kv.(*memKV); !ok {
-		s.kv.del(key)
-	}
-}
-
-func (s state) tag(p, r, tag string) (string, bool, error) {
-	if mk, ok := s.kv.(*memKV); ok {
-		if IsBuiltinTag(tag) { // apply never asks for these: it refuses them as user tags
-			mk.derive()
-		}
-		var buf [256]byte
-		id, ok := mk.m[string(appendKey(buf[:0], keyTag, p, r, tag))].(*string)
-		if !ok {
-			return "", false, nil
-		}
-		return *id, true, nil
-	}
-	b, ok, err := s.kv.get(tagKey(p, r, tag))
-	return string(b), ok, err
-}
+// state is the apply rules over a set of projections.
+type state struct{ p projections }
 
 // apply is the one place that says what each event does to the projections; Append and
 // replay both use it.
@@ -269,7 +146,7 @@ func (s state) apply(e *Event) error {
 	if !ValidName(e.Project) {
 		return fmt.Errorf("%w: project name %q", ErrInvalid, e.Project)
 	}
-	proj, err := s.project(e.Project)
+	proj, err := s.p.project(e.Project)
 	if err != nil {
 		return err
 	}
@@ -278,20 +155,20 @@ func (s state) apply(e *Event) error {
 		if proj != nil && !proj.Removed {
 			return fmt.Errorf("%w: project %s exists", ErrConflict, e.Project)
 		}
-		s.putProject(&Project{Name: e.Project, Created: e.Time, Seq: e.Seq})
+		s.p.putProject(&Project{Name: e.Project, Created: e.Time, Seq: e.Seq})
 		return nil
 	case ProjectRemoved:
 		if proj == nil || proj.Removed {
 			return fmt.Errorf("%w: project %s", ErrNotFound, e.Project)
 		}
 		proj.Removed = true
-		s.putProject(proj)
+		s.p.putProject(proj)
 		return nil
 	}
 	if proj == nil || proj.Removed {
 		return fmt.Errorf("%w: project %s", ErrNotFound, e.Project)
 	}
-	rt, err := s.runtime(e.Project, e.Runtime)
+	rt, err := s.p.runtime(e.Project, e.Runtime)
 	if err != nil {
 		return err
 	}
@@ -301,7 +178,7 @@ func (s state) apply(e *Event) error {
 		}
 		rt = &Runtime{Project: e.Project, Name: e.Runtime, Created: e.Time, Seq: e.Seq}
 	}
-	defer s.putRuntime(rt)
+	defer s.p.putRuntime(rt)
 
 	switch e.Type {
 	case RuntimeCreated:
@@ -318,7 +195,7 @@ func (s state) apply(e *Event) error {
 	// The rest act on one version, or on every version when Version is empty.
 	var targets []*Version
 	if e.Version != "" {
-		v, err := s.version(e.Project, e.Runtime, e.Version)
+		v, err := s.p.version(e.Project, e.Runtime, e.Version)
 		if err != nil {
 			return err
 		}
@@ -327,7 +204,7 @@ func (s state) apply(e *Event) error {
 		}
 		targets = []*Version{v}
 	} else if e.Type == RuntimeRemoved || e.Type == RuntimePurged || e.Type == RuntimeRecovered {
-		if targets, err = s.versions(e.Project, e.Runtime); err != nil {
+		if targets, err = s.p.versions(e.Project, e.Runtime); err != nil {
 			return err
 		}
 	} else {
@@ -353,10 +230,10 @@ func (s state) apply(e *Event) error {
 		for _, tag := range d.Tags {
 			if i := slices.Index(v.Tags, tag); i >= 0 {
 				v.Tags = slices.Delete(v.Tags, i, i+1)
-				s.kv.del(tagKey(v.Project, v.Runtime, tag))
+				s.p.deleteTag(v.Project, v.Runtime, tag)
 			}
 		}
-		s.putVersion(v)
+		s.p.putVersion(v)
 		return nil
 	case RuntimeRemoved:
 		return s.move(targets, StatusLive, StatusRemoved, e.Version != "")
@@ -372,15 +249,15 @@ func (s state) apply(e *Event) error {
 			}
 			v.Status = StatusPurged
 			for _, tag := range v.Tags {
-				s.kv.del(tagKey(v.Project, v.Runtime, tag))
+				s.p.deleteTag(v.Project, v.Runtime, tag)
 			}
 			v.Tags = nil
 			if rt.Latest == v.ID {
 				rt.Latest = ""
-				s.delDerived(tagKey(v.Project, v.Runtime, "latest"))
+				s.p.deleteBuiltin(v.Project, v.Runtime, "latest")
 			}
-			s.delDerived(tagKey(v.Project, v.Runtime, vnTag(v.VN)))
-			s.putVersion(v)
+			s.p.deleteBuiltin(v.Project, v.Runtime, vnTag(v.VN))
+			s.p.putVersion(v)
 		}
 		return nil
 	}
@@ -393,7 +270,7 @@ func (s state) move(targets []*Version, from, to Status, named bool) error {
 	for _, v := range targets {
 		if v.Status == from {
 			v.Status = to
-			s.putVersion(v)
+			s.p.putVersion(v)
 		} else if named {
 			return fmt.Errorf("%w: version %s is %s", ErrConflict, v.ID, v.Status)
 		}
@@ -420,18 +297,18 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	} else if err := e.Decode(&d); err != nil {
 		return err
 	}
-	v, err := s.version(e.Project, e.Runtime, e.Version)
+	v, err := s.p.version(e.Project, e.Runtime, e.Version)
 	if err != nil {
 		return err
 	}
 	if v == nil || v.Status == StatusPurged {
 		if v != nil {
-			s.delDerived(orderKey(v.Project, v.Runtime, v.Seq))
+			s.p.deleteOrder(v.Project, v.Runtime, v.Seq)
 		}
 		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
 			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
 		rt.NextVN++
-		s.setBuiltin(v.Project, v.Runtime, vnTag(v.VN), v.ID)
+		s.p.setBuiltin(v.Project, v.Runtime, vnTag(v.VN), v.ID)
 	}
 	v.Status = StatusLive
 	v.Updated = e.Time
@@ -440,11 +317,11 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	if rt.Mode == "" {
 		rt.Mode = d.Mode
 	}
-	s.setBuiltin(v.Project, v.Runtime, "latest", v.ID)
+	s.p.setBuiltin(v.Project, v.Runtime, "latest", v.ID)
 	if len(tags) > 0 {
 		return s.addTags(v, tags)
 	}
-	s.putVersion(v)
+	s.p.putVersion(v)
 	return nil
 }
 
@@ -464,22 +341,22 @@ func (s state) addTags(v *Version, tags []string) error {
 		if slices.Contains(v.Tags, tag) {
 			continue
 		}
-		if old, ok, err := s.tag(v.Project, v.Runtime, tag); err != nil {
+		if old, ok, err := s.p.tag(v.Project, v.Runtime, tag); err != nil {
 			return err
 		} else if ok && old != v.ID {
-			ov, err := s.version(v.Project, v.Runtime, old)
+			ov, err := s.p.version(v.Project, v.Runtime, old)
 			if err != nil {
 				return err
 			}
 			if ov != nil {
 				ov.Tags = slices.DeleteFunc(ov.Tags, func(t string) bool { return t == tag })
-				s.putVersion(ov)
+				s.p.putVersion(ov)
 			}
 		}
 		v.Tags = append(v.Tags, tag)
-		s.setTag(v.Project, v.Runtime, tag, v.ID)
+		s.p.setTag(v.Project, v.Runtime, tag, v.ID)
 	}
 	slices.Sort(v.Tags)
-	s.putVersion(v)
+	s.p.putVersion(v)
 	return nil
 }

@@ -17,7 +17,10 @@ import (
 
 // The queries, each in one window (see Ledger).
 
-func (l *Ledger) view() view { return view{kv: dbKV{readerKV{l.db}}} }
+func (l *Ledger) view() view {
+	kv := dbKV{readerKV{l.db}}
+	return view{kv: kv, p: kvProjections{kv}}
+}
 
 // inView runs a query in a window.
 func inView[T any](l *Ledger, q func(view) (T, error)) (out T, err error) {

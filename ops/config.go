@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 )
@@ -87,4 +88,56 @@ func (c *Config) Project(instance string) string {
 		return ic.CurrentProject
 	}
 	return "self"
+}
+
+// AliasFor returns the alias logged in to url ("" if none); when several are, the first
+// by name, so that the same config always gives the same answer.
+func (c *Config) AliasFor(url string) string {
+	var found []string
+	for a, ic := range c.Instances {
+		if ic != nil && ic.URL == url {
+			found = append(found, a)
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	slices.Sort(found)
+	return found[0]
+}
+
+// OpenEndpoint opens the instance a project URI names: the standalone one (through
+// openLocal), or a server the user logged in to. The project defaults to the instance's
+// selected one.
+func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)) (Endpoint, string, error) {
+	if u.Instance.IsLocal(cfg.CurrentInstance) {
+		in, err := openLocal()
+		if err != nil {
+			return nil, "", err
+		}
+		p := u.Project
+		if p == "" {
+			p = cfg.Project("local")
+		}
+		return LocalEndpoint{In: in}, p, nil
+	}
+	alias := u.Instance.Alias
+	if alias == "" && u.Instance.URL == "" {
+		alias = cfg.CurrentInstance
+	}
+	if u.Instance.URL != "" {
+		alias = cfg.AliasFor(u.Instance.URL)
+		if alias == "" {
+			return nil, "", Errorf(KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME --token TOKEN", "not logged in to %s", u.Instance.URL)
+		}
+	}
+	ic := cfg.Instances[alias]
+	if ic == nil || ic.URL == "" {
+		return nil, "", Errorf(KindUsage, "'swcli instance list' shows the instances; 'swcli instance login' adds one", "unknown instance %q", alias)
+	}
+	p := u.Project
+	if p == "" {
+		p = cfg.Project(alias)
+	}
+	return NewRemote(alias, ic.URL, ic.Token), p, nil
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Endpoint is an instance as the runtime commands and copy see it: the standalone one
-// (Local) or a server reached over HTTP (Remote). The server's handlers call a Local.
+// (LocalEndpoint) or a server reached over HTTP (Remote). The server's handlers call a
+// LocalEndpoint.
 type Endpoint interface {
 	Name() string // local, or cloud://ALIAS
 
@@ -113,20 +114,20 @@ func FromDTO(d VersionDTO) *ledger.Version {
 }
 
 // Local is the Endpoint of an open standalone instance.
-type Local struct{ In *Instance }
+type LocalEndpoint struct{ In *Instance }
 
-var _ Endpoint = Local{}
+var _ Endpoint = LocalEndpoint{}
 
-func (l Local) Name() string { return l.In.Name }
+func (l LocalEndpoint) Name() string { return l.In.Name }
 
-func (l Local) project(p string) error {
+func (l LocalEndpoint) project(p string) error {
 	if _, err := l.In.Ledger.Project(p); err != nil {
 		return Errorf(KindNotFound, "'swcli project list' shows the projects", "no project %s on %s", p, l.In.Name)
 	}
 	return nil
 }
 
-func (l Local) runtime(p, r string) error {
+func (l LocalEndpoint) runtime(p, r string) error {
 	if err := l.project(p); err != nil {
 		return err
 	}
@@ -136,7 +137,7 @@ func (l Local) runtime(p, r string) error {
 	return nil
 }
 
-func (l Local) Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error) {
+func (l LocalEndpoint) Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error) {
 	if err := l.project(project); err != nil {
 		return nil, 0, err
 	}
@@ -149,7 +150,7 @@ func (l Local) Versions(ctx context.Context, project, runtime string, opt ledger
 	return vs, n, ledgerErr(err)
 }
 
-func (l Local) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
+func (l LocalEndpoint) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
 	if err := l.runtime(project, runtime); err != nil {
 		return nil, err
 	}
@@ -157,49 +158,49 @@ func (l Local) History(ctx context.Context, project, runtime string) ([]*ledger.
 	return vs, ledgerErr(err)
 }
 
-func (l Local) Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error) {
+func (l LocalEndpoint) Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error) {
 	if err := l.project(project); err != nil {
 		return nil, err
 	}
 	return l.In.Resolve(project, runtime, ref)
 }
 
-func (l Local) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
+func (l LocalEndpoint) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
 	if err := l.project(project); err != nil {
 		return nil, err
 	}
-	return VersionInfo(ctx, l.In, project, runtime, ref)
+	return versionInfo(ctx, l.In, project, runtime, ref)
 }
 
-func (l Local) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
-	return Tag(ctx, l.In, project, runtime, ref, tags, remove, quiet)
+func (l LocalEndpoint) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+	return tagVersion(ctx, l.In, project, runtime, ref, tags, remove, quiet)
 }
 
-func (l Local) RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
-	return RemoveTargets(l.In, project, runtime, ref, purge)
+func (l LocalEndpoint) RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return removeTargets(l.In, project, runtime, ref, purge)
 }
 
-func (l Local) Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
-	return Remove(ctx, l.In, project, runtime, ref, purge)
+func (l LocalEndpoint) Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {
+	return removeVersions(ctx, l.In, project, runtime, ref, purge)
 }
 
-func (l Local) Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error) {
-	return Recover(ctx, l.In, project, runtime, ref)
+func (l LocalEndpoint) Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error) {
+	return recoverVersions(ctx, l.In, project, runtime, ref)
 }
 
-func (l Local) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
+func (l LocalEndpoint) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
 	return l.In.Store.Missing(ctx, hs)
 }
 
 // GetChunks sends what hs names as it should travel: a group whose chunks hs names all
 // goes whole (cas.Local.Transfer). hs must not repeat a hash.
-func (l Local) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
+func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
 	return l.In.Store.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(h, r) })
 }
 
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
 // chunk stores nothing, then makes it durable.
-func (l Local) PutChunks(ctx context.Context, cs []Chunk) error {
+func (l LocalEndpoint) PutChunks(ctx context.Context, cs []Chunk) error {
 	var scratch []byte
 	groups := make([]*cas.Group, len(cs))
 	for i, c := range cs {
@@ -231,7 +232,7 @@ func (l Local) PutChunks(ctx context.Context, cs []Chunk) error {
 	return l.In.Store.Flush(ctx)
 }
 
-func (l Local) Commit(ctx context.Context, project string, vs []CommitVersion) error {
+func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {
 	if err := l.project(project); err != nil {
 		return err
 	}
@@ -267,7 +268,7 @@ func (l Local) Commit(ctx context.Context, project string, vs []CommitVersion) e
 	return ledgerErr(err)
 }
 
-func (l Local) Close() error { return l.In.Close() }
+func (l LocalEndpoint) Close() error { return l.In.Close() }
 
 func nonNilTags(t []string) []string {
 	if t == nil {

@@ -12,17 +12,18 @@ import (
 type Kind int
 
 const (
-	KindFailure  Kind = iota // anything else
-	KindUsage                // bad arguments: names, URIs, flags
-	KindNotFound             // no such runtime, version, tag, project or file
-	KindExists               // the target exists; -f replaces it
-	KindCorrupt              // stored data or history failed verification
-	KindInvalid              // a malformed input file (runtime.yaml, manifest)
-	KindEnv                  // the host lacks what is needed (python, conda, pip)
-	KindAuth                 // the server refused the credentials or the access
-	KindRemote               // the server or the network failed
-	KindBusy                 // the store is in use
-	KindTooLarge             // a request over a server limit
+	KindFailure   Kind = iota // anything else
+	KindUsage                 // bad arguments: names, URIs, flags
+	KindNotFound              // no such runtime, version, tag, project or file
+	KindExists                // the target exists; -f replaces it
+	KindCorrupt               // stored data or history failed verification
+	KindInvalid               // a malformed input file (runtime.yaml, manifest)
+	KindEnv                   // the host lacks what is needed (python, conda, pip)
+	KindAuth                  // the server refused the credentials (HTTP 401)
+	KindForbidden             // the credentials are good but do not allow this (HTTP 403)
+	KindRemote                // the server or the network failed
+	KindBusy                  // the store is in use
+	KindTooLarge              // a request over a server limit
 )
 
 // Error is an error with a kind and a hint telling the user what to do next.

@@ -84,7 +84,12 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if in.Name == "" {
 		in.Name = "local"
 	}
-	if h, err := l.Head(); err == nil && h.Seq == 0 {
+	h, err := l.Head()
+	if err != nil {
+		in.Close()
+		return nil, busyErr(fmt.Errorf("read ledger head: %w", err))
+	}
+	if h.Seq == 0 {
 		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			in.Close()
 			return nil, err

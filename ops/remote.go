@@ -69,16 +69,34 @@ func (c *Remote) do(ctx context.Context, method, path string, body io.Reader, ct
 	if msg == "" {
 		msg = resp.Status
 	}
-	kind := map[int]Kind{401: KindAuth, 403: KindAuth, 404: KindNotFound, 409: KindExists, 400: KindUsage,
-		413: KindTooLarge, 422: KindCorrupt}[resp.StatusCode]
-	if kind == 0 && resp.StatusCode >= 500 {
-		kind = KindRemote
-	}
+	kind := kindFromAnswer(resp.StatusCode, eb.Kind)
 	hint := eb.Hint
 	if resp.StatusCode == 413 && hint == "" {
 		hint = "the server's request limit is lower than this client's batches"
 	}
 	return nil, &Error{Kind: kind, Err: fmt.Errorf("%s: %s", c.Name(), msg), Hint: hint}
+}
+
+// kindFromAnswer is the kind of an error answer: the kind the server named when it is one
+// this client knows and agrees with the status, otherwise the status's.
+func kindFromAnswer(status int, name string) Kind {
+	for k, n := range kindNames {
+		if n == name && kindStatus[k] == status {
+			return k
+		}
+	}
+	for k, st := range kindStatus {
+		if st == status && k != KindInvalid && k != KindBusy {
+			return k
+		}
+	}
+	if status == http.StatusServiceUnavailable {
+		return KindBusy
+	}
+	if status >= 500 {
+		return KindRemote
+	}
+	return KindFailure
 }
 
 func unwrapURLErr(err error) error {

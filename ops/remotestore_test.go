@@ -52,11 +52,11 @@ func TestRemoteStoreWalkAndDeleteAreForAdmins(t *testing.T) {
 		t.Fatalf("user get: %q %v", got, err)
 	}
 	err := user.Walk(ctx, func(cas.ChunkInfo) error { return nil })
-	if ops.KindOf(err) != ops.KindAuth {
-		t.Fatalf("walk as a user: %v, want an auth error", err)
+	if ops.KindOf(err) != ops.KindForbidden {
+		t.Fatalf("walk as a user: %v, want forbidden (403)", err)
 	}
-	if err := user.Delete(ctx, []cas.Hash{h}); ops.KindOf(err) != ops.KindAuth {
-		t.Fatalf("delete as a user: %v, want an auth error", err)
+	if err := user.Delete(ctx, []cas.Hash{h}); ops.KindOf(err) != ops.KindForbidden {
+		t.Fatalf("delete as a user: %v, want forbidden (403)", err)
 	}
 	if _, err := admin.Get(ctx, h); err != nil {
 		t.Fatalf("the chunk is gone after a refused delete: %v", err)

@@ -32,9 +32,9 @@ type TagResult struct {
 	Changed, Skipped []string
 }
 
-// Tag adds (or with remove, removes) user tags on a version. Built-in tags and removing
+// tagVersion adds (or with remove, removes) user tags on a version. Built-in tags and removing
 // tags the version lacks are errors unless quiet, which skips them.
-func Tag(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+func tagVersion(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
 	v, err := in.Resolve(project, name, ref)
 	if err != nil {
 		return nil, err
@@ -120,17 +120,17 @@ func (in *Instance) targets(project, name, ref string, want ...ledger.Status) ([
 	return out, nil
 }
 
-// RemoveTargets returns what Remove would act on, for the confirmation prompt.
-func RemoveTargets(in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
+// removeTargets returns what Remove would act on, for the confirmation prompt.
+func removeTargets(in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
 	if purge {
 		return in.targets(project, name, ref, ledger.StatusLive, ledger.StatusRemoved)
 	}
 	return in.targets(project, name, ref, ledger.StatusLive)
 }
 
-// Remove soft-deletes (or with purge, deletes for good) a version or a whole runtime.
-func Remove(ctx context.Context, in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
-	vs, err := RemoveTargets(in, project, name, ref, purge)
+// removeVersions soft-deletes (or with purge, deletes for good) a version or a whole runtime.
+func removeVersions(ctx context.Context, in *Instance, project, name, ref string, purge bool) ([]*ledger.Version, error) {
+	vs, err := removeTargets(in, project, name, ref, purge)
 	if err != nil {
 		return nil, err
 	}
@@ -148,9 +148,9 @@ func Remove(ctx context.Context, in *Instance, project, name, ref string, purge 
 	return vs, nil
 }
 
-// Recover undoes a soft delete of a version (full id, prefix or, while live, tag) or of
+// recoverVersions undoes a soft delete of a version (full id, prefix or, while live, tag) or of
 // every removed version of a runtime.
-func Recover(ctx context.Context, in *Instance, project, name, ref string) ([]*ledger.Version, error) {
+func recoverVersions(ctx context.Context, in *Instance, project, name, ref string) ([]*ledger.Version, error) {
 	vs, err := in.targets(project, name, ref, ledger.StatusRemoved)
 	if err != nil {
 		return nil, err
@@ -223,8 +223,8 @@ type Info struct {
 	Manifest *cas.Manifest
 }
 
-// VersionInfo reads a version's manifest and the small files worth showing.
-func VersionInfo(ctx context.Context, in *Instance, project, name, ref string) (*Info, error) {
+// versionInfo reads a version's manifest and the small files worth showing.
+func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (*Info, error) {
 	v, err := in.Resolve(project, name, ref)
 	if err != nil {
 		return nil, err

@@ -126,12 +126,12 @@ func who(r *http.Request) principal { p, _ := r.Context().Value(ctxKey{}).(princ
 // errForbidden is what a user gets for a project that is not theirs, whether or not it
 // exists: nothing of it is revealed.
 func errForbidden(p string) error {
-	return &Error{Kind: KindAuth, Err: fmt.Errorf("no access to project %s", p), Hint: "ask the server's admin to add you to the project"}
+	return &Error{Kind: KindForbidden, Err: fmt.Errorf("no access to project %s", p), Hint: "ask the server's admin to add you to the project"}
 }
 
 // project wraps handlers of /projects/{p}/…: the user must be a member (or an admin), and
 // the project is created in the ledger the first time it is used.
-func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l Local, p string)) http.HandlerFunc {
+func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := r.PathValue("p")
 		u := who(r)
@@ -153,7 +153,7 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l Local,
 		}
 		in := *s.in
 		in.Actor = u.name
-		h(w, r, Local{In: &in}, p)
+		h(w, r, LocalEndpoint{In: &in}, p)
 	}
 }
 
@@ -192,7 +192,7 @@ func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"projects": names})
 }
 
-func (s *Server) versions(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	q := r.URL.Query()
 	page, _ := strconv.Atoi(q.Get("page"))
 	size, _ := strconv.Atoi(q.Get("size"))
@@ -204,7 +204,7 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, l Local, p str
 	writeJSON(w, map[string]any{"total": total, "versions": DTOs(vs)})
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) history(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	vs, err := l.History(r.Context(), p, r.PathValue("r"))
 	if err != nil {
 		writeErr(w, err)
@@ -213,7 +213,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, l Local, p stri
 	writeJSON(w, map[string]any{"versions": DTOs(vs)})
 }
 
-func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	v, err := l.Resolve(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, err)
@@ -233,7 +233,7 @@ type InfoDTO struct {
 	YAML    string     `json:"runtime_yaml"`
 }
 
-func (s *Server) info(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) info(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	info, err := l.Info(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, err)
@@ -250,7 +250,7 @@ type tagReq struct {
 	Quiet   bool     `json:"quiet"`
 }
 
-func (s *Server) tag(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	var req tagReq
 	if !readJSON(w, r, &req) {
 		return
@@ -269,7 +269,7 @@ type removeReq struct {
 	DryRun  bool   `json:"dry_run"`
 }
 
-func (s *Server) remove(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	var req removeReq
 	if !readJSON(w, r, &req) {
 		return
@@ -288,7 +288,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, l Local, p strin
 	writeJSON(w, map[string]any{"versions": DTOs(vs)})
 }
 
-func (s *Server) recover(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	var req removeReq
 	if !readJSON(w, r, &req) {
 		return
@@ -301,7 +301,7 @@ func (s *Server) recover(w http.ResponseWriter, r *http.Request, l Local, p stri
 	writeJSON(w, map[string]any{"versions": DTOs(vs)})
 }
 
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, l Local, p string) {
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	var req []CommitVersion
 	if !readJSON(w, r, &req) {
 		return
@@ -401,7 +401,7 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := (Local{In: s.in}).PutChunks(r.Context(), batch); err != nil {
+	if err := (LocalEndpoint{In: s.in}).PutChunks(r.Context(), batch); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -415,7 +415,7 @@ var errAdminOnly = errors.New("no access: listing and deleting chunks is for the
 func adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !who(r).admin {
-			writeErr(w, &Error{Kind: KindAuth, Err: errAdminOnly, Hint: "use an admin's token"})
+			writeErr(w, &Error{Kind: KindForbidden, Err: errAdminOnly, Hint: "use an admin's token"})
 			return
 		}
 		h(w, r)
@@ -495,34 +495,33 @@ type errorBody struct {
 	Kind  string `json:"kind"`
 }
 
+// kindNames and kindStatus say how each kind of error travels: its name in the JSON
+// answer and its HTTP status. The client maps the status back (remote.go).
 var kindNames = map[Kind]string{KindFailure: "failure", KindUsage: "usage", KindNotFound: "not_found",
 	KindExists: "exists", KindCorrupt: "corrupt", KindInvalid: "invalid", KindEnv: "env",
-	KindAuth: "auth", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large"}
+	KindAuth: "auth", KindForbidden: "forbidden", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large"}
 
+var kindStatus = map[Kind]int{
+	KindUsage: http.StatusBadRequest, KindInvalid: http.StatusBadRequest,
+	KindNotFound: http.StatusNotFound, KindExists: http.StatusConflict,
+	KindCorrupt: http.StatusUnprocessableEntity, KindTooLarge: http.StatusRequestEntityTooLarge,
+	KindAuth: http.StatusUnauthorized, KindForbidden: http.StatusForbidden,
+	KindBusy: http.StatusServiceUnavailable,
+}
+
+// statusOf is the HTTP status of an error: by its kind, or by the store's sentinels.
 func statusOf(err error) int {
-	var e *Error
-	if errors.As(err, &e) && e.Kind == KindAuth {
-		if strings.HasPrefix(e.Err.Error(), "no access") {
-			return http.StatusForbidden
+	if k := KindOf(err); k != KindFailure {
+		if st, ok := kindStatus[k]; ok {
+			return st
 		}
-		return http.StatusUnauthorized
 	}
-	if errors.Is(err, cas.ErrCorrupt) {
+	switch {
+	case errors.Is(err, cas.ErrCorrupt):
 		return http.StatusUnprocessableEntity
-	}
-	if errors.Is(err, cas.ErrNotFound) {
+	case errors.Is(err, cas.ErrNotFound):
 		return http.StatusNotFound
-	}
-	switch KindOf(err) {
-	case KindUsage, KindInvalid:
-		return http.StatusBadRequest
-	case KindNotFound:
-		return http.StatusNotFound
-	case KindExists:
-		return http.StatusConflict
-	case KindCorrupt:
-		return http.StatusUnprocessableEntity
-	case KindTooLarge:
+	case errors.Is(err, cas.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError

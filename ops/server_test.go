@@ -169,13 +169,13 @@ func TestCopyThroughServer(t *testing.T) {
 	v1dir, v2dir := sources(t)
 	local := openInstance(t, t.TempDir())
 	v1 := buildVersion(t, local, "ml", v1dir)
-	if _, err := ops.Tag(ctx, local, "self", "ml", v1.ID, []string{"prod"}, false, false); err != nil {
+	if _, err := (ops.LocalEndpoint{In: local}).Tag(ctx, "self", "ml", v1.ID, []string{"prod"}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	alice := c.client("alice")
 
 	// local -> cloud: everything travels.
-	r1, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v1.ID}, alice, "mnist"))
+	r1, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v1.ID}, alice, "mnist"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestCopyThroughServer(t *testing.T) {
 
 	// A second version: only the chunks the server lacks travel.
 	v2 := buildVersion(t, local, "ml", v2dir)
-	r2, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
+	r2, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,14 +205,14 @@ func TestCopyThroughServer(t *testing.T) {
 	}
 
 	// Nothing missing: nothing sent.
-	r3, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
+	r3, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist"))
 	if err != nil || r3.SentChunks != 0 || len(r3.Versions) != 0 {
 		t.Fatalf("third copy: %+v %v", r3, err)
 	}
 
 	// cloud -> a fresh local root: extract equals the source tree.
 	fresh := openInstance(t, t.TempDir())
-	r4, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.Local{In: fresh}, "self"))
+	r4, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.LocalEndpoint{In: fresh}, "self"))
 	if err != nil || len(r4.Versions) != 2 {
 		t.Fatalf("copy back: %+v %v", r4, err)
 	}
@@ -376,7 +376,7 @@ func TestOverlappingCopies(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req := copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, c.client("alice"), "mnist")
+			req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, c.client("alice"), "mnist")
 			req.BatchBytes = 1 << 20
 			_, errs[i] = ops.Copy(ctx, req)
 		}()
@@ -419,7 +419,7 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 
 	cmd, url := startChild(t, c.root)
 	prog := &countProgress{}
-	req := copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", url, c.tokens["alice"]), "mnist")
+	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", url, c.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
 	done := make(chan error, 1)
 	go func() { _, err := ops.Copy(ctx, req); done <- err }()
@@ -462,11 +462,11 @@ func TestCopyFromServerWithShortAnswers(t *testing.T) {
 	local := openInstance(t, t.TempDir())
 	buildVersion(t, local, "ml", dir)
 	alice := c.client("alice")
-	if _, err := ops.Copy(ctx, copyReq(ops.Local{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist")); err != nil {
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, alice, "mnist")); err != nil {
 		t.Fatal(err)
 	}
 	fresh := openInstance(t, t.TempDir())
-	res, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.Local{In: fresh}, "self"))
+	res, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml"}, ops.LocalEndpoint{In: fresh}, "self"))
 	if err != nil || len(res.Versions) != 1 || res.SentChunks != res.Chunks {
 		t.Fatalf("copy back through short answers: %+v %v", res, err)
 	}

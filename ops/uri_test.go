@@ -1,0 +1,143 @@
+package ops
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseRuntimeURI(t *testing.T) {
+	cases := []struct {
+		in   string
+		want RuntimeURI
+		err  string // a part of the error; "" for none
+	}{
+		{in: "mnist", want: RuntimeURI{Name: "mnist"}},
+		{in: "mnist/version/latest", want: RuntimeURI{Name: "mnist", Version: "latest"}},
+		{in: "self/runtime/mnist/version/v1", want: RuntimeURI{ProjectURI: ProjectURI{Project: "self"}, Name: "mnist", Version: "v1"}},
+		{in: "local/project/self/runtime/mnist", want: RuntimeURI{ProjectURI: ProjectURI{Instance: InstanceRef{Alias: "local"}, Project: "self"}, Name: "mnist"}},
+		{in: "cloud://team/project/p/runtime/r/version/abcde", want: RuntimeURI{ProjectURI: ProjectURI{Instance: InstanceRef{Alias: "team"}, Project: "p"}, Name: "r", Version: "abcde"}},
+		{in: "team/project/p/runtime/r", want: RuntimeURI{ProjectURI: ProjectURI{Instance: InstanceRef{Alias: "team"}, Project: "p"}, Name: "r"}},
+		{in: "http://127.0.0.1:8080/project/p/runtime/r", want: RuntimeURI{ProjectURI: ProjectURI{Instance: InstanceRef{URL: "http://127.0.0.1:8080"}, Project: "p"}, Name: "r"}},
+		{in: "https://h.example/project/p/runtime/r/version/prod", want: RuntimeURI{ProjectURI: ProjectURI{Instance: InstanceRef{URL: "https://h.example"}, Project: "p"}, Name: "r", Version: "prod"}},
+		{in: "", err: "empty runtime URI"},
+		{in: "9lives", err: "invalid runtime name"},
+		{in: "a b", err: "invalid runtime name"},
+		{in: "mnist/version/", err: "invalid version"},
+		{in: "mnist/version/a$b", err: "invalid version"},
+		{in: "cloud://a/b/project/p/runtime/r", err: "invalid instance"},
+		{in: "cloud:///project/p/runtime/r", err: "invalid instance"},
+		{in: "ftp://x/runtime/r", err: "no /project/ part"},
+		{in: "p q/runtime/r", err: "invalid project name"},
+	}
+	for _, c := range cases {
+		got, err := ParseRuntimeURI(c.in)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: error %v, want one with %q", c.in, err, c.err)
+		case c.err != "" && KindOf(err) != KindUsage:
+			t.Errorf("%q: kind %v, want usage", c.in, KindOf(err))
+		case c.err == "" && err != nil:
+			t.Errorf("%q: %v", c.in, err)
+		case c.err == "" && got != c.want:
+			t.Errorf("%q: %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestConfigAliasForIsDeterministic(t *testing.T) {
+	cfg := &Config{Instances: map[string]*InstanceConfig{
+		"zeta": {URL: "http://h:1"}, "alpha": {URL: "http://h:1"}, "mid": {URL: "http://h:1"}, "other": {URL: "http://h:2"},
+	}}
+	for range 20 {
+		if a := cfg.AliasFor("http://h:1"); a != "alpha" {
+			t.Fatalf("alias for a URL three aliases share: %q, want the first by name", a)
+		}
+	}
+	if a := cfg.AliasFor("http://h:3"); a != "" {
+		t.Fatalf("alias for an unknown URL: %q", a)
+	}
+}
+
+func TestLoadRuntimeYAML(t *testing.T) {
+	wd := t.TempDir()
+	os.WriteFile(filepath.Join(wd, "requirements.txt"), []byte("numpy\n"), 0o644)
+	os.WriteFile(filepath.Join(wd, "w-1.0-py3-none-any.whl"), []byte("PK"), 0o644)
+	cases := []struct {
+		name, yaml string
+		check      func(t *testing.T, ry *RuntimeYAML)
+		err        string // "file:line: key" part of the error; "" for none
+	}{
+		{name: "minimal", yaml: "name: app\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.Name != "app" || ry.Mode != "venv" || ry.Arch != "noarch" {
+				t.Fatalf("%+v", ry)
+			}
+		}},
+		{name: "full", yaml: `api_version: "1.1"
+name: app
+mode: conda
+environment:
+  python: "3.11"
+  arch: amd64
+  os: ubuntu:20.04
+dependencies:
+  - requirements.txt
+  - pip:
+      - numpy==1.26
+  - wheels:
+      - w-1.0-py3-none-any.whl
+configs:
+  pip:
+    index_url: https://pypi.example/simple
+    extra_index_url: [https://a.example]
+    trusted_host: [a.example]
+  conda:
+    channels: [conda-forge]
+`, check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.Mode != "conda" || ry.Python != "3.11" || ry.Arch != "amd64" || len(ry.Dependencies) != 3 ||
+				ry.Dependencies[0].File != "requirements.txt" || ry.Dependencies[1].Pip[0] != "numpy==1.26" ||
+				ry.Pip.IndexURL != "https://pypi.example/simple" || ry.CondaChannels[0] != "conda-forge" {
+				t.Fatalf("%+v", ry)
+			}
+		}},
+		{name: "unknown key warns", yaml: "name: app\ncolour: blue\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			if len(ry.Warnings) != 1 || !strings.Contains(ry.Warnings[0], ":2: unknown key colour") {
+				t.Fatalf("warnings %v", ry.Warnings)
+			}
+		}},
+		{name: "no name", yaml: "mode: venv\n", err: ":1: name: missing"},
+		{name: "bad name", yaml: "name: 9x\n", err: ":1: name: invalid runtime name"},
+		{name: "bad mode", yaml: "name: a\nmode: docker\n", err: ":2: mode: unknown mode"},
+		{name: "bad python", yaml: "name: a\nenvironment:\n  python: '2.7'\n", err: ":3: environment.python"},
+		{name: "dependencies not a list", yaml: "name: a\ndependencies: requirements.txt\n", err: ":2: dependencies: must be a list"},
+		{name: "not a mapping", yaml: "- a\n", err: "(top): must be a mapping"},
+		{name: "yaml syntax", yaml: "name: [\n", err: "runtime.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(wd, "runtime.yaml")
+			os.WriteFile(p, []byte(c.yaml), 0o644)
+			ry, raw, err := LoadRuntimeYAML(p, wd)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || !strings.HasPrefix(err.Error(), p) {
+					t.Fatalf("error %v, want %s%s", err, p, c.err)
+				}
+				if KindOf(err) != KindInvalid {
+					t.Fatalf("kind %v, want invalid", KindOf(err))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(raw) != c.yaml {
+				t.Fatalf("raw bytes changed")
+			}
+			c.check(t, ry)
+		})
+	}
+	if _, _, err := LoadRuntimeYAML(filepath.Join(wd, "nope.yaml"), wd); KindOf(err) != KindNotFound {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -66,25 +66,33 @@ func groupName(hs []Hash) Hash {
 	return Sum(b)
 }
 
-// parseGroup returns the chunks of a group's content.
-func parseGroup(b []byte) ([][]byte, error) {
+// parseGroup returns the offsets and sizes of the chunks in a group's content.
+func parseGroup(b []byte) (offs, sizes []int64, err error) {
 	d := reader{b: b}
 	n := d.uvarint()
 	if n > uint64(len(b)) {
-		return nil, fmt.Errorf("group of %d chunks in %d bytes", n, len(b))
+		return nil, nil, fmt.Errorf("group of %d chunks in %d bytes", n, len(b))
 	}
-	lens := make([]uint64, n)
-	for i := range lens {
-		lens[i] = d.uvarint()
+	sizes = make([]int64, n)
+	var total uint64
+	for i := range sizes {
+		l := d.uvarint()
+		if l > uint64(len(b)) {
+			return nil, nil, fmt.Errorf("malformed group")
+		}
+		sizes[i] = int64(l)
+		total += l
 	}
-	out := make([][]byte, n)
-	for i, l := range lens {
-		out[i] = d.bytes(l)
+	if d.err != nil || total != uint64(len(d.b)) {
+		return nil, nil, fmt.Errorf("malformed group")
 	}
-	if d.err != nil || len(d.b) != 0 {
-		return nil, fmt.Errorf("malformed group")
+	offs = make([]int64, n)
+	at := int64(len(b) - len(d.b)) // the table's length: the chunks follow it
+	for i, l := range sizes {
+		offs[i] = at
+		at += l
 	}
-	return out, nil
+	return offs, sizes, nil
 }
 
 // groupCache keeps recently decompressed groups: files written one after another mostly

@@ -16,9 +16,10 @@ var (
 	ErrTooLarge = errors.New("chunk too large")
 )
 
-// MaxBlob is the largest single piece of content a store accepts. File contents are cut
-// into chunks of at most MaxChunk; only manifests come near this bound.
-const MaxBlob = 256 << 20
+// MaxBlob is the largest single piece of content a store accepts, and what one frame on
+// the wire carries (ops.MaxWireChunk): whatever one store holds, another can be sent.
+// File contents are cut into chunks of at most MaxChunk; only manifests come near it.
+const MaxBlob = 64 << 20
 
 // Encoding says how a chunk's stored bytes relate to its content.
 type Encoding byte

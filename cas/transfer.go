@@ -135,16 +135,13 @@ func VerifyGroup(name Hash, r Raw) (*Group, error) {
 	if int64(len(content)) != r.Len {
 		return nil, bad(fmt.Sprintf("length %d, recorded %d", len(content), r.Len))
 	}
-	chunks, err := parseGroup(content)
+	offs, sizes, err := parseGroup(content)
 	if err != nil {
 		return nil, bad(err.Error())
 	}
-	g := &Group{name: name, raw: r, hashes: make([]Hash, len(chunks)), sizes: make([]int64, len(chunks)),
-		offs: make([]int64, len(chunks)), content: content}
-	for i, c := range chunks {
-		g.hashes[i] = Sum(c)
-		g.sizes[i] = int64(len(c))
-		g.offs[i] = int64(cap(content) - cap(c)) // c is a slice of content
+	g := &Group{name: name, raw: r, hashes: make([]Hash, len(offs)), sizes: sizes, offs: offs, content: content}
+	for i, off := range offs {
+		g.hashes[i] = Sum(content[off : off+sizes[i]])
 	}
 	if groupName(g.hashes) != name {
 		return nil, bad("its chunks do not match its name")

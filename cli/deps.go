@@ -16,6 +16,7 @@ func (e *env) open() (*ops.Instance, error) { return e.openWith(ops.OpenOptions{
 // openWith opens the standalone instance with the globals' lock settings added to opt.
 func (e *env) openWith(opt ops.OpenOptions) (*ops.Instance, error) {
 	opt.LockTimeout = e.g.LockTimeout
+	opt.ToolVersion = Version
 	opt.OnWait = func(what string, h flock.Holder) {
 		fmt.Fprintf(e.stderr, "swcli: %s in use by %s, waiting…\n", what, h)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
-	"github.com/swcli/swcli/ops"
 )
 
 // Version is swcli's version, recorded in build events.
@@ -116,7 +115,6 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			}
 		}
 	}
-	ops.ToolVersion = Version
 	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose)}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, err)

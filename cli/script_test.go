@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -24,15 +26,58 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// hostVenv reports whether python3 can make venvs with pip here, and why not.
+func hostVenv() (bool, string) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		return false, "python3 is not installed"
+	}
+	if err := exec.Command("python3", "-c", "import venv, ensurepip").Run(); err != nil {
+		return false, "python3 lacks venv or ensurepip (Debian: python3-venv)"
+	}
+	return true, ""
+}
+
+// sharedVenv is one venv made for all the scripts that need a runtime workdir but do not
+// test its creation: copying it takes a tenth of the time of making one.
+var sharedVenv struct {
+	once    sync.Once
+	dir, py string
+	err     error
+}
+
+func baseVenv(tmp string) (string, string, error) {
+	sharedVenv.once.Do(func() {
+		dir := filepath.Join(tmp, "venv")
+		if out, err := exec.Command("python3", "-m", "venv", dir).CombinedOutput(); err != nil {
+			sharedVenv.err = fmt.Errorf("python3 -m venv: %v: %s", err, out)
+			return
+		}
+		out, err := exec.Command(filepath.Join(dir, "bin", "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])").Output()
+		if err != nil {
+			sharedVenv.err = err
+			return
+		}
+		sharedVenv.dir, sharedVenv.py = dir, strings.TrimSpace(string(out))
+	})
+	return sharedVenv.dir, sharedVenv.py, sharedVenv.err
+}
+
 // TestScripts runs testdata/script/*.txtar against the real entry point.
 func TestScripts(t *testing.T) {
-	wheelScript, _ := filepath.Abs(filepath.Join("..", "..", "shared", "corpus", "make-wheel.py"))
-	if s, err := corpus.Script(); err == nil {
-		wheelScript = filepath.Join(filepath.Dir(s), "make-wheel.py")
-	}
+	wheelScript := mustAbs(filepath.Join("testdata", "make-wheel.py"))
+	venvOK, venvWhy := hostVenv()
+	venvTmp := t.TempDir()
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "venv": // python3 with venv and pip: [!venv] skip
+				return venvOK, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Setup: func(env *testscript.Env) error {
+			env.Setenv("VENV_MISSING", venvWhy)
 			env.Setenv("SWCLI_ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("SWCLI_CONFIG", filepath.Join(env.WorkDir, "config", "config.yaml"))
 			env.Setenv("HOME", env.WorkDir)
@@ -48,6 +93,28 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// workdir NAME DIR: a runtime workdir as 'swcli rt create -n NAME DIR' makes it
+			// (runtime.yaml and a venv), with the venv copied from one made once.
+			"workdir": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: workdir NAME DIR")
+				}
+				base, py, err := baseVenv(venvTmp)
+				if err != nil {
+					ts.Fatalf("workdir: %v", err)
+				}
+				dir := ts.MkAbs(args[1])
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					ts.Fatalf("workdir: %v", err)
+				}
+				if out, err := exec.Command("cp", "-a", base, filepath.Join(dir, "venv")).CombinedOutput(); err != nil {
+					ts.Fatalf("workdir: cp: %v: %s", err, out)
+				}
+				yaml := fmt.Sprintf("api_version: \"1.1\"\nname: %s\nmode: venv\nenvironment:\n  python: \"%s\"\n  arch: noarch\n  os: ubuntu:20.04\ndependencies: []\n", args[0], py)
+				if err := os.WriteFile(filepath.Join(dir, "runtime.yaml"), []byte(yaml), 0o644); err != nil {
+					ts.Fatalf("workdir: %v", err)
+				}
+			},
 			// serve ROOT: run a cloud instance on ROOT on a loopback port for the rest of the
 			// script; $SERVER is its URL.
 			"serve": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -423,17 +423,7 @@ func printableKey(k []byte) string {
 
 // ExportLine is one line of Export: the event's canonical body with its hash added.
 // Check it by removing "hash", writing the rest canonically (see Event.Body) and hashing.
-func (e *Event) ExportLine() []byte {
-	b := e.Body()
-	// Insert "hash" at its sorted place, between "data" and "instance".
-	i := bytes.Index(b, []byte(`,"instance":`))
-	out := make([]byte, 0, len(b)+80)
-	out = append(out, b[:i]...)
-	out = append(out, `,"hash":"`...)
-	out = append(out, e.Hash.String()...)
-	out = append(out, '"')
-	return append(out, b[i:]...)
-}
+func (e *Event) ExportLine() []byte { return e.canonical(true) }
 
 // Export writes every event as JSON lines (ExportLine), in sequence order.
 func (l *Ledger) export(ctx context.Context, w io.Writer) error {

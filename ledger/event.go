@@ -167,7 +167,11 @@ func (e *Event) parsePayload(intern map[string]string, slot *CopiedData) error {
 //
 //	{"actor":…,"data":{…},"instance":…,"prev":"blake3:…"|"","project":…,"runtime":…,
 //	 "seq":N,"time":"2006-01-02T15:04:05.999999999Z","type":…,"version":…}
-func (e *Event) Body() []byte {
+func (e *Event) Body() []byte { return e.canonical(false) }
+
+// canonical writes the event's fields in key order, with "hash" (between "data" and
+// "instance") when withHash is set: Body, and the lines of Export.
+func (e *Event) canonical(withHash bool) []byte {
 	var b bytes.Buffer
 	b.Grow(256 + len(e.Data))
 	b.WriteString(`{"actor":`)
@@ -177,6 +181,10 @@ func (e *Event) Body() []byte {
 		b.WriteString("{}")
 	} else {
 		b.Write(e.Data)
+	}
+	if withHash {
+		b.WriteString(`,"hash":`)
+		writeString(&b, e.Hash.String())
 	}
 	b.WriteString(`,"instance":`)
 	writeString(&b, e.Instance)

@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -451,5 +453,28 @@ func TestExportCheckedByScript(t *testing.T) {
 	res, err = exec.Command("python3", script, out).CombinedOutput()
 	if err == nil || !strings.Contains(string(res), "event 3:") {
 		t.Fatalf("checker on an edited export: %v\n%s", err, res)
+	}
+}
+
+// An export line is the body with "hash" in its sorted place, even when the payload holds
+// a key that looks like where it goes.
+func TestExportLineWithTrickyPayload(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	e := ev(t, RuntimeCreated, "self", "r", "", CreatedData{Workdir: `x","instance":"y`, Mode: "venv"})
+	e.Data = []byte(`{"mode":"venv","workdir":"w","z":{"a":1,"instance":2}}`)
+	out := mustAppend(t, l, e)
+	line := out[0].ExportLine()
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatalf("export line is not JSON: %v: %s", err, line)
+	}
+	if m["hash"] != out[0].Hash.String() || m["instance"] != out[0].Instance {
+		t.Fatalf("export line fields: hash %v, instance %v", m["hash"], m["instance"])
+	}
+	body := out[0].Body()
+	dataEnd := bytes.Index(body, out[0].Data) + len(out[0].Data)
+	if !bytes.HasPrefix(line, body[:dataEnd]) || !bytes.HasPrefix(line[dataEnd:], []byte(`,"hash":"`+out[0].Hash.String()+`","instance":`)) {
+		t.Fatalf("hash is not right after data: %s", line)
 	}
 }

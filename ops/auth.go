@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,13 +45,40 @@ func authPath(root string) string { return filepath.Join(root, "auth.json") }
 
 // LoadAuth reads ROOT/auth.json (empty if missing).
 func LoadAuth(root string) (*Auth, error) {
-	a := &Auth{Users: map[string]*AuthUser{}, Projects: map[string]*AuthProject{}}
-	b, err := os.ReadFile(authPath(root))
+	b, err := readAuthFile(root)
+	if err != nil {
+		return nil, err
+	}
+	return parseAuth(root, b)
+}
+
+// maxAuthFile bounds auth.json: thousands of users with their token hashes fit well below.
+const maxAuthFile = 64 << 20
+
+// readAuthFile returns auth.json's bytes (none if it does not exist).
+func readAuthFile(root string) ([]byte, error) {
+	f, err := os.Open(authPath(root))
 	if errors.Is(err, os.ErrNotExist) {
-		return a, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxAuthFile {
+		return nil, fmt.Errorf("%s is over %d MiB", authPath(root), maxAuthFile>>20)
+	}
+	return b, nil
+}
+
+func parseAuth(root string, b []byte) (*Auth, error) {
+	a := &Auth{Users: map[string]*AuthUser{}, Projects: map[string]*AuthProject{}}
+	if b == nil {
+		return a, nil
 	}
 	if err := json.Unmarshal(b, a); err != nil {
 		return nil, fmt.Errorf("read %s: %w", authPath(root), err)
@@ -168,33 +196,33 @@ func CreateServerProject(ctx context.Context, root, name string, members []strin
 	})
 }
 
-// authCache re-reads auth.json when it changes.
+// authCache re-reads auth.json on every request and parses it again only when its bytes
+// changed (by their hash): a change is seen by the very next request, however quickly it
+// follows, which a cache keyed by mtime and size could miss.
 type authCache struct {
 	root  string
 	mu    sync.Mutex
-	mtime time.Time
-	size  int64
+	sum   cas.Hash
 	auth  *Auth
 	byTok map[cas.Hash]string
 }
 
 func (c *authCache) get() (*Auth, map[cas.Hash]string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fi, err := os.Stat(authPath(c.root))
-	var mt time.Time
-	var size int64
-	if err == nil {
-		mt, size = fi.ModTime(), fi.Size()
-	}
-	if c.auth != nil && mt.Equal(c.mtime) && size == c.size {
-		return c.auth, c.byTok, nil
-	}
-	a, err := LoadAuth(c.root)
+	b, err := readAuthFile(c.root)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.auth, c.mtime, c.size = a, mt, size
+	sum := cas.Sum(b)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.auth != nil && sum == c.sum {
+		return c.auth, c.byTok, nil
+	}
+	a, err := parseAuth(c.root, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.auth, c.sum = a, sum
 	c.byTok = map[cas.Hash]string{}
 	for name, u := range a.Users {
 		for _, t := range u.Tokens {

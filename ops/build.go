@@ -20,9 +20,6 @@ func VersionID(tree cas.Hash) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(tree[:20]))
 }
 
-// ToolVersion is recorded in build events; cli sets it.
-var ToolVersion = "dev"
-
 // BuildRequest is `swcli runtime build`.
 type BuildRequest struct {
 	Workdir         string
@@ -166,7 +163,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
 		Files: int64(res.Files), GenAllBundles: req.GenAllBundles, Host: host, Manifest: res.Hash,
 		Mode: ry.Mode, NewBytes: res.NewStored, Python: python, Size: res.Size,
-		ToolVersion: ToolVersion, Workdir: wd,
+		ToolVersion: in.ToolVersion, Workdir: wd,
 	})
 	if err != nil {
 		return nil, err

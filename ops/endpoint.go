@@ -253,7 +253,7 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
 		}
 		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
-			BuiltData: ledger.BuiltData{Files: c.Files, Manifest: c.Manifest, Mode: c.Mode, Python: c.Python, Size: c.Size, ToolVersion: ToolVersion},
+			BuiltData: ledger.BuiltData{Files: c.Files, Manifest: c.Manifest, Mode: c.Mode, Python: c.Python, Size: c.Size, ToolVersion: l.In.ToolVersion},
 			Source:    c.Source, SourceActor: c.SourceActor, Tags: nonNilTags(c.Tags)})
 		if err != nil {
 			return err

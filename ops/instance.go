@@ -27,6 +27,8 @@ type Instance struct {
 	Store  *cas.Local
 	Ledger *ledger.Ledger
 	Actor  string // user@host recorded in events
+	// ToolVersion is swcli's version, recorded in build and copy events.
+	ToolVersion string
 }
 
 // OpenOptions tune Open.
@@ -45,6 +47,8 @@ type OpenOptions struct {
 	OnError func(msg string)
 	// Name is the instance's name in events; default "local".
 	Name string
+	// ToolVersion is recorded in build and copy events; default "dev".
+	ToolVersion string
 }
 
 // Open opens (creating) the standalone instance at root. A new instance gets the project
@@ -80,9 +84,12 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		st.Close()
 		return nil, busyErr(err)
 	}
-	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor()}
+	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor(), ToolVersion: opt.ToolVersion}
 	if in.Name == "" {
 		in.Name = "local"
+	}
+	if in.ToolVersion == "" {
+		in.ToolVersion = "dev"
 	}
 	h, err := l.Head()
 	if err != nil {

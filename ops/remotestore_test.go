@@ -1,6 +1,7 @@
 package ops_test
 
 import (
+	"bytes"
 	"errors"
 	"net/http/httptest"
 	"testing"
@@ -66,5 +67,31 @@ func TestRemoteStoreWalkAndDeleteAreForAdmins(t *testing.T) {
 	}
 	if _, err := user.Get(ctx, h); !errors.Is(err, cas.ErrNotFound) {
 		t.Fatalf("get after an admin's delete: %v", err)
+	}
+}
+
+// Whatever a store accepts travels: a blob of cas.MaxBlob goes to a server and back.
+func TestRemoteStoreCarriesTheLargestBlob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 64 MiB through a loopback server; CI runs it")
+	}
+	admin, _ := serveStore(t)
+	data := make([]byte, cas.MaxBlob)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	h := cas.Sum(data)
+	if err := admin.Put(ctx, h, data); err != nil {
+		t.Fatalf("put of %d bytes: %v", len(data), err)
+	}
+	if err := admin.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := admin.Get(ctx, h)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get back: %d bytes, %v", len(got), err)
+	}
+	if err := admin.Put(ctx, h, append(data, 0)); !errors.Is(err, cas.ErrTooLarge) {
+		t.Fatalf("put of MaxBlob+1: %v, want ErrTooLarge", err)
 	}
 }

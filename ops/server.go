@@ -26,9 +26,9 @@ const (
 	MaxJSONBody   = 4 << 20  // any JSON request
 )
 
-// maxGetResponse bounds the chunks one /chunks/get answers; the client asks again for the
-// rest. A variable so that a test can make answers short.
-var maxGetResponse int64 = 256 << 20
+// DefaultMaxGetResponse bounds the chunks one /chunks/get answers (Server.MaxGetResponse);
+// the client asks again for the rest.
+const DefaultMaxGetResponse = 256 << 20
 
 // AccessEntry is one line of the server's access log.
 type AccessEntry struct {
@@ -44,12 +44,14 @@ type Server struct {
 	in   *Instance
 	auth authCache
 	Log  func(AccessEntry) // optional
-	mu   sync.Mutex        // serialises project creation
+	// MaxGetResponse bounds the stored bytes of one /chunks/get answer.
+	MaxGetResponse int64
+	mu             sync.Mutex // serialises project creation
 }
 
 // NewServer serves the instance in (whose root holds auth.json).
 func NewServer(in *Instance) *Server {
-	return &Server{in: in, auth: authCache{root: in.Root}}
+	return &Server{in: in, auth: authCache{root: in.Root}, MaxGetResponse: DefaultMaxGetResponse}
 }
 
 type ctxKey struct{}
@@ -343,7 +345,7 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 
 // getChunks streams the chunks asked for, as stored, in the order asked: a group whose
 // chunks are all asked for goes whole (cas.Local.Transfer). The answer stops once it passes
-// maxGetResponse bytes, and ends with an end frame saying how many of the hashes asked for
+// Server.MaxGetResponse bytes, and ends with an end frame saying how many of the hashes asked for
 // it answered; the client asks again for the rest. Knowing a chunk's hash is what entitles
 // a user to it: hashes are only learnt from manifests of readable versions.
 func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
@@ -368,7 +370,7 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		answered = i + 1
-		if sent += int64(len(raw.Data)); sent > maxGetResponse {
+		if sent += int64(len(raw.Data)); sent > s.MaxGetResponse {
 			return errFull
 		}
 		return nil

@@ -93,9 +93,13 @@ func newCloud(t *testing.T) *cloud {
 	return c
 }
 
-func (c *cloud) serve(t *testing.T) {
+func (c *cloud) serve(t *testing.T, tune ...func(*ops.Server)) {
 	in := openServerInstance(t, c.root)
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	s := ops.NewServer(in)
+	for _, f := range tune {
+		f(s)
+	}
+	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	c.url = srv.URL
 }
@@ -275,7 +279,6 @@ func TestServerAuth(t *testing.T) {
 	if err := ops.RevokeTokens(ctx, c.root, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
 	if _, _, err := c.client("alice").Whoami(ctx); ops.KindOf(err) != ops.KindAuth {
 		t.Fatalf("revoked token: %v", err)
 	}
@@ -423,8 +426,16 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
 	done := make(chan error, 1)
 	go func() { _, err := ops.Copy(ctx, req); done <- err }()
+	deadline := time.Now().Add(time.Minute)
 	for prog.chunks.Load() < 20 {
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the copy sent fewer than 20 chunks in a minute")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the copy ended before the server was killed: %v", err)
+		case <-time.After(time.Millisecond):
+		}
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -454,9 +465,8 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 // TestCopyFromServerWithShortAnswers: a server that answers part of each request (its
 // answer limit) is asked again for the rest, and the copy completes.
 func TestCopyFromServerWithShortAnswers(t *testing.T) {
-	defer ops.SetMaxGetResponse(64 << 10)()
 	c := newCloud(t)
-	c.serve(t)
+	c.serve(t, func(s *ops.Server) { s.MaxGetResponse = 64 << 10 })
 	dir := t.TempDir()
 	writeTree(t, dir, 3, 2)
 	local := openInstance(t, t.TempDir())

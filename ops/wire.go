@@ -31,8 +31,9 @@ import (
 // frameHeader is the size of a chunk frame's header.
 const frameHeader = cas.HashSize + 1 + 4 + 4
 
-// MaxWireChunk bounds one chunk on the wire (manifests are the largest).
-const MaxWireChunk = 64 << 20
+// MaxWireChunk bounds one chunk on the wire (manifests are the largest): what a store
+// accepts, so that anything stored can travel.
+const MaxWireChunk = cas.MaxBlob
 
 // WriteFrame writes one chunk frame.
 func WriteFrame(w io.Writer, h cas.Hash, r cas.Raw) error {

@@ -31,7 +31,7 @@ fi
 
 echo "== no tracked file over 1 MiB"
 if git rev-parse --git-dir >/dev/null 2>&1; then
-  big=$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$1 > 1048576 {print}')
+  big=$(git ls-tree -r -l HEAD | awk '$4 > 1048576 {print $4, $5}')
   if [ -n "$big" ]; then echo "files over 1 MiB in git:"; echo "$big"; exit 1; fi
 fi
 

@@ -27,6 +27,13 @@ const (
 	prefixStat    = 's'
 )
 
+// indexPrefixes and cachePrefixes list the prefixes of each database; keys_test.go checks
+// that no two collide.
+var (
+	indexPrefixes = []byte{prefixVersion, prefixChunk, prefixPack, prefixFile}
+	cachePrefixes = []byte{prefixStat}
+)
+
 // indexSchema is the index's format version; a store written by a newer swcli is refused.
 const indexSchema = 1
 

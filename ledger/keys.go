@@ -31,6 +31,9 @@ const (
 	keyTag     = 't'
 )
 
+// allPrefixes lists every prefix above; keys_test.go checks that no two collide.
+var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag}
+
 // projectionPrefixes are the prefixes replay rebuilds and verify compares.
 var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag}
 

@@ -6,6 +6,10 @@ import (
 	"fmt"
 )
 
+// Whole-store checks and garbage collection over any store: VerifyAll re-hashes every
+// chunk, Reclaim deletes what no kept manifest names (the deleting itself, and its
+// invariants, are the store's: repack.go for Local).
+
 // packOrderer is a store that can sort hashes the way its chunks lie (Local).
 type packOrderer interface {
 	InPackOrder(ctx context.Context, hs []Hash) error

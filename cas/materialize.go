@@ -13,6 +13,12 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// Materialize: writing a manifest's tree into a directory. Invariants:
+//   - The target is missing or empty; entries are created, never opened for writing when
+//     they exist (O_EXCL|O_NOFOLLOW), and a manifest's every parent is a directory entry
+//     (manifest.go), so nothing is written through a link.
+//   - Every chunk is verified against its hash as it is read.
+
 // ErrNotEmpty reports a materialisation target that already holds something.
 var ErrNotEmpty = errors.New("target directory is not empty")
 

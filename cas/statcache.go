@@ -13,6 +13,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
+// The stat cache lets an ingest skip reading files that did not change. Invariants:
+//   - It is a cache in its own pebble database (ROOT/cache/stat): losing it costs a re-read.
+//     A process that finds it held by another (pebble's own lock) ingests without it
+//     instead of waiting.
+//   - A hit is trusted only if the file's size, times, inode, device and mode are unchanged
+//     (git's rule) and every chunk it names is known to be stored.
+//   - Entries are written after the chunks they name are durable, and never synced.
+
 // fileStat is what must be unchanged for a file's cached chunk list to be trusted: the
 // fields git's index uses.
 type fileStat struct {

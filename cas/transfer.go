@@ -6,6 +6,10 @@ import (
 	"fmt"
 )
 
+// Transfer between stores. Invariants:
+//   - A group travels as stored only when the request names all its chunks; the receiver
+//     verifies every chunk of it and its name (VerifyGroup) before storing any.
+
 // Groups travel whole when they can: a copy of a freshly stored tree asks for every chunk
 // of its groups, and decompressing a group to compress each chunk again on its own cost the
 // sender more CPU than anything else in a copy. A group on the wire is Raw{Enc: EncGroup}

@@ -19,6 +19,16 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// Ingest: walking inputs into a manifest while workers chunk, hash and store what is new.
+// Invariants:
+//   - A chunk is stored only if this process does not know it (Local.known); new chunks go
+//     into per-worker groups (group.go), so a chunk's first copy may still be in a group
+//     that is being filled: inGroup keeps a second worker from storing it again.
+//   - The manifest is stored last, after every chunk it names, and Flush makes it durable
+//     before Ingest returns: a tree whose hash is returned is whole in the store.
+//   - Stat cache entries are written after the Flush (statcache.go), so none names a chunk
+//     that is not durable.
+
 // Input is one thing to put in a tree: a file, link or directory on disk (walked, links kept
 // as links), or in-memory content.
 type Input struct {

@@ -463,14 +463,32 @@ func (s *Local) recover(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	var gone []uint64
+	// A pack whose file is gone while no chunk entry names it is what a gc that stopped
+	// between deleting the file and its entry leaves: its entry goes. A pack that chunks
+	// still name was lost: its entries stay for fsck to report (and quarantine), so that
+	// the loss is seen, not forgotten.
+	gone := map[uint64]bool{}
 	for n := range known {
 		if !onDisk[n] {
-			gone = append(gone, n)
+			gone[n] = true
 		}
 	}
 	if len(gone) > 0 {
-		if err := s.idx.deletePacks(ctx, gone); err != nil {
+		if err := s.idx.in(ctx, func(db *pebble.DB) error {
+			return scanChunks(db, func(_ Hash, l loc) error {
+				delete(gone, l.pack)
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+	}
+	if len(gone) > 0 {
+		var nums []uint64
+		for n := range gone {
+			nums = append(nums, n)
+		}
+		if err := s.idx.deletePacks(ctx, nums); err != nil {
 			return err
 		}
 	}

@@ -45,6 +45,7 @@ type Local struct {
 	sealed  *sync.Cond             // broadcast (with mu) when a pack leaves sealing
 	sealErr error                  // the first failure of a seal; the store refuses writes after it
 	gcMu    sync.Mutex             // serialises Delete
+	closed  bool
 
 	files  packFiles
 	bufs   sync.Pool
@@ -228,8 +229,15 @@ func (s *Local) Flush(ctx context.Context) error {
 	return err
 }
 
-// Close seals what was put and closes the store.
+// Close seals what was put and closes the store. Closing again does nothing.
 func (s *Local) Close() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
 	ferr := s.Flush(context.Background())
 	s.files.closeAll()
 	if err := s.idx.close(); err != nil && ferr == nil {

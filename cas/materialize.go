@@ -35,7 +35,7 @@ type bufGetter interface {
 
 // Materialize writes the tree m into dir, which must be missing or empty: directories,
 // files (every chunk verified as it is read), symlinks as symlinks (dangling ones too), and
-// permission bits. The manifest is validated first, so no entry with an absolute path, a ".."
+// permission bits (rwx only: setuid, setgid and sticky bits from a manifest are dropped). The manifest is validated first, so no entry with an absolute path, a ".."
 // component or a parent that is not a directory of the tree is ever written; files are
 // created with O_EXCL|O_NOFOLLOW besides.
 func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt MaterializeOptions) error {
@@ -105,7 +105,7 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 	for i := len(m.Entries) - 1; i >= 0; i-- {
 		e := m.Entries[i]
 		if e.Kind == KindDir {
-			if err := syscall.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), e.Mode); err != nil {
+			if err := syscall.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), e.Mode&0o777); err != nil {
 				return fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
 			}
 		}
@@ -162,7 +162,7 @@ func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) 
 	if written != e.Size {
 		return buf, fmt.Errorf("materialise %s: %w: wrote %d bytes, manifest says %d", e.Path, ErrCorrupt, written, e.Size)
 	}
-	if err := syscall.Fchmod(int(f.Fd()), e.Mode); err != nil {
+	if err := syscall.Fchmod(int(f.Fd()), e.Mode&0o777); err != nil { // never setuid, setgid or sticky
 		return buf, fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
 	}
 	return buf, f.Close()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
 )
@@ -71,7 +72,8 @@ func (c *StoreGetCmd) Run(e *env) error {
 // FsckCmd verifies every stored chunk.
 type FsckCmd struct{}
 
-// Run verifies the store.
+// Run verifies the store: packs present, every chunk re-hashed; bad ones are named with the
+// versions and files that use them.
 func (c *FsckCmd) Run(e *env) error {
 	in, err := e.open()
 	if err != nil {
@@ -79,8 +81,34 @@ func (c *FsckCmd) Run(e *env) error {
 	}
 	defer in.Close()
 	rep, err := ops.Fsck(e.ctx, in)
-	if e.jsonOut() && err == nil {
-		return e.printJSON(map[string]any{"chunks": rep.Chunks, "bytes": rep.Bytes, "corrupt": len(rep.Corrupt)})
+	if rep == nil {
+		return err
+	}
+	if e.jsonOut() {
+		problems := []map[string]any{}
+		for _, p := range rep.Problems {
+			uses := []string{}
+			for _, u := range p.Uses {
+				uses = append(uses, u.String())
+			}
+			problems = append(problems, map[string]any{"hash": p.Hash, "reason": p.Reason, "used_by": uses})
+		}
+		if jerr := e.printJSON(map[string]any{"chunks": rep.Chunks, "bytes": rep.Bytes, "corrupt": len(rep.Problems),
+			"lost_packs": len(rep.Packs), "problems": problems}); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	for _, p := range rep.Packs {
+		fmt.Fprintf(e.stderr, "swcli: pack %016x %s: %d chunks lost\n", p.Pack, p.Reason, len(p.Chunks))
+	}
+	for _, p := range rep.Problems {
+		if len(p.Uses) == 0 {
+			fmt.Fprintf(e.stderr, "swcli: chunk %s: %s; no version uses it\n", p.Hash, p.Reason)
+		}
+		for _, u := range p.Uses {
+			fmt.Fprintf(e.stderr, "swcli: chunk %s: %s; used by %s\n", p.Hash, p.Reason, u)
+		}
 	}
 	if err != nil {
 		return err

@@ -266,9 +266,11 @@ type VerifyReport struct {
 	Problems []Problem
 }
 
-// ManifestChecker answers which manifests a content store lacks (cas.Stater fits).
-type ManifestChecker interface {
-	Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
+// ContentChecker is the content store as Verify checks it (cas.Local fits): which chunks
+// it cannot serve (not indexed, or in a pack that is lost), and manifests to read.
+type ContentChecker interface {
+	Absent(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
+	Get(ctx context.Context, h cas.Hash) ([]byte, error)
 }
 
 // maxProblems bounds the report; the first problem is what matters.
@@ -278,7 +280,7 @@ const maxProblems = 20
 // event's body, sequence numbers are dense from 1 up to the head, the stored projections
 // equal a fresh replay, and (with store) every manifest of a live or removed version is in
 // the content store. Tampering is reported at the first bad sequence number.
-func (l *Ledger) verify(ctx context.Context, store ManifestChecker) (*VerifyReport, error) {
+func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	add := func(seq uint64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
@@ -383,27 +385,56 @@ func (l *Ledger) verify(ctx context.Context, store ManifestChecker) (*VerifyRepo
 		}
 	}
 
-	// 3. Manifests present.
+	// 3. Every live or removed version's manifest, and every chunk it names, present.
 	if store != nil {
-		var hs []cas.Hash
-		owner := map[cas.Hash]string{}
+		var vs []*Version
 		err := fresh.kv.scan([]byte{keyVersion}, func(_, b []byte) error {
 			v, err := decodeVersion(b)
 			if err == nil && v.Status != StatusPurged {
-				hs = append(hs, v.Manifest)
-				owner[v.Manifest] = v.Project + "/" + v.Runtime + "/" + v.ID
+				vs = append(vs, v)
 			}
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
-		missing, err := store.Missing(ctx, hs)
+		hs := make([]cas.Hash, len(vs))
+		for i, v := range vs {
+			hs[i] = v.Manifest
+		}
+		absent, err := store.Absent(ctx, hs)
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range missing {
-			add(0, "manifest %s of %s is missing from the content store", h, owner[h])
+		gone := map[cas.Hash]bool{}
+		for _, h := range absent {
+			gone[h] = true
+		}
+		for _, v := range vs {
+			name := v.Project + "/runtime/" + v.Runtime + "/version/" + v.ID
+			if gone[v.Manifest] {
+				add(0, "version %s: its manifest %s is absent from the content store", name, v.Manifest)
+				continue
+			}
+			m, err := cas.LoadManifest(ctx, store, v.Manifest)
+			if err != nil {
+				add(0, "version %s: its manifest %s does not read: %v", name, v.Manifest, err)
+				continue
+			}
+			missing, err := store.Absent(ctx, m.Chunks())
+			if err != nil {
+				return nil, err
+			}
+			if len(missing) > 0 {
+				first := ""
+				for _, e := range m.Entries {
+					if slices.Contains(e.Chunks, missing[0]) {
+						first = e.Path
+						break
+					}
+				}
+				add(0, "version %s: %d of its chunks are absent from the content store (first: %s, of %s)", name, len(missing), missing[0], first)
+			}
 		}
 	}
 	return rep, nil

@@ -240,3 +240,16 @@ func (l view) Manifests() ([]cas.Hash, error) {
 	})
 	return out, err
 }
+
+// AllVersions lists every live or removed version of every project, by key.
+func (l view) AllVersions() ([]*Version, error) {
+	var out []*Version
+	err := l.kv.scan([]byte{keyVersion}, func(_, b []byte) error {
+		v, err := decodeVersion(b)
+		if err == nil && v.Status != StatusPurged {
+			out = append(out, v)
+		}
+		return err
+	})
+	return out, err
+}

@@ -101,7 +101,7 @@ func (l *Ledger) Replay(ctx context.Context, to ReplayTo) (snap *Snapshot, err e
 // event's body, sequence numbers are dense from 1 up to the head, the stored projections
 // equal a fresh replay, and (with store) every manifest of a live or removed version is in
 // the content store. Tampering is reported at the first bad sequence number.
-func (l *Ledger) Verify(ctx context.Context, store ManifestChecker) (rep *VerifyReport, err error) {
+func (l *Ledger) Verify(ctx context.Context, store ContentChecker) (rep *VerifyReport, err error) {
 	err = l.longRead(ctx, func(r *Ledger) error { rep, err = r.verify(ctx, store); return err })
 	return rep, err
 }
@@ -154,3 +154,6 @@ func removeStaleCheckpoints(dir string) {
 		}
 	}
 }
+
+// AllVersions lists every live or removed version of every project (see view.AllVersions).
+func (l *Ledger) AllVersions() ([]*Version, error) { return inView(l, view.AllVersions) }

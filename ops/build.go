@@ -143,7 +143,13 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 	}
 	if req.GenAllBundles {
-		inputs = append(inputs, cas.Input{Src: envDir, Dest: path.Join("export", ry.Mode)})
+		// A workdir's environment may be a link to one elsewhere: the bundle holds the
+		// environment itself, never the link (restore would write through it).
+		src, err := filepath.EvalSymlinks(envDir)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", envDir, err)
+		}
+		inputs = append(inputs, cas.Input{Src: src, Dest: path.Join("export", ry.Mode)})
 	}
 	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
 	if done != nil {

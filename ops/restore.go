@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 )
 
 // RestoreRequest is `swcli runtime restore`: Dir is an extracted bundle.
@@ -35,6 +38,12 @@ type RestoreResult struct {
 func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	dir, err := filepath.Abs(req.Dir)
 	if err != nil {
+		return nil, err
+	}
+	// Restore writes only below dir, and never through a link that came with the bundle.
+	if err := noLinks(dir, "runtime.yaml", "activate.host", "activate.sw", "venv", "conda",
+		"export", "export/venv", "export/venv/bin", "export/venv/pyvenv.cfg", "export/conda",
+		"dependencies", "wheels", LockName("venv"), LockName("conda")); err != nil {
 		return nil, err
 	}
 	ry, _, err := loadBundleYAML(dir)
@@ -75,13 +84,51 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		swAct = "conda activate \"${SW_RUNTIME_DIR:-" + dir + "}/" + rel + "\""
 	}
 	sw := fmt.Sprintf("#!/bin/sh\n# In a container where the runtime is mounted at $SW_RUNTIME_DIR: prints the activation command.\necho '%s'\n", swAct)
-	if err := os.WriteFile(res.ActivateHost, []byte(host), 0o755); err != nil {
+	if err := writeNoFollow(res.ActivateHost, []byte(host), 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(res.ActivateSW, []byte(sw), 0o755); err != nil {
+	if err := writeNoFollow(res.ActivateSW, []byte(sw), 0o755); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// noLinks refuses a bundle in which any of the paths (relative to dir), or a directory on
+// the way to one, is a symbolic link: restore writes there, and a link from a bundle could
+// send those writes anywhere on the host.
+func noLinks(dir string, paths ...string) error {
+	for _, p := range paths {
+		at := dir
+		for _, part := range strings.Split(p, "/") {
+			at = filepath.Join(at, part)
+			fi, err := os.Lstat(at)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if fi.Mode()&os.ModeSymlink != 0 {
+				rel, _ := filepath.Rel(dir, at)
+				return Errorf(KindCorrupt, "restore only what 'swcli runtime extract' wrote, from a runtime you trust",
+					"%s: %s is a symbolic link; restore writes there and does not follow links", dir, rel)
+			}
+		}
+	}
+	return nil
+}
+
+// writeNoFollow writes a file that is not a symbolic link (it fails on one).
+func writeNoFollow(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // loadBundleYAML reads a bundle's runtime.yaml without checking dependency paths (in a
@@ -94,7 +141,7 @@ func loadBundleYAML(dir string) (*RuntimeYAML, []byte, error) {
 // of the same version on this host.
 func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) error {
 	cfgPath := filepath.Join(venv, "pyvenv.cfg")
-	cfg, err := os.ReadFile(cfgPath)
+	cfg, err := readNoFollow(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -123,7 +170,7 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 		}
 		out = append(out, line)
 	}
-	if err := os.WriteFile(cfgPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+	if err := writeNoFollow(cfgPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		return err
 	}
 	bin := filepath.Join(venv, "bin")
@@ -157,7 +204,7 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 
 // oldVenvPrefix reads the place a venv was made in from its bin/activate.
 func oldVenvPrefix(venv string) string {
-	f, err := os.Open(filepath.Join(venv, "bin", "activate"))
+	f, err := os.OpenFile(filepath.Join(venv, "bin", "activate"), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
 	}
@@ -175,7 +222,7 @@ func oldVenvPrefix(venv string) string {
 // rewriteScript replaces the old venv path: everywhere in activation scripts, and in the
 // shebang line of other scripts.
 func rewriteScript(p, old, new string, whole bool) error {
-	b, err := os.ReadFile(p)
+	b, err := readNoFollow(p)
 	if err != nil {
 		return err
 	}
@@ -195,11 +242,11 @@ func rewriteScript(p, old, new string, whole bool) error {
 	if bytes.Equal(nb, b) {
 		return nil
 	}
-	fi, err := os.Stat(p)
+	fi, err := os.Lstat(p)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(p, nb, fi.Mode().Perm())
+	return writeNoFollow(p, nb, fi.Mode().Perm())
 }
 
 // pipIndexArgs are pip's index options: SW_PYPI_* variables win over configs.pip.
@@ -301,4 +348,14 @@ func restoreConda(ctx context.Context, dir string, ry *RuntimeYAML, req RestoreR
 		return &Error{Kind: KindEnv, Err: err}
 	}
 	return nil
+}
+
+// readNoFollow reads a file that is not a symbolic link.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/swcli/swcli/cas"
@@ -163,55 +161,6 @@ func recoverVersions(ctx context.Context, in *Instance, project, name, ref strin
 		return nil, err
 	}
 	return vs, nil
-}
-
-// ExtractResult says where a version was extracted.
-type ExtractResult struct {
-	Version *ledger.Version
-	Dir     string
-	Kept    bool // an existing extraction was kept
-}
-
-// DefaultExtractDir is where extract puts a version without --target-dir.
-func (in *Instance) DefaultExtractDir(project, name, id string) string {
-	return filepath.Join(in.Root, "workdir", project, name, id[:2], id)
-}
-
-// Extract writes a version's files to dir (default: the instance's workdir area). An
-// existing, non-empty extraction is kept unless force.
-func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, force bool, p cas.Progress) (*ExtractResult, error) {
-	v, err := in.Resolve(project, name, ref)
-	if err != nil {
-		return nil, err
-	}
-	if v.Status != ledger.StatusLive {
-		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
-	}
-	if dir == "" {
-		dir = in.DefaultExtractDir(project, name, v.ID)
-	}
-	dir, err = filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	res := &ExtractResult{Version: v, Dir: dir}
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-		if !force {
-			res.Kept = true
-			return res, nil
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("replace %s: %w", dir, err)
-		}
-	}
-	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
-	if err != nil {
-		return nil, err
-	}
-	if err := cas.Materialize(ctx, in.Store, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // Info is a version's manifest summary.

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -39,16 +40,139 @@ func ExtractTree(ctx context.Context, in *Instance, h cas.Hash, dir string, p ca
 	return m, nil
 }
 
-// Fsck re-hashes every stored chunk.
-func Fsck(ctx context.Context, in *Instance) (cas.VerifyReport, error) {
-	rep, err := cas.VerifyAll(ctx, in.Store)
+// FsckReport is what Fsck found.
+type FsckReport struct {
+	Chunks, Bytes int64
+	Packs         []cas.PackProblem // packs missing or shorter than the index says
+	Problems      []FsckProblem     // each bad or lost chunk, with what uses it
+}
+
+// FsckProblem is a chunk that failed verification or whose pack is lost.
+type FsckProblem struct {
+	Hash   cas.Hash
+	Reason string
+	Uses   []ChunkUse // versions and paths that need it (none: garbage)
+}
+
+// ChunkUse is a file (or the manifest itself: Path "") of a version that uses a chunk.
+type ChunkUse struct {
+	Project, Runtime, Version, Path string
+}
+
+func (u ChunkUse) String() string {
+	p := u.Path
+	if p == "" {
+		p = "(manifest)"
+	}
+	return fmt.Sprintf("%s/runtime/%s/version/%s: %s", u.Project, u.Runtime, u.Version, p)
+}
+
+// Fsck checks that every pack the index names is there, and re-hashes every stored chunk.
+// Each bad or lost chunk is named with the versions and files that use it, and dropped
+// from the index (cas.Local.Quarantine): a build or copy that has its content stores it
+// again, which repairs the store.
+func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
+	rep := &FsckReport{}
+	packs, err := in.Store.CheckPacks(ctx)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
-	if len(rep.Corrupt) > 0 {
-		return rep, &Error{Kind: KindCorrupt, Err: fmt.Errorf("%d of %d chunks failed verification; first: %w", len(rep.Corrupt), rep.Chunks, rep.Corrupt[0])}
+	rep.Packs = packs
+	reason := map[cas.Hash]string{}
+	for _, p := range packs {
+		for _, h := range p.Chunks {
+			reason[h] = fmt.Sprintf("its pack %016x %s", p.Pack, p.Reason)
+		}
 	}
-	return rep, nil
+	vr, err := cas.VerifyAll(ctx, skipLost{in.Store, reason})
+	if err != nil {
+		return nil, err
+	}
+	rep.Chunks, rep.Bytes = vr.Chunks, vr.Bytes
+	for _, e := range vr.Corrupt {
+		var ce *cas.CorruptError
+		var ne *cas.NotFoundError
+		switch {
+		case errors.As(e, &ce):
+			reason[ce.Hash] = ce.Reason
+		case errors.As(e, &ne):
+			reason[ne.Hash] = "not found"
+		}
+	}
+	if len(reason) == 0 {
+		return rep, nil
+	}
+	uses, err := chunkUses(ctx, in, reason)
+	if err != nil {
+		return nil, err
+	}
+	var bad []cas.Hash
+	for h, r := range reason {
+		bad = append(bad, h)
+		rep.Problems = append(rep.Problems, FsckProblem{Hash: h, Reason: r, Uses: uses[h]})
+	}
+	slices.SortFunc(rep.Problems, func(a, b FsckProblem) int { return a.Hash.Compare(b.Hash) })
+	if err := in.Store.Quarantine(ctx, bad); err != nil {
+		return nil, fmt.Errorf("drop bad chunks from the index: %w", err)
+	}
+	first := rep.Problems[0]
+	where := "no version uses it"
+	if len(first.Uses) > 0 {
+		where = "used by " + first.Uses[0].String()
+		if n := len(first.Uses) - 1; n > 0 {
+			where += fmt.Sprintf(" and %d more", n)
+		}
+	}
+	return rep, &Error{Kind: KindCorrupt,
+		Err:  fmt.Errorf("%d bad or lost chunks (%d packs lost or short); first: %s: %s, %s", len(rep.Problems), len(rep.Packs), first.Hash, first.Reason, where),
+		Hint: "build or copy the affected versions again from an intact source: that stores the chunks again"}
+}
+
+// skipLost is a store whose Walk leaves out chunks already known lost (their packs are
+// gone), so that VerifyAll does not read them.
+type skipLost struct {
+	*cas.Local
+	lost map[cas.Hash]string
+}
+
+func (s skipLost) Walk(ctx context.Context, fn func(cas.ChunkInfo) error) error {
+	return s.Local.Walk(ctx, func(ci cas.ChunkInfo) error {
+		if _, ok := s.lost[ci.Hash]; ok {
+			return nil
+		}
+		return fn(ci)
+	})
+}
+
+// chunkUses finds, for each chunk of want, the versions (live or removed) and files that
+// use it.
+func chunkUses(ctx context.Context, in *Instance, want map[cas.Hash]string) (map[cas.Hash][]ChunkUse, error) {
+	vs, err := in.Ledger.AllVersions()
+	if err != nil {
+		return nil, err
+	}
+	out := map[cas.Hash][]ChunkUse{}
+	for _, v := range vs {
+		use := ChunkUse{Project: v.Project, Runtime: v.Runtime, Version: v.ID}
+		if _, ok := want[v.Manifest]; ok {
+			out[v.Manifest] = append(out[v.Manifest], use)
+			continue
+		}
+		m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+		if err != nil {
+			continue // its manifest is reported on its own, or lost before this fsck
+		}
+		for _, e := range m.Entries {
+			for _, h := range e.Chunks {
+				if _, ok := want[h]; ok {
+					u := use
+					u.Path = e.Path
+					out[h] = append(out[h], u)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 func unwrapPathErr(err error) error {

@@ -1,11 +1,11 @@
 package ops
 
 import (
-	"slices"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/swcli/swcli/cas"
 )

@@ -16,7 +16,12 @@ var (
 	encOnce     sync.Once
 	encoder     *zstd.Encoder // SpeedDefault
 	fastEncoder *zstd.Encoder // SpeedFastest
-	decoder     *zstd.Decoder
+	// decoder never writes past the capacity it is given: a frame that inflates beyond the
+	// length its chunk declares stops there (a zstd bomb costs its declared length at most).
+	decoder *zstd.Decoder
+	// storeDecoder reads this store's own groups, whose content length the location does
+	// not carry; it is bounded by the largest group only.
+	storeDecoder *zstd.Decoder
 )
 
 func codecs() (*zstd.Encoder, *zstd.Decoder) {
@@ -32,7 +37,12 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
-		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBlob+1<<20))
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBlob+1<<20),
+			zstd.WithDecodeAllCapLimit(true))
+		if err != nil {
+			panic(err)
+		}
+		storeDecoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxGroupContent))
 		if err != nil {
 			panic(err)
 		}
@@ -77,7 +87,7 @@ func Decode(h Hash, r Raw, dst []byte) ([]byte, error) {
 			dst = make([]byte, 0, r.Len)
 		}
 		var err error
-		data, err = dec.DecodeAll(r.Data, dst[:0])
+		data, err = dec.DecodeAll(r.Data, dst[:0:r.Len]) // no further than the declared length
 		if err != nil {
 			return nil, &CorruptError{Hash: h, Reason: "zstd: " + err.Error()}
 		}

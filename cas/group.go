@@ -28,6 +28,11 @@ const (
 	largeGroupTarget = 2 << 20
 )
 
+// MaxGroupContent bounds a group's content: what a store accepts from elsewhere, and what
+// reading one of its own groups may inflate to. Ingest makes groups of at most
+// largeGroupTarget plus one chunk and the table.
+const MaxGroupContent = 4 << 20
+
 // groupHeadroom: a worker gathers a group's chunks after this much room, and the table is
 // written into it when the group closes, so the content is compressed where it lies.
 const groupHeadroom = 16 << 10
@@ -142,9 +147,9 @@ func (s *Local) groupChunk(h Hash, l loc) ([]byte, error) {
 		if err := s.readAt(h, l, stored); err != nil {
 			return nil, err
 		}
-		_, dec := codecs()
+		codecs()
 		var err error
-		content, err = dec.DecodeAll(stored, nil)
+		content, err = storeDecoder.DecodeAll(stored, nil)
 		if err != nil {
 			return nil, &CorruptError{Hash: h, Reason: "group: zstd: " + err.Error()}
 		}

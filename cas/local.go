@@ -34,18 +34,21 @@ type Local struct {
 	cache     *pebble.DB // stat cache, opened by the first ingest; nil if none
 	onError   func(string)
 
-	mu      sync.Mutex // guards the writer fields, pending and sealing
-	cur     *os.File
-	curBuf  *bufio.Writer
-	curNum  uint64
-	curOff  int64
-	nextNum uint64
-	pending map[Hash]loc           // chunks in the open pack
-	sealing map[uint64]*sealedPack // packs being synced and indexed, still readable
-	sealed  *sync.Cond             // broadcast (with mu) when a pack leaves sealing
-	sealErr error                  // the first failure of a seal; the store refuses writes after it
-	gcMu    sync.Mutex             // serialises Delete
-	closed  bool
+	mu     sync.Mutex // guards the writer fields, pending and sealing
+	cur    *os.File
+	curBuf *bufio.Writer
+	curNum uint64
+	curOff int64
+	// curAppend: the open pack is one this process sealed before and goes on with.
+	curAppend bool
+	reuse     *sealedPack // a small pack this process sealed, to go on with (pack.go)
+	nextNum   uint64
+	pending   map[Hash]loc           // chunks in the open pack
+	sealing   map[uint64]*sealedPack // packs being synced and indexed, still readable
+	sealed    *sync.Cond             // broadcast (with mu) when a pack leaves sealing
+	sealErr   error                  // the first failure of a seal; the store refuses writes after it
+	gcMu      sync.Mutex             // serialises Delete
+	closed    bool
 
 	files  packFiles
 	bufs   sync.Pool
@@ -239,6 +242,12 @@ func (s *Local) Close() error {
 		return nil
 	}
 	ferr := s.Flush(context.Background())
+	s.mu.Lock()
+	if s.reuse != nil {
+		s.reuse.f.Close()
+		s.reuse = nil
+	}
+	s.mu.Unlock()
 	s.files.closeAll()
 	if err := s.idx.close(); err != nil && ferr == nil {
 		ferr = err

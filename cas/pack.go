@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,11 @@ import (
 //     (index.go).
 //   - Several processes write packs at once: a pack number is taken by creating <n>.tmp
 //     with O_EXCL where no <n>.pack exists, so two writers never share a number.
-//   - A sealed pack is never written again; only gc (repack.go) deletes it.
+//   - Small flushes do not make small packs forever: after sealing a pack under
+//     packTarget/2, the same process appends its next entries to it (after the indexed
+//     bytes; synced, then indexed, like a new pack). No other process writes a pack it did
+//     not create, and bytes past a pack's indexed size are never read. Otherwise a sealed
+//     pack is never written again; only gc (repack.go) deletes it.
 const (
 	packMagic     = "SWPACK1\n"
 	entryHeader   = HashSize + 1 + 4 + 4
@@ -107,6 +112,18 @@ func (s *Local) writeEntryLocked(h Hash, r Raw) (int64, error) {
 // exists. Another process that took n first holds <n>.tmp until it renames it to
 // <n>.pack, so one of the two names always tells.
 func (s *Local) startPack() error {
+	if sp := s.reuse; sp != nil {
+		s.reuse = nil
+		if _, err := sp.f.Seek(sp.size, io.SeekStart); err == nil {
+			s.cur, s.curNum, s.curOff, s.curAppend = sp.f, sp.num, sp.size, true
+			if s.curBuf == nil {
+				s.curBuf = bufio.NewWriterSize(sp.f, packWriterBuf)
+			} else {
+				s.curBuf.Reset(sp.f)
+			}
+			return nil
+		}
+	}
 	if s.nextNum == 0 {
 		if err := s.initNextNum(); err != nil {
 			return fmt.Errorf("start pack: %w", err)
@@ -129,7 +146,7 @@ func (s *Local) startPack() error {
 			os.Remove(s.tmpPath(n))
 			continue
 		}
-		s.cur, s.curNum, s.curOff = f, n, int64(len(packMagic))
+		s.cur, s.curNum, s.curOff, s.curAppend = f, n, int64(len(packMagic)), false
 		break
 	}
 	if s.curBuf == nil {
@@ -179,10 +196,11 @@ func (s *Local) abortPack(cause error) error {
 
 // sealedPack is a pack detached from the writer, on its way to being durable and indexed.
 type sealedPack struct {
-	num    uint64
-	f      *os.File
-	size   int64
-	chunks map[Hash]loc
+	num      uint64
+	f        *os.File
+	size     int64
+	chunks   map[Hash]loc
+	appended bool // entries added to a pack sealed before: already under its final name
 }
 
 // detachLocked takes the open pack out of the writer (its buffered bytes flushed) so that
@@ -194,7 +212,7 @@ func (s *Local) detachLocked() (*sealedPack, error) {
 	if err := s.curBuf.Flush(); err != nil {
 		return nil, s.abortPack(err)
 	}
-	sp := &sealedPack{num: s.curNum, f: s.cur, size: s.curOff, chunks: s.pending}
+	sp := &sealedPack{num: s.curNum, f: s.cur, size: s.curOff, chunks: s.pending, appended: s.curAppend}
 	s.sealing[sp.num] = sp
 	s.cur = nil
 	s.pending = map[Hash]loc{}
@@ -213,22 +231,29 @@ func (s *Local) seal(sp *sealedPack) error {
 	s.sealed.Broadcast()
 	if err != nil {
 		sp.f.Close()
-		os.Remove(s.tmpPath(sp.num))
+		if !sp.appended {
+			os.Remove(s.tmpPath(sp.num))
+		}
 		if s.sealErr == nil {
 			s.sealErr = err
 		}
+	} else if sp.size < packTarget/2 && s.reuse == nil && s.cur == nil && !s.closed {
+		s.reuse = sp // the next entries of this process go on after it, through its file
+		sp = nil
 	}
 	s.mu.Unlock()
-	if err != nil {
-		return err
+	if sp != nil && err == nil {
+		sp.f.Close() // readers open the sealed pack on their own (read.go)
 	}
-	s.files.put(sp.num, sp.f)
-	return nil
+	return err
 }
 
 func (s *Local) sealFile(sp *sealedPack) error {
 	if err := sp.f.Sync(); err != nil {
 		return fmt.Errorf("sync pack %016x: %w", sp.num, err)
+	}
+	if sp.appended {
+		return nil // its name and directory entry are durable already
 	}
 	if err := os.Rename(s.tmpPath(sp.num), s.packPath(sp.num)); err != nil {
 		return fmt.Errorf("seal pack %016x: %w", sp.num, err)

@@ -20,64 +20,103 @@ import (
 //   - Open pack files are shared by all readers of the process (packFiles) and closed by
 //     Close or when gc deletes the pack.
 
-// packFiles holds the sealed packs open for reading.
+// packFiles holds sealed packs open for reading: at most maxOpenPacks at once, the least
+// recently used closed first, none while a read is using it. A store of 20k small packs
+// (or fsck over it) needs no more files than that.
 type packFiles struct {
-	mu sync.RWMutex
-	m  map[uint64]*os.File
+	mu   sync.Mutex
+	m    map[uint64]*packFile
+	tick uint64
 }
 
-func (p *packFiles) get(n uint64, path string) (*os.File, error) {
-	p.mu.RLock()
-	f := p.m[n]
-	p.mu.RUnlock()
-	if f != nil {
-		return f, nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if f := p.m[n]; f != nil {
-		return f, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	if p.m == nil {
-		p.m = map[uint64]*os.File{}
-	}
-	p.m[n] = f
-	return f, nil
+type packFile struct {
+	f      *os.File
+	refs   int    // reads using it now
+	used   uint64 // tick of the last use
+	closed bool   // dropped while in use: closed by the last release
 }
 
-func (p *packFiles) put(n uint64, f *os.File) {
+// maxOpenPacks bounds the pack files one store keeps open.
+const maxOpenPacks = 256
+
+// acquire returns the open file of pack n; release must be called when done with it.
+func (p *packFiles) acquire(n uint64, path string) (*os.File, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[uint64]*os.File{}
+		p.m = map[uint64]*packFile{}
 	}
-	if old := p.m[n]; old != nil {
-		old.Close()
+	pf := p.m[n]
+	if pf == nil {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.evictLocked()
+		pf = &packFile{f: f}
+		p.m[n] = pf
 	}
-	p.m[n] = f
+	p.tick++
+	pf.refs++
+	pf.used = p.tick
+	return pf.f, func() { p.release(pf) }, nil
 }
 
-// drop closes the pack's file, if open.
+func (p *packFiles) release(pf *packFile) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pf.refs--
+	if pf.refs == 0 && pf.closed {
+		pf.f.Close()
+	}
+}
+
+// evictLocked closes the least recently used idle files while at the bound.
+func (p *packFiles) evictLocked() {
+	for len(p.m) >= maxOpenPacks {
+		var victim uint64
+		var oldest *packFile
+		for n, pf := range p.m {
+			if pf.refs == 0 && (oldest == nil || pf.used < oldest.used) {
+				victim, oldest = n, pf
+			}
+		}
+		if oldest == nil {
+			return // every one is being read: go over the bound for a moment
+		}
+		oldest.f.Close()
+		delete(p.m, victim)
+	}
+}
+
+// drop closes pack n's file (gc deletes the pack), once no read uses it.
 func (p *packFiles) drop(n uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f := p.m[n]; f != nil {
-		f.Close()
+	if pf := p.m[n]; pf != nil {
 		delete(p.m, n)
+		if pf.refs == 0 {
+			pf.f.Close()
+		} else {
+			pf.closed = true
+		}
 	}
 }
 
 func (p *packFiles) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for n, f := range p.m {
-		f.Close()
+	for n, pf := range p.m {
+		pf.f.Close()
 		delete(p.m, n)
 	}
+}
+
+// open reports how many pack files are open (tests).
+func (p *packFiles) open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
 }
 
 // lookup returns where h is stored.
@@ -216,10 +255,11 @@ func (s *Local) readAt(h Hash, l loc, data []byte) error {
 		return nil
 	}
 	s.mu.Unlock()
-	f, err := s.files.get(l.pack, s.packPath(l.pack))
+	f, release, err := s.files.acquire(l.pack, s.packPath(l.pack))
 	if err != nil {
 		return fmt.Errorf("read chunk %s: %w", h, err)
 	}
+	defer release()
 	if _, err := f.ReadAt(data, l.off); err != nil {
 		if errors.Is(err, io.EOF) {
 			return &CorruptError{Hash: h, Reason: fmt.Sprintf("pack %016x is truncated", l.pack)}

@@ -33,6 +33,12 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 	if err := s.Flush(ctx); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	if s.reuse != nil { // it may be among the packs deleted below
+		s.reuse.f.Close()
+		s.reuse = nil
+	}
+	s.mu.Unlock()
 	if err := s.idx.load(ctx); err != nil {
 		return err
 	}

@@ -128,11 +128,11 @@ func VerifyGroup(name Hash, r Raw) (*Group, error) {
 	if r.Enc != EncGroup {
 		return nil, bad(fmt.Sprintf("encoding %d", r.Enc))
 	}
-	if r.Len < 0 || r.Len > MaxBlob {
-		return nil, bad(fmt.Sprintf("implausible length %d", r.Len))
+	if r.Len < 0 || r.Len > MaxGroupContent {
+		return nil, bad(fmt.Sprintf("implausible length %d (groups hold at most %d bytes)", r.Len, MaxGroupContent))
 	}
 	_, dec := codecs()
-	content, err := dec.DecodeAll(r.Data, make([]byte, 0, r.Len))
+	content, err := dec.DecodeAll(r.Data, make([]byte, 0, r.Len)) // no further than r.Len
 	if err != nil {
 		return nil, bad("zstd: " + err.Error())
 	}
@@ -142,6 +142,9 @@ func VerifyGroup(name Hash, r Raw) (*Group, error) {
 	offs, sizes, err := parseGroup(content)
 	if err != nil {
 		return nil, bad(err.Error())
+	}
+	if len(offs) == 0 {
+		return nil, bad("it holds no chunk")
 	}
 	g := &Group{name: name, raw: r, hashes: make([]Hash, len(offs)), sizes: sizes, offs: offs, content: content}
 	for i, off := range offs {

@@ -52,7 +52,7 @@ func exitCode(err error) int {
 		return ExitEnv
 	case ops.KindAuth, ops.KindForbidden:
 		return ExitAuth
-	case ops.KindRemote:
+	case ops.KindRemote, ops.KindTooMany:
 		return ExitRemote
 	case ops.KindBusy:
 		return ExitBusy

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -30,6 +31,9 @@ type ServerRunCmd struct {
 
 // Run serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 func (c *ServerRunCmd) Run(e *env) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(ops.ServerMemoryLimit)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return ops.Errorf(ops.KindUsage, "give both --tls-cert and --tls-key, or neither", "TLS needs a certificate and a key")
 	}

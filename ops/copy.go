@@ -180,7 +180,7 @@ func copySources(ctx context.Context, src Endpoint, project string, u RuntimeURI
 
 // chunkSource is implemented by endpoints that can read a manifest directly.
 type chunkSource interface {
-	GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error
+	GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error
 }
 
 func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (map[cas.Hash]*cas.Manifest, error) {
@@ -192,8 +192,12 @@ func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (
 			hs = append(hs, v.Manifest)
 		}
 	}
-	err := src.GetChunks(ctx, hs, func(h cas.Hash, r cas.Raw) error {
-		b, err := cas.Decode(h, r, nil)
+	err := src.GetChunks(ctx, hs, func(c Chunk) error {
+		h := c.Hash
+		if c.Raw.Enc == cas.EncGroup {
+			return fmt.Errorf("manifest %s: sent as a group", h)
+		}
+		b, err := cas.Decode(h, c.Raw, nil)
 		if err != nil {
 			return err
 		}
@@ -244,9 +248,9 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 		size := 0
 		// One call for the lot: a local source sends a group whole only when it sees all of
 		// its chunks asked for; a remote one asks its server in bounded requests itself.
-		err := req.Src.GetChunks(gctx, missing, func(h cas.Hash, r cas.Raw) error {
-			cur = append(cur, Chunk{Hash: h, Raw: r})
-			size += len(r.Data) + frameHeader
+		err := req.Src.GetChunks(gctx, missing, func(c Chunk) error {
+			cur = append(cur, c)
+			size += len(c.Raw.Data) + frameHeader
 			if size >= req.BatchBytes {
 				select {
 				case batches <- cur:

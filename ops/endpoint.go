@@ -26,8 +26,9 @@ type Endpoint interface {
 
 	// Missing answers which chunks the endpoint lacks, sorted.
 	Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
-	// GetChunks streams chunks as stored; fn verifies them (PutRaw does).
-	GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error
+	// GetChunks streams chunks as stored: only those of hs, each once (a group of several
+	// of them counts for each); fn verifies them (PutChunks does).
+	GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error
 	// PutChunks verifies every chunk, then stores them durably, or stores none.
 	PutChunks(ctx context.Context, cs []Chunk) error
 	// Commit makes versions appear in a project, each once its manifest and every chunk
@@ -41,7 +42,14 @@ type Endpoint interface {
 type Chunk struct {
 	Hash cas.Hash
 	Raw  cas.Raw
+	// Group is set when a group was verified already (a download checks what it is sent
+	// as it arrives); PutChunks then does not decompress it again.
+	Group *cas.Group
 }
+
+// MaxBatchDecoded bounds what the chunks of one batch may decode to: what one PutChunks
+// may hold in memory and spend CPU on, whatever their stored size.
+const MaxBatchDecoded = 128 << 20
 
 // CommitVersion is what a copy commits at the destination.
 type CommitVersion struct {
@@ -194,18 +202,36 @@ func (l LocalEndpoint) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, 
 
 // GetChunks sends what hs names as it should travel: a group whose chunks hs names all
 // goes whole (cas.Local.Transfer). hs must not repeat a hash.
-func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
-	return l.In.Store.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(h, r) })
+func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error {
+	return l.In.Store.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(Chunk{Hash: h, Raw: r}) })
 }
 
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
 // chunk stores nothing, then makes it durable.
 func (l LocalEndpoint) PutChunks(ctx context.Context, cs []Chunk) error {
+	var declared int64
+	for _, c := range cs {
+		if c.Raw.Len < 0 || c.Raw.Len > cas.MaxBlob {
+			return &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: chunk %s declares %d bytes", c.Hash, c.Raw.Len)}
+		}
+		if c.Group == nil {
+			declared += c.Raw.Len
+		}
+	}
+	if declared > MaxBatchDecoded {
+		return &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, MaxBatchDecoded),
+			Hint: "send smaller batches"}
+	}
 	var scratch []byte
 	groups := make([]*cas.Group, len(cs))
 	for i, c := range cs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var err error
-		if c.Raw.Enc == cas.EncGroup {
+		if c.Group != nil {
+			groups[i] = c.Group
+		} else if c.Raw.Enc == cas.EncGroup {
 			groups[i], err = cas.VerifyGroup(c.Hash, c.Raw)
 		} else {
 			var out []byte

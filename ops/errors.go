@@ -24,6 +24,7 @@ const (
 	KindRemote                // the server or the network failed
 	KindBusy                  // the store is in use
 	KindTooLarge              // a request over a server limit
+	KindTooMany               // the server is at its limit of such requests (HTTP 429)
 )
 
 // Error is an error with a kind and a hint telling the user what to do next.

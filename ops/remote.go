@@ -42,22 +42,56 @@ func (c *Remote) Name() string {
 
 func (c *Remote) Close() error { c.HTTP.CloseIdleConnections(); return nil }
 
-// do sends a request and turns error answers into *Error with the server's words.
+// maxBusyRetries bounds how often a request is sent again to a server that answers 429.
+const maxBusyRetries = 60
+
+// do sends a request and turns error answers into *Error with the server's words. A
+// server that is busy (429) is asked again after the pause it names (at most a few seconds
+// each, for about a minute in all).
 func (c *Remote) do(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, body)
-	if err != nil {
-		return nil, Errorf(KindUsage, "", "bad server URL %s: %v", c.URL, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	var payload []byte
+	if body != nil {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return nil, err
 		}
-		return nil, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %v", c.Name(), unwrapURLErr(err)), Hint: "is the server running and the URL right? 'swcli instance list' shows it"}
+		payload = b
+	}
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.URL+path, rd)
+		if err != nil {
+			return nil, Errorf(KindUsage, "", "bad server URL %s: %v", c.URL, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err = c.HTTP.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %v", c.Name(), unwrapURLErr(err)), Hint: "is the server running and the URL right? 'swcli instance list' shows it"}
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || attempt >= maxBusyRetries {
+			break
+		}
+		pause := time.Second
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			pause = time.Duration(min(secs, 5)) * time.Second
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
@@ -263,7 +297,7 @@ const getBatch = 16384
 // GetChunks asks in batches. The server answers a batch in order, a group whole where the
 // batch names all its chunks (fn then gets the group's name and Raw{Enc: cas.EncGroup}),
 // and may answer part of a batch (it bounds each answer): it is asked again for the rest.
-func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) error {
+func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error {
 	for len(hs) > 0 {
 		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], fn)
 		if err != nil {
@@ -278,15 +312,24 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash,
 }
 
 // getChunks makes one request and returns how many of hs the server answered.
-func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash, cas.Raw) error) (int, error) {
+func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) (int, error) {
 	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	asked := make(map[cas.Hash]bool, len(hs))
+	// Only what was asked, each once: a server cannot make this client store (or decode)
+	// anything else. A group is verified here, its chunks checked against what was asked.
+	asked := make(map[cas.Hash]bool, len(hs)) // true until answered
 	for _, h := range hs {
 		asked[h] = true
+	}
+	take := func(h cas.Hash) error {
+		if !asked[h] {
+			return fmt.Errorf("%w: server sent %s, which was not asked for (or twice)", ErrBadFrame, h)
+		}
+		asked[h] = false
+		return nil
 	}
 	answered := -1
 	err = ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
@@ -294,14 +337,32 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(cas.Hash,
 		case answered >= 0:
 			return fmt.Errorf("%w: frames after the end frame", ErrBadFrame)
 		case h.IsZero():
-			if answered = int(r.Len); answered > len(hs) {
+			if answered = int(r.Len); answered < 0 || answered > len(hs) {
 				return fmt.Errorf("%w: end frame says %d of %d", ErrBadFrame, answered, len(hs))
 			}
+			for _, a := range hs[:answered] {
+				if asked[a] {
+					return fmt.Errorf("%w: end frame covers %s, which was not sent", ErrBadFrame, a)
+				}
+			}
 			return nil
-		case r.Enc != cas.EncGroup && !asked[h]:
-			return fmt.Errorf("%w: server sent %s, which was not asked for", ErrBadFrame, h)
+		case r.Enc == cas.EncGroup:
+			g, err := cas.VerifyGroup(h, r)
+			if err != nil {
+				return err
+			}
+			for _, c := range g.Chunks() {
+				if err := take(c); err != nil {
+					return err
+				}
+			}
+			r.Count = len(g.Chunks())
+			return fn(Chunk{Hash: h, Raw: r, Group: g})
 		}
-		return fn(h, r)
+		if err := take(h); err != nil {
+			return err
+		}
+		return fn(Chunk{Hash: h, Raw: r})
 	})
 	if err == nil && answered < 0 {
 		err = fmt.Errorf("%w: the answer was cut short", ErrBadFrame)

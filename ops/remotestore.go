@@ -124,13 +124,10 @@ func (s *RemoteStore) GetRaw(ctx context.Context, h cas.Hash) (cas.Raw, error) {
 		return r, nil
 	}
 	got := false
-	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(name cas.Hash, raw cas.Raw) error {
-		if raw.Enc == cas.EncGroup { // a group of this one chunk: take it out
-			g, err := cas.VerifyGroup(name, raw)
-			if err != nil {
-				return err
-			}
-			data, ok := g.Chunk(h)
+	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(c Chunk) error {
+		raw := c.Raw
+		if raw.Enc == cas.EncGroup { // a group of this one chunk (verified): take it out
+			data, ok := c.Group.Chunk(h)
 			if !ok {
 				return &cas.CorruptError{Hash: h, Reason: "not in the group sent for it"}
 			}

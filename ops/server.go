@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -24,6 +25,9 @@ const (
 	MaxBatchBody  = 96 << 20 // a chunk batch request
 	MaxHashesBody = 32 << 20 // a hash list: 1M hashes
 	MaxJSONBody   = 4 << 20  // any JSON request
+
+	DefaultPageSize = 50   // versions per answer when the client gives no size
+	MaxPageSize     = 1000 // versions per answer at most
 )
 
 // DefaultMaxGetResponse bounds the chunks one /chunks/get answers (Server.MaxGetResponse);
@@ -47,11 +51,28 @@ type Server struct {
 	// MaxGetResponse bounds the stored bytes of one /chunks/get answer.
 	MaxGetResponse int64
 	mu             sync.Mutex // serialises project creation
+	// uploads holds a slot per chunk batch being received (MaxUploads of them): memory
+	// stays under MaxUploads × (MaxBatchBody + MaxBatchDecoded) whatever clients send.
+	uploads chan struct{}
+	// lists holds a slot per hash list being read (missing, get, delete): MaxLists of them.
+	lists chan struct{}
 }
+
+// MaxLists is how many hash-list requests a server reads at once; more wait with 429.
+const MaxLists = 8
+
+// MaxUploads is how many chunk batches a server receives at once; more wait with 429.
+const MaxUploads = 4
+
+// ServerMemoryLimit is the soft memory limit 'swcli server run' sets (runtime/debug) unless
+// GOMEMLIMIT is set: past it the collector works harder instead of letting garbage pile up.
+// The requests themselves are bounded by MaxUploads × (MaxBatchBody + MaxBatchDecoded).
+const ServerMemoryLimit = 1 << 30
 
 // NewServer serves the instance in (whose root holds auth.json).
 func NewServer(in *Instance) *Server {
-	return &Server{in: in, auth: authCache{root: in.Root}, MaxGetResponse: DefaultMaxGetResponse}
+	return &Server{in: in, auth: authCache{root: in.Root}, MaxGetResponse: DefaultMaxGetResponse,
+		uploads: make(chan struct{}, MaxUploads), lists: make(chan struct{}, MaxLists)}
 }
 
 type ctxKey struct{}
@@ -198,6 +219,12 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 	q := r.URL.Query()
 	page, _ := strconv.Atoi(q.Get("page"))
 	size, _ := strconv.Atoi(q.Get("size"))
+	// An answer is a page, never the whole project: size defaults to and stops at a bound.
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	size = min(size, MaxPageSize)
+	page = max(page, 1)
 	vs, total, err := l.Versions(r.Context(), p, q.Get("runtime"), ledger.ListOptions{ShowRemoved: q.Get("show_removed") == "1", Page: page, Size: size})
 	if err != nil {
 		writeErr(w, err)
@@ -315,25 +342,37 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	writeJSON(w, map[string]any{"committed": len(req)})
 }
 
-func readHashes(w http.ResponseWriter, r *http.Request) ([]cas.Hash, bool) {
+// readHashes reads a hash list; release must be called once the request is answered.
+func (s *Server) readHashes(w http.ResponseWriter, r *http.Request) (hs []cas.Hash, release func(), ok bool) {
+	select {
+	case s.lists <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeErr(w, &Error{Kind: KindTooMany, Err: fmt.Errorf("the server is reading %d hash lists already", MaxLists), Hint: "send again in a moment"})
+		return nil, nil, false
+	}
+	release = func() { <-s.lists }
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxHashesBody))
 	if err != nil {
+		release()
 		writeErr(w, bodyErr(err))
-		return nil, false
+		return nil, nil, false
 	}
-	hs, err := DecodeHashes(body)
+	hs, err = DecodeHashes(body)
 	if err != nil {
+		release()
 		writeErr(w, &Error{Kind: KindUsage, Err: err})
-		return nil, false
+		return nil, nil, false
 	}
-	return hs, true
+	return hs, release, true
 }
 
 func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
-	hs, ok := readHashes(w, r)
+	hs, release, ok := s.readHashes(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	miss, err := s.in.Store.Missing(r.Context(), hs)
 	if err != nil {
 		writeErr(w, err)
@@ -349,10 +388,11 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 // it answered; the client asks again for the rest. Knowing a chunk's hash is what entitles
 // a user to it: hashes are only learnt from manifests of readable versions.
 func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
-	hs, ok := readHashes(w, r)
+	hs, release, ok := s.readHashes(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	seen := make(map[cas.Hash]bool, len(hs))
 	for _, h := range hs {
 		if seen[h] {
@@ -390,13 +430,22 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 // putChunks receives a batch: every chunk is decoded and hashed before any is stored;
 // the answer comes once the batch is durable.
 func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeErr(w, &Error{Kind: KindTooMany, Err: fmt.Errorf("the server is receiving %d batches already", MaxUploads), Hint: "send again in a moment"})
+		return
+	}
 	var batch []Chunk
 	err := ReadFrames(http.MaxBytesReader(w, r.Body, MaxBatchBody), func(h cas.Hash, raw cas.Raw) error {
 		batch = append(batch, Chunk{Hash: h, Raw: raw})
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrBadFrame) {
+		var mbe *http.MaxBytesError
+		if errors.Is(err, ErrBadFrame) && !errors.As(err, &mbe) {
 			writeErr(w, &Error{Kind: KindUsage, Err: err})
 		} else {
 			writeErr(w, bodyErr(err))
@@ -452,10 +501,11 @@ func (s *Server) walkChunks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteChunks(w http.ResponseWriter, r *http.Request) {
-	hs, ok := readHashes(w, r)
+	hs, release, ok := s.readHashes(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	if err := s.in.Store.Delete(r.Context(), hs); err != nil {
 		writeErr(w, err)
 		return
@@ -501,30 +551,39 @@ type errorBody struct {
 // answer and its HTTP status. The client maps the status back (remote.go).
 var kindNames = map[Kind]string{KindFailure: "failure", KindUsage: "usage", KindNotFound: "not_found",
 	KindExists: "exists", KindCorrupt: "corrupt", KindInvalid: "invalid", KindEnv: "env",
-	KindAuth: "auth", KindForbidden: "forbidden", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large"}
+	KindAuth: "auth", KindForbidden: "forbidden", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large",
+	KindTooMany: "too_many"}
 
 var kindStatus = map[Kind]int{
 	KindUsage: http.StatusBadRequest, KindInvalid: http.StatusBadRequest,
 	KindNotFound: http.StatusNotFound, KindExists: http.StatusConflict,
 	KindCorrupt: http.StatusUnprocessableEntity, KindTooLarge: http.StatusRequestEntityTooLarge,
 	KindAuth: http.StatusUnauthorized, KindForbidden: http.StatusForbidden,
-	KindBusy: http.StatusServiceUnavailable,
+	KindBusy: http.StatusServiceUnavailable, KindTooMany: http.StatusTooManyRequests,
 }
 
-// statusOf is the HTTP status of an error: by its kind, or by the store's sentinels.
-func statusOf(err error) int {
+// classify is the kind of an error as it travels: its own, or the one its sentinel means.
+func classify(err error) Kind {
 	if k := KindOf(err); k != KindFailure {
-		if st, ok := kindStatus[k]; ok {
-			return st
-		}
+		return k
 	}
 	switch {
 	case errors.Is(err, cas.ErrCorrupt):
-		return http.StatusUnprocessableEntity
+		return KindCorrupt
 	case errors.Is(err, cas.ErrNotFound):
-		return http.StatusNotFound
+		return KindNotFound
 	case errors.Is(err, cas.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
+		return KindTooLarge
+	case errors.Is(err, flock.ErrBusy):
+		return KindBusy
+	}
+	return KindFailure
+}
+
+// statusOf is the HTTP status of an error, by its kind.
+func statusOf(err error) int {
+	if st, ok := kindStatus[classify(err)]; ok {
+		return st
 	}
 	return http.StatusInternalServerError
 }
@@ -532,5 +591,5 @@ func statusOf(err error) int {
 func writeErr(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(statusOf(err))
-	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[KindOf(err)]})
+	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ const childServerEnv = "SWCLI_TEST_SERVER_ROOT"
 // TestMain doubles as a server process for the kill test.
 func TestMain(m *testing.M) {
 	if root := os.Getenv(childServerEnv); root != "" {
+		debug.SetMemoryLimit(ops.ServerMemoryLimit) // as 'swcli server run' does
 		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child", Exclusive: true})
 		if err != nil {
 			fmt.Println("error:", err)

@@ -63,7 +63,7 @@ func ReadFrames(r io.Reader, fn func(h cas.Hash, raw cas.Raw) error) error {
 			return err
 		}
 		if _, err := io.ReadFull(br, hdr[1:]); err != nil {
-			return fmt.Errorf("%w: truncated header", ErrBadFrame)
+			return fmt.Errorf("%w: truncated header: %w", ErrBadFrame, err)
 		}
 		var h cas.Hash
 		copy(h[:], hdr[:cas.HashSize])
@@ -72,9 +72,20 @@ func ReadFrames(r io.Reader, fn func(h cas.Hash, raw cas.Raw) error) error {
 		if stored > MaxWireChunk || size > MaxWireChunk {
 			return fmt.Errorf("%w: chunk %s of %d bytes is over the %d limit", ErrBadFrame, h, stored, MaxWireChunk)
 		}
-		data := make([]byte, stored)
-		if _, err := io.ReadFull(br, data); err != nil {
-			return fmt.Errorf("%w: truncated chunk %s", ErrBadFrame, h)
+		// Grown as bytes arrive, never past what the header says: a header that claims much
+		// and sends little costs little, and a large frame costs its size and a half at most.
+		data := make([]byte, 0, min(int(stored), 4<<20))
+		for len(data) < int(stored) {
+			if len(data) == cap(data) {
+				grown := make([]byte, len(data), min(int(stored), 2*cap(data)))
+				copy(grown, data)
+				data = grown
+			}
+			n, err := br.Read(data[len(data):cap(data)])
+			data = data[:len(data)+n]
+			if err != nil && len(data) < int(stored) {
+				return fmt.Errorf("%w: truncated chunk %s: %w", ErrBadFrame, h, err)
+			}
 		}
 		if err := fn(h, cas.Raw{Enc: cas.Encoding(hdr[cas.HashSize]), Len: size, Data: data}); err != nil {
 			return err

@@ -131,15 +131,23 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		{Data: raw, Dest: "runtime.yaml"},
 		lockInput,
 	}
+	// Paths are taken as LoadRuntimeYAML checked them: resolved, inside the workdir, so the
+	// bundle holds the files themselves, never a link.
+	resolve := func(rel string) string {
+		if p, err := filepath.EvalSymlinks(filepath.Join(wd, rel)); err == nil {
+			return p
+		}
+		return filepath.Join(wd, rel)
+	}
 	for _, d := range ry.Dependencies {
 		if d.File != "" {
-			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, d.File), Dest: path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))})
+			inputs = append(inputs, cas.Input{Src: resolve(d.File), Dest: path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))})
 		}
 		for _, w := range d.Wheels {
-			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, w), Dest: path.Join("wheels", filepath.Base(w))})
+			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: path.Join("wheels", filepath.Base(w))})
 		}
 		for _, f := range d.Files {
-			inputs = append(inputs, cas.Input{Src: filepath.Join(wd, f.Src), Dest: path.Join("files", path.Clean(filepath.ToSlash(f.Dest)))})
+			inputs = append(inputs, cas.Input{Src: resolve(f.Src), Dest: path.Join("files", path.Clean(filepath.ToSlash(f.Dest)))})
 		}
 	}
 	if req.GenAllBundles {

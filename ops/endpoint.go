@@ -2,8 +2,11 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -262,6 +265,9 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 	if err := l.project(project); err != nil {
 		return err
 	}
+	if len(vs) > MaxCommitVersions {
+		return Errorf(KindTooLarge, "copy fewer versions at once", "commit of %d versions: %d at most", len(vs), MaxCommitVersions)
+	}
 	var evs []ledger.Event
 	for _, c := range vs {
 		m, err := cas.LoadManifest(ctx, l.In.Store, c.Manifest)
@@ -278,9 +284,13 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 		if len(missing) > 0 {
 			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
 		}
+		d, err := deriveCommit(ctx, l.In.Store, m, c)
+		if err != nil {
+			return err
+		}
 		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
-			BuiltData: ledger.BuiltData{Files: c.Files, Manifest: c.Manifest, Mode: c.Mode, Python: c.Python, Size: c.Size, ToolVersion: l.In.ToolVersion},
-			Source:    c.Source, SourceActor: c.SourceActor, Tags: nonNilTags(c.Tags)})
+			BuiltData: ledger.BuiltData{Files: d.Files, Manifest: c.Manifest, Mode: d.Mode, Python: d.Python, Size: d.Size, ToolVersion: l.In.ToolVersion},
+			Source:    d.Source, SourceActor: d.SourceActor, Tags: nonNilTags(c.Tags)})
 		if err != nil {
 			return err
 		}
@@ -301,4 +311,87 @@ func nonNilTags(t []string) []string {
 		return []string{}
 	}
 	return t
+}
+
+// Limits on what a commit may claim.
+const (
+	MaxCommitVersions = 10000 // versions one commit makes
+	MaxTags           = 64    // user tags one version carries
+	MaxTextField      = 256   // bytes of a free-text field (source, actor)
+)
+
+// deriveCommit is what a commit records: sizes and file counts from the manifest, the
+// python version from the bundled venv when there is one, and only checked values from
+// the client (mode, python, source, tags), never its word on anything it can prove.
+func deriveCommit(ctx context.Context, st *cas.Local, m *cas.Manifest, c CommitVersion) (CommitVersion, error) {
+	t := m.Totals()
+	d := c
+	d.Size, d.Files = t.Size, int64(t.Files)
+	bad := func(field, why string) error {
+		return Errorf(KindUsage, "", "commit %s/%s: %s %s", c.Runtime, c.Version, field, why)
+	}
+	if d.Mode != "" && d.Mode != "venv" && d.Mode != "conda" {
+		return d, bad("mode", fmt.Sprintf("%q is neither venv nor conda", truncate(d.Mode)))
+	}
+	if py, ok := bundledPython(ctx, st, m); ok {
+		d.Python = py
+	} else if d.Python != "" && !pythonVersionRE.MatchString(d.Python) {
+		return d, bad("python", fmt.Sprintf("%q is not a version", truncate(d.Python)))
+	}
+	for field, v := range map[string]string{"source": d.Source, "source_actor": d.SourceActor} {
+		if err := checkText(v); err != nil {
+			return d, bad(field, err.Error())
+		}
+	}
+	if len(d.Tags) > MaxTags {
+		return d, bad("tags", fmt.Sprintf("are %d; a version carries %d at most", len(d.Tags), MaxTags))
+	}
+	return d, nil
+}
+
+var pythonVersionRE = regexp.MustCompile(`^3\.[0-9]{1,2}(\.[0-9]{1,3})?$`)
+
+// checkText refuses free text that is long, or holds control characters (ANSI escapes
+// among them) or markup.
+func checkText(s string) error {
+	if len(s) > MaxTextField {
+		return fmt.Errorf("is %d bytes; %d at most", len(s), MaxTextField)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("is not UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == '<' || r == '>' || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("holds %U, which is not allowed", r)
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// bundledPython reads the python version of a bundled venv (export/venv/pyvenv.cfg).
+func bundledPython(ctx context.Context, st *cas.Local, m *cas.Manifest) (string, bool) {
+	for _, e := range m.Entries {
+		if e.Path != "export/venv/pyvenv.cfg" || e.Kind != cas.KindFile || e.Size > 64<<10 {
+			continue
+		}
+		var b []byte
+		for _, h := range e.Chunks {
+			d, err := st.Get(ctx, h)
+			if err != nil {
+				return "", false
+			}
+			b = append(b, d...)
+		}
+		if mm := regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*([0-9]+\.[0-9]+(?:\.[0-9]+)?)`).FindSubmatch(b); mm != nil {
+			return string(mm[1]), true
+		}
+	}
+	return "", false
 }

@@ -201,3 +201,43 @@ func TestClientTakesOnlyWhatItAsked(t *testing.T) {
 		})
 	}
 }
+
+// A commit records what the server can derive from the manifest, not what the client
+// claims, and refuses free text that is long or holds escapes or markup.
+func TestCommitDerivesWhatItCan(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	local := openInstance(t, t.TempDir())
+	v := bundle(t, local, "app", map[string]string{"runtime.yaml": "name: app\n", "export/venv/pyvenv.cfg": "home = /usr/bin\nversion = 3.11.4\n", "a.txt": "12345"}, nil, nil)
+	alice := c.client("alice")
+	res, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, alice, "mnist"))
+	if err != nil || len(res.Versions) != 1 {
+		t.Fatalf("copy: %+v %v", res, err)
+	}
+	good := ops.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Size: -5, Files: 1 << 40, Python: "2.7", Mode: "venv", Source: "local/project/self"}
+	if err := alice.Commit(ctx, "mnist", []ops.CommitVersion{good}); err != nil {
+		t.Fatalf("commit with wrong sizes: %v", err)
+	}
+	got, err := alice.Resolve(ctx, "mnist", "app", v.ID)
+	if err != nil || got.Size != v.Size || got.Files != v.Files || got.Python != "3.11.4" {
+		t.Fatalf("committed %+v; want size %d, files %d, python from pyvenv.cfg", got, v.Size, v.Files)
+	}
+	for field, bad := range map[string]ops.CommitVersion{
+		"source with a script":   {Source: "<script>alert(1)</script>"},
+		"actor with an escape":   {SourceActor: "\x1b[31mroot\x1b[0m"},
+		"a long source":          {Source: strings.Repeat("x", ops.MaxTextField+1)},
+		"a mode that is no mode": {Mode: "docker"},
+	} {
+		bad.Runtime, bad.Version, bad.Manifest = "app", v.ID, v.Manifest
+		if err := alice.Commit(ctx, "mnist", []ops.CommitVersion{bad}); ops.KindOf(err) != ops.KindUsage {
+			t.Fatalf("commit with %s: %v, want it refused", field, err)
+		}
+	}
+	tags := make([]string, ops.MaxTags+1)
+	for i := range tags {
+		tags[i] = fmt.Sprintf("t%d", i)
+	}
+	if _, err := alice.Tag(ctx, "mnist", "app", v.ID, tags, false, false); ops.KindOf(err) != ops.KindUsage {
+		t.Fatalf("%d tags on a version: %v", len(tags), err)
+	}
+}

@@ -68,6 +68,9 @@ func tagVersion(ctx context.Context, in *Instance, project, name, ref string, ta
 	if len(apply) == 0 {
 		return res, nil
 	}
+	if !remove && len(v.Tags)+len(apply) > MaxTags {
+		return nil, Errorf(KindUsage, "remove some tags first: swcli runtime tag -r", "version %s would carry %d tags; %d at most", v.ID[:12], len(v.Tags)+len(apply), MaxTags)
+	}
 	typ := ledger.RuntimeTagged
 	if remove {
 		typ = ledger.RuntimeUntagged

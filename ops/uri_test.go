@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -61,7 +62,14 @@ func TestConfigAliasForIsDeterministic(t *testing.T) {
 }
 
 func TestLoadRuntimeYAML(t *testing.T) {
-	wd := t.TempDir()
+	parent := t.TempDir()
+	wd := filepath.Join(parent, "wd")
+	os.MkdirAll(wd, 0o755)
+	os.WriteFile(filepath.Join(parent, "secret"), []byte("outside\n"), 0o644)
+	os.Symlink(filepath.Join(parent, "secret"), filepath.Join(wd, "out.txt"))
+	if err := syscall.Mkfifo(filepath.Join(wd, "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(filepath.Join(wd, "requirements.txt"), []byte("numpy\n"), 0o644)
 	os.WriteFile(filepath.Join(wd, "w-1.0-py3-none-any.whl"), []byte("PK"), 0o644)
 	cases := []struct {
@@ -113,6 +121,21 @@ configs:
 		{name: "dependencies not a list", yaml: "name: a\ndependencies: requirements.txt\n", err: ":2: dependencies: must be a list"},
 		{name: "not a mapping", yaml: "- a\n", err: "(top): must be a mapping"},
 		{name: "yaml syntax", yaml: "name: [\n", err: "runtime.yaml"},
+		{name: "duplicate key", yaml: "name: a\nmode: venv\nname: b\n", err: ":3: name: given twice"},
+		{name: "duplicate nested key", yaml: "name: a\nenvironment:\n  python: '3.10'\n  python: '3.11'\n", err: ":4: environment.python: given twice"},
+		{name: "alias", yaml: "name: &n a\nmode: *n\n", err: "anchors and aliases are not allowed"},
+		{name: "environment a scalar", yaml: "name: a\nenvironment: linux\n", err: ":2: environment: must be a mapping"},
+		{name: "name a list", yaml: "name: [a, b]\n", err: ":1: name: must be a single value"},
+		{name: "pip a scalar", yaml: "name: a\ndependencies:\n  - pip: numpy\n", err: ":3: dependencies[0].pip: must be a list"},
+		{name: "pip item a mapping", yaml: "name: a\ndependencies:\n  - pip: [{x: 1}]\n", err: ":3: dependencies[0].pip[0]: must be a single value"},
+		{name: "channels a scalar", yaml: "name: a\nconfigs:\n  conda:\n    channels: conda-forge\n", err: ":4: configs.conda.channels: must be a list"},
+		{name: "file outside", yaml: "name: a\ndependencies:\n  - ../secret\n", err: ":3: dependencies[0]: ../secret is outside the workdir"},
+		{name: "file far outside", yaml: "name: a\ndependencies:\n  - ../../../etc/ssl\n", err: "dependencies[0]"},
+		{name: "absolute file", yaml: "name: a\ndependencies:\n  - /etc/passwd\n", err: ":3: dependencies[0]: /etc/passwd is absolute"},
+		{name: "link out", yaml: "name: a\ndependencies:\n  - out.txt\n", err: ":3: dependencies[0]: out.txt is outside the workdir"},
+		{name: "fifo", yaml: "name: a\ndependencies:\n  - pipe\n", err: ":3: dependencies[0]: pipe is not a regular file"},
+		{name: "files src outside", yaml: "name: a\ndependencies:\n  - files:\n      - {src: ../secret, dest: s}\n", err: "dependencies[0].files[0].src: ../secret is outside"},
+		{name: "files unknown key", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, to: s}\n", err: "dependencies[0].files[0].to: unknown key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -96,6 +96,9 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 	if err := cas.Materialize(ctx, in.Store, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil { // interrupted: nothing is published
+		return nil, err
+	}
 	if err := writeMarker(tmp, want); err != nil {
 		return nil, err
 	}

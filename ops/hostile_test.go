@@ -241,3 +241,47 @@ func TestCommitDerivesWhatItCan(t *testing.T) {
 		t.Fatalf("%d tags on a version: %v", len(tags), err)
 	}
 }
+
+// A chunk's hash is not a capability: bob, who may not read mnist, can neither read
+// alice's chunks there nor learn that the server holds them; copying the same content
+// into his own project costs him the upload, and a commit naming her chunks without
+// sending them is refused.
+func TestTenantsDoNotShareChunks(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	local := openInstance(t, t.TempDir())
+	v := bundle(t, local, "app", map[string]string{"runtime.yaml": "name: app\n", "data.bin": string(noiseBytes(200 << 10))}, nil, nil)
+	alice, bob := c.client("alice"), c.client("bob")
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, alice, "mnist")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cas.LoadManifest(ctx, local.Store, v.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := append(m.Chunks(), v.Manifest)
+	// bob: everything "missing", nothing readable.
+	if miss, err := bob.Missing(ctx, hs); err != nil || len(miss) != len(hs) {
+		t.Fatalf("bob's missing-check: %d of %d missing, %v; want all", len(miss), len(hs), err)
+	}
+	if err := bob.GetChunks(ctx, hs[:1], func(ops.Chunk) error { return nil }); ops.KindOf(err) != ops.KindNotFound {
+		t.Fatalf("bob reads alice's chunk: %v", err)
+	}
+	// alice: exact answers in her own project.
+	if miss, err := alice.Missing(ctx, hs); err != nil || len(miss) != 0 {
+		t.Fatalf("alice's missing-check: %d missing, %v", len(miss), err)
+	}
+	// bob commits alice's manifest without sending it: refused.
+	cv := ops.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Mode: "venv"}
+	if err := bob.Commit(ctx, "secret", []ops.CommitVersion{cv}); err == nil {
+		t.Fatal("bob committed chunks he never sent")
+	}
+	// bob copies the same content into his project: he sends it, and then has it.
+	res, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, bob, "secret"))
+	if err != nil || res.SentChunks == 0 || len(res.Versions) != 1 {
+		t.Fatalf("bob's copy: %+v %v", res, err)
+	}
+	if err := bob.GetChunks(ctx, hs, func(ops.Chunk) error { return nil }); err != nil {
+		t.Fatalf("bob reads his own copy: %v", err)
+	}
+}

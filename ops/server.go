@@ -56,6 +56,36 @@ type Server struct {
 	uploads chan struct{}
 	// lists holds a slot per hash list being read (missing, get, delete): MaxLists of them.
 	lists chan struct{}
+	// access says which chunks each user may read or learn about (access.go).
+	access access
+}
+
+// readable returns whether u may read project p, by auth.json as it is now.
+func (s *Server) readable(u principal) (func(string) bool, error) {
+	auth, _, err := s.auth.get()
+	if err != nil {
+		return nil, err
+	}
+	return func(p string) bool {
+		if u.admin {
+			return true
+		}
+		ap := auth.Projects[p]
+		return ap != nil && slices.Contains(ap.Members, u.name)
+	}, nil
+}
+
+// allowedChunks says which of hs the user of r may use (access.go).
+func (s *Server) allowedChunks(r *http.Request, hs []cas.Hash) ([]bool, error) {
+	if err := s.access.load(r.Context(), s.in); err != nil {
+		return nil, err
+	}
+	u := who(r)
+	readable, err := s.readable(u)
+	if err != nil {
+		return nil, err
+	}
+	return s.access.allowed(u, readable, hs), nil
 }
 
 // MaxLists is how many hash-list requests a server reads at once; more wait with 429.
@@ -330,14 +360,45 @@ func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 	writeJSON(w, map[string]any{"versions": DTOs(vs)})
 }
 
+// commit makes versions appear in project p, once every chunk each names is one the user
+// may use (access.go): a hash alone never lets a user into another tenant's content.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
 	var req []CommitVersion
 	if !readJSON(w, r, &req) {
 		return
 	}
+	manifests := map[cas.Hash]*cas.Manifest{}
+	for _, c := range req {
+		if ok, err := s.allowedChunks(r, []cas.Hash{c.Manifest}); err != nil {
+			writeErr(w, err)
+			return
+		} else if !ok[0] {
+			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
+			return
+		}
+		m, err := cas.LoadManifest(r.Context(), s.in.Store, c.Manifest)
+		if err != nil {
+			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err))
+			return
+		}
+		allowed, err := s.allowedChunks(r, m.Chunks())
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if slices.Contains(allowed, false) {
+			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: chunks not there yet", c.Runtime, c.Version))
+			return
+		}
+		manifests[c.Manifest] = m
+	}
 	if err := l.Commit(r.Context(), p, req); err != nil {
 		writeErr(w, err)
 		return
+	}
+	for h, m := range manifests {
+		s.access.addVersion(p, h, m)
+		s.access.forgetUploads(who(r).name, append(m.Chunks(), h))
 	}
 	writeJSON(w, map[string]any{"committed": len(req)})
 }
@@ -367,6 +428,8 @@ func (s *Server) readHashes(w http.ResponseWriter, r *http.Request) (hs []cas.Ha
 	return hs, release, true
 }
 
+// missing answers which chunks the server lacks; a chunk the user may not know about
+// counts as missing, whether or not the server holds it (access.go).
 func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 	hs, release, ok := s.readHashes(w, r)
 	if !ok {
@@ -378,6 +441,22 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	allowed, err := s.allowedChunks(r, hs)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	absent := make(map[cas.Hash]bool, len(miss))
+	for _, h := range miss {
+		absent[h] = true
+	}
+	for i, h := range hs {
+		if !allowed[i] && !absent[h] {
+			absent[h] = true
+			miss = append(miss, h)
+		}
+	}
+	slices.SortFunc(miss, cas.Hash.Compare)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(EncodeHashes(miss))
 }
@@ -401,11 +480,23 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[h] = true
 	}
+	// A chunk the user may not read is not found, exactly as one the server lacks.
+	allowed, err := s.allowedChunks(r, hs)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	for i, h := range hs {
+		if !allowed[i] {
+			writeErr(w, &cas.NotFoundError{Hash: h})
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/octet-stream") // writeErr replaces it if nothing was sent
 	var sent int64
 	answered := 0 // hashes of hs the frames written so far cover
 	errFull := errors.New("answer full")
-	err := s.in.Store.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
+	err = s.in.Store.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
 		if err := WriteFrame(w, h, raw); err != nil {
 			return err
 		}
@@ -453,6 +544,25 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := (LocalEndpoint{In: s.in}).PutChunks(r.Context(), batch); err != nil {
+		writeErr(w, err)
+		return
+	}
+	// The user proved they have these bytes: they may use them from now on.
+	if err := s.access.load(r.Context(), s.in); err != nil {
+		writeErr(w, err)
+		return
+	}
+	var sent []cas.Hash
+	for _, c := range batch {
+		if c.Raw.Enc == cas.EncGroup {
+			if g, err := cas.VerifyGroup(c.Hash, c.Raw); err == nil {
+				sent = append(sent, g.Chunks()...)
+			}
+			continue
+		}
+		sent = append(sent, c.Hash)
+	}
+	if err := s.access.addUploads(who(r).name, sent); err != nil {
 		writeErr(w, err)
 		return
 	}

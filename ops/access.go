@@ -1,0 +1,216 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// Tenant isolation on a server. A chunk's hash is not a capability: a user reads a chunk,
+// or learns that the server holds it, only if
+//
+//   - a version of a project the user may read uses it (the version's manifest, or one of
+//     its files' chunks), or
+//   - the user uploaded it (proof of possession: sending the bytes).
+//
+// So /chunks/missing answers "missing" for a chunk the user may not know about, even when
+// the server holds it: the client sends it, the server checks it and stores nothing new
+// (the bytes are there already), and from then on the user may use it. A commit may only
+// name chunks the user may use. Cross-project dedup thus costs the wire bytes of one upload
+// for a user who cannot read the other project; within a user's own projects (the common
+// path: ml-v2 after ml-v1) answers are exact and nothing is sent twice.
+//
+// The membership is kept in memory: built from the ledger's versions and their manifests
+// the first time the server needs it, and updated by every commit and upload. Uploads are
+// also appended to ROOT/access/USER.uploads (synced before the upload is acknowledged),
+// so that a copy cut short by a server restart resumes without sending again what the
+// server acknowledged.
+type access struct {
+	dir      string // ROOT/access
+	fileMu   sync.Mutex
+	once     sync.Once
+	err      error
+	mu       sync.RWMutex
+	projects map[cas.Hash][]string            // projects whose versions use the chunk
+	uploads  map[string]map[cas.Hash]struct{} // chunks each user sent and has not committed yet
+}
+
+// load builds the membership from every live or removed version.
+func (a *access) load(ctx context.Context, in *Instance) error {
+	a.once.Do(func() {
+		a.projects = map[cas.Hash][]string{}
+		a.uploads = map[string]map[cas.Hash]struct{}{}
+		a.dir = filepath.Join(in.Root, "access")
+		if err := a.loadUploads(); err != nil {
+			a.err = err
+			return
+		}
+		vs, err := in.Ledger.AllVersions()
+		if err != nil {
+			a.err = err
+			return
+		}
+		for _, v := range vs {
+			m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+			if err != nil {
+				continue // fsck's and ledger verify's to report; nothing of it is served
+			}
+			a.addVersion(v.Project, v.Manifest, m)
+		}
+		a.err = a.compactUploads()
+	})
+	if a.err != nil {
+		return fmt.Errorf("load chunk access: %w", a.err)
+	}
+	return nil
+}
+
+// addVersion records that project uses a version's manifest and chunks.
+func (a *access) addVersion(project string, manifest cas.Hash, m *cas.Manifest) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	add := func(h cas.Hash) {
+		if ps := a.projects[h]; !slices.Contains(ps, project) {
+			a.projects[h] = append(ps, project)
+		}
+	}
+	add(manifest)
+	for _, e := range m.Entries {
+		for _, h := range e.Chunks {
+			add(h)
+		}
+	}
+}
+
+// loadUploads reads every user's upload log.
+func (a *access) loadUploads() error {
+	ents, err := os.ReadDir(a.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		user, ok := strings.CutSuffix(e.Name(), ".uploads")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(a.dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		b = b[:len(b)-len(b)%cas.HashSize] // a torn last record is dropped
+		set := map[cas.Hash]struct{}{}
+		for i := 0; i < len(b); i += cas.HashSize {
+			set[cas.Hash(b[i:i+cas.HashSize])] = struct{}{}
+		}
+		a.uploads[user] = set
+	}
+	return nil
+}
+
+// compactUploads rewrites the upload logs without the chunks that commits made part of a
+// project since: the logs hold what was sent and not yet committed.
+func (a *access) compactUploads() error {
+	for user, set := range a.uploads {
+		var keep []cas.Hash
+		for h := range set {
+			if len(a.projects[h]) > 0 {
+				delete(set, h)
+			} else {
+				keep = append(keep, h)
+			}
+		}
+		p := filepath.Join(a.dir, user+".uploads")
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, EncodeHashes(keep), 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addUploads records chunks a user sent, durably before it returns.
+func (a *access) addUploads(user string, hs []cas.Hash) error {
+	a.fileMu.Lock()
+	err := func() error {
+		if err := os.MkdirAll(a.dir, 0o700); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(a.dir, user+".uploads"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(EncodeHashes(hs)); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	a.fileMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("record uploads of %s: %w", user, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := a.uploads[user]
+	if set == nil {
+		set = map[cas.Hash]struct{}{}
+		a.uploads[user] = set
+	}
+	for _, h := range hs {
+		set[h] = struct{}{}
+	}
+	return nil
+}
+
+// forgetUploads drops a user's uploads that a commit has made part of a project.
+func (a *access) forgetUploads(user string, hs []cas.Hash) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := a.uploads[user]
+	for _, h := range hs {
+		delete(set, h)
+	}
+}
+
+// allowed returns, for each hash, whether u may use it; readable says which projects u
+// may read.
+func (a *access) allowed(u principal, readable func(string) bool, hs []cas.Hash) []bool {
+	out := make([]bool, len(hs))
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	mine := a.uploads[u.name]
+	for i, h := range hs {
+		if u.admin {
+			out[i] = true
+			continue
+		}
+		if _, ok := mine[h]; ok {
+			out[i] = true
+			continue
+		}
+		for _, p := range a.projects[h] {
+			if readable(p) {
+				out[i] = true
+				break
+			}
+		}
+	}
+	return out
+}

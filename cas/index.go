@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/internal/flock"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // The index says where each chunk lives. Invariants:
@@ -39,11 +40,13 @@ type index struct {
 	opt  LocalOptions
 	held bool
 
-	winMu sync.Mutex // guards db, lock, refs, ready
-	db    *pebble.DB
-	lock  *flock.Lock
-	refs  int
-	ready bool
+	winMu   sync.Mutex // guards db, rw, lock, refs, ready
+	winCond *sync.Cond // broadcast when a window closes
+	db      *pebble.DB
+	rw      bool // db is open for writing (reads open it read-only: they work on a full disk)
+	lock    *flock.Lock
+	refs    int
+	ready   bool
 
 	mu     sync.RWMutex // guards the working copy
 	loaded bool
@@ -53,28 +56,36 @@ type index struct {
 }
 
 func newIndex(dir string, opt LocalOptions, held bool) *index {
-	return &index{dir: dir, opt: opt, held: held}
+	x := &index{dir: dir, opt: opt, held: held}
+	x.winCond = sync.NewCond(&x.winMu)
+	return x
 }
 
-// enter opens the database unless this process has it open; every enter is matched by a
-// leave.
-func (x *index) enter(ctx context.Context) error {
+// enter opens the database unless this process has it open in a fitting mode; every
+// enter is matched by a leave. A window for writing waits for read windows of this process
+// to close, then opens the database for writing, if the disk has room for it.
+func (x *index) enter(ctx context.Context, write bool) error {
 	x.winMu.Lock()
 	defer x.winMu.Unlock()
+	write = write || x.held
+	for x.db != nil && write && !x.rw {
+		if x.refs == 0 {
+			x.closeLocked()
+			break
+		}
+		x.winCond.Wait()
+	}
 	if x.db == nil {
 		lock, err := flock.Acquire(ctx, filepath.Join(x.dir, "index.lock"), flock.Options{OnWait: x.opt.OnWait, Timeout: x.opt.LockTimeout})
 		if err != nil {
 			return fmt.Errorf("open store index: %w", err)
 		}
-		db, err := pebble.Open(filepath.Join(x.dir, "index"), &pebble.Options{
-			FormatMajorVersion: pebble.FormatNewest,
-			Logger:             logger{x.opt.OnError},
-		})
+		db, rw, err := x.open(write)
 		if err != nil {
 			lock.Release()
-			return fmt.Errorf("open store index %s: %w", x.dir, err)
+			return err
 		}
-		x.db, x.lock = db, lock
+		x.db, x.rw, x.lock = db, rw, lock
 		if !x.ready {
 			if err := x.checkSchema(); err != nil {
 				x.closeLocked()
@@ -87,14 +98,35 @@ func (x *index) enter(ctx context.Context) error {
 	return nil
 }
 
+// open opens the database: read-only for reads when it exists, for writing otherwise.
+func (x *index) open(write bool) (*pebble.DB, bool, error) {
+	dir := filepath.Join(x.dir, "index")
+	if !write {
+		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{x.opt.OnError}, ReadOnly: true})
+		if err == nil {
+			return db, false, nil
+		}
+	}
+	if err := fsutil.CheckFree(x.dir); err != nil {
+		return nil, false, fmt.Errorf("open store index for writing: %w", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{x.opt.OnError}})
+	if err != nil {
+		return nil, false, fmt.Errorf("open store index %s: %w", x.dir, err)
+	}
+	return db, true, nil
+}
+
 func (x *index) leave() error {
 	x.winMu.Lock()
 	defer x.winMu.Unlock()
 	x.refs--
+	var err error
 	if x.refs == 0 && !x.held {
-		return x.closeLocked()
+		err = x.closeLocked()
 	}
-	return nil
+	x.winCond.Broadcast()
+	return err
 }
 
 func (x *index) closeLocked() error {
@@ -103,7 +135,7 @@ func (x *index) closeLocked() error {
 	}
 	err := x.db.Close()
 	x.lock.Release()
-	x.db, x.lock = nil, nil
+	x.db, x.lock, x.rw = nil, nil, false
 	return err
 }
 
@@ -115,9 +147,9 @@ func (x *index) close() error {
 	return x.closeLocked()
 }
 
-// in runs fn with the database open.
-func (x *index) in(ctx context.Context, fn func(db *pebble.DB) error) error {
-	if err := x.enter(ctx); err != nil {
+// in runs fn with the database open, for writing if write.
+func (x *index) in(ctx context.Context, write bool, fn func(db *pebble.DB) error) error {
+	if err := x.enter(ctx, write); err != nil {
 		return err
 	}
 	err := fn(x.db)
@@ -130,6 +162,9 @@ func (x *index) in(ctx context.Context, fn func(db *pebble.DB) error) error {
 func (x *index) checkSchema() error {
 	v, closer, err := x.db.Get([]byte{prefixVersion})
 	if errors.Is(err, pebble.ErrNotFound) {
+		if !x.rw {
+			return nil // a new index, opened to read: written on the first write
+		}
 		return x.db.Set([]byte{prefixVersion}, binary.AppendUvarint(nil, indexSchema), pebble.Sync)
 	}
 	if err != nil {
@@ -159,7 +194,7 @@ func (x *index) load(ctx context.Context) error {
 	chunks := map[Hash]loc{}
 	files := map[Hash][]Hash{}
 	packs := map[uint64]int64{}
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, false, func(db *pebble.DB) error {
 		if err := scanChunks(db, func(h Hash, l loc) error { chunks[h] = l; return nil }); err != nil {
 			return err
 		}
@@ -201,7 +236,7 @@ func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 	}
 	sorted := slices.Clone(hs)
 	slices.SortFunc(sorted, Hash.Compare)
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, false, func(db *pebble.DB) error {
 		lo, hi := prefixBounds(prefixChunk)
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
@@ -238,7 +273,7 @@ func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 
 // commitPack records a durable pack and its chunks: one synced batch, then the working copy.
 func (x *index) commitPack(ctx context.Context, num uint64, size int64, chunks map[Hash]loc) error {
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
 		for h, l := range chunks {
@@ -268,7 +303,7 @@ func (x *index) commitPack(ctx context.Context, num uint64, size int64, chunks m
 // putFiles records multi-chunk files. They are a cache of what the manifests say, so the
 // batch is not synced.
 func (x *index) putFiles(ctx context.Context, files []fileRecord) error {
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
 		for _, r := range files {
@@ -299,7 +334,7 @@ func (x *index) fileChunks(h Hash) ([]Hash, bool) {
 
 // deleteChunks drops chunks from the index (gc; the store is held exclusively).
 func (x *index) deleteChunks(ctx context.Context, hs []Hash) error {
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
 		for _, h := range hs {
@@ -327,7 +362,7 @@ func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
 		drop[n] = true
 	}
 	var gone []Hash
-	err := x.in(ctx, func(db *pebble.DB) error {
+	err := x.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
 		err := scanChunks(db, func(h Hash, l loc) error {
@@ -455,7 +490,7 @@ func (s *Local) recover(ctx context.Context) error {
 		}
 	}
 	known := map[uint64]bool{}
-	if err := s.idx.in(ctx, func(db *pebble.DB) error {
+	if err := s.idx.in(ctx, false, func(db *pebble.DB) error {
 		return scanPrefix(db, prefixPack, func(k, _ []byte) error {
 			known[binary.BigEndian.Uint64(k[1:])] = true
 			return nil
@@ -474,7 +509,7 @@ func (s *Local) recover(ctx context.Context) error {
 		}
 	}
 	if len(gone) > 0 {
-		if err := s.idx.in(ctx, func(db *pebble.DB) error {
+		if err := s.idx.in(ctx, false, func(db *pebble.DB) error {
 			return scanChunks(db, func(_ Hash, l loc) error {
 				delete(gone, l.pack)
 				return nil
@@ -559,7 +594,7 @@ func (s *Local) reindex(ctx context.Context, n uint64) error {
 		}
 		off += entryHeader + stored
 	}
-	return s.idx.in(ctx, func(db *pebble.DB) error {
+	return s.idx.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
 		for h, l := range chunks {

@@ -116,7 +116,7 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 		lock.Release()
 		return nil, err
 	}
-	if err := s.idx.in(ctx, func(*pebble.DB) error { return nil }); err != nil {
+	if err := s.idx.in(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
 		return fail(err)
 	}
 	if exclusive {

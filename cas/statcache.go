@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // The stat cache lets an ingest skip reading files that did not change. Invariants:
@@ -81,6 +83,12 @@ func (s *Local) statCache() *pebble.DB {
 	s.cacheOnce.Do(func() {
 		if s.cacheDir == "" {
 			return
+		}
+		if err := os.MkdirAll(s.cacheDir, 0o755); err != nil {
+			return
+		}
+		if err := fsutil.CheckFree(s.cacheDir); err != nil {
+			return // a cache is not worth a full disk (pebble fails hard when it cannot write)
 		}
 		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{s.onError}})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
@@ -25,6 +26,7 @@ const (
 	ExitAuth        = 8   // the server refused the token or the access
 	ExitRemote      = 9   // the server or the network failed
 	ExitBusy        = 10  // the store is held by another process
+	ExitIO          = 11  // the disk is full (or read-only, or failing): nothing was half-done
 	ExitInterrupted = 130 // interrupted (Ctrl-C); stores are left consistent
 )
 
@@ -36,6 +38,8 @@ func exitCode(err error) int {
 		return ExitCorrupt
 	case errors.Is(err, flock.ErrBusy):
 		return ExitBusy
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
+		return ExitIO
 	}
 	switch ops.KindOf(err) {
 	case ops.KindUsage:

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // Ledger is a ledger on disk. It is safe for concurrent use by the goroutines of one
@@ -32,12 +33,14 @@ type Ledger struct {
 	now  func() time.Time
 	sync *pebble.WriteOptions // pebble.Sync; tests that append 10k events use NoSync
 
-	winMu sync.Mutex // guards db, lock, refs, closed
-	db    *pebble.DB // open while held or inside a window
-	lock  *flock.Lock
-	refs  int
-	held  bool
-	ready bool // the schema was checked
+	winMu   sync.Mutex // guards db, rw, lock, refs, ready
+	winCond *sync.Cond // broadcast when a window closes
+	db      *pebble.DB // open while held or inside a window
+	rw      bool       // db is open for writing
+	lock    *flock.Lock
+	refs    int
+	held    bool
+	ready   bool // the schema was checked
 
 	mu sync.Mutex // serialises appends
 }
@@ -55,6 +58,8 @@ type Options struct {
 	OnError func(msg string)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// readOnly, with Hold, holds the database open read-only (a checkpoint being read).
+	readOnly bool
 	// NoSync skips fsync on append. Only benchmarks that build large ledgers set it: a
 	// crash may then lose the last appends (never corrupt the chain).
 	NoSync bool
@@ -73,33 +78,41 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	if opt.NoSync {
 		l.sync = pebble.NoSync
 	}
+	l.winCond = sync.NewCond(&l.winMu)
 	removeStaleCheckpoints(dir)
-	if err := l.enter(ctx); err != nil {
+	if err := l.enter(ctx, false); err != nil {
 		return nil, err
 	}
 	l.leave()
 	return l, nil
 }
 
-// enter opens the database unless this process has it open already; every enter is
-// matched by a leave.
-func (l *Ledger) enter(ctx context.Context) error {
+// enter opens the database unless this process has it open in a fitting mode; every enter
+// is matched by a leave. Reads open it read-only (they then work on a full disk); a
+// window for writing waits for this process's read windows to close and opens it for
+// writing, if the disk has room.
+func (l *Ledger) enter(ctx context.Context, write bool) error {
 	l.winMu.Lock()
 	defer l.winMu.Unlock()
+	write = write || (l.held && !l.opt.readOnly)
+	for l.db != nil && write && !l.rw {
+		if l.refs == 0 {
+			l.closeLocked()
+			break
+		}
+		l.winCond.Wait()
+	}
 	if l.db == nil {
 		lock, err := flock.Acquire(ctx, filepath.Join(l.dir, "lock"), flock.Options{OnWait: l.opt.OnWait, Timeout: l.opt.LockTimeout})
 		if err != nil {
 			return fmt.Errorf("open ledger: %w", err)
 		}
-		db, err := pebble.Open(filepath.Join(l.dir, "db"), &pebble.Options{
-			FormatMajorVersion: pebble.FormatNewest,
-			Logger:             logger{l.opt.OnError},
-		})
+		db, rw, err := l.open(write)
 		if err != nil {
 			lock.Release()
-			return fmt.Errorf("open ledger %s: %w", l.dir, err)
+			return err
 		}
-		l.db, l.lock = db, lock
+		l.db, l.rw, l.lock = db, rw, lock
 		if !l.ready {
 			if err := l.checkSchema(); err != nil {
 				l.closeLocked()
@@ -112,15 +125,36 @@ func (l *Ledger) enter(ctx context.Context) error {
 	return nil
 }
 
+// open opens the database: read-only for reads when it exists, for writing otherwise.
+func (l *Ledger) open(write bool) (*pebble.DB, bool, error) {
+	dir := filepath.Join(l.dir, "db")
+	if !write {
+		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{l.opt.OnError}, ReadOnly: true})
+		if err == nil {
+			return db, false, nil
+		}
+	}
+	if err := fsutil.CheckFree(l.dir); err != nil {
+		return nil, false, fmt.Errorf("open ledger for writing: %w", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{l.opt.OnError}})
+	if err != nil {
+		return nil, false, fmt.Errorf("open ledger %s: %w", l.dir, err)
+	}
+	return db, true, nil
+}
+
 // leave closes the database when the last caller leaves it, unless it is held.
 func (l *Ledger) leave() error {
 	l.winMu.Lock()
 	defer l.winMu.Unlock()
 	l.refs--
+	var err error
 	if l.refs == 0 && !l.held {
-		return l.closeLocked()
+		err = l.closeLocked()
 	}
-	return nil
+	l.winCond.Broadcast()
+	return err
 }
 
 func (l *Ledger) closeLocked() error {
@@ -129,13 +163,16 @@ func (l *Ledger) closeLocked() error {
 	}
 	err := l.db.Close()
 	l.lock.Release()
-	l.db, l.lock = nil, nil
+	l.db, l.lock, l.rw = nil, nil, false
 	return err
 }
 
-// in runs fn inside a window.
-func (l *Ledger) in(ctx context.Context, fn func() error) error {
-	if err := l.enter(ctx); err != nil {
+// in runs fn inside a read window.
+func (l *Ledger) in(ctx context.Context, fn func() error) error { return l.inMode(ctx, false, fn) }
+
+// inMode runs fn inside a window, for writing if write.
+func (l *Ledger) inMode(ctx context.Context, write bool, fn func() error) error {
+	if err := l.enter(ctx, write); err != nil {
 		return err
 	}
 	err := fn()
@@ -148,6 +185,9 @@ func (l *Ledger) in(ctx context.Context, fn func() error) error {
 func (l *Ledger) checkSchema() error {
 	v, closer, err := l.db.Get([]byte{keySchema})
 	if errors.Is(err, pebble.ErrNotFound) {
+		if !l.rw {
+			return nil // a new ledger, opened to read: written on the first append
+		}
 		return l.db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
 	}
 	if err != nil {
@@ -229,7 +269,7 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err = l.in(ctx, func() error {
+	err = l.inMode(ctx, true, func() error {
 		out, err = l.appendLocked(want, events)
 		return err
 	})

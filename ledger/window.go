@@ -122,10 +122,13 @@ func (l *Ledger) longRead(ctx context.Context, fn func(r *Ledger) error) error {
 	}
 	dir := filepath.Join(l.dir, fmt.Sprintf("%s%d-%d", checkpointPrefix, os.Getpid(), checkpoints.Add(1)))
 	defer os.RemoveAll(dir)
-	if err := l.in(ctx, func() error { return l.db.Checkpoint(filepath.Join(dir, "db")) }); err != nil {
-		return fmt.Errorf("checkpoint ledger: %w", err)
+	// A checkpoint needs the database open for writing (pebble refuses one read-only).
+	if err := l.inMode(ctx, true, func() error { return l.db.Checkpoint(filepath.Join(dir, "db")) }); err != nil {
+		// No room for a checkpoint (a full disk): read in a window instead, holding
+		// writers up for the length of the read.
+		return l.in(ctx, func() error { return fn(l) })
 	}
-	r, err := Open(ctx, dir, Options{Hold: true, OnError: l.opt.OnError})
+	r, err := Open(ctx, dir, Options{Hold: true, readOnly: true, OnError: l.opt.OnError})
 	if err != nil {
 		return err
 	}

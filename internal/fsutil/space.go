@@ -1,0 +1,44 @@
+// Package fsutil holds the file-system checks the stores share.
+package fsutil
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// MinFree is the space a store wants free before it opens a database for writing: pebble
+// writes a new MANIFEST and WAL when it opens, and fails hard (not with an error) when it
+// cannot.
+const MinFree = 2 << 20
+
+// ErrNoSpace is what a store returns instead of opening for writing on a full disk.
+type ErrNoSpace struct {
+	Dir  string
+	Free int64
+}
+
+func (e *ErrNoSpace) Error() string {
+	return fmt.Sprintf("no space left on the device of %s (%d bytes free)", e.Dir, e.Free)
+}
+
+// Unwrap makes errors.Is(err, syscall.ENOSPC) hold.
+func (e *ErrNoSpace) Unwrap() error { return syscall.ENOSPC }
+
+// Free returns the bytes an unprivileged writer may still use on dir's file system.
+func Free(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// CheckFree returns an *ErrNoSpace when dir's file system has less than MinFree free.
+// A file system that cannot say is taken to have room.
+func CheckFree(dir string) error {
+	n, err := Free(dir)
+	if err != nil || n >= MinFree {
+		return nil
+	}
+	return &ErrNoSpace{Dir: dir, Free: n}
+}

@@ -2,6 +2,7 @@ package cas
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -59,6 +60,34 @@ func FuzzChunkerReassembles(f *testing.F) {
 		}
 		if !bytes.Equal(out, data) {
 			t.Fatal("chunks do not reassemble")
+		}
+	})
+}
+
+// FuzzVerifyGroup: a group from outside is verified or refused, never trusted, and never
+// inflated past what it declares.
+func FuzzVerifyGroup(f *testing.F) {
+	hs := []Hash{Sum([]byte("one")), Sum([]byte("two"))}
+	content, _, _ := groupContent(append(make([]byte, groupHeadroom), "onetwo"...), []int64{3, 3}, nil)
+	enc, _ := codecs()
+	f.Add(groupName(hs).String(), int64(len(content)), enc.EncodeAll(content, nil))
+	f.Add("blake3:"+strings.Repeat("0", 64), int64(1<<30), []byte{0x28, 0xb5, 0x2f, 0xfd})
+	f.Fuzz(func(t *testing.T, name string, n int64, data []byte) {
+		h, err := ParseHash(name)
+		if err != nil {
+			return
+		}
+		g, err := VerifyGroup(h, Raw{Enc: EncGroup, Len: n, Data: data})
+		if err != nil {
+			return
+		}
+		if len(g.Chunks()) == 0 || groupName(g.Chunks()) != h {
+			t.Fatalf("accepted a group of %d chunks named %s", len(g.Chunks()), h)
+		}
+		for _, c := range g.Chunks() {
+			if d, ok := g.Chunk(c); !ok || Sum(d) != c {
+				t.Fatal("a chunk of an accepted group does not match its hash")
+			}
 		}
 	})
 }

@@ -144,6 +144,10 @@ func (d *reader) uvarint() uint64 {
 		d.err = errors.New("truncated")
 		return 0
 	}
+	if n != uvarintLen(v) { // one encoding per value: a tree has one manifest, one hash
+		d.err = errors.New("non-minimal varint")
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }

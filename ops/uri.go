@@ -51,8 +51,13 @@ type RuntimeURI struct {
 	Version string // id, prefix or tag; "" for the whole runtime
 }
 
+// String is the URI as a user can paste it back: relative to the selected project when it
+// names none.
 func (u RuntimeURI) String() string {
-	s := fmt.Sprintf("%s/project/%s/runtime/%s", u.Instance, u.Project, u.Name)
+	s := u.Name
+	if u.Project != "" {
+		s = fmt.Sprintf("%s/project/%s/runtime/%s", u.Instance, u.Project, u.Name)
+	}
 	if u.Version != "" {
 		s += "/version/" + u.Version
 	}

@@ -263,3 +263,50 @@ func TestManyProcessesOneRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestKillAtRandomPoints kills builds, copies to a server and gc with SIGKILL at random
+// moments; each time the ledger verifies, fsck is clean, and the same command run again
+// succeeds. (A server killed mid-copy: ops.TestCopyResumesAfterServerKill.)
+func TestKillAtRandomPoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills swcli processes; CI runs it")
+	}
+	p := newProcEnv(t)
+	wd := p.workdirs(1)[0]
+	p.serve()
+	rng := rand.New(rand.NewPCG(10, 8))
+	kill := func(args ...string) {
+		cmd := exec.Command("swcli", args...)
+		cmd.Env, cmd.Dir = p.env, p.dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+rng.IntN(600)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	check := func(what string) {
+		t.Helper()
+		for _, args := range [][]string{{"ledger", "verify"}, {"fsck"}} {
+			if r := p.swcli(time.Minute, args...); r.code != 0 {
+				t.Fatalf("after killing %s: swcli %s: exit %d\n%s%s", what, strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+	for round := range 4 {
+		os.WriteFile(filepath.Join(wd, "requirements.txt"), []byte(fmt.Sprintf("# round %d\n", round)), 0o644)
+		kill("rt", "build", "--gen-all-bundles", wd)
+		check("a build")
+		p.must("rt", "build", "--gen-all-bundles", wd)
+
+		kill("rt", "copy", "rt0", "cloud://team/project/team", "-f")
+		check("a copy")
+		p.must("rt", "copy", "rt0", "cloud://team/project/team", "-f")
+
+		p.must("rt", "rm", "rt0/version/v"+fmt.Sprint(round), "-f", "-y") // garbage for gc
+		kill("gc")
+		check("gc")
+		p.must("gc")
+		check("gc, run again")
+	}
+}

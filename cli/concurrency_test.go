@@ -310,3 +310,30 @@ func TestKillAtRandomPoints(t *testing.T) {
 		check("gc, run again")
 	}
 }
+
+// An honest user whose workdir's venv is a link to a venv elsewhere: the bundle holds the
+// venv itself, and restoring the extraction rewrites the extraction, never the original.
+func TestBuildOfALinkedVenv(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes a venv and restores it; CI runs it")
+	}
+	p := newProcEnv(t)
+	wd := p.workdirs(1)[0]
+	real := filepath.Join(p.dir, "elsewhere", "venv")
+	os.MkdirAll(filepath.Dir(real), 0o755)
+	if err := os.Rename(filepath.Join(wd, "venv"), real); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(real, filepath.Join(wd, "venv"))
+	cfgBefore, _ := os.ReadFile(filepath.Join(real, "pyvenv.cfg"))
+	p.must("rt", "build", "--gen-all-bundles", wd)
+	out := filepath.Join(p.dir, "out")
+	p.must("rt", "extract", "rt0", "--target-dir", out)
+	if fi, err := os.Lstat(filepath.Join(out, "export", "venv")); err != nil || !fi.IsDir() {
+		t.Fatalf("export/venv in the bundle: %v, %v; want the venv itself", fi, err)
+	}
+	p.must("rt", "restore", out)
+	if cfg, _ := os.ReadFile(filepath.Join(real, "pyvenv.cfg")); string(cfg) != string(cfgBefore) {
+		t.Fatal("restore rewrote the original venv")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,8 +17,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/swcli/swcli/internal/flock"
-	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/internal/pebblewin"
 )
 
 // The index says where each chunk lives. Invariants:
@@ -36,17 +36,8 @@ import (
 //   - Entries only disappear (gc) while the store is held exclusively, so a location in the
 //     working copy stays valid for as long as this process holds the store at all.
 type index struct {
-	dir  string // STORE
-	opt  LocalOptions
-	held bool
-
-	winMu   sync.Mutex // guards db, rw, lock, refs, ready
-	winCond *sync.Cond // broadcast when a window closes
-	db      *pebble.DB
-	rw      bool // db is open for writing (reads open it read-only: they work on a full disk)
-	lock    *flock.Lock
-	refs    int
-	ready   bool
+	dir string // STORE
+	win *pebblewin.Window
 
 	mu     sync.RWMutex // guards the working copy
 	loaded bool
@@ -56,116 +47,30 @@ type index struct {
 }
 
 func newIndex(dir string, opt LocalOptions, held bool) *index {
-	x := &index{dir: dir, opt: opt, held: held}
-	x.winCond = sync.NewCond(&x.winMu)
+	x := &index{dir: dir}
+	x.win = pebblewin.New(pebblewin.Config{
+		What: "store index", Dir: filepath.Join(dir, "index"), LockPath: filepath.Join(dir, "index.lock"),
+		FreeDir: dir, Held: held, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout, OnError: opt.OnError,
+		CheckSchema: x.checkSchema,
+	})
 	return x
 }
 
-// enter opens the database unless this process has it open in a fitting mode; every
-// enter is matched by a leave. A window for writing waits for read windows of this process
-// to close, then opens the database for writing, if the disk has room for it.
-func (x *index) enter(ctx context.Context, write bool) error {
-	x.winMu.Lock()
-	defer x.winMu.Unlock()
-	write = write || x.held
-	for x.db != nil && write && !x.rw {
-		if x.refs == 0 {
-			x.closeLocked()
-			break
-		}
-		x.winCond.Wait()
-	}
-	if x.db == nil {
-		lock, err := flock.Acquire(ctx, filepath.Join(x.dir, "index.lock"), flock.Options{OnWait: x.opt.OnWait, Timeout: x.opt.LockTimeout})
-		if err != nil {
-			return fmt.Errorf("open store index: %w", err)
-		}
-		db, rw, err := x.open(write)
-		if err != nil {
-			lock.Release()
-			return err
-		}
-		x.db, x.rw, x.lock = db, rw, lock
-		if !x.ready {
-			if err := x.checkSchema(); err != nil {
-				x.closeLocked()
-				return err
-			}
-			x.ready = true
-		}
-	}
-	x.refs++
-	return nil
-}
-
-// open opens the database: read-only for reads when it exists, for writing otherwise.
-func (x *index) open(write bool) (*pebble.DB, bool, error) {
-	dir := filepath.Join(x.dir, "index")
-	if !write {
-		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{x.opt.OnError}, ReadOnly: true})
-		if err == nil {
-			return db, false, nil
-		}
-	}
-	if err := fsutil.CheckFree(x.dir); err != nil {
-		return nil, false, fmt.Errorf("open store index for writing: %w", err)
-	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{x.opt.OnError}})
-	if err != nil {
-		return nil, false, fmt.Errorf("open store index %s: %w", x.dir, err)
-	}
-	return db, true, nil
-}
-
-func (x *index) leave() error {
-	x.winMu.Lock()
-	defer x.winMu.Unlock()
-	x.refs--
-	var err error
-	if x.refs == 0 && !x.held {
-		err = x.closeLocked()
-	}
-	x.winCond.Broadcast()
-	return err
-}
-
-func (x *index) closeLocked() error {
-	if x.db == nil {
-		return nil
-	}
-	err := x.db.Close()
-	x.lock.Release()
-	x.db, x.lock, x.rw = nil, nil, false
-	return err
-}
-
-// close closes a held database.
-func (x *index) close() error {
-	x.winMu.Lock()
-	defer x.winMu.Unlock()
-	x.held = false
-	return x.closeLocked()
-}
-
-// in runs fn with the database open, for writing if write.
+// in runs fn with the database open (internal/pebblewin), for writing if write.
 func (x *index) in(ctx context.Context, write bool, fn func(db *pebble.DB) error) error {
-	if err := x.enter(ctx, write); err != nil {
-		return err
-	}
-	err := fn(x.db)
-	if lerr := x.leave(); err == nil && lerr != nil {
-		err = fmt.Errorf("close store index: %w", lerr)
-	}
-	return err
+	return x.win.In(ctx, write, fn)
 }
 
-func (x *index) checkSchema() error {
-	v, closer, err := x.db.Get([]byte{prefixVersion})
+// close closes the database, held or not.
+func (x *index) close() error { return x.win.Close() }
+
+func (x *index) checkSchema(db *pebble.DB, rw bool) error {
+	v, closer, err := db.Get([]byte{prefixVersion})
 	if errors.Is(err, pebble.ErrNotFound) {
-		if !x.rw {
+		if !rw {
 			return nil // a new index, opened to read: written on the first write
 		}
-		return x.db.Set([]byte{prefixVersion}, binary.AppendUvarint(nil, indexSchema), pebble.Sync)
+		return db.Set([]byte{prefixVersion}, binary.AppendUvarint(nil, indexSchema), pebble.Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("read store schema: %w", err)
@@ -292,10 +197,12 @@ func (x *index) commitPack(ctx context.Context, num uint64, size int64, chunks m
 		return fmt.Errorf("index pack %016x: %w", num, err)
 	}
 	x.mu.Lock()
-	for h, l := range chunks {
-		x.chunks[h] = l
+	if x.loaded { // recovery indexes packs before the working copy is loaded
+		for h, l := range chunks {
+			x.chunks[h] = l
+		}
+		x.packs[num] = size
 	}
-	x.packs[num] = size
 	x.mu.Unlock()
 	return nil
 }
@@ -317,8 +224,10 @@ func (x *index) putFiles(ctx context.Context, files []fileRecord) error {
 		return err
 	}
 	x.mu.Lock()
-	for _, r := range files {
-		x.files[r.hash] = r.chunks
+	if x.loaded {
+		for _, r := range files {
+			x.files[r.hash] = r.chunks
+		}
 	}
 	x.mu.Unlock()
 	return nil
@@ -348,8 +257,10 @@ func (x *index) deleteChunks(ctx context.Context, hs []Hash) error {
 		return fmt.Errorf("delete chunks: %w", err)
 	}
 	x.mu.Lock()
-	for _, h := range hs {
-		delete(x.chunks, h)
+	if x.loaded {
+		for _, h := range hs {
+			delete(x.chunks, h)
+		}
 	}
 	x.mu.Unlock()
 	return nil
@@ -402,22 +313,14 @@ func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
 func (x *index) snapshot() map[Hash]loc {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make(map[Hash]loc, len(x.chunks))
-	for h, l := range x.chunks {
-		out[h] = l
-	}
-	return out
+	return maps.Clone(x.chunks)
 }
 
 // packSizes returns the sealed packs and their sizes.
 func (x *index) packSizes() map[uint64]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make(map[uint64]int64, len(x.packs))
-	for n, s := range x.packs {
-		out[n] = s
-	}
-	return out
+	return maps.Clone(x.packs)
 }
 
 func scanPrefix(db pebble.Reader, p byte, fn func(k, v []byte) error) error {
@@ -594,33 +497,5 @@ func (s *Local) reindex(ctx context.Context, n uint64) error {
 		}
 		off += entryHeader + stored
 	}
-	return s.idx.in(ctx, true, func(db *pebble.DB) error {
-		b := db.NewBatch()
-		defer b.Close()
-		for h, l := range chunks {
-			if err := b.Set(chunkKey(h), l.encode(), nil); err != nil {
-				return err
-			}
-		}
-		meta := binary.AppendUvarint(nil, uint64(off))
-		meta = binary.AppendUvarint(meta, uint64(len(chunks)))
-		if err := b.Set(packKey(n), meta, nil); err != nil {
-			return err
-		}
-		return b.Commit(pebble.Sync)
-	})
-}
-
-// logger keeps pebble's informational chatter off the terminal and hands its errors (a
-// failed background flush or compaction, which no call returns) to LocalOptions.OnError.
-type logger struct{ onError func(string) }
-
-func (logger) Infof(string, ...interface{}) {}
-func (l logger) Errorf(format string, args ...interface{}) {
-	if l.onError != nil {
-		l.onError(fmt.Sprintf(format, args...))
-	}
-}
-func (logger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+	return s.idx.commitPack(ctx, n, off, chunks)
 }

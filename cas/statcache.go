@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/internal/pebblewin"
 )
 
 // The stat cache lets an ingest skip reading files that did not change. Invariants:
@@ -90,7 +91,7 @@ func (s *Local) statCache() *pebble.DB {
 		if err := fsutil.CheckFree(s.cacheDir); err != nil {
 			return // a cache is not worth a full disk (pebble fails hard when it cannot write)
 		}
-		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{s.onError}})
+		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblewin.Logger(s.onError)})
 		if err != nil {
 			if s.onError != nil {
 				s.onError(fmt.Sprintf("stat cache %s not used: %v", s.cacheDir, err))

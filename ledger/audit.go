@@ -51,7 +51,7 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 	if to > 0 {
 		hi = eventKey(to + 1)
 	}
-	snap := l.db.NewSnapshot()
+	snap := l.db().NewSnapshot()
 	defer snap.Close()
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
@@ -216,7 +216,7 @@ type ReplayTo struct {
 // Replay rebuilds the projections from the events, in memory, as they were at the point
 // chosen. It never reads the stored projections.
 func (l *Ledger) replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
-	head, err := readHead(l.db)
+	head, err := readHead(l.db())
 	if err != nil {
 		return nil, err
 	}
@@ -287,14 +287,14 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 			rep.Problems = append(rep.Problems, Problem{Seq: seq, Detail: fmt.Sprintf(format, args...)})
 		}
 	}
-	head, err := readHead(l.db)
+	head, err := readHead(l.db())
 	if err != nil {
 		return nil, err
 	}
 	rep.Head = head
 
 	// 1. The chain, read raw so that a record that no longer decodes is reported, not fatal.
-	snap := l.db.NewSnapshot()
+	snap := l.db().NewSnapshot()
 	defer snap.Close()
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{keyEvent}, UpperBound: []byte{keyEvent + 1}})
 	if err != nil {
@@ -364,7 +364,7 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 	fresh.kv.derive()
 	seen := 0
 	for _, p := range projectionPrefixes {
-		err := dbKV{readerKV{l.db}}.scan([]byte{p}, func(k, v []byte) error {
+		err := dbKV{readerKV{l.db()}}.scan([]byte{p}, func(k, v []byte) error {
 			seen++
 			if want, ok, _ := fresh.kv.get(k); !ok {
 				add(0, "projection %s is not derived from any event", printableKey(k))
@@ -379,7 +379,7 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 	}
 	if seen != len(fresh.kv.m) {
 		for k := range fresh.kv.m {
-			if _, ok, _ := (dbKV{readerKV{l.db}}).get([]byte(k)); !ok {
+			if _, ok, _ := (dbKV{readerKV{l.db()}}).get([]byte(k)); !ok {
 				add(0, "projection %s is missing", printableKey([]byte(k)))
 			}
 		}

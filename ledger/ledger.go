@@ -15,7 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
-	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/internal/pebblewin"
 )
 
 // Ledger is a ledger on disk. It is safe for concurrent use by the goroutines of one
@@ -33,14 +33,7 @@ type Ledger struct {
 	now  func() time.Time
 	sync *pebble.WriteOptions // pebble.Sync; tests that append 10k events use NoSync
 
-	winMu   sync.Mutex // guards db, rw, lock, refs, ready
-	winCond *sync.Cond // broadcast when a window closes
-	db      *pebble.DB // open while held or inside a window
-	rw      bool       // db is open for writing
-	lock    *flock.Lock
-	refs    int
-	held    bool
-	ready   bool // the schema was checked
+	win *pebblewin.Window // the database, opened for windows (internal/pebblewin)
 
 	mu sync.Mutex // serialises appends
 }
@@ -71,124 +64,43 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	l := &Ledger{dir: dir, opt: opt, now: opt.Now, sync: pebble.Sync, held: opt.Hold}
+	l := &Ledger{dir: dir, opt: opt, now: opt.Now, sync: pebble.Sync}
 	if l.now == nil {
 		l.now = time.Now
 	}
 	if opt.NoSync {
 		l.sync = pebble.NoSync
 	}
-	l.winCond = sync.NewCond(&l.winMu)
+	l.win = pebblewin.New(pebblewin.Config{
+		What: "ledger", Dir: filepath.Join(dir, "db"), LockPath: filepath.Join(dir, "lock"), FreeDir: dir,
+		Held: opt.Hold, ReadOnlyHeld: opt.readOnly, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout,
+		OnError: opt.OnError, CheckSchema: checkSchema,
+	})
 	removeStaleCheckpoints(dir)
-	if err := l.enter(ctx, false); err != nil {
+	if err := l.win.In(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
 		return nil, err
 	}
-	l.leave()
 	return l, nil
 }
 
-// enter opens the database unless this process has it open in a fitting mode; every enter
-// is matched by a leave. Reads open it read-only (they then work on a full disk); a
-// window for writing waits for this process's read windows to close and opens it for
-// writing, if the disk has room.
-func (l *Ledger) enter(ctx context.Context, write bool) error {
-	l.winMu.Lock()
-	defer l.winMu.Unlock()
-	write = write || (l.held && !l.opt.readOnly)
-	for l.db != nil && write && !l.rw {
-		if l.refs == 0 {
-			l.closeLocked()
-			break
-		}
-		l.winCond.Wait()
-	}
-	if l.db == nil {
-		lock, err := flock.Acquire(ctx, filepath.Join(l.dir, "lock"), flock.Options{OnWait: l.opt.OnWait, Timeout: l.opt.LockTimeout})
-		if err != nil {
-			return fmt.Errorf("open ledger: %w", err)
-		}
-		db, rw, err := l.open(write)
-		if err != nil {
-			lock.Release()
-			return err
-		}
-		l.db, l.rw, l.lock = db, rw, lock
-		if !l.ready {
-			if err := l.checkSchema(); err != nil {
-				l.closeLocked()
-				return err
-			}
-			l.ready = true
-		}
-	}
-	l.refs++
-	return nil
-}
-
-// open opens the database: read-only for reads when it exists, for writing otherwise.
-func (l *Ledger) open(write bool) (*pebble.DB, bool, error) {
-	dir := filepath.Join(l.dir, "db")
-	if !write {
-		db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{l.opt.OnError}, ReadOnly: true})
-		if err == nil {
-			return db, false, nil
-		}
-	}
-	if err := fsutil.CheckFree(l.dir); err != nil {
-		return nil, false, fmt.Errorf("open ledger for writing: %w", err)
-	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{l.opt.OnError}})
-	if err != nil {
-		return nil, false, fmt.Errorf("open ledger %s: %w", l.dir, err)
-	}
-	return db, true, nil
-}
-
-// leave closes the database when the last caller leaves it, unless it is held.
-func (l *Ledger) leave() error {
-	l.winMu.Lock()
-	defer l.winMu.Unlock()
-	l.refs--
-	var err error
-	if l.refs == 0 && !l.held {
-		err = l.closeLocked()
-	}
-	l.winCond.Broadcast()
-	return err
-}
-
-func (l *Ledger) closeLocked() error {
-	if l.db == nil {
-		return nil
-	}
-	err := l.db.Close()
-	l.lock.Release()
-	l.db, l.lock, l.rw = nil, nil, false
-	return err
-}
+// db is the open database, inside a window.
+func (l *Ledger) db() *pebble.DB { return l.win.DB() }
 
 // in runs fn inside a read window.
 func (l *Ledger) in(ctx context.Context, fn func() error) error { return l.inMode(ctx, false, fn) }
 
 // inMode runs fn inside a window, for writing if write.
 func (l *Ledger) inMode(ctx context.Context, write bool, fn func() error) error {
-	if err := l.enter(ctx, write); err != nil {
-		return err
-	}
-	err := fn()
-	if lerr := l.leave(); err == nil && lerr != nil {
-		err = fmt.Errorf("close ledger: %w", lerr)
-	}
-	return err
+	return l.win.In(ctx, write, func(*pebble.DB) error { return fn() })
 }
 
-func (l *Ledger) checkSchema() error {
-	v, closer, err := l.db.Get([]byte{keySchema})
+func checkSchema(db *pebble.DB, rw bool) error {
+	v, closer, err := db.Get([]byte{keySchema})
 	if errors.Is(err, pebble.ErrNotFound) {
-		if !l.rw {
+		if !rw {
 			return nil // a new ledger, opened to read: written on the first append
 		}
-		return l.db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
+		return db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("read ledger schema: %w", err)
@@ -202,12 +114,7 @@ func (l *Ledger) checkSchema() error {
 }
 
 // Close closes the ledger.
-func (l *Ledger) Close() error {
-	l.winMu.Lock()
-	defer l.winMu.Unlock()
-	l.held = false
-	return l.closeLocked()
-}
+func (l *Ledger) Close() error { return l.win.Close() }
 
 // Head is the last event's sequence number and hash (zero for an empty ledger).
 type Head struct {
@@ -217,7 +124,7 @@ type Head struct {
 
 // Head returns the current head.
 func (l *Ledger) Head() (h Head, err error) {
-	err = l.in(context.Background(), func() error { h, err = readHead(l.db); return err })
+	err = l.in(context.Background(), func() error { h, err = readHead(l.db()); return err })
 	return h, err
 }
 
@@ -277,7 +184,7 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out 
 }
 
 func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
-	head, err := readHead(l.db)
+	head, err := readHead(l.db())
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +199,7 @@ func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 		}
 		prevTime = last.Time
 	}
-	b := l.db.NewIndexedBatch()
+	b := l.db().NewIndexedBatch()
 	defer b.Close()
 	bkv := &batchKV{readerKV: readerKV{b}, b: b}
 	st := state{p: kvProjections{bkv}}
@@ -344,7 +251,7 @@ func (l *Ledger) Event(seq uint64) (e Event, err error) {
 }
 
 func (l *Ledger) event(seq uint64) (Event, error) {
-	v, closer, err := l.db.Get(eventKey(seq))
+	v, closer, err := l.db().Get(eventKey(seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Event{}, fmt.Errorf("event %d: %w", seq, ErrNotFound)
 	}
@@ -529,18 +436,4 @@ func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 		}
 	}
 	return nil
-}
-
-// logger keeps pebble's informational chatter off the terminal and hands its errors (a
-// failed background flush or compaction, which no call returns) to Options.OnError.
-type logger struct{ onError func(string) }
-
-func (logger) Infof(string, ...interface{}) {}
-func (l logger) Errorf(format string, args ...interface{}) {
-	if l.onError != nil {
-		l.onError(fmt.Sprintf(format, args...))
-	}
-}
-func (logger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
 }

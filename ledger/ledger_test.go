@@ -280,7 +280,7 @@ func TestTamperDetected(t *testing.T) {
 			}
 			verifyOK(t, l)
 			var want uint64
-			l.in(ctx, func() error { want = tamper(t, l.db); return nil })
+			l.in(ctx, func() error { want = tamper(t, l.db()); return nil })
 			rep, err := l.Verify(ctx, nil)
 			if err != nil {
 				t.Fatal(err)

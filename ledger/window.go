@@ -18,7 +18,7 @@ import (
 // The queries, each in one window (see Ledger).
 
 func (l *Ledger) view() view {
-	kv := dbKV{readerKV{l.db}}
+	kv := dbKV{readerKV{l.db()}}
 	return view{kv: kv, p: kvProjections{kv}}
 }
 
@@ -114,16 +114,13 @@ const checkpointPrefix = "read-"
 // longRead runs fn over the database: directly when it is held, otherwise over a
 // checkpoint that is removed afterwards.
 func (l *Ledger) longRead(ctx context.Context, fn func(r *Ledger) error) error {
-	l.winMu.Lock()
-	held := l.held
-	l.winMu.Unlock()
-	if held {
+	if l.win.Held() {
 		return l.in(ctx, func() error { return fn(l) })
 	}
 	dir := filepath.Join(l.dir, fmt.Sprintf("%s%d-%d", checkpointPrefix, os.Getpid(), checkpoints.Add(1)))
 	defer os.RemoveAll(dir)
 	// A checkpoint needs the database open for writing (pebble refuses one read-only).
-	if err := l.inMode(ctx, true, func() error { return l.db.Checkpoint(filepath.Join(dir, "db")) }); err != nil {
+	if err := l.inMode(ctx, true, func() error { return l.db().Checkpoint(filepath.Join(dir, "db")) }); err != nil {
 		// No room for a checkpoint (a full disk): read in a window instead, holding
 		// writers up for the length of the read.
 		return l.in(ctx, func() error { return fn(l) })

@@ -212,24 +212,31 @@ func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chu
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
 // chunk stores nothing, then makes it durable.
 func (l LocalEndpoint) PutChunks(ctx context.Context, cs []Chunk) error {
+	_, err := l.putChunks(ctx, cs)
+	return err
+}
+
+// putChunks is PutChunks that also returns the hashes of the chunks the batch held (a
+// group's chunks one by one): what a server records as the uploader's.
+func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, error) {
 	var declared int64
 	for _, c := range cs {
 		if c.Raw.Len < 0 || c.Raw.Len > cas.MaxBlob {
-			return &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: chunk %s declares %d bytes", c.Hash, c.Raw.Len)}
+			return nil, &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: chunk %s declares %d bytes", c.Hash, c.Raw.Len)}
 		}
 		if c.Group == nil {
 			declared += c.Raw.Len
 		}
 	}
 	if declared > MaxBatchDecoded {
-		return &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, MaxBatchDecoded),
+		return nil, &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, MaxBatchDecoded),
 			Hint: "send smaller batches"}
 	}
 	var scratch []byte
 	groups := make([]*cas.Group, len(cs))
 	for i, c := range cs {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		var err error
 		if c.Group != nil {
@@ -244,21 +251,24 @@ func (l LocalEndpoint) PutChunks(ctx context.Context, cs []Chunk) error {
 			}
 		}
 		if err != nil {
-			return &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
+			return nil, &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
 		}
 	}
+	var stored []cas.Hash
 	for i, c := range cs {
 		var err error
 		if groups[i] != nil {
 			_, err = l.In.Store.PutGroup(ctx, groups[i])
+			stored = append(stored, groups[i].Chunks()...)
 		} else {
 			_, err = l.In.Store.PutEncoded(ctx, c.Hash, c.Raw)
+			stored = append(stored, c.Hash)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return l.In.Store.Flush(ctx)
+	return stored, l.In.Store.Flush(ctx)
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {

@@ -543,7 +543,8 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := (LocalEndpoint{In: s.in}).PutChunks(r.Context(), batch); err != nil {
+	sent, err := (LocalEndpoint{In: s.in}).putChunks(r.Context(), batch)
+	if err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -551,16 +552,6 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 	if err := s.access.load(r.Context(), s.in); err != nil {
 		writeErr(w, err)
 		return
-	}
-	var sent []cas.Hash
-	for _, c := range batch {
-		if c.Raw.Enc == cas.EncGroup {
-			if g, err := cas.VerifyGroup(c.Hash, c.Raw); err == nil {
-				sent = append(sent, g.Chunks()...)
-			}
-			continue
-		}
-		sent = append(sent, c.Hash)
 	}
 	if err := s.access.addUploads(who(r).name, sent); err != nil {
 		writeErr(w, err)

@@ -17,7 +17,7 @@ func TestSmallFlushesShareAPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var hs []Hash
-	for i := range 500 {
+	for i := range 200 {
 		data := fmt.Appendf(nil, "tiny upload %d", i)
 		h := Sum(data)
 		hs = append(hs, h)
@@ -30,7 +30,7 @@ func TestSmallFlushesShareAPack(t *testing.T) {
 	}
 	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
 	if len(packs) != 1 {
-		t.Fatalf("500 small flushes made %d packs, want 1", len(packs))
+		t.Fatalf("200 small flushes made %d packs, want 1", len(packs))
 	}
 	s.Close()
 	s, err = OpenLocalWith(ctx, dir, LocalOptions{})
@@ -43,7 +43,7 @@ func TestSmallFlushesShareAPack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rep, err := VerifyAll(ctx, s); err != nil || len(rep.Corrupt) != 0 || rep.Chunks != 500 {
+	if rep, err := VerifyAll(ctx, s); err != nil || len(rep.Corrupt) != 0 || rep.Chunks != 200 {
 		t.Fatalf("verify: %d chunks, %v %v", rep.Chunks, rep.Corrupt, err)
 	}
 }

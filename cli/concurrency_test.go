@@ -337,3 +337,19 @@ func TestBuildOfALinkedVenv(t *testing.T) {
 		t.Fatal("restore rewrote the original venv")
 	}
 }
+
+// A command that must wait says for whom after a second, and gives up with exit code 10
+// after --lock-timeout.
+func TestLockTimeoutExits10(t *testing.T) {
+	p := newProcEnv(t)
+	p.must("project", "list")                                                           // the root exists
+	in, err := ops.Open(context.Background(), p.root, ops.OpenOptions{Exclusive: true}) // as a server or gc holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	r := p.swcli(time.Minute, "--lock-timeout", "1500ms", "runtime", "list")
+	if r.code != 10 || !strings.Contains(r.stderr, fmt.Sprintf("in use by pid %d", os.Getpid())) || !strings.Contains(r.stderr, "gave up after") {
+		t.Fatalf("exit %d after %s\n%s", r.code, r.took, r.stderr)
+	}
+}

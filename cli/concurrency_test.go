@@ -177,9 +177,13 @@ func TestManyProcessesOneRoot(t *testing.T) {
 		ok   []int // exit codes the races allow
 	}
 	rt := func(r *rand.Rand) string { return fmt.Sprintf("rt%d", r.IntN(len(wds))) }
+	// A workdir is edited and built by one worker at a time: a file that changes while a
+	// build reads it fails that build, rightly ("file changed while it was being stored").
+	wdMu := make([]sync.Mutex, len(wds))
 	ops := []op{
 		{"build", func(r *rand.Rand) []string {
 			i := r.IntN(len(wds))
+			wdMu[i].Lock()
 			os.WriteFile(filepath.Join(wds[i], "requirements.txt"), []byte(fmt.Sprintf("# %d %d\n", i, r.Int())), 0o644)
 			if r.IntN(3) == 0 {
 				return []string{"rt", "build", "--gen-all-bundles", wds[i]}
@@ -222,7 +226,15 @@ func TestManyProcessesOneRoot(t *testing.T) {
 				if o.name == "gc" && r.IntN(4) != 0 { // gc holds everyone up: run it less
 					continue
 				}
-				res := p.swcli(2*time.Minute, o.args(r)...)
+				args := o.args(r)
+				res := p.swcli(2*time.Minute, args...)
+				if o.name == "build" {
+					for i, wd := range wds {
+						if args[len(args)-1] == wd {
+							wdMu[i].Unlock()
+						}
+					}
+				}
 				total.Add(1)
 				mu.Lock()
 				counts[o.name]++

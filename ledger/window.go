@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // The queries, each in one window (see Ledger).
@@ -145,11 +145,7 @@ func removeStaleCheckpoints(dir string) {
 			continue
 		}
 		pidText, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if pid, err := strconv.Atoi(pidText); err == nil && fsutil.ProcessGone(pid) {
 			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -193,11 +194,7 @@ func removeStaleTemps(dir string) {
 	for _, m := range matches {
 		rest := strings.TrimPrefix(m, dir+".swcli-tmp-")
 		pidText, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if pid, err := strconv.Atoi(pidText); err == nil && fsutil.ProcessGone(pid) {
 			os.RemoveAll(m)
 		}
 	}

@@ -39,16 +39,7 @@ func bundle(t *testing.T, in *ops.Instance, name string, files, links map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := ledger.New(ledger.RuntimeBuilt, "self", name, ops.VersionID(res.Hash), ledger.BuiltData{Manifest: res.Hash, Size: res.Size, Files: int64(res.Files), Mode: "venv"})
-	e.Actor, e.Instance = in.Actor, in.Name
-	if _, err := in.Ledger.Append(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	v, err := in.Ledger.Resolve("self", name, "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return recordBuilt(t, in, name, res)
 }
 
 // A bundle whose paths that restore writes are links (to files and directories outside

@@ -136,6 +136,12 @@ func buildVersion(t *testing.T, in *ops.Instance, name, dir string) *ledger.Vers
 	if err != nil {
 		t.Fatal(err)
 	}
+	return recordBuilt(t, in, name, res)
+}
+
+// recordBuilt records a stored tree as the latest version of runtime name in self.
+func recordBuilt(t *testing.T, in *ops.Instance, name string, res *cas.IngestResult) *ledger.Version {
+	t.Helper()
 	e, _ := ledger.New(ledger.RuntimeBuilt, "self", name, ops.VersionID(res.Hash), ledger.BuiltData{Manifest: res.Hash, Size: res.Size, Files: int64(res.Files), Mode: "venv"})
 	e.Actor, e.Instance = in.Actor, in.Name
 	if _, err := in.Ledger.Append(ctx, e); err != nil {

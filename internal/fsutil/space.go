@@ -2,7 +2,9 @@
 package fsutil
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"syscall"
 )
 
@@ -41,4 +43,10 @@ func CheckFree(dir string) error {
 		return nil
 	}
 	return &ErrNoSpace{Dir: dir, Free: n}
+}
+
+// ProcessGone reports whether no process has the given pid (it was killed, or ended): what
+// makes a temporary file named after its process safe to remove.
+func ProcessGone(pid int) bool {
+	return pid > 0 && pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }

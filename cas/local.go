@@ -41,7 +41,7 @@ type Local struct {
 	curOff int64
 	// curAppend: the open pack is one this process sealed before and goes on with.
 	curAppend bool
-	reuse     *sealedPack // a small pack this process sealed, to go on with (pack.go)
+	reuse     []*sealedPack // small packs this process sealed, to go on with (pack.go)
 	nextNum   uint64
 	pending   map[Hash]loc           // chunks in the open pack
 	sealing   map[uint64]*sealedPack // packs being synced and indexed, still readable
@@ -243,10 +243,7 @@ func (s *Local) Close() error {
 	}
 	ferr := s.Flush(context.Background())
 	s.mu.Lock()
-	if s.reuse != nil {
-		s.reuse.f.Close()
-		s.reuse = nil
-	}
+	s.dropReuseLocked()
 	s.mu.Unlock()
 	s.files.closeAll()
 	if err := s.idx.close(); err != nil && ferr == nil {

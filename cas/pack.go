@@ -112,17 +112,20 @@ func (s *Local) writeEntryLocked(h Hash, r Raw) (int64, error) {
 // exists. Another process that took n first holds <n>.tmp until it renames it to
 // <n>.pack, so one of the two names always tells.
 func (s *Local) startPack() error {
-	if sp := s.reuse; sp != nil {
-		s.reuse = nil
-		if _, err := sp.f.Seek(sp.size, io.SeekStart); err == nil {
-			s.cur, s.curNum, s.curOff, s.curAppend = sp.f, sp.num, sp.size, true
-			if s.curBuf == nil {
-				s.curBuf = bufio.NewWriterSize(sp.f, packWriterBuf)
-			} else {
-				s.curBuf.Reset(sp.f)
-			}
-			return nil
+	for len(s.reuse) > 0 {
+		sp := s.reuse[len(s.reuse)-1]
+		s.reuse = s.reuse[:len(s.reuse)-1]
+		if _, err := sp.f.Seek(sp.size, io.SeekStart); err != nil {
+			sp.f.Close()
+			continue
 		}
+		s.cur, s.curNum, s.curOff, s.curAppend = sp.f, sp.num, sp.size, true
+		if s.curBuf == nil {
+			s.curBuf = bufio.NewWriterSize(sp.f, packWriterBuf)
+		} else {
+			s.curBuf.Reset(sp.f)
+		}
+		return nil
 	}
 	if s.nextNum == 0 {
 		if err := s.initNextNum(); err != nil {
@@ -183,6 +186,18 @@ func (s *Local) initNextNum() error {
 	return nil
 }
 
+// maxReuse bounds the small packs a process keeps to go on with (several uploads flushing
+// side by side each leave one).
+const maxReuse = 8
+
+// dropReuseLocked closes the small packs kept to go on with (s.mu held).
+func (s *Local) dropReuseLocked() {
+	for _, sp := range s.reuse {
+		sp.f.Close()
+	}
+	s.reuse = nil
+}
+
 // abortPack drops the open pack after a write error; its chunks were never indexed.
 func (s *Local) abortPack(cause error) error {
 	if s.cur != nil {
@@ -237,8 +252,8 @@ func (s *Local) seal(sp *sealedPack) error {
 		if s.sealErr == nil {
 			s.sealErr = err
 		}
-	} else if sp.size < packTarget/2 && s.reuse == nil && s.cur == nil && !s.closed {
-		s.reuse = sp // the next entries of this process go on after it, through its file
+	} else if sp.size < packTarget/2 && len(s.reuse) < maxReuse && !s.closed {
+		s.reuse = append(s.reuse, sp) // later entries of this process go on after it, through its file
 		sp = nil
 	}
 	s.mu.Unlock()

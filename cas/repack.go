@@ -34,10 +34,7 @@ func (s *Local) Delete(ctx context.Context, hs []Hash) error {
 		return err
 	}
 	s.mu.Lock()
-	if s.reuse != nil { // it may be among the packs deleted below
-		s.reuse.f.Close()
-		s.reuse = nil
-	}
+	s.dropReuseLocked() // they may be among the packs deleted below
 	s.mu.Unlock()
 	if err := s.idx.load(ctx); err != nil {
 		return err

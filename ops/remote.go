@@ -48,15 +48,7 @@ const maxBusyRetries = 60
 // do sends a request and turns error answers into *Error with the server's words. A
 // server that is busy (429) is asked again after the pause it names (at most a few seconds
 // each, for about a minute in all).
-func (c *Remote) do(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
-	var payload []byte
-	if body != nil {
-		b, err := io.ReadAll(body)
-		if err != nil {
-			return nil, err
-		}
-		payload = b
-	}
+func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ctype string) (*http.Response, error) {
 	var resp *http.Response
 	for attempt := 0; ; attempt++ {
 		var rd io.Reader
@@ -155,7 +147,7 @@ func (c *Remote) postJSON(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, "POST", path, bytes.NewReader(b), "application/json")
+	resp, err := c.do(ctx, "POST", path, b, "application/json")
 	if err != nil {
 		return err
 	}
@@ -278,7 +270,7 @@ func (c *Remote) Recover(ctx context.Context, project, runtime, ref string) ([]*
 }
 
 func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks/missing", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks/missing", EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +305,7 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) er
 
 // getChunks makes one request and returns how many of hs the server answered.
 func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) (int, error) {
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return 0, err
 	}
@@ -378,7 +370,7 @@ func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
 	for _, ch := range cs {
 		WriteFrame(&buf, ch.Hash, ch.Raw)
 	}
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks", &buf, "application/octet-stream")
+	resp, err := c.do(ctx, "POST", "/api/v1/chunks", buf.Bytes(), "application/octet-stream")
 	if err != nil {
 		return err
 	}

@@ -210,7 +210,7 @@ func (s *RemoteStore) Delete(ctx context.Context, hs []cas.Hash) error {
 		}
 	}
 	s.mu.Unlock()
-	resp, err := s.c.do(ctx, "POST", "/api/v1/chunks/delete", bytes.NewReader(EncodeHashes(hs)), "application/octet-stream")
+	resp, err := s.c.do(ctx, "POST", "/api/v1/chunks/delete", EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return err
 	}

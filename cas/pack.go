@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // Pack files and their writer. A pack is STORE/packs/<16 hex digits>.pack: a header, then
@@ -273,17 +275,8 @@ func (s *Local) sealFile(sp *sealedPack) error {
 	if err := os.Rename(s.tmpPath(sp.num), s.packPath(sp.num)); err != nil {
 		return fmt.Errorf("seal pack %016x: %w", sp.num, err)
 	}
-	if err := syncDir(filepath.Join(s.dir, "packs")); err != nil {
+	if err := fsutil.SyncDir(filepath.Join(s.dir, "packs")); err != nil {
 		return fmt.Errorf("seal pack %016x: %w", sp.num, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -119,7 +119,7 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 		}
 		return nil, fmt.Errorf("extract to %s: %w", dir, err)
 	}
-	if err := syncDirOf(parent); err != nil {
+	if err := fsutil.SyncDir(parent); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -198,16 +198,4 @@ func removeStaleTemps(dir string) {
 			os.RemoveAll(m)
 		}
 	}
-}
-
-func syncDirOf(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

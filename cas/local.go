@@ -116,17 +116,19 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 		lock.Release()
 		return nil, err
 	}
-	if err := s.idx.in(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
-		return fail(err)
-	}
-	if exclusive {
-		if err := s.recover(ctx); err != nil {
-			return fail(fmt.Errorf("recover store %s: %w", dir, err))
+	if !exclusive {
+		// The schema is checked by the first window; recovery opens one below.
+		if err := s.idx.in(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
+			return fail(err)
 		}
-		if !opt.Exclusive {
-			if err := lock.Share(ctx, flock.Options{OnWait: opt.OnWait, Timeout: opt.LockTimeout}); err != nil {
-				return fail(fmt.Errorf("open store: %w", err))
-			}
+		return s, nil
+	}
+	if err := s.recover(ctx); err != nil {
+		return fail(fmt.Errorf("recover store %s: %w", dir, err))
+	}
+	if !opt.Exclusive {
+		if err := lock.Share(ctx, flock.Options{OnWait: opt.OnWait, Timeout: opt.LockTimeout}); err != nil {
+			return fail(fmt.Errorf("open store: %w", err))
 		}
 	}
 	return s, nil

@@ -29,11 +29,8 @@ type procEnv struct {
 
 func newProcEnv(t *testing.T) *procEnv {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
-	}
-	if err := exec.Command("python3", "-c", "import venv, ensurepip").Run(); err != nil {
-		t.Skip("python3 lacks venv or ensurepip (Debian: python3-venv)")
+	if ok, why := hostVenv(); !ok {
+		t.Skip(why)
 	}
 	dir := t.TempDir()
 	p := &procEnv{t: t, dir: dir, root: filepath.Join(dir, "root")}
@@ -84,19 +81,20 @@ func (p *procEnv) must(args ...string) string {
 	return r.stdout
 }
 
-// workdirs makes n runtime workdirs, each with a venv (copied from one made once) and a
-// requirements file of its own, so that each builds to versions of its own.
+// workdirs makes n runtime workdirs, each with a venv (copied from the one the test
+// binary makes once) and a requirements file of its own, so that each builds to versions
+// of its own.
 func (p *procEnv) workdirs(n int) []string {
 	p.t.Helper()
-	base := filepath.Join(p.dir, "base")
-	if out, err := exec.Command("python3", "-m", "venv", filepath.Join(base, "venv")).CombinedOutput(); err != nil {
-		p.t.Fatalf("python3 -m venv: %v\n%s", err, out)
+	base, _, err := baseVenv()
+	if err != nil {
+		p.t.Fatal(err)
 	}
 	var dirs []string
 	for i := range n {
 		wd := filepath.Join(p.dir, fmt.Sprintf("w%d", i))
 		os.MkdirAll(wd, 0o755)
-		if out, err := exec.Command("cp", "-a", filepath.Join(base, "venv"), filepath.Join(wd, "venv")).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "-a", base, filepath.Join(wd, "venv")).CombinedOutput(); err != nil {
 			p.t.Fatalf("cp venv: %v\n%s", err, out)
 		}
 		yaml := fmt.Sprintf("name: rt%d\nmode: venv\ndependencies:\n  - requirements.txt\n", i)

@@ -21,7 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(removeVenvAfter{m}, map[string]func(){
 		"swcli": func() { os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
 }
@@ -37,16 +37,35 @@ func hostVenv() (bool, string) {
 	return true, ""
 }
 
-// sharedVenv is one venv made for all the scripts that need a runtime workdir but do not
-// test its creation: copying it takes a tenth of the time of making one.
+// sharedVenv is one venv made for all the tests and scripts that need a runtime workdir
+// but do not test its creation: copying it takes a tenth of the time of making one. It
+// lives for the test binary's run (removeVenvAfter).
 var sharedVenv struct {
 	once    sync.Once
+	tmp     string
 	dir, py string
 	err     error
 }
 
-func baseVenv(tmp string) (string, string, error) {
+// removeVenvAfter runs the tests, then removes the shared venv.
+type removeVenvAfter struct{ m *testing.M }
+
+func (r removeVenvAfter) Run() int {
+	code := r.m.Run()
+	if sharedVenv.tmp != "" {
+		os.RemoveAll(sharedVenv.tmp)
+	}
+	return code
+}
+
+func baseVenv() (string, string, error) {
 	sharedVenv.once.Do(func() {
+		tmp, err := os.MkdirTemp("", "swcli-test-venv-")
+		if err != nil {
+			sharedVenv.err = err
+			return
+		}
+		sharedVenv.tmp = tmp
 		dir := filepath.Join(tmp, "venv")
 		if out, err := exec.Command("python3", "-m", "venv", dir).CombinedOutput(); err != nil {
 			sharedVenv.err = fmt.Errorf("python3 -m venv: %v: %s", err, out)
@@ -66,7 +85,6 @@ func baseVenv(tmp string) (string, string, error) {
 func TestScripts(t *testing.T) {
 	wheelScript := mustAbs(filepath.Join("testdata", "make-wheel.py"))
 	venvOK, venvWhy := hostVenv()
-	venvTmp := t.TempDir()
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Condition: func(cond string) (bool, error) {
@@ -99,7 +117,7 @@ func TestScripts(t *testing.T) {
 				if len(args) != 2 {
 					ts.Fatalf("usage: workdir NAME DIR")
 				}
-				base, py, err := baseVenv(venvTmp)
+				base, py, err := baseVenv()
 				if err != nil {
 					ts.Fatalf("workdir: %v", err)
 				}

@@ -461,8 +461,8 @@ func TestExportCheckedByScript(t *testing.T) {
 func TestExportLineWithTrickyPayload(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
-	e := ev(t, RuntimeCreated, "self", "r", "", CreatedData{Workdir: `x","instance":"y`, Mode: "venv"})
-	e.Data = []byte(`{"mode":"venv","workdir":"w","z":{"a":1,"instance":2}}`)
+	e := ev(t, RuntimeCreated, "self", "r", "", EmptyData{})
+	e.Data = []byte(`{"mode":"venv","workdir":"w","z":{"a":1,"instance":2}}`) // a key like the one after "hash"
 	out := mustAppend(t, l, e)
 	line := out[0].ExportLine()
 	var m map[string]any

@@ -391,15 +391,11 @@ func bundledPython(ctx context.Context, st *cas.Local, m *cas.Manifest) (string,
 		if e.Path != "export/venv/pyvenv.cfg" || e.Kind != cas.KindFile || e.Size > 64<<10 {
 			continue
 		}
-		var b []byte
-		for _, h := range e.Chunks {
-			d, err := st.Get(ctx, h)
-			if err != nil {
-				return "", false
-			}
-			b = append(b, d...)
+		b, err := readEntry(ctx, st, e)
+		if err != nil {
+			return "", false
 		}
-		if mm := regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*([0-9]+\.[0-9]+(?:\.[0-9]+)?)`).FindSubmatch(b); mm != nil {
+		if mm := pyvenvVersionRE.FindSubmatch(b); mm != nil {
 			return string(mm[1]), true
 		}
 	}

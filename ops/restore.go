@@ -137,6 +137,10 @@ func loadBundleYAML(dir string) (*RuntimeYAML, []byte, error) {
 	return LoadRuntimeYAML(filepath.Join(dir, "runtime.yaml"), "")
 }
 
+// pyvenvVersionRE reads the python version of a venv from its pyvenv.cfg: the whole
+// version, and its major.minor.
+var pyvenvVersionRE = regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*(([0-9]+\.[0-9]+)(?:\.[0-9]+)?)`)
+
 // relocateVenv points a venv copied from elsewhere at its new place and at an interpreter
 // of the same version on this host.
 func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) error {
@@ -146,8 +150,8 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 		return err
 	}
 	version := want
-	if m := regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*([0-9]+\.[0-9]+)`).FindSubmatch(cfg); m != nil {
-		version = string(m[1])
+	if m := pyvenvVersionRE.FindSubmatch(cfg); m != nil {
+		version = string(m[2])
 	}
 	py, err := FindPython(ctx, version)
 	if err != nil {

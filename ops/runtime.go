@@ -192,13 +192,9 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 		}
 		switch e.Path {
 		case "runtime.yaml", LockName("venv"), LockName("conda"):
-			var b []byte
-			for _, h := range e.Chunks {
-				d, err := in.Store.Get(ctx, h)
-				if err != nil {
-					return nil, err
-				}
-				b = append(b, d...)
+			b, err := readEntry(ctx, in.Store, e)
+			if err != nil {
+				return nil, err
 			}
 			if e.Path == "runtime.yaml" {
 				info.YAML = string(b)
@@ -208,4 +204,17 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 		}
 	}
 	return info, nil
+}
+
+// readEntry reads a (small) file of a manifest from the store.
+func readEntry(ctx context.Context, st cas.Getter, e cas.Entry) ([]byte, error) {
+	var b []byte
+	for _, h := range e.Chunks {
+		d, err := st.Get(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, d...)
+	}
+	return b, nil
 }

@@ -66,13 +66,16 @@ func (s *Server) readable(u principal) (func(string) bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(p string) bool {
-		if u.admin {
-			return true
-		}
-		ap := auth.Projects[p]
-		return ap != nil && slices.Contains(ap.Members, u.name)
-	}, nil
+	return func(p string) bool { return u.mayRead(auth, p) }, nil
+}
+
+// mayRead says whether u may use project p: an admin, or a member by auth.json.
+func (u principal) mayRead(auth *Auth, p string) bool {
+	if u.admin {
+		return true
+	}
+	ap := auth.Projects[p]
+	return ap != nil && slices.Contains(ap.Members, u.name)
 }
 
 // allowedChunks says which of hs the user of r may use (access.go).
@@ -193,12 +196,11 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalE
 			writeErr(w, err)
 			return
 		}
-		ap := auth.Projects[p]
-		if !u.admin && (ap == nil || !slices.Contains(ap.Members, u.name)) {
+		if !u.mayRead(auth, p) {
 			writeErr(w, errForbidden(p))
 			return
 		}
-		if ap != nil {
+		if auth.Projects[p] != nil {
 			if err := s.ensureProject(r.Context(), p); err != nil {
 				writeErr(w, err)
 				return
@@ -236,8 +238,8 @@ func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var names []string
-	for name, p := range auth.Projects {
-		if u.admin || slices.Contains(p.Members, u.name) {
+	for name := range auth.Projects {
+		if u.mayRead(auth, name) {
 			names = append(names, name)
 		}
 	}

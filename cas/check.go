@@ -21,10 +21,6 @@ type PackProblem struct {
 	Chunks []Hash // the chunks the index places in it
 }
 
-func (p PackProblem) Error() string {
-	return fmt.Sprintf("pack %016x %s (%d chunks)", p.Pack, p.Reason, len(p.Chunks))
-}
-
 // CheckPacks stats every pack the index names, as of the working copy of the index.
 func (s *Local) CheckPacks(ctx context.Context) ([]PackProblem, error) {
 	if err := s.idx.load(ctx); err != nil {

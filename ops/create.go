@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/swcli/swcli/ledger"
 )
@@ -40,8 +41,10 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 	if req.Mode != "venv" && req.Mode != "conda" {
 		return nil, Errorf(KindUsage, "use -m venv or -m conda", "unknown mode %q", req.Mode)
 	}
-	if req.Python != "" && !pythonRE.MatchString(req.Python) {
-		return nil, Errorf(KindUsage, "give major.minor, e.g. --python 3.11", "malformed python version %q", req.Python)
+	if req.Python != "" {
+		if _, err := NormalizePython(req.Python); err != nil {
+			return nil, Errorf(KindUsage, "give one of "+strings.Join(SupportedPythons, ", ")+", e.g. --python 3.11", "--python: %v", err)
+		}
 	}
 	if _, err := in.Ledger.Project(req.Project); err != nil {
 		return nil, ledgerErr(err)

@@ -1,39 +1,76 @@
 package ops
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
-	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/swcli/swcli/ledger"
 	"gopkg.in/yaml.v3"
 )
 
-// RuntimeYAML is runtime.yaml (SPEC: runtime.yaml).
+// RuntimeYAML is runtime.yaml as Starwhale reads it (its current schema and the 2022 one:
+// SPEC: runtime.yaml; README: "runtime.yaml as Starwhale reads it").
 type RuntimeYAML struct {
-	APIVersion    string
-	Name          string
-	Mode          string // venv | conda
-	Python        string // major.minor
-	Arch, OS      string
-	Dependencies  []Dependency
-	Pip           PipConfig
+	APIVersion   string
+	Name         string // lowercased, as Starwhale does
+	Mode         string // venv | conda
+	Python       string // major.minor; "" = the environment's own
+	Arch         []string
+	OS           string
+	CUDA, CUDNN  string
+	DockerImage  string // environment.docker.image, configs.docker.image or the 2022 base_image
+	Dependencies []Dependency
+	Pip          PipConfig
+	// CondaChannels are configs.conda.channels (Starwhale's default: conda-forge).
 	CondaChannels []string
-	Warnings      []string // unknown keys, kept and ignored
+	// Condarc is configs.conda.condarc, re-encoded as YAML ("" when absent).
+	Condarc     string
+	HookPre     string
+	HookPost    string
+	Warnings    []string // unknown keys, kept and ignored
+	channelsSet bool
 }
 
-// Dependency is one item of dependencies, in order.
+// Dependency is one item of dependencies, in order: exactly one of its fields is set.
 type Dependency struct {
-	File   string      // a requirements (.txt/.in) or conda env (.yaml/.yml) file
-	Pip    []string    // pip specs
-	Conda  []string    // conda packages
-	Wheels []string    // wheel files
-	Files  []FileEntry // files copied into the bundle
+	File     string      // a pip requirements (.txt/.in) or conda env (.yaml/.yml) file
+	Pip      []string    // pip specs
+	Conda    []string    // conda packages
+	Wheels   []string    // wheel files
+	Files    []FileEntry // files copied into the bundle and placed at restore
+	Commands []string    // shell commands, run at restore only when allowed
 }
 
-// FileEntry is an item of a files dependency.
+// Kind is the dependency's kind as Starwhale's manifest names it.
+func (d Dependency) Kind() string {
+	switch {
+	case d.File != "" && isPipFile(d.File):
+		return "pip_req_file"
+	case d.File != "":
+		return "conda_env_file"
+	case d.Pip != nil:
+		return "pip_pkg"
+	case d.Conda != nil:
+		return "conda_pkg"
+	case d.Wheels != nil:
+		return "wheel"
+	case d.Files != nil:
+		return "native_file"
+	}
+	return "command"
+}
+
+func isPipFile(p string) bool   { return strings.HasSuffix(p, ".txt") || strings.HasSuffix(p, ".in") }
+func isCondaFile(p string) bool { return strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") }
+
+// FileEntry is an item of a files dependency: Src in the workdir (a file or a directory),
+// Dest where restore places it, relative to the environment's root.
 type FileEntry struct{ Name, Src, Dest string }
 
 // PipConfig is configs.pip.
@@ -43,7 +80,47 @@ type PipConfig struct {
 	TrustedHost   []string
 }
 
-var pythonRE = regexp.MustCompile(`^3\.[0-9]{1,2}$`)
+// Starwhale's supported values (client/starwhale/core/runtime/model.py).
+var (
+	SupportedPythons = []string{"3.7", "3.8", "3.9", "3.10", "3.11"}
+	supportedCUDA    = []string{"11.3", "11.4", "11.5", "11.6", "11.7"}
+	cudnnForCUDA     = map[string][]string{"8": {"11.3", "11.4", "11.5", "11.6"}}
+)
+
+// DefaultOS is the one environment.os Starwhale supports.
+const DefaultOS = "ubuntu:20.04"
+
+// RuntimeAPIVersion is the api_version Starwhale reads.
+const RuntimeAPIVersion = "1.1"
+
+// NormalizePython is Starwhale's reading of a python version: the text (or, for an unquoted
+// number, Python's str() of it: 3.10 reads as "3.1") cut to major.minor, which must be one
+// Starwhale supports.
+func NormalizePython(v string) (string, error) {
+	parts := strings.Split(strings.TrimSpace(v), ".")
+	if len(parts) > 2 {
+		parts = parts[:2]
+	}
+	mm := strings.Join(parts, ".")
+	if !slices.Contains(SupportedPythons, mm) {
+		return mm, fmt.Errorf("python %q is not supported (Starwhale supports %s)", mm, strings.Join(SupportedPythons, ", "))
+	}
+	return mm, nil
+}
+
+// pyStr is Python's str() of a YAML scalar as PyYAML loads it: floats lose trailing zeros.
+func pyStr(n *yaml.Node) string {
+	if n.Tag == "!!float" {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
+			s := strconv.FormatFloat(f, 'f', -1, 64)
+			if !strings.Contains(s, ".") {
+				s += ".0"
+			}
+			return s
+		}
+	}
+	return n.Value
+}
 
 // yamlErr is a runtime.yaml error naming file, line and key.
 func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
@@ -52,7 +129,7 @@ func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
 		line = n.Line
 	}
 	return &Error{Kind: KindInvalid, Err: fmt.Errorf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)),
-		Hint: "see SPEC's runtime.yaml section, or 'swcli runtime create' for a valid one"}
+		Hint: "see README's runtime.yaml section, or 'swcli runtime create' for a valid one"}
 }
 
 // LoadRuntimeYAML reads and validates path; files named in dependencies are checked
@@ -62,54 +139,101 @@ func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 	if err != nil {
 		return nil, nil, Errorf(KindNotFound, "run 'swcli runtime create' first, or pass -f", "runtime.yaml: %v", unwrapPathErr(err))
 	}
+	ry, err := ParseRuntimeYAML(path, raw, workdir)
+	return ry, raw, err
+}
+
+// ParseRuntimeYAML validates raw (read from path) as Starwhale does, with errors naming
+// file, line and key.
+func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, nil, &Error{Kind: KindInvalid, Err: fmt.Errorf("%s: %v", path, err), Hint: "fix the YAML syntax"}
+		return nil, &Error{Kind: KindInvalid, Err: fmt.Errorf("%s: %v", path, err), Hint: "fix the YAML syntax"}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, nil, yamlErr(path, &doc, "(top)", "must be a mapping")
+		return nil, yamlErr(path, &doc, "(top)", "must be a mapping")
 	}
 	if err := noAliases(path, &doc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	ry := &RuntimeYAML{Mode: "venv", Arch: "noarch"}
+	ry := &RuntimeYAML{Mode: "venv", APIVersion: RuntimeAPIVersion, OS: DefaultOS, Arch: []string{"noarch"},
+		CondaChannels: []string{"conda-forge"}}
 	top := doc.Content[0]
-	var nameNode *yaml.Node
+	var nameNode, pythonNode, legacyPython, apiNode *yaml.Node
+	var legacyPipReq string
+	var legacyPipReqNode *yaml.Node
 	str := func(where string, v *yaml.Node, dst *string) error {
 		x, err := scalar(path, where, v)
 		*dst = x
 		return err
 	}
-	err = eachKey(path, "(top)", top, func(k string, kn, v *yaml.Node) error {
+	warn := func(n *yaml.Node, key string) {
+		ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key %s ignored", path, n.Line, key))
+	}
+	err := eachKey(path, "(top)", top, func(k string, kn, v *yaml.Node) error {
 		switch k {
 		case "api_version":
-			return str("api_version", v, &ry.APIVersion)
+			apiNode = v
+			if isNull(v) {
+				return nil
+			}
+			if v.Kind != yaml.ScalarNode {
+				return yamlErr(path, v, "api_version", "must be a single value")
+			}
+			ry.APIVersion = pyStr(v)
 		case "name":
-			nameNode = kn
+			nameNode = v
 			return str("name", v, &ry.Name)
 		case "mode":
 			if err := str("mode", v, &ry.Mode); err != nil {
 				return err
 			}
+			if ry.Mode == "" {
+				ry.Mode = "venv"
+			}
 			if ry.Mode != "venv" && ry.Mode != "conda" {
 				return yamlErr(path, v, "mode", "unknown mode %q (venv or conda)", ry.Mode)
 			}
+		case "python_version": // 2022: environment.python before it existed
+			legacyPython = v
+		case "pip_req": // 2022: one requirements file, appended to dependencies
+			legacyPipReqNode = v
+			return str("pip_req", v, &legacyPipReq)
+		case "base_image": // 2022: the docker image
+			return str("base_image", v, &ry.DockerImage)
 		case "environment":
-			return eachKey(path, "environment", v, func(k string, _, v *yaml.Node) error {
+			return eachKey(path, "environment", v, func(k string, kn, v *yaml.Node) error {
 				switch k {
 				case "python":
-					if err := str("environment.python", v, &ry.Python); err != nil {
+					pythonNode = v
+				case "arch":
+					a, err := list(path, "environment.arch", v, true)
+					if a != nil {
+						ry.Arch = a
+					}
+					return err
+				case "os":
+					if err := str("environment.os", v, &ry.OS); err != nil {
 						return err
 					}
-					if !pythonRE.MatchString(ry.Python) {
-						return yamlErr(path, v, "environment.python", "malformed python version %q (major.minor, e.g. \"3.11\")", ry.Python)
+					ry.OS = strings.ToLower(ry.OS)
+					if ry.OS != DefaultOS {
+						return yamlErr(path, v, "environment.os", "%q is not supported (Starwhale supports %s)", ry.OS, DefaultOS)
 					}
-				case "arch":
-					return str("environment.arch", v, &ry.Arch)
-				case "os":
-					return str("environment.os", v, &ry.OS)
+				case "cuda":
+					return str("environment.cuda", v, &ry.CUDA)
+				case "cudnn":
+					return str("environment.cudnn", v, &ry.CUDNN)
+				case "docker":
+					return eachKey(path, "environment.docker", v, func(k string, kn, v *yaml.Node) error {
+						if k == "image" {
+							return str("environment.docker.image", v, &ry.DockerImage)
+						}
+						warn(kn, "environment.docker."+k)
+						return nil
+					})
 				default:
-					ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key environment.%s ignored", path, v.Line, k))
+					warn(kn, "environment."+k)
 				}
 				return nil
 			})
@@ -121,17 +245,17 @@ func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 				return yamlErr(path, v, "dependencies", "must be a list")
 			}
 			for i, item := range v.Content {
-				d, err := parseDependency(path, workdir, i, item)
+				ds, err := parseDependency(path, workdir, i, item)
 				if err != nil {
 					return err
 				}
-				ry.Dependencies = append(ry.Dependencies, d)
+				ry.Dependencies = append(ry.Dependencies, ds...)
 			}
 		case "configs":
-			return eachKey(path, "configs", v, func(k string, _, v *yaml.Node) error {
+			return eachKey(path, "configs", v, func(k string, kn, v *yaml.Node) error {
 				switch k {
 				case "pip":
-					return eachKey(path, "configs.pip", v, func(k string, _, v *yaml.Node) error {
+					return eachKey(path, "configs.pip", v, func(k string, kn, v *yaml.Node) error {
 						var err error
 						switch k {
 						case "index_url":
@@ -141,40 +265,130 @@ func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 						case "trusted_host":
 							ry.Pip.TrustedHost, err = list(path, "configs.pip.trusted_host", v, true)
 						default:
-							ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key configs.pip.%s ignored", path, v.Line, k))
+							warn(kn, "configs.pip."+k)
 						}
 						return err
 					})
 				case "conda":
-					return eachKey(path, "configs.conda", v, func(k string, _, v *yaml.Node) error {
-						var err error
-						if k == "channels" {
-							ry.CondaChannels, err = list(path, "configs.conda.channels", v, false)
-						} else {
-							ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key configs.conda.%s ignored", path, v.Line, k))
+					return eachKey(path, "configs.conda", v, func(k string, kn, v *yaml.Node) error {
+						switch k {
+						case "channels":
+							c, err := list(path, "configs.conda.channels", v, false)
+							if len(c) > 0 {
+								ry.CondaChannels, ry.channelsSet = c, true
+							}
+							return err
+						case "condarc":
+							if isNull(v) {
+								return nil
+							}
+							if v.Kind != yaml.MappingNode {
+								return yamlErr(path, v, "configs.conda.condarc", "must be a mapping")
+							}
+							var m map[string]any
+							err := v.Decode(&m)
+							b, err2 := yaml.Marshal(m)
+							if err = errors.Join(err, err2); err != nil {
+								return yamlErr(path, v, "configs.conda.condarc", "%v", err)
+							}
+							if len(v.Content) > 0 {
+								ry.Condarc = string(b)
+							}
+						default:
+							warn(kn, "configs.conda."+k)
 						}
-						return err
+						return nil
+					})
+				case "docker":
+					return eachKey(path, "configs.docker", v, func(k string, kn, v *yaml.Node) error {
+						if k == "image" {
+							var img string
+							err := str("configs.docker.image", v, &img)
+							if ry.DockerImage == "" {
+								ry.DockerImage = img
+							}
+							return err
+						}
+						warn(kn, "configs.docker."+k)
+						return nil
 					})
 				default:
-					ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key configs.%s ignored", path, v.Line, k))
+					warn(kn, "configs."+k)
 				}
 				return nil
 			})
+		case "hooks":
+			return eachKey(path, "hooks", v, func(k string, kn, v *yaml.Node) error {
+				switch k {
+				case "pre":
+					return str("hooks.pre", v, &ry.HookPre)
+				case "post":
+					return str("hooks.post", v, &ry.HookPost)
+				}
+				warn(kn, "hooks."+k)
+				return nil
+			})
 		default:
-			ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: unknown key %s ignored", path, kn.Line, k))
+			warn(kn, k)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	if ry.APIVersion != RuntimeAPIVersion {
+		return nil, yamlErr(path, apiNode, "api_version", "%q is not supported (Starwhale reads %s)", ry.APIVersion, RuntimeAPIVersion)
+	}
+	ry.Name = strings.ToLower(strings.TrimSpace(ry.Name))
 	if ry.Name == "" {
-		return nil, nil, yamlErr(path, top, "name", "missing")
+		return nil, yamlErr(path, top, "name", "missing")
 	}
 	if !ledger.ValidName(ry.Name) {
-		return nil, nil, yamlErr(path, nameNode, "name", "invalid runtime name %q", ry.Name)
+		return nil, yamlErr(path, nameNode, "name", "invalid runtime name %q (letters, digits, _ . -; starts with a letter or _; 1-80 characters)", ry.Name)
 	}
-	return ry, raw, nil
+	if pythonNode == nil || isNull(pythonNode) || pythonNode.Value == "" {
+		pythonNode = legacyPython
+	}
+	if pythonNode != nil && !isNull(pythonNode) && pythonNode.Value != "" {
+		where := "environment.python"
+		if pythonNode == legacyPython {
+			where = "python_version"
+		}
+		if pythonNode.Kind != yaml.ScalarNode {
+			return nil, yamlErr(path, pythonNode, where, "must be a single value")
+		}
+		mm, err := NormalizePython(pyStr(pythonNode))
+		if err != nil {
+			hint := ""
+			if pythonNode.Tag == "!!float" {
+				hint = " (unquoted numbers are read as numbers: write \"" + pythonNode.Value + "\")"
+			}
+			return nil, yamlErr(path, pythonNode, where, "%v%s", err, hint)
+		}
+		ry.Python = mm
+	}
+	if ry.CUDA != "" && !slices.Contains(supportedCUDA, ry.CUDA) {
+		return nil, yamlErr(path, top, "environment.cuda", "%q is not supported (Starwhale supports %s)", ry.CUDA, strings.Join(supportedCUDA, ", "))
+	}
+	if ry.CUDNN != "" {
+		cudas, ok := cudnnForCUDA[ry.CUDNN]
+		switch {
+		case !ok:
+			return nil, yamlErr(path, top, "environment.cudnn", "%q is not supported (Starwhale supports 8)", ry.CUDNN)
+		case ry.CUDA == "":
+			return nil, yamlErr(path, top, "environment.cudnn", "needs environment.cuda")
+		case !slices.Contains(cudas, ry.CUDA):
+			return nil, yamlErr(path, top, "environment.cudnn", "cudnn %s does not support cuda %s", ry.CUDNN, ry.CUDA)
+		}
+	}
+	if legacyPipReq != "" {
+		ds, err := parseDependency(path, workdir, len(ry.Dependencies), legacyPipReqNode)
+		if err != nil {
+			return nil, err
+		}
+		ry.Dependencies = append(ry.Dependencies, ds...)
+	}
+	return ry, nil
 }
 
 // eachKey calls fn for each key of the mapping n (at key where, in file path): a null
@@ -266,74 +480,6 @@ func noAliases(path string, n *yaml.Node) error {
 	return nil
 }
 
-func parseDependency(path, workdir string, i int, n *yaml.Node) (Dependency, error) {
-	var d Dependency
-	key := fmt.Sprintf("dependencies[%d]", i)
-	switch n.Kind {
-	case yaml.ScalarNode:
-		d.File = n.Value
-		return d, checkDepPath(path, workdir, n.Value, n, key, false)
-	case yaml.MappingNode:
-		err := eachKey(path, key, n, func(k string, _, v *yaml.Node) error {
-			var err error
-			switch k {
-			case "pip":
-				d.Pip, err = list(path, key+".pip", v, false)
-			case "conda":
-				d.Conda, err = list(path, key+".conda", v, false)
-			case "wheels":
-				if d.Wheels, err = list(path, key+".wheels", v, false); err != nil {
-					return err
-				}
-				for j, w := range v.Content {
-					if err := checkDepPath(path, workdir, w.Value, w, fmt.Sprintf("%s.wheels[%d]", key, j), false); err != nil {
-						return err
-					}
-				}
-			case "files":
-				if isNull(v) {
-					return nil
-				}
-				if v.Kind != yaml.SequenceNode {
-					return yamlErr(path, v, key+".files", "must be a list")
-				}
-				for j, f := range v.Content {
-					fk := fmt.Sprintf("%s.files[%d]", key, j)
-					var fe FileEntry
-					if err := eachKey(path, fk, f, func(k string, _, v *yaml.Node) error {
-						switch k {
-						case "name":
-							return strInto(path, fk+".name", v, &fe.Name)
-						case "src":
-							return strInto(path, fk+".src", v, &fe.Src)
-						case "dest":
-							return strInto(path, fk+".dest", v, &fe.Dest)
-						}
-						return yamlErr(path, v, fk+"."+k, "unknown key (name, src, dest)")
-					}); err != nil {
-						return err
-					}
-					if err := checkDepPath(path, workdir, fe.Src, f, fk+".src", true); err != nil {
-						return err
-					}
-					if fe.Dest == "" {
-						fe.Dest = filepath.Base(fe.Src)
-					}
-					if strings.HasPrefix(fe.Dest, "/") || strings.Contains(fe.Dest, "..") {
-						return yamlErr(path, f, fk+".dest", "%q must be a relative path inside the bundle", fe.Dest)
-					}
-					d.Files = append(d.Files, fe)
-				}
-			default:
-				return yamlErr(path, v, key, "unknown dependency kind %q (pip, conda, wheels, files)", k)
-			}
-			return err
-		})
-		return d, err
-	}
-	return d, yamlErr(path, n, key, "must be a file name or a mapping")
-}
-
 func strInto(path, where string, n *yaml.Node, dst *string) error {
 	v, err := scalar(path, where, n)
 	*dst = v
@@ -395,4 +541,118 @@ configs:
   pip: {index_url: "", extra_index_url: [], trusted_host: []}
   conda: {channels: [conda-forge]}
 `, name, mode, python)
+}
+
+// parseDependency reads one item of dependencies (key names it in errors): a file name, or
+// a mapping whose every key is a dependency kind, in order.
+func parseDependency(path, workdir string, i int, n *yaml.Node) ([]Dependency, error) {
+	key := fmt.Sprintf("dependencies[%d]", i)
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		if err := checkDepPath(path, workdir, n.Value, n, key, false); err != nil {
+			return nil, err
+		}
+		if !isPipFile(n.Value) && !isCondaFile(n.Value) {
+			return nil, yamlErr(path, n, key, "%q is neither a pip requirements file (.txt, .in) nor a conda env file (.yaml, .yml)", n.Value)
+		}
+		return []Dependency{{File: n.Value}}, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, yamlErr(path, n, key, "must be a file name or a mapping")
+	}
+	var out []Dependency
+	err := eachKey(path, key, n, func(k string, _, v *yaml.Node) error {
+		where := key + "." + k
+		var d Dependency
+		var err error
+		switch k {
+		case "pip":
+			d.Pip, err = strictList(path, where, v)
+		case "conda":
+			d.Conda, err = strictList(path, where, v)
+		case "commands":
+			d.Commands, err = strictList(path, where, v)
+		case "wheels":
+			if d.Wheels, err = strictList(path, where, v); err != nil {
+				return err
+			}
+			for j, w := range v.Content {
+				wk := fmt.Sprintf("%s[%d]", where, j)
+				if !strings.HasSuffix(w.Value, ".whl") {
+					return yamlErr(path, w, wk, "%q is not a wheel (.whl)", w.Value)
+				}
+				if err := checkDepPath(path, workdir, w.Value, w, wk, false); err != nil {
+					return err
+				}
+			}
+		case "files":
+			if v.Kind != yaml.SequenceNode {
+				return yamlErr(path, v, where, "must be a list of {src, dest}")
+			}
+			d.Files = []FileEntry{}
+			for j, f := range v.Content {
+				fe, err := parseFileEntry(path, workdir, fmt.Sprintf("%s[%d]", where, j), f)
+				if err != nil {
+					return err
+				}
+				d.Files = append(d.Files, fe)
+			}
+		default:
+			return yamlErr(path, v, key, "unknown dependency kind %q (pip, conda, wheels, files, commands)", k)
+		}
+		if err == nil {
+			out = append(out, d)
+		}
+		return err
+	})
+	return out, err
+}
+
+// parseFileEntry reads {name, src, dest}: both src and dest are required (as in Starwhale);
+// dest is normalised and must stay inside the environment it is placed in.
+func parseFileEntry(file, workdir, fk string, f *yaml.Node) (FileEntry, error) {
+	var fe FileEntry
+	if err := eachKey(file, fk, f, func(k string, _, v *yaml.Node) error {
+		switch k {
+		case "name":
+			return strInto(file, fk+".name", v, &fe.Name)
+		case "src":
+			return strInto(file, fk+".src", v, &fe.Src)
+		case "dest":
+			return strInto(file, fk+".dest", v, &fe.Dest)
+		}
+		return yamlErr(file, v, fk+"."+k, "unknown key (name, src, dest)")
+	}); err != nil {
+		return fe, err
+	}
+	if f.Kind != yaml.MappingNode {
+		return fe, yamlErr(file, f, fk, "must be a mapping {src, dest}")
+	}
+	if fe.Src == "" || fe.Dest == "" {
+		return fe, yamlErr(file, f, fk, "needs both src and dest")
+	}
+	if err := checkDepPath(file, workdir, fe.Src, f, fk+".src", true); err != nil {
+		return fe, err
+	}
+	d := path.Clean(strings.ReplaceAll(fe.Dest, "\\", "/"))
+	if strings.HasPrefix(fe.Dest, "/") || !filepath.IsLocal(d) {
+		return fe, yamlErr(file, f, fk+".dest", "%q must be a relative path that stays inside the environment", fe.Dest)
+	}
+	fe.Dest = d
+	fe.Src = path.Clean(fe.Src)
+	return fe, nil
+}
+
+// strictList is a sequence of scalars, as Starwhale wants for pip, conda, wheels and commands.
+func strictList(path, where string, n *yaml.Node) ([]string, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, yamlErr(path, n, where, "must be a list")
+	}
+	out := []string{}
+	for i, c := range n.Content {
+		if c.Kind != yaml.ScalarNode || isNull(c) {
+			return nil, yamlErr(path, c, fmt.Sprintf("%s[%d]", where, i), "must be a string")
+		}
+		out = append(out, c.Value)
+	}
+	return out, nil
 }

@@ -78,7 +78,7 @@ func TestLoadRuntimeYAML(t *testing.T) {
 		err        string // "file:line: key" part of the error; "" for none
 	}{
 		{name: "minimal", yaml: "name: app\n", check: func(t *testing.T, ry *RuntimeYAML) {
-			if ry.Name != "app" || ry.Mode != "venv" || ry.Arch != "noarch" {
+			if ry.Name != "app" || ry.Mode != "venv" || ry.Arch[0] != "noarch" {
 				t.Fatalf("%+v", ry)
 			}
 		}},
@@ -103,7 +103,7 @@ configs:
   conda:
     channels: [conda-forge]
 `, check: func(t *testing.T, ry *RuntimeYAML) {
-			if ry.Mode != "conda" || ry.Python != "3.11" || ry.Arch != "amd64" || len(ry.Dependencies) != 3 ||
+			if ry.Mode != "conda" || ry.Python != "3.11" || ry.Arch[0] != "amd64" || len(ry.Dependencies) != 3 ||
 				ry.Dependencies[0].File != "requirements.txt" || ry.Dependencies[1].Pip[0] != "numpy==1.26" ||
 				ry.Pip.IndexURL != "https://pypi.example/simple" || ry.CondaChannels[0] != "conda-forge" {
 				t.Fatalf("%+v", ry)
@@ -114,6 +114,64 @@ configs:
 				t.Fatalf("warnings %v", ry.Warnings)
 			}
 		}},
+		{name: "starwhale keys", yaml: `api_version: 1.1
+name: MNIST-Demo
+mode: venv
+python_version: "3.9"
+pip_req: requirements.txt
+base_image: ghcr.io/star-whale/starwhale:latest
+environment:
+  arch: [amd64, arm64]
+  os: Ubuntu:20.04
+  cuda: "11.4"
+  cudnn: "8"
+dependencies:
+  - pip: [numpy]
+    commands: [echo hi, "apt-get install -y curl"]
+  - files:
+      - {name: x, src: requirements.txt, dest: bin/../bin/x}
+hooks: {pre: "", post: ""}
+configs:
+  docker: {image: other}
+  conda:
+    condarc: {channel_alias: https://mirror.example}
+  pip: {extra_index_url: https://one.example, trusted_host: one.example}
+`, check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.Name != "mnist-demo" || ry.Python != "3.9" || ry.OS != "ubuntu:20.04" || len(ry.Arch) != 2 ||
+				ry.CUDA != "11.4" || ry.CUDNN != "8" || ry.DockerImage != "ghcr.io/star-whale/starwhale:latest" {
+				t.Fatalf("%+v", ry)
+			}
+			if len(ry.Dependencies) != 4 || ry.Dependencies[1].Commands[1] != "apt-get install -y curl" ||
+				ry.Dependencies[2].Files[0].Dest != "bin/x" || ry.Dependencies[3].File != "requirements.txt" {
+				t.Fatalf("dependencies %+v", ry.Dependencies)
+			}
+			if !strings.Contains(ry.Condarc, "channel_alias: https://mirror.example") || ry.Pip.ExtraIndexURL[0] != "https://one.example" {
+				t.Fatalf("configs %+v", ry)
+			}
+			if len(ry.Warnings) != 0 {
+				t.Fatalf("warnings %v", ry.Warnings)
+			}
+		}},
+		{name: "unquoted 3.10 is 3.1", yaml: "name: a\nenvironment:\n  python: 3.10\n", err: ":3: environment.python: python \"3.1\" is not supported"},
+		{name: "python 3.12", yaml: "name: a\nenvironment:\n  python: '3.12'\n", err: ":3: environment.python: python \"3.12\" is not supported"},
+		{name: "python full version", yaml: "name: a\nenvironment:\n  python: 3.10.4\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.Python != "3.10" {
+				t.Fatalf("python %q", ry.Python)
+			}
+		}},
+		{name: "api_version 1.0", yaml: "api_version: '1.0'\nname: a\n", err: ":1: api_version: \"1.0\" is not supported"},
+		{name: "api_version 1.10 reads as 1.1", yaml: "api_version: 1.10\nname: a\n", check: func(t *testing.T, ry *RuntimeYAML) {}},
+		{name: "os other", yaml: "name: a\nenvironment:\n  os: debian\n", err: ":3: environment.os: \"debian\" is not supported"},
+		{name: "cudnn without cuda", yaml: "name: a\nenvironment:\n  cudnn: '8'\n", err: "environment.cudnn: needs environment.cuda"},
+		{name: "cuda unknown", yaml: "name: a\nenvironment:\n  cuda: '12.1'\n", err: "environment.cuda: \"12.1\" is not supported"},
+		{name: "wheel not a wheel", yaml: "name: a\ndependencies:\n  - wheels: [requirements.txt]\n", err: ":3: dependencies[0].wheels[0]: \"requirements.txt\" is not a wheel"},
+		{name: "wheels a scalar", yaml: "name: a\ndependencies:\n  - wheels: w-1.0-py3-none-any.whl\n", err: ":3: dependencies[0].wheels: must be a list"},
+		{name: "commands a scalar", yaml: "name: a\ndependencies:\n  - commands: echo hi\n", err: ":3: dependencies[0].commands: must be a list"},
+		{name: "unknown kind", yaml: "name: a\ndependencies:\n  - apt: [curl]\n", err: "unknown dependency kind \"apt\""},
+		{name: "file of unknown kind", yaml: "name: a\ndependencies:\n  - w-1.0-py3-none-any.whl\n", err: "neither a pip requirements file"},
+		{name: "files without dest", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt}\n", err: "dependencies[0].files[0]: needs both src and dest"},
+		{name: "files dest leaves", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: bin/../../x}\n", err: "dependencies[0].files[0].dest: \"bin/../../x\" must be a relative path"},
+		{name: "files dest absolute", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: /etc/x}\n", err: "dependencies[0].files[0].dest"},
 		{name: "no name", yaml: "mode: venv\n", err: ":1: name: missing"},
 		{name: "bad name", yaml: "name: 9x\n", err: ":1: name: invalid runtime name"},
 		{name: "bad mode", yaml: "name: a\nmode: docker\n", err: ":2: mode: unknown mode"},
@@ -127,7 +185,7 @@ configs:
 		{name: "environment a scalar", yaml: "name: a\nenvironment: linux\n", err: ":2: environment: must be a mapping"},
 		{name: "name a list", yaml: "name: [a, b]\n", err: ":1: name: must be a single value"},
 		{name: "pip a scalar", yaml: "name: a\ndependencies:\n  - pip: numpy\n", err: ":3: dependencies[0].pip: must be a list"},
-		{name: "pip item a mapping", yaml: "name: a\ndependencies:\n  - pip: [{x: 1}]\n", err: ":3: dependencies[0].pip[0]: must be a single value"},
+		{name: "pip item a mapping", yaml: "name: a\ndependencies:\n  - pip: [{x: 1}]\n", err: ":3: dependencies[0].pip[0]: must be a string"},
 		{name: "channels a scalar", yaml: "name: a\nconfigs:\n  conda:\n    channels: conda-forge\n", err: ":4: configs.conda.channels: must be a list"},
 		{name: "file outside", yaml: "name: a\ndependencies:\n  - ../secret\n", err: ":3: dependencies[0]: ../secret is outside the workdir"},
 		{name: "file far outside", yaml: "name: a\ndependencies:\n  - ../../../etc/ssl\n", err: "dependencies[0]"},

@@ -431,7 +431,8 @@ func (c *RtExtractCmd) Run(e *env) error {
 
 // RtRestoreCmd is `runtime restore`.
 type RtRestoreCmd struct {
-	Target string `arg:"" help:"An extracted runtime directory, or a runtime URI (extracted first)."`
+	Target      string `arg:"" help:"An extracted runtime directory, or a runtime URI (extracted first)."`
+	RunCommands bool   `name:"run-commands" help:"Run runtime.yaml's commands (also SW_RUNTIME_FORCE_RUN_COMMAND=1); without it they are listed and skipped."`
 }
 
 // Run restores.
@@ -440,7 +441,7 @@ func (c *RtRestoreCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	res, err := ops.Restore(e.ctx, ops.RestoreRequest{Dir: dir,
+	res, err := ops.Restore(e.ctx, ops.RestoreRequest{Dir: dir, RunCommands: c.RunCommands,
 		Log:  func(s string) { e.log.Info().Msg(s) },
 		Warn: func(s string) { e.log.Warn().Msg(s) }})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"gopkg.in/yaml.v3"
 )
 
 // VersionID derives a version id from a bundle's tree hash: lowercase, unpadded base32 of
@@ -43,14 +44,6 @@ type BuildResult struct {
 	VN                        int
 	New                       bool // a new version (false: a rebuild of an existing one)
 	Seq                       uint64
-}
-
-// LockName is the lock file's path inside a bundle, by mode.
-func LockName(mode string) string {
-	if mode == "conda" {
-		return "dependencies/conda-env-lock.yaml"
-	}
-	return "dependencies/requirements-lock.txt"
 }
 
 // Build locks the workdir's environment, stores the bundle and records runtime.built.
@@ -127,9 +120,41 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 	}
 
+	if err := checkEnvPython(ry, yml, envDir, python); err != nil {
+		if done != nil {
+			<-done
+		}
+		return nil, err
+	}
+	filter := func(lock []byte) []byte {
+		out, dropped := travellingLock(lock)
+		if req.Warn != nil {
+			for _, w := range describeDropped(dropped, ry) {
+				req.Warn(w)
+			}
+		}
+		return out
+	}
+	if lockInput.Data != nil {
+		lockInput.Data = filter(lockInput.Data)
+	} else {
+		later := lockInput.Later
+		lockInput.Later = func() ([]byte, error) {
+			b, err := later()
+			if err != nil {
+				return nil, err
+			}
+			return filter(b), nil
+		}
+	}
+	manifest := newBundleManifest(ry, python, true, req.GenAllBundles)
 	inputs := []cas.Input{
 		{Data: raw, Dest: "runtime.yaml"},
+		{Data: manifest.Encode(), Dest: ManifestName},
 		lockInput,
+	}
+	if ry.Condarc != "" || (ry.Mode == "conda" && ry.channelsSet) {
+		inputs = append(inputs, cas.Input{Data: condarc(ry), Dest: "configs/condarc"})
 	}
 	// Paths are taken as LoadRuntimeYAML checked them: resolved, inside the workdir, so the
 	// bundle holds the files themselves, never a link.
@@ -144,10 +169,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			inputs = append(inputs, cas.Input{Src: resolve(d.File), Dest: path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))})
 		}
 		for _, w := range d.Wheels {
-			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: path.Join("wheels", filepath.Base(w))})
+			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: wheelDest(w)})
 		}
 		for _, f := range d.Files {
-			inputs = append(inputs, cas.Input{Src: resolve(f.Src), Dest: path.Join("files", path.Clean(filepath.ToSlash(f.Dest)))})
+			inputs = append(inputs, cas.Input{Src: resolve(f.Src), Dest: fileDest(f)})
 		}
 	}
 	if req.GenAllBundles {
@@ -216,4 +241,27 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable b
 		return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}
 	}
 	return out, nil
+}
+
+// checkEnvPython refuses an environment whose python contradicts runtime.yaml.
+func checkEnvPython(ry *RuntimeYAML, yml, envDir, python string) error {
+	if ry.Python == "" || majorMinor(python) == ry.Python {
+		return nil
+	}
+	return Errorf(KindInvalid, "make the environment with python "+ry.Python+", or change environment.python",
+		"%s says python %s, but the environment %s has python %s", yml, ry.Python, envDir, python)
+}
+
+// condarc is configs/condarc: configs.conda.condarc, with configs.conda.channels as its
+// channels unless the condarc names its own.
+func condarc(ry *RuntimeYAML) []byte {
+	m := map[string]any{}
+	if ry.Condarc != "" {
+		_ = yaml.Unmarshal([]byte(ry.Condarc), &m) // parsed once already by ParseRuntimeYAML
+	}
+	if _, ok := m["channels"]; !ok && ry.channelsSet {
+		m["channels"] = ry.CondaChannels
+	}
+	b, _ := yaml.Marshal(m)
+	return b
 }

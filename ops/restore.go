@@ -20,6 +20,9 @@ type RestoreRequest struct {
 	Log  func(string) // progress lines (pip and conda run long)
 	Env  []string     // extra environment for pip/conda (tests); the process's is always passed
 	Warn func(string)
+	// RunCommands runs runtime.yaml's commands (also when SW_RUNTIME_FORCE_RUN_COMMAND=1,
+	// as Starwhale does); otherwise they are listed and skipped.
+	RunCommands bool
 }
 
 // RestoreResult says what restore made.
@@ -41,14 +44,26 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		return nil, err
 	}
 	// Restore writes only below dir, and never through a link that came with the bundle.
-	if err := noLinks(dir, "runtime.yaml", "activate.host", "activate.sw", "venv", "conda",
-		"export", "export/venv", "export/venv/bin", "export/venv/pyvenv.cfg", "export/conda",
-		"dependencies", "wheels", LockName("venv"), LockName("conda")); err != nil {
+	if err := noLinks(dir, "runtime.yaml", ManifestName, "activate.host", "activate.sw", "venv", "conda",
+		"export", "export/venv", "export/venv/bin", "export/venv/pyvenv.cfg", "export/conda", "export/conda/bin",
+		"dependencies", "wheels", "files", "configs", "configs/condarc", LockName("venv"), LockName("conda"),
+		legacyLockName("venv"), legacyLockName("conda")); err != nil {
 		return nil, err
 	}
 	ry, _, err := loadBundleYAML(dir)
 	if err != nil {
 		return nil, err
+	}
+	bm, err := readBundleManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	// The python: the one the build locked (the manifest's), else runtime.yaml's.
+	want := ry.Python
+	if bm != nil && majorMinor(bm.Environment.Lock.PythonVersion) != "" {
+		want = majorMinor(bm.Environment.Lock.PythonVersion)
+	} else if bm != nil && majorMinor(bm.Environment.Python) != "" && want == "" {
+		want = majorMinor(bm.Environment.Python)
 	}
 	res := &RestoreResult{Dir: dir}
 	say := func(s string) {
@@ -56,20 +71,14 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 			req.Log(s)
 		}
 	}
+	r := &restorer{ctx: ctx, dir: dir, ry: ry, req: req, res: res, say: say, python: want}
 	if ry.Mode == "conda" {
-		if err := restoreConda(ctx, dir, ry, req, res); err != nil {
-			return nil, err
-		}
+		err = r.conda()
 	} else {
-		bundled := filepath.Join(dir, "export", "venv")
-		if _, err := os.Stat(filepath.Join(bundled, "pyvenv.cfg")); err == nil {
-			say("relocating the bundled venv to " + bundled)
-			if err := relocateVenv(ctx, bundled, ry.Python, res); err != nil {
-				return nil, err
-			}
-		} else if err := installVenv(ctx, dir, ry, req, res, say); err != nil {
-			return nil, err
-		}
+		err = r.venv()
+	}
+	if err != nil {
+		return nil, err
 	}
 	act := ". " + filepath.Join(res.EnvDir, "bin", "activate")
 	if ry.Mode == "conda" {
@@ -278,80 +287,6 @@ func pipIndexArgs(ry *RuntimeYAML) []string {
 		args = append(args, "--trusted-host", h)
 	}
 	return args
-}
-
-// installVenv creates DIR/venv with the recorded python and pip-installs the lock, the
-// wheels and the dependencies in order.
-func installVenv(ctx context.Context, dir string, ry *RuntimeYAML, req RestoreRequest, res *RestoreResult, say func(string)) error {
-	py, err := FindPython(ctx, ry.Python)
-	if err != nil {
-		return err
-	}
-	venv := filepath.Join(dir, "venv")
-	res.Python, res.EnvDir = py, venv
-	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
-		say("creating venv " + venv + " with python " + py.Version)
-		if _, err := run(ctx, dir, req.Env, py.Path, "-m", "venv", venv); err != nil {
-			return &Error{Kind: KindEnv, Err: err}
-		}
-	}
-	pip := func(args ...string) error {
-		full := append([]string{"-m", "pip", "install", "--disable-pip-version-check"}, pipIndexArgs(ry)...)
-		full = append(full, args...)
-		say("pip install " + strings.Join(args, " "))
-		if _, err := run(ctx, dir, req.Env, filepath.Join(venv, "bin", "python"), full...); err != nil {
-			return &Error{Kind: KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
-		}
-		return nil
-	}
-	lock := filepath.Join(dir, LockName("venv"))
-	if b, err := os.ReadFile(lock); err == nil && len(bytes.TrimSpace(b)) > 0 {
-		if err := pip("-r", lock); err != nil {
-			return err
-		}
-	}
-	wheels, _ := filepath.Glob(filepath.Join(dir, "wheels", "*.whl"))
-	if len(wheels) > 0 {
-		if err := pip(wheels...); err != nil {
-			return err
-		}
-	}
-	for _, d := range ry.Dependencies {
-		switch {
-		case d.File != "" && (strings.HasSuffix(d.File, ".txt") || strings.HasSuffix(d.File, ".in")):
-			p := filepath.Join(dir, "dependencies", d.File)
-			if b, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(b)) > 0 {
-				if err := pip("-r", p); err != nil {
-					return err
-				}
-			}
-		case len(d.Pip) > 0:
-			if err := pip(d.Pip...); err != nil {
-				return err
-			}
-		case len(d.Conda) > 0 && req.Warn != nil:
-			req.Warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
-		}
-	}
-	return nil
-}
-
-// restoreConda creates the conda environment from the lock (conda env export output).
-func restoreConda(ctx context.Context, dir string, ry *RuntimeYAML, req RestoreRequest, res *RestoreResult) error {
-	conda, err := lookConda()
-	if err != nil {
-		return err
-	}
-	env := filepath.Join(dir, "conda")
-	res.EnvDir = env
-	lock := filepath.Join(dir, LockName("conda"))
-	if _, err := os.Stat(lock); err != nil {
-		return Errorf(KindNotFound, "rebuild the runtime", "bundle has no conda lock %s", LockName("conda"))
-	}
-	if _, err := run(ctx, dir, req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock); err != nil {
-		return &Error{Kind: KindEnv, Err: err}
-	}
-	return nil
 }
 
 // readNoFollow reads a file that is not a symbolic link.

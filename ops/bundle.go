@@ -1,0 +1,266 @@
+package ops
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// A bundle's layout is Starwhale's (client/starwhale/core/runtime/model.py, _copy_src):
+//
+//	runtime.yaml                      as written by the user
+//	_manifest.yaml                    what restore needs to know: mode, python, lock files, deps
+//	dependencies/<path>               requirements and conda env files named in runtime.yaml
+//	dependencies/.starwhale/lock/…    the lock (requirements-sw-lock.txt or conda-sw-lock.yaml)
+//	wheels/<path>                     wheels named in runtime.yaml
+//	files/<src>                       files entries, placed at <env>/<dest> by restore
+//	configs/condarc                   configs.conda.condarc (and channels), for conda
+//	export/venv/… or export/conda/…   the environment itself (--gen-all-bundles)
+//
+// Bundles built before this layout keep their lock at dependencies/requirements-lock.txt
+// (or conda-env-lock.yaml), wheels at wheels/<base name> and files at files/<dest>;
+// restore reads both.
+
+// ManifestName is the bundle's manifest file, as Starwhale names it.
+const ManifestName = "_manifest.yaml"
+
+// LockName is the lock file's path inside a bundle, by mode.
+func LockName(mode string) string {
+	if mode == "conda" {
+		return "dependencies/.starwhale/lock/conda-sw-lock.yaml"
+	}
+	return "dependencies/.starwhale/lock/requirements-sw-lock.txt"
+}
+
+// legacyLockName is where bundles built before the Starwhale layout keep the lock.
+func legacyLockName(mode string) string {
+	if mode == "conda" {
+		return "dependencies/conda-env-lock.yaml"
+	}
+	return "dependencies/requirements-lock.txt"
+}
+
+// findLock returns the path of the lock in an extracted bundle, or "".
+func findLock(dir, mode string) string {
+	for _, n := range []string{LockName(mode), legacyLockName(mode)} {
+		p := filepath.Join(dir, filepath.FromSlash(n))
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// wheelDest and fileDest are where a wheel and a files entry live in a bundle.
+func wheelDest(w string) string { return path.Join("wheels", path.Clean(filepath.ToSlash(w))) }
+func fileDest(f FileEntry) string {
+	return path.Join("files", path.Clean(filepath.ToSlash(f.Src)))
+}
+
+// BundleManifest is _manifest.yaml: Starwhale's fields that restore reads, written by
+// build from runtime.yaml and the environment, and nothing that changes between two
+// builds of the same content (so version ids stay content-derived).
+type BundleManifest struct {
+	Name        string           `yaml:"name"`
+	Environment ManifestEnv      `yaml:"environment"`
+	Deps        ManifestDeps     `yaml:"dependencies"`
+	Artifacts   ManifestArtifact `yaml:"artifacts"`
+	Configs     ManifestConfigs  `yaml:"configs"`
+	// Version, CreatedAt and Build are set only in an exported .swrt (Starwhale reads them).
+	Version   string         `yaml:"version,omitempty"`
+	CreatedAt string         `yaml:"created_at,omitempty"`
+	Build     map[string]any `yaml:"build,omitempty"`
+}
+
+type ManifestEnv struct {
+	Mode   string      `yaml:"mode"`
+	Python string      `yaml:"python"` // major.minor
+	Arch   []string    `yaml:"arch"`
+	Lock   ManifestLck `yaml:"lock"`
+	// AutoLock says the lock files stand for the pip and conda dependencies (Starwhale's
+	// auto_lock_dependencies).
+	AutoLock bool `yaml:"auto_lock_dependencies"`
+}
+
+type ManifestLck struct {
+	Files []string `yaml:"files"` // relative to dependencies/
+	// PythonVersion is the exact python of the environment that was locked (swcli).
+	PythonVersion string `yaml:"python_version,omitempty"`
+}
+
+type ManifestDeps struct {
+	RawDeps          []RawDep `yaml:"raw_deps"`
+	LocalPackagedEnv bool     `yaml:"local_packaged_env"`
+}
+
+// RawDep is one dependency as Starwhale's manifest lists it: kind and deps.
+type RawDep struct {
+	Kind string `yaml:"kind"`
+	Deps any    `yaml:"deps"`
+}
+
+type ManifestArtifact struct {
+	RuntimeYAML  string              `yaml:"runtime_yaml"`
+	Dependencies []string            `yaml:"dependencies"`
+	Wheels       []string            `yaml:"wheels"`
+	Files        []map[string]string `yaml:"files"`
+}
+
+type ManifestConfigs struct {
+	Conda  map[string]any `yaml:"conda"`
+	Pip    map[string]any `yaml:"pip"`
+	Docker map[string]any `yaml:"docker"`
+}
+
+// newBundleManifest describes a bundle built from ry, locked with python pyFull.
+func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *BundleManifest {
+	m := &BundleManifest{Name: ry.Name}
+	m.Environment = ManifestEnv{Mode: ry.Mode, Python: majorMinor(pyFull), Arch: ry.Arch, AutoLock: locked}
+	if m.Environment.Python == "" {
+		m.Environment.Python = ry.Python
+	}
+	m.Environment.Lock.PythonVersion = pyFull
+	m.Environment.Lock.Files = []string{}
+	if locked {
+		m.Environment.Lock.Files = []string{strings.TrimPrefix(LockName(ry.Mode), "dependencies/")}
+	}
+	m.Deps.LocalPackagedEnv = packaged
+	m.Deps.RawDeps = []RawDep{}
+	m.Artifacts = ManifestArtifact{RuntimeYAML: "runtime.yaml", Dependencies: []string{}, Wheels: []string{}, Files: []map[string]string{}}
+	for _, d := range ry.Dependencies {
+		rd := RawDep{Kind: d.Kind()}
+		switch {
+		case d.File != "":
+			rd.Deps = d.File
+			m.Artifacts.Dependencies = append(m.Artifacts.Dependencies, path.Join("dependencies", path.Clean(filepath.ToSlash(d.File))))
+		case d.Pip != nil:
+			rd.Deps = d.Pip
+		case d.Conda != nil:
+			rd.Deps = d.Conda
+		case d.Wheels != nil:
+			rd.Deps = d.Wheels
+			for _, w := range d.Wheels {
+				m.Artifacts.Wheels = append(m.Artifacts.Wheels, wheelDest(w))
+			}
+		case d.Files != nil:
+			var fs []map[string]string
+			for _, f := range d.Files {
+				e := map[string]string{"src": f.Src, "dest": f.Dest}
+				if f.Name != "" {
+					e["name"] = f.Name
+				}
+				fs = append(fs, e)
+			}
+			rd.Deps = fs
+			m.Artifacts.Files = append(m.Artifacts.Files, fs...)
+		default:
+			rd.Deps = d.Commands
+		}
+		m.Deps.RawDeps = append(m.Deps.RawDeps, rd)
+	}
+	if locked {
+		m.Artifacts.Dependencies = append(m.Artifacts.Dependencies, LockName(ry.Mode))
+	}
+	m.Configs.Pip = map[string]any{"index_url": ry.Pip.IndexURL, "extra_index_url": nonNil(ry.Pip.ExtraIndexURL), "trusted_host": nonNil(ry.Pip.TrustedHost)}
+	m.Configs.Conda = map[string]any{"channels": ry.CondaChannels}
+	m.Configs.Docker = map[string]any{"image": ry.DockerImage}
+	return m
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Encode is the manifest's YAML.
+func (m *BundleManifest) Encode() []byte {
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		panic(err) // plain structs of strings, lists and maps always encode
+	}
+	return b
+}
+
+// readBundleManifest reads DIR/_manifest.yaml if the bundle has one (nil if not).
+func readBundleManifest(dir string) (*BundleManifest, error) {
+	b, err := readNoFollow(filepath.Join(dir, ManifestName))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 4<<20 {
+		return nil, Errorf(KindCorrupt, "", "%s: %s is larger than 4 MiB", dir, ManifestName)
+	}
+	var m BundleManifest
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, Errorf(KindCorrupt, "re-extract the runtime", "%s: %v", filepath.Join(dir, ManifestName), err)
+	}
+	return &m, nil
+}
+
+var versionMMRE = regexp.MustCompile(`^([0-9]+\.[0-9]+)`)
+
+// majorMinor cuts "3.11.7" to "3.11" ("" when v is not a version).
+func majorMinor(v string) string {
+	if m := versionMMRE.FindStringSubmatch(strings.TrimSpace(v)); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// travellingLock drops the lines of a lock that pin files of the build host (Starwhale
+// does the same: the bundle carries its wheels, installed after the lock). It returns the
+// lock and the names of the packages dropped.
+func travellingLock(lock []byte) ([]byte, []string) {
+	var out []string
+	var dropped []string
+	for _, line := range strings.SplitAfter(string(lock), "\n") {
+		t := strings.TrimSpace(line)
+		t = strings.TrimPrefix(t, "- ")
+		if strings.Contains(t, "@ file:") || strings.HasPrefix(t, "file:") ||
+			strings.HasPrefix(t, "/") || strings.HasPrefix(t, "./") || strings.HasPrefix(t, "../") {
+			name, _, _ := strings.Cut(t, "@")
+			dropped = append(dropped, strings.TrimSpace(name))
+			continue
+		}
+		out = append(out, line)
+	}
+	return []byte(strings.Join(out, "")), dropped
+}
+
+// wheelProject is the normalised project name of a wheel file (PEP 427/503).
+func wheelProject(file string) string {
+	base := path.Base(filepath.ToSlash(file))
+	name, _, _ := strings.Cut(base, "-")
+	return normProject(name)
+}
+
+func normProject(s string) string {
+	s = strings.ToLower(s)
+	return strings.NewReplacer("_", "-", ".", "-").Replace(s)
+}
+
+func describeDropped(dropped []string, ry *RuntimeYAML) []string {
+	have := map[string]bool{}
+	for _, d := range ry.Dependencies {
+		for _, w := range d.Wheels {
+			have[wheelProject(w)] = true
+		}
+	}
+	var warn []string
+	for _, n := range dropped {
+		if !have[normProject(n)] {
+			warn = append(warn, fmt.Sprintf("%s is installed from a local file that the bundle does not carry: it is left out of the lock; name its wheel under dependencies: - wheels: in runtime.yaml", n))
+		}
+	}
+	return warn
+}

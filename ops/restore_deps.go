@@ -1,0 +1,367 @@
+package ops
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// restorer installs an extracted bundle's dependencies the way Starwhale's restore does
+// (StandaloneRuntime._install_dependencies_within_restore): with a lock, the commands
+// first, then the lock, then wheels and files in runtime.yaml's order; without one (an
+// imported bundle that has none), every dependency in runtime.yaml's order.
+type restorer struct {
+	ctx      context.Context
+	dir      string
+	ry       *RuntimeYAML
+	req      RestoreRequest
+	res      *RestoreResult
+	say      func(string)
+	python   string // major.minor wanted ("" = python3 on PATH)
+	condaBin string // conda's path (conda mode)
+}
+
+func (r *restorer) venv() error {
+	bundled := filepath.Join(r.dir, "export", "venv")
+	if _, err := os.Stat(filepath.Join(bundled, "pyvenv.cfg")); err == nil {
+		r.say("relocating the bundled venv to " + bundled)
+		if err := relocateVenv(r.ctx, bundled, r.python, r.res); err != nil {
+			return err
+		}
+		return r.install(true)
+	}
+	py, err := FindPython(r.ctx, r.python)
+	if err != nil {
+		return err
+	}
+	venv := filepath.Join(r.dir, "venv")
+	r.res.Python, r.res.EnvDir = py, venv
+	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
+		r.say("creating venv " + venv + " with python " + py.Version)
+		if _, err := run(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv); err != nil {
+			return &Error{Kind: KindEnv, Err: err}
+		}
+	}
+	return r.install(false)
+}
+
+func (r *restorer) conda() error {
+	conda, err := lookConda()
+	if err != nil {
+		return err
+	}
+	r.condaBin = conda
+	if rc := filepath.Join(r.dir, "configs", "condarc"); fileExists(rc) {
+		r.req.Env = append(r.req.Env, "CONDARC="+rc)
+	}
+	lock := findLock(r.dir, "conda")
+	bundled := filepath.Join(r.dir, "export", "conda")
+	if fileExists(filepath.Join(bundled, "conda-meta", "history")) || dirExists(filepath.Join(bundled, "conda-meta")) {
+		r.say("using the bundled conda environment " + bundled)
+		r.res.EnvDir, r.res.Relocated = bundled, true
+		if err := relocateConda(bundled, lock); err != nil {
+			return err
+		}
+		return r.install(true)
+	}
+	env := filepath.Join(r.dir, "conda")
+	r.res.EnvDir = env
+	if lock != "" {
+		if _, err := run(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock); err != nil {
+			return &Error{Kind: KindEnv, Err: err}
+		}
+		return r.install(true)
+	}
+	py := r.python
+	if py == "" {
+		py = "3"
+	}
+	if _, err := run(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py); err != nil {
+		return &Error{Kind: KindEnv, Err: err}
+	}
+	return r.install(false)
+}
+
+// install installs what the environment still needs. envMade: the environment already
+// holds the lock's packages (created from the lock, or bundled whole).
+func (r *restorer) install(envMade bool) error {
+	lock := findLock(r.dir, r.ry.Mode)
+	locked := lock != "" || envMade
+	// Commands run first when the lock stands for the packages (as in Starwhale).
+	if locked {
+		for _, d := range r.ry.Dependencies {
+			if d.Commands != nil {
+				if err := r.commands(d.Commands); err != nil {
+					return err
+				}
+			}
+		}
+		if !envMade && r.ry.Mode == "venv" {
+			if b, err := os.ReadFile(lock); err == nil && len(bytes.TrimSpace(b)) > 0 {
+				if err := r.pip("-r", lock); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, d := range r.ry.Dependencies {
+		var err error
+		switch {
+		case d.Wheels != nil:
+			err = r.wheels(d.Wheels)
+		case d.Files != nil:
+			err = r.files(d.Files)
+		case locked:
+			continue
+		case d.File != "" && isPipFile(d.File):
+			err = r.pip("-r", filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)))
+		case d.File != "":
+			if r.ry.Mode == "conda" {
+				_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, "env", "update", "--quiet", "--file",
+					filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)), "--prefix", r.res.EnvDir)
+				err = envErr(err)
+			} else {
+				r.warn(fmt.Sprintf("conda env file %s skipped: the runtime is in venv mode", d.File))
+			}
+		case d.Pip != nil:
+			err = r.pip(d.Pip...)
+		case d.Conda != nil:
+			if r.ry.Mode == "conda" {
+				args := []string{"install", "--prefix", r.res.EnvDir}
+				for _, c := range r.ry.CondaChannels {
+					args = append(args, "--channel", c)
+				}
+				args = append(append(args, "--yes", "--override-channels"), d.Conda...)
+				_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, args...)
+				err = envErr(err)
+			} else {
+				r.warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
+			}
+		case d.Commands != nil:
+			err = r.commands(d.Commands)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Bundles of the first layout carry wheels that runtime.yaml may not name by path.
+	if !r.namesWheels() {
+		if ws, _ := filepath.Glob(filepath.Join(r.dir, "wheels", "*.whl")); len(ws) > 0 {
+			return r.pip(ws...)
+		}
+	}
+	return nil
+}
+
+func envErr(err error) error {
+	if err != nil {
+		return &Error{Kind: KindEnv, Err: err}
+	}
+	return nil
+}
+
+func (r *restorer) warn(s string) {
+	if r.req.Warn != nil {
+		r.req.Warn(s)
+	}
+}
+
+func (r *restorer) namesWheels() bool {
+	for _, d := range r.ry.Dependencies {
+		if len(d.Wheels) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pip runs pip install in the environment with configs.pip and the SW_PYPI_* settings.
+func (r *restorer) pip(args ...string) error {
+	full := append([]string{"-m", "pip", "install", "--disable-pip-version-check"}, pipIndexArgs(r.ry)...)
+	full = append(full, args...)
+	r.say("pip install " + strings.Join(args, " "))
+	var err error
+	if r.ry.Mode == "conda" {
+		_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, append([]string{"run", "--prefix", r.res.EnvDir, "python3"}, full...)...)
+	} else {
+		_, err = run(r.ctx, r.dir, r.req.Env, filepath.Join(r.res.EnvDir, "bin", "python"), full...)
+	}
+	if err != nil {
+		return &Error{Kind: KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
+	}
+	return nil
+}
+
+// wheels installs the bundle's wheels: wheels/<path as named>, or wheels/<base name> in
+// bundles of the first layout.
+func (r *restorer) wheels(ws []string) error {
+	var paths []string
+	for _, w := range ws {
+		p := filepath.Join(r.dir, filepath.FromSlash(wheelDest(w)))
+		if !fileExists(p) {
+			p = filepath.Join(r.dir, "wheels", filepath.Base(w))
+		}
+		if !fileExists(p) {
+			return Errorf(KindCorrupt, "rebuild the runtime", "%s: the bundle lacks the wheel %s", r.dir, wheelDest(w))
+		}
+		paths = append(paths, p)
+	}
+	return r.pip(paths...)
+}
+
+// files places files entries at <environment>/<dest> (Starwhale: export/<mode>/<dest> on a
+// host), never outside the environment and never through a link.
+func (r *restorer) files(fs []FileEntry) error {
+	root, err := filepath.EvalSymlinks(r.res.EnvDir)
+	if err != nil {
+		return err
+	}
+	for _, f := range fs {
+		src := filepath.Join(r.dir, filepath.FromSlash(fileDest(f)))
+		if _, err := os.Lstat(src); err != nil {
+			src = filepath.Join(r.dir, "files", filepath.FromSlash(f.Dest)) // first layout
+		}
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return Errorf(KindCorrupt, "rebuild the runtime", "%s: the bundle lacks %s", r.dir, fileDest(f))
+		}
+		dest := filepath.Join(root, filepath.FromSlash(f.Dest))
+		r.say(fmt.Sprintf("placing %s at %s", f.Src, dest))
+		if fi.IsDir() {
+			err = filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				rel, _ := filepath.Rel(src, p)
+				return placeFile(root, p, filepath.Join(dest, rel), d)
+			})
+		} else {
+			err = placeFile(root, src, dest, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// placeFile copies src to dest (a directory entry when d says so) after checking that
+// dest's directory, links resolved, is inside root.
+func placeFile(root, src, dest string, d os.DirEntry) error {
+	if d != nil && d.IsDir() {
+		return mkdirInside(root, dest)
+	}
+	if d != nil && !d.Type().IsRegular() {
+		return nil // links and specials in a files directory are not placed
+	}
+	if err := mkdirInside(root, filepath.Dir(dest)); err != nil {
+		return err
+	}
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	if err != nil {
+		return fmt.Errorf("place %s: %w", dest, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// mkdirInside makes dir and checks that, links resolved, it is root or below it.
+func mkdirInside(root, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) && rel != "." {
+		return Errorf(KindCorrupt, "", "%s leads outside the environment %s", dir, root)
+	}
+	return nil
+}
+
+// commands runs runtime.yaml's commands in the bundle directory with the environment
+// first on PATH, when the user allows it; otherwise it says which were skipped.
+func (r *restorer) commands(cmds []string) error {
+	allowed := r.req.RunCommands || os.Getenv("SW_RUNTIME_FORCE_RUN_COMMAND") == "1"
+	for _, c := range cmds {
+		if !allowed {
+			r.warn(fmt.Sprintf("command not run: %s (allow with --run-commands or SW_RUNTIME_FORCE_RUN_COMMAND=1)", c))
+			continue
+		}
+		r.say("run: " + c)
+		env := append([]string{"PATH=" + filepath.Join(r.res.EnvDir, "bin") + string(os.PathListSeparator) + os.Getenv("PATH")}, r.req.Env...)
+		if r.ry.Mode == "venv" {
+			env = append(env, "VIRTUAL_ENV="+r.res.EnvDir)
+		} else {
+			env = append(env, "CONDA_PREFIX="+r.res.EnvDir)
+		}
+		if _, err := run(r.ctx, r.dir, env, "/bin/sh", "-c", c); err != nil {
+			return &Error{Kind: KindEnv, Err: err, Hint: "the command comes from runtime.yaml's commands"}
+		}
+	}
+	return nil
+}
+
+// relocateConda points the scripts of a bundled conda environment at its new place: the
+// old prefix is the lock's "prefix:" line (conda env export writes it).
+func relocateConda(env, lock string) error {
+	if lock == "" {
+		return nil
+	}
+	f, err := os.Open(lock)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	old := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "prefix:"); ok {
+			old = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	if old == "" || old == env {
+		return nil
+	}
+	ents, err := os.ReadDir(filepath.Join(env, "bin"))
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := rewriteScript(filepath.Join(env, "bin", e.Name()), old, env, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.IsDir()
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -23,7 +24,7 @@ var Version = "0.1.0-dev"
 // Globals are the flags every command takes.
 type Globals struct {
 	Root        string           `help:"Standalone instance directory." env:"SWCLI_ROOT" placeholder:"DIR"`
-	Output      string           `short:"o" help:"Output format: table or json." enum:"table,json" default:"table"`
+	Output      string           `short:"o" help:"Output format: table or json (for runtime export: the .swrt file)." default:"table" placeholder:"table|json"`
 	Verbose     int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
 	LockTimeout time.Duration    `help:"Give up (exit 10) after waiting this long for another process; 0 waits." default:"0s" env:"SWCLI_LOCK_TIMEOUT" placeholder:"DURATION"`
 	Version     kong.VersionFlag `help:"Print swcli's version and exit."`
@@ -107,6 +108,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			fmt.Fprintln(stderr, "swcli: hint: see 'swcli --help'")
 		}
 		return ExitUsage
+	}
+	if cli.Output != "table" && cli.Output != "json" {
+		// runtime export takes -o FILE.swrt, as its help says; everywhere else -o is the format.
+		if strings.HasPrefix(kctx.Command(), "runtime export") && cli.Runtime.Export.File == "" {
+			cli.Runtime.Export.File, cli.Output = cli.Output, "table"
+		} else {
+			fmt.Fprintf(stderr, "swcli: error: --output must be one of \"table\",\"json\" but got %q\n", cli.Output)
+			fmt.Fprintln(stderr, "swcli: hint: -o json for machine output")
+			return ExitUsage
+		}
 	}
 	if path := os.Getenv("SWCLI_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {

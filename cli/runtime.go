@@ -24,6 +24,8 @@ type RuntimeCmd struct {
 	Activate RtActivateCmd `cmd:"" help:"Print the command that activates a workdir's environment."`
 	Extract  RtExtractCmd  `cmd:"" help:"Write a version's files to a directory."`
 	Restore  RtRestoreCmd  `cmd:"" help:"Make an extracted runtime usable: relocate or install its environment."`
+	Export   RtExportCmd   `cmd:"" help:"Write a version as a Starwhale .swrt file."`
+	Import   RtImportCmd   `cmd:"" help:"Store a Starwhale .swrt file (current or 2022 layout) as a version."`
 	Copy     RtCopyCmd     `cmd:"" aliases:"cp" help:"Copy versions between projects and instances, sending only missing chunks."`
 }
 
@@ -197,9 +199,10 @@ func (c *RtInfoCmd) Run(e *env) error {
 	v := info.Version
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": project, "version": ops.DTO(v), "dirs": info.Totals.Dirs,
-			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML})
+			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML,
+			"commands": nonNilStrings(info.Commands())})
 	}
-	e.table([][]string{
+	rows := [][]string{
 		{"runtime:", fmt.Sprintf("%s/project/%s/runtime/%s", ep.Name(), project, v.Runtime)},
 		{"version:", v.ID},
 		{"status:", v.Status.String()},
@@ -209,7 +212,11 @@ func (c *RtInfoCmd) Run(e *env) error {
 		{"contents:", fmt.Sprintf("%s in %s files, %s dirs, %s links", humanBytes(v.Size), humanCount(info.Totals.Files), humanCount(info.Totals.Dirs), humanCount(info.Totals.Links))},
 		{"stored:", humanBytes(v.NewBytes) + " new when built (the rest shared)"},
 		{"manifest:", v.Manifest.String()},
-	})
+	}
+	if cmds := info.Commands(); len(cmds) > 0 {
+		rows = append(rows, []string{"commands:", strings.Join(cmds, "; ") + " (restore runs them only with --run-commands or SW_RUNTIME_FORCE_RUN_COMMAND=1)"})
+	}
+	e.table(rows)
 	if info.YAML != "" {
 		e.printf("\nruntime.yaml:\n%s", indent(info.YAML))
 	}
@@ -458,4 +465,78 @@ func (c *RtRestoreCmd) Run(e *env) error {
 	e.printf("%s environment %s (python %s)\nactivate it with:\n    host:      eval \"$(sh %s)\"\n    container: eval \"$(sh %s)\"\n",
 		how, res.EnvDir, res.Python.Version, res.ActivateHost, res.ActivateSW)
 	return nil
+}
+
+// RtExportCmd is `runtime export`.
+type RtExportCmd struct {
+	Runtime string `arg:"" help:"Runtime URI (default version: latest)."`
+	// File is set from -o FILE.swrt (see Main) or --file.
+	File string `name:"file" help:"The .swrt file to write, also -o FILE.swrt (default: NAME-VERSION.swrt here)." type:"path"`
+}
+
+// Run exports.
+func (c *RtExportCmd) Run(e *env) error {
+	u, in, project, err := e.openRuntime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	file := c.File
+	if file == "" {
+		v, err := in.Resolve(project, u.Name, u.Version)
+		if err != nil {
+			return err
+		}
+		file = fmt.Sprintf("%s-%s.swrt", u.Name, v.ID[:12])
+	}
+	res, err := ops.ExportSwrt(e.ctx, in, project, u.Name, u.Version, file)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"runtime": u.Name, "version": res.Version.ID, "file": res.File,
+			"files": res.Files, "bytes": res.Bytes})
+	}
+	e.printf("exported %s/version/%s to %s (%s in %s files)\n", u.Name, res.Version.ID, res.File,
+		humanBytes(res.Bytes), humanCount(res.Files))
+	return nil
+}
+
+// RtImportCmd is `runtime import`.
+type RtImportCmd struct {
+	File    string `arg:"" help:"A .swrt file." type:"path"`
+	Project string `short:"p" help:"Project URI (default: the selected project)."`
+	Name    string `short:"n" help:"The runtime's name, for a 2022 bundle that does not carry one."`
+}
+
+// Run imports.
+func (c *RtImportCmd) Run(e *env) error {
+	in, project, err := e.openProject(c.Project)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	res, err := ops.ImportSwrt(e.ctx, in, ops.ImportRequest{File: c.File, Project: project, Name: c.Name,
+		Warn: func(s string) { e.log.Warn().Msg(s) }})
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"project": res.Project, "runtime": res.Runtime, "version": res.Version,
+			"layout": res.Layout, "new_version": res.New, "files": res.Files, "size": res.Size, "new_bytes": res.NewBytes})
+	}
+	again := ""
+	if !res.New {
+		again = " (already there: same version)"
+	}
+	e.printf("imported %s/version/%s (%s layout) %s in %s files, %s new%s\n", res.Runtime, res.Version, res.Layout,
+		humanBytes(res.Size), humanCount(res.Files), humanBytes(res.NewBytes), again)
+	return nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path"
@@ -181,11 +182,14 @@ func nonNil(s []string) []string {
 
 // Encode is the manifest's YAML.
 func (m *BundleManifest) Encode() []byte {
-	b, err := yaml.Marshal(m)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(m); err != nil {
 		panic(err) // plain structs of strings, lists and maps always encode
 	}
-	return b
+	enc.Close()
+	return buf.Bytes()
 }
 
 // readBundleManifest reads DIR/_manifest.yaml if the bundle has one (nil if not).

@@ -175,6 +175,19 @@ type Info struct {
 	Manifest *cas.Manifest
 }
 
+// Commands are runtime.yaml's commands, in order (restore runs them only when allowed).
+func (i *Info) Commands() []string {
+	ry, err := ParseRuntimeYAML("runtime.yaml", []byte(i.YAML), "")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range ry.Dependencies {
+		out = append(out, d.Commands...)
+	}
+	return out
+}
+
 // versionInfo reads a version's manifest and the small files worth showing.
 func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (*Info, error) {
 	v, err := in.Resolve(project, name, ref)
@@ -191,7 +204,7 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 			continue
 		}
 		switch e.Path {
-		case "runtime.yaml", LockName("venv"), LockName("conda"):
+		case "runtime.yaml", LockName("venv"), LockName("conda"), legacyLockName("venv"), legacyLockName("conda"):
 			b, err := readEntry(ctx, in.Store, e)
 			if err != nil {
 				return nil, err

@@ -1,0 +1,517 @@
+package ops
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
+	"gopkg.in/yaml.v3"
+)
+
+// .swrt files: Starwhale's unit of exchange, an uncompressed PAX tar of a bundle with
+// _manifest.yaml at its root. Export writes the current layout (see bundle.go); import reads
+// it and the 2022 one (dep/python/…, dep/conda/…, no runtime.yaml). Import regenerates
+// _manifest.yaml the way build writes it, so exporting a version and importing the file
+// yields the same version id.
+
+// Limits on what an import accepts (a .swrt comes from outside).
+const (
+	MaxSwrtEntries  = 1 << 20
+	MaxSwrtPath     = 4096
+	maxSwrtManifest = 4 << 20
+)
+
+// ExportResult says what export wrote.
+type ExportResult struct {
+	Version *ledger.Version
+	File    string
+	Files   int
+	Bytes   int64 // content bytes written
+}
+
+// ExportSwrt writes version ref of project/name to file as a .swrt (tar), atomically.
+func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file string) (*ExportResult, error) {
+	v, err := in.Resolve(project, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	if v.Status != ledger.StatusLive {
+		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
+	}
+	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	file, err = filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	tmp := fmt.Sprintf("%s.swcli-tmp-%d", file, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, Errorf(KindUsage, "give -o a path in a directory you can write", "export: %v", unwrapPathErr(err))
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	res := &ExportResult{Version: v, File: file}
+	tw := tar.NewWriter(f)
+	mtime := time.Unix(v.Created.Unix(), 0)
+	hdr := func(e cas.Entry) *tar.Header {
+		return &tar.Header{Name: e.Path, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+	}
+	var bm *BundleManifest
+	for _, e := range m.Entries {
+		if e.Path == ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
+			b, err := readEntry(ctx, in.Store, e)
+			if err != nil {
+				return nil, err
+			}
+			bm = &BundleManifest{}
+			if err := yaml.Unmarshal(b, bm); err != nil {
+				return nil, Errorf(KindCorrupt, "", "%s of %s: %v", ManifestName, v.ID, err)
+			}
+		}
+	}
+	if bm == nil { // a version built before bundles carried a manifest
+		bm, err = manifestForOldBundle(ctx, in, m, v)
+		if err != nil {
+			return nil, err
+		}
+	}
+	bm.Version, bm.CreatedAt = v.ID, v.Created.UTC().Format("2006-01-02 15:04:05 UTC")
+	bm.Build = map[string]any{"os": "Linux", "swcli_version": in.ToolVersion, "python": v.Python}
+	mb := bm.Encode()
+	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o644, Size: int64(len(mb)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(mb); err != nil {
+		return nil, err
+	}
+	for _, e := range m.Entries {
+		if e.Path == ManifestName {
+			continue
+		}
+		h := hdr(e)
+		switch e.Kind {
+		case cas.KindDir:
+			h.Typeflag, h.Name = tar.TypeDir, e.Path+"/"
+		case cas.KindLink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
+		case cas.KindFile:
+			h.Typeflag, h.Size = tar.TypeReg, e.Size
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if e.Kind != cas.KindFile {
+			continue
+		}
+		res.Files++
+		for _, c := range e.Chunks {
+			d, err := in.Store.Get(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := tw.Write(d); err != nil {
+				return nil, fmt.Errorf("export %s: %w", file, err)
+			}
+			res.Bytes += int64(len(d))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return nil, err
+	}
+	ok = true
+	return res, nil
+}
+
+// manifestForOldBundle describes a version built before bundles carried _manifest.yaml.
+func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v *ledger.Version) (*BundleManifest, error) {
+	var ry *RuntimeYAML
+	locked, packaged := false, false
+	for _, e := range m.Entries {
+		switch {
+		case e.Path == "runtime.yaml" && e.Kind == cas.KindFile:
+			b, err := readEntry(ctx, in.Store, e)
+			if err != nil {
+				return nil, err
+			}
+			if ry, err = ParseRuntimeYAML("runtime.yaml of "+v.ID, b, ""); err != nil {
+				return nil, err
+			}
+		case e.Path == legacyLockName("venv") || e.Path == legacyLockName("conda") || e.Path == LockName("venv") || e.Path == LockName("conda"):
+			locked = true
+		case e.Path == "export/venv" || e.Path == "export/conda":
+			packaged = true
+		}
+	}
+	if ry == nil {
+		return nil, Errorf(KindCorrupt, "", "version %s has no runtime.yaml", v.ID)
+	}
+	return newBundleManifest(ry, v.Python, locked, packaged), nil
+}
+
+// ImportRequest is `swcli runtime import`.
+type ImportRequest struct {
+	File    string
+	Project string
+	Name    string // overrides the runtime's name (a 2022 bundle may not carry one)
+	Warn    func(string)
+}
+
+// ImportResult says what import stored.
+type ImportResult struct {
+	Project, Runtime, Version string
+	Layout                    string // "current" or "2022"
+	Files                     int
+	Size, NewBytes            int64
+	New                       bool
+}
+
+// ImportSwrt reads a .swrt, unpacks it (checked, inside a temporary directory of the
+// instance), maps the 2022 layout onto the current one, and stores it as a version.
+func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportResult, error) {
+	if _, err := in.Ledger.Project(req.Project); err != nil {
+		return nil, ledgerErr(err)
+	}
+	src, err := filepath.Abs(req.File)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %v", unwrapPathErr(err))
+	}
+	defer f.Close()
+	tmp, err := os.MkdirTemp(in.Root, "import-*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	raw := filepath.Join(tmp, "raw")
+	if err := untar(f, raw, src); err != nil {
+		return nil, err
+	}
+	res := &ImportResult{Project: req.Project, Layout: "current"}
+	var incoming struct {
+		Name        string `yaml:"name"`
+		Environment struct {
+			Python string `yaml:"python"`
+			Mode   string `yaml:"mode"`
+			Lock   struct {
+				PythonVersion string `yaml:"python_version"`
+			} `yaml:"lock"`
+		} `yaml:"environment"`
+		Dep struct { // 2022
+			Env          string `yaml:"env"`
+			ExpectedMode string `yaml:"expected_mode"`
+			Python       string `yaml:"python"`
+			LocalGenEnv  bool   `yaml:"local_gen_env"`
+		} `yaml:"dep"`
+	}
+	if b, err := readNoFollow(filepath.Join(raw, ManifestName)); err == nil {
+		if len(b) > maxSwrtManifest {
+			return nil, Errorf(KindInvalid, "", "%s: %s is larger than 4 MiB", src, ManifestName)
+		}
+		if err := yaml.Unmarshal(b, &incoming); err != nil {
+			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", src, ManifestName, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	os.Remove(filepath.Join(raw, ManifestName))
+	python := incoming.Environment.Lock.PythonVersion
+	if python == "" {
+		python = incoming.Environment.Python
+	}
+	if _, err := os.Lstat(filepath.Join(raw, "runtime.yaml")); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(raw, "dep")); err != nil {
+			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'",
+				"%s: neither runtime.yaml (current layout) nor dep/ (2022 layout) in the bundle", src)
+		}
+		res.Layout = "2022"
+		name := req.Name
+		if name == "" {
+			name = incoming.Name
+		}
+		if name == "" {
+			return nil, Errorf(KindUsage, "pass --name NAME", "%s: a 2022 bundle does not say its runtime's name", src)
+		}
+		python = incoming.Dep.Python
+		mode := incoming.Dep.Env
+		if mode != "conda" {
+			mode = "venv"
+		}
+		if err := from2022(raw, strings.ToLower(name), mode, python, req.Warn); err != nil {
+			return nil, err
+		}
+	} else if req.Name != "" {
+		return nil, Errorf(KindUsage, "leave out --name: the bundle's runtime.yaml names it", "%s: --name is for 2022 bundles, which carry no runtime.yaml", src)
+	}
+	yb, err := readNoFollow(filepath.Join(raw, "runtime.yaml"))
+	if err != nil {
+		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml: %v", src, err)
+	}
+	ry, err := ParseRuntimeYAML(src+"!runtime.yaml", yb, "")
+	if err != nil {
+		return nil, err
+	}
+	if p := majorMinor(python); ry.Python != "" && p != "" && p != ry.Python {
+		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", src, ry.Python, python)
+	}
+	locked := fileExists(filepath.Join(raw, filepath.FromSlash(LockName(ry.Mode))))
+	packaged := dirExists(filepath.Join(raw, "export", ry.Mode))
+	bm := newBundleManifest(ry, python, locked, packaged)
+	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: bm.Encode(), Dest: ManifestName}}
+	ing, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{})
+	if err != nil {
+		return nil, err
+	}
+	id := VersionID(ing.Hash)
+	host, _ := os.Hostname()
+	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
+		Files: int64(ing.Files), GenAllBundles: packaged, Host: host, Manifest: ing.Hash,
+		Mode: ry.Mode, NewBytes: ing.NewStored, Python: python, Size: ing.Size,
+		ToolVersion: in.ToolVersion, Workdir: src,
+	})
+	if err != nil {
+		return nil, err
+	}
+	v, err := in.Ledger.Resolve(req.Project, ry.Name, id)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	res.Runtime, res.Version, res.Files, res.Size, res.NewBytes, res.New = ry.Name, id, ing.Files, ing.Size, ing.NewBytes, v.Seq == ev.Seq
+	return res, nil
+}
+
+// from2022 rearranges an unpacked 2022 bundle (dep/python/requirements-lock.txt,
+// dep/python/requirements.txt, dep/python/venv/, dep/conda/env-lock.yaml) into the
+// current layout, with a runtime.yaml made from its manifest.
+func from2022(raw, name, mode, python string, warn func(string)) error {
+	move := func(from, to string) (bool, error) {
+		src := filepath.Join(raw, filepath.FromSlash(from))
+		if _, err := os.Lstat(src); err != nil {
+			return false, nil
+		}
+		dst := filepath.Join(raw, filepath.FromSlash(to))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return false, err
+		}
+		return true, os.Rename(src, dst)
+	}
+	var deps []string
+	for _, m := range []struct{ from, to string }{
+		{"dep/python/requirements-lock.txt", LockName("venv")},
+		{"dep/python/pip-req-lock.txt", LockName("venv")},
+		{"dep/conda/env-lock.yaml", LockName("conda")},
+		{"dep/python/venv", "export/venv"},
+	} {
+		if _, err := move(m.from, m.to); err != nil {
+			return err
+		}
+	}
+	for _, r := range []string{"requirements.txt", "pip-req.txt"} {
+		ok, err := move("dep/python/"+r, "dependencies/"+r)
+		if err != nil {
+			return err
+		}
+		if ok {
+			deps = append(deps, r)
+		}
+	}
+	var left []string
+	filepath.WalkDir(filepath.Join(raw, "dep"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(raw, p)
+			left = append(left, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if len(left) > 0 && warn != nil {
+		warn(fmt.Sprintf("2022 bundle: left out %s (not part of the current layout)", strings.Join(left, ", ")))
+	}
+	if err := os.RemoveAll(filepath.Join(raw, "dep")); err != nil {
+		return err
+	}
+	y := map[string]any{"api_version": RuntimeAPIVersion, "name": name, "mode": mode}
+	if mm := majorMinor(python); mm != "" {
+		y["environment"] = map[string]any{"python": mm}
+	}
+	if len(deps) > 0 {
+		y["dependencies"] = deps
+	}
+	b, err := yaml.Marshal(y)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(raw, "runtime.yaml"), b, 0o644)
+}
+
+// untar unpacks a .swrt into dir, refusing what could write outside it or is not part of a
+// bundle: absolute or escaping paths, paths through a symbolic link, devices, hard links
+// out of the archive, duplicate paths, more than MaxSwrtEntries entries.
+func untar(r io.Reader, dir, name string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error {
+		return Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s", name, fmt.Sprintf(format, args...))
+	}
+	tr := tar.NewReader(r)
+	seen := map[string]bool{}
+	var dirModes []struct {
+		p    string
+		mode os.FileMode
+	}
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return bad("not a tar archive: %v", err)
+		}
+		if n >= MaxSwrtEntries {
+			return bad("more than %d entries", MaxSwrtEntries)
+		}
+		p := strings.TrimPrefix(path.Clean("/"+strings.TrimPrefix(h.Name, "./")), "/")
+		if h.Name == "./" || h.Name == "." || p == "" {
+			continue
+		}
+		if len(h.Name) > MaxSwrtPath || strings.HasPrefix(h.Name, "/") || cas.ValidPath(p) != nil || strings.Contains(h.Name, "..") {
+			return bad("entry %q is not a relative path inside the bundle", h.Name)
+		}
+		if seen[p] {
+			return bad("entry %q appears twice", p)
+		}
+		seen[p] = true
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := parentsInside(dir, p); err != nil {
+			return bad("entry %q: %v", p, err)
+		}
+		mode := os.FileMode(h.Mode) & 0o777
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.Mkdir(full, 0o755); err != nil && !os.IsExist(err) {
+				return err
+			}
+			if fi, err := os.Lstat(full); err != nil || !fi.IsDir() {
+				return bad("entry %q is a directory and something else", p)
+			}
+			dirModes = append(dirModes, struct {
+				p    string
+				mode os.FileMode
+			}{full, mode})
+		case tar.TypeReg, '\x00': // and the old TypeRegA
+			out, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", p, err)
+			}
+			if _, err := io.Copy(out, tr); err != nil {
+				out.Close()
+				return bad("entry %q: %v", p, err)
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+			if err := os.Chmod(full, mode); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, full); err != nil {
+				return fmt.Errorf("import %s: %w", p, err)
+			}
+		case tar.TypeLink:
+			t := strings.TrimPrefix(path.Clean("/"+h.Linkname), "/")
+			if !seen[t] || cas.ValidPath(t) != nil {
+				return bad("hard link %q to %q, which is not an earlier file of the bundle", p, h.Linkname)
+			}
+			if err := parentsInside(dir, t); err != nil {
+				return bad("entry %q: %v", p, err)
+			}
+			if err := copyRegular(filepath.Join(dir, filepath.FromSlash(t)), full); err != nil {
+				return bad("hard link %q: %v", p, err)
+			}
+		case tar.TypeXGlobalHeader:
+			continue
+		default:
+			return bad("entry %q is of a kind a bundle does not hold (type %q)", p, h.Typeflag)
+		}
+	}
+	for i := len(dirModes) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirModes[i].p, dirModes[i].mode|0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parentsInside makes the directories above rel in dir, refusing to pass through a link.
+func parentsInside(dir, rel string) error {
+	at := dir
+	parts := strings.Split(rel, "/")
+	for _, part := range parts[:len(parts)-1] {
+		at = filepath.Join(at, part)
+		fi, err := os.Lstat(at)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			if err := os.Mkdir(at, 0o755); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("its directory %s is a symbolic link in the bundle", strings.TrimPrefix(at, dir+"/"))
+		case !fi.IsDir():
+			return fmt.Errorf("its directory %s is a file", strings.TrimPrefix(at, dir+"/"))
+		}
+	}
+	return nil
+}
+
+// copyRegular copies a regular file (not a link) to a new file.
+func copyRegular(from, to string) error {
+	in, err := os.OpenFile(from, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", filepath.Base(from))
+	}
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -204,7 +204,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	f, err := os.Open(src)
 	if err != nil {
-		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %v", unwrapPathErr(err))
+		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %s: %v", req.File, unwrapPathErr(err))
 	}
 	defer f.Close()
 	tmp, err := os.MkdirTemp(in.Root, "import-*.tmp")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
-	"gopkg.in/yaml.v3"
 )
 
 // VersionID derives a version id from a bundle's tree hash: lowercase, unpadded base32 of
@@ -153,8 +152,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		{Data: manifest.Encode(), Dest: ManifestName},
 		lockInput,
 	}
-	if ry.Condarc != "" || (ry.Mode == "conda" && ry.channelsSet) {
-		inputs = append(inputs, cas.Input{Data: condarc(ry), Dest: "configs/condarc"})
+	if ry.Condarc != "" {
+		// As Starwhale does: restore points CONDARC at it. Channels reach conda through
+		// the lock (conda env export lists them) and, without a lock, --channel.
+		inputs = append(inputs, cas.Input{Data: []byte(ry.Condarc), Dest: "configs/condarc"})
 	}
 	// Paths are taken as LoadRuntimeYAML checked them: resolved, inside the workdir, so the
 	// bundle holds the files themselves, never a link.
@@ -250,18 +251,4 @@ func checkEnvPython(ry *RuntimeYAML, yml, envDir, python string) error {
 	}
 	return Errorf(KindInvalid, "make the environment with python "+ry.Python+", or change environment.python",
 		"%s says python %s, but the environment %s has python %s", yml, ry.Python, envDir, python)
-}
-
-// condarc is configs/condarc: configs.conda.condarc, with configs.conda.channels as its
-// channels unless the condarc names its own.
-func condarc(ry *RuntimeYAML) []byte {
-	m := map[string]any{}
-	if ry.Condarc != "" {
-		_ = yaml.Unmarshal([]byte(ry.Condarc), &m) // parsed once already by ParseRuntimeYAML
-	}
-	if _, ok := m["channels"]; !ok && ry.channelsSet {
-		m["channels"] = ry.CondaChannels
-	}
-	b, _ := yaml.Marshal(m)
-	return b
 }

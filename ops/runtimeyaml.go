@@ -30,11 +30,10 @@ type RuntimeYAML struct {
 	// CondaChannels are configs.conda.channels (Starwhale's default: conda-forge).
 	CondaChannels []string
 	// Condarc is configs.conda.condarc, re-encoded as YAML ("" when absent).
-	Condarc     string
-	HookPre     string
-	HookPost    string
-	Warnings    []string // unknown keys, kept and ignored
-	channelsSet bool
+	Condarc  string
+	HookPre  string
+	HookPost string
+	Warnings []string // unknown keys, kept and ignored
 }
 
 // Dependency is one item of dependencies, in order: exactly one of its fields is set.
@@ -275,7 +274,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 						case "channels":
 							c, err := list(path, "configs.conda.channels", v, false)
 							if len(c) > 0 {
-								ry.CondaChannels, ry.channelsSet = c, true
+								ry.CondaChannels = c
 							}
 							return err
 						case "condarc":

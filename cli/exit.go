@@ -67,6 +67,10 @@ func exitCode(err error) int {
 // reportError prints err in the house style, one line of error and at most one of hint,
 // and returns its exit code.
 func reportError(w io.Writer, err error) int {
+	var ce childExit
+	if errors.As(err, &ce) {
+		return int(ce) // runtime run: the command spoke for itself
+	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	if errors.Is(err, context.Canceled) {
 		msg = "interrupted; the store is consistent and the command can be run again"
@@ -77,3 +81,9 @@ func reportError(w io.Writer, err error) int {
 	}
 	return exitCode(err)
 }
+
+// childExit is the exit code of a command that runtime run ran: swcli exits with it and
+// adds nothing.
+type childExit int
+
+func (c childExit) Error() string { return fmt.Sprintf("command exited with %d", int(c)) }

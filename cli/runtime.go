@@ -2,7 +2,11 @@ package cli
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,7 +25,9 @@ type RuntimeCmd struct {
 	Tag      RtTagCmd      `cmd:"" help:"Add or remove tags on a version."`
 	Remove   RtRemoveCmd   `cmd:"" aliases:"rm" help:"Remove a version or a whole runtime (recoverable unless -f)."`
 	Recover  RtRecoverCmd  `cmd:"" help:"Undo the removal of a version or a whole runtime."`
-	Activate RtActivateCmd `cmd:"" help:"Print the command that activates a workdir's environment."`
+	Activate RtActivateCmd `cmd:"" aliases:"actv" help:"Print the command that activates a workdir's environment, or a runtime's (extracted and restored on first use)."`
+	Run      RtRunCmd      `cmd:"" help:"Run a command inside a runtime (extracted and restored on first use)."`
+	Lock     RtLockCmd     `cmd:"" help:"Lock the workdir's environment into .starwhale/lock/ next to runtime.yaml."`
 	Extract  RtExtractCmd  `cmd:"" help:"Write a version's files to a directory."`
 	Restore  RtRestoreCmd  `cmd:"" help:"Make an extracted runtime usable: relocate or install its environment."`
 	Export   RtExportCmd   `cmd:"" help:"Write a version as a Starwhale .swrt file."`
@@ -59,11 +65,17 @@ func (c *RtCreateCmd) Run(e *env) error {
 
 // RtBuildCmd is `runtime build`.
 type RtBuildCmd struct {
-	Workdir         string `arg:"" help:"The runtime's workdir." type:"path"`
-	Project         string `short:"p" help:"Project URI (default: the selected project)."`
-	RuntimeYAML     string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
-	GenAllBundles   bool   `name:"gen-all-bundles" help:"Also store the whole environment, so restore needs no package index."`
-	IncludeEditable bool   `name:"include-editable" help:"Keep editable packages in the lock."`
+	Workdir           string `arg:"" optional:"" help:"The runtime's workdir (not with --venv, --conda, --conda-prefix, --shell)." type:"path"`
+	Venv              string `name:"venv" help:"Build from this existing venv, without a runtime.yaml." type:"path" placeholder:"PATH"`
+	Conda             string `name:"conda" short:"c" help:"Build from the conda environment of this name, without a runtime.yaml." placeholder:"NAME"`
+	CondaPrefix       string `name:"conda-prefix" help:"Build from the conda environment at this prefix, without a runtime.yaml." type:"path" placeholder:"PATH"`
+	Shell             bool   `name:"shell" short:"s" help:"Build from the shell's active venv or conda environment, without a runtime.yaml."`
+	Name              string `name:"name" short:"n" help:"Runtime name when building from an environment (default: its directory's name)."`
+	IncludeLocalWheel bool   `name:"include-local-wheel" help:"Keep lock lines that pin wheel files of this host (they will not install elsewhere)."`
+	Project           string `short:"p" help:"Project URI (default: the selected project)."`
+	RuntimeYAML       string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
+	GenAllBundles     bool   `name:"gen-all-bundles" help:"Also store the whole environment, so restore needs no package index."`
+	IncludeEditable   bool   `name:"include-editable" help:"Keep editable packages in the lock."`
 }
 
 // Run builds the runtime.
@@ -79,9 +91,23 @@ func (c *RtBuildCmd) Run(e *env) error {
 		p = b
 	}
 	start := time.Now()
-	res, err := ops.Build(e.ctx, in, ops.BuildRequest{Workdir: c.Workdir, Project: project, YAML: c.RuntimeYAML,
-		GenAllBundles: c.GenAllBundles, IncludeEditable: c.IncludeEditable, Progress: p,
-		Warn: func(s string) { e.log.Warn().Msg(s) }})
+	req := ops.BuildRequest{Workdir: c.Workdir, Project: project, YAML: c.RuntimeYAML,
+		GenAllBundles: c.GenAllBundles, IncludeEditable: c.IncludeEditable, IncludeLocalWheel: c.IncludeLocalWheel,
+		Progress: p, Warn: func(s string) { e.log.Warn().Msg(s) }}
+	sel := ops.EnvSelector{Venv: c.Venv, CondaName: c.Conda, CondaPrefix: c.CondaPrefix, Shell: c.Shell}
+	var res *ops.BuildResult
+	switch {
+	case sel.Set() && (c.Workdir != "" || c.RuntimeYAML != ""):
+		err = ops.Errorf(ops.KindUsage, "give either WORKDIR (with its runtime.yaml) or an environment", "--venv, --conda, --conda-prefix and --shell build without a workdir")
+	case sel.Set():
+		res, err = ops.BuildFromEnv(e.ctx, in, sel, c.Name, req)
+	case c.Workdir == "":
+		err = ops.Errorf(ops.KindUsage, "swcli runtime build WORKDIR, or --venv PATH, --conda NAME, --shell", "missing the workdir (or an environment to build from)")
+	case c.Name != "":
+		err = ops.Errorf(ops.KindUsage, "set name: in runtime.yaml", "--name is for building from an environment")
+	default:
+		res, err = ops.Build(e.ctx, in, req)
+	}
 	b.finish()
 	if err != nil {
 		return err
@@ -384,21 +410,95 @@ func (c *RtRecoverCmd) Run(e *env) error {
 
 // RtActivateCmd is `runtime activate`.
 type RtActivateCmd struct {
-	Workdir     string `arg:"" help:"The runtime's workdir." type:"path"`
-	RuntimeYAML string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
+	Target       string `arg:"" help:"A runtime workdir, or a runtime URI (extracted and restored on first use)."`
+	RuntimeYAML  string `name:"runtime-yaml" short:"f" help:"Runtime yaml file (default WORKDIR/runtime.yaml)."`
+	ForceRestore bool   `name:"force-restore" help:"Restore again even if restored before."`
+	RunCommands  bool   `name:"run-commands" help:"When restoring, run runtime.yaml's commands (also SW_RUNTIME_FORCE_RUN_COMMAND=1)."`
 }
 
 // Run prints the activation command.
 func (c *RtActivateCmd) Run(e *env) error {
-	cmd, err := ops.ActivateCommand(c.Workdir, c.RuntimeYAML)
+	if fi, err := os.Stat(c.Target); err == nil && fi.IsDir() {
+		cmd, err := ops.ActivateCommand(c.Target, c.RuntimeYAML)
+		if err != nil {
+			return err
+		}
+		if e.jsonOut() {
+			return e.printJSON(map[string]any{"activate": cmd})
+		}
+		e.printf("%s\n", cmd)
+		return nil
+	}
+	p, err := e.prepare(c.Target, c.ForceRestore, c.RunCommands)
 	if err != nil {
 		return err
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"activate": cmd})
+		return e.printJSON(map[string]any{"activate": p.Activate(), "dir": p.Dir, "env": p.EnvDir, "version": p.Version, "restored": p.Restored})
 	}
-	e.printf("%s\n", cmd)
+	e.printf("%s\n", p.Activate())
 	return nil
+}
+
+// prepare extracts and restores a runtime URI on first use (activate, run).
+func (e *env) prepare(uri string, force, runCommands bool) (*ops.Prepared, error) {
+	u, in, project, err := e.openRuntime(uri)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	return ops.Prepare(e.ctx, in, project, u.Name, u.Version, force, ops.RestoreRequest{RunCommands: runCommands,
+		Log:  func(s string) { e.log.Info().Msg(s) },
+		Warn: func(s string) { e.log.Warn().Msg(s) }})
+}
+
+// RtRunCmd is `runtime run`.
+type RtRunCmd struct {
+	Runtime     string   `arg:"" help:"Runtime URI (extracted and restored on first use)."`
+	Command     []string `arg:"" passthrough:"" help:"The command to run inside the runtime (after --)."`
+	RunCommands bool     `name:"run-commands" help:"When restoring, run runtime.yaml's commands (also SW_RUNTIME_FORCE_RUN_COMMAND=1)."`
+}
+
+// Run runs the command with the runtime's environment active; its exit code is swcli's.
+func (c *RtRunCmd) Run(e *env) error {
+	args := c.Command
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return ops.Errorf(ops.KindUsage, "swcli runtime run RUNTIME -- python -c 'print(1)'", "no command to run")
+	}
+	p, err := e.prepare(c.Runtime, false, c.RunCommands)
+	if err != nil {
+		return err
+	}
+	path := args[0]
+	if !strings.Contains(path, "/") {
+		if full := filepath.Join(p.EnvDir, "bin", path); isExecutable(full) {
+			path = full
+		} else if lp, err := exec.LookPath(path); err == nil {
+			path = lp
+		} else {
+			return ops.Errorf(ops.KindNotFound, "", "%s: command not found in the runtime or on PATH", args[0])
+		}
+	}
+	cmd := exec.CommandContext(e.ctx, path, args[1:]...)
+	cmd.Args[0] = args[0]
+	cmd.Env = p.Environ()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+			return childExit(ee.ExitCode())
+		}
+		return ops.Errorf(ops.KindEnv, "", "run %s: %v", args[0], err)
+	}
+	return nil
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // RtExtractCmd is `runtime extract`.
@@ -539,4 +639,44 @@ func nonNilStrings(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// RtLockCmd is `runtime lock`.
+type RtLockCmd struct {
+	TargetDir         string `arg:"" optional:"" default:"." help:"The workdir holding runtime.yaml (default: here)." type:"path"`
+	YAMLName          string `name:"yaml-name" short:"f" help:"Runtime yaml file (default TARGET_DIR/runtime.yaml)."`
+	EnvName           string `name:"env-name" short:"n" help:"Lock the conda environment of this name."`
+	EnvPrefixPath     string `name:"env-prefix-path" short:"p" help:"Lock the venv or conda environment at this prefix." type:"path"`
+	EnvUseShell       bool   `name:"env-use-shell" short:"s" help:"Lock the shell's active environment."`
+	Stdout            bool   `name:"stdout" help:"Print the lock instead of writing it."`
+	IncludeEditable   bool   `name:"include-editable" help:"Keep editable packages in the lock."`
+	IncludeLocalWheel bool   `name:"include-local-wheel" help:"Keep lines that pin wheel files of this host."`
+}
+
+// Run locks.
+func (c *RtLockCmd) Run(e *env) error {
+	sel := ops.EnvSelector{CondaName: c.EnvName, Shell: c.EnvUseShell}
+	if c.EnvPrefixPath != "" {
+		// venv or conda: the runtime.yaml's mode decides; Resolve checks the prefix is one.
+		if _, err := os.Stat(filepath.Join(c.EnvPrefixPath, "conda-meta")); err == nil {
+			sel.CondaPrefix = c.EnvPrefixPath
+		} else {
+			sel.Venv = c.EnvPrefixPath
+		}
+	}
+	res, err := ops.Lock(e.ctx, ops.LockRequest{Dir: c.TargetDir, YAML: c.YAMLName, Env: sel,
+		IncludeEditable: c.IncludeEditable, IncludeLocalWheel: c.IncludeLocalWheel,
+		Warn: func(s string) { e.log.Warn().Msg(s) }}, !c.Stdout)
+	if err != nil {
+		return err
+	}
+	if c.Stdout {
+		_, err := e.stdout.Write(res.Lock)
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"lock": res.Path, "env": res.EnvDir, "python": res.Python})
+	}
+	e.printf("locked %s (python %s) into %s\n", res.EnvDir, res.Python, res.Path)
+	return nil
 }

@@ -29,6 +29,11 @@ type BuildRequest struct {
 	IncludeEditable bool
 	Progress        cas.Progress
 	Warn            func(string) // told about unknown runtime.yaml keys
+	// EnvDir, if set, is the environment to lock and bundle instead of WORKDIR/venv (or
+	// WORKDIR/conda): build --venv, --conda, --shell and lock -p.
+	EnvDir string
+	// IncludeLocalWheel keeps lock lines that pin files of this host (Starwhale's -ilw).
+	IncludeLocalWheel bool
 }
 
 // BuildResult is what a build stored.
@@ -75,6 +80,9 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		return nil, ledgerErr(err)
 	}
 	envDir := filepath.Join(wd, ry.Mode)
+	if req.EnvDir != "" {
+		envDir = req.EnvDir
+	}
 	py := filepath.Join(envDir, "bin", "python")
 	if _, err := os.Stat(py); err != nil {
 		return nil, Errorf(KindNotFound, "run 'swcli runtime create' in the workdir, or make the environment there",
@@ -126,6 +134,9 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		return nil, err
 	}
 	filter := func(lock []byte) []byte {
+		if req.IncludeLocalWheel {
+			return lock
+		}
 		out, dropped := travellingLock(lock)
 		if req.Warn != nil {
 			for _, w := range describeDropped(dropped, ry) {
@@ -203,7 +214,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
 		Files: int64(res.Files), GenAllBundles: req.GenAllBundles, Host: host, Manifest: res.Hash,
 		Mode: ry.Mode, NewBytes: res.NewStored, Python: python, Size: res.Size,
-		ToolVersion: in.ToolVersion, Workdir: wd,
+		ToolVersion: in.ToolVersion, Workdir: workdirOf(wd, req.EnvDir),
 	})
 	if err != nil {
 		return nil, err
@@ -251,4 +262,11 @@ func checkEnvPython(ry *RuntimeYAML, yml, envDir, python string) error {
 	}
 	return Errorf(KindInvalid, "make the environment with python "+ry.Python+", or change environment.python",
 		"%s says python %s, but the environment %s has python %s", yml, ry.Python, envDir, python)
+}
+
+func workdirOf(wd, envDir string) string {
+	if envDir != "" {
+		return envDir
+	}
+	return wd
 }

@@ -44,7 +44,8 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		return nil, err
 	}
 	// Restore writes only below dir, and never through a link that came with the bundle.
-	if err := noLinks(dir, "runtime.yaml", ManifestName, "activate.host", "activate.sw", "venv", "conda",
+	os.Remove(filepath.Join(dir, RestoredName)) // a restore in progress is not a finished one
+	if err := noLinks(dir, "runtime.yaml", ManifestName, RestoredName, "activate.host", "activate.sw", "venv", "conda",
 		"export", "export/venv", "export/venv/bin", "export/venv/pyvenv.cfg", "export/conda", "export/conda/bin",
 		"dependencies", "wheels", "files", "configs", "configs/condarc", LockName("venv"), LockName("conda"),
 		legacyLockName("venv"), legacyLockName("conda")); err != nil {
@@ -97,6 +98,9 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		return nil, err
 	}
 	if err := writeNoFollow(res.ActivateSW, []byte(sw), 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeNoFollow(filepath.Join(dir, RestoredName), []byte(res.EnvDir+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -1,0 +1,72 @@
+package ops
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// RestoredName marks an extraction whose restore finished; it holds the environment's
+// path. A restore that failed or was interrupted leaves no marker, and the next activate or
+// run restores again (Starwhale's .runtime_restore_status).
+const RestoredName = ".swcli-restored"
+
+// Prepared is a runtime ready to use: extracted and restored.
+type Prepared struct {
+	Dir, EnvDir, Mode string
+	Version           string
+	Restored          bool // restored by this call
+}
+
+// Activate is the shell command that activates the environment.
+func (p *Prepared) Activate() string {
+	if p.Mode == "conda" {
+		return "conda activate " + p.EnvDir
+	}
+	return ". " + filepath.Join(p.EnvDir, "bin", "activate")
+}
+
+// Environ is os.Environ with the environment active: its bin first on PATH, VIRTUAL_ENV
+// (or CONDA_PREFIX) set, PYTHONHOME unset.
+func (p *Prepared) Environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "PATH="+filepath.Join(p.EnvDir, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if p.Mode == "conda" {
+		env = append(env, "CONDA_PREFIX="+p.EnvDir)
+	} else {
+		env = append(env, "VIRTUAL_ENV="+p.EnvDir)
+	}
+	return env
+}
+
+// Prepare extracts a version into the instance's workdir area (if it is not there) and
+// restores it (if it was not restored, or force): what activate and run do on first use.
+func Prepare(ctx context.Context, in *Instance, project, name, ref string, force bool, req RestoreRequest) (*Prepared, error) {
+	ex, err := Extract(ctx, in, project, name, ref, "", false, nil)
+	if err != nil {
+		return nil, err
+	}
+	p := &Prepared{Dir: ex.Dir, Version: ex.Version.ID, Mode: ex.Version.Mode}
+	if b, err := readNoFollow(filepath.Join(ex.Dir, RestoredName)); err == nil && !force {
+		p.EnvDir = strings.TrimSpace(string(b))
+		if _, err := os.Stat(filepath.Join(p.EnvDir, "bin")); err == nil {
+			return p, nil
+		}
+	}
+	req.Dir = ex.Dir
+	res, err := Restore(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	p.EnvDir, p.Restored = res.EnvDir, true
+	return p, nil
+}

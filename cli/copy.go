@@ -41,6 +41,9 @@ func (c *RtCopyCmd) Run(e *env) error {
 		if dstProject == "" {
 			dstProject = cfg.Project("local")
 		}
+		if dstProject, err = l.In.ProjectName(dstProject); err != nil {
+			return err
+		}
 	} else {
 		if dstEP, dstProject, err = e.endpoint(dstURI); err != nil {
 			return err

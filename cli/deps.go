@@ -59,6 +59,10 @@ func (e *env) openProject(uri string) (*ops.Instance, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if project, err = in.ProjectName(project); err != nil {
+		in.Close()
+		return nil, "", err
+	}
 	return in, project, nil
 }
 
@@ -74,6 +78,10 @@ func (e *env) openRuntime(uri string) (ops.RuntimeURI, *ops.Instance, string, er
 	}
 	in, err := e.open()
 	if err != nil {
+		return u, nil, "", err
+	}
+	if project, err = in.ProjectName(project); err != nil {
+		in.Close()
 		return u, nil, "", err
 	}
 	return u, in, project, nil
@@ -107,7 +115,17 @@ func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return ops.OpenEndpoint(cfg, u, e.open)
+	ep, project, err := ops.OpenEndpoint(cfg, u, e.open)
+	if err != nil {
+		return nil, "", err
+	}
+	if l, ok := ep.(ops.LocalEndpoint); ok {
+		if project, err = l.In.ProjectName(project); err != nil {
+			ep.Close()
+			return nil, "", err
+		}
+	}
+	return ep, project, nil
 }
 
 // runtimeEndpoint parses a runtime URI and opens its instance.

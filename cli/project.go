@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"strconv"
 )
 
 // ProjectCmd is `swcli project`.
@@ -31,7 +32,7 @@ func (c *ProjectCreateCmd) Run(e *env) error {
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": c.Name})
 	}
-	e.printf("created project %s\n", c.Name)
+	e.printf("created project %s\n", ops.NormalizeName(c.Name))
 	return nil
 }
 
@@ -57,17 +58,17 @@ func (c *ProjectListCmd) Run(e *env) error {
 	if e.jsonOut() {
 		rows := []map[string]any{}
 		for _, p := range ps {
-			rows = append(rows, map[string]any{"name": p.Name, "created": p.Created, "selected": p.Name == cur})
+			rows = append(rows, map[string]any{"id": p.Seq, "name": p.Name, "created": p.Created, "selected": p.Name == cur})
 		}
 		return e.printJSON(map[string]any{"projects": rows})
 	}
-	rows := [][]string{{"", "NAME", "CREATED"}}
+	rows := [][]string{{"", "ID", "NAME", "CREATED"}}
 	for _, p := range ps {
 		mark := ""
 		if p.Name == cur {
 			mark = "*"
 		}
-		rows = append(rows, []string{mark, p.Name, humanTime(p.Created)})
+		rows = append(rows, []string{mark, strconv.FormatUint(p.Seq, 10), p.Name, humanTime(p.Created)})
 	}
 	e.table(rows)
 	return nil
@@ -80,11 +81,16 @@ type ProjectSelectCmd struct {
 
 // Run selects.
 func (c *ProjectSelectCmd) Run(e *env) error {
-	if !ledger.ValidName(c.Name) {
+	if !ops.IsProjectID(c.Name) && !ledger.ValidName(c.Name) {
 		return ops.Errorf(ops.KindUsage, "", "invalid project name %q", c.Name)
 	}
 	in, err := e.open()
 	if err != nil {
+		return err
+	}
+	c.Name, err = in.ProjectName(ops.NormalizeName(c.Name))
+	if err != nil {
+		in.Close()
 		return err
 	}
 	_, perr := in.Ledger.Project(c.Name)
@@ -119,6 +125,9 @@ func (c *ProjectRemoveCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
+	if c.Name, err = in.ProjectName(ops.NormalizeName(c.Name)); err != nil {
+		return err
+	}
 	if err := ops.RemoveProject(e.ctx, in, c.Name); err != nil {
 		return err
 	}

@@ -40,6 +40,21 @@ func (l view) Projects() ([]*Project, error) {
 	return out, err
 }
 
+// ProjectBySeq returns the live project created by event seq (its numeric id), or an
+// error wrapping ErrNotFound.
+func (l view) ProjectBySeq(seq uint64) (*Project, error) {
+	ps, err := l.Projects()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if p.Seq == seq {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("project %d: %w", seq, ErrNotFound)
+}
+
 // Runtime returns a runtime of a project, or an error wrapping ErrNotFound.
 func (l view) Runtime(project, name string) (*Runtime, error) {
 	r, err := l.p.runtime(project, name)

@@ -36,6 +36,11 @@ func (l *Ledger) Project(name string) (*Project, error) {
 	return inView(l, func(v view) (*Project, error) { return v.Project(name) })
 }
 
+// ProjectBySeq returns the live project whose project.created event is seq (its id).
+func (l *Ledger) ProjectBySeq(seq uint64) (*Project, error) {
+	return inView(l, func(v view) (*Project, error) { return v.ProjectBySeq(seq) })
+}
+
 // Projects lists the live projects by name.
 func (l *Ledger) Projects() ([]*Project, error) { return inView(l, view.Projects) }
 

@@ -37,8 +37,44 @@ type AuthUser struct {
 
 // AuthProject lists a project's members.
 type AuthProject struct {
+	// ID is the project's number (cloud://ALIAS/project/ID), given once, never reused.
+	ID      int       `json:"id"`
 	Members []string  `json:"members"`
 	Created time.Time `json:"created"`
+}
+
+// ProjectByID is the name of the project numbered id ("" if none).
+func (a *Auth) ProjectByID(id int) string {
+	for name, p := range a.Projects {
+		if p.ID == id {
+			return name
+		}
+	}
+	return ""
+}
+
+// numberProjects gives an id to projects of an auth.json written before ids existed, in
+// order of creation (then name), after the highest id given: the same on every read.
+func (a *Auth) numberProjects() {
+	top := 0
+	var missing []string
+	for name, p := range a.Projects {
+		top = max(top, p.ID)
+		if p.ID == 0 {
+			missing = append(missing, name)
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool {
+		pi, pj := a.Projects[missing[i]], a.Projects[missing[j]]
+		if !pi.Created.Equal(pj.Created) {
+			return pi.Created.Before(pj.Created)
+		}
+		return missing[i] < missing[j]
+	})
+	for _, name := range missing {
+		top++
+		a.Projects[name].ID = top
+	}
 }
 
 func authPath(root string) string { return filepath.Join(root, "auth.json") }
@@ -89,6 +125,7 @@ func parseAuth(root string, b []byte) (*Auth, error) {
 	if a.Projects == nil {
 		a.Projects = map[string]*AuthProject{}
 	}
+	a.numberProjects()
 	return a, nil
 }
 
@@ -178,6 +215,7 @@ func RevokeTokens(ctx context.Context, root, name string) error {
 
 // CreateServerProject creates a project with members (users that must exist).
 func CreateServerProject(ctx context.Context, root, name string, members []string) error {
+	name = NormalizeName(name)
 	if !ledger.ValidName(name) {
 		return Errorf(KindUsage, "", "invalid project name %q", name)
 	}
@@ -191,7 +229,11 @@ func CreateServerProject(ctx context.Context, root, name string, members []strin
 			}
 		}
 		sort.Strings(members)
-		a.Projects[name] = &AuthProject{Members: slices.Compact(members), Created: time.Now().UTC()}
+		id := 0
+		for _, p := range a.Projects {
+			id = max(id, p.ID)
+		}
+		a.Projects[name] = &AuthProject{ID: id + 1, Members: slices.Compact(members), Created: time.Now().UTC()}
 		return nil
 	})
 }

@@ -196,6 +196,18 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalE
 			writeErr(w, err)
 			return
 		}
+		if IsProjectID(p) {
+			id, _ := strconv.Atoi(p)
+			if name := auth.ProjectByID(id); name != "" {
+				p = name
+			} else if !u.admin {
+				writeErr(w, errForbidden(p)) // ids that do not exist say no more than others
+				return
+			} else {
+				writeErr(w, Errorf(KindNotFound, "'swcli project list' shows the projects and their ids", "no project with id %s", p))
+				return
+			}
+		}
 		if !u.mayRead(auth, p) {
 			writeErr(w, errForbidden(p))
 			return

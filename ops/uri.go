@@ -85,11 +85,29 @@ func ParseProjectURI(s string) (ProjectURI, error) {
 	} else if strings.Contains(rest, "://") {
 		return u, usageErr("a project URI looks like cloud://ALIAS/project/NAME", "project URI %q has no /project/ part", s)
 	}
-	if !ledger.ValidName(rest) {
-		return u, usageErr("names start with a letter or _, then letters, digits, _ . -; 80 at most", "invalid project name %q in %q", rest, s)
+	if !IsProjectID(rest) && !ledger.ValidName(rest) {
+		return u, usageErr("a project is a name (a letter or _, then letters, digits, _ . -; 80 at most) or a numeric id", "invalid project name %q in %q", rest, s)
 	}
-	u.Project = rest
+	u.Project = NormalizeName(rest)
 	return u, nil
+}
+
+// NormalizeName is how project and runtime names are kept and compared: in lowercase, as
+// Starwhale keeps runtime names. Two names that differ only in case name the same thing.
+func NormalizeName(s string) string { return strings.ToLower(s) }
+
+// IsProjectID reports whether a project reference is a numeric id (as in Starwhale's
+// cloud://pre-k8s/project/1): digits only, which no name can be.
+func IsProjectID(s string) bool {
+	if s == "" || len(s) > 18 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func parseInstance(s string) (InstanceRef, error) {
@@ -139,6 +157,6 @@ func ParseRuntimeURI(s string) (RuntimeURI, error) {
 	if !ledger.ValidName(rest) {
 		return u, usageErr("a runtime URI is [PROJECT/runtime/]NAME[/version/VERSION]", "invalid runtime name %q in %q", rest, s)
 	}
-	u.Name = rest
+	u.Name = NormalizeName(rest)
 	return u, nil
 }

@@ -178,7 +178,16 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	for _, d := range ry.Dependencies {
 		if d.File != "" {
-			inputs = append(inputs, cas.Input{Src: resolve(d.File), Dest: path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))})
+			dest := path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))
+			if dest == LockName(ry.Mode) {
+				// Starwhale's lock (before --disable-auto-inject) named its own lock in
+				// runtime.yaml: the lock made now takes its place.
+				if req.Warn != nil {
+					req.Warn(fmt.Sprintf("%s names the lock file %s: the lock made by this build takes its place", yml, d.File))
+				}
+				continue
+			}
+			inputs = append(inputs, cas.Input{Src: resolve(d.File), Dest: dest})
 		}
 		for _, w := range d.Wheels {
 			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: wheelDest(w)})

@@ -244,7 +244,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 				return yamlErr(path, v, "dependencies", "must be a list")
 			}
 			for i, item := range v.Content {
-				ds, err := parseDependency(path, workdir, i, item)
+				ds, err := parseDependency(path, workdir, fmt.Sprintf("dependencies[%d]", i), item)
 				if err != nil {
 					return err
 				}
@@ -381,7 +381,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 		}
 	}
 	if legacyPipReq != "" {
-		ds, err := parseDependency(path, workdir, len(ry.Dependencies), legacyPipReqNode)
+		ds, err := parseDependency(path, workdir, "pip_req", legacyPipReqNode)
 		if err != nil {
 			return nil, err
 		}
@@ -544,8 +544,7 @@ configs:
 
 // parseDependency reads one item of dependencies (key names it in errors): a file name, or
 // a mapping whose every key is a dependency kind, in order.
-func parseDependency(path, workdir string, i int, n *yaml.Node) ([]Dependency, error) {
-	key := fmt.Sprintf("dependencies[%d]", i)
+func parseDependency(path, workdir, key string, n *yaml.Node) ([]Dependency, error) {
 	if n.Kind == yaml.ScalarNode && !isNull(n) {
 		if err := checkDepPath(path, workdir, n.Value, n, key, false); err != nil {
 			return nil, err

@@ -96,6 +96,12 @@ type ReclaimReport struct {
 // themselves and the chunks they list). A root that cannot be read is an error and nothing
 // is deleted: a manifest missing by mistake must not turn its whole tree into garbage.
 func Reclaim(ctx context.Context, st Store, roots []Hash) (ReclaimReport, error) {
+	return ReclaimKeeping(ctx, st, roots, nil)
+}
+
+// ReclaimKeeping is Reclaim that also keeps every chunk keep says to (chunks a running
+// server has been sent or has promised, but no version uses yet).
+func ReclaimKeeping(ctx context.Context, st Store, roots []Hash, keep func(Hash) bool) (ReclaimReport, error) {
 	var r ReclaimReport
 	if err := st.Flush(ctx); err != nil {
 		return r, err
@@ -115,7 +121,7 @@ func Reclaim(ctx context.Context, st Store, roots []Hash) (ReclaimReport, error)
 	}
 	var dead []Hash
 	err := st.Walk(ctx, func(ci ChunkInfo) error {
-		if _, ok := live[ci.Hash]; ok {
+		if _, ok := live[ci.Hash]; ok || (keep != nil && keep(ci.Hash)) {
 			r.Live++
 			return nil
 		}

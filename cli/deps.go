@@ -27,7 +27,12 @@ func (e *env) openWith(opt ops.OpenOptions) (*ops.Instance, error) {
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
 
 // config loads the client configuration.
-func (e *env) config() (*ops.Config, error) { return ops.LoadConfig(ops.DefaultConfigPath()) }
+func (e *env) config() (*ops.Config, error) {
+	if e.g.Config != "" {
+		return ops.LoadConfig(e.g.Config)
+	}
+	return ops.LoadConfig(ops.DefaultConfigPath())
+}
 
 // localProject returns the project a project URI names on the standalone instance.
 func (e *env) localProject(u ops.ProjectURI) (string, error) {
@@ -35,9 +40,11 @@ func (e *env) localProject(u ops.ProjectURI) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !u.Instance.IsLocal(cfg.CurrentInstance) {
-		return "", ops.Errorf(ops.KindUsage, "only 'swcli runtime copy' works with cloud instances from this command yet",
-			"instance %s is not the standalone instance", u.Instance)
+	// This command works on the standalone instance: a URI that names no instance means it,
+	// whichever instance is selected.
+	if !u.Instance.IsLocal("local") {
+		return "", ops.Errorf(ops.KindUsage, "copy it to the standalone instance first: swcli runtime copy "+u.Instance.String()+"/project/PROJECT/runtime/NAME .",
+			"this command works on the standalone instance, not on %s", u.Instance)
 	}
 	if u.Project != "" {
 		return u.Project, nil

@@ -24,6 +24,7 @@ var Version = "0.1.0-dev"
 // Globals are the flags every command takes.
 type Globals struct {
 	Root        string           `help:"Standalone instance directory." env:"SWCLI_ROOT" placeholder:"DIR"`
+	Config      string           `help:"Client config file (default ~/.config/swcli/config.yaml)." env:"SWCLI_CONFIG" placeholder:"FILE" type:"path"`
 	Output      string           `short:"o" help:"Output format: table or json (for runtime export: the .swrt file)." default:"table" placeholder:"table|json"`
 	Verbose     int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
 	LockTimeout time.Duration    `help:"Give up (exit 10) after waiting this long for another process; 0 waits." default:"0s" env:"SWCLI_LOCK_TIMEOUT" placeholder:"DURATION"`
@@ -67,6 +68,8 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    zerolog.Logger
+	// command is the command line's command path, as kong names it ("server project member add <project> <users> ...").
+	command string
 }
 
 type exitPanic int
@@ -126,7 +129,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			}
 		}
 	}
-	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose)}
+	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose), command: kctx.Command()}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, err)
 	}

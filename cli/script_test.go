@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/swcli/swcli/cli"
@@ -144,16 +145,34 @@ func TestScripts(t *testing.T) {
 				ts.Setenv("SERVER", srv.URL)
 				ts.Defer(func() { srv.Close(); in.Close() })
 			},
-			// capture VAR REGEXP: set VAR to the first group of REGEXP in the last stdout.
+			// capture VAR REGEXP [FILE]: set VAR to the first group of REGEXP in the last
+			// stdout (or in FILE).
 			"capture": func(ts *testscript.TestScript, neg bool, args []string) {
-				if len(args) != 2 {
-					ts.Fatalf("usage: capture VAR REGEXP")
+				if len(args) != 2 && len(args) != 3 {
+					ts.Fatalf("usage: capture VAR REGEXP [FILE]")
 				}
-				m := regexp.MustCompile(args[1]).FindStringSubmatch(ts.ReadFile("stdout"))
+				text := ts.ReadFile("stdout")
+				if len(args) == 3 {
+					text = ts.ReadFile(args[2])
+				}
+				m := regexp.MustCompile(args[1]).FindStringSubmatch(text)
 				if len(m) < 2 {
 					ts.Fatalf("capture: no match for %s", args[1])
 				}
 				ts.Setenv(args[0], m[1])
+			},
+			// waitfor PATH: wait (up to 20 s) until PATH exists, e.g. a server's socket.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						ts.Fatalf("waitfor: %s did not appear", args[0])
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
 			},
 			// code N prog args…: run prog and require exit code N (stdout/stderr kept for
 			// the checks that follow).

@@ -1,17 +1,22 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/swcli/swcli/ops"
+	"golang.org/x/term"
 )
 
 // ServerCmd is `swcli server`: run a cloud instance and manage its users and projects.
@@ -19,6 +24,8 @@ type ServerCmd struct {
 	Run     ServerRunCmd     `cmd:"" default:"withargs" help:"Serve the instance at --root (the default subcommand)."`
 	User    ServerUserCmd    `cmd:"" help:"Manage the server's users and tokens."`
 	Project ServerProjectCmd `cmd:"" help:"Manage the server's projects and their members."`
+	Gc      ServerGCCmd      `cmd:"" name:"gc" help:"Delete chunks no version uses, while the server runs (safe beside copies)."`
+	Fsck    ServerFsckCmd    `cmd:"" help:"Re-hash every chunk of the server's store, while it runs."`
 }
 
 // ServerRunCmd serves.
@@ -66,6 +73,23 @@ func (c *ServerRunCmd) Run(e *env) error {
 	if f, ok := e.stdout.(interface{ Sync() error }); ok {
 		f.Sync()
 	}
+	sock, err := ops.ListenSocket(e.g.root())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(ops.SocketPath(e.g.root()))
+	// ROOT/server.url says where it listens, for scripts and admins on this host.
+	urlFile := filepath.Join(e.g.root(), "server.url")
+	if err := os.WriteFile(urlFile, []byte(fmt.Sprintf("%s://%s\n", scheme, ln.Addr())), 0o644); err != nil {
+		ln.Close()
+		sock.Close()
+		return err
+	}
+	defer os.Remove(urlFile)
+	admin := &http.Server{Handler: s.SocketHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(sock)
+	defer admin.Close()
 	errc := make(chan error, 1)
 	go func() {
 		if c.TLSCert != "" {
@@ -88,85 +112,6 @@ func (c *ServerRunCmd) Run(e *env) error {
 	return nil
 }
 
-// ServerUserCmd manages users.
-type ServerUserCmd struct {
-	Add    ServerUserAddCmd    `cmd:"" help:"Add a user; prints its token once."`
-	Token  ServerUserTokenCmd  `cmd:"" help:"Issue another token for a user; prints it once."`
-	Revoke ServerUserRevokeCmd `cmd:"" help:"Revoke every token of a user."`
-}
-
-// ServerUserAddCmd adds a user.
-type ServerUserAddCmd struct {
-	Name  string `arg:"" help:"User name."`
-	Admin bool   `help:"The user sees and changes every project."`
-}
-
-// Run adds the user.
-func (c *ServerUserAddCmd) Run(e *env) error {
-	tok, err := ops.AddUser(e.ctx, e.g.root(), c.Name, c.Admin)
-	if err != nil {
-		return err
-	}
-	return e.printToken(c.Name, tok)
-}
-
-func (e *env) printToken(user, tok string) error {
-	if e.jsonOut() {
-		return e.printJSON(map[string]any{"user": user, "token": tok})
-	}
-	e.printf("%s\n", tok)
-	fmt.Fprintf(e.stderr, "swcli: token for %s shown once; the server keeps only its hash\n", user)
-	return nil
-}
-
-// ServerUserTokenCmd issues a token.
-type ServerUserTokenCmd struct {
-	Name string `arg:"" help:"User name."`
-}
-
-// Run issues the token.
-func (c *ServerUserTokenCmd) Run(e *env) error {
-	tok, err := ops.IssueToken(e.ctx, e.g.root(), c.Name)
-	if err != nil {
-		return err
-	}
-	return e.printToken(c.Name, tok)
-}
-
-// ServerUserRevokeCmd revokes tokens.
-type ServerUserRevokeCmd struct {
-	Name string `arg:"" help:"User name."`
-}
-
-// Run revokes.
-func (c *ServerUserRevokeCmd) Run(e *env) error {
-	if err := ops.RevokeTokens(e.ctx, e.g.root(), c.Name); err != nil {
-		return err
-	}
-	e.printf("revoked every token of %s\n", c.Name)
-	return nil
-}
-
-// ServerProjectCmd manages projects.
-type ServerProjectCmd struct {
-	Create ServerProjectCreateCmd `cmd:"" help:"Create a project with its members."`
-}
-
-// ServerProjectCreateCmd creates a project.
-type ServerProjectCreateCmd struct {
-	Name   string   `arg:"" help:"Project name."`
-	Member []string `help:"Users who may see and change it (repeat or comma-separate)."`
-}
-
-// Run creates.
-func (c *ServerProjectCreateCmd) Run(e *env) error {
-	if err := ops.CreateServerProject(e.ctx, e.g.root(), c.Name, c.Member); err != nil {
-		return err
-	}
-	e.printf("created project %s (members: %s)\n", c.Name, strings.Join(c.Member, ", "))
-	return nil
-}
-
 // InstanceCmd is `swcli instance`.
 type InstanceCmd struct {
 	Login  InstanceLoginCmd  `cmd:"" help:"Register a server: check the token and save it."`
@@ -177,9 +122,11 @@ type InstanceCmd struct {
 
 // InstanceLoginCmd logs in.
 type InstanceLoginCmd struct {
-	URL   string `arg:"" help:"http(s)://host:port of the server."`
-	Alias string `required:"" help:"Name for it: cloud://ALIAS in URIs."`
-	Token string `required:"" help:"Token from 'swcli server user add'."`
+	URL        string `arg:"" help:"http(s)://host:port of the server."`
+	Alias      string `required:"" help:"Name for it: cloud://ALIAS in URIs."`
+	Token      string `help:"The token from 'swcli server user add' (better: SWCLI_TOKEN, --token-stdin, or the prompt: a command line is seen by ps and kept in shell history)." env:"SWCLI_TOKEN"`
+	TokenStdin bool   `name:"token-stdin" help:"Read the token from standard input."`
+	Project    string `help:"Project to select on this instance (default: the first you may use)."`
 }
 
 // Run logs in.
@@ -190,24 +137,74 @@ func (c *InstanceLoginCmd) Run(e *env) error {
 	if c.Alias == "local" || strings.ContainsAny(c.Alias, "/:") || c.Alias == "" {
 		return ops.Errorf(ops.KindUsage, "choose another alias", "invalid alias %q", c.Alias)
 	}
-	r := ops.NewRemote(c.Alias, strings.TrimRight(c.URL, "/"), c.Token)
+	tok, err := e.readToken(c.Token, c.TokenStdin)
+	if err != nil {
+		return err
+	}
+	r := ops.NewRemote(c.Alias, strings.TrimRight(c.URL, "/"), tok)
 	user, admin, err := r.Whoami(e.ctx)
 	if err != nil {
 		return err
+	}
+	projects, err := r.Projects(e.ctx)
+	if err != nil {
+		return err
+	}
+	project := ops.NormalizeName(c.Project)
+	if project != "" && !slices.Contains(projects, project) {
+		return ops.Errorf(ops.KindNotFound, "you may use: "+strings.Join(projects, ", "), "no project %s for %s on %s", project, user, r.URL)
+	}
+	if project == "" && len(projects) > 0 {
+		project = projects[0]
 	}
 	cfg, err := e.config()
 	if err != nil {
 		return err
 	}
-	cfg.Instances[c.Alias] = &ops.InstanceConfig{URL: r.URL, Token: c.Token, User: user}
+	cfg.Instances[c.Alias] = &ops.InstanceConfig{URL: r.URL, Token: tok, User: user, CurrentProject: project}
 	if err := cfg.Save(); err != nil {
 		return err
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"alias": c.Alias, "url": r.URL, "user": user, "admin": admin})
+		return e.printJSON(map[string]any{"alias": c.Alias, "url": r.URL, "user": user, "admin": admin, "project": project})
 	}
 	e.printf("logged in to %s as %s (cloud://%s)\n", r.URL, user, c.Alias)
+	if project != "" {
+		e.printf("selected project cloud://%s/project/%s\n", c.Alias, project)
+	} else {
+		e.printf("no project yet: ask the server's admin to add you to one\n")
+	}
 	return nil
+}
+
+// readToken takes the token from the flag or SWCLI_TOKEN, standard input (--token-stdin),
+// or a prompt that does not echo on a terminal.
+func (e *env) readToken(flag string, stdin bool) (string, error) {
+	switch {
+	case stdin:
+		line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return "", err
+		}
+		if tok := strings.TrimSpace(line); tok != "" {
+			return tok, nil
+		}
+		return "", ops.Errorf(ops.KindUsage, "echo \"$TOKEN\" | swcli instance login URL --alias NAME --token-stdin", "--token-stdin: standard input has no token")
+	case flag != "":
+		return flag, nil
+	}
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(e.stderr, "token: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	}
+	return "", ops.Errorf(ops.KindUsage, "set SWCLI_TOKEN, pipe it with --token-stdin, or run on a terminal to be asked", "no token given")
 }
 
 // InstanceListCmd lists instances.

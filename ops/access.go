@@ -214,3 +214,15 @@ func (a *access) allowed(u principal, readable func(string) bool, hs []cas.Hash)
 	}
 	return out
 }
+
+// pending reports whether some user sent h and has not committed a version using it yet.
+func (a *access) pending(h cas.Hash) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, set := range a.uploads {
+		if _, ok := set[h]; ok {
+			return true
+		}
+	}
+	return false
+}

@@ -64,6 +64,11 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open instance %s: %w", root, err)
 	}
+	if Serving(root) {
+		// A server owns its root while it runs: waiting would be for ever.
+		return nil, Errorf(KindBusy, "administer it through the server: 'swcli server project list --root "+root+"' (and user, gc, fsck); use its projects through 'swcli instance login'",
+			"%s is served by a running swcli server", root)
+	}
 	wait := func(what string) func(flock.Holder) {
 		if opt.OnWait == nil {
 			return nil

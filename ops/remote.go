@@ -22,6 +22,8 @@ type Remote struct {
 	URL   string // http(s)://host:port
 	Token string
 	HTTP  *http.Client
+
+	socket string // the root, for a client of a server's admin socket
 }
 
 var _ Endpoint = (*Remote)(nil)
@@ -34,6 +36,9 @@ func NewRemote(alias, base, token string) *Remote {
 }
 
 func (c *Remote) Name() string {
+	if c.socket != "" {
+		return "the server of " + c.socket
+	}
 	if c.Alias != "" {
 		return "cloud://" + c.Alias
 	}
@@ -179,11 +184,18 @@ func (c *Remote) Whoami(ctx context.Context) (string, bool, error) {
 
 // Projects lists the projects the user can see.
 func (c *Remote) Projects(ctx context.Context) ([]string, error) {
+	names, _, err := c.ProjectIDs(ctx)
+	return names, err
+}
+
+// ProjectIDs lists the projects the user can see, with their ids.
+func (c *Remote) ProjectIDs(ctx context.Context) ([]string, map[string]int, error) {
 	var out struct {
-		Projects []string `json:"projects"`
+		Projects []string       `json:"projects"`
+		IDs      map[string]int `json:"ids"`
 	}
 	err := c.getJSON(ctx, "/api/v1/projects", &out)
-	return out.Projects, err
+	return out.Projects, out.IDs, err
 }
 
 func fromDTOs(ds []VersionDTO) []*ledger.Version {

@@ -58,6 +58,9 @@ type Server struct {
 	lists chan struct{}
 	// access says which chunks each user may read or learn about (access.go).
 	access access
+	// gcMu and promised make an online gc safe beside copies (server_admin.go).
+	gcMu     sync.RWMutex
+	promised promises
 }
 
 // readable returns whether u may read project p, by auth.json as it is now.
@@ -116,8 +119,11 @@ type principal struct {
 }
 
 // Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.authenticate(s.routes()) }
+
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
+	s.adminRoutes(mux)
 	mux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	mux.HandleFunc("GET /api/v1/projects", s.projects)
 	mux.HandleFunc("GET /api/v1/projects/{p}/versions", s.project(s.versions))
@@ -133,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/chunks", s.putChunks)
 	mux.HandleFunc("GET /api/v1/chunks", adminOnly(s.walkChunks))
 	mux.HandleFunc("POST /api/v1/chunks/delete", adminOnly(s.deleteChunks))
-	return s.authenticate(mux)
+	return mux
 }
 
 type countingWriter struct {
@@ -249,14 +255,16 @@ func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	var names []string
-	for name := range auth.Projects {
+	names := []string{}
+	ids := map[string]int{}
+	for name, p := range auth.Projects {
 		if u.mayRead(auth, name) {
 			names = append(names, name)
+			ids[name] = p.ID
 		}
 	}
 	slices.Sort(names)
-	writeJSON(w, map[string]any{"projects": names})
+	writeJSON(w, map[string]any{"projects": names, "ids": ids})
 }
 
 func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
@@ -381,6 +389,8 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	if !readJSON(w, r, &req) {
 		return
 	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	manifests := map[cas.Hash]*cas.Manifest{}
 	for _, c := range req {
 		if ok, err := s.allowedChunks(r, []cas.Hash{c.Manifest}); err != nil {
@@ -450,6 +460,8 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	miss, err := s.in.Store.Missing(r.Context(), hs)
 	if err != nil {
 		writeErr(w, err)
@@ -471,6 +483,13 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	slices.SortFunc(miss, cas.Hash.Compare)
+	var present []cas.Hash
+	for _, h := range hs {
+		if !absent[h] {
+			present = append(present, h)
+		}
+	}
+	s.promised.add(present) // an online gc keeps them a while (server_admin.go)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(EncodeHashes(miss))
 }
@@ -557,6 +576,8 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	sent, err := (LocalEndpoint{In: s.in}).putChunks(r.Context(), batch)
 	if err != nil {
 		writeErr(w, err)

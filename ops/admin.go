@@ -1,0 +1,324 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// Administration of a cloud instance: users, tokens, projects and members (auth.json),
+// gc and fsck. The same operations work on the root directly (no server running), and on
+// a running server through its admin API: over HTTP with an admin's token, or over the
+// server's socket ROOT/server.sock (file permissions are the credential: whoever can open
+// it can read auth.json anyway).
+
+// UserInfo is a user as admins see it.
+type UserInfo struct {
+	Name   string `json:"name"`
+	Admin  bool   `json:"admin"`
+	Tokens int    `json:"tokens"`
+}
+
+// ProjectInfo is a server project as admins see it.
+type ProjectInfo struct {
+	ID      int       `json:"id"`
+	Name    string    `json:"name"`
+	Members []string  `json:"members"`
+	Created time.Time `json:"created"`
+}
+
+// FsckSummary is what fsck found, for the admin API.
+type FsckSummary struct {
+	Chunks    int64    `json:"chunks"`
+	Bytes     int64    `json:"bytes"`
+	Corrupt   int      `json:"corrupt"`
+	LostPacks int      `json:"lost_packs"`
+	Problems  []string `json:"problems"`
+}
+
+// Admin is the administration of one cloud instance.
+type Admin interface {
+	Users(ctx context.Context) ([]UserInfo, error)
+	AddUser(ctx context.Context, name string, admin bool) (string, error)
+	IssueToken(ctx context.Context, name string) (string, error)
+	Revoke(ctx context.Context, name string) error
+	Projects(ctx context.Context) ([]ProjectInfo, error)
+	CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error)
+	RemoveProject(ctx context.Context, name string) error
+	SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error)
+	GC(ctx context.Context) (cas.ReclaimReport, error)
+	Fsck(ctx context.Context) (*FsckSummary, error)
+	Where() string // the root, or the server's URL
+}
+
+// ListUsers lists auth.json's users by name.
+func ListUsers(root string) ([]UserInfo, error) {
+	a, err := LoadAuth(root)
+	if err != nil {
+		return nil, err
+	}
+	out := []UserInfo{}
+	for n, u := range a.Users {
+		out = append(out, UserInfo{Name: n, Admin: u.Admin, Tokens: len(u.Tokens)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ListServerProjects lists auth.json's projects by id.
+func ListServerProjects(root string) ([]ProjectInfo, error) {
+	a, err := LoadAuth(root)
+	if err != nil {
+		return nil, err
+	}
+	out := []ProjectInfo{}
+	for n, p := range a.Projects {
+		out = append(out, projectInfo(n, p))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func projectInfo(name string, p *AuthProject) ProjectInfo {
+	m := append([]string{}, p.Members...)
+	return ProjectInfo{ID: p.ID, Name: name, Members: m, Created: p.Created}
+}
+
+func serverProject(root, name string) (*ProjectInfo, error) {
+	a, err := LoadAuth(root)
+	if err != nil {
+		return nil, err
+	}
+	p := a.Projects[name]
+	if p == nil {
+		return nil, Errorf(KindNotFound, "'swcli server project list' shows them", "no project %s", name)
+	}
+	pi := projectInfo(name, p)
+	return &pi, nil
+}
+
+// SetProjectMembers adds and removes members of a server project.
+func SetProjectMembers(ctx context.Context, root, name string, add, remove []string) (*ProjectInfo, error) {
+	name = NormalizeName(name)
+	err := UpdateAuth(ctx, root, func(a *Auth) error {
+		p := a.Projects[name]
+		if p == nil {
+			return Errorf(KindNotFound, "'swcli server project list' shows them", "no project %s", name)
+		}
+		for _, m := range add {
+			if a.Users[m] == nil {
+				return Errorf(KindNotFound, "'swcli server user add "+m+"' first", "no user %s", m)
+			}
+		}
+		for _, m := range remove {
+			if !slices.Contains(p.Members, m) {
+				return Errorf(KindNotFound, "", "%s is not a member of %s", m, name)
+			}
+		}
+		p.Members = slices.DeleteFunc(append(p.Members, add...), func(m string) bool { return slices.Contains(remove, m) })
+		sort.Strings(p.Members)
+		p.Members = slices.Compact(p.Members)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return serverProject(root, name)
+}
+
+// RemoveServerProject removes a server project: refused while it has live versions; its
+// members lose access, its removed versions stay in the ledger (project.removed).
+func RemoveServerProject(ctx context.Context, in *Instance, name string) error {
+	name = NormalizeName(name)
+	if _, err := serverProject(in.Root, name); err != nil {
+		return err
+	}
+	if _, err := in.Ledger.Project(name); err == nil {
+		if err := RemoveProject(ctx, in, name); err != nil {
+			return err
+		}
+	}
+	return UpdateAuth(ctx, in.Root, func(a *Auth) error {
+		delete(a.Projects, name)
+		return nil
+	})
+}
+
+// FsckSummaryOf condenses a fsck report.
+func FsckSummaryOf(rep *FsckReport) *FsckSummary {
+	s := &FsckSummary{Chunks: rep.Chunks, Bytes: rep.Bytes, Corrupt: len(rep.Problems), LostPacks: len(rep.Packs), Problems: []string{}}
+	for _, p := range rep.Problems {
+		s.Problems = append(s.Problems, fmt.Sprintf("%s: %s", p.Hash, p.Reason))
+	}
+	return s
+}
+
+// AdminDirect administers a root that no server holds. Open opens its instance
+// (exclusive for gc).
+type AdminDirect struct {
+	Root string
+	Open func(exclusive bool) (*Instance, error)
+}
+
+func (d AdminDirect) Where() string                                 { return d.Root }
+func (d AdminDirect) Users(ctx context.Context) ([]UserInfo, error) { return ListUsers(d.Root) }
+func (d AdminDirect) Revoke(ctx context.Context, name string) error {
+	return RevokeTokens(ctx, d.Root, name)
+}
+func (d AdminDirect) Projects(ctx context.Context) ([]ProjectInfo, error) {
+	return ListServerProjects(d.Root)
+}
+func (d AdminDirect) AddUser(ctx context.Context, name string, admin bool) (string, error) {
+	return AddUser(ctx, d.Root, name, admin)
+}
+func (d AdminDirect) IssueToken(ctx context.Context, name string) (string, error) {
+	return IssueToken(ctx, d.Root, name)
+}
+func (d AdminDirect) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
+	if err := CreateServerProject(ctx, d.Root, name, members); err != nil {
+		return nil, err
+	}
+	return serverProject(d.Root, NormalizeName(name))
+}
+func (d AdminDirect) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
+	return SetProjectMembers(ctx, d.Root, project, add, remove)
+}
+func (d AdminDirect) RemoveProject(ctx context.Context, name string) error {
+	in, err := d.Open(false)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return RemoveServerProject(ctx, in, name)
+}
+func (d AdminDirect) GC(ctx context.Context) (cas.ReclaimReport, error) {
+	in, err := d.Open(true)
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	defer in.Close()
+	return GC(ctx, in)
+}
+func (d AdminDirect) Fsck(ctx context.Context) (*FsckSummary, error) {
+	in, err := d.Open(false)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	rep, err := Fsck(ctx, in)
+	if rep == nil {
+		return nil, err
+	}
+	return FsckSummaryOf(rep), err
+}
+
+// AdminRemote administers a running server through its admin API.
+type AdminRemote struct{ *Remote }
+
+func (r AdminRemote) Where() string { return r.Name() }
+func (r AdminRemote) Users(ctx context.Context) ([]UserInfo, error) {
+	var out struct {
+		Users []UserInfo `json:"users"`
+	}
+	return out.Users, r.getJSON(ctx, "/api/v1/admin/users", &out)
+}
+func (r AdminRemote) AddUser(ctx context.Context, name string, admin bool) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	return out.Token, r.postJSON(ctx, "/api/v1/admin/users", map[string]any{"name": name, "admin": admin}, &out)
+}
+func (r AdminRemote) IssueToken(ctx context.Context, name string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	return out.Token, r.postJSON(ctx, "/api/v1/admin/users/"+name+"/token", map[string]any{}, &out)
+}
+func (r AdminRemote) Revoke(ctx context.Context, name string) error {
+	return r.postJSON(ctx, "/api/v1/admin/users/"+name+"/revoke", map[string]any{}, nil)
+}
+func (r AdminRemote) Projects(ctx context.Context) ([]ProjectInfo, error) {
+	var out struct {
+		Projects []ProjectInfo `json:"projects"`
+	}
+	return out.Projects, r.getJSON(ctx, "/api/v1/admin/projects", &out)
+}
+func (r AdminRemote) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
+	var out ProjectInfo
+	return &out, r.postJSON(ctx, "/api/v1/admin/projects", map[string]any{"name": name, "members": nonNil(members)}, &out)
+}
+func (r AdminRemote) RemoveProject(ctx context.Context, name string) error {
+	return r.postJSON(ctx, "/api/v1/admin/projects/"+name+"/remove", map[string]any{}, nil)
+}
+func (r AdminRemote) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
+	var out ProjectInfo
+	return &out, r.postJSON(ctx, "/api/v1/admin/projects/"+project+"/members", map[string]any{"add": nonNil(add), "remove": nonNil(remove)}, &out)
+}
+func (r AdminRemote) GC(ctx context.Context) (cas.ReclaimReport, error) {
+	var out cas.ReclaimReport
+	return out, r.postJSON(ctx, "/api/v1/admin/gc", map[string]any{}, &out)
+}
+func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
+	var out FsckSummary
+	if err := r.postJSON(ctx, "/api/v1/admin/fsck", map[string]any{}, &out); err != nil {
+		return nil, err
+	}
+	if out.Corrupt > 0 || out.LostPacks > 0 {
+		return &out, Errorf(KindCorrupt, "see 'swcli fsck' on the server's root for the versions that use them", "%d corrupt chunks, %d lost packs", out.Corrupt, out.LostPacks)
+	}
+	return &out, nil
+}
+
+// SocketPath is the admin socket a running server listens on in its root.
+func SocketPath(root string) string { return filepath.Join(root, "server.sock") }
+
+// Serving reports whether a server is serving root now (its socket answers).
+func Serving(root string) bool {
+	c, err := net.DialTimeout("unix", SocketPath(root), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// NewSocketRemote is a client of the server serving root, through its socket.
+func NewSocketRemote(root string) *Remote {
+	sock := SocketPath(root)
+	r := NewRemote("", "http://server.sock", "")
+	r.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	r.socket = root
+	return r
+}
+
+// ListenSocket listens on root's admin socket, replacing a stale one (a server that died);
+// it fails if another server answers there.
+func ListenSocket(root string) (net.Listener, error) {
+	if Serving(root) {
+		return nil, Errorf(KindBusy, "stop the other server first", "%s is already served (%s answers)", root, SocketPath(root))
+	}
+	if err := os.Remove(SocketPath(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", SocketPath(root))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(SocketPath(root), 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}

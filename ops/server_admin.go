@@ -1,0 +1,160 @@
+package ops
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/swcli/swcli/cas"
+)
+
+// Online gc (DESIGN.md, "Admin without downtime"). A copy into a server is several requests:
+// missing, chunks, commit. Between them the chunks it relies on are used by no version, so
+// a gc that ran then could delete them. The server's gc therefore keeps, besides every
+// chunk of a live or removed version:
+//   - every chunk a user has sent and not yet committed (access.uploads), and
+//   - every chunk /chunks/missing answered "present" within GCGrace (the client will not
+//     send it and will commit a version that uses it);
+// and it runs under gcMu's write lock, while missing, chunk uploads and commits hold its
+// read lock, so that none of them sees the store half-collected.
+
+// GCGrace is how long a chunk the server said it has is kept by an online gc.
+const GCGrace = 30 * time.Minute
+
+// maxPromised bounds the chunks remembered for GCGrace (32 bytes and a time each).
+const maxPromised = 4 << 20
+
+type promises struct {
+	mu sync.Mutex
+	at map[cas.Hash]time.Time
+}
+
+func (p *promises) add(hs []cas.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.at == nil {
+		p.at = map[cas.Hash]time.Time{}
+	}
+	now := time.Now()
+	if len(p.at)+len(hs) > maxPromised {
+		for h, t := range p.at {
+			if now.Sub(t) > GCGrace {
+				delete(p.at, h)
+			}
+		}
+	}
+	for _, h := range hs {
+		if len(p.at) >= maxPromised {
+			break // past the bound a copy may have to be run again after a gc
+		}
+		p.at[h] = now
+	}
+}
+
+func (p *promises) kept(h cas.Hash) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.at[h]
+	return ok && time.Since(t) <= GCGrace
+}
+
+// gc collects the store while the server runs (see above).
+func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
+	if err := s.access.load(ctx, s.in); err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	roots, err := s.in.Ledger.Manifests()
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	return cas.ReclaimKeeping(ctx, s.in.Store, roots, func(h cas.Hash) bool {
+		return s.access.pending(h) || s.promised.kept(h)
+	})
+}
+
+func (s *Server) adminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		us, err := ListUsers(s.in.Root)
+		answer(w, map[string]any{"users": us}, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Name  string `json:"name"`
+			Admin bool   `json:"admin"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		tok, err := AddUser(r.Context(), s.in.Root, req.Name, req.Admin)
+		answer(w, map[string]any{"user": req.Name, "token": tok}, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/users/{u}/token", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		tok, err := IssueToken(r.Context(), s.in.Root, r.PathValue("u"))
+		answer(w, map[string]any{"user": r.PathValue("u"), "token": tok}, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/users/{u}/revoke", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Root, r.PathValue("u")))
+	}))
+	mux.HandleFunc("GET /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		ps, err := ListServerProjects(s.in.Root)
+		answer(w, map[string]any{"projects": ps}, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Name    string   `json:"name"`
+			Members []string `json:"members"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		pi, err := (AdminDirect{Root: s.in.Root}).CreateProject(r.Context(), req.Name, req.Members)
+		answer(w, pi, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/projects/{p}/remove", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		in := *s.in
+		in.Actor = who(r).name
+		answer(w, map[string]any{"removed": r.PathValue("p")}, RemoveServerProject(r.Context(), &in, r.PathValue("p")))
+	}))
+	mux.HandleFunc("POST /api/v1/admin/projects/{p}/members", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Add    []string `json:"add"`
+			Remove []string `json:"remove"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		pi, err := SetProjectMembers(r.Context(), s.in.Root, r.PathValue("p"), req.Add, req.Remove)
+		answer(w, pi, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/gc", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		rep, err := s.gc(r.Context())
+		answer(w, rep, err)
+	}))
+	mux.HandleFunc("POST /api/v1/admin/fsck", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		rep, err := Fsck(r.Context(), s.in)
+		if rep == nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, FsckSummaryOf(rep)) // problems are in the summary; the client decides the exit code
+	}))
+}
+
+func answer(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+// SocketHandler serves the admin socket: every request is the server's own admin.
+func (s *Server) SocketHandler() http.Handler {
+	h := s.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, principal{name: "admin", admin: true})))
+	})
+}

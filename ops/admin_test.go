@@ -1,0 +1,79 @@
+package ops_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops"
+)
+
+// commitHook is a copy destination on which the server's admin runs gc between the
+// copy's uploads and its commit: the worst moment.
+type commitHook struct {
+	ops.Endpoint
+	before func()
+	ran    int
+}
+
+func (h *commitHook) Commit(c context.Context, project string, vs []ops.CommitVersion) error {
+	h.before()
+	h.ran++
+	return h.Endpoint.Commit(c, project, vs)
+}
+
+// TestOnlineGCBesideCopy: a gc run while a copy is between its uploads and its commit
+// deletes nothing the copy needs, whether the copy sent the chunks (pending uploads) or
+// was told the server had them (promised chunks, here those of a purged version).
+func TestOnlineGCBesideCopy(t *testing.T) {
+	c := newCloud(t)
+	tok, err := ops.AddUser(ctx, c.root, "root", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tokens["root"] = tok
+	c.serve(t)
+	admin := ops.AdminRemote{Remote: c.client("root")}
+	v1dir, _ := sources(t)
+	local := openInstance(t, t.TempDir())
+	v1 := buildVersion(t, local, "ml", v1dir)
+	alice := c.client("alice")
+
+	dst := &commitHook{Endpoint: alice, before: func() {
+		rep, err := admin.GC(ctx)
+		if err != nil {
+			t.Fatalf("gc: %v", err)
+		}
+		t.Logf("gc between uploads and commit: %+v", rep)
+	}}
+	// 1. The copy sent every chunk: they are pending uploads until the commit.
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v1.ID}, dst, "mnist")); err != nil {
+		t.Fatalf("copy beside gc: %v", err)
+	}
+	// 2. Purge it: its chunks are garbage, and the next copy is told they are there.
+	if _, err := alice.Remove(ctx, "mnist", "ml", v1.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v1.ID}, dst, "mnist")); err != nil {
+		t.Fatalf("second copy beside gc: %v", err)
+	}
+	if dst.ran != 2 {
+		t.Fatalf("gc ran %d times, want 2", dst.ran)
+	}
+	fs, err := admin.Fsck(ctx)
+	if err != nil || fs.Corrupt != 0 {
+		t.Fatalf("fsck after: %+v %v", fs, err)
+	}
+	// Every chunk of the version is on the server and reads back.
+	fresh := openInstance(t, t.TempDir())
+	if _, err := ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "ml", Version: v1.ID}, ops.LocalEndpoint{In: fresh}, "self")); err != nil {
+		t.Fatalf("copy back: %v", err)
+	}
+	m, err := cas.LoadManifest(ctx, fresh.Store, v1.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if miss, err := fresh.Store.Missing(ctx, m.Chunks()); err != nil || len(miss) != 0 {
+		t.Fatalf("missing after copy back: %d %v", len(miss), err)
+	}
+}

@@ -9,9 +9,42 @@ import (
 
 // RtCopyCmd is `runtime copy`.
 type RtCopyCmd struct {
-	Src   string `arg:"" help:"Runtime URI: a version, a whole runtime, or PROJECT/runtime for a whole project."`
-	Dest  string `arg:"" help:"Project URI at the destination."`
-	Force bool   `short:"f" help:"Copy versions the destination has already (replaces them)."`
+	Src              string `arg:"" help:"Runtime URI: a version, a whole runtime, or PROJECT/runtime for a whole project."`
+	Dest             string `arg:"" help:"Project URI at the destination (name or id), '.' for the local selected project, or PROJECT/runtime/NAME (or PROJECT_URI/NAME) to give the runtime another name there."`
+	Force            bool   `short:"f" help:"Copy versions the destination has already (replaces them)."`
+	DestLocalProject string `name:"dest-local-project" help:"With DEST '.': this local project instead of the selected one (Starwhale's -dlp)." placeholder:"PROJECT"`
+	IgnoreTag        bool   `name:"ignore-tag" short:"i" help:"Leave the user tags behind."`
+}
+
+// parseCopyDest reads DEST as the reference does: '.', a project URI (name or id), or a
+// project URI with a runtime name (P/runtime/NAME, or INSTANCE/project/P/NAME).
+func parseCopyDest(dest, dlp string) (ops.ProjectURI, string, error) {
+	if dest == "." {
+		if dlp == "" {
+			return ops.ProjectURI{Instance: ops.InstanceRef{Alias: "local"}}, "", nil
+		}
+		u, err := ops.ParseProjectURI(dlp)
+		if err == nil && !u.Instance.IsLocal("local") {
+			err = ops.Errorf(ops.KindUsage, "", "--dest-local-project must be a local project, not %s", dlp)
+		}
+		u.Instance = ops.InstanceRef{Alias: "local"}
+		return u, "", err
+	}
+	if dlp != "" {
+		return ops.ProjectURI{}, "", ops.Errorf(ops.KindUsage, "use it with DEST '.'", "--dest-local-project names the local project for DEST '.'")
+	}
+	if p, name, ok := strings.Cut(dest, "/runtime/"); ok {
+		u, err := ops.ParseProjectURI(p)
+		return u, ops.NormalizeName(name), err
+	}
+	if i := strings.LastIndex(dest, "/project/"); i >= 0 {
+		if p, name, ok := strings.Cut(dest[i+len("/project/"):], "/"); ok {
+			u, err := ops.ParseProjectURI(dest[:i] + "/project/" + p)
+			return u, ops.NormalizeName(name), err
+		}
+	}
+	u, err := ops.ParseProjectURI(dest)
+	return u, "", err
 }
 
 // Run copies.
@@ -20,7 +53,7 @@ func (c *RtCopyCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	dstURI, err := ops.ParseProjectURI(c.Dest)
+	dstURI, dstName, err := parseCopyDest(c.Dest, c.DestLocalProject)
 	if err != nil {
 		return err
 	}
@@ -56,7 +89,7 @@ func (c *RtCopyCmd) Run(e *env) error {
 		p = b
 	}
 	res, err := ops.Copy(e.ctx, ops.CopyRequest{Src: srcEP, SrcProject: srcProject, SrcURI: src,
-		Dst: dstEP, DstProject: dstProject, Force: c.Force, Progress: p})
+		Dst: dstEP, DstProject: dstProject, DstName: dstName, IgnoreTags: c.IgnoreTag, Force: c.Force, Progress: p})
 	b.finish()
 	if err != nil {
 		return err

@@ -295,6 +295,7 @@ type RtTagCmd struct {
 	Tags    []string `arg:"" help:"Tags to add (or remove with -r)."`
 	Remove  bool     `short:"r" help:"Remove the tags."`
 	Quiet   bool     `short:"q" help:"Skip tag errors (built-in tags, tags absent or present already)."`
+	Force   bool     `name:"force-add" short:"f" help:"Move a tag another version of the runtime holds to this one."`
 }
 
 // Run tags.
@@ -304,7 +305,7 @@ func (c *RtTagCmd) Run(e *env) error {
 		return err
 	}
 	defer ep.Close()
-	res, err := ep.Tag(e.ctx, project, u.Name, u.Version, c.Tags, c.Remove, c.Quiet)
+	res, err := ep.Tag(e.ctx, project, u.Name, u.Version, c.Tags, c.Remove, c.Quiet, c.Force)
 	if err != nil {
 		return err
 	}

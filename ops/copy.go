@@ -18,6 +18,8 @@ type CopyRequest struct {
 	SrcURI     RuntimeURI // Name "" copies the whole project
 	Dst        Endpoint
 	DstProject string
+	DstName    string       // the runtime's name at the destination (a rename; one runtime only)
+	IgnoreTags bool         // leave the user tags behind (Starwhale's --ignore-tag)
 	Force      bool         // copy versions the destination has already
 	Progress   cas.Progress // bytes sent
 	BatchBytes int          // default 16 MiB per request
@@ -54,6 +56,22 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.DstName != "" {
+		if !ledger.ValidName(req.DstName) {
+			return nil, Errorf(KindUsage, "", "invalid runtime name %q at the destination", req.DstName)
+		}
+		for _, v := range vs {
+			if v.Runtime != vs[0].Runtime {
+				return nil, Errorf(KindUsage, "copy one runtime at a time to rename it", "a destination runtime name needs a source of one runtime; %s has several", req.SrcURI)
+			}
+		}
+	}
+	dstName := func(v *ledger.Version) string {
+		if req.DstName != "" {
+			return req.DstName
+		}
+		return v.Runtime
+	}
 	// 1. What the destination has (one listing of the project).
 	have := map[string]bool{}
 	dvs, _, err := req.Dst.Versions(ctx, req.DstProject, "", ledger.ListOptions{})
@@ -66,7 +84,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	res := &CopyResult{}
 	var todo []*ledger.Version
 	for _, v := range vs {
-		if have[v.Runtime+"/"+v.ID] && !req.Force {
+		if have[dstName(v)+"/"+v.ID] && !req.Force {
 			res.Skipped = append(res.Skipped, v.ID)
 			continue
 		}
@@ -134,10 +152,14 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	// 5. Commit: the single point where versions appear at the destination.
 	var commits []CommitVersion
 	for _, v := range todo {
-		commits = append(commits, CommitVersion{Runtime: v.Runtime, Version: v.ID, Manifest: v.Manifest,
+		tags := nonNilTags(v.Tags)
+		if req.IgnoreTags {
+			tags = []string{}
+		}
+		commits = append(commits, CommitVersion{Runtime: dstName(v), Version: v.ID, Manifest: v.Manifest,
 			Size: v.Size, Files: v.Files, Python: v.Python, Mode: v.Mode,
 			Source:      fmt.Sprintf("%s/project/%s/runtime/%s/version/%s", req.Src.Name(), req.SrcProject, v.Runtime, v.ID),
-			SourceActor: v.Actor, Tags: nonNilTags(v.Tags)})
+			SourceActor: v.Actor, Tags: tags})
 		res.Versions = append(res.Versions, v.ID)
 	}
 	if err := req.Dst.Commit(ctx, req.DstProject, commits); err != nil {

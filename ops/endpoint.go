@@ -22,7 +22,7 @@ type Endpoint interface {
 	History(ctx context.Context, project, runtime string) ([]*ledger.Version, error)
 	Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error)
 	Info(ctx context.Context, project, runtime, ref string) (*Info, error)
-	Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error)
+	Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error)
 	RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
 	Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
 	Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error)
@@ -183,8 +183,8 @@ func (l LocalEndpoint) Info(ctx context.Context, project, runtime, ref string) (
 	return versionInfo(ctx, l.In, project, runtime, ref)
 }
 
-func (l LocalEndpoint) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
-	return tagVersion(ctx, l.In, project, runtime, ref, tags, remove, quiet)
+func (l LocalEndpoint) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
+	return tagVersion(ctx, l.In, project, runtime, ref, tags, remove, quiet, force)
 }
 
 func (l LocalEndpoint) RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error) {

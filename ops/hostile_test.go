@@ -237,7 +237,7 @@ func TestCommitDerivesWhatItCan(t *testing.T) {
 	for i := range tags {
 		tags[i] = fmt.Sprintf("t%d", i)
 	}
-	if _, err := alice.Tag(ctx, "mnist", "app", v.ID, tags, false, false); ops.KindOf(err) != ops.KindUsage {
+	if _, err := alice.Tag(ctx, "mnist", "app", v.ID, tags, false, false, false); ops.KindOf(err) != ops.KindUsage {
 		t.Fatalf("%d tags on a version: %v", len(tags), err)
 	}
 }

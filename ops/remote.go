@@ -250,13 +250,13 @@ func (c *Remote) Info(ctx context.Context, project, runtime, ref string) (*Info,
 		Lock: out.Lock, YAML: out.YAML}, nil
 }
 
-func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
 	var out struct {
 		Changed []string `json:"changed"`
 		Skipped []string `json:"skipped"`
 	}
 	err := c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "tag"),
-		tagReq{Version: ref, Tags: tags, Remove: remove, Quiet: quiet}, &out)
+		tagReq{Version: ref, Tags: tags, Remove: remove, Quiet: quiet, Force: force}, &out)
 	return &TagResult{Changed: out.Changed, Skipped: out.Skipped}, err
 }
 

@@ -32,7 +32,7 @@ type TagResult struct {
 
 // tagVersion adds (or with remove, removes) user tags on a version. Built-in tags and removing
 // tags the version lacks are errors unless quiet, which skips them.
-func tagVersion(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet bool) (*TagResult, error) {
+func tagVersion(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
 	v, err := in.Resolve(project, name, ref)
 	if err != nil {
 		return nil, err
@@ -53,6 +53,12 @@ func tagVersion(ctx context.Context, in *Instance, project, name, ref string, ta
 			problem = fmt.Sprintf("version %s has no tag %s", v.ID[:12], t)
 		case !remove && slices.Contains(v.Tags, t):
 			problem = fmt.Sprintf("version %s already has tag %s", v.ID[:12], t)
+		case !remove && !force:
+			// A user tag names one version: moving it is asked for (Starwhale's --force-add).
+			if other, err := in.Ledger.Resolve(project, name, t); err == nil && other.ID != v.ID && slices.Contains(other.Tags, t) {
+				return nil, Errorf(KindExists, fmt.Sprintf("move it with: swcli runtime tag %s/version/%s %s --force-add", name, v.ID[:12], t),
+					"tag %s is on version %s of %s", t, other.ID[:12], name)
+			}
 		}
 		if problem != "" {
 			if quiet {

@@ -329,6 +329,7 @@ type tagReq struct {
 	Tags    []string `json:"tags"`
 	Remove  bool     `json:"remove"`
 	Quiet   bool     `json:"quiet"`
+	Force   bool     `json:"force"`
 }
 
 func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
@@ -336,7 +337,7 @@ func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p 
 	if !readJSON(w, r, &req) {
 		return
 	}
-	res, err := l.Tag(r.Context(), p, r.PathValue("r"), req.Version, req.Tags, req.Remove, req.Quiet)
+	res, err := l.Tag(r.Context(), p, r.PathValue("r"), req.Version, req.Tags, req.Remove, req.Quiet, req.Force)
 	if err != nil {
 		writeErr(w, err)
 		return

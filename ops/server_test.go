@@ -181,7 +181,7 @@ func TestCopyThroughServer(t *testing.T) {
 	v1dir, v2dir := sources(t)
 	local := openInstance(t, t.TempDir())
 	v1 := buildVersion(t, local, "ml", v1dir)
-	if _, err := (ops.LocalEndpoint{In: local}).Tag(ctx, "self", "ml", v1.ID, []string{"prod"}, false, false); err != nil {
+	if _, err := (ops.LocalEndpoint{In: local}).Tag(ctx, "self", "ml", v1.ID, []string{"prod"}, false, false, false); err != nil {
 		t.Fatal(err)
 	}
 	alice := c.client("alice")

@@ -299,11 +299,3 @@ func (c *ServerFsckCmd) Run(e *env) error {
 	e.printf("%s: %s verified (%s), %d corrupt, %d lost packs\n", a.Where(), plural(rep.Chunks, "chunk"), humanBytes(rep.Bytes), rep.Corrupt, rep.LostPacks)
 	return err
 }
-
-// plural is "1 chunk", "2 chunks".
-func plural[N int | int64](n N, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%s %ss", humanCount(int(n)), word)
-}

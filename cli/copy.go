@@ -94,7 +94,9 @@ func (c *RtCopyCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	return e.copySummary(res)
+	_, down := dstEP.(ops.LocalEndpoint)
+	_, fromLocal := srcEP.(ops.LocalEndpoint)
+	return e.copySummary(res, down && !fromLocal)
 }
 
 // parseCopySource accepts a runtime URI, or a project URI ending in /runtime (every
@@ -107,7 +109,7 @@ func parseCopySource(s string) (ops.RuntimeURI, error) {
 	return ops.ParseRuntimeURI(s)
 }
 
-func (e *env) copySummary(res *ops.CopyResult) error {
+func (e *env) copySummary(res *ops.CopyResult, download bool) error {
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"versions": nonNil(res.Versions), "skipped": nonNil(res.Skipped),
 			"files": res.Files, "bytes": res.Bytes, "chunks": res.Chunks, "sent_chunks": res.SentChunks,
@@ -117,7 +119,11 @@ func (e *env) copySummary(res *ops.CopyResult) error {
 	if res.Chunks > 0 {
 		there = 100 * float64(res.Chunks-res.SentChunks) / float64(res.Chunks)
 	}
-	e.printf("sent %s of %s (%s files, %.0f%% already there): %d version(s) copied, %d already there\n",
-		humanBytes(res.SentBytes), humanBytes(res.Bytes), humanCount(int(res.Files)), there, len(res.Versions), len(res.Skipped))
+	verb := "sent"
+	if download {
+		verb = "received"
+	}
+	e.printf("%s %s for %s of %s (%.0f%% already there): %s copied, %d already there\n",
+		verb, humanBytes(res.SentBytes), humanBytes(res.Bytes), plural(res.Files, "file"), there, plural(len(res.Versions), "version"), len(res.Skipped))
 	return nil
 }

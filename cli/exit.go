@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +67,7 @@ func exitCode(err error) int {
 
 // reportError prints err in the house style, one line of error and at most one of hint,
 // and returns its exit code.
-func reportError(w io.Writer, err error) int {
+func reportError(w io.Writer, err error, asJSON bool) int {
 	var ce childExit
 	if errors.As(err, &ce) {
 		return int(ce) // runtime run: the command spoke for itself
@@ -75,11 +76,18 @@ func reportError(w io.Writer, err error) int {
 	if errors.Is(err, context.Canceled) {
 		msg = "interrupted; the store is consistent and the command can be run again"
 	}
+	code := exitCode(err)
+	if asJSON {
+		// -o json: one JSON line on stderr, for scripts (stdout keeps results only).
+		b, _ := json.Marshal(map[string]any{"error": msg, "hint": ops.HintOf(err), "kind": kindName(err), "code": code})
+		fmt.Fprintf(w, "%s\n", b)
+		return code
+	}
 	fmt.Fprintf(w, "swcli: error: %s\n", msg)
 	if hint := ops.HintOf(err); hint != "" {
 		fmt.Fprintf(w, "swcli: hint: %s\n", hint)
 	}
-	return exitCode(err)
+	return code
 }
 
 // childExit is the exit code of a command that runtime run ran: swcli exits with it and
@@ -87,3 +95,16 @@ func reportError(w io.Writer, err error) int {
 type childExit int
 
 func (c childExit) Error() string { return fmt.Sprintf("command exited with %d", int(c)) }
+
+// kindName names an error's kind for JSON errors.
+func kindName(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "interrupted"
+	case errors.Is(err, flock.ErrBusy):
+		return "busy"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
+		return "io"
+	}
+	return ops.KindOf(err).String()
+}

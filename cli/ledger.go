@@ -17,7 +17,7 @@ type LedgerCmd struct {
 	Log    LedgerLogCmd    `cmd:"" help:"Show events, oldest first (JSON lines with -o json)."`
 	Verify LedgerVerifyCmd `cmd:"" help:"Check the hash chain, the projections and the manifests."`
 	Replay LedgerReplayCmd `cmd:"" help:"Rebuild the state from the events, now or as it was at a point."`
-	Export LedgerExportCmd `cmd:"" help:"Write every event as JSON lines (check with scripts/verify-ledger-export.py)."`
+	Export LedgerExportCmd `cmd:"" help:"Write every event as JSON lines: canonical, hash-chained, checkable without swcli."`
 }
 
 // LedgerLogCmd is `ledger log`.

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -106,7 +107,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "swcli: error: %v\n", err)
 		var pe *kong.ParseError
 		if errors.As(err, &pe) && pe.Context != nil && pe.Context.Selected() != nil {
-			fmt.Fprintf(stderr, "swcli: hint: see 'swcli %s --help'\n", pe.Context.Selected().Path())
+			fmt.Fprintf(stderr, "swcli: hint: swcli %s --help\n", commandPath(pe.Context.Selected()))
 		} else {
 			fmt.Fprintln(stderr, "swcli: hint: see 'swcli --help'")
 		}
@@ -131,7 +132,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose), command: kctx.Command()}
 	if err := kctx.Run(e); err != nil {
-		return reportError(stderr, err)
+		return reportError(stderr, err, e.jsonOut())
 	}
 	return ExitOK
 }
@@ -146,6 +147,25 @@ func newLogger(w io.Writer, verbosity int) zerolog.Logger {
 	case verbosity > 2:
 		level = zerolog.TraceLevel
 	}
-	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: "15:04:05.000"}
+	// Times with real milliseconds (zerolog's default field format keeps seconds only), and
+	// durations as Go writes them, with their unit.
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	zerolog.DurationFieldInteger = false
+	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: "15:04:05.000",
+		FormatFieldValue: func(v any) string {
+			if n, ok := v.(json.Number); ok {
+				return n.String()
+			}
+			return fmt.Sprint(v)
+		}}
 	return zerolog.New(cw).Level(level).With().Timestamp().Logger()
+}
+
+// commandPath is a command's path by canonical names ("runtime list"), pasteable.
+func commandPath(n *kong.Node) string {
+	var parts []string
+	for ; n != nil && n.Type != kong.ApplicationNode; n = n.Parent {
+		parts = append([]string{n.Name}, parts...)
+	}
+	return strings.Join(parts, " ")
 }

@@ -2,11 +2,15 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
 )
 
 // jsonOut reports whether -o json was given.
@@ -63,3 +67,36 @@ func humanCount(n int) string {
 func humanTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// plural is "1 file", "2 files", "1,024 files".
+func plural[N int | int64](n N, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return humanCount(int(n)) + " " + word + "s"
+}
+
+// localURI is a version's complete URI on the standalone instance.
+func localURI(project, name, version string) string {
+	return fmt.Sprintf("local/project/%s/runtime/%s/version/%s", project, name, version)
+}
+
+// uriOf is a runtime's (or version's) complete URI on an endpoint.
+func (e *env) uriOf(ep ops.Endpoint, project, name, version string) string {
+	s := fmt.Sprintf("%s/project/%s/runtime/%s", ep.Name(), project, name)
+	if version != "" {
+		s += "/version/" + version
+	}
+	return s
+}
+
+// newLine says what a version added to this instance's store.
+func newLine(v *ledger.Version) string {
+	if v.Source != "" {
+		return "copied in from " + v.Source + " (only the chunks this instance lacked travelled)"
+	}
+	return humanBytes(v.NewBytes) + " stored when built (the rest was there already)"
+}
+
+// errDeclined is a confirmation the user did not give: nothing done, exit 1.
+var errDeclined = errors.New("not confirmed: nothing removed")

@@ -112,7 +112,7 @@ func (c *RtBuildCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	e.log.Info().Dur("took", time.Since(start)).Str("manifest", res.Manifest.String()).Msg("built")
+	e.log.Info().Str("took", time.Since(start).Round(time.Microsecond).String()).Str("manifest", res.Manifest.String()).Msg("built")
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": res.Project, "runtime": res.Runtime, "version": res.Version,
 			"tags": []string{"latest", fmt.Sprintf("v%d", res.VN)}, "new_version": res.New, "files": res.Files,
@@ -127,8 +127,8 @@ func (c *RtBuildCmd) Run(e *env) error {
 	if !res.New {
 		again = " (unchanged: same version as before)"
 	}
-	e.printf("built %s/version/%s… v%d %s in %s files, %s new (%.0f%% shared)%s\n", res.Runtime, res.Version[:12], res.VN,
-		humanBytes(res.Size), humanCount(res.Files), humanBytes(res.NewStored), shared, again)
+	e.printf("built %s v%d: %s in %s, %s new (%.0f%% shared)%s\n", localURI(res.Project, res.Runtime, res.Version[:12]), res.VN,
+		humanBytes(res.Size), plural(res.Files, "file"), humanBytes(res.NewStored), shared, again)
 	return nil
 }
 
@@ -195,9 +195,14 @@ func (c *RtListCmd) Run(e *env) error {
 		e.printf("no runtimes in project %s\n", project)
 		return nil
 	}
+	pages := (total + c.Size - 1) / c.Size
+	if len(vs) == 0 {
+		return ops.Errorf(ops.KindNotFound, fmt.Sprintf("swcli runtime list --page %d", pages),
+			"no page %d: project %s has %s in %s", c.Page, project, plural(total, "version"), plural(pages, "page"))
+	}
 	e.versionTable(vs, c.Fullname, true, c.ShowRemoved)
-	if pages := (total + c.Size - 1) / c.Size; pages > 1 {
-		e.printf("page %d of %d (%d versions)\n", c.Page, pages, total)
+	if pages > 1 {
+		e.printf("page %d of %d (%s)\n", c.Page, pages, plural(total, "version"))
 	}
 	return nil
 }
@@ -216,7 +221,7 @@ func (c *RtInfoCmd) Run(e *env) error {
 	}
 	defer ep.Close()
 	if u.Version == "" {
-		return e.history(ep, project, u.Name, c.Fullname)
+		return e.history(ep, project, u.Name, "", c.Fullname)
 	}
 	info, err := ep.Info(e.ctx, project, u.Name, u.Version)
 	if err != nil {
@@ -235,8 +240,8 @@ func (c *RtInfoCmd) Run(e *env) error {
 		{"tags:", strings.Join(v.AllTags(), ", ")},
 		{"created:", humanTime(v.Created) + " by " + v.Actor},
 		{"mode:", v.Mode + ", python " + v.Python},
-		{"contents:", fmt.Sprintf("%s in %s files, %s dirs, %s links", humanBytes(v.Size), humanCount(info.Totals.Files), humanCount(info.Totals.Dirs), humanCount(info.Totals.Links))},
-		{"stored:", humanBytes(v.NewBytes) + " new when built (the rest shared)"},
+		{"size:", fmt.Sprintf("%s in %s, %s, %s", humanBytes(v.Size), plural(info.Totals.Files, "file"), plural(info.Totals.Dirs, "dir"), plural(info.Totals.Links, "link"))},
+		{"new:", newLine(v)},
 		{"manifest:", v.Manifest.String()},
 	}
 	if cmds := info.Commands(); len(cmds) > 0 {
@@ -270,13 +275,21 @@ func (c *RtHistoryCmd) Run(e *env) error {
 		return err
 	}
 	defer ep.Close()
-	return e.history(ep, project, u.Name, c.Fullname)
+	return e.history(ep, project, u.Name, u.Version, c.Fullname)
 }
 
-func (e *env) history(ep ops.Endpoint, project, name string, full bool) error {
+func (e *env) history(ep ops.Endpoint, project, name, ref string, full bool) error {
 	vs, err := ep.History(e.ctx, project, name)
 	if err != nil {
 		return err
+	}
+	if ref != "" {
+		// One version's row (the version as the URI names it: id, prefix or tag).
+		v, err := ep.Resolve(e.ctx, project, name, ref)
+		if err != nil {
+			return err
+		}
+		vs = []*ledger.Version{v}
 	}
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": ops.DTOs(vs)})
@@ -355,11 +368,10 @@ func (c *RtRemoveCmd) Run(e *env) error {
 		if !c.Force {
 			what = "remove"
 		}
-		fmt.Fprintf(e.stderr, "%s %d version(s) of %s? [y/N]: ", what, len(targets), u.Name)
+		fmt.Fprintf(e.stderr, "%s %s of %s? [y/N]: ", what, plural(len(targets), "version"), u.Name)
 		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(e.stderr, "nothing removed")
-			return nil
+			return errDeclined
 		}
 	}
 	vs, err := ep.Remove(e.ctx, project, u.Name, u.Version, c.Force)
@@ -374,9 +386,9 @@ func (c *RtRemoveCmd) Run(e *env) error {
 		return e.printJSON(map[string]any{"runtime": u.Name, "versions": ids, "purged": c.Force})
 	}
 	if c.Force {
-		e.printf("deleted %d version(s) of %s for good; run 'swcli gc' to reclaim space\n", len(vs), u.Name)
+		e.printf("deleted %s of %s for good; 'swcli gc' reclaims the space\n", plural(len(vs), "version"), e.uriOf(ep, project, u.Name, ""))
 	} else {
-		e.printf("removed %d version(s) of %s; 'swcli runtime recover' undoes it\n", len(vs), u.Name)
+		e.printf("removed %s of %s; undo with: swcli runtime recover %s\n", plural(len(vs), "version"), u.Name, e.uriOf(ep, project, u.Name, u.Version))
 	}
 	return nil
 }
@@ -405,7 +417,7 @@ func (c *RtRecoverCmd) Run(e *env) error {
 		}
 		return e.printJSON(map[string]any{"runtime": u.Name, "versions": ids})
 	}
-	e.printf("recovered %d version(s) of %s\n", len(vs), u.Name)
+	e.printf("recovered %s of %s\n", plural(len(vs), "version"), e.uriOf(ep, project, u.Name, ""))
 	return nil
 }
 
@@ -533,7 +545,7 @@ func (c *RtExtractCmd) Run(e *env) error {
 		e.printf("kept the existing extraction at %s (-f replaces it)\n", res.Dir)
 		return nil
 	}
-	e.printf("extracted %s/version/%s to %s\n", u.Name, res.Version.ID[:12], res.Dir)
+	e.printf("extracted %s to %s\n", localURI(project, u.Name, res.Version.ID[:12]), res.Dir)
 	return nil
 }
 
@@ -598,8 +610,8 @@ func (c *RtExportCmd) Run(e *env) error {
 		return e.printJSON(map[string]any{"runtime": u.Name, "version": res.Version.ID, "file": res.File,
 			"files": res.Files, "bytes": res.Bytes})
 	}
-	e.printf("exported %s/version/%s to %s (%s in %s files)\n", u.Name, res.Version.ID, res.File,
-		humanBytes(res.Bytes), humanCount(res.Files))
+	e.printf("exported %s to %s (%s in %s)\n", localURI(project, u.Name, res.Version.ID), res.File,
+		humanBytes(res.Bytes), plural(res.Files, "file"))
 	return nil
 }
 
@@ -630,8 +642,8 @@ func (c *RtImportCmd) Run(e *env) error {
 	if !res.New {
 		again = " (already there: same version)"
 	}
-	e.printf("imported %s/version/%s (%s layout) %s in %s files, %s new%s\n", res.Runtime, res.Version, res.Layout,
-		humanBytes(res.Size), humanCount(res.Files), humanBytes(res.NewBytes), again)
+	e.printf("imported %s (%s layout): %s in %s, %s new%s\n", localURI(res.Project, res.Runtime, res.Version), res.Layout,
+		humanBytes(res.Size), plural(res.Files, "file"), humanBytes(res.NewBytes), again)
 	return nil
 }
 

@@ -56,7 +56,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 	s := ops.NewServer(in)
 	s.Log = func(a ops.AccessEntry) {
 		e.log.Info().Str("method", a.Method).Str("path", a.Path).Str("user", a.User).Int("status", a.Status).
-			Int64("bytes", a.Bytes).Dur("took", a.Took).Msg("request")
+			Int64("bytes", a.Bytes).Str("took", a.Took.Round(time.Microsecond).String()).Msg("request")
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {

@@ -69,6 +69,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	ry, raw, err := LoadRuntimeYAML(yml, wd)
 	if err != nil {
+		if req.YAML != "" && KindOf(err) == KindNotFound {
+			return nil, Errorf(KindNotFound, "swcli runtime build "+req.Workdir+" -f FILE, with FILE in the current directory or in the workdir",
+				"-f %s: no such file (looked for %s)", req.YAML, yml)
+		}
 		return nil, err
 	}
 	if req.Warn != nil {

@@ -62,3 +62,11 @@ func HintOf(err error) string {
 	}
 	return ""
 }
+
+// String names the kind as the server's answers and JSON errors do ("not_found").
+func (k Kind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return "failure"
+}

@@ -128,7 +128,7 @@ func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
 		line = n.Line
 	}
 	return &Error{Kind: KindInvalid, Err: fmt.Errorf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)),
-		Hint: "see README's runtime.yaml section, or 'swcli runtime create' for a valid one"}
+		Hint: "swcli runtime create -n NAME DIR writes a valid runtime.yaml to start from"}
 }
 
 // LoadRuntimeYAML reads and validates path; files named in dependencies are checked
@@ -136,7 +136,7 @@ func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
 func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, Errorf(KindNotFound, "run 'swcli runtime create' first, or pass -f", "runtime.yaml: %v", unwrapPathErr(err))
+		return nil, nil, Errorf(KindNotFound, "swcli runtime create -n NAME "+filepath.Dir(path)+" (makes one)", "%s: %v", path, unwrapPathErr(err))
 	}
 	ry, err := ParseRuntimeYAML(path, raw, workdir)
 	return ry, raw, err

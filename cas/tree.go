@@ -579,3 +579,31 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 	}
 	return nil
 }
+
+// PlanInputs counts the files and content bytes Ingest will read from inputs (a stat walk,
+// no reads): the total a progress bar needs before the work starts. Content made later
+// (Input.Later) is not counted.
+func PlanInputs(inputs []Input) (files int, bytes int64) {
+	for _, in := range inputs {
+		if in.Src == "" {
+			if in.Later == nil {
+				files++
+				bytes += int64(len(in.Data))
+			}
+			continue
+		}
+		filepath.WalkDir(in.Src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					files++
+					bytes += fi.Size()
+				}
+			}
+			return nil
+		})
+	}
+	return files, bytes
+}

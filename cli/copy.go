@@ -9,6 +9,7 @@ import (
 
 // RtCopyCmd is `runtime copy`.
 type RtCopyCmd struct {
+	Quiet
 	Src              string `arg:"" help:"Runtime URI: a version, a whole runtime, or PROJECT/runtime for a whole project."`
 	Dest             string `arg:"" help:"Project URI at the destination (name or id), '.' for the local selected project, or PROJECT/runtime/NAME (or PROJECT_URI/NAME) to give the runtime another name there."`
 	Force            bool   `short:"f" help:"Copy versions the destination has already (replaces them)."`
@@ -83,14 +84,15 @@ func (c *RtCopyCmd) Run(e *env) error {
 		}
 		defer dstEP.Close()
 	}
-	b := newBar(e.stderr, "copying")
+	c.Quiet.apply(e)
+	b := e.newBar("copying", "chunks", false)
 	var p cas.Progress
 	if b != nil {
 		p = b
 	}
 	res, err := ops.Copy(e.ctx, ops.CopyRequest{Src: srcEP, SrcProject: srcProject, SrcURI: src,
 		Dst: dstEP, DstProject: dstProject, DstName: dstName, IgnoreTags: c.IgnoreTag, Force: c.Force, Progress: p})
-	b.finish()
+	b.finish(err == nil)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,8 @@ type Globals struct {
 	Config      string           `help:"Client config file (default ~/.config/swcli/config.yaml)." env:"SWCLI_CONFIG" placeholder:"FILE" type:"path"`
 	Output      string           `short:"o" help:"Output format: table or json (for runtime export: the .swrt file)." default:"table" placeholder:"table|json"`
 	Verbose     int              `short:"v" type:"counter" help:"More diagnostics on stderr (-v info, -vv debug)."`
+	NoProgress  bool             `name:"no-progress" help:"No progress bar."`
+	Progress    string           `help:"Progress on stderr: auto (a bar when stdout and stderr are terminals), bar, json (JSON lines) or none." enum:"auto,bar,json,none" default:"auto"`
 	LockTimeout time.Duration    `help:"Give up (exit 10) after waiting this long for another process; 0 waits." default:"0s" env:"SWCLI_LOCK_TIMEOUT" placeholder:"DURATION"`
 	Version     kong.VersionFlag `help:"Print swcli's version and exit."`
 }
@@ -71,6 +73,7 @@ type env struct {
 	log    zerolog.Logger
 	// command is the command line's command path, as kong names it ("server project member add <project> <users> ...").
 	command string
+	quiet   bool // --quiet of the commands that show progress
 }
 
 type exitPanic int
@@ -130,16 +133,18 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			}
 		}
 	}
-	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose), command: kctx.Command()}
+	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose, false), command: kctx.Command()}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, err, e.jsonOut())
 	}
 	return ExitOK
 }
 
-func newLogger(w io.Writer, verbosity int) zerolog.Logger {
+func newLogger(w io.Writer, verbosity int, quiet bool) zerolog.Logger {
 	level := zerolog.WarnLevel
 	switch {
+	case quiet:
+		level = zerolog.ErrorLevel
 	case verbosity == 1:
 		level = zerolog.InfoLevel
 	case verbosity == 2:

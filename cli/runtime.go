@@ -65,6 +65,7 @@ func (c *RtCreateCmd) Run(e *env) error {
 
 // RtBuildCmd is `runtime build`.
 type RtBuildCmd struct {
+	Quiet
 	Workdir           string `arg:"" optional:"" help:"The runtime's workdir (not with --venv, --conda, --conda-prefix, --shell)." type:"path"`
 	Venv              string `name:"venv" help:"Build from this existing venv, without a runtime.yaml." type:"path" placeholder:"PATH"`
 	Conda             string `name:"conda" short:"c" help:"Build from the conda environment of this name, without a runtime.yaml." placeholder:"NAME"`
@@ -85,7 +86,8 @@ func (c *RtBuildCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	b := newBar(e.stderr, "building")
+	c.Quiet.apply(e)
+	b := e.newBar("building", "files", true)
 	var p cas.Progress
 	if b != nil {
 		p = b
@@ -108,7 +110,7 @@ func (c *RtBuildCmd) Run(e *env) error {
 	default:
 		res, err = ops.Build(e.ctx, in, req)
 	}
-	b.finish()
+	b.finish(err == nil)
 	if err != nil {
 		return err
 	}
@@ -516,6 +518,7 @@ func isExecutable(p string) bool {
 
 // RtExtractCmd is `runtime extract`.
 type RtExtractCmd struct {
+	Quiet
 	Runtime   string `arg:"" help:"Runtime URI (default version: latest)."`
 	Force     bool   `short:"f" help:"Replace an existing extraction."`
 	TargetDir string `name:"target-dir" help:"Directory to extract into (default: the instance's workdir area)." type:"path"`
@@ -528,13 +531,14 @@ func (c *RtExtractCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	b := newBar(e.stderr, "extracting")
+	c.Quiet.apply(e)
+	b := e.newBar("extracting", "files", true)
 	var p cas.Progress
 	if b != nil {
 		p = b
 	}
 	res, err := ops.Extract(e.ctx, in, project, u.Name, u.Version, c.TargetDir, c.Force, p)
-	b.finish()
+	b.finish(err == nil)
 	if err != nil {
 		return err
 	}
@@ -551,6 +555,7 @@ func (c *RtExtractCmd) Run(e *env) error {
 
 // RtRestoreCmd is `runtime restore`.
 type RtRestoreCmd struct {
+	Quiet
 	Target      string `arg:"" help:"An extracted runtime directory, or a runtime URI (extracted first)."`
 	RunCommands bool   `name:"run-commands" help:"Run runtime.yaml's commands (also SW_RUNTIME_FORCE_RUN_COMMAND=1); without it they are listed and skipped."`
 }
@@ -561,9 +566,16 @@ func (c *RtRestoreCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	res, err := ops.Restore(e.ctx, ops.RestoreRequest{Dir: dir, RunCommands: c.RunCommands,
+	c.Quiet.apply(e)
+	b := e.newBar("restoring", "steps", false)
+	req := ops.RestoreRequest{Dir: dir, RunCommands: c.RunCommands,
 		Log:  func(s string) { e.log.Info().Msg(s) },
-		Warn: func(s string) { e.log.Warn().Msg(s) }})
+		Warn: func(s string) { e.log.Warn().Msg(s) }}
+	if b != nil {
+		req.Progress = b
+	}
+	res, err := ops.Restore(e.ctx, req)
+	b.finish(err == nil)
 	if err != nil {
 		return err
 	}
@@ -582,6 +594,7 @@ func (c *RtRestoreCmd) Run(e *env) error {
 
 // RtExportCmd is `runtime export`.
 type RtExportCmd struct {
+	Quiet
 	Runtime string `arg:"" help:"Runtime URI (default version: latest)."`
 	// File is set from -o FILE.swrt (see Main) or --file.
 	File string `name:"file" help:"The .swrt file to write, also -o FILE.swrt (default: NAME-VERSION.swrt here)." type:"path"`
@@ -617,6 +630,7 @@ func (c *RtExportCmd) Run(e *env) error {
 
 // RtImportCmd is `runtime import`.
 type RtImportCmd struct {
+	Quiet
 	File    string `arg:"" help:"A .swrt file." type:"path"`
 	Project string `short:"p" help:"Project URI (default: the selected project)."`
 	Name    string `short:"n" help:"The runtime's name, for a 2022 bundle that does not carry one."`

@@ -209,6 +209,9 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 		inputs = append(inputs, cas.Input{Src: src, Dest: path.Join("export", ry.Mode)})
 	}
+	if t, ok := req.Progress.(interface{ Total(int, int64) }); ok {
+		t.Total(cas.PlanInputs(inputs)) // a bar's total before the work starts
+	}
 	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
 	if done != nil {
 		<-done // an ingest that failed early never asked for the lock

@@ -20,9 +20,18 @@ type RestoreRequest struct {
 	Log  func(string) // progress lines (pip and conda run long)
 	Env  []string     // extra environment for pip/conda (tests); the process's is always passed
 	Warn func(string)
+	// Progress hears the steps: their number first, then each as it starts and ends.
+	Progress StepProgress
 	// RunCommands runs runtime.yaml's commands (also when SW_RUNTIME_FORCE_RUN_COMMAND=1,
 	// as Starwhale does); otherwise they are listed and skipped.
 	RunCommands bool
+}
+
+// StepProgress hears a restore's steps.
+type StepProgress interface {
+	Total(steps int, bytes int64)
+	Step(label string)
+	Done(steps int, bytes int64)
 }
 
 // RestoreResult says what restore made.
@@ -73,12 +82,23 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		}
 	}
 	r := &restorer{ctx: ctx, dir: dir, ry: ry, req: req, res: res, say: say, python: want}
-	if ry.Mode == "conda" {
-		err = r.conda()
-	} else {
-		err = r.venv()
+	pass := func() error {
+		if ry.Mode == "conda" {
+			return r.conda()
+		}
+		return r.venv()
 	}
-	if err != nil {
+	if req.Progress != nil {
+		// A dry pass counts the steps, so that the progress has its total first.
+		r.dry = true
+		if err := pass(); err != nil {
+			return nil, err
+		}
+		r.dry = false
+		req.Progress.Total(r.steps, 0)
+		*res = RestoreResult{Dir: dir}
+	}
+	if err := pass(); err != nil {
 		return nil, err
 	}
 	act := ". " + filepath.Join(res.EnvDir, "bin", "activate")

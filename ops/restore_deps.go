@@ -25,13 +25,18 @@ type restorer struct {
 	say      func(string)
 	python   string // major.minor wanted ("" = python3 on PATH)
 	condaBin string // conda's path (conda mode)
+	// dry counts the steps instead of running them (a first pass, for the progress total).
+	dry   bool
+	steps int
 }
 
 func (r *restorer) venv() error {
 	bundled := filepath.Join(r.dir, "export", "venv")
 	if _, err := os.Stat(filepath.Join(bundled, "pyvenv.cfg")); err == nil {
-		r.say("relocating the bundled venv to " + bundled)
-		if err := relocateVenv(r.ctx, bundled, r.python, r.res); err != nil {
+		if err := r.do("relocate the bundled venv", func() error {
+			r.say("relocating the bundled venv to " + bundled)
+			return relocateVenv(r.ctx, bundled, r.python, r.res)
+		}); err != nil {
 			return err
 		}
 		return r.install(true)
@@ -43,9 +48,12 @@ func (r *restorer) venv() error {
 	venv := filepath.Join(r.dir, "venv")
 	r.res.Python, r.res.EnvDir = py, venv
 	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
-		r.say("creating venv " + venv + " with python " + py.Version)
-		if _, err := run(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv); err != nil {
-			return &Error{Kind: KindEnv, Err: err}
+		if err := r.do("create the venv", func() error {
+			r.say("creating venv " + venv + " with python " + py.Version)
+			_, err := run(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv)
+			return envErr(err)
+		}); err != nil {
+			return err
 		}
 	}
 	return r.install(false)
@@ -63,9 +71,11 @@ func (r *restorer) conda() error {
 	lock := findLock(r.dir, "conda")
 	bundled := filepath.Join(r.dir, "export", "conda")
 	if fileExists(filepath.Join(bundled, "conda-meta", "history")) || dirExists(filepath.Join(bundled, "conda-meta")) {
-		r.say("using the bundled conda environment " + bundled)
 		r.res.EnvDir, r.res.Relocated = bundled, true
-		if err := relocateConda(bundled, lock); err != nil {
+		if err := r.do("relocate the bundled conda env", func() error {
+			r.say("using the bundled conda environment " + bundled)
+			return relocateConda(bundled, lock)
+		}); err != nil {
 			return err
 		}
 		return r.install(true)
@@ -73,8 +83,11 @@ func (r *restorer) conda() error {
 	env := filepath.Join(r.dir, "conda")
 	r.res.EnvDir = env
 	if lock != "" {
-		if _, err := run(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock); err != nil {
-			return &Error{Kind: KindEnv, Err: err}
+		if err := r.do("conda env create", func() error {
+			_, err := run(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock)
+			return envErr(err)
+		}); err != nil {
+			return err
 		}
 		return r.install(true)
 	}
@@ -82,8 +95,11 @@ func (r *restorer) conda() error {
 	if py == "" {
 		py = "3"
 	}
-	if _, err := run(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py); err != nil {
-		return &Error{Kind: KindEnv, Err: err}
+	if err := r.do("conda create", func() error {
+		_, err := run(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py)
+		return envErr(err)
+	}); err != nil {
+		return err
 	}
 	return r.install(false)
 }
@@ -97,66 +113,88 @@ func (r *restorer) install(envMade bool) error {
 	if locked {
 		for _, d := range r.ry.Dependencies {
 			if d.Commands != nil {
-				if err := r.commands(d.Commands); err != nil {
+				if err := r.do("commands", func() error { return r.commands(d.Commands) }); err != nil {
 					return err
 				}
 			}
 		}
 		if !envMade && r.ry.Mode == "venv" {
 			if b, err := os.ReadFile(lock); err == nil && len(bytes.TrimSpace(b)) > 0 {
-				if err := r.pip("-r", lock); err != nil {
+				if err := r.do("pip install the lock", func() error { return r.pip("-r", lock) }); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	for _, d := range r.ry.Dependencies {
-		var err error
-		switch {
-		case d.Wheels != nil:
-			err = r.wheels(d.Wheels)
-		case d.Files != nil:
-			err = r.files(d.Files)
-		case locked:
+		if locked && d.Wheels == nil && d.Files == nil {
 			continue
-		case d.File != "" && isPipFile(d.File):
-			err = r.pip("-r", filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)))
-		case d.File != "":
-			if r.ry.Mode == "conda" {
-				_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, "env", "update", "--quiet", "--file",
-					filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)), "--prefix", r.res.EnvDir)
-				err = envErr(err)
-			} else {
-				r.warn(fmt.Sprintf("conda env file %s skipped: the runtime is in venv mode", d.File))
-			}
-		case d.Pip != nil:
-			err = r.pip(d.Pip...)
-		case d.Conda != nil:
-			if r.ry.Mode == "conda" {
-				args := []string{"install", "--prefix", r.res.EnvDir}
-				for _, c := range r.ry.CondaChannels {
-					args = append(args, "--channel", c)
-				}
-				args = append(append(args, "--yes", "--override-channels"), d.Conda...)
-				_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, args...)
-				err = envErr(err)
-			} else {
-				r.warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
-			}
-		case d.Commands != nil:
-			err = r.commands(d.Commands)
 		}
-		if err != nil {
+		if err := r.do(d.Kind(), func() error { return r.dependency(d, locked) }); err != nil {
 			return err
 		}
 	}
 	// Bundles of the first layout carry wheels that runtime.yaml may not name by path.
 	if !r.namesWheels() {
 		if ws, _ := filepath.Glob(filepath.Join(r.dir, "wheels", "*.whl")); len(ws) > 0 {
-			return r.pip(ws...)
+			return r.do("wheels", func() error { return r.pip(ws...) })
 		}
 	}
 	return nil
+}
+
+// dependency installs one dependency of runtime.yaml.
+func (r *restorer) dependency(d Dependency, locked bool) error {
+	switch {
+	case d.Wheels != nil:
+		return r.wheels(d.Wheels)
+	case d.Files != nil:
+		return r.files(d.Files)
+	case locked:
+		return nil
+	case d.File != "" && isPipFile(d.File):
+		return r.pip("-r", filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)))
+	case d.File != "":
+		if r.ry.Mode == "conda" {
+			_, err := run(r.ctx, r.dir, r.req.Env, r.condaBin, "env", "update", "--quiet", "--file",
+				filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)), "--prefix", r.res.EnvDir)
+			return envErr(err)
+		}
+		r.warn(fmt.Sprintf("conda env file %s skipped: the runtime is in venv mode", d.File))
+	case d.Pip != nil:
+		return r.pip(d.Pip...)
+	case d.Conda != nil:
+		if r.ry.Mode == "conda" {
+			args := []string{"install", "--prefix", r.res.EnvDir}
+			for _, c := range r.ry.CondaChannels {
+				args = append(args, "--channel", c)
+			}
+			args = append(append(args, "--yes", "--override-channels"), d.Conda...)
+			_, err := run(r.ctx, r.dir, r.req.Env, r.condaBin, args...)
+			return envErr(err)
+		}
+		r.warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
+	case d.Commands != nil:
+		return r.commands(d.Commands)
+	}
+	return nil
+}
+
+// do runs one step of the restore (or, in the dry pass, counts it), telling the progress.
+func (r *restorer) do(label string, fn func() error) error {
+	if r.dry {
+		r.steps++
+		return nil
+	}
+	p := r.req.Progress
+	if p != nil {
+		p.Step(label)
+	}
+	err := fn()
+	if err == nil && p != nil {
+		p.Done(1, 0)
+	}
+	return err
 }
 
 func envErr(err error) error {

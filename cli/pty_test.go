@@ -1,0 +1,149 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/swcli/swcli/ops"
+)
+
+// onTerminal runs swcli with stdin, stdout and stderr on a pseudo-terminal, as a person at
+// a terminal would, and returns what the terminal showed.
+func onTerminal(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "swcli", args...)
+	cmd.Env = append(os.Environ(), env...)
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 160})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, f)
+	if err != nil && !errors.Is(err, syscall.EIO) { // EIO: the other side closed
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("swcli %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+var percentRE = regexp.MustCompile(`(?m)(?:^|\r)(\w+) +([0-9]+)% \[`)
+
+// risesTo100 checks that the bars drawn only rise and end at 100 %.
+func risesTo100(t *testing.T, what, out string) {
+	t.Helper()
+	ms := percentRE.FindAllStringSubmatch(out, -1)
+	if len(ms) == 0 {
+		t.Fatalf("%s drew no progress bar:\n%q", what, out)
+	}
+	last := -1
+	for _, m := range ms {
+		p, _ := strconv.Atoi(m[2])
+		if p < last {
+			t.Fatalf("%s: the bar went back from %d%% to %d%%:\n%q", what, last, p, out)
+		}
+		last = p
+	}
+	if last != 100 {
+		t.Fatalf("%s: the bar ended at %d%%:\n%q", what, last, out)
+	}
+}
+
+// TestProgressOnATerminal: on a terminal, build, copy up, copy down, extract and restore
+// draw a bar whose percentage only rises and ends at 100 %; off a terminal, nothing but
+// the summary.
+func TestProgressOnATerminal(t *testing.T) {
+	base, py, err := baseVenv()
+	if err != nil {
+		t.Skip(err)
+	}
+	_ = py
+	dir := t.TempDir()
+	wd := filepath.Join(dir, "work")
+	os.MkdirAll(wd, 0o755)
+	if out, err := exec.Command("cp", "-a", base, filepath.Join(wd, "venv")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(wd, "runtime.yaml"), []byte("name: app\n"), 0o644)
+	env := []string{"SWCLI_ROOT=" + filepath.Join(dir, "root"), "SWCLI_CONFIG=" + filepath.Join(dir, "config.yaml")}
+
+	out := onTerminal(t, env, "rt", "build", "--gen-all-bundles", wd)
+	risesTo100(t, "build", out)
+	if !strings.Contains(out, "files)") || !strings.Contains(out, "/s") {
+		t.Fatalf("build's bar shows no files or rate:\n%q", out)
+	}
+
+	// A server on loopback, and a user logged in to it.
+	srvRoot := filepath.Join(dir, "srv")
+	tok, err := ops.AddUser(context.Background(), srvRoot, "alice", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.CreateServerProject(context.Background(), srvRoot, "mnist", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := ops.Open(context.Background(), srvRoot, ops.OpenOptions{Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	defer srv.Close()
+	login := exec.Command("swcli", "instance", "login", srv.URL, "--alias", "team")
+	login.Env = append(append(os.Environ(), env...), "SWCLI_TOKEN="+tok)
+	if b, err := login.CombinedOutput(); err != nil {
+		t.Fatalf("login: %v %s", err, b)
+	}
+
+	out = onTerminal(t, env, "rt", "copy", "app", "cloud://team/project/mnist")
+	risesTo100(t, "copy up", out)
+	if !strings.Contains(out, "chunks)") || !strings.Contains(out, "sent ") {
+		t.Fatalf("copy up: %q", out)
+	}
+	env2 := []string{"SWCLI_ROOT=" + filepath.Join(dir, "root2"), "SWCLI_CONFIG=" + filepath.Join(dir, "config.yaml")}
+	out = onTerminal(t, env2, "rt", "copy", "cloud://team/project/mnist/runtime/app", "local/project/self")
+	risesTo100(t, "copy down", out)
+	if !strings.Contains(out, "received ") {
+		t.Fatalf("copy down: %q", out)
+	}
+	out = onTerminal(t, env2, "rt", "extract", "app", "--target-dir", filepath.Join(dir, "x"))
+	risesTo100(t, "extract", out)
+	out = onTerminal(t, env2, "rt", "restore", filepath.Join(dir, "x"))
+	risesTo100(t, "restore", out)
+	if !strings.Contains(out, "steps)") {
+		t.Fatalf("restore: %q", out)
+	}
+
+	// Off a terminal: the summary only; --progress=json gives JSON lines on stderr.
+	cmd := exec.Command("swcli", "rt", "extract", "app", "--target-dir", filepath.Join(dir, "y"))
+	cmd.Env = append(os.Environ(), env2...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Run(); err != nil || se.Len() != 0 || !strings.HasPrefix(so.String(), "extracted ") {
+		t.Fatalf("off a terminal: %v %q %q", err, so.String(), se.String())
+	}
+	cmd = exec.Command("swcli", "rt", "extract", "app", "-f", "--target-dir", filepath.Join(dir, "y"), "-o", "json", "--progress=json")
+	cmd.Env = append(os.Environ(), env2...)
+	so.Reset()
+	se.Reset()
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Run(); err != nil || !strings.Contains(se.String(), `"message_type":"status"`) || !strings.Contains(se.String(), `"percent_done":1`) || strings.Contains(so.String(), "message_type") {
+		t.Fatalf("--progress=json: %v %q %q", err, so.String(), se.String())
+	}
+}

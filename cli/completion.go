@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 )
 
@@ -90,11 +93,21 @@ func (c *CompletionCmd) Run(e *env, k *kong.Context) error {
 			}
 			fmt.Fprintf(&b, "    %q) echo %q ;;\n", p, strings.Join(words, " "))
 		}
-		b.WriteString("  esac\n}\n_swcli() {\n  local path=\"\" i\n  for ((i=1; i<COMP_CWORD; i++)); do\n    case \"${COMP_WORDS[i]}\" in -*) continue ;; esac\n    path=$(_swcli_next \"$path\" \"${COMP_WORDS[i]}\")\n  done\n  COMPREPLY=( $(compgen -W \"$(_swcli_words \"$path\")\" -- \"${COMP_WORDS[COMP_CWORD]}\") )\n}\ncomplete -o default -F _swcli swcli\n")
+		fmt.Fprintf(&b, "  esac\n}\n_swcli() {\n  local path=\"\" i cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n  for ((i=1; i<COMP_CWORD; i++)); do\n    case \"${COMP_WORDS[i]}\" in -*) continue ;; esac\n    path=$(_swcli_next \"$path\" \"${COMP_WORDS[i]}\")\n  done\n"+
+			"  case \"$prev\" in -p|--project|--dest-local-project) COMPREPLY=( $(swcli __complete project \"$cur\" 2>/dev/null) ); return ;; esac\n"+
+			"  if [[ \"$cur\" != -* ]]; then\n    case \"$path\" in\n      %s) COMPREPLY=( $(swcli __complete runtime \"$cur\" 2>/dev/null) ); compopt -o nospace 2>/dev/null; return ;;\n      %s) COMPREPLY=( $(swcli __complete project \"$cur\" 2>/dev/null) ); return ;;\n    esac\n  fi\n"+
+			"  COMPREPLY=( $(compgen -W \"$(_swcli_words \"$path\")\" -- \"$cur\") )\n}\ncomplete -o default -F _swcli swcli\n", shellAlts(runtimeArgCommands), shellAlts(projectArgCommands))
 	case "fish":
 		b.WriteString("# swcli completion for fish: save as ~/.config/fish/completions/swcli.fish\nfunction __swcli_path\n  set -l path ''\n  for w in (commandline -opc)[2..-1]\n    string match -q -- '-*' $w; and continue\n    switch \"$path|$w\"\n")
 		transitions(nodes, paths, func(key, child string) { fmt.Fprintf(&b, "      case %q\n        set path %q\n", key, child) })
 		b.WriteString("    end\n  end\n  echo $path\nend\ncomplete -c swcli -f\n")
+		for _, p := range runtimeArgCommands {
+			fmt.Fprintf(&b, "complete -c swcli -n 'test (__swcli_path) = %q' -a '(swcli __complete runtime (commandline -ct) 2>/dev/null)'\n", p)
+		}
+		for _, p := range projectArgCommands {
+			fmt.Fprintf(&b, "complete -c swcli -n 'test (__swcli_path) = %q' -a '(swcli __complete project (commandline -ct) 2>/dev/null)'\n", p)
+		}
+		b.WriteString("complete -c swcli -s p -l project -x -a '(swcli __complete project 2>/dev/null)'\n")
 		for _, p := range paths {
 			n := nodes[p]
 			cond := fmt.Sprintf("test (__swcli_path) = %q", p)
@@ -112,4 +125,113 @@ func (c *CompletionCmd) Run(e *env, k *kong.Context) error {
 	}
 	_, err := fmt.Fprint(e.stdout, b.String())
 	return err
+}
+
+// CompleteCmd is the hidden `swcli __complete KIND [WORD]` the completion scripts call:
+// runtime names, NAME/version/ID and NAME/version/TAG, or project names, of the selected
+// instance (local or cloud), one per line. It never fails loudly: no candidates is an
+// empty answer.
+type CompleteCmd struct {
+	Kind string `arg:"" enum:"runtime,project" help:"runtime or project."`
+	Word string `arg:"" optional:"" help:"What is typed so far."`
+}
+
+// Run prints the candidates.
+func (c *CompleteCmd) Run(e *env) error {
+	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+	defer cancel()
+	e.ctx = ctx
+	var out []string
+	switch c.Kind {
+	case "project":
+		out = e.completeProjects()
+	case "runtime":
+		out = e.completeRuntimes(c.Word)
+	}
+	for _, w := range out {
+		if strings.HasPrefix(w, c.Word) {
+			fmt.Fprintln(e.stdout, w)
+		}
+	}
+	return nil
+}
+
+func (e *env) completeProjects() []string {
+	cfg, err := e.config()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if cfg.CurrentInstance != "local" {
+		if names, err := e.remoteOf(cfg, cfg.CurrentInstance).Projects(e.ctx); err == nil {
+			out = append(out, names...)
+		}
+		return out
+	}
+	in, err := e.openWith(ops.OpenOptions{LockTimeout: time.Second})
+	if err != nil {
+		return nil
+	}
+	defer in.Close()
+	ps, _ := in.Ledger.Projects()
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func (e *env) completeRuntimes(word string) []string {
+	ep, project, err := e.endpoint(ops.ProjectURI{})
+	if err != nil {
+		return nil
+	}
+	defer ep.Close()
+	if name, _, ok := strings.Cut(word, "/version/"); ok {
+		vs, err := ep.History(e.ctx, project, name)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		seen := map[string]bool{}
+		for _, v := range vs {
+			if v.Status != ledger.StatusLive {
+				continue
+			}
+			for _, s := range append([]string{v.ID[:12]}, v.AllTags()...) {
+				if !seen[s] {
+					seen[s] = true
+					out = append(out, name+"/version/"+s)
+				}
+			}
+		}
+		return out
+	}
+	vs, _, err := ep.Versions(e.ctx, project, "", ledger.ListOptions{Size: ops.MaxPageSize})
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range vs {
+		if !seen[v.Runtime] {
+			seen[v.Runtime] = true
+			out = append(out, v.Runtime, v.Runtime+"/version/")
+		}
+	}
+	return out
+}
+
+// The commands whose argument is a runtime URI, and those whose argument is a project.
+var (
+	runtimeArgCommands = []string{"runtime info", "runtime history", "runtime tag", "runtime remove", "runtime recover",
+		"runtime extract", "runtime restore", "runtime copy", "runtime export", "runtime activate", "runtime run"}
+	projectArgCommands = []string{"project select", "project remove"}
+)
+
+func shellAlts(paths []string) string {
+	q := make([]string, len(paths))
+	for i, p := range paths {
+		q[i] = fmt.Sprintf("%q", p)
+	}
+	return strings.Join(q, "|")
 }

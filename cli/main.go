@@ -61,6 +61,7 @@ type grammar struct {
 	Fsck       FsckCmd       `cmd:"" help:"Re-hash every stored chunk and report any that fail."`
 	Store      StoreCmd      `cmd:"" help:"Store a directory as a tree and read it back (plumbing)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
+	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:"" help:"Completion candidates (used by the completion scripts)."`
 }
 
 // env is what every command's Run receives.

@@ -130,6 +130,22 @@ func TestProgressOnATerminal(t *testing.T) {
 		t.Fatalf("restore: %q", out)
 	}
 
+	// A prompt answered "n" on a terminal: nothing removed, and a non-zero exit.
+	cmd0 := exec.Command("swcli", "rt", "remove", "app")
+	cmd0.Env = append(os.Environ(), env2...)
+	f, err := pty.Start(cmd0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("n\n"))
+	var said bytes.Buffer
+	io.Copy(&said, f)
+	if err := cmd0.Wait(); err == nil || !strings.Contains(said.String(), "not confirmed: nothing removed") {
+		t.Fatalf("declined remove: %v %q", err, said.String())
+	} else if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() != 1 {
+		t.Fatalf("declined remove exited %d, want 1", ee.ExitCode())
+	}
+
 	// Off a terminal: the summary only; --progress=json gives JSON lines on stderr.
 	cmd := exec.Command("swcli", "rt", "extract", "app", "--target-dir", filepath.Join(dir, "y"))
 	cmd.Env = append(os.Environ(), env2...)

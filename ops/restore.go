@@ -99,6 +99,9 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		*res = RestoreResult{Dir: dir}
 	}
 	if err := pass(); err != nil {
+		if r.made != "" {
+			os.RemoveAll(r.made) // nothing half-made stays (it was not there before)
+		}
 		return nil, err
 	}
 	act := ". " + filepath.Join(res.EnvDir, "bin", "activate")

@@ -28,6 +28,9 @@ type restorer struct {
 	// dry counts the steps instead of running them (a first pass, for the progress total).
 	dry   bool
 	steps int
+	// made is the environment this restore created: a failed restore removes it, so that
+	// it leaves nothing half-made behind.
+	made string
 }
 
 func (r *restorer) venv() error {
@@ -49,6 +52,7 @@ func (r *restorer) venv() error {
 	r.res.Python, r.res.EnvDir = py, venv
 	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
 		if err := r.do("create the venv", func() error {
+			r.made = venv
 			r.say("creating venv " + venv + " with python " + py.Version)
 			_, err := run(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv)
 			return envErr(err)
@@ -84,6 +88,7 @@ func (r *restorer) conda() error {
 	r.res.EnvDir = env
 	if lock != "" {
 		if err := r.do("conda env create", func() error {
+			r.made = env
 			_, err := run(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock)
 			return envErr(err)
 		}); err != nil {
@@ -96,6 +101,7 @@ func (r *restorer) conda() error {
 		py = "3"
 	}
 	if err := r.do("conda create", func() error {
+		r.made = env
 		_, err := run(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py)
 		return envErr(err)
 	}); err != nil {

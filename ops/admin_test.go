@@ -40,6 +40,13 @@ func TestOnlineGCBesideCopy(t *testing.T) {
 	alice := c.client("alice")
 
 	dst := &commitHook{Endpoint: alice, before: func() {
+		// The admin changes members and collects garbage while the copy is in flight.
+		if _, err := admin.SetMembers(ctx, "mnist", []string{"bob"}, nil); err != nil {
+			t.Fatalf("member add: %v", err)
+		}
+		if _, err := admin.SetMembers(ctx, "mnist", nil, []string{"bob"}); err != nil {
+			t.Fatalf("member remove: %v", err)
+		}
 		rep, err := admin.GC(ctx)
 		if err != nil {
 			t.Fatalf("gc: %v", err)

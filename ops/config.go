@@ -128,7 +128,7 @@ func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)
 	if u.Instance.URL != "" {
 		alias = cfg.AliasFor(u.Instance.URL)
 		if alias == "" {
-			return nil, "", Errorf(KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME --token TOKEN", "not logged in to %s", u.Instance.URL)
+			return nil, "", Errorf(KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME --token-stdin", "not logged in to %s", u.Instance.URL)
 		}
 	}
 	ic := cfg.Instances[alias]

@@ -174,7 +174,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		name, known := byTok[cas.Sum([]byte(tok))]
 		if !ok || !known {
-			writeErr(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token TOKEN"})
+			writeErr(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
 			return
 		}
 		user = name

@@ -207,6 +207,10 @@ type GCCmd struct{}
 // Run collects garbage, with the instance to itself: it waits for every other command on
 // the root to end, and they wait for it.
 func (c *GCCmd) Run(e *env) error {
+	if ops.Serving(e.g.root()) {
+		// A served root: its server collects, online (safe beside copies).
+		return (&ServerGCCmd{}).Run(e)
+	}
 	in, err := e.openWith(ops.OpenOptions{Exclusive: true})
 	if err != nil {
 		return err

@@ -120,6 +120,15 @@ func (c *ProjectListCmd) Run(e *env) error {
 		for _, n := range names {
 			rows = append(rows, row{id: ids[n], name: n})
 		}
+	} else if ops.Serving(e.g.root()) {
+		// --root of a running server: its projects, through its socket.
+		ps, err := (ops.AdminRemote{Remote: ops.NewSocketRemote(e.g.root())}).Projects(e.ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			rows = append(rows, row{id: p.ID, name: p.Name, created: humanTime(p.Created)})
+		}
 	} else {
 		in, err := e.open()
 		if err != nil {

@@ -388,7 +388,11 @@ func (c *RtRemoveCmd) Run(e *env) error {
 		return e.printJSON(map[string]any{"runtime": u.Name, "versions": ids, "purged": c.Force})
 	}
 	if c.Force {
-		e.printf("deleted %s of %s for good; 'swcli gc' reclaims the space\n", plural(len(vs), "version"), e.uriOf(ep, project, u.Name, ""))
+		reclaim := "swcli gc reclaims the space"
+		if _, local := ep.(ops.LocalEndpoint); !local {
+			reclaim = "the server's admin reclaims the space with: swcli server gc"
+		}
+		e.printf("deleted %s of %s for good; %s\n", plural(len(vs), "version"), e.uriOf(ep, project, u.Name, ""), reclaim)
 	} else {
 		e.printf("removed %s of %s; undo with: swcli runtime recover %s\n", plural(len(vs), "version"), u.Name, e.uriOf(ep, project, u.Name, u.Version))
 	}

@@ -75,6 +75,9 @@ type FsckCmd struct{}
 // Run verifies the store: packs present, every chunk re-hashed; bad ones are named with the
 // versions and files that use them.
 func (c *FsckCmd) Run(e *env) error {
+	if ops.Serving(e.g.root()) {
+		return (&ServerFsckCmd{}).Run(e) // a served root: its server checks, online
+	}
 	in, err := e.open()
 	if err != nil {
 		return err

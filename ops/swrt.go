@@ -305,7 +305,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if err != nil {
 		return nil, ledgerErr(err)
 	}
-	res.Runtime, res.Version, res.Files, res.Size, res.NewBytes, res.New = ry.Name, id, ing.Files, ing.Size, ing.NewBytes, v.Seq == ev.Seq
+	res.Runtime, res.Version, res.Files, res.Size, res.NewBytes, res.New = ry.Name, id, ing.Files, ing.Size, ing.NewStored, v.Seq == ev.Seq
 	return res, nil
 }
 

@@ -239,7 +239,7 @@ func (c *InstanceListCmd) Run(e *env) error {
 		if n == "local" {
 			url = e.g.root()
 		}
-		rows = append(rows, []string{mark, n, url, ic.User, cfg.Project(n)})
+		rows = append(rows, []string{mark, n, url, ic.User, orNone(cfg.Project(n))})
 	}
 	e.table(rows)
 	return nil
@@ -290,4 +290,11 @@ func (c *InstanceLogoutCmd) Run(e *env) error {
 	}
 	e.printf("logged out of %s\n", c.Alias)
 	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

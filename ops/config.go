@@ -82,12 +82,17 @@ func (c *Config) Save() error {
 	return os.Rename(tmp, c.path)
 }
 
-// Project returns the selected project of an instance ("self" by default).
+// Project returns the selected project of an instance: "self" by default on the standalone
+// instance; on a cloud instance, the one chosen at login or with 'project select' ("" if
+// none).
 func (c *Config) Project(instance string) string {
 	if ic := c.Instances[instance]; ic != nil && ic.CurrentProject != "" {
 		return ic.CurrentProject
 	}
-	return "self"
+	if instance == "local" {
+		return "self"
+	}
+	return ""
 }
 
 // AliasFor returns the alias logged in to url ("" if none); when several are, the first
@@ -138,6 +143,10 @@ func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)
 	p := u.Project
 	if p == "" {
 		p = cfg.Project(alias)
+	}
+	if p == "" {
+		return nil, "", Errorf(KindUsage, "swcli project select cloud://"+alias+"/project/NAME ('swcli project list "+alias+"' shows them)",
+			"no project selected on cloud://%s", alias)
 	}
 	return NewRemote(alias, ic.URL, ic.Token), p, nil
 }

@@ -380,6 +380,14 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 			return nil, yamlErr(path, top, "environment.cudnn", "cudnn %s does not support cuda %s", ry.CUDNN, ry.CUDA)
 		}
 	}
+	if legacyPipReq != "" && workdir != "" && !filepath.IsAbs(legacyPipReq) {
+		// The 2022 create wrote pip_req: requirements.txt whether or not the file existed,
+		// and Starwhale then used it only if it did.
+		if _, err := os.Stat(filepath.Join(workdir, legacyPipReq)); errors.Is(err, os.ErrNotExist) {
+			ry.Warnings = append(ry.Warnings, fmt.Sprintf("%s:%d: pip_req %s does not exist in %s: ignored", path, legacyPipReqNode.Line, legacyPipReq, workdir))
+			legacyPipReq = ""
+		}
+	}
 	if legacyPipReq != "" {
 		ds, err := parseDependency(path, workdir, "pip_req", legacyPipReqNode)
 		if err != nil {

@@ -172,6 +172,11 @@ configs:
 		{name: "files without dest", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt}\n", err: "dependencies[0].files[0]: needs both src and dest"},
 		{name: "files dest leaves", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: bin/../../x}\n", err: "dependencies[0].files[0].dest: \"bin/../../x\" must be a relative path"},
 		{name: "files dest absolute", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: /etc/x}\n", err: "dependencies[0].files[0].dest"},
+		{name: "2022 create's runtime.yaml", yaml: "base_image: ghcr.io/star-whale/starwhale:0.2.0b9\nmode: venv\nname: pytorch-mnist\npip_req: absent.txt\npython_version: '3.8'\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.Python != "3.8" || len(ry.Dependencies) != 0 || len(ry.Warnings) != 1 || !strings.Contains(ry.Warnings[0], "pip_req absent.txt does not exist") {
+				t.Fatalf("%+v", ry)
+			}
+		}},
 		{name: "no name", yaml: "mode: venv\n", err: ":1: name: missing"},
 		{name: "bad name", yaml: "name: 9x\n", err: ":1: name: invalid runtime name"},
 		{name: "bad mode", yaml: "name: a\nmode: docker\n", err: ":2: mode: unknown mode"},

@@ -1,0 +1,124 @@
+package engines
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// S3 is a running SeaweedFS server with its S3 gateway on loopback.
+type S3 struct {
+	Dir               string
+	Endpoint          string // http://127.0.0.1:PORT
+	AccessKey, Secret string
+	cmd               *exec.Cmd
+	log               *bytes.Buffer
+}
+
+// WeedBin finds or builds the weed binary (scripts/engine-weed.sh, cached per version).
+func WeedBin(repo string) (string, error) {
+	if b := os.Getenv("SWCLI_WEED"); b != "" {
+		return b, nil
+	}
+	out, err := exec.Command("bash", filepath.Join(repo, "scripts", "engine-weed.sh")).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if ok := asExit(err, &ee); ok {
+			return "", fmt.Errorf("build SeaweedFS: %v: %s", err, lastLines(ee.Stderr, 5))
+		}
+		return "", fmt.Errorf("build SeaweedFS: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*ee = e
+	}
+	return ok
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// StartS3 starts `weed server -s3` in a new temporary directory, with one identity
+// (AccessKey, Secret) allowed everything, and waits until the gateway answers.
+func StartS3(ctx context.Context, weed string) (*S3, error) {
+	dir, err := os.MkdirTemp("", "swcli-s3-")
+	if err != nil {
+		return nil, err
+	}
+	s := &S3{Dir: dir, AccessKey: "swcli", Secret: "swcli-test-secret", log: &bytes.Buffer{}}
+	cfg := fmt.Sprintf(`{"identities":[{"name":"swcli","credentials":[{"accessKey":%q,"secretKey":%q}],"actions":["Admin","Read","Write","List","Tagging"]}]}`, s.AccessKey, s.Secret)
+	if err := os.WriteFile(filepath.Join(dir, "s3.json"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	ports := make([]int, 8)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	args := []string{"server", "-dir=" + filepath.Join(dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+		fmt.Sprintf("-master.port=%d", ports[0]), fmt.Sprintf("-master.port.grpc=%d", ports[1]),
+		fmt.Sprintf("-volume.port=%d", ports[2]), fmt.Sprintf("-volume.port.grpc=%d", ports[3]),
+		"-filer", fmt.Sprintf("-filer.port=%d", ports[4]), fmt.Sprintf("-filer.port.grpc=%d", ports[5]),
+		"-s3", fmt.Sprintf("-s3.port=%d", ports[6]), "-s3.config=" + filepath.Join(dir, "s3.json"),
+		"-volume.max=0", "-master.volumeSizeLimitMB=64"}
+	s.cmd = exec.Command(weed, args...)
+	s.cmd.Dir = dir
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", ports[6])
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get(s.Endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return s, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.Stop()
+			return nil, fmt.Errorf("SeaweedFS S3 did not answer on %s: %s", s.Endpoint, lastLines(s.log.Bytes(), 10))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop ends weed: SIGTERM, then SIGKILL after a short grace (it takes over 20 s to stop on
+// SIGTERM alone), and removes its directory.
+func (s *S3) Stop() {
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	pgid := s.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	os.RemoveAll(s.Dir)
+}

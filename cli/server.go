@@ -78,7 +78,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 		ln.Close()
 		return err
 	}
-	defer os.Remove(ops.SocketPath(e.g.root()))
+	defer sock.Close()
 	// ROOT/server.url says where it listens, for scripts and admins on this host.
 	urlFile := filepath.Join(e.g.root(), "server.url")
 	if err := os.WriteFile(urlFile, []byte(fmt.Sprintf("%s://%s\n", scheme, ln.Addr())), 0o644); err != nil {

@@ -278,12 +278,28 @@ func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
 	return &out, nil
 }
 
-// SocketPath is the admin socket a running server listens on in its root.
+// SocketPath is the admin socket a running server listens on in its root. A unix socket's
+// address is at most about 100 bytes: under a longer root the socket itself lives in the
+// temporary directory and SocketPath is a symbolic link to it (dialSocket follows it).
 func SocketPath(root string) string { return filepath.Join(root, "server.sock") }
+
+// maxSocketPath is what every platform's sockaddr_un holds, with room for the NUL.
+const maxSocketPath = 100
+
+// socketAddr is where to dial root's socket: SocketPath, or the target of its link.
+func socketAddr(root string) string {
+	p := SocketPath(root)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if t, err := os.Readlink(p); err == nil {
+			return t
+		}
+	}
+	return p
+}
 
 // Serving reports whether a server is serving root now (its socket answers).
 func Serving(root string) bool {
-	c, err := net.DialTimeout("unix", SocketPath(root), time.Second)
+	c, err := net.DialTimeout("unix", socketAddr(root), time.Second)
 	if err != nil {
 		return false
 	}
@@ -293,7 +309,7 @@ func Serving(root string) bool {
 
 // NewSocketRemote is a client of the server serving root, through its socket.
 func NewSocketRemote(root string) *Remote {
-	sock := SocketPath(root)
+	sock := socketAddr(root)
 	r := NewRemote("", "http://server.sock", "")
 	r.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -304,21 +320,54 @@ func NewSocketRemote(root string) *Remote {
 }
 
 // ListenSocket listens on root's admin socket, replacing a stale one (a server that died);
-// it fails if another server answers there.
+// it fails if another server answers there. Close removes it (and its link).
 func ListenSocket(root string) (net.Listener, error) {
 	if Serving(root) {
 		return nil, Errorf(KindBusy, "stop the other server first", "%s is already served (%s answers)", root, SocketPath(root))
 	}
-	if err := os.Remove(SocketPath(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	link := SocketPath(root)
+	if old := socketAddr(root); old != link {
+		os.Remove(old)
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	ln, err := net.Listen("unix", SocketPath(root))
+	addr := link
+	if abs, err := filepath.Abs(link); err == nil && len(abs) > maxSocketPath {
+		// Too long for a socket address: the socket goes to a short private directory,
+		// and the root holds a link to it.
+		dir, err := os.MkdirTemp("", "swcli-")
+		if err != nil {
+			return nil, err
+		}
+		addr = filepath.Join(dir, "server.sock")
+		if err := os.Symlink(addr, link); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("unix", addr)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(SocketPath(root), 0o600); err != nil {
+	if err := os.Chmod(addr, 0o600); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	return ln, nil
+	return &socketListener{Listener: ln, link: link, addr: addr}, nil
+}
+
+// socketListener removes the socket, its link and its private directory when closed.
+type socketListener struct {
+	net.Listener
+	link, addr string
+}
+
+func (l *socketListener) Close() error {
+	err := l.Listener.Close()
+	os.Remove(l.link)
+	if l.addr != l.link {
+		os.RemoveAll(filepath.Dir(l.addr))
+	}
+	return err
 }

@@ -2,6 +2,10 @@ package ops_test
 
 import (
 	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/swcli/swcli/cas"
@@ -82,5 +86,35 @@ func TestOnlineGCBesideCopy(t *testing.T) {
 	}
 	if miss, err := fresh.Store.Missing(ctx, m.Chunks()); err != nil || len(miss) != 0 {
 		t.Fatalf("missing after copy back: %d %v", len(miss), err)
+	}
+}
+
+// TestSocketUnderALongRoot: a root whose path is too long for a unix socket address still
+// gets its admin socket (in a short private directory, linked from the root), and closing
+// it leaves nothing behind.
+func TestSocketUnderALongRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
+	in := openServerInstance(t, root)
+	if _, err := ops.AddUser(ctx, root, "root", true); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := ops.ListenSocket(root)
+	if err != nil {
+		t.Fatalf("listen under a %d-byte root: %v", len(root), err)
+	}
+	go http.Serve(ln, ops.NewServer(in).SocketHandler())
+	if !ops.Serving(root) {
+		t.Fatal("not serving")
+	}
+	us, err := (ops.AdminRemote{Remote: ops.NewSocketRemote(root)}).Users(ctx)
+	if err != nil || len(us) != 1 || us[0].Name != "root" {
+		t.Fatalf("users through the socket: %v %v", us, err)
+	}
+	ln.Close()
+	if ops.Serving(root) {
+		t.Fatal("still serving after close")
+	}
+	if _, err := os.Lstat(ops.SocketPath(root)); !os.IsNotExist(err) {
+		t.Fatalf("left %s: %v", ops.SocketPath(root), err)
 	}
 }

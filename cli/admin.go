@@ -20,16 +20,18 @@ func (e *env) admin(t AdminTarget) (ops.Admin, error) {
 		if err != nil {
 			return nil, err
 		}
-		alias := t.Instance
-		if strings.HasPrefix(alias, "http://") || strings.HasPrefix(alias, "https://") {
-			alias = cfg.AliasFor(strings.TrimRight(alias, "/"))
+		ref, err := ops.ParseInstance(t.Instance)
+		if err != nil {
+			return nil, err
 		}
-		alias = strings.TrimPrefix(alias, "cloud://")
-		ic := cfg.Instances[alias]
-		if ic == nil || ic.URL == "" {
-			return nil, ops.Errorf(ops.KindUsage, "'swcli instance list' shows the instances; log in with an admin's token", "unknown instance %q", t.Instance)
+		alias, err := cfg.AliasOf(ref)
+		if err != nil {
+			return nil, err
 		}
-		return ops.AdminRemote{Remote: ops.NewRemote(alias, ic.URL, ic.Token)}, nil
+		if cfg.Instances[alias].URL == "" {
+			return nil, ops.Errorf(ops.KindUsage, "--instance names a server you logged in to as an admin; without it, --root is used", "%s is not a server", t.Instance)
+		}
+		return ops.AdminRemote{Remote: e.remoteOf(cfg, alias)}, nil
 	}
 	root := e.g.root()
 	if ops.Serving(root) {

@@ -27,19 +27,8 @@ func (e *env) projectTarget(uri string) (*ops.Config, string, ops.ProjectURI, er
 	if err != nil {
 		return nil, "", u, err
 	}
-	alias := u.Instance.Alias
-	switch {
-	case u.Instance.URL != "":
-		if alias = cfg.AliasFor(u.Instance.URL); alias == "" {
-			return nil, "", u, ops.Errorf(ops.KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME", "not logged in to %s", u.Instance.URL)
-		}
-	case alias == "":
-		alias = cfg.CurrentInstance
-	}
-	if cfg.Instances[alias] == nil {
-		return nil, "", u, ops.Errorf(ops.KindUsage, "'swcli instance list' shows the instances", "unknown instance %q", alias)
-	}
-	return cfg, alias, u, nil
+	alias, err := cfg.AliasOf(u.Instance)
+	return cfg, alias, u, err
 }
 
 func (e *env) remoteOf(cfg *ops.Config, alias string) *ops.Remote {
@@ -97,11 +86,17 @@ type ProjectListCmd struct {
 
 // Run lists.
 func (c *ProjectListCmd) Run(e *env) error {
-	uri := ""
-	if c.Instance != "" {
-		uri = c.Instance + "/project/x"
+	cfg, err := e.config()
+	if err != nil {
+		return err
 	}
-	cfg, alias, _, err := e.projectTarget(uri)
+	var ref ops.InstanceRef
+	if c.Instance != "" {
+		if ref, err = ops.ParseInstance(c.Instance); err != nil {
+			return err
+		}
+	}
+	alias, err := cfg.AliasOf(ref)
 	if err != nil {
 		return err
 	}

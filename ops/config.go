@@ -111,6 +111,24 @@ func (c *Config) AliasFor(url string) string {
 	return found[0]
 }
 
+// AliasOf resolves an instance reference to a registered alias ("local" included): none
+// is the selected instance, a URL the alias logged in to it.
+func (c *Config) AliasOf(r InstanceRef) (string, error) {
+	alias := r.Alias
+	switch {
+	case r.URL != "":
+		if alias = c.AliasFor(r.URL); alias == "" {
+			return "", Errorf(KindAuth, "swcli instance login "+r.URL+" --alias NAME --token-stdin", "not logged in to %s", r.URL)
+		}
+	case alias == "":
+		alias = c.CurrentInstance
+	}
+	if c.Instances[alias] == nil {
+		return "", Errorf(KindUsage, "'swcli instance list' shows the instances; 'swcli instance login' adds one", "unknown instance %q", alias)
+	}
+	return alias, nil
+}
+
 // OpenEndpoint opens the instance a project URI names: the standalone one (through
 // openLocal), or a server the user logged in to. The project defaults to the instance's
 // selected one.
@@ -126,18 +144,12 @@ func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)
 		}
 		return LocalEndpoint{In: in}, p, nil
 	}
-	alias := u.Instance.Alias
-	if alias == "" && u.Instance.URL == "" {
-		alias = cfg.CurrentInstance
-	}
-	if u.Instance.URL != "" {
-		alias = cfg.AliasFor(u.Instance.URL)
-		if alias == "" {
-			return nil, "", Errorf(KindAuth, "swcli instance login "+u.Instance.URL+" --alias NAME --token-stdin", "not logged in to %s", u.Instance.URL)
-		}
+	alias, err := cfg.AliasOf(u.Instance)
+	if err != nil {
+		return nil, "", err
 	}
 	ic := cfg.Instances[alias]
-	if ic == nil || ic.URL == "" {
+	if ic.URL == "" {
 		return nil, "", Errorf(KindUsage, "'swcli instance list' shows the instances; 'swcli instance login' adds one", "unknown instance %q", alias)
 	}
 	p := u.Project

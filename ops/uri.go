@@ -110,6 +110,9 @@ func IsProjectID(s string) bool {
 	return true
 }
 
+// ParseInstance parses an instance reference: local, cloud://ALIAS, an alias or a URL.
+func ParseInstance(s string) (InstanceRef, error) { return parseInstance(s) }
+
 func parseInstance(s string) (InstanceRef, error) {
 	switch {
 	case strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://"):

@@ -84,11 +84,9 @@ func (b *bar) Total(count int, bytes int64) {
 func (b *bar) Planned(count int, bytes int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.count+count > b.total {
-		b.total = b.count + count
-	}
-	if b.bytes+bytes > b.bytesOf && b.byBytes {
-		b.bytesOf = b.bytes + bytes
+	b.total = max(b.total, b.count+count)
+	if b.byBytes {
+		b.bytesOf = max(b.bytesOf, b.bytes+bytes)
 	}
 }
 

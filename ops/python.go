@@ -19,11 +19,10 @@ type Python struct {
 
 // MajorMinor is e.g. "3.11".
 func (p Python) MajorMinor() string {
-	parts := strings.SplitN(p.Version, ".", 3)
-	if len(parts) < 2 {
-		return p.Version
+	if mm := majorMinor(p.Version); mm != "" {
+		return mm
 	}
-	return parts[0] + "." + parts[1]
+	return p.Version
 }
 
 var pythonNameRE = regexp.MustCompile(`^python3(\.[0-9]+)?$`)

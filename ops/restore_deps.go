@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // restorer installs an extracted bundle's dependencies the way Starwhale's restore does
@@ -31,6 +29,8 @@ type restorer struct {
 	// made is the environment this restore created: a failed restore removes it, so that
 	// it leaves nothing half-made behind.
 	made string
+	// found is the python found for a new venv (FindPython runs every python on PATH).
+	found *Python
 }
 
 func (r *restorer) venv() error {
@@ -44,10 +44,14 @@ func (r *restorer) venv() error {
 		}
 		return r.install(true)
 	}
-	py, err := FindPython(r.ctx, r.python)
-	if err != nil {
-		return err
+	if r.found == nil { // asked once: the dry pass and the real one share it
+		py, err := FindPython(r.ctx, r.python)
+		if err != nil {
+			return err
+		}
+		r.found = &py
 	}
+	py := *r.found
 	venv := filepath.Join(r.dir, "venv")
 	r.res.Python, r.res.EnvDir = py, venv
 	if _, err := os.Stat(filepath.Join(venv, "pyvenv.cfg")); err != nil {
@@ -307,24 +311,10 @@ func placeFile(root, src, dest string, d os.DirEntry) error {
 	if err := mkdirInside(root, filepath.Dir(dest)); err != nil {
 		return err
 	}
-	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, fi.Mode().Perm())
-	if err != nil {
+	if err := copyRegular(src, dest, os.O_TRUNC); err != nil {
 		return fmt.Errorf("place %s: %w", dest, err)
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return nil
 }
 
 // mkdirInside makes dir and checks that, links resolved, it is root or below it.

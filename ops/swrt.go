@@ -454,7 +454,7 @@ func untar(r io.Reader, dir, name string) error {
 			if err := parentsInside(dir, t); err != nil {
 				return bad("entry %q: %v", p, err)
 			}
-			if err := copyRegular(filepath.Join(dir, filepath.FromSlash(t)), full); err != nil {
+			if err := copyRegular(filepath.Join(dir, filepath.FromSlash(t)), full, os.O_EXCL); err != nil {
 				return bad("hard link %q: %v", p, err)
 			}
 		case tar.TypeXGlobalHeader:
@@ -494,8 +494,9 @@ func parentsInside(dir, rel string) error {
 	return nil
 }
 
-// copyRegular copies a regular file (not a link) to a new file.
-func copyRegular(from, to string) error {
+// copyRegular copies a regular file (not a link) to to, never through a link: flag is
+// os.O_EXCL (a new file) or os.O_TRUNC (replace one).
+func copyRegular(from, to string, flag int) error {
 	in, err := os.OpenFile(from, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -505,7 +506,7 @@ func copyRegular(from, to string) error {
 	if err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", filepath.Base(from))
 	}
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|flag|syscall.O_NOFOLLOW, fi.Mode().Perm())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package engines
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,20 +31,12 @@ func WeedBin(repo string) (string, error) {
 	out, err := exec.Command("bash", filepath.Join(repo, "scripts", "engine-weed.sh")).Output()
 	if err != nil {
 		var ee *exec.ExitError
-		if ok := asExit(err, &ee); ok {
+		if errors.As(err, &ee) {
 			return "", fmt.Errorf("build SeaweedFS: %v: %s", err, lastLines(ee.Stderr, 5))
 		}
 		return "", fmt.Errorf("build SeaweedFS: %w", err)
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-func asExit(err error, ee **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*ee = e
-	}
-	return ok
 }
 
 func lastLines(b []byte, n int) string {

@@ -233,7 +233,7 @@ func (c *RtInfoCmd) Run(e *env) error {
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": project, "version": ops.DTO(v), "dirs": info.Totals.Dirs,
 			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML,
-			"commands": nonNilStrings(info.Commands())})
+			"commands": nonNil(info.Commands())})
 	}
 	rows := [][]string{
 		{"runtime:", fmt.Sprintf("%s/project/%s/runtime/%s", ep.Name(), project, v.Runtime)},
@@ -663,13 +663,6 @@ func (c *RtImportCmd) Run(e *env) error {
 	e.printf("imported %s (%s layout): %s in %s, %s new%s\n", localURI(res.Project, res.Runtime, res.Version), res.Layout,
 		humanBytes(res.Size), plural(res.Files, "file"), humanBytes(res.NewBytes), again)
 	return nil
-}
-
-func nonNilStrings(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // RtLockCmd is `runtime lock`.

@@ -152,7 +152,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	// 5. Commit: the single point where versions appear at the destination.
 	var commits []CommitVersion
 	for _, v := range todo {
-		tags := nonNilTags(v.Tags)
+		tags := nonNil(v.Tags)
 		if req.IgnoreTags {
 			tags = []string{}
 		}

@@ -97,7 +97,7 @@ func DTO(v *ledger.Version) VersionDTO {
 		tags = []string{}
 	}
 	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
-		Tags: tags, UserTags: nonNilTags(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
+		Tags: tags, UserTags: nonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
 		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
 		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source}
 }
@@ -300,7 +300,7 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 		}
 		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
 			BuiltData: ledger.BuiltData{Files: d.Files, Manifest: c.Manifest, Mode: d.Mode, Python: d.Python, Size: d.Size, ToolVersion: l.In.ToolVersion},
-			Source:    d.Source, SourceActor: d.SourceActor, Tags: nonNilTags(c.Tags)})
+			Source:    d.Source, SourceActor: d.SourceActor, Tags: nonNil(c.Tags)})
 		if err != nil {
 			return err
 		}
@@ -315,13 +315,6 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 }
 
 func (l LocalEndpoint) Close() error { return l.In.Close() }
-
-func nonNilTags(t []string) []string {
-	if t == nil {
-		return []string{}
-	}
-	return t
-}
 
 // Limits on what a commit may claim.
 const (

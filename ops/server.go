@@ -342,7 +342,7 @@ func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p 
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"changed": nonNilTags(res.Changed), "skipped": nonNilTags(res.Skipped)})
+	writeJSON(w, map[string]any{"changed": nonNil(res.Changed), "skipped": nonNil(res.Skipped)})
 }
 
 type removeReq struct {

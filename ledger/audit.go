@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 )
 
@@ -32,8 +31,8 @@ func (f *Filter) match(e *Event) bool {
 }
 
 // Log calls fn for every event the filter selects, in sequence order.
-func (l *Ledger) log(ctx context.Context, f Filter, fn func(Event) error) error {
-	return l.scanEvents(ctx, max(f.FromSeq, 1), 0, false, func(e *Event) error {
+func log(ctx context.Context, r reader, f Filter, fn func(Event) error) error {
+	return scanEvents(ctx, r, max(f.FromSeq, 1), 0, false, func(e *Event) error {
 		if f.match(e) {
 			return fn(*e)
 		}
@@ -45,19 +44,12 @@ func (l *Ledger) log(ctx context.Context, f Filter, fn func(Event) error) error 
 // Reading and decoding (payloads included) run ahead on other goroutines while fn runs.
 // With forApply, payloads are decoded ahead too, keeping only what apply reads: such
 // events must not leave the package.
-func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool, fn func(*Event) error) error {
+func scanEvents(ctx context.Context, r reader, from, to uint64, forApply bool, fn func(*Event) error) error {
 	lo := eventKey(from)
 	hi := []byte{keyEvent + 1}
 	if to > 0 {
 		hi = eventKey(to + 1)
 	}
-	snap := l.db().NewSnapshot()
-	defer snap.Close()
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	// A batch holds the stored values back to back in one buffer, the events decoded from
 	// them, and (forApply) their payloads. With forApply, fn keeps nothing of an event, so
 	// batches go round: a million events cost a few batches, not a million small
@@ -76,7 +68,7 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 	free := make(chan *batch, 4)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	defer func() { close(stop); wg.Wait() }() // before it.Close: the reader uses it
+	defer func() { close(stop); wg.Wait() }() // before the read ends: the goroutine uses r
 	// Reading the values runs beside decoding the batch before.
 	wg.Add(2)
 	go func() {
@@ -100,19 +92,23 @@ func (l *Ledger) scanEvents(ctx context.Context, from, to uint64, forApply bool,
 			}
 		}
 		b := next()
-		for it.First(); it.Valid(); it.Next() {
-			b.buf = append(b.buf, it.Value()...)
+		errStop := errors.New("stop")
+		err := r.scanRange(lo, hi, func(_, v []byte) error {
+			b.buf = append(b.buf, v...)
 			b.ends = append(b.ends, len(b.buf))
 			if len(b.ends) == size {
 				if !send(b) {
-					return
+					return errStop
 				}
 				b = next()
 			}
-		}
-		if err := it.Error(); err != nil {
+			return nil
+		})
+		switch {
+		case err == errStop:
+		case err != nil:
 			send(&batch{err: err})
-		} else if len(b.ends) > 0 {
+		case len(b.ends) > 0:
 			send(b)
 		}
 	}()
@@ -215,8 +211,8 @@ type ReplayTo struct {
 
 // Replay rebuilds the projections from the events, in memory, as they were at the point
 // chosen. It never reads the stored projections.
-func (l *Ledger) replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
-	head, err := readHead(l.db())
+func replay(ctx context.Context, r reader, to ReplayTo) (*Snapshot, error) {
+	head, err := readHead(r)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +225,7 @@ func (l *Ledger) replay(ctx context.Context, to ReplayTo) (*Snapshot, error) {
 	st := state{p: mp}
 	snap := &Snapshot{view: view{kv: kv, p: mp}, kv: kv}
 	errStop := fmt.Errorf("stop")
-	err = l.scanEvents(ctx, 1, to.Seq, true, func(e *Event) error {
+	err = scanEvents(ctx, r, 1, to.Seq, true, func(e *Event) error {
 		if !to.Time.IsZero() && e.Time.After(to.Time) {
 			return errStop
 		}
@@ -280,31 +276,28 @@ const maxProblems = 20
 // event's body, sequence numbers are dense from 1 up to the head, the stored projections
 // equal a fresh replay, and (with store) every manifest of a live or removed version is in
 // the content store. Tampering is reported at the first bad sequence number.
-func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyReport, error) {
+func verify(ctx context.Context, r reader, store ContentChecker) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	add := func(seq uint64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
 			rep.Problems = append(rep.Problems, Problem{Seq: seq, Detail: fmt.Sprintf(format, args...)})
 		}
 	}
-	head, err := readHead(l.db())
+	head, err := readHead(r)
 	if err != nil {
 		return nil, err
 	}
 	rep.Head = head
 
 	// 1. The chain, read raw so that a record that no longer decodes is reported, not fatal.
-	snap := l.db().NewSnapshot()
-	defer snap.Close()
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{keyEvent}, UpperBound: []byte{keyEvent + 1}})
-	if err != nil {
-		return nil, err
-	}
 	var prev cas.Hash
 	var want uint64 = 1
 	chainOK := true
-	for it.First(); it.Valid() && chainOK; it.Next() {
-		key, v := it.Key(), it.Value()
+	errStop := errors.New("stop")
+	err = r.scan([]byte{keyEvent}, func(key, v []byte) error {
+		if !chainOK {
+			return errStop
+		}
 		seq := uint64(0)
 		if len(key) == 9 {
 			seq = be64(key[1:])
@@ -314,11 +307,11 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 		case seq != want:
 			add(want, "missing (next stored event is %d)", seq)
 			chainOK = false
-			continue
+			return nil
 		case len(v) < cas.HashSize:
 			add(seq, "record truncated")
 			chainOK = false
-			continue
+			return nil
 		}
 		var stored cas.Hash
 		copy(stored[:], v)
@@ -343,8 +336,9 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 		}
 		prev = stored
 		want++
-	}
-	if err := it.Close(); err != nil {
+		return nil
+	})
+	if err != nil && err != errStop {
 		return nil, err
 	}
 	if chainOK && (want-1 != head.Seq || prev != head.Hash) {
@@ -356,7 +350,7 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 	}
 
 	// 2. Projections equal a fresh replay.
-	fresh, err := l.replay(ctx, ReplayTo{})
+	fresh, err := replay(ctx, r, ReplayTo{})
 	if err != nil {
 		add(0, "replay fails: %v", err)
 		return rep, nil
@@ -364,7 +358,7 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 	fresh.kv.derive()
 	seen := 0
 	for _, p := range projectionPrefixes {
-		err := dbKV{readerKV{l.db()}}.scan([]byte{p}, func(k, v []byte) error {
+		err := r.scan([]byte{p}, func(k, v []byte) error {
 			seen++
 			if want, ok, _ := fresh.kv.get(k); !ok {
 				add(0, "projection %s is not derived from any event", printableKey(k))
@@ -379,7 +373,7 @@ func (l *Ledger) verify(ctx context.Context, store ContentChecker) (*VerifyRepor
 	}
 	if seen != len(fresh.kv.m) {
 		for k := range fresh.kv.m {
-			if _, ok, _ := (dbKV{readerKV{l.db()}}).get([]byte(k)); !ok {
+			if _, ok, _ := r.get([]byte(k)); !ok {
 				add(0, "projection %s is missing", printableKey([]byte(k)))
 			}
 		}
@@ -457,8 +451,8 @@ func printableKey(k []byte) string {
 func (e *Event) ExportLine() []byte { return e.canonical(true) }
 
 // Export writes every event as JSON lines (ExportLine), in sequence order.
-func (l *Ledger) export(ctx context.Context, w io.Writer) error {
-	return l.scanEvents(ctx, 1, 0, false, func(e *Event) error {
+func export(ctx context.Context, r reader, w io.Writer) error {
+	return scanEvents(ctx, r, 1, 0, false, func(e *Event) error {
 		_, err := w.Write(append(e.ExportLine(), '\n'))
 		return err
 	})

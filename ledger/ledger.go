@@ -1,41 +1,26 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
-	"github.com/swcli/swcli/internal/pebblewin"
 )
 
-// Ledger is a ledger on disk. It is safe for concurrent use by the goroutines of one
-// process.
-//
-// Pebble admits one process per database, so by default a Ledger holds the database only
-// for the length of a call: each exported method opens it (waiting for another process's
-// call to end), does its work and closes it again, in a few milliseconds. Long reads (Log,
-// Export, Replay, Verify) work on a checkpoint taken in such a window, so that a reader
-// never holds writers up for longer than the checkpoint takes. With Options.Hold the
-// database stays open until Close: what a server that owns its root does.
+// Ledger is the event log and its projections, over a backend: pebble on disk (Open) or
+// PostgreSQL (OpenPostgres). It is safe for concurrent use by the goroutines of one process,
+// and (by the backend's locks) by several processes or servers.
 type Ledger struct {
-	dir  string
-	opt  Options
-	now  func() time.Time
-	sync *pebble.WriteOptions // pebble.Sync; tests that append 10k events use NoSync
+	be  backend
+	opt Options
+	now func() time.Time
 
-	win *pebblewin.Window // the database, opened for windows (internal/pebblewin)
-
-	mu sync.Mutex // serialises appends
+	mu sync.Mutex // serialises this process's appends (the backend serialises processes)
 }
 
 // Options tune Open.
@@ -58,63 +43,16 @@ type Options struct {
 	NoSync bool
 }
 
-// Open opens (creating) the ledger in dir. It checks the schema in a first window (or, with
-// Hold, opens the database for good), waiting while another process holds it.
-func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open ledger: %w", err)
-	}
-	l := &Ledger{dir: dir, opt: opt, now: opt.Now, sync: pebble.Sync}
+func newLedger(be backend, opt Options) *Ledger {
+	l := &Ledger{be: be, opt: opt, now: opt.Now}
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if opt.NoSync {
-		l.sync = pebble.NoSync
-	}
-	l.win = pebblewin.New(pebblewin.Config{
-		What: "ledger", Dir: filepath.Join(dir, "db"), LockPath: filepath.Join(dir, "lock"), FreeDir: dir,
-		Held: opt.Hold, ReadOnlyHeld: opt.readOnly, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout,
-		OnError: opt.OnError, CheckSchema: checkSchema,
-	})
-	removeStaleCheckpoints(dir)
-	if err := l.win.In(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
-// db is the open database, inside a window.
-func (l *Ledger) db() *pebble.DB { return l.win.DB() }
-
-// in runs fn inside a read window.
-func (l *Ledger) in(ctx context.Context, fn func() error) error { return l.inMode(ctx, false, fn) }
-
-// inMode runs fn inside a window, for writing if write.
-func (l *Ledger) inMode(ctx context.Context, write bool, fn func() error) error {
-	return l.win.In(ctx, write, func(*pebble.DB) error { return fn() })
-}
-
-func checkSchema(db *pebble.DB, rw bool) error {
-	v, closer, err := db.Get([]byte{keySchema})
-	if errors.Is(err, pebble.ErrNotFound) {
-		if !rw {
-			return nil // a new ledger, opened to read: written on the first append
-		}
-		return db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
-	}
-	if err != nil {
-		return fmt.Errorf("read ledger schema: %w", err)
-	}
-	defer closer.Close()
-	got, n := binary.Uvarint(v)
-	if n <= 0 || got != schemaVersion {
-		return fmt.Errorf("ledger has schema %d; this swcli reads schema %d", got, schemaVersion)
-	}
-	return nil
+	return l
 }
 
 // Close closes the ledger.
-func (l *Ledger) Close() error { return l.win.Close() }
+func (l *Ledger) Close() error { return l.be.close() }
 
 // Head is the last event's sequence number and hash (zero for an empty ledger).
 type Head struct {
@@ -124,19 +62,15 @@ type Head struct {
 
 // Head returns the current head.
 func (l *Ledger) Head() (h Head, err error) {
-	err = l.in(context.Background(), func() error { h, err = readHead(l.db()); return err })
+	err = l.be.read(context.Background(), func(r reader) error { h, err = readHead(r); return err })
 	return h, err
 }
 
-func readHead(r pebble.Reader) (Head, error) {
-	v, closer, err := r.Get([]byte{keyHead})
-	if errors.Is(err, pebble.ErrNotFound) {
-		return Head{}, nil
-	}
-	if err != nil {
+func readHead(r reader) (Head, error) {
+	v, ok, err := r.get([]byte{keyHead})
+	if err != nil || !ok {
 		return Head{}, err
 	}
-	defer closer.Close()
 	if len(v) != 8+cas.HashSize {
 		return Head{}, fmt.Errorf("ledger head is %d bytes", len(v))
 	}
@@ -176,15 +110,16 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err = l.inMode(ctx, true, func() error {
-		out, err = l.appendLocked(want, events)
+	err = l.be.write(ctx, func(w writer) error {
+		out, err = l.appendTo(w, want, events)
 		return err
 	})
 	return out, err
 }
 
-func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
-	head, err := readHead(l.db())
+// appendTo writes events, their effects and the new head through w.
+func (l *Ledger) appendTo(w writer, want *uint64, events []Event) ([]Event, error) {
+	head, err := readHead(w)
 	if err != nil {
 		return nil, err
 	}
@@ -193,16 +128,13 @@ func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 	}
 	var prevTime time.Time
 	if head.Seq > 0 {
-		last, err := l.event(head.Seq)
+		last, err := event(w, head.Seq)
 		if err != nil {
 			return nil, err
 		}
 		prevTime = last.Time
 	}
-	b := l.db().NewIndexedBatch()
-	defer b.Close()
-	bkv := &batchKV{readerKV: readerKV{b}, b: b}
-	st := state{p: kvProjections{bkv}}
+	st := state{p: kvProjections{w}}
 	out := make([]Event, len(events))
 	for i, e := range events {
 		head.Seq++
@@ -224,41 +156,30 @@ func (l *Ledger) appendLocked(want *uint64, events []Event) ([]Event, error) {
 		if err := st.apply(&e); err != nil {
 			return nil, fmt.Errorf("%s %s/%s: %w", e.Type, e.Project, e.Runtime, err)
 		}
-		if err := b.Set(eventKey(e.Seq), append(e.Hash[:len(e.Hash):len(e.Hash)], bodyBytes...), nil); err != nil {
-			return nil, err
-		}
+		w.set(eventKey(e.Seq), append(e.Hash[:len(e.Hash):len(e.Hash)], bodyBytes...))
 		head.Hash = e.Hash
 		out[i] = e
 	}
 	hv := binary.BigEndian.AppendUint64(nil, head.Seq)
 	hv = append(hv, head.Hash[:]...)
-	if err := b.Set([]byte{keyHead}, hv, nil); err != nil {
-		return nil, err
-	}
-	if bkv.err != nil {
-		return nil, fmt.Errorf("write ledger batch: %w", bkv.err)
-	}
-	if err := b.Commit(l.sync); err != nil {
-		return nil, fmt.Errorf("commit ledger: %w", err)
-	}
+	w.set([]byte{keyHead}, hv)
 	return out, nil
 }
 
 // Event reads one stored event.
 func (l *Ledger) Event(seq uint64) (e Event, err error) {
-	err = l.in(context.Background(), func() error { e, err = l.event(seq); return err })
+	err = l.be.read(context.Background(), func(r reader) error { e, err = event(r, seq); return err })
 	return e, err
 }
 
-func (l *Ledger) event(seq uint64) (Event, error) {
-	v, closer, err := l.db().Get(eventKey(seq))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return Event{}, fmt.Errorf("event %d: %w", seq, ErrNotFound)
-	}
+func event(r reader, seq uint64) (Event, error) {
+	v, ok, err := r.get(eventKey(seq))
 	if err != nil {
 		return Event{}, err
 	}
-	defer closer.Close()
+	if !ok {
+		return Event{}, fmt.Errorf("event %d: %w", seq, ErrNotFound)
+	}
 	return decodeStored(v)
 }
 
@@ -274,57 +195,6 @@ func decodeStoredIntern(v []byte, intern map[string]string) (Event, error) {
 	}
 	copy(e.Hash[:], v)
 	return e, nil
-}
-
-// readerKV reads a pebble.Reader: the database (queries) or an indexed batch (Append,
-// so that later events of one call see the effects of earlier ones).
-type readerKV struct{ r pebble.Reader }
-
-func (k readerKV) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := k.r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := bytes.Clone(v)
-	closer.Close()
-	return out, true, nil
-}
-
-func (k readerKV) scan(p []byte, fn func(k, v []byte) error) error {
-	it, err := k.r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper(p)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if err := fn(bytes.Clone(it.Key()), bytes.Clone(it.Value())); err != nil {
-			it.Close()
-			return err
-		}
-	}
-	return it.Close()
-}
-
-// batchKV reads through an indexed batch and writes into it, keeping the first write error
-// for the commit to return.
-type batchKV struct {
-	readerKV
-	b   *pebble.Batch
-	err error
-}
-
-func (k *batchKV) set(key, v []byte) {
-	if err := k.b.Set(key, v, nil); err != nil && k.err == nil {
-		k.err = err
-	}
-}
-
-func (k *batchKV) del(key []byte) {
-	if err := k.b.Delete(key, nil); err != nil && k.err == nil {
-		k.err = err
-	}
 }
 
 // memKV holds projections in memory: what replay builds. Versions, runtimes and projects

@@ -15,18 +15,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 )
 
 var ctx = context.Background()
 
+// openTest opens a new ledger with a clock that ticks a second per event, on pebble, or on
+// PostgreSQL when the test runs under onBoth's "postgres" subtest (backends_test.go).
 func openTest(t testing.TB) (*Ledger, string) {
 	t.Helper()
 	dir := t.TempDir()
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l, err := Open(ctx, dir, Options{Hold: true, Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	opt := Options{Hold: true, Now: func() time.Time { clock = clock.Add(time.Second); return clock }}
+	var l *Ledger
+	var err error
+	if onPostgres(t) {
+		l, err = OpenPostgres(ctx, newTestDatabase(t), opt)
+	} else {
+		l, err = Open(ctx, dir, opt)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +91,9 @@ func tagsOf(t *testing.T, l *Ledger, runtime, ref string) string {
 	return strings.Join(v.AllTags(), ",")
 }
 
-func TestEventEffects(t *testing.T) {
+func TestEventEffects(t *testing.T) { onBoth(t, testEventEffects) }
+
+func testEventEffects(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	mustAppend(t, l, ev(t, RuntimeCreated, "self", "mnist", "", CreatedData{Mode: "venv", Python: "3.11", Workdir: "/w"}))
@@ -164,7 +174,9 @@ func TestEventEffects(t *testing.T) {
 	}
 }
 
-func TestAppendRefusesAndWritesNothing(t *testing.T) {
+func TestAppendRefusesAndWritesNothing(t *testing.T) { onBoth(t, testAppendRefusesAndWritesNothing) }
+
+func testAppendRefusesAndWritesNothing(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	head, _ := l.Head()
@@ -193,7 +205,9 @@ func TestAppendRefusesAndWritesNothing(t *testing.T) {
 	verifyOK(t, l)
 }
 
-func TestAppendIfConflict(t *testing.T) {
+func TestAppendIfConflict(t *testing.T) { onBoth(t, testAppendIfConflict) }
+
+func testAppendIfConflict(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	h, _ := l.Head()
@@ -209,7 +223,9 @@ func TestAppendIfConflict(t *testing.T) {
 	}
 }
 
-func TestResolvePrefixes(t *testing.T) {
+func TestResolvePrefixes(t *testing.T) { onBoth(t, testResolvePrefixes) }
+
+func testResolvePrefixes(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	// Two seeds whose ids share their first MinPrefix characters, found by brute force.
@@ -239,34 +255,34 @@ func TestResolvePrefixes(t *testing.T) {
 	}
 }
 
-func TestTamperDetected(t *testing.T) {
-	cases := map[string]func(t *testing.T, db *pebble.DB) uint64{
-		"edit payload": func(t *testing.T, db *pebble.DB) uint64 {
+func TestTamperDetected(t *testing.T) { onBoth(t, testTamperDetected) }
+
+func testTamperDetected(t *testing.T) {
+	cases := map[string]func(t *testing.T, db writer) uint64{
+		"edit payload": func(t *testing.T, db writer) uint64 {
 			v := get(t, db, eventKey(5))
 			v = []byte(strings.Replace(string(v), `"size":100`, `"size":999`, 1))
 			set(t, db, eventKey(5), v)
 			return 5
 		},
-		"edit payload and its hash": func(t *testing.T, db *pebble.DB) uint64 {
+		"edit payload and its hash": func(t *testing.T, db writer) uint64 {
 			v := get(t, db, eventKey(5))
 			body := []byte(strings.Replace(string(v[32:]), `"size":100`, `"size":999`, 1))
 			h := cas.Sum(body)
 			set(t, db, eventKey(5), append(h[:], body...))
 			return 6
 		},
-		"delete an event": func(t *testing.T, db *pebble.DB) uint64 {
-			if err := db.Delete(eventKey(4), pebble.Sync); err != nil {
-				t.Fatal(err)
-			}
+		"delete an event": func(t *testing.T, db writer) uint64 {
+			db.del(eventKey(4))
 			return 4
 		},
-		"swap two events": func(t *testing.T, db *pebble.DB) uint64 {
+		"swap two events": func(t *testing.T, db writer) uint64 {
 			a, b := get(t, db, eventKey(3)), get(t, db, eventKey(4))
 			set(t, db, eventKey(3), b)
 			set(t, db, eventKey(4), a)
 			return 3
 		},
-		"edit a projection": func(t *testing.T, db *pebble.DB) uint64 {
+		"edit a projection": func(t *testing.T, db writer) uint64 {
 			set(t, db, tagKey("self", "r", "latest"), []byte(vid("0")))
 			return 0
 		},
@@ -280,7 +296,9 @@ func TestTamperDetected(t *testing.T) {
 			}
 			verifyOK(t, l)
 			var want uint64
-			l.in(ctx, func() error { want = tamper(t, l.db()); return nil })
+			if err := l.be.write(ctx, func(w writer) error { want = tamper(t, w); return nil }); err != nil {
+				t.Fatal(err)
+			}
 			rep, err := l.Verify(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -295,24 +313,23 @@ func TestTamperDetected(t *testing.T) {
 	}
 }
 
-func get(t *testing.T, db *pebble.DB, k []byte) []byte {
+func get(t *testing.T, db writer, k []byte) []byte {
 	t.Helper()
-	v, closer, err := db.Get(k)
-	if err != nil {
-		t.Fatal(err)
+	v, ok, err := db.get(k)
+	if err != nil || !ok {
+		t.Fatalf("get %x: %v (found %v)", k, err, ok)
 	}
-	defer closer.Close()
 	return slices.Clone(v)
 }
 
-func set(t *testing.T, db *pebble.DB, k, v []byte) {
+func set(t *testing.T, db writer, k, v []byte) {
 	t.Helper()
-	if err := db.Set(k, v, pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
+	db.set(k, v)
 }
 
-func TestVerifyFindsMissingManifest(t *testing.T) {
+func TestVerifyFindsMissingManifest(t *testing.T) { onBoth(t, testVerifyFindsMissingManifest) }
+
+func testVerifyFindsMissingManifest(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}), built(t, "r", "x"))
 	s, err := cas.OpenLocal(t.TempDir())
@@ -326,7 +343,9 @@ func TestVerifyFindsMissingManifest(t *testing.T) {
 	}
 }
 
-func TestReplayAt(t *testing.T) {
+func TestReplayAt(t *testing.T) { onBoth(t, testReplayAt) }
+
+func testReplayAt(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	evs := mustAppend(t, l, built(t, "r", "a"))
@@ -422,7 +441,9 @@ func TestWindowsLetOthersIn(t *testing.T) {
 	}
 }
 
-func TestExportCheckedByScript(t *testing.T) {
+func TestExportCheckedByScript(t *testing.T) { onBoth(t, testExportCheckedByScript) }
+
+func testExportCheckedByScript(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 not installed")
 	}
@@ -458,7 +479,9 @@ func TestExportCheckedByScript(t *testing.T) {
 
 // An export line is the body with "hash" in its sorted place, even when the payload holds
 // a key that looks like where it goes.
-func TestExportLineWithTrickyPayload(t *testing.T) {
+func TestExportLineWithTrickyPayload(t *testing.T) { onBoth(t, testExportLineWithTrickyPayload) }
+
+func testExportLineWithTrickyPayload(t *testing.T) {
 	l, _ := openTest(t)
 	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
 	e := ev(t, RuntimeCreated, "self", "r", "", EmptyData{})

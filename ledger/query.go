@@ -235,13 +235,6 @@ func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version,
 	return nil, e
 }
 
-// dbKV reads the database directly (queries). Queries never write: apply is only ever run
-// over a batchKV or a memKV.
-type dbKV struct{ readerKV }
-
-func (k dbKV) set(key, v []byte) { panic("ledger: write through a query") }
-func (k dbKV) del(key []byte)    { panic("ledger: write through a query") }
-
 // Manifests lists the manifests of every live or removed version of every project: what
 // garbage collection must keep.
 func (l view) Manifests() ([]cas.Hash, error) {

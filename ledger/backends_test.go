@@ -6,10 +6,8 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/swcli/swcli/internal/engines"
 )
 
@@ -20,9 +18,7 @@ import (
 func onBoth(t *testing.T, fn func(t *testing.T)) {
 	t.Run("pebble", fn)
 	t.Run("postgres", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("starts PostgreSQL (initdb + pg_ctl); CI runs it without -short")
-		}
+		engines.Skip(t)
 		fn(t)
 	})
 }
@@ -30,47 +26,20 @@ func onBoth(t *testing.T, fn func(t *testing.T)) {
 // onPostgres reports whether t runs under onBoth's postgres subtest.
 func onPostgres(t testing.TB) bool { return strings.Contains(t.Name(), "/postgres") }
 
-var (
-	pgOnce   sync.Once
-	pgServer *engines.Postgres
-	pgErr    error
-	pgDBs    atomic.Int64
-)
+var engineSuite engines.Suite
 
-// newTestDatabase creates an empty database on the test binary's PostgreSQL and returns its
-// address.
-func newTestDatabase(t testing.TB) string {
-	t.Helper()
-	pgOnce.Do(func() { pgServer, pgErr = engines.StartPostgres(ctx) })
-	if pgErr != nil {
-		t.Fatalf("start PostgreSQL: %v", pgErr)
-	}
-	name := fmt.Sprintf("ledger_%d", pgDBs.Add(1))
-	conn, err := pgx.Connect(ctx, pgServer.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	return pgServer.DSN(name)
-}
+// newTestDatabase creates an empty database on the test binary's PostgreSQL.
+func newTestDatabase(t testing.TB) string { return engineSuite.Database(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pgServer != nil {
-		pgServer.Stop()
-	}
+	engineSuite.Stop()
 	os.Exit(code)
 }
 
 // TestReplicasAppendInOneChain: several ledgers on one PostgreSQL database (what replicas
 // are) append at once; every append lands, the chain is one, and each sees the others'.
 func TestReplicasAppendInOneChain(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL (initdb + pg_ctl); CI runs it without -short")
-	}
 	dsn := newTestDatabase(t)
 	const replicas, each = 4, 25
 	ls := make([]*Ledger, replicas)

@@ -1,0 +1,822 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3 is a chunk store whose packs are objects in S3-compatible storage and whose index is
+// in PostgreSQL (internal/pgschema, 0002_chunks.sql): what several server replicas share.
+//
+// Invariants:
+//   - A pack is written whole, as one object named by the blake3 of its bytes
+//     (PREFIX/packs/ab/abcd…); multipart above s3PartSize. Its index rows are committed
+//     only after the object is durable, so an indexed chunk is always readable.
+//   - Chunks put and not yet flushed are read from memory; Flush uploads them as one pack.
+//     Flush returns once every chunk put before it (by any goroutine) is indexed.
+//   - A chunk gc has condemned (no version uses it) is answered as missing, so a client
+//     sends it again and the new copy revives it; Keep revives it for a commit; only a gc
+//     after the grace deletes it (DESIGN.md, "Replicas").
+//   - Reads are HTTP Range requests of one entry; a pack read from twice is fetched whole
+//     into a bounded local cache, which later reads use.
+//
+// The client is minio-go: one small module with path-style addressing, ranged gets and
+// multipart built in (aws-sdk-go-v2 needs a dozen modules for the same).
+type S3 struct {
+	mc     *minio.Client
+	cfg    S3Config
+	bucket string
+	prefix string
+	db     *pgxpool.Pool
+
+	mu       sync.Mutex
+	buf      []byte           // the pack being gathered
+	pending  map[Hash]s3Entry // chunks in buf
+	flushing []*s3Flush       // packs being uploaded, oldest first
+
+	cache *packCache
+	group groupCache
+}
+
+// s3Entry is one chunk's index row.
+type s3Entry struct {
+	pack        Hash
+	off, stored int64
+	size        int64
+	enc         Encoding
+	grp         Hash  // EncGroup: the group's name
+	goff, glen  int64 // EncGroup: offset in the group's content, and its length
+	flush       *s3Flush
+}
+
+// s3Flush is a pack on its way up: its bytes stay readable until it is indexed.
+type s3Flush struct {
+	buf     []byte
+	entries map[Hash]s3Entry
+	done    chan struct{}
+	err     error
+}
+
+// S3Config says where the packs live. Endpoint and credentials come from the AWS SDK's
+// standard variables when empty (S3ConfigFromEnv).
+type S3Config struct {
+	Endpoint  string // host:port, or a URL (http:// means no TLS)
+	AccessKey string
+	SecretKey string
+	Region    string
+	PathStyle bool   // bucket in the path, not the host name
+	Bucket    string // the bucket, which must exist
+	Prefix    string // where under it the packs go ("" or ending in /)
+	CacheDir  string // local cache of packs read; "" for none
+	CacheMax  int64  // bytes the cache may hold; 0: 1 GiB
+}
+
+// ParseS3URL reads s3://BUCKET/PREFIX and the standard AWS variables (AWS_ENDPOINT_URL,
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; path-style addressing with
+// AWS_S3_ADDRESSING_STYLE=path, the SDK's addressing_style setting).
+func ParseS3URL(raw string) (S3Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return S3Config{}, fmt.Errorf("packs %q: want s3://BUCKET/PREFIX", raw)
+	}
+	c := S3Config{
+		Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"),
+		Endpoint: os.Getenv("AWS_ENDPOINT_URL"), AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
+		SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"), Region: os.Getenv("AWS_REGION"),
+		PathStyle: os.Getenv("AWS_S3_ADDRESSING_STYLE") == "path",
+	}
+	if c.Prefix != "" {
+		c.Prefix += "/"
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = "https://s3.amazonaws.com"
+	}
+	return c, nil
+}
+
+// s3PartSize: packs above it are uploaded in parts of this size.
+const s3PartSize = 8 << 20
+
+// s3PackTarget: a pack is uploaded once this much is gathered, without waiting for Flush.
+const s3PackTarget = 32 << 20
+
+// OpenS3 opens the store; db must hold the schema (pgschema.Migrate).
+func OpenS3(ctx context.Context, c S3Config, db *pgxpool.Pool) (*S3, error) {
+	host, secure := c.Endpoint, true
+	if u, err := url.Parse(c.Endpoint); err == nil && u.Host != "" {
+		host, secure = u.Host, u.Scheme != "http"
+	}
+	lookup := minio.BucketLookupAuto
+	if c.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	mc, err := minio.New(host, &minio.Options{
+		Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""), Secure: secure,
+		Region: c.Region, BucketLookup: lookup,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", c.Endpoint, err)
+	}
+	ok, err := mc.BucketExists(ctx, c.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("s3 bucket %s at %s: %w", c.Bucket, c.Endpoint, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("s3 bucket %s at %s does not exist", c.Bucket, c.Endpoint)
+	}
+	s := &S3{mc: mc, cfg: c, bucket: c.Bucket, prefix: c.Prefix, db: db, pending: map[Hash]s3Entry{}}
+	if c.CacheDir != "" {
+		if c.CacheMax == 0 {
+			c.CacheMax = 1 << 30
+		}
+		if s.cache, err = newPackCache(c.CacheDir, c.CacheMax); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Config is what the store was opened with.
+func (s *S3) Config() S3Config { return s.cfg }
+
+// DB is the pool holding the index.
+func (s *S3) DB() *pgxpool.Pool { return s.db }
+
+// Objects lists the pack objects in the bucket.
+func (s *S3) Objects(ctx context.Context) ([]string, error) {
+	var out []string
+	for o := range s.mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + "packs/", Recursive: true}) {
+		if o.Err != nil {
+			return nil, o.Err
+		}
+		out = append(out, o.Key)
+	}
+	return out, nil
+}
+
+func (s *S3) key(pack Hash) string {
+	x := pack.String()
+	return s.prefix + "packs/" + x[:2] + "/" + x
+}
+
+// Close flushes what was put.
+func (s *S3) Close() error { return s.Flush(context.Background()) }
+
+// Put stores content under its hash.
+func (s *S3) Put(ctx context.Context, h Hash, data []byte) error {
+	if int64(len(data)) > MaxBlob {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	_, err := s.PutEncoded(ctx, h, Encode(data, nil))
+	return err
+}
+
+// PutRaw verifies a stored-form chunk and stores it.
+func (s *S3) PutRaw(ctx context.Context, h Hash, r Raw) error {
+	if r.Enc == EncGroup {
+		return &CorruptError{Hash: h, Reason: "a group travels through PutGroup"}
+	}
+	if _, err := Decode(h, r, nil); err != nil {
+		return err
+	}
+	_, err := s.PutEncoded(ctx, h, r)
+	return err
+}
+
+// PutEncoded stores a chunk the caller has verified; it reports whether it was new.
+func (s *S3) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
+	if miss, err := s.Missing(ctx, []Hash{h}); err != nil || len(miss) == 0 {
+		return false, err
+	}
+	s.mu.Lock()
+	if _, ok := s.pending[h]; !ok {
+		s.pending[h] = s3Entry{off: int64(len(s.buf)), stored: int64(len(r.Data)), size: r.Len, enc: r.Enc}
+		s.buf = append(s.buf, r.Data...)
+	}
+	full := len(s.buf) >= s3PackTarget
+	s.mu.Unlock()
+	if full {
+		return true, s.Flush(ctx)
+	}
+	return true, nil
+}
+
+// PutGroup stores a verified group once and indexes those of its chunks the store lacks.
+func (s *S3) PutGroup(ctx context.Context, g *Group) (int, error) {
+	miss, err := s.Missing(ctx, g.hashes)
+	if err != nil || len(miss) == 0 {
+		return 0, err
+	}
+	want := map[Hash]bool{}
+	for _, h := range miss {
+		want[h] = true
+	}
+	s.mu.Lock()
+	off := int64(len(s.buf))
+	s.buf = append(s.buf, g.raw.Data...)
+	for i, h := range g.hashes {
+		if want[h] {
+			s.pending[h] = s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
+				grp: g.name, goff: g.offs[i], glen: g.raw.Len}
+		}
+	}
+	full := len(s.buf) >= s3PackTarget
+	s.mu.Unlock()
+	if full {
+		return len(miss), s.Flush(ctx)
+	}
+	return len(miss), nil
+}
+
+// Flush uploads what was put as one pack, indexes it, and waits for packs other
+// goroutines are uploading with chunks put before.
+func (s *S3) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	wait := append([]*s3Flush(nil), s.flushing...)
+	var f *s3Flush
+	if len(s.pending) > 0 {
+		f = &s3Flush{buf: s.buf, entries: s.pending, done: make(chan struct{})}
+		for h, e := range f.entries {
+			e.flush = f
+			f.entries[h] = e
+		}
+		s.flushing = append(s.flushing, f)
+		s.buf, s.pending = nil, map[Hash]s3Entry{}
+	}
+	s.mu.Unlock()
+	if f != nil {
+		f.err = s.upload(ctx, f)
+		close(f.done)
+		s.mu.Lock()
+		for i, x := range s.flushing {
+			if x == f {
+				s.flushing = append(s.flushing[:i], s.flushing[i+1:]...)
+				break
+			}
+		}
+		if f.err != nil { // put back, for a later Flush to try again
+			for h, e := range f.entries {
+				if _, ok := s.pending[h]; !ok {
+					e.flush = nil
+					e.off += int64(len(s.buf))
+					s.pending[h] = e
+				}
+			}
+			s.buf = append(s.buf, f.buf...)
+		}
+		s.mu.Unlock()
+		if f.err != nil {
+			return f.err
+		}
+	}
+	for _, w := range wait {
+		select {
+		case <-w.done:
+			if w.err != nil {
+				return w.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// upload writes a pack object, then its index rows.
+func (s *S3) upload(ctx context.Context, f *s3Flush) error {
+	name := Sum(f.buf)
+	_, err := s.mc.PutObject(ctx, s.bucket, s.key(name), bytes.NewReader(f.buf), int64(len(f.buf)),
+		minio.PutObjectOptions{PartSize: s3PartSize, ContentType: "application/octet-stream"})
+	if err != nil {
+		return fmt.Errorf("upload pack %s: %w", name.Short(12), err)
+	}
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO cas_packs (name, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", name[:], len(f.buf)); err != nil {
+			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
+		}
+		rows := make([][]any, 0, len(f.entries))
+		for h, e := range f.entries {
+			var grp []byte
+			var goff, glen *int64
+			if e.enc == EncGroup {
+				grp, goff, glen = e.grp[:], &e.goff, &e.glen
+			}
+			rows = append(rows, []any{h[:], name[:], e.off, e.stored, e.size, int16(e.enc), grp, goff, glen})
+		}
+		// COPY into a temporary table, then one upsert: a chunk another replica stored
+		// meanwhile keeps its row, unless gc had condemned it (this copy revives it).
+		if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE cas_new (LIKE cas_chunks INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
+			return err
+		}
+		cols := []string{"hash", "pack", "off", "stored", "size", "enc", "grp", "goff", "glen"}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cas_new"}, cols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO cas_chunks (hash, pack, off, stored, size, enc, grp, goff, glen)
+			SELECT hash, pack, off, stored, size, enc, grp, goff, glen FROM cas_new
+			ON CONFLICT (hash) DO UPDATE SET pack = excluded.pack, off = excluded.off, stored = excluded.stored,
+				size = excluded.size, enc = excluded.enc, grp = excluded.grp, goff = excluded.goff,
+				glen = excluded.glen, condemned_at = NULL
+			WHERE cas_chunks.condemned_at IS NOT NULL`)
+		if err != nil {
+			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
+		}
+		return nil
+	})
+}
+
+// memEntry finds a chunk not yet indexed.
+func (s *S3) memEntry(h Hash) (s3Entry, []byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.pending[h]; ok {
+		return e, s.buf, true
+	}
+	for _, f := range s.flushing {
+		if e, ok := f.entries[h]; ok {
+			return e, f.buf, true
+		}
+	}
+	return s3Entry{}, nil, false
+}
+
+// Missing answers which of hs the store lacks, counting condemned chunks as lacking.
+func (s *S3) Missing(ctx context.Context, hs []Hash) ([]Hash, error) {
+	return s.absent(ctx, hs, true)
+}
+
+// Absent answers which of hs the store cannot serve (condemned chunks it can).
+func (s *S3) Absent(ctx context.Context, hs []Hash) ([]Hash, error) {
+	return s.absent(ctx, hs, false)
+}
+
+// s3Batch bounds the hashes of one index query.
+const s3Batch = 8192
+
+func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, error) {
+	ask := make([][]byte, 0, len(hs))
+	for _, h := range hs {
+		if _, _, ok := s.memEntry(h); !ok {
+			ask = append(ask, h[:])
+		}
+	}
+	have := map[Hash]bool{}
+	q := "SELECT hash FROM cas_chunks WHERE hash = ANY($1)"
+	if condemnedToo {
+		q += " AND condemned_at IS NULL"
+	}
+	for len(ask) > 0 {
+		n := min(len(ask), s3Batch)
+		rows, err := s.db.Query(ctx, q, ask[:n])
+		if err != nil {
+			return nil, fmt.Errorf("chunk index: %w", err)
+		}
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			have[Hash(b)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("chunk index: %w", err)
+		}
+		ask = ask[n:]
+	}
+	var out []Hash
+	for _, h := range hs {
+		if _, _, ok := s.memEntry(h); !ok && !have[h] {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, Hash.Compare)
+	return slices.Compact(out), nil
+}
+
+// Keep revives the chunks of hs that gc condemned (a commit is about to use them) and
+// returns those the store lacks.
+func (s *S3) Keep(ctx context.Context, hs []Hash) ([]Hash, error) {
+	for i := 0; i < len(hs); i += s3Batch {
+		part := hs[i:min(i+s3Batch, len(hs))]
+		b := make([][]byte, len(part))
+		for j := range part {
+			b[j] = part[j][:]
+		}
+		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = NULL WHERE hash = ANY($1) AND condemned_at IS NOT NULL", b); err != nil {
+			return nil, fmt.Errorf("chunk index: %w", err)
+		}
+	}
+	return s.absent(ctx, hs, true)
+}
+
+func (s *S3) lookup(ctx context.Context, h Hash) (s3Entry, []byte, error) {
+	if e, buf, ok := s.memEntry(h); ok {
+		return e, buf, nil
+	}
+	var e s3Entry
+	var pack, grp []byte
+	var goff, glen *int64
+	var enc int16
+	err := s.db.QueryRow(ctx, "SELECT pack, off, stored, size, enc, grp, goff, glen FROM cas_chunks WHERE hash = $1", h[:]).
+		Scan(&pack, &e.off, &e.stored, &e.size, &enc, &grp, &goff, &glen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return e, nil, &NotFoundError{Hash: h}
+	}
+	if err != nil {
+		return e, nil, fmt.Errorf("chunk index: %w", err)
+	}
+	e.pack, e.enc = Hash(pack), Encoding(enc)
+	if e.enc == EncGroup {
+		if len(grp) != HashSize || goff == nil || glen == nil {
+			return e, nil, &CorruptError{Hash: h, Reason: "index row of a grouped chunk without its group"}
+		}
+		e.grp, e.goff, e.glen = Hash(grp), *goff, *glen
+	}
+	return e, nil, nil
+}
+
+// stored returns an entry's stored bytes: from memory, the cache, or a ranged read.
+func (s *S3) stored(ctx context.Context, h Hash, e s3Entry, mem []byte) ([]byte, error) {
+	if mem != nil {
+		return bytes.Clone(mem[e.off : e.off+e.stored]), nil
+	}
+	if e.stored < 0 || e.stored > MaxBlob {
+		return nil, &CorruptError{Hash: h, Reason: fmt.Sprintf("implausible stored length %d", e.stored)}
+	}
+	if s.cache != nil {
+		if b, ok := s.cache.read(e.pack, e.off, e.stored); ok {
+			return b, nil
+		}
+		if s.cache.second(e.pack) {
+			if err := s.fetchPack(ctx, e.pack); err == nil {
+				if b, ok := s.cache.read(e.pack, e.off, e.stored); ok {
+					return b, nil
+				}
+			}
+		}
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(e.off, e.off+e.stored-1); err != nil {
+		return nil, err
+	}
+	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(e.pack), opts)
+	if err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", e.pack.Short(12), err)
+	}
+	defer obj.Close()
+	b := make([]byte, e.stored)
+	if _, err := io.ReadFull(obj, b); err != nil {
+		return nil, fmt.Errorf("read chunk %s from pack %s: %w", h, e.pack.Short(12), err)
+	}
+	return b, nil
+}
+
+// fetchPack downloads a whole pack into the cache.
+func (s *S3) fetchPack(ctx context.Context, pack Hash) error {
+	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(pack), minio.GetObjectOptions{})
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	return s.cache.put(pack, obj)
+}
+
+// GetRaw returns a chunk in its stored form (a grouped chunk alone, re-encoded).
+func (s *S3) GetRaw(ctx context.Context, h Hash) (Raw, error) {
+	for try := 0; ; try++ {
+		r, err := s.getRaw(ctx, h)
+		// A pack that gc repacked meanwhile: its chunks have moved, look them up again.
+		if err != nil && try == 0 && isNoSuchKey(err) {
+			continue
+		}
+		return r, err
+	}
+}
+
+func isNoSuchKey(err error) bool {
+	return minio.ToErrorResponse(errors.Unwrap(err)).Code == "NoSuchKey"
+}
+
+func (s *S3) getRaw(ctx context.Context, h Hash) (Raw, error) {
+	e, mem, err := s.lookup(ctx, h)
+	if err != nil {
+		return Raw{}, err
+	}
+	b, err := s.stored(ctx, h, e, mem)
+	if err != nil {
+		return Raw{}, err
+	}
+	if e.enc != EncGroup {
+		return Raw{Enc: e.enc, Len: e.size, Data: b}, nil
+	}
+	content, err := s.groupContent(e, b)
+	if err != nil {
+		return Raw{}, err
+	}
+	if e.goff < 0 || e.goff+e.size > int64(len(content)) {
+		return Raw{}, &CorruptError{Hash: h, Reason: "grouped chunk out of its group"}
+	}
+	return Encode(content[e.goff:e.goff+e.size], nil), nil
+}
+
+// groupContent decompresses a group (kept in a small cache: neighbours come next).
+func (s *S3) groupContent(e s3Entry, frame []byte) ([]byte, error) {
+	k := [2]uint64{be64(e.pack[:8]), uint64(e.off)}
+	if c, ok := s.group.get(k); ok {
+		return c, nil
+	}
+	if e.glen < 0 || e.glen > MaxGroupContent {
+		return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group of implausible length %d", e.glen)}
+	}
+	_, dec := codecs()
+	c, err := dec.DecodeAll(frame, make([]byte, 0, e.glen))
+	if err != nil || int64(len(c)) != e.glen {
+		return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
+	}
+	s.group.put(k, c)
+	return c, nil
+}
+
+func be64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b[:8] {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+// Get returns a chunk's content, verified.
+func (s *S3) Get(ctx context.Context, h Hash) ([]byte, error) {
+	r, err := s.GetRaw(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(h, r, nil)
+}
+
+// Transfer calls fn for each chunk of hs as it should travel (see Local.Transfer): a group
+// of which hs names every chunk goes once, as stored.
+func (s *S3) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, r Raw) error) error {
+	type use struct {
+		n     int
+		sum   int64
+		tbl   int
+		whole bool
+	}
+	es := make([]s3Entry, len(hs))
+	mems := make([][]byte, len(hs))
+	groups := map[Hash]*use{}
+	for i, h := range hs {
+		e, mem, err := s.lookup(ctx, h)
+		if err != nil {
+			return err
+		}
+		es[i], mems[i] = e, mem
+		if e.enc == EncGroup {
+			g := groups[e.grp]
+			if g == nil {
+				g = &use{}
+				groups[e.grp] = g
+			}
+			g.n++
+			g.sum += e.size
+			g.tbl += uvarintLen(uint64(e.size))
+		}
+	}
+	for i, h := range hs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e := es[i]
+		if g := groups[e.grp]; e.enc == EncGroup && int64(uvarintLen(uint64(g.n))+g.tbl)+g.sum == e.glen {
+			if g.whole {
+				continue
+			}
+			g.whole = true
+			b, err := s.stored(ctx, h, e, mems[i])
+			if err != nil {
+				return err
+			}
+			if err := fn(i, e.grp, Raw{Enc: EncGroup, Len: e.glen, Data: b, Count: g.n}); err != nil {
+				return err
+			}
+			continue
+		}
+		r, err := s.GetRaw(ctx, h)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, h, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Walk lists every indexed chunk in ascending hash order.
+func (s *S3) Walk(ctx context.Context, fn func(ChunkInfo) error) error {
+	rows, err := s.db.Query(ctx, "SELECT hash, size, stored, enc FROM cas_chunks ORDER BY hash")
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		var ci ChunkInfo
+		var enc int16
+		if err := rows.Scan(&b, &ci.Size, &ci.Stored, &enc); err != nil {
+			return err
+		}
+		if Encoding(enc) == EncGroup {
+			ci.Stored = 0 // the group's bytes are counted nowhere chunk by chunk
+		}
+		ci.Hash = Hash(b)
+		if err := fn(ci); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Delete drops chunks from the index, and the packs no chunk is left in.
+func (s *S3) Delete(ctx context.Context, hs []Hash) error {
+	s.mu.Lock()
+	for _, h := range hs {
+		delete(s.pending, h) // its bytes stay in the pack being gathered, unindexed
+	}
+	s.mu.Unlock()
+	for i := 0; i < len(hs); i += s3Batch {
+		part := hs[i:min(i+s3Batch, len(hs))]
+		b := make([][]byte, len(part))
+		for j := range part {
+			b[j] = part[j][:]
+		}
+		if _, err := s.db.Exec(ctx, "DELETE FROM cas_chunks WHERE hash = ANY($1)", b); err != nil {
+			return fmt.Errorf("chunk index: %w", err)
+		}
+	}
+	return s.dropEmptyPacks(ctx)
+}
+
+// dropEmptyPacks removes the packs no index row points into: first their rows, then
+// their objects (an object without a row is only ever garbage).
+func (s *S3) dropEmptyPacks(ctx context.Context) error {
+	rows, err := s.db.Query(ctx, `DELETE FROM cas_packs p WHERE NOT EXISTS
+		(SELECT 1 FROM cas_chunks c WHERE c.pack = p.name) RETURNING name`)
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	var gone []Hash
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			rows.Close()
+			return err
+		}
+		gone = append(gone, Hash(b))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, p := range gone {
+		if err := s.mc.RemoveObject(ctx, s.bucket, s.key(p), minio.RemoveObjectOptions{}); err != nil {
+			return fmt.Errorf("remove pack %s: %w", p.Short(12), err)
+		}
+		if s.cache != nil {
+			s.cache.drop(p)
+		}
+	}
+	return nil
+}
+
+// packCache keeps whole packs on local disk, the least recently used dropped past max.
+type packCache struct {
+	dir   string
+	max   int64
+	mu    sync.Mutex
+	seen  map[Hash]int       // ranged reads of packs not cached
+	used  map[Hash]time.Time // cached packs, by last use
+	sizes map[Hash]int64
+	total int64
+}
+
+func newPackCache(dir string, max int64) (*packCache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pack cache: %w", err)
+	}
+	c := &packCache{dir: dir, max: max, seen: map[Hash]int{}, used: map[Hash]time.Time{}, sizes: map[Hash]int64{}}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		h, err := ParseHash(e.Name())
+		if info, ierr := e.Info(); err == nil && ierr == nil {
+			c.used[h], c.sizes[h] = info.ModTime(), info.Size()
+			c.total += info.Size()
+		} else {
+			os.Remove(filepath.Join(dir, e.Name())) // a download cut short
+		}
+	}
+	return c, nil
+}
+
+// second counts a ranged read of a pack and reports whether it is the second.
+func (c *packCache) second(p Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[p]++
+	if len(c.seen) > 1<<16 {
+		clear(c.seen)
+	}
+	return c.seen[p] == 2
+}
+
+func (c *packCache) read(p Hash, off, n int64) ([]byte, bool) {
+	c.mu.Lock()
+	_, ok := c.used[p]
+	if ok {
+		c.used[p] = time.Now()
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	f, err := os.Open(filepath.Join(c.dir, p.String()))
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return nil, false
+	}
+	return b, true // Decode checks the hash: a damaged cache file is a CorruptError
+}
+
+func (c *packCache) put(p Hash, r io.Reader) error {
+	path := filepath.Join(c.dir, p.String())
+	f, err := os.CreateTemp(c.dir, "tmp-")
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, io.LimitReader(r, c.max))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.used[p]; !ok {
+		c.total += n
+	}
+	c.used[p], c.sizes[p] = time.Now(), n
+	for c.total > c.max && len(c.used) > 1 {
+		var old Hash
+		var at time.Time
+		for h, t := range c.used {
+			if h != p && (at.IsZero() || t.Before(at)) {
+				old, at = h, t
+			}
+		}
+		c.dropLocked(old)
+	}
+	return nil
+}
+
+func (c *packCache) drop(p Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(p)
+}
+
+func (c *packCache) dropLocked(p Hash) {
+	if _, ok := c.used[p]; !ok {
+		return
+	}
+	os.Remove(filepath.Join(c.dir, p.String()))
+	c.total -= c.sizes[p]
+	delete(c.used, p)
+	delete(c.sizes, p)
+}

@@ -90,6 +90,9 @@ func VerifyAll(ctx context.Context, st interface {
 type ReclaimReport struct {
 	Live, Deleted int64
 	DeletedBytes  int64 // content bytes
+	// Condemned counts chunks no version uses that a later gc deletes once the grace has
+	// passed (a store replicas share: S3.Collect).
+	Condemned int64
 }
 
 // Reclaim deletes every chunk not reachable from the given manifests (the manifests

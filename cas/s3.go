@@ -820,3 +820,140 @@ func (c *packCache) dropLocked(p Hash) {
 	delete(c.used, p)
 	delete(c.sizes, p)
 }
+
+// Collect is gc for a store replicas share (DESIGN.md, "Replicas"), in two steps a grace
+// apart so that no replica loses a chunk it is about to reference:
+//
+//   - sweep: chunks condemned more than grace ago that keep still does not keep are
+//     deleted (a row revived meanwhile by an upload or a commit is left: the delete
+//     re-checks condemned_at), then the packs left empty;
+//   - mark: every other chunk keep does not keep is condemned: from now on Missing says
+//     it is missing (a client sends it again, which revives it) and Keep revives it for a
+//     commit that uses it.
+//
+// A copy whose missing-check came before the mark and whose commit comes more than grace
+// after it fails with "chunks not there yet" and sends them when run again.
+func (s *S3) Collect(ctx context.Context, keep func(Hash) bool, grace time.Duration) (ReclaimReport, error) {
+	var r ReclaimReport
+	if err := s.Flush(ctx); err != nil {
+		return r, err
+	}
+	type row struct {
+		h         Hash
+		size      int64
+		condemned bool
+		old       bool
+	}
+	var rows []row
+	q, err := s.db.Query(ctx, `SELECT hash, size, condemned_at IS NOT NULL,
+		coalesce(condemned_at < now() - make_interval(secs => $1), false) FROM cas_chunks`, grace.Seconds())
+	if err != nil {
+		return r, fmt.Errorf("chunk index: %w", err)
+	}
+	for q.Next() {
+		var b []byte
+		var x row
+		if err := q.Scan(&b, &x.size, &x.condemned, &x.old); err != nil {
+			q.Close()
+			return r, err
+		}
+		x.h = Hash(b)
+		rows = append(rows, x)
+	}
+	q.Close()
+	if err := q.Err(); err != nil {
+		return r, fmt.Errorf("chunk index: %w", err)
+	}
+	var sweep, mark []Hash
+	for _, x := range rows {
+		switch {
+		case keep(x.h):
+			r.Live++
+		case x.old:
+			sweep = append(sweep, x.h)
+			r.Deleted++
+			r.DeletedBytes += x.size
+		case x.condemned:
+			r.Condemned++
+		default:
+			mark = append(mark, x.h)
+			r.Condemned++
+		}
+	}
+	for i := 0; i < len(sweep); i += s3Batch {
+		part := sweep[i:min(i+s3Batch, len(sweep))]
+		if _, err := s.db.Exec(ctx, `DELETE FROM cas_chunks WHERE hash = ANY($1)
+			AND condemned_at < now() - make_interval(secs => $2)`, hashBytes(part), grace.Seconds()); err != nil {
+			return r, fmt.Errorf("chunk index: %w", err)
+		}
+	}
+	for i := 0; i < len(mark); i += s3Batch {
+		part := mark[i:min(i+s3Batch, len(mark))]
+		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = now() WHERE hash = ANY($1) AND condemned_at IS NULL", hashBytes(part)); err != nil {
+			return r, fmt.Errorf("chunk index: %w", err)
+		}
+	}
+	return r, s.dropEmptyPacks(ctx)
+}
+
+func hashBytes(hs []Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}
+
+// CheckPacks checks that every indexed pack is an object of its recorded size; it returns
+// the chunks of those that are not, each with the reason.
+func (s *S3) CheckPacks(ctx context.Context) (map[Hash]string, error) {
+	rows, err := s.db.Query(ctx, "SELECT name, bytes FROM cas_packs")
+	if err != nil {
+		return nil, fmt.Errorf("chunk index: %w", err)
+	}
+	type pack struct {
+		name Hash
+		size int64
+	}
+	var packs []pack
+	for rows.Next() {
+		var b []byte
+		var p pack
+		if err := rows.Scan(&b, &p.size); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		p.name = Hash(b)
+		packs = append(packs, p)
+	}
+	rows.Close()
+	bad := map[Hash]string{}
+	for _, p := range packs {
+		info, err := s.mc.StatObject(ctx, s.bucket, s.key(p.name), minio.StatObjectOptions{})
+		reason := ""
+		switch {
+		case err != nil && minio.ToErrorResponse(err).Code == "NoSuchKey":
+			reason = "is missing from the bucket"
+		case err != nil:
+			return nil, fmt.Errorf("stat pack %s: %w", p.name.Short(12), err)
+		case info.Size != p.size:
+			reason = fmt.Sprintf("is %d bytes, indexed as %d", info.Size, p.size)
+		default:
+			continue
+		}
+		crow, err := s.db.Query(ctx, "SELECT hash FROM cas_chunks WHERE pack = $1", p.name[:])
+		if err != nil {
+			return nil, err
+		}
+		for crow.Next() {
+			var b []byte
+			if err := crow.Scan(&b); err != nil {
+				crow.Close()
+				return nil, err
+			}
+			bad[Hash(b)] = fmt.Sprintf("its pack %s %s", p.name.Short(12), reason)
+		}
+		crow.Close()
+	}
+	return bad, nil
+}

@@ -34,7 +34,7 @@ func (e *env) admin(t AdminTarget) (ops.Admin, error) {
 		return ops.AdminRemote{Remote: e.remoteOf(cfg, alias)}, nil
 	}
 	root := e.g.root()
-	if ops.Serving(root) {
+	if ops.Serving(root) && e.backend.Ledger == "" {
 		return ops.AdminRemote{Remote: ops.NewSocketRemote(root)}, nil
 	}
 	return ops.AdminDirect{Root: root, Open: func(exclusive bool) (*ops.Instance, error) {

@@ -21,6 +21,7 @@ func (e *env) openWith(opt ops.OpenOptions) (*ops.Instance, error) {
 		fmt.Fprintf(e.stderr, "swcli: %s in use by %s, waiting…\n", what, h)
 	}
 	opt.OnError = func(msg string) { e.log.Error().Msg(msg) }
+	opt.Ledger, opt.Packs = e.backend.Ledger, e.backend.Packs
 	return ops.Open(e.ctx, e.g.root(), opt)
 }
 

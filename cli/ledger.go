@@ -14,10 +14,11 @@ import (
 
 // LedgerCmd is `swcli ledger`: the audit trail.
 type LedgerCmd struct {
-	Log    LedgerLogCmd    `cmd:"" help:"Show events, oldest first (JSON lines with -o json)."`
-	Verify LedgerVerifyCmd `cmd:"" help:"Check the hash chain, the projections and the manifests."`
-	Replay LedgerReplayCmd `cmd:"" help:"Rebuild the state from the events, now or as it was at a point."`
-	Export LedgerExportCmd `cmd:"" help:"Write every event as JSON lines: canonical, hash-chained, checkable without swcli."`
+	Backend `embed:""`
+	Log     LedgerLogCmd    `cmd:"" help:"Show events, oldest first (JSON lines with -o json)."`
+	Verify  LedgerVerifyCmd `cmd:"" help:"Check the hash chain, the projections and the manifests."`
+	Replay  LedgerReplayCmd `cmd:"" help:"Rebuild the state from the events, now or as it was at a point."`
+	Export  LedgerExportCmd `cmd:"" help:"Write every event as JSON lines: canonical, hash-chained, checkable without swcli."`
 }
 
 // LedgerLogCmd is `ledger log`.
@@ -97,7 +98,7 @@ func (c *LedgerVerifyCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	rep, err := in.Ledger.Verify(e.ctx, in.Store)
+	rep, err := in.Ledger.Verify(e.ctx, in.Chunks)
 	if err != nil {
 		return err
 	}

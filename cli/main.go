@@ -49,6 +49,13 @@ func (g *Globals) root() string {
 	return filepath.Join(home, ".local", "share", "swcli")
 }
 
+// Backend puts a server's state in PostgreSQL and its packs in S3: the flags of `swcli
+// server …` and `swcli ledger …`. Without them, the instance at --root.
+type Backend struct {
+	Ledger string `help:"A server's ledger, users and chunk index in PostgreSQL (--root then holds only caches)." env:"SWCLI_LEDGER" placeholder:"postgres://…"`
+	Packs  string `help:"A server's packs in S3 (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)." env:"SWCLI_PACKS" placeholder:"s3://BUCKET/PREFIX"`
+}
+
 type grammar struct {
 	Globals
 
@@ -66,12 +73,13 @@ type grammar struct {
 
 // env is what every command's Run receives.
 type env struct {
-	ctx    context.Context
-	g      *Globals
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
-	log    zerolog.Logger
+	ctx     context.Context
+	g       *Globals
+	backend Backend // server and ledger commands: PostgreSQL and S3
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+	log     zerolog.Logger
 	// command is the command line's command path, as kong names it ("server project member add <project> <users> ...").
 	command string
 	quiet   bool // --quiet of the commands that show progress
@@ -135,6 +143,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}
 	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose, false), command: kctx.Command()}
+	switch {
+	case strings.HasPrefix(e.command, "server"):
+		e.backend = cli.Server.Backend
+	case strings.HasPrefix(e.command, "ledger"):
+		e.backend = cli.Ledger.Backend
+	}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, err, e.jsonOut())
 	}

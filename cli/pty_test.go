@@ -91,11 +91,11 @@ func TestProgressOnATerminal(t *testing.T) {
 
 	// A server on loopback, and a user logged in to it.
 	srvRoot := filepath.Join(dir, "srv")
-	tok, err := ops.AddUser(context.Background(), srvRoot, "alice", false)
+	tok, err := ops.AddUser(context.Background(), ops.FileAuth{Root: srvRoot}, "alice", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ops.CreateServerProject(context.Background(), srvRoot, "mnist", []string{"alice"}); err != nil {
+	if err := ops.CreateServerProject(context.Background(), ops.FileAuth{Root: srvRoot}, "mnist", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	in, err := ops.Open(context.Background(), srvRoot, ops.OpenOptions{Exclusive: true})

@@ -21,6 +21,7 @@ import (
 
 // ServerCmd is `swcli server`: run a cloud instance and manage its users and projects.
 type ServerCmd struct {
+	Backend `embed:""`
 	Run     ServerRunCmd     `cmd:"" default:"withargs" help:"Serve the instance at --root (the default subcommand)."`
 	User    ServerUserCmd    `cmd:"" help:"Manage the server's users and tokens."`
 	Project ServerProjectCmd `cmd:"" help:"Manage the server's projects and their members."`
@@ -54,6 +55,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 	}
 	defer in.Close()
 	s := ops.NewServer(in)
+	s.OnError = func(msg string) { e.log.Error().Msg(msg) }
 	s.Log = func(a ops.AccessEntry) {
 		e.log.Info().Str("method", a.Method).Str("path", a.Path).Str("user", a.User).Int("status", a.Status).
 			Int64("bytes", a.Bytes).Str("took", a.Took.Round(time.Microsecond).String()).Msg("request")

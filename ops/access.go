@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
 )
 
 // Tenant isolation on a server. A chunk's hash is not a capability: a user reads a chunk,
@@ -32,6 +34,12 @@ import (
 // also appended to ROOT/access/USER.uploads (synced before the upload is acknowledged),
 // so that a copy cut short by a server restart resumes without sending again what the
 // server acknowledged.
+//
+// Replicas (a server on PostgreSQL) share what they must: uploads are rows of
+// server_uploads, inserted before the upload is acknowledged; the membership of chunks in
+// projects follows the shared ledger. A hash the memory does not allow is asked about
+// again after catching up with the ledger's new events, then in server_uploads: what one
+// replica acknowledged or committed, every other one allows at its next request.
 type access struct {
 	dir      string // ROOT/access
 	fileMu   sync.Mutex
@@ -40,6 +48,11 @@ type access struct {
 	mu       sync.RWMutex
 	projects map[cas.Hash][]string            // projects whose versions use the chunk
 	uploads  map[string]map[cas.Hash]struct{} // chunks each user sent and has not committed yet
+
+	in       *Instance
+	db       *pgxpool.Pool // replicas: uploads live in server_uploads
+	followMu sync.Mutex
+	seen     uint64 // the ledger event the membership covers (replicas)
 }
 
 // load builds the membership from every live or removed version.
@@ -48,9 +61,19 @@ func (a *access) load(ctx context.Context, in *Instance) error {
 		a.projects = map[cas.Hash][]string{}
 		a.uploads = map[string]map[cas.Hash]struct{}{}
 		a.dir = filepath.Join(in.Root, "access")
-		if err := a.loadUploads(); err != nil {
-			a.err = err
-			return
+		a.in, a.db = in, in.sharedDB()
+		if a.db == nil {
+			if err := a.loadUploads(); err != nil {
+				a.err = err
+				return
+			}
+		} else {
+			h, err := in.Ledger.Head()
+			if err != nil {
+				a.err = err
+				return
+			}
+			a.seen = h.Seq // AllVersions below covers at least this far
 		}
 		vs, err := in.Ledger.AllVersions()
 		if err != nil {
@@ -58,7 +81,7 @@ func (a *access) load(ctx context.Context, in *Instance) error {
 			return
 		}
 		for _, v := range vs {
-			m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+			m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 			if err != nil {
 				continue // fsck's and ledger verify's to report; nothing of it is served
 			}
@@ -142,7 +165,14 @@ func (a *access) compactUploads() error {
 }
 
 // addUploads records chunks a user sent, durably before it returns.
-func (a *access) addUploads(user string, hs []cas.Hash) error {
+func (a *access) addUploads(ctx context.Context, user string, hs []cas.Hash) error {
+	if a.db != nil {
+		if _, err := a.db.Exec(ctx, `INSERT INTO server_uploads (username, hash)
+			SELECT $1, h FROM unnest($2::bytea[]) AS h ON CONFLICT DO NOTHING`, user, hashBytes(hs)); err != nil {
+			return fmt.Errorf("record uploads of %s: %w", user, err)
+		}
+		return nil
+	}
 	a.fileMu.Lock()
 	err := func() error {
 		if err := os.MkdirAll(a.dir, 0o700); err != nil {
@@ -180,18 +210,143 @@ func (a *access) addUploads(user string, hs []cas.Hash) error {
 }
 
 // forgetUploads drops a user's uploads that a commit has made part of a project.
-func (a *access) forgetUploads(user string, hs []cas.Hash) {
+func (a *access) forgetUploads(ctx context.Context, user string, hs []cas.Hash) error {
+	if a.db != nil {
+		_, err := a.db.Exec(ctx, "DELETE FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, hashBytes(hs))
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	set := a.uploads[user]
 	for _, h := range hs {
 		delete(set, h)
 	}
+	return nil
+}
+
+func hashBytes(hs []cas.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}
+
+// follow adds the versions the shared ledger has gained since the membership was built
+// (committed through other replicas).
+func (a *access) follow(ctx context.Context) error {
+	a.followMu.Lock()
+	defer a.followMu.Unlock()
+	h, err := a.in.Ledger.Head()
+	if err != nil || h.Seq <= a.seen {
+		return err
+	}
+	err = a.in.Ledger.Log(ctx, ledger.Filter{FromSeq: a.seen + 1, Types: []ledger.Type{ledger.RuntimeBuilt, ledger.RuntimeCopied}},
+		func(e ledger.Event) error {
+			var d ledger.BuiltData
+			if e.Decode(&d) != nil {
+				return nil
+			}
+			m, err := cas.LoadManifest(ctx, a.in.Chunks, d.Manifest)
+			if err != nil {
+				return nil // as in load
+			}
+			a.addVersion(e.Project, d.Manifest, m)
+			return nil
+		})
+	if err == nil {
+		a.seen = h.Seq
+	}
+	return err
+}
+
+// uploaded returns which of hs user has sent and not committed, by server_uploads.
+func (a *access) uploaded(ctx context.Context, user string, hs []cas.Hash) (map[cas.Hash]bool, error) {
+	rows, err := a.db.Query(ctx, "SELECT hash FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, hashBytes(hs))
+	if err != nil {
+		return nil, fmt.Errorf("read uploads of %s: %w", user, err)
+	}
+	defer rows.Close()
+	out := map[cas.Hash]bool{}
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		out[cas.Hash(b)] = true
+	}
+	return out, rows.Err()
+}
+
+// allUploads lists every user's pending uploads (gc keeps them).
+func (a *access) allUploads(ctx context.Context) (map[cas.Hash]bool, error) {
+	out := map[cas.Hash]bool{}
+	if a.db == nil {
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+		for _, set := range a.uploads {
+			for h := range set {
+				out[h] = true
+			}
+		}
+		return out, nil
+	}
+	rows, err := a.db.Query(ctx, "SELECT DISTINCT hash FROM server_uploads")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		out[cas.Hash(b)] = true
+	}
+	return out, rows.Err()
 }
 
 // allowed returns, for each hash, whether u may use it; readable says which projects u
 // may read.
-func (a *access) allowed(u principal, readable func(string) bool, hs []cas.Hash) []bool {
+func (a *access) allowed(ctx context.Context, u principal, readable func(string) bool, hs []cas.Hash) ([]bool, error) {
+	out := a.allowedNow(u, readable, hs)
+	if a.db == nil {
+		return out, nil
+	}
+	var ask []cas.Hash
+	for i, ok := range out {
+		if !ok {
+			ask = append(ask, hs[i])
+		}
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	if err := a.follow(ctx); err != nil {
+		return nil, err
+	}
+	out = a.allowedNow(u, readable, hs)
+	ask = ask[:0]
+	for i, ok := range out {
+		if !ok {
+			ask = append(ask, hs[i])
+		}
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	up, err := a.uploaded(ctx, u.name, ask)
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range hs {
+		out[i] = out[i] || up[h]
+	}
+	return out, nil
+}
+
+// allowedNow is allowed by what this process knows.
+func (a *access) allowedNow(u principal, readable func(string) bool, hs []cas.Hash) []bool {
 	out := make([]bool, len(hs))
 	a.mu.RLock()
 	defer a.mu.RUnlock()

@@ -60,9 +60,9 @@ type Admin interface {
 	Where() string // the root, or the server's URL
 }
 
-// ListUsers lists auth.json's users by name.
-func ListUsers(root string) ([]UserInfo, error) {
-	a, err := LoadAuth(root)
+// ListUsers lists the users by name.
+func ListUsers(ctx context.Context, as AuthStore) ([]UserInfo, error) {
+	a, err := as.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -74,9 +74,9 @@ func ListUsers(root string) ([]UserInfo, error) {
 	return out, nil
 }
 
-// ListServerProjects lists auth.json's projects by id.
-func ListServerProjects(root string) ([]ProjectInfo, error) {
-	a, err := LoadAuth(root)
+// ListServerProjects lists the server's projects by id.
+func ListServerProjects(ctx context.Context, as AuthStore) ([]ProjectInfo, error) {
+	a, err := as.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -93,8 +93,8 @@ func projectInfo(name string, p *AuthProject) ProjectInfo {
 	return ProjectInfo{ID: p.ID, Name: name, Members: m, Created: p.Created}
 }
 
-func serverProject(root, name string) (*ProjectInfo, error) {
-	a, err := LoadAuth(root)
+func serverProject(ctx context.Context, as AuthStore, name string) (*ProjectInfo, error) {
+	a, err := as.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +107,9 @@ func serverProject(root, name string) (*ProjectInfo, error) {
 }
 
 // SetProjectMembers adds and removes members of a server project.
-func SetProjectMembers(ctx context.Context, root, name string, add, remove []string) (*ProjectInfo, error) {
+func SetProjectMembers(ctx context.Context, as AuthStore, name string, add, remove []string) (*ProjectInfo, error) {
 	name = NormalizeName(name)
-	err := UpdateAuth(ctx, root, func(a *Auth) error {
+	err := as.Update(ctx, func(a *Auth) error {
 		p := a.Projects[name]
 		if p == nil {
 			return Errorf(KindNotFound, "'swcli server project list' shows them", "no project %s", name)
@@ -132,14 +132,14 @@ func SetProjectMembers(ctx context.Context, root, name string, add, remove []str
 	if err != nil {
 		return nil, err
 	}
-	return serverProject(root, name)
+	return serverProject(ctx, as, name)
 }
 
 // RemoveServerProject removes a server project: refused while it has live versions; its
 // members lose access, its removed versions stay in the ledger (project.removed).
 func RemoveServerProject(ctx context.Context, in *Instance, name string) error {
 	name = NormalizeName(name)
-	if _, err := serverProject(in.Root, name); err != nil {
+	if _, err := serverProject(ctx, in.Auth, name); err != nil {
 		return err
 	}
 	if _, err := in.Ledger.Project(name); err == nil {
@@ -147,7 +147,7 @@ func RemoveServerProject(ctx context.Context, in *Instance, name string) error {
 			return err
 		}
 	}
-	return UpdateAuth(ctx, in.Root, func(a *Auth) error {
+	return in.Auth.Update(ctx, func(a *Auth) error {
 		delete(a.Projects, name)
 		return nil
 	})
@@ -162,63 +162,72 @@ func FsckSummaryOf(rep *FsckReport) *FsckSummary {
 	return s
 }
 
-// AdminDirect administers a root that no server holds. Open opens its instance
-// (exclusive for gc).
+// AdminDirect administers an instance that no server holds (its root, or its PostgreSQL
+// and bucket). Open opens it (exclusive for gc).
 type AdminDirect struct {
 	Root string
 	Open func(exclusive bool) (*Instance, error)
 }
 
-func (d AdminDirect) Where() string                                 { return d.Root }
-func (d AdminDirect) Users(ctx context.Context) ([]UserInfo, error) { return ListUsers(d.Root) }
+// with runs fn on the instance, opened for the call.
+func with[T any](d AdminDirect, exclusive bool, fn func(in *Instance) (T, error)) (T, error) {
+	in, err := d.Open(exclusive)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer in.Close()
+	return fn(in)
+}
+
+func (d AdminDirect) Where() string { return d.Root }
+func (d AdminDirect) Users(ctx context.Context) ([]UserInfo, error) {
+	return with(d, false, func(in *Instance) ([]UserInfo, error) { return ListUsers(ctx, in.Auth) })
+}
 func (d AdminDirect) Revoke(ctx context.Context, name string) error {
-	return RevokeTokens(ctx, d.Root, name)
+	_, err := with(d, false, func(in *Instance) (any, error) { return nil, RevokeTokens(ctx, in.Auth, name) })
+	return err
 }
 func (d AdminDirect) Projects(ctx context.Context) ([]ProjectInfo, error) {
-	return ListServerProjects(d.Root)
+	return with(d, false, func(in *Instance) ([]ProjectInfo, error) { return ListServerProjects(ctx, in.Auth) })
 }
 func (d AdminDirect) AddUser(ctx context.Context, name string, admin bool) (string, error) {
-	return AddUser(ctx, d.Root, name, admin)
+	return with(d, false, func(in *Instance) (string, error) { return AddUser(ctx, in.Auth, name, admin) })
 }
 func (d AdminDirect) IssueToken(ctx context.Context, name string) (string, error) {
-	return IssueToken(ctx, d.Root, name)
+	return with(d, false, func(in *Instance) (string, error) { return IssueToken(ctx, in.Auth, name) })
 }
 func (d AdminDirect) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
-	if err := CreateServerProject(ctx, d.Root, name, members); err != nil {
+	return with(d, false, func(in *Instance) (*ProjectInfo, error) { return createServerProject(ctx, in.Auth, name, members) })
+}
+
+// createServerProject creates a project and returns it as admins see it.
+func createServerProject(ctx context.Context, as AuthStore, name string, members []string) (*ProjectInfo, error) {
+	if err := CreateServerProject(ctx, as, name, members); err != nil {
 		return nil, err
 	}
-	return serverProject(d.Root, NormalizeName(name))
+	return serverProject(ctx, as, NormalizeName(name))
 }
 func (d AdminDirect) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
-	return SetProjectMembers(ctx, d.Root, project, add, remove)
+	return with(d, false, func(in *Instance) (*ProjectInfo, error) {
+		return SetProjectMembers(ctx, in.Auth, project, add, remove)
+	})
 }
 func (d AdminDirect) RemoveProject(ctx context.Context, name string) error {
-	in, err := d.Open(false)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return RemoveServerProject(ctx, in, name)
+	_, err := with(d, false, func(in *Instance) (any, error) { return nil, RemoveServerProject(ctx, in, name) })
+	return err
 }
 func (d AdminDirect) GC(ctx context.Context) (cas.ReclaimReport, error) {
-	in, err := d.Open(true)
-	if err != nil {
-		return cas.ReclaimReport{}, err
-	}
-	defer in.Close()
-	return GC(ctx, in)
+	return with(d, true, func(in *Instance) (cas.ReclaimReport, error) { return GC(ctx, in) })
 }
 func (d AdminDirect) Fsck(ctx context.Context) (*FsckSummary, error) {
-	in, err := d.Open(false)
-	if err != nil {
-		return nil, err
-	}
-	defer in.Close()
-	rep, err := Fsck(ctx, in)
-	if rep == nil {
-		return nil, err
-	}
-	return FsckSummaryOf(rep), err
+	return with(d, false, func(in *Instance) (*FsckSummary, error) {
+		rep, err := Fsck(ctx, in)
+		if rep == nil {
+			return nil, err
+		}
+		return FsckSummaryOf(rep), err
+	})
 }
 
 // AdminRemote administers a running server through its admin API.

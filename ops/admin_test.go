@@ -31,7 +31,7 @@ func (h *commitHook) Commit(c context.Context, project string, vs []ops.CommitVe
 // was told the server had them (promised chunks, here those of a purged version).
 func TestOnlineGCBesideCopy(t *testing.T) {
 	c := newCloud(t)
-	tok, err := ops.AddUser(ctx, c.root, "root", true)
+	tok, err := ops.AddUser(ctx, ops.FileAuth{Root: c.root}, "root", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestOnlineGCBesideCopy(t *testing.T) {
 func TestSocketUnderALongRoot(t *testing.T) {
 	root := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	in := openServerInstance(t, root)
-	if _, err := ops.AddUser(ctx, root, "root", true); err != nil {
+	if _, err := ops.AddUser(ctx, ops.FileAuth{Root: root}, "root", true); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := ops.ListenSocket(root)

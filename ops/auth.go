@@ -21,9 +21,9 @@ import (
 	"github.com/swcli/swcli/ledger"
 )
 
-// Auth is a server's users, their hashed tokens and the projects' members, kept in
-// ROOT/auth.json. Admin commands change it while the server runs; the server re-reads it
-// when it changes.
+// Auth is a server's users, their hashed tokens and the projects' members, kept by an
+// AuthStore: ROOT/auth.json, or tables in PostgreSQL for replicas (auth_pg.go). Admin
+// commands change it while the server runs; the server re-reads it when it changes.
 type Auth struct {
 	Users    map[string]*AuthUser    `json:"users"`
 	Projects map[string]*AuthProject `json:"projects"`
@@ -77,15 +77,35 @@ func (a *Auth) numberProjects() {
 	}
 }
 
+// AuthStore keeps a server's Auth.
+type AuthStore interface {
+	// Load reads the whole of it.
+	Load(ctx context.Context) (*Auth, error)
+	// Update changes it: fn's changes are written atomically, and updates are serialised.
+	Update(ctx context.Context, fn func(*Auth) error) error
+	// Stamp changes whenever the Auth does (a cache's key).
+	Stamp(ctx context.Context) (string, error)
+}
+
+// FileAuth is ROOT/auth.json.
+type FileAuth struct{ Root string }
+
 func authPath(root string) string { return filepath.Join(root, "auth.json") }
 
-// LoadAuth reads ROOT/auth.json (empty if missing).
-func LoadAuth(root string) (*Auth, error) {
-	b, err := readAuthFile(root)
+// Load reads ROOT/auth.json (empty if missing).
+func (f FileAuth) Load(ctx context.Context) (*Auth, error) {
+	b, err := readAuthFile(f.Root)
 	if err != nil {
 		return nil, err
 	}
-	return parseAuth(root, b)
+	return parseAuth(f.Root, b)
+}
+
+// Stamp is the hash of auth.json's bytes: a change is seen by the very next request,
+// however quickly it follows, which a stamp of mtime and size could miss.
+func (f FileAuth) Stamp(ctx context.Context) (string, error) {
+	b, err := readAuthFile(f.Root)
+	return cas.Sum(b).String(), err
 }
 
 // maxAuthFile bounds auth.json: thousands of users with their token hashes fit well below.
@@ -129,8 +149,9 @@ func parseAuth(root string, b []byte) (*Auth, error) {
 	return a, nil
 }
 
-// UpdateAuth changes ROOT/auth.json under its lock, writing it atomically.
-func UpdateAuth(ctx context.Context, root string, fn func(*Auth) error) error {
+// Update changes ROOT/auth.json under its lock, writing it atomically.
+func (f FileAuth) Update(ctx context.Context, fn func(*Auth) error) error {
+	root := f.Root
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
@@ -139,7 +160,7 @@ func UpdateAuth(ctx context.Context, root string, fn func(*Auth) error) error {
 		return err
 	}
 	defer lock.Release()
-	a, err := LoadAuth(root)
+	a, err := f.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -168,7 +189,7 @@ func NewToken() (string, cas.Hash, error) {
 }
 
 // AddUser creates a user and returns its first token (shown once).
-func AddUser(ctx context.Context, root, name string, admin bool) (string, error) {
+func AddUser(ctx context.Context, as AuthStore, name string, admin bool) (string, error) {
 	if !ledger.ValidName(name) {
 		return "", Errorf(KindUsage, "", "invalid user name %q", name)
 	}
@@ -176,7 +197,7 @@ func AddUser(ctx context.Context, root, name string, admin bool) (string, error)
 	if err != nil {
 		return "", err
 	}
-	return tok, UpdateAuth(ctx, root, func(a *Auth) error {
+	return tok, as.Update(ctx, func(a *Auth) error {
 		if a.Users[name] != nil {
 			return Errorf(KindExists, "'swcli server user token "+name+"' issues another token", "user %s exists", name)
 		}
@@ -186,12 +207,12 @@ func AddUser(ctx context.Context, root, name string, admin bool) (string, error)
 }
 
 // IssueToken gives an existing user another token.
-func IssueToken(ctx context.Context, root, name string) (string, error) {
+func IssueToken(ctx context.Context, as AuthStore, name string) (string, error) {
 	tok, h, err := NewToken()
 	if err != nil {
 		return "", err
 	}
-	return tok, UpdateAuth(ctx, root, func(a *Auth) error {
+	return tok, as.Update(ctx, func(a *Auth) error {
 		u := a.Users[name]
 		if u == nil {
 			return Errorf(KindNotFound, "", "no user %s", name)
@@ -202,8 +223,8 @@ func IssueToken(ctx context.Context, root, name string) (string, error) {
 }
 
 // RevokeTokens revokes every token of a user.
-func RevokeTokens(ctx context.Context, root, name string) error {
-	return UpdateAuth(ctx, root, func(a *Auth) error {
+func RevokeTokens(ctx context.Context, as AuthStore, name string) error {
+	return as.Update(ctx, func(a *Auth) error {
 		u := a.Users[name]
 		if u == nil {
 			return Errorf(KindNotFound, "", "no user %s", name)
@@ -214,12 +235,12 @@ func RevokeTokens(ctx context.Context, root, name string) error {
 }
 
 // CreateServerProject creates a project with members (users that must exist).
-func CreateServerProject(ctx context.Context, root, name string, members []string) error {
+func CreateServerProject(ctx context.Context, as AuthStore, name string, members []string) error {
 	name = NormalizeName(name)
 	if !ledger.ValidName(name) {
 		return Errorf(KindUsage, "", "invalid project name %q", name)
 	}
-	return UpdateAuth(ctx, root, func(a *Auth) error {
+	return as.Update(ctx, func(a *Auth) error {
 		if a.Projects[name] != nil {
 			return Errorf(KindExists, "", "project %s exists", name)
 		}
@@ -238,33 +259,31 @@ func CreateServerProject(ctx context.Context, root, name string, members []strin
 	})
 }
 
-// authCache re-reads auth.json on every request and parses it again only when its bytes
-// changed (by their hash): a change is seen by the very next request, however quickly it
-// follows, which a cache keyed by mtime and size could miss.
+// authCache asks the store for its stamp on every request and loads the Auth again only
+// when the stamp changed.
 type authCache struct {
-	root  string
+	store AuthStore
 	mu    sync.Mutex
-	sum   cas.Hash
+	stamp string
 	auth  *Auth
 	byTok map[cas.Hash]string
 }
 
-func (c *authCache) get() (*Auth, map[cas.Hash]string, error) {
-	b, err := readAuthFile(c.root)
+func (c *authCache) get(ctx context.Context) (*Auth, map[cas.Hash]string, error) {
+	stamp, err := c.store.Stamp(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := cas.Sum(b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.auth != nil && sum == c.sum {
+	if c.auth != nil && stamp == c.stamp {
 		return c.auth, c.byTok, nil
 	}
-	a, err := parseAuth(c.root, b)
+	a, err := c.store.Load(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.auth, c.sum = a, sum
+	c.auth, c.stamp = a, stamp
 	c.byTok = map[cas.Hash]string{}
 	for name, u := range a.Users {
 		for _, t := range u.Tokens {

@@ -200,13 +200,13 @@ func (l LocalEndpoint) Recover(ctx context.Context, project, runtime, ref string
 }
 
 func (l LocalEndpoint) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
-	return l.In.Store.Missing(ctx, hs)
+	return l.In.Chunks.Missing(ctx, hs)
 }
 
 // GetChunks sends what hs names as it should travel: a group whose chunks hs names all
 // goes whole (cas.Local.Transfer). hs must not repeat a hash.
 func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error {
-	return l.In.Store.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(Chunk{Hash: h, Raw: r}) })
+	return l.In.Chunks.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(Chunk{Hash: h, Raw: r}) })
 }
 
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
@@ -258,17 +258,17 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 	for i, c := range cs {
 		var err error
 		if groups[i] != nil {
-			_, err = l.In.Store.PutGroup(ctx, groups[i])
+			_, err = l.In.Chunks.PutGroup(ctx, groups[i])
 			stored = append(stored, groups[i].Chunks()...)
 		} else {
-			_, err = l.In.Store.PutEncoded(ctx, c.Hash, c.Raw)
+			_, err = l.In.Chunks.PutEncoded(ctx, c.Hash, c.Raw)
 			stored = append(stored, c.Hash)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	return stored, l.In.Store.Flush(ctx)
+	return stored, l.In.Chunks.Flush(ctx)
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {
@@ -280,21 +280,26 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 	}
 	var evs []ledger.Event
 	for _, c := range vs {
-		m, err := cas.LoadManifest(ctx, l.In.Store, c.Manifest)
+		m, err := cas.LoadManifest(ctx, l.In.Chunks, c.Manifest)
 		if err != nil {
 			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err)
 		}
 		if VersionID(c.Manifest) != c.Version {
 			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", c.Version, c.Manifest)
 		}
-		missing, err := l.In.Store.Missing(ctx, m.Chunks())
+		var missing []cas.Hash
+		if k, ok := l.In.Chunks.(keeper); ok {
+			missing, err = k.Keep(ctx, append(m.Chunks(), c.Manifest)) // revive what a gc condemned
+		} else {
+			missing, err = l.In.Chunks.Missing(ctx, m.Chunks())
+		}
 		if err != nil {
 			return err
 		}
 		if len(missing) > 0 {
 			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
 		}
-		d, err := deriveCommit(ctx, l.In.Store, m, c)
+		d, err := deriveCommit(ctx, l.In.Chunks, m, c)
 		if err != nil {
 			return err
 		}
@@ -326,7 +331,7 @@ const (
 // deriveCommit is what a commit records: sizes and file counts from the manifest, the
 // python version from the bundled venv when there is one, and only checked values from
 // the client (mode, python, source, tags), never its word on anything it can prove.
-func deriveCommit(ctx context.Context, st *cas.Local, m *cas.Manifest, c CommitVersion) (CommitVersion, error) {
+func deriveCommit(ctx context.Context, st cas.Getter, m *cas.Manifest, c CommitVersion) (CommitVersion, error) {
 	t := m.Totals()
 	d := c
 	d.Size, d.Files = t.Size, int64(t.Files)
@@ -379,7 +384,7 @@ func truncate(s string) string {
 }
 
 // bundledPython reads the python version of a bundled venv (export/venv/pyvenv.cfg).
-func bundledPython(ctx context.Context, st *cas.Local, m *cas.Manifest) (string, bool) {
+func bundledPython(ctx context.Context, st cas.Getter, m *cas.Manifest) (string, bool) {
 	for _, e := range m.Entries {
 		if e.Path != "export/venv/pyvenv.cfg" || e.Kind != cas.KindFile || e.Size > 64<<10 {
 			continue

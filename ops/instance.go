@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
@@ -22,13 +23,21 @@ import (
 //	ROOT/cache/    the stat cache (safe to delete)
 //	ROOT/workdir/  default extraction area: workdir/<project>/<runtime>/<id[:2]>/<id>
 type Instance struct {
-	Root   string
-	Name   string // "local", or the server's name
-	Store  *cas.Local
+	Root string
+	Name string // "local", or the server's name
+	// Store is the chunk store on disk; nil for a server on S3 (OpenOptions.Packs), whose
+	// commands use Chunks.
+	Store *cas.Local
+	// Chunks is the chunk store whatever it is: Store, or packs in S3.
+	Chunks ChunkStore
 	Ledger *ledger.Ledger
-	Actor  string // user@host recorded in events
+	// Auth keeps a server's users and members: ROOT/auth.json, or PostgreSQL.
+	Auth  AuthStore
+	Actor string // user@host recorded in events
 	// ToolVersion is swcli's version, recorded in build and copy events.
 	ToolVersion string
+
+	db *pgxpool.Pool // PostgreSQL, for a server on it
 }
 
 // OpenOptions tune Open.
@@ -49,6 +58,10 @@ type OpenOptions struct {
 	Name string
 	// ToolVersion is recorded in build and copy events; default "dev".
 	ToolVersion string
+	// Ledger and Packs put a server's state in PostgreSQL (a postgres:// URL) and its
+	// packs in S3 (s3://BUCKET/PREFIX): several servers on the same two are replicas of
+	// one instance. Give both or neither.
+	Ledger, Packs string
 }
 
 // Open opens (creating) the standalone instance at root. A new instance gets the project
@@ -60,6 +73,9 @@ type OpenOptions struct {
 func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) {
 	if root == "" {
 		return nil, Errorf(KindUsage, "set --root or SWCLI_ROOT", "no instance root given")
+	}
+	if opt.IsCloudBackend() {
+		return openCloud(ctx, root, opt)
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open instance %s: %w", root, err)
@@ -89,7 +105,8 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		st.Close()
 		return nil, busyErr(err)
 	}
-	in := &Instance{Root: root, Name: opt.Name, Store: st, Ledger: l, Actor: Actor(), ToolVersion: opt.ToolVersion}
+	in := &Instance{Root: root, Name: opt.Name, Store: st, Chunks: st, Ledger: l, Auth: FileAuth{Root: root},
+		Actor: Actor(), ToolVersion: opt.ToolVersion}
 	if in.Name == "" {
 		in.Name = "local"
 	}
@@ -130,6 +147,9 @@ func Actor() string {
 
 // Close flushes and closes the instance.
 func (in *Instance) Close() error {
+	if in.db != nil {
+		return in.closeCloud()
+	}
 	return errors.Join(in.Store.Close(), in.Ledger.Close())
 }
 

@@ -16,11 +16,11 @@ import (
 func serveStore(t *testing.T) (admin, user *ops.RemoteStore) {
 	t.Helper()
 	root := t.TempDir()
-	adminTok, err := ops.AddUser(ctx, root, "root", true)
+	adminTok, err := ops.AddUser(ctx, ops.FileAuth{Root: root}, "root", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	userTok, err := ops.AddUser(ctx, root, "alice", false)
+	userTok, err := ops.AddUser(ctx, ops.FileAuth{Root: root}, "alice", false)
 	if err != nil {
 		t.Fatal(err)
 	}

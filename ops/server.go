@@ -48,6 +48,10 @@ type Server struct {
 	in   *Instance
 	auth authCache
 	Log  func(AccessEntry) // optional
+	// OnError is told of errors no request returns (optional).
+	OnError func(msg string)
+	// GCGrace is how long gc keeps what it needs to (DefaultGCGrace).
+	GCGrace time.Duration
 	// MaxGetResponse bounds the stored bytes of one /chunks/get answer.
 	MaxGetResponse int64
 	mu             sync.Mutex // serialises project creation
@@ -63,9 +67,15 @@ type Server struct {
 	promised promises
 }
 
+func (s *Server) logf(format string, args ...any) {
+	if s.OnError != nil {
+		s.OnError(fmt.Sprintf(format, args...))
+	}
+}
+
 // readable returns whether u may read project p, by auth.json as it is now.
-func (s *Server) readable(u principal) (func(string) bool, error) {
-	auth, _, err := s.auth.get()
+func (s *Server) readable(ctx context.Context, u principal) (func(string) bool, error) {
+	auth, _, err := s.auth.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +97,11 @@ func (s *Server) allowedChunks(r *http.Request, hs []cas.Hash) ([]bool, error) {
 		return nil, err
 	}
 	u := who(r)
-	readable, err := s.readable(u)
+	readable, err := s.readable(r.Context(), u)
 	if err != nil {
 		return nil, err
 	}
-	return s.access.allowed(u, readable, hs), nil
+	return s.access.allowed(r.Context(), u, readable, hs)
 }
 
 // MaxLists is how many hash-list requests a server reads at once; more wait with 429.
@@ -107,7 +117,7 @@ const ServerMemoryLimit = 1 << 30
 
 // NewServer serves the instance in (whose root holds auth.json).
 func NewServer(in *Instance) *Server {
-	return &Server{in: in, auth: authCache{root: in.Root}, MaxGetResponse: DefaultMaxGetResponse,
+	return &Server{in: in, auth: authCache{store: in.Auth}, MaxGetResponse: DefaultMaxGetResponse, GCGrace: DefaultGCGrace,
 		uploads: make(chan struct{}, MaxUploads), lists: make(chan struct{}, MaxLists)}
 }
 
@@ -167,7 +177,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 		}()
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		auth, byTok, err := s.auth.get()
+		auth, byTok, err := s.auth.get(r.Context())
 		if err != nil {
 			writeErr(cw, err)
 			return
@@ -197,7 +207,7 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalE
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := r.PathValue("p")
 		u := who(r)
-		auth, _, err := s.auth.get()
+		auth, _, err := s.auth.get(r.Context())
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -250,7 +260,7 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
 	u := who(r)
-	auth, _, err := s.auth.get()
+	auth, _, err := s.auth.get(r.Context())
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -401,7 +411,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
 			return
 		}
-		m, err := cas.LoadManifest(r.Context(), s.in.Store, c.Manifest)
+		m, err := cas.LoadManifest(r.Context(), s.in.Chunks, c.Manifest)
 		if err != nil {
 			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err))
 			return
@@ -423,7 +433,9 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	}
 	for h, m := range manifests {
 		s.access.addVersion(p, h, m)
-		s.access.forgetUploads(who(r).name, append(m.Chunks(), h))
+		if err := s.access.forgetUploads(r.Context(), who(r).name, append(m.Chunks(), h)); err != nil {
+			s.logf("forget uploads after a commit: %v", err) // only gc would keep them longer
+		}
 	}
 	writeJSON(w, map[string]any{"committed": len(req)})
 }
@@ -463,7 +475,7 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	miss, err := s.in.Store.Missing(r.Context(), hs)
+	miss, err := s.in.Chunks.Missing(r.Context(), hs)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -530,7 +542,7 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	var sent int64
 	answered := 0 // hashes of hs the frames written so far cover
 	errFull := errors.New("answer full")
-	err = s.in.Store.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
+	err = s.in.Chunks.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
 		if err := WriteFrame(w, h, raw); err != nil {
 			return err
 		}
@@ -589,7 +601,7 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if err := s.access.addUploads(who(r).name, sent); err != nil {
+	if err := s.access.addUploads(r.Context(), who(r).name, sent); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -617,7 +629,7 @@ func (s *Server) walkChunks(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	var rec [walkRecord]byte
 	var n uint64
-	err := s.in.Store.Walk(r.Context(), func(ci cas.ChunkInfo) error {
+	err := s.in.Chunks.Walk(r.Context(), func(ci cas.ChunkInfo) error {
 		copy(rec[:], ci.Hash[:])
 		binary.BigEndian.PutUint64(rec[cas.HashSize:], uint64(ci.Size))
 		binary.BigEndian.PutUint64(rec[cas.HashSize+8:], uint64(ci.Stored))
@@ -643,7 +655,7 @@ func (s *Server) deleteChunks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if err := s.in.Store.Delete(r.Context(), hs); err != nil {
+	if err := s.in.Chunks.Delete(r.Context(), hs); err != nil {
 		writeErr(w, err)
 		return
 	}

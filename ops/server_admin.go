@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -14,15 +15,16 @@ import (
 // a gc that ran then could delete them. The server's gc therefore keeps, besides every
 // chunk of a live or removed version:
 //   - every chunk a user has sent and not yet committed (access.uploads), and
-//   - every chunk /chunks/missing answered "present" within GCGrace (the client will not
+//   - every chunk /chunks/missing answered "present" within DefaultGCGrace (the client will not
 //     send it and will commit a version that uses it);
 // and it runs under gcMu's write lock, while missing, chunk uploads and commits hold its
 // read lock, so that none of them sees the store half-collected.
 
-// GCGrace is how long a chunk the server said it has is kept by an online gc.
-const GCGrace = 30 * time.Minute
+// DefaultGCGrace is how long a chunk the server said it has is kept by an online gc (and,
+// on a store replicas share, how long a condemned chunk waits before it is deleted).
+const DefaultGCGrace = 30 * time.Minute
 
-// maxPromised bounds the chunks remembered for GCGrace (32 bytes and a time each).
+// maxPromised bounds the chunks remembered for DefaultGCGrace (32 bytes and a time each).
 const maxPromised = 4 << 20
 
 type promises struct {
@@ -39,7 +41,7 @@ func (p *promises) add(hs []cas.Hash) {
 	now := time.Now()
 	if len(p.at)+len(hs) > maxPromised {
 		for h, t := range p.at {
-			if now.Sub(t) > GCGrace {
+			if now.Sub(t) > DefaultGCGrace {
 				delete(p.at, h)
 			}
 		}
@@ -56,13 +58,17 @@ func (p *promises) kept(h cas.Hash) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.at[h]
-	return ok && time.Since(t) <= GCGrace
+	return ok && time.Since(t) <= DefaultGCGrace
 }
 
-// gc collects the store while the server runs (see above).
+// gc collects the store while the server runs (see above). A store replicas share is
+// collected by condemning and sweeping a grace apart instead (collectShared).
 func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
 	if err := s.access.load(ctx, s.in); err != nil {
 		return cas.ReclaimReport{}, err
+	}
+	if _, ok := s.in.Chunks.(collector); ok {
+		return collectShared(ctx, s.in, s.GCGrace)
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
@@ -70,14 +76,47 @@ func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
 	if err != nil {
 		return cas.ReclaimReport{}, err
 	}
-	return cas.ReclaimKeeping(ctx, s.in.Store, roots, func(h cas.Hash) bool {
+	return cas.ReclaimKeeping(ctx, s.in.Chunks, roots, func(h cas.Hash) bool {
 		return s.access.pending(h) || s.promised.kept(h)
 	})
 }
 
+// collector is a store replicas share (cas.S3): gc in two steps a grace apart.
+type collector interface {
+	Collect(ctx context.Context, keep func(cas.Hash) bool, grace time.Duration) (cas.ReclaimReport, error)
+}
+
+// collectShared collects a store replicas share: it keeps every chunk of a live or
+// removed version and every upload not yet committed (server_uploads), condemns the rest,
+// and deletes what was condemned more than grace ago (cas.S3.Collect).
+func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.ReclaimReport, error) {
+	c := in.Chunks.(collector)
+	roots, err := in.Ledger.Manifests()
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	live := map[cas.Hash]bool{}
+	for _, root := range roots {
+		m, err := cas.LoadManifest(ctx, in.Chunks, root)
+		if err != nil {
+			return cas.ReclaimReport{}, fmt.Errorf("gc: %w", err)
+		}
+		live[root] = true
+		for _, h := range m.Chunks() {
+			live[h] = true
+		}
+	}
+	up := access{in: in, db: in.sharedDB()}
+	pending, err := up.allUploads(ctx)
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	return c.Collect(ctx, func(h cas.Hash) bool { return live[h] || pending[h] }, grace)
+}
+
 func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		us, err := ListUsers(s.in.Root)
+		us, err := ListUsers(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"users": us}, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -88,18 +127,18 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		tok, err := AddUser(r.Context(), s.in.Root, req.Name, req.Admin)
+		tok, err := AddUser(r.Context(), s.in.Auth, req.Name, req.Admin)
 		answer(w, map[string]any{"user": req.Name, "token": tok}, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/users/{u}/token", adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		tok, err := IssueToken(r.Context(), s.in.Root, r.PathValue("u"))
+		tok, err := IssueToken(r.Context(), s.in.Auth, r.PathValue("u"))
 		answer(w, map[string]any{"user": r.PathValue("u"), "token": tok}, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/users/{u}/revoke", adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Root, r.PathValue("u")))
+		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Auth, r.PathValue("u")))
 	}))
 	mux.HandleFunc("GET /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		ps, err := ListServerProjects(s.in.Root)
+		ps, err := ListServerProjects(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"projects": ps}, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -110,7 +149,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		pi, err := (AdminDirect{Root: s.in.Root}).CreateProject(r.Context(), req.Name, req.Members)
+		pi, err := createServerProject(r.Context(), s.in.Auth, req.Name, req.Members)
 		answer(w, pi, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/projects/{p}/remove", adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +165,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		pi, err := SetProjectMembers(r.Context(), s.in.Root, r.PathValue("p"), req.Add, req.Remove)
+		pi, err := SetProjectMembers(r.Context(), s.in.Auth, r.PathValue("p"), req.Add, req.Remove)
 		answer(w, pi, err)
 	}))
 	mux.HandleFunc("POST /api/v1/admin/gc", adminOnly(func(w http.ResponseWriter, r *http.Request) {

@@ -80,16 +80,16 @@ func newCloud(t *testing.T) *cloud {
 	t.Helper()
 	c := &cloud{root: t.TempDir(), tokens: map[string]string{}}
 	for _, u := range []string{"alice", "bob"} {
-		tok, err := ops.AddUser(ctx, c.root, u, false)
+		tok, err := ops.AddUser(ctx, ops.FileAuth{Root: c.root}, u, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.tokens[u] = tok
 	}
-	if err := ops.CreateServerProject(ctx, c.root, "mnist", []string{"alice"}); err != nil {
+	if err := ops.CreateServerProject(ctx, ops.FileAuth{Root: c.root}, "mnist", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ops.CreateServerProject(ctx, c.root, "secret", []string{"bob"}); err != nil {
+	if err := ops.CreateServerProject(ctx, ops.FileAuth{Root: c.root}, "secret", []string{"bob"}); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -250,7 +250,7 @@ func TestCopyThroughServer(t *testing.T) {
 	}
 
 	// cloud -> cloud, project to project (an admin sees both).
-	admTok, _ := ops.AddUser(ctx, c.root, "root", true)
+	admTok, _ := ops.AddUser(ctx, ops.FileAuth{Root: c.root}, "root", true)
 	adm := ops.NewRemote("team", c.url, admTok)
 	if _, err := ops.Copy(ctx, copyReq(adm, "mnist", ops.RuntimeURI{Name: "ml"}, adm, "secret")); err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestServerAuth(t *testing.T) {
 		t.Fatalf("alice sees projects %v (%v)", ps, err)
 	}
 	// Revoked tokens stop working at once.
-	if err := ops.RevokeTokens(ctx, c.root, "alice"); err != nil {
+	if err := ops.RevokeTokens(ctx, ops.FileAuth{Root: c.root}, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := c.client("alice").Whoami(ctx); ops.KindOf(err) != ops.KindAuth {

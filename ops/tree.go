@@ -73,18 +73,28 @@ func (u ChunkUse) String() string {
 // again, which repairs the store.
 func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
 	rep := &FsckReport{}
-	packs, err := in.Store.CheckPacks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep.Packs = packs
 	reason := map[cas.Hash]string{}
-	for _, p := range packs {
-		for _, h := range p.Chunks {
-			reason[h] = fmt.Sprintf("its pack %016x %s", p.Pack, p.Reason)
+	if in.Store != nil {
+		packs, err := in.Store.CheckPacks(ctx)
+		if err != nil {
+			return nil, err
 		}
+		rep.Packs = packs
+		for _, p := range packs {
+			for _, h := range p.Chunks {
+				reason[h] = fmt.Sprintf("its pack %016x %s", p.Pack, p.Reason)
+			}
+		}
+	} else if c, ok := in.Chunks.(interface {
+		CheckPacks(context.Context) (map[cas.Hash]string, error)
+	}); ok {
+		bad, err := c.CheckPacks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reason = bad
 	}
-	vr, err := cas.VerifyAll(ctx, skipLost{in.Store, reason})
+	vr, err := cas.VerifyAll(ctx, skipLost{in.Chunks, reason})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +122,11 @@ func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
 		rep.Problems = append(rep.Problems, FsckProblem{Hash: h, Reason: r, Uses: uses[h]})
 	}
 	slices.SortFunc(rep.Problems, func(a, b FsckProblem) int { return a.Hash.Compare(b.Hash) })
-	if err := in.Store.Quarantine(ctx, bad); err != nil {
+	quarantine := in.Chunks.Delete // a store replicas share: dropped rows, sent again by a copy
+	if in.Store != nil {
+		quarantine = in.Store.Quarantine
+	}
+	if err := quarantine(ctx, bad); err != nil {
 		return nil, fmt.Errorf("drop bad chunks from the index: %w", err)
 	}
 	first := rep.Problems[0]
@@ -131,12 +145,27 @@ func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
 // skipLost is a store whose Walk leaves out chunks already known lost (their packs are
 // gone), so that VerifyAll does not read them.
 type skipLost struct {
-	*cas.Local
+	ChunkStore
 	lost map[cas.Hash]string
 }
 
+// GetInto and InPackOrder pass on cas.Local's fast paths (VerifyAll looks for them).
+func (s skipLost) GetInto(ctx context.Context, h cas.Hash, dst []byte) ([]byte, error) {
+	if l, ok := s.ChunkStore.(*cas.Local); ok {
+		return l.GetInto(ctx, h, dst)
+	}
+	return s.Get(ctx, h)
+}
+
+func (s skipLost) InPackOrder(ctx context.Context, hs []cas.Hash) error {
+	if l, ok := s.ChunkStore.(*cas.Local); ok {
+		return l.InPackOrder(ctx, hs)
+	}
+	return nil
+}
+
 func (s skipLost) Walk(ctx context.Context, fn func(cas.ChunkInfo) error) error {
-	return s.Local.Walk(ctx, func(ci cas.ChunkInfo) error {
+	return s.ChunkStore.Walk(ctx, func(ci cas.ChunkInfo) error {
 		if _, ok := s.lost[ci.Hash]; ok {
 			return nil
 		}
@@ -158,7 +187,7 @@ func chunkUses(ctx context.Context, in *Instance, want map[cas.Hash]string) (map
 			out[v.Manifest] = append(out[v.Manifest], use)
 			continue
 		}
-		m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+		m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 		if err != nil {
 			continue // its manifest is reported on its own, or lost before this fsck
 		}
@@ -186,6 +215,9 @@ func unwrapPathErr(err error) error {
 // GC deletes every chunk that no live or removed version uses (purged versions' chunks,
 // and trees stored with 'swcli store put').
 func GC(ctx context.Context, in *Instance) (cas.ReclaimReport, error) {
+	if _, ok := in.Chunks.(collector); ok {
+		return collectShared(ctx, in, DefaultGCGrace)
+	}
 	roots, err := in.Ledger.Manifests()
 	if err != nil {
 		return cas.ReclaimReport{}, err

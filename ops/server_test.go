@@ -44,7 +44,9 @@ func TestMain(m *testing.M) {
 		fmt.Println(srv.URL)
 		select {}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	engineSuite.Stop()
+	os.Exit(code)
 }
 
 // openServerInstance opens a root as a server does: for itself alone.

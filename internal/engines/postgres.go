@@ -33,6 +33,11 @@ func (p *Postgres) DSN(db string) string {
 	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", filepath.Join(p.Dir, "sock"), p.Port, db)
 }
 
+// URL is a postgres:// address of database db over loopback TCP: what swcli's --ledger takes.
+func (p *Postgres) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.Port, db)
+}
+
 // PostgresBin finds Debian's PostgreSQL binaries (the newest installed), or says how to get
 // them.
 func PostgresBin() (string, error) {

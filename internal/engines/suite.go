@@ -36,7 +36,7 @@ func Skip(t testing.TB) {
 	}
 }
 
-// Database creates an empty database and returns its address.
+// Database creates an empty database and returns its address (a postgres:// URL).
 func (s *Suite) Database(t testing.TB) string {
 	t.Helper()
 	Skip(t)
@@ -54,7 +54,7 @@ func (s *Suite) Database(t testing.TB) string {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
-	return s.pg.DSN(name)
+	return s.pg.URL(name)
 }
 
 // Bucket creates an empty bucket and returns the S3 server and the bucket's name.

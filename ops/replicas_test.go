@@ -1,0 +1,237 @@
+package ops_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/cas/treecmp"
+	"github.com/swcli/swcli/internal/engines"
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
+)
+
+var engineSuite engines.Suite
+
+// replicas is one cloud instance on PostgreSQL and S3, served by several servers.
+type replicas struct {
+	opt    ops.OpenOptions
+	ins    []*ops.Instance
+	srvs   []*ops.Server
+	urls   []string
+	tokens map[string]string
+}
+
+// newReplicas starts n servers on a fresh database and bucket, with alice a member of
+// mnist.
+func newReplicas(t *testing.T, n int) *replicas {
+	t.Helper()
+	dsn := engineSuite.Database(t)
+	s3, bucket := engineSuite.Bucket(t)
+	for _, kv := range s3.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	r := &replicas{opt: ops.OpenOptions{Ledger: dsn, Packs: "s3://" + bucket + "/team", Exclusive: true}, tokens: map[string]string{}}
+	for i := range n {
+		opt := r.opt
+		opt.Name = "replica" + string(rune('a'+i))
+		in, err := ops.Open(ctx, t.TempDir(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close() })
+		s := ops.NewServer(in)
+		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		r.ins, r.srvs, r.urls = append(r.ins, in), append(r.srvs, s), append(r.urls, srv.URL)
+	}
+	tok, err := ops.AddUser(ctx, r.ins[0].Auth, "alice", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.tokens["alice"] = tok
+	if err := ops.CreateServerProject(ctx, r.ins[0].Auth, "mnist", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *replicas) client(i int, user string) *ops.Remote {
+	return ops.NewRemote("team", r.urls[i], r.tokens[user])
+}
+
+// checkClean runs fsck and ledger verify on the shared instance.
+func (r *replicas) checkClean(t *testing.T) {
+	t.Helper()
+	rep, err := ops.Fsck(ctx, r.ins[0])
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("fsck: %v %v", rep, err)
+	}
+	vr, err := r.ins[1].Ledger.Verify(ctx, r.ins[1].Chunks)
+	if err != nil || len(vr.Problems) > 0 {
+		t.Fatalf("ledger verify: %v %v", vr, err)
+	}
+}
+
+// TestReplicasServeOneInstance: two servers on one PostgreSQL and bucket are one instance.
+func TestReplicasServeOneInstance(t *testing.T) {
+	r := newReplicas(t, 2)
+	v1dir, v2dir := sources(t)
+	local := openInstance(t, t.TempDir())
+	v1 := buildVersion(t, local, "ml", v1dir)
+
+	// Committed through one, listed by the other at once.
+	r1, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, r.client(0, "alice"), "mnist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.client(1, "alice").Resolve(ctx, "mnist", "ml", "latest"); err != nil || v.ID != v1.ID {
+		t.Fatalf("the other replica resolves %v (%v), want %s", v, err, v1.ID)
+	}
+	// The next version through the other replica sends only what is new: it knows what
+	// alice may use from the shared ledger.
+	buildVersion(t, local, "ml", v2dir)
+	r2, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, r.client(1, "alice"), "mnist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.SentBytes*2 > r1.SentBytes {
+		t.Fatalf("second version through the other replica sent %d bytes; the first sent %d", r2.SentBytes, r1.SentBytes)
+	}
+	// Nothing missing: one round trip, nothing sent, whichever replica.
+	r3, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, r.client(0, "alice"), "mnist"))
+	if err != nil || r3.SentChunks != 0 || len(r3.Versions) != 0 {
+		t.Fatalf("third copy: %+v %v", r3, err)
+	}
+
+	// Uploads through one replica, commit through the other: nothing is sent twice.
+	buildVersion(t, local, "other", smallFiles(t))
+	split := &splitEndpoint{Remote: r.client(0, "alice"), commit: r.client(1, "alice")}
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "other"}, split, "mnist")); err != nil {
+		t.Fatalf("uploads through one replica, commit through the other: %v", err)
+	}
+
+	// Two copies of one new version at once, one through each replica: one version.
+	dir := t.TempDir()
+	writeTree(t, dir, 77, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		src := openInstance(t, t.TempDir())
+		buildVersion(t, src, "twin", dir)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := copyReq(ops.LocalEndpoint{In: src}, "self", ops.RuntimeURI{Name: "twin"}, r.client(i, "alice"), "mnist")
+			req.BatchBytes = 1 << 20
+			_, errs[i] = ops.Copy(ctx, req)
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("two copies through two replicas: %v / %v", errs[0], errs[1])
+	}
+	if _, total, err := r.client(0, "alice").Versions(ctx, "mnist", "twin", ledger.ListOptions{}); err != nil || total != 1 {
+		t.Fatalf("after two copies of one version: %d versions, %v", total, err)
+	}
+	r.checkClean(t)
+
+	// Everything copies back through either replica, byte for byte.
+	fresh := openInstance(t, t.TempDir())
+	if _, err := ops.Copy(ctx, copyReq(r.client(1, "alice"), "mnist", ops.RuntimeURI{Name: "twin"}, ops.LocalEndpoint{In: fresh}, "self")); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := ops.Extract(ctx, fresh, "self", "twin", "latest", filepath.Join(t.TempDir(), "x"), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := treecmp.Diff(dir, filepath.Join(ex.Dir, "export", "venv")); d != "" {
+		t.Fatalf("copied back through the other replica:\n%s", d)
+	}
+}
+
+// splitEndpoint sends chunks through one replica and commits through another.
+type splitEndpoint struct {
+	*ops.Remote
+	commit *ops.Remote
+}
+
+func (s *splitEndpoint) Commit(c context.Context, project string, vs []ops.CommitVersion) error {
+	return s.commit.Commit(c, project, vs)
+}
+
+// TestReplicaGCNeverDropsWhatACopyIsAboutToUse: gc through one replica condemns chunks no
+// version uses; a copy through another that was told they are present commits them
+// anyway (the commit revives them), and only a gc after the grace deletes what nothing
+// revived.
+func TestReplicaGCNeverDropsWhatACopyIsAboutToUse(t *testing.T) {
+	r := newReplicas(t, 2)
+	local := openInstance(t, t.TempDir())
+	dir := smallFiles(t)
+	v := buildVersion(t, local, "app", dir)
+	alice := r.client(0, "alice")
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, alice, "mnist")); err != nil {
+		t.Fatal(err)
+	}
+	// Purged: its chunks are used by nothing, but alice uploaded them.
+	if _, err := alice.Remove(ctx, "mnist", "app", v.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	admTok, err := ops.AddUser(ctx, r.ins[1].Auth, "root", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := func() cas.ReclaimReport {
+		t.Helper()
+		rep, err := ops.AdminRemote{Remote: ops.NewRemote("team", r.urls[0], admTok)}.GC(ctx)
+		if err != nil {
+			t.Fatalf("gc: %v", err)
+		}
+		return rep
+	}
+	// Copy it again as an admin (who may know every chunk), through the other replica;
+	// between its missing-check (which finds everything present) and its commit, gc runs
+	// twice through the first replica: the first condemns the chunks, the second finds them
+	// condemned within the grace.
+	hook := &commitHook{Endpoint: ops.NewRemote("team", r.urls[1], admTok), before: func() {
+		if rep := gc(); rep.Condemned == 0 {
+			t.Errorf("gc condemned nothing after a purge: %+v", rep)
+		}
+		if rep := gc(); rep.Deleted != 0 {
+			t.Errorf("gc within the grace deleted %d chunks", rep.Deleted)
+		}
+	}}
+	res, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, hook, "mnist"))
+	if err != nil || hook.ran != 1 {
+		t.Fatalf("copy with two gcs before its commit: %v", err)
+	}
+	if res.SentChunks != 0 {
+		t.Fatalf("the copy sent %d chunks; the server had them all", res.SentChunks)
+	}
+	r.checkClean(t)
+	if rep := gc(); rep.Condemned != 0 || rep.Deleted != 0 {
+		t.Fatalf("gc after the commit: %+v, want everything kept", rep)
+	}
+	// Purged again: past the grace (none here), a second gc deletes what the first condemned.
+	if _, err := alice.Remove(ctx, "mnist", "app", v.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	r.srvs[0].GCGrace = 0
+	gc()
+	if rep := gc(); rep.Deleted == 0 || rep.Live != 0 {
+		t.Fatalf("gc past the grace: %+v, want every chunk deleted", rep)
+	}
+	if miss, err := r.ins[1].Chunks.Missing(ctx, []cas.Hash{v.Manifest}); err != nil || len(miss) != 1 {
+		t.Fatalf("the purged manifest is still there (%v)", err)
+	}
+	objs, err := r.ins[0].Chunks.(*cas.S3).Objects(ctx)
+	if err != nil || len(objs) != 0 {
+		t.Fatalf("%d pack objects left after everything was deleted (%v)", len(objs), err)
+	}
+	r.checkClean(t)
+}

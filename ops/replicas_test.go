@@ -3,10 +3,12 @@ package ops_test
 import (
 	"context"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/treecmp"
@@ -72,7 +74,8 @@ func (r *replicas) checkClean(t *testing.T) {
 	if err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("fsck: %v %v", rep, err)
 	}
-	vr, err := r.ins[1].Ledger.Verify(ctx, r.ins[1].Chunks)
+	last := r.ins[len(r.ins)-1]
+	vr, err := last.Ledger.Verify(ctx, last.Chunks)
 	if err != nil || len(vr.Problems) > 0 {
 		t.Fatalf("ledger verify: %v %v", vr, err)
 	}
@@ -232,6 +235,75 @@ func TestReplicaGCNeverDropsWhatACopyIsAboutToUse(t *testing.T) {
 	objs, err := r.ins[0].Chunks.(*cas.S3).Objects(ctx)
 	if err != nil || len(objs) != 0 {
 		t.Fatalf("%d pack objects left after everything was deleted (%v)", len(objs), err)
+	}
+	r.checkClean(t)
+}
+
+// TestNginxReplicaKilledMidCopy: two replica processes behind nginx; one is killed with
+// SIGKILL in the middle of a copy through nginx's URL, and the copy run again through the
+// same URL completes on the other, sending only what had not been acknowledged.
+func TestNginxReplicaKilledMidCopy(t *testing.T) {
+	r := newReplicas(t, 1) // the users, and the engines' settings in the environment
+	t.Setenv("SWCLI_LEDGER", r.opt.Ledger)
+	t.Setenv("SWCLI_PACKS", r.opt.Packs)
+	var cmds []*exec.Cmd
+	var ups []string
+	for range 2 {
+		cmd, url := startChild(t, t.TempDir())
+		cmds = append(cmds, cmd)
+		ups = append(ups, strings.TrimPrefix(url, "http://"))
+	}
+	defer func() {
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}()
+	ng, err := engines.StartNginx(ctx, ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ng.Stop()
+
+	dir := t.TempDir()
+	writeTree(t, dir, 9, 12) // ~36 MB of incompressible chunks
+	local := openInstance(t, t.TempDir())
+	buildVersion(t, local, "ml", dir)
+	prog := &countProgress{}
+	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", ng.URL, r.tokens["alice"]), "mnist")
+	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
+	done := make(chan error, 1)
+	go func() { _, err := ops.Copy(ctx, req); done <- err }()
+	deadline := time.Now().Add(time.Minute)
+	for prog.chunks.Load() < 20 {
+		if time.Now().After(deadline) {
+			t.Fatal("the copy sent fewer than 20 chunks in a minute")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the copy ended before a replica was killed: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cmds[0].Process.Kill() // SIGKILL
+	cmds[0].Wait()
+	// It fails when a batch was in flight to the killed replica (nginx cannot send a
+	// request body on again); otherwise nginx sends the next requests to the other replica
+	// (connection refused) and it finishes there.
+	err = <-done
+	confirmed := prog.chunks.Load()
+	t.Logf("first copy after the kill: %v (%d chunks acknowledged)", err, confirmed)
+
+	req.Progress = nil
+	res, err := ops.Copy(ctx, req)
+	if err != nil {
+		t.Fatalf("the re-run through nginx: %v", err)
+	}
+	if int64(res.SentChunks) > max(0, int64(res.Chunks)-confirmed) {
+		t.Fatalf("re-run sent %d chunks of %d; %d had been acknowledged before the kill", res.SentChunks, res.Chunks, confirmed)
+	}
+	if v, err := req.Dst.Resolve(ctx, "mnist", "ml", "latest"); err != nil || v.Status != ledger.StatusLive {
+		t.Fatalf("after the re-run: %v %v", v, err)
 	}
 	r.checkClean(t)
 }

@@ -34,7 +34,8 @@ const childServerEnv = "SWCLI_TEST_SERVER_ROOT"
 func TestMain(m *testing.M) {
 	if root := os.Getenv(childServerEnv); root != "" {
 		debug.SetMemoryLimit(ops.ServerMemoryLimit) // as 'swcli server run' does
-		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child", Exclusive: true})
+		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child", Exclusive: true,
+			Ledger: os.Getenv("SWCLI_LEDGER"), Packs: os.Getenv("SWCLI_PACKS")})
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)

@@ -31,3 +31,8 @@ demo:
 # runtime list beside a --gen-all-bundles build of ml-v1 in the same root (issue 14's figure).
 bench-locks:
     go run ./bench/cmd/lockbench
+
+# A server on PostgreSQL + S3 (SeaweedFS) beside one on local disk and restic copy, then 16
+# clients for 60 s against one and two replicas (issue 13's figures). Starts its engines.
+bench-cloud:
+    go run ./bench/cmd/cloudbench

@@ -198,10 +198,17 @@ func (s *S3) PutRaw(ctx context.Context, h Hash, r Raw) error {
 	return err
 }
 
-// PutEncoded stores a chunk the caller has verified; it reports whether it was new.
+// PutEncoded stores a chunk the caller has verified; it reports whether it was new to this
+// process. It does not ask the index: a copy sends only what Missing said is missing, and
+// asking for each chunk of a batch was a round trip to PostgreSQL per chunk. A chunk
+// indexed meanwhile (another replica, the same copy run twice at once) keeps its row when
+// the pack is indexed, and its second copy is dead weight in that pack.
 func (s *S3) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
-	if miss, err := s.Missing(ctx, []Hash{h}); err != nil || len(miss) == 0 {
+	if err := ctx.Err(); err != nil {
 		return false, err
+	}
+	if _, _, ok := s.memEntry(h); ok {
+		return false, nil
 	}
 	s.mu.Lock()
 	if _, ok := s.pending[h]; !ok {
@@ -216,31 +223,34 @@ func (s *S3) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
 	return true, nil
 }
 
-// PutGroup stores a verified group once and indexes those of its chunks the store lacks.
+// PutGroup stores a verified group once and indexes its chunks (those already indexed
+// keep their rows, as with PutEncoded); it reports how many were new to this process.
 func (s *S3) PutGroup(ctx context.Context, g *Group) (int, error) {
-	miss, err := s.Missing(ctx, g.hashes)
-	if err != nil || len(miss) == 0 {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	want := map[Hash]bool{}
-	for _, h := range miss {
-		want[h] = true
+	var want []int
+	for i, h := range g.hashes {
+		if _, _, ok := s.memEntry(h); !ok {
+			want = append(want, i)
+		}
+	}
+	if len(want) == 0 {
+		return 0, nil
 	}
 	s.mu.Lock()
 	off := int64(len(s.buf))
 	s.buf = append(s.buf, g.raw.Data...)
-	for i, h := range g.hashes {
-		if want[h] {
-			s.pending[h] = s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
-				grp: g.name, goff: g.offs[i], glen: g.raw.Len}
-		}
+	for _, i := range want {
+		s.pending[g.hashes[i]] = s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
+			grp: g.name, goff: g.offs[i], glen: g.raw.Len}
 	}
 	full := len(s.buf) >= s3PackTarget
 	s.mu.Unlock()
 	if full {
-		return len(miss), s.Flush(ctx)
+		return len(want), s.Flush(ctx)
 	}
-	return len(miss), nil
+	return len(want), nil
 }
 
 // Flush uploads what was put as one pack, indexes it, and waits for packs other

@@ -90,11 +90,11 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 	removeStaleTemps(dir)
 	tmp := fmt.Sprintf("%s.swcli-tmp-%d-%d", dir, os.Getpid(), tempSeq.Add(1))
 	defer os.RemoveAll(tmp)
-	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err
 	}
-	if err := cas.Materialize(ctx, in.Store, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
+	if err := cas.Materialize(ctx, in.Chunks, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil { // interrupted: nothing is published

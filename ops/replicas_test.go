@@ -96,6 +96,9 @@ func TestReplicasServeOneInstance(t *testing.T) {
 	if v, err := r.client(1, "alice").Resolve(ctx, "mnist", "ml", "latest"); err != nil || v.ID != v1.ID {
 		t.Fatalf("the other replica resolves %v (%v), want %s", v, err, v1.ID)
 	}
+	if info, err := r.client(1, "alice").Info(ctx, "mnist", "ml", "latest"); err != nil || info.Version.ID != v1.ID {
+		t.Fatalf("info through the other replica: %v", err)
+	}
 	// The next version through the other replica sends only what is new: it knows what
 	// alice may use from the shared ledger.
 	buildVersion(t, local, "ml", v2dir)

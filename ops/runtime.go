@@ -200,7 +200,7 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 	if err != nil {
 		return nil, err
 	}
-	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 		}
 		switch e.Path {
 		case "runtime.yaml", LockName("venv"), LockName("conda"), legacyLockName("venv"), legacyLockName("conda"):
-			b, err := readEntry(ctx, in.Store, e)
+			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}

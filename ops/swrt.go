@@ -48,7 +48,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	if v.Status != ledger.StatusLive {
 		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
 	}
-	m, err := cas.LoadManifest(ctx, in.Store, v.Manifest)
+	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	var bm *BundleManifest
 	for _, e := range m.Entries {
 		if e.Path == ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
-			b, err := readEntry(ctx, in.Store, e)
+			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}
@@ -123,7 +123,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 		}
 		res.Files++
 		for _, c := range e.Chunks {
-			d, err := in.Store.Get(ctx, c)
+			d, err := in.Chunks.Get(ctx, c)
 			if err != nil {
 				return nil, err
 			}
@@ -156,7 +156,7 @@ func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v 
 	for _, e := range m.Entries {
 		switch {
 		case e.Path == "runtime.yaml" && e.Kind == cas.KindFile:
-			b, err := readEntry(ctx, in.Store, e)
+			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}

@@ -24,14 +24,14 @@ func StoreTree(ctx context.Context, in *Instance, dir string, p cas.Progress) (*
 
 // ExtractTree writes the stored tree h into dir, which must be missing or empty.
 func ExtractTree(ctx context.Context, in *Instance, h cas.Hash, dir string, p cas.Progress) (*cas.Manifest, error) {
-	m, err := cas.LoadManifest(ctx, in.Store, h)
+	m, err := cas.LoadManifest(ctx, in.Chunks, h)
 	if errors.Is(err, cas.ErrNotFound) {
 		return nil, Errorf(KindNotFound, "swcli store put prints the tree's hash", "no tree %s in %s", h, in.Root)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := cas.Materialize(ctx, in.Store, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
+	if err := cas.Materialize(ctx, in.Chunks, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
 		if errors.Is(err, cas.ErrNotEmpty) {
 			return nil, Errorf(KindExists, "choose an empty or new directory", "%w", err)
 		}

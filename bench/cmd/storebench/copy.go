@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -34,80 +31,26 @@ func copyBench(log io.Writer, work, swcli string, benv, renv []string, v1, v2 st
 	if out, err := exec.Command(swcli, "--root", srvRoot, "server", "project", "create", "p", "--member", "bench").CombinedOutput(); err != nil {
 		return nil, nil, fmt.Errorf("server project create: %v %s", err, out)
 	}
-	logPath := filepath.Join(work, "server.log")
-	logf, _ := os.Create(logPath)
-	srv := exec.Command(swcli, "--root", srvRoot, "-v", "server", "--listen", "127.0.0.1:0")
-	srv.Stderr = logf
-	out, _ := srv.StdoutPipe()
-	if err := srv.Start(); err != nil {
-		return nil, nil, err
-	}
-	defer func() { srv.Process.Signal(os.Interrupt); srv.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return nil, nil, fmt.Errorf("server: %v", err)
-	}
-	addr := regexp.MustCompile(`http://(\S+)`).FindStringSubmatch(line)
-	if addr == nil {
-		return nil, nil, fmt.Errorf("server said %q", line)
-	}
-	proxy, err := bench.NewProxy(addr[1])
+	srv, err := bench.StartServer(swcli, srvRoot, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer proxy.Close()
-	if out, err := exec.Command("env", append(benv, swcli, "instance", "login", "http://"+proxy.Addr(), "--alias", "bench", "--token", strings.TrimSpace(string(tok)))...).CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("login: %v %s", err, out)
+	defer srv.Stop()
+	steps, err := bench.RunCopySteps(log, swcli, benv, srv, "bench", strings.TrimSpace(string(tok)),
+		func() int64 { return bench.DirBytes(filepath.Join(srvRoot, "store")) })
+	if err != nil {
+		return nil, nil, err
 	}
-	requests := func() int {
-		b, _ := os.ReadFile(logPath)
-		return strings.Count(string(b), "request")
-	}
-	storeBytes := func() int64 { return bench.DirBytes(filepath.Join(srvRoot, "store")) }
-	var wall [3]time.Duration
-	var wire [3]int64
-	var trips [3]int
-	for i, step := range []string{"ml-v1/version/latest", "ml-v2/version/latest", "ml-v1/version/latest"} {
-		u0, d0 := proxy.Bytes()
-		q0, s0 := requests(), storeBytes()
-		r, err := bench.Run(log, benv, swcli, "runtime", "copy", step, "cloud://bench/project/p")
-		if err != nil {
-			return nil, nil, err
-		}
-		time.Sleep(100 * time.Millisecond) // let the log and the proxy counters settle
-		u1, d1 := proxy.Bytes()
-		wall[i], wire[i], trips[i] = r.Wall, (u1-u0)+(d1-d0), requests()-q0
-		name := []string{"copy ml-v1 to an empty server", "copy ml-v2", "copy ml-v1 again (nothing missing)"}[i]
-		rows = append(rows, []string{"swcli", name, bench.Secs(r.Wall), bench.MB(wire[i]), strconv.Itoa(trips[i]), "+" + bench.MB(storeBytes()-s0)})
-	}
+	rows = append(rows, steps.Rows("swcli")...)
+	wall, wire, trips := steps.Wall, steps.Wire, steps.Trips
 
 	// restic copy of the same snapshots into a second repository.
-	src := ""
-	for _, e := range renv {
-		if v, ok := strings.CutPrefix(e, "RESTIC_REPOSITORY="); ok {
-			src = v
-		}
-	}
-	dst := filepath.Join(work, "restic-copy")
-	cenv := []string{"RESTIC_PASSWORD=bench", "RESTIC_REPOSITORY=" + dst, "RESTIC_FROM_REPOSITORY=" + src,
-		"RESTIC_FROM_PASSWORD=bench", "RESTIC_CACHE_DIR=" + filepath.Join(work, "restic-cache")}
-	if _, err := bench.Run(log, cenv, "restic", "init", "-q", "--copy-chunker-params", "--from-repo", src); err != nil {
+	rwall, rgrow, err := bench.ResticCopy(log, renv, filepath.Join(work, "restic-copy"), filepath.Join(work, "restic-cache"), v1, v2)
+	if err != nil {
 		return nil, nil, err
 	}
-	var rwall [2]time.Duration
-	var rgrow [2]int64
 	for i, dir := range []string{v1, v2} {
-		id, err := snapshotOf(renv, dir)
-		if err != nil {
-			return nil, nil, err
-		}
-		before := bench.DirBytes(dst)
-		r, err := bench.Run(log, cenv, "restic", "copy", "-q", id)
-		if err != nil {
-			return nil, nil, err
-		}
-		rwall[i], rgrow[i] = r.Wall, bench.DirBytes(dst)-before
-		rows = append(rows, []string{"restic copy", filepath.Base(dir), bench.Secs(r.Wall), "(local)", "", "+" + bench.MB(rgrow[i])})
+		rows = append(rows, []string{"restic copy", filepath.Base(dir), bench.Secs(rwall[i]), "(local)", "", "+" + bench.MB(rgrow[i])})
 	}
 
 	// rsync: ml-v1 to an empty directory, then ml-v2 over it with the delta algorithm.
@@ -133,21 +76,4 @@ func copyBench(log io.Writer, work, swcli string, benv, renv []string, v1, v2 st
 		{"nothing missing <= 3 round trips", trips[2] <= 3, fmt.Sprintf("%d", trips[2])},
 	}
 	return rows, checks, nil
-}
-
-// snapshotOf returns the id of the newest restic snapshot of dir.
-func snapshotOf(renv []string, dir string) (string, error) {
-	cmd := exec.Command("restic", "snapshots", "--json", "--path", dir)
-	cmd.Env = append(os.Environ(), renv...)
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("restic snapshots: %w", err)
-	}
-	var snaps []struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(out, &snaps); err != nil || len(snaps) == 0 {
-		return "", fmt.Errorf("no restic snapshot of %s", dir)
-	}
-	return snaps[len(snaps)-1].ID, nil
 }

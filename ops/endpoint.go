@@ -254,21 +254,32 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 			return nil, &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
 		}
 	}
+	var put chunkPutter = l.In.Chunks
+	if s3, ok := l.In.Chunks.(*cas.S3); ok {
+		put = s3.NewBatch() // the batch is a pack of its own: concurrent uploads go side by side
+	}
 	var stored []cas.Hash
 	for i, c := range cs {
 		var err error
 		if groups[i] != nil {
-			_, err = l.In.Chunks.PutGroup(ctx, groups[i])
+			_, err = put.PutGroup(ctx, groups[i])
 			stored = append(stored, groups[i].Chunks()...)
 		} else {
-			_, err = l.In.Chunks.PutEncoded(ctx, c.Hash, c.Raw)
+			_, err = put.PutEncoded(ctx, c.Hash, c.Raw)
 			stored = append(stored, c.Hash)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	return stored, l.In.Chunks.Flush(ctx)
+	return stored, put.Flush(ctx)
+}
+
+// chunkPutter stores verified chunks until Flush.
+type chunkPutter interface {
+	PutEncoded(ctx context.Context, h cas.Hash, r cas.Raw) (bool, error)
+	PutGroup(ctx context.Context, g *cas.Group) (int, error)
+	Flush(ctx context.Context) error
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {

@@ -71,7 +71,7 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 		fmt.Sprintf("-volume.port=%d", ports[2]), fmt.Sprintf("-volume.port.grpc=%d", ports[3]),
 		"-filer", fmt.Sprintf("-filer.port=%d", ports[4]), fmt.Sprintf("-filer.port.grpc=%d", ports[5]),
 		"-s3", fmt.Sprintf("-s3.port=%d", ports[6]), "-s3.config=" + filepath.Join(dir, "s3.json"),
-		"-volume.max=0", "-master.volumeSizeLimitMB=64"}
+		"-volume.max=0", "-master.volumeSizeLimitMB=512", "-filer.maxMB=16"}
 	s.cmd = exec.Command(weed, args...)
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -110,6 +110,11 @@ func ParseS3URL(raw string) (S3Config, error) {
 	return c, nil
 }
 
+// packContentType says what a pack is: zstd frames (and some raw chunks). Stores that
+// compress what looks compressible (SeaweedFS gzips a whole object when its first 128 bytes
+// shrink) leave it alone.
+const packContentType = "application/vnd.swcli.pack+zstd"
+
 // s3PartSize: packs above s3SinglePut are uploaded in parts of this size.
 const s3PartSize = 16 << 20
 
@@ -392,7 +397,7 @@ func (s *S3) uploadParts(ctx context.Context, parts [][]byte, size int64, entrie
 		partSize = s3SinglePut
 	}
 	_, err := s.mc.PutObject(ctx, s.bucket, s.key(name), io.MultiReader(readers...), size,
-		minio.PutObjectOptions{PartSize: partSize, ContentType: "application/octet-stream",
+		minio.PutObjectOptions{PartSize: partSize, ContentType: packContentType,
 			// The pack is named by its blake3 and every read re-hashes what it reads: a
 			// SHA-256 of the body for the signature would only cost CPU (a fifth of a put).
 			DisableContentSha256: true})

@@ -283,6 +283,12 @@ type chunkPutter interface {
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {
+	return l.commit(ctx, project, vs, nil)
+}
+
+// commit is Commit with the manifests the caller has loaded already (a server, which
+// checked them for access).
+func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVersion, loaded map[cas.Hash]*cas.Manifest) error {
 	if err := l.project(project); err != nil {
 		return err
 	}
@@ -291,9 +297,12 @@ func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVe
 	}
 	var evs []ledger.Event
 	for _, c := range vs {
-		m, err := cas.LoadManifest(ctx, l.In.Chunks, c.Manifest)
-		if err != nil {
-			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err)
+		var err error
+		m, ok := loaded[c.Manifest]
+		if !ok {
+			if m, err = cas.LoadManifest(ctx, l.In.Chunks, c.Manifest); err != nil {
+				return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err)
+			}
 		}
 		if VersionID(c.Manifest) != c.Version {
 			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", c.Version, c.Manifest)

@@ -427,17 +427,22 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 		}
 		manifests[c.Manifest] = m
 	}
-	if err := l.Commit(r.Context(), p, req); err != nil {
+	if err := l.commit(r.Context(), p, req, manifests); err != nil {
 		writeErr(w, err)
 		return
 	}
 	for h, m := range manifests {
 		s.access.addVersion(p, h, m)
-		if err := s.access.forgetUploads(r.Context(), who(r).name, append(m.Chunks(), h)); err != nil {
-			s.logf("forget uploads after a commit: %v", err) // only gc would keep them longer
-		}
 	}
 	writeJSON(w, map[string]any{"committed": len(req)})
+	// The uploads are part of a project now; until they are forgotten, gc only keeps them
+	// (they are used anyway), so the answer need not wait.
+	ctx := context.WithoutCancel(r.Context()) // the client may hang up once answered
+	for h, m := range manifests {
+		if err := s.access.forgetUploads(ctx, who(r).name, append(m.Chunks(), h)); err != nil {
+			s.logf("forget uploads after a commit: %v", err)
+		}
+	}
 }
 
 // readHashes reads a hash list; release must be called once the request is answered.

@@ -113,3 +113,12 @@ func Median(prep func() error, step func() (Result, error)) (Result, error) {
 	}
 	return m, nil
 }
+
+// Check prints one target: met or MISSED, its name and the figures behind it.
+func Check(w io.Writer, width int, name string, ok bool, detail string) {
+	mark := "met"
+	if !ok {
+		mark = "MISSED"
+	}
+	fmt.Fprintf(w, "  %-6s %-*s %s\n", mark, width, name, detail)
+}

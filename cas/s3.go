@@ -3,6 +3,7 @@ package cas
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -514,11 +515,7 @@ func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, 
 func (s *S3) Keep(ctx context.Context, hs []Hash) ([]Hash, error) {
 	for i := 0; i < len(hs); i += s3Batch {
 		part := hs[i:min(i+s3Batch, len(hs))]
-		b := make([][]byte, len(part))
-		for j := range part {
-			b[j] = part[j][:]
-		}
-		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = NULL WHERE hash = ANY($1) AND condemned_at IS NOT NULL", b); err != nil {
+		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = NULL WHERE hash = ANY($1) AND condemned_at IS NOT NULL", HashBytes(part)); err != nil {
 			return nil, fmt.Errorf("chunk index: %w", err)
 		}
 	}
@@ -637,7 +634,7 @@ func (s *S3) getRaw(ctx context.Context, h Hash) (Raw, error) {
 
 // groupContent decompresses a group (kept in a small cache: neighbours come next).
 func (s *S3) groupContent(e s3Entry, frame []byte) ([]byte, error) {
-	k := [2]uint64{be64(e.pack[:8]), uint64(e.off)}
+	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
 	if c, ok := s.group.get(k); ok {
 		return c, nil
 	}
@@ -651,14 +648,6 @@ func (s *S3) groupContent(e s3Entry, frame []byte) ([]byte, error) {
 	}
 	s.group.put(k, c)
 	return c, nil
-}
-
-func be64(b []byte) uint64 {
-	var v uint64
-	for _, c := range b[:8] {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }
 
 // Get returns a chunk's content, verified.
@@ -763,11 +752,7 @@ func (s *S3) Delete(ctx context.Context, hs []Hash) error {
 	s.mu.Unlock()
 	for i := 0; i < len(hs); i += s3Batch {
 		part := hs[i:min(i+s3Batch, len(hs))]
-		b := make([][]byte, len(part))
-		for j := range part {
-			b[j] = part[j][:]
-		}
-		if _, err := s.db.Exec(ctx, "DELETE FROM cas_chunks WHERE hash = ANY($1)", b); err != nil {
+		if _, err := s.db.Exec(ctx, "DELETE FROM cas_chunks WHERE hash = ANY($1)", HashBytes(part)); err != nil {
 			return fmt.Errorf("chunk index: %w", err)
 		}
 	}
@@ -982,20 +967,21 @@ func (s *S3) Collect(ctx context.Context, keep func(Hash) bool, grace time.Durat
 	for i := 0; i < len(sweep); i += s3Batch {
 		part := sweep[i:min(i+s3Batch, len(sweep))]
 		if _, err := s.db.Exec(ctx, `DELETE FROM cas_chunks WHERE hash = ANY($1)
-			AND condemned_at < now() - make_interval(secs => $2)`, hashBytes(part), grace.Seconds()); err != nil {
+			AND condemned_at < now() - make_interval(secs => $2)`, HashBytes(part), grace.Seconds()); err != nil {
 			return r, fmt.Errorf("chunk index: %w", err)
 		}
 	}
 	for i := 0; i < len(mark); i += s3Batch {
 		part := mark[i:min(i+s3Batch, len(mark))]
-		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = now() WHERE hash = ANY($1) AND condemned_at IS NULL", hashBytes(part)); err != nil {
+		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = now() WHERE hash = ANY($1) AND condemned_at IS NULL", HashBytes(part)); err != nil {
 			return r, fmt.Errorf("chunk index: %w", err)
 		}
 	}
 	return r, s.dropEmptyPacks(ctx)
 }
 
-func hashBytes(hs []Hash) [][]byte {
+// HashBytes returns each hash as a byte slice (a bytea[] parameter for PostgreSQL).
+func HashBytes(hs []Hash) [][]byte {
 	out := make([][]byte, len(hs))
 	for i := range hs {
 		out[i] = hs[i][:]

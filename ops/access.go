@@ -168,7 +168,7 @@ func (a *access) compactUploads() error {
 func (a *access) addUploads(ctx context.Context, user string, hs []cas.Hash) error {
 	if a.db != nil {
 		if _, err := a.db.Exec(ctx, `INSERT INTO server_uploads (username, hash)
-			SELECT $1, h FROM unnest($2::bytea[]) AS h ON CONFLICT DO NOTHING`, user, hashBytes(hs)); err != nil {
+			SELECT $1, h FROM unnest($2::bytea[]) AS h ON CONFLICT DO NOTHING`, user, cas.HashBytes(hs)); err != nil {
 			return fmt.Errorf("record uploads of %s: %w", user, err)
 		}
 		return nil
@@ -212,7 +212,7 @@ func (a *access) addUploads(ctx context.Context, user string, hs []cas.Hash) err
 // forgetUploads drops a user's uploads that a commit has made part of a project.
 func (a *access) forgetUploads(ctx context.Context, user string, hs []cas.Hash) error {
 	if a.db != nil {
-		_, err := a.db.Exec(ctx, "DELETE FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, hashBytes(hs))
+		_, err := a.db.Exec(ctx, "DELETE FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, cas.HashBytes(hs))
 		return err
 	}
 	a.mu.Lock()
@@ -222,14 +222,6 @@ func (a *access) forgetUploads(ctx context.Context, user string, hs []cas.Hash) 
 		delete(set, h)
 	}
 	return nil
-}
-
-func hashBytes(hs []cas.Hash) [][]byte {
-	out := make([][]byte, len(hs))
-	for i := range hs {
-		out[i] = hs[i][:]
-	}
-	return out
 }
 
 // follow adds the versions the shared ledger has gained since the membership was built
@@ -262,9 +254,18 @@ func (a *access) follow(ctx context.Context) error {
 
 // uploaded returns which of hs user has sent and not committed, by server_uploads.
 func (a *access) uploaded(ctx context.Context, user string, hs []cas.Hash) (map[cas.Hash]bool, error) {
-	rows, err := a.db.Query(ctx, "SELECT hash FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, hashBytes(hs))
+	out, err := a.hashSet(ctx, "SELECT hash FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, cas.HashBytes(hs))
 	if err != nil {
 		return nil, fmt.Errorf("read uploads of %s: %w", user, err)
+	}
+	return out, nil
+}
+
+// hashSet runs a query whose rows are hashes.
+func (a *access) hashSet(ctx context.Context, sql string, args ...any) (map[cas.Hash]bool, error) {
+	rows, err := a.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := map[cas.Hash]bool{}
@@ -291,19 +292,7 @@ func (a *access) allUploads(ctx context.Context) (map[cas.Hash]bool, error) {
 		}
 		return out, nil
 	}
-	rows, err := a.db.Query(ctx, "SELECT DISTINCT hash FROM server_uploads")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, err
-		}
-		out[cas.Hash(b)] = true
-	}
-	return out, rows.Err()
+	return a.hashSet(ctx, "SELECT DISTINCT hash FROM server_uploads")
 }
 
 // allowed returns, for each hash, whether u may use it; readable says which projects u

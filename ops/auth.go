@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"context"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/treecmp"
@@ -275,19 +274,7 @@ func TestNginxReplicaKilledMidCopy(t *testing.T) {
 	prog := &countProgress{}
 	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", ng.URL, r.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
-	done := make(chan error, 1)
-	go func() { _, err := ops.Copy(ctx, req); done <- err }()
-	deadline := time.Now().Add(time.Minute)
-	for prog.chunks.Load() < 20 {
-		if time.Now().After(deadline) {
-			t.Fatal("the copy sent fewer than 20 chunks in a minute")
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the copy ended before a replica was killed: %v", err)
-		case <-time.After(time.Millisecond):
-		}
-	}
+	done := copyUntilAcknowledged(t, req, prog, 20)
 	cmds[0].Process.Kill() // SIGKILL
 	cmds[0].Wait()
 	// It fails when a batch was in flight to the killed replica (nginx cannot send a

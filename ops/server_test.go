@@ -406,6 +406,26 @@ func TestOverlappingCopies(t *testing.T) {
 
 type countProgress struct{ chunks atomic.Int64 }
 
+// copyUntilAcknowledged starts req (whose Progress is prog) and returns once n chunks are
+// acknowledged; the channel gets the copy's result.
+func copyUntilAcknowledged(t *testing.T, req ops.CopyRequest, prog *countProgress, n int64) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { _, err := ops.Copy(ctx, req); done <- err }()
+	deadline := time.Now().Add(time.Minute)
+	for prog.chunks.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the copy sent fewer than %d chunks in a minute", n)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the copy ended before the server was killed: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return done
+}
+
 func (p *countProgress) Planned(int, int64)      {}
 func (p *countProgress) Done(files int, b int64) { p.chunks.Add(int64(files)) }
 
@@ -435,19 +455,7 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 	prog := &countProgress{}
 	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", url, c.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
-	done := make(chan error, 1)
-	go func() { _, err := ops.Copy(ctx, req); done <- err }()
-	deadline := time.Now().Add(time.Minute)
-	for prog.chunks.Load() < 20 {
-		if time.Now().After(deadline) {
-			t.Fatal("the copy sent fewer than 20 chunks in a minute")
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the copy ended before the server was killed: %v", err)
-		case <-time.After(time.Millisecond):
-		}
-	}
+	done := copyUntilAcknowledged(t, req, prog, 20)
 	cmd.Process.Kill()
 	cmd.Wait()
 	if err := <-done; err == nil {

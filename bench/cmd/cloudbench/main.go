@@ -217,13 +217,7 @@ func run(verbose bool, clients int, dur time.Duration) error {
 	fmt.Printf("each server's run with the median first copy of %d, on fresh servers):\n\n", bench.Reps)
 	bench.Table(os.Stdout, rows)
 	fmt.Println()
-	check := func(name string, ok bool, detail string) {
-		mark := "met"
-		if !ok {
-			mark = "MISSED"
-		}
-		fmt.Printf("  %-6s %-58s %s\n", mark, name, detail)
-	}
+	check := func(name string, ok bool, detail string) { bench.Check(os.Stdout, 58, name, ok, detail) }
 	fmt.Println("targets, copy to PostgreSQL + S3:")
 	check("ml-v2 wire bytes <= 1.1 x restic copy growth", float64(onS3.Wire[1]) <= 1.1*float64(rgrow[1]),
 		fmt.Sprintf("%s vs %s", bench.MB(onS3.Wire[1]), bench.MB(rgrow[1])))

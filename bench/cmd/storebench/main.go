@@ -218,13 +218,7 @@ func run(verbose bool) error {
 	fmt.Println()
 	bench.Table(os.Stdout, copyRows)
 	fmt.Println()
-	check := func(name string, ok bool, detail string) {
-		mark := "met"
-		if !ok {
-			mark = "MISSED"
-		}
-		fmt.Printf("  %-6s %-40s %s\n", mark, name, detail)
-	}
+	check := func(name string, ok bool, detail string) { bench.Check(os.Stdout, 40, name, ok, detail) }
 	fmt.Println("targets:")
 	check("ml-v1 time <= 0.4 x restic", sw1.Wall.Seconds() <= 0.4*r1.Wall.Seconds(),
 		fmt.Sprintf("%.2f x", sw1.Wall.Seconds()/r1.Wall.Seconds()))

@@ -122,3 +122,13 @@ func Check(w io.Writer, width int, name string, ok bool, detail string) {
 	}
 	fmt.Fprintf(w, "  %-6s %-*s %s\n", mark, width, name, detail)
 }
+
+// BuildSwcli builds swcli into dir (from the repository root, where the benchmarks run) and
+// returns its path.
+func BuildSwcli(dir string) (string, error) {
+	swcli := filepath.Join(dir, "swcli")
+	if out, err := exec.Command("go", "build", "-o", swcli, "./cmd/swcli").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build swcli: %v\n%s", err, out)
+	}
+	return swcli, nil
+}

@@ -132,9 +132,9 @@ func run(verbose bool, clients int, dur time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	swcli := filepath.Join(work, "swcli")
-	if out, err := exec.Command("go", "build", "-o", swcli, "./cmd/swcli").CombinedOutput(); err != nil {
-		return fmt.Errorf("build swcli: %v\n%s", err, out)
+	swcli, err := bench.BuildSwcli(work)
+	if err != nil {
+		return err
 	}
 	if _, err := exec.LookPath("restic"); err != nil {
 		return fmt.Errorf("restic is not installed (apt-get install restic)")

@@ -41,9 +41,8 @@ func run(swcli string, runs int) error {
 	}
 	defer os.RemoveAll(work)
 	if swcli == "" {
-		swcli = filepath.Join(work, "swcli")
-		if out, err := exec.Command("go", "build", "-o", swcli, "./cmd/swcli").CombinedOutput(); err != nil {
-			return fmt.Errorf("build swcli: %v\n%s", err, out)
+		if swcli, err = bench.BuildSwcli(work); err != nil {
+			return err
 		}
 	}
 	// Warm the page cache, as storebench does.

@@ -42,9 +42,9 @@ func run(verbose bool) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	swcli := filepath.Join(work, "swcli")
-	if out, err := exec.Command("go", "build", "-o", swcli, "./cmd/swcli").CombinedOutput(); err != nil {
-		return fmt.Errorf("build swcli: %v\n%s", err, out)
+	swcli, err := bench.BuildSwcli(work)
+	if err != nil {
+		return err
 	}
 	for _, tool := range []string{"restic", "tar", "zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -98,6 +98,19 @@ func TestReplicasServeOneInstance(t *testing.T) {
 	if info, err := r.client(1, "alice").Info(ctx, "mnist", "ml", "latest"); err != nil || info.Version.ID != v1.ID {
 		t.Fatalf("info through the other replica: %v", err)
 	}
+	// Isolation holds across replicas: bob, in no project, learns nothing of alice's chunks
+	// through the replica that did not store them.
+	bobTok, err := ops.AddUser(ctx, r.ins[1].Auth, "bob", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := ops.NewRemote("team", r.urls[1], bobTok)
+	if miss, err := bob.Missing(ctx, []cas.Hash{v1.Manifest}); err != nil || len(miss) != 1 {
+		t.Fatalf("bob's missing-check of alice's manifest through the other replica: %v %v", miss, err)
+	}
+	if err := bob.GetChunks(ctx, []cas.Hash{v1.Manifest}, func(ops.Chunk) error { return nil }); err == nil {
+		t.Fatal("bob read alice's manifest through the other replica")
+	}
 	// The next version through the other replica sends only what is new: it knows what
 	// alice may use from the shared ledger.
 	buildVersion(t, local, "ml", v2dir)

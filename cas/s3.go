@@ -35,7 +35,9 @@ import (
 //     sends it again and the new copy revives it; Keep revives it for a commit; only a gc
 //     after the grace deletes it (DESIGN.md, "Replicas").
 //   - Reads are HTTP Range requests of one entry; a pack read from twice is fetched whole
-//     into a bounded local cache, which later reads use.
+//     into a bounded local cache, which later reads use. A pack is never changed, only
+//     replaced (repack) and deleted once no row points into it: a read that finds its pack
+//     gone looks the chunk up again.
 //
 // The client is minio-go: one small module with path-style addressing, ranged gets and
 // multipart built in (aws-sdk-go-v2 needs a dozen modules for the same).
@@ -383,6 +385,15 @@ func (s *S3) upload(ctx context.Context, f *s3Flush) error {
 
 // uploadParts writes the pack made of parts, then its index rows.
 func (s *S3) uploadParts(ctx context.Context, parts [][]byte, size int64, entries map[Hash]s3Entry) error {
+	name, err := s.putPack(ctx, parts, size)
+	if err != nil {
+		return err
+	}
+	return s.index(ctx, name, size, entries)
+}
+
+// putPack writes the pack made of parts as one object named by its blake3.
+func (s *S3) putPack(ctx context.Context, parts [][]byte, size int64) (Hash, error) {
 	hr := blake3.New()
 	readers := make([]io.Reader, len(parts))
 	for i, p := range parts {
@@ -403,8 +414,13 @@ func (s *S3) uploadParts(ctx context.Context, parts [][]byte, size int64, entrie
 			// SHA-256 of the body for the signature would only cost CPU (a fifth of a put).
 			DisableContentSha256: true})
 	if err != nil {
-		return fmt.Errorf("upload pack %s: %w", name.Short(12), err)
+		return name, fmt.Errorf("upload pack %s: %w", name.Short(12), err)
 	}
+	return name, nil
+}
+
+// index commits the rows of a pack that is in the bucket.
+func (s *S3) index(ctx context.Context, name Hash, size int64, entries map[Hash]s3Entry) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO cas_packs (name, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", name[:], size); err != nil {
 			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
@@ -568,6 +584,18 @@ func (s *S3) stored(ctx context.Context, h Hash, e s3Entry, mem []byte) ([]byte,
 			}
 		}
 	}
+	b, err := s.rangeRead(ctx, h, e)
+	if err != nil && isNoSuchKey(err) {
+		// gc repacked the pack since the entry was looked up: the chunk has moved.
+		if e2, mem2, lerr := s.lookup(ctx, h); lerr == nil && e2.pack != e.pack {
+			return s.stored(ctx, h, e2, mem2)
+		}
+	}
+	return b, err
+}
+
+// rangeRead reads an entry's stored bytes with one Range request.
+func (s *S3) rangeRead(ctx context.Context, h Hash, e s3Entry) ([]byte, error) {
 	opts := minio.GetObjectOptions{}
 	if err := opts.SetRange(e.off, e.off+e.stored-1); err != nil {
 		return nil, err
@@ -594,23 +622,12 @@ func (s *S3) fetchPack(ctx context.Context, pack Hash) error {
 	return s.cache.put(pack, obj)
 }
 
-// GetRaw returns a chunk in its stored form (a grouped chunk alone, re-encoded).
-func (s *S3) GetRaw(ctx context.Context, h Hash) (Raw, error) {
-	for try := 0; ; try++ {
-		r, err := s.getRaw(ctx, h)
-		// A pack that gc repacked meanwhile: its chunks have moved, look them up again.
-		if err != nil && try == 0 && isNoSuchKey(err) {
-			continue
-		}
-		return r, err
-	}
-}
-
 func isNoSuchKey(err error) bool {
 	return minio.ToErrorResponse(errors.Unwrap(err)).Code == "NoSuchKey"
 }
 
-func (s *S3) getRaw(ctx context.Context, h Hash) (Raw, error) {
+// GetRaw returns a chunk in its stored form (a grouped chunk alone, re-encoded).
+func (s *S3) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 	e, mem, err := s.lookup(ctx, h)
 	if err != nil {
 		return Raw{}, err
@@ -977,7 +994,143 @@ func (s *S3) Collect(ctx context.Context, keep func(Hash) bool, grace time.Durat
 			return r, fmt.Errorf("chunk index: %w", err)
 		}
 	}
-	return r, s.dropEmptyPacks(ctx)
+	if err := s.dropEmptyPacks(ctx); err != nil {
+		return r, err
+	}
+	return r, s.repack(ctx)
+}
+
+// repack rewrites the packs that the sweep left mostly empty: their remaining entries go
+// to a new pack (checked as they are read), their rows move to it, and the old object goes
+// once no row points into it. Two gcs repacking one pack at once make the same new pack
+// (packs are named by their bytes); the rows move once.
+func (s *S3) repack(ctx context.Context) error {
+	rows, err := s.db.Query(ctx, `SELECT p.name, p.bytes, coalesce(l.live, 0) FROM cas_packs p
+		LEFT JOIN (SELECT pack, sum(stored) AS live FROM (SELECT DISTINCT pack, off, stored FROM cas_chunks) d GROUP BY pack) l
+		ON l.pack = p.name`)
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	var sparse []Hash
+	var sizes []int64
+	for rows.Next() {
+		var b []byte
+		var size, live int64
+		if err := rows.Scan(&b, &size, &live); err != nil {
+			rows.Close()
+			return err
+		}
+		if live > 0 && live*2 < size {
+			sparse, sizes = append(sparse, Hash(b)), append(sizes, size)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, p := range sparse {
+		if err := s.repackOne(ctx, p, sizes[i]); err != nil {
+			return err
+		}
+	}
+	if len(sparse) == 0 {
+		return nil
+	}
+	return s.dropEmptyPacks(ctx)
+}
+
+// maxRepack bounds the pack repack reads into memory.
+const maxRepack = 1 << 30
+
+func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
+	if size <= 0 || size > maxRepack {
+		return nil // not ours to rewrite in memory; it stays as it is
+	}
+	type ent struct {
+		h Hash
+		e s3Entry
+	}
+	var ents []ent
+	rows, err := s.db.Query(ctx, "SELECT hash, off, stored, size, enc, grp, goff, glen FROM cas_chunks WHERE pack = $1 ORDER BY off", old[:])
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	for rows.Next() {
+		var b, grp []byte
+		var x ent
+		var enc int16
+		var goff, glen *int64
+		if err := rows.Scan(&b, &x.e.off, &x.e.stored, &x.e.size, &enc, &grp, &goff, &glen); err != nil {
+			rows.Close()
+			return err
+		}
+		x.h, x.e.enc = Hash(b), Encoding(enc)
+		if x.e.enc == EncGroup && len(grp) == HashSize && goff != nil && glen != nil {
+			x.e.grp, x.e.goff, x.e.glen = Hash(grp), *goff, *glen
+		}
+		ents = append(ents, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(old), minio.GetObjectOptions{})
+	if err != nil {
+		return fmt.Errorf("read pack %s: %w", old.Short(12), err)
+	}
+	data := make([]byte, size)
+	_, err = io.ReadFull(obj, data)
+	obj.Close()
+	if err != nil {
+		return fmt.Errorf("read pack %s: %w", old.Short(12), err)
+	}
+	// The entries that still check out, each stored once (a group's frame serves all of
+	// its chunks), in their old order.
+	var parts [][]byte
+	var oldOffs, newOffs []int64
+	at := map[int64]int64{} // old offset -> new
+	var next int64
+	for _, x := range ents {
+		e := x.e
+		if e.off < 0 || e.stored < 0 || e.off+e.stored > size {
+			continue // fsck's to report
+		}
+		frame := data[e.off : e.off+e.stored]
+		if _, done := at[e.off]; !done {
+			var err error
+			if e.enc == EncGroup {
+				_, err = VerifyGroup(e.grp, Raw{Enc: EncGroup, Len: e.glen, Data: frame})
+			} else {
+				_, err = Decode(x.h, Raw{Enc: e.enc, Len: e.size, Data: frame}, nil)
+			}
+			if err != nil {
+				continue // left where it is, for fsck to report
+			}
+			at[e.off] = next
+			parts = append(parts, frame)
+			oldOffs, newOffs = append(oldOffs, e.off), append(newOffs, next)
+			next += e.stored
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	name, err := s.putPack(ctx, parts, next)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO cas_packs (name, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", name[:], next); err != nil {
+			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE cas_chunks c SET pack = $1, off = m.newoff
+			FROM unnest($2::bigint[], $3::bigint[]) AS m(oldoff, newoff)
+			WHERE c.pack = $4 AND c.off = m.oldoff`, name[:], oldOffs, newOffs, old[:])
+		if err != nil {
+			return fmt.Errorf("move chunks of pack %s: %w", old.Short(12), err)
+		}
+		return nil
+	})
 }
 
 // HashBytes returns each hash as a byte slice (a bytea[] parameter for PostgreSQL).

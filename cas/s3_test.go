@@ -1,11 +1,14 @@
 package cas_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/storetest"
@@ -89,5 +92,55 @@ func TestS3ReplicasShareOneStore(t *testing.T) {
 	objs, err := a.Objects(ctx)
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("200 chunks in one flush made %d pack objects (%v), want 1", len(objs), err)
+	}
+}
+
+// TestS3CollectRepacks: gc condemns what is not kept, deletes it a grace later, and rewrites
+// a pack left mostly empty; what is kept reads back from the new pack, and the old object
+// is gone.
+func TestS3CollectRepacks(t *testing.T) {
+	ctx := context.Background()
+	st := openS3(t)
+	var hs []cas.Hash
+	var datas [][]byte
+	for i := range 40 {
+		data := []byte(strings.Repeat(fmt.Sprint("chunk ", i, " "), 300+i))
+		h := cas.Sum(data)
+		hs, datas = append(hs, h), append(datas, data)
+		if err := st.Put(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.Objects(ctx)
+	keep := map[cas.Hash]bool{hs[3]: true, hs[17]: true, hs[30]: true}
+	keepFn := func(h cas.Hash) bool { return keep[h] }
+	rep, err := st.Collect(ctx, keepFn, time.Hour)
+	if err != nil || rep.Condemned != 37 || rep.Deleted != 0 {
+		t.Fatalf("first gc: %+v %v, want 37 condemned, none deleted", rep, err)
+	}
+	if miss, _ := st.Missing(ctx, hs); len(miss) != 37 {
+		t.Fatalf("condemned chunks answered present: %d missing of 40", len(miss))
+	}
+	if rep, err = st.Collect(ctx, keepFn, 0); err != nil || rep.Deleted != 37 || rep.Live != 3 {
+		t.Fatalf("gc past the grace: %+v %v", rep, err)
+	}
+	after, err := st.Objects(ctx)
+	if err != nil || len(after) != 1 || len(before) != 1 || after[0] == before[0] {
+		t.Fatalf("packs before %v, after %v (%v): want the one pack rewritten", before, after, err)
+	}
+	for i, h := range hs {
+		got, err := st.Get(ctx, h)
+		switch {
+		case keep[h] && (err != nil || !bytes.Equal(got, datas[i])):
+			t.Fatalf("kept chunk %d after repack: %v", i, err)
+		case !keep[h] && !errors.Is(err, cas.ErrNotFound):
+			t.Fatalf("deleted chunk %d: %v", i, err)
+		}
+	}
+	if bad, err := st.CheckPacks(ctx); err != nil || len(bad) != 0 {
+		t.Fatalf("check packs after repack: %v %v", bad, err)
 	}
 }

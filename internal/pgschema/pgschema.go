@@ -95,11 +95,20 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	})
 }
 
+// DefaultMaxConns is how many connections one process opens at most.
+const DefaultMaxConns = 16
+
 // Open connects to dsn (a postgres:// URL or key=value string) and applies the migrations.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres address: %w", err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgxpool's default (4 on this machine) is less than a server's concurrent
+		// requests: uploads, commits waiting on the ledger's head and reads would queue for
+		// a connection. pool_max_conns in the address sets another.
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

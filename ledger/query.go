@@ -83,6 +83,8 @@ func (l view) Runtimes(project string) ([]*Runtime, error) {
 type ListOptions struct {
 	ShowRemoved bool // include soft-deleted versions
 	Page, Size  int  // 1-based page of Size rows; Size 0 means all
+	// MissingOK lists a runtime the project lacks as empty (the project must exist).
+	MissingOK bool
 }
 
 // Versions lists versions of one runtime (or of every runtime of the project when runtime
@@ -92,6 +94,12 @@ func (l view) Versions(project, runtime string, opt ListOptions) ([]*Version, in
 	var rts []*Runtime
 	if runtime != "" {
 		rt, err := l.Runtime(project, runtime)
+		if errors.Is(err, ErrNotFound) && opt.MissingOK {
+			if _, perr := l.Project(project); perr != nil {
+				return nil, 0, perr
+			}
+			return nil, 0, nil
+		}
 		if err != nil {
 			return nil, 0, err
 		}

@@ -40,6 +40,23 @@ type CopyResult struct {
 // batchBytes is the size of one upload of chunks (copy, RemoteStore).
 const batchBytes = 16 << 20
 
+// allVersions lists every live version of a runtime (of the project when runtime is "")
+// at ep, page by page: a server answers a page at most MaxPageSize long, DefaultPageSize
+// when asked for all. With missingOK a runtime ep lacks has none.
+func allVersions(ctx context.Context, ep Endpoint, project, runtime string, missingOK bool) ([]*ledger.Version, error) {
+	var out []*ledger.Version
+	for page := 1; ; page++ {
+		vs, total, err := ep.Versions(ctx, project, runtime, ledger.ListOptions{Page: page, Size: MaxPageSize, MissingOK: missingOK})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+		if len(vs) == 0 || len(out) >= total {
+			return out, nil
+		}
+	}
+}
+
 // Copy copies versions from one endpoint to another, sending only the chunks the
 // destination lacks: one request lists what the destination has, one asks which chunks it
 // lacks, the missing chunks travel as stored in large batches with several in flight, and
@@ -72,14 +89,23 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		}
 		return v.Runtime
 	}
-	// 1. What the destination has (one listing of the project).
+	// 1. What the destination has of the runtimes copied (one listing each: a copy of one
+	// runtime into a project of thousands lists that runtime, not the project).
 	have := map[string]bool{}
-	dvs, _, err := req.Dst.Versions(ctx, req.DstProject, "", ledger.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range dvs {
-		have[v.Runtime+"/"+v.ID] = true
+	listed := map[string]bool{}
+	for _, v := range vs {
+		name := dstName(v)
+		if listed[name] {
+			continue
+		}
+		listed[name] = true
+		dvs, err := allVersions(ctx, req.Dst, req.DstProject, name, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range dvs {
+			have[v.Runtime+"/"+v.ID] = true
+		}
 	}
 	res := &CopyResult{}
 	var todo []*ledger.Version
@@ -182,7 +208,7 @@ func copySources(ctx context.Context, src Endpoint, project string, u RuntimeURI
 		}
 		return []*ledger.Version{v}, nil
 	}
-	vs, _, err := src.Versions(ctx, project, u.Name, ledger.ListOptions{})
+	vs, err := allVersions(ctx, src, project, u.Name, false)
 	if err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func (l LocalEndpoint) Versions(ctx context.Context, project, runtime string, op
 	if err := l.project(project); err != nil {
 		return nil, 0, err
 	}
-	if runtime != "" {
+	if runtime != "" && !opt.MissingOK {
 		if err := l.runtime(project, runtime); err != nil {
 			return nil, 0, err
 		}

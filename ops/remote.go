@@ -211,6 +211,9 @@ func (c *Remote) Versions(ctx context.Context, project, runtime string, opt ledg
 	if opt.ShowRemoved {
 		q.Set("show_removed", "1")
 	}
+	if opt.MissingOK {
+		q.Set("missing_ok", "1")
+	}
 	var out struct {
 		Total    int          `json:"total"`
 		Versions []VersionDTO `json:"versions"`

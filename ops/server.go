@@ -287,7 +287,8 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 	}
 	size = min(size, MaxPageSize)
 	page = max(page, 1)
-	vs, total, err := l.Versions(r.Context(), p, q.Get("runtime"), ledger.ListOptions{ShowRemoved: q.Get("show_removed") == "1", Page: page, Size: size})
+	vs, total, err := l.Versions(r.Context(), p, q.Get("runtime"), ledger.ListOptions{ShowRemoved: q.Get("show_removed") == "1",
+		MissingOK: q.Get("missing_ok") == "1", Page: page, Size: size})
 	if err != nil {
 		writeErr(w, err)
 		return

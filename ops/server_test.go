@@ -507,3 +507,46 @@ func TestCopyFromServerWithShortAnswers(t *testing.T) {
 		t.Fatalf("differs:\n%s", d)
 	}
 }
+
+// TestCopyManyVersionsThroughPages: a runtime with more versions than a server answers in
+// one page copies whole, both ways, and a copy into a project with many runtimes lists only
+// the runtime it copies.
+func TestCopyManyVersionsThroughPages(t *testing.T) {
+	c := newCloud(t)
+	c.serve(t)
+	local := openInstance(t, t.TempDir())
+	const n = ops.DefaultPageSize + 12
+	for i := range n {
+		res, err := cas.Ingest(ctx, local.Store, []cas.Input{{Data: []byte(fmt.Sprintf("name: app\n# %d\n", i)), Dest: "runtime.yaml"}}, cas.IngestOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordBuilt(t, local, "app", res)
+	}
+	alice := c.client("alice")
+	r, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, alice, "mnist"))
+	if err != nil || len(r.Versions) != n {
+		t.Fatalf("copy up: %d versions (%v), want %d", len(r.Versions), err, n)
+	}
+	fresh := openInstance(t, t.TempDir())
+	r, err = ops.Copy(ctx, copyReq(alice, "mnist", ops.RuntimeURI{Name: "app"}, ops.LocalEndpoint{In: fresh}, "self"))
+	if err != nil || len(r.Versions) != n {
+		t.Fatalf("copy down: %d versions (%v), want %d", len(r.Versions), err, n)
+	}
+	// Copied again: every one of them is found at the destination, past the first page.
+	r, err = ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app"}, alice, "mnist"))
+	if err != nil || len(r.Versions) != 0 || len(r.Skipped) != n {
+		t.Fatalf("copy up again: copied %d, skipped %d (%v), want all %d skipped", len(r.Versions), len(r.Skipped), err, n)
+	}
+	// Into a new runtime name of a project holding another runtime: the listing is of the
+	// new name (empty), and the version is copied.
+	r, err = ops.Copy(ctx, ops.CopyRequest{Src: ops.LocalEndpoint{In: local}, SrcProject: "self", SrcURI: ops.RuntimeURI{Name: "app", Version: "latest"},
+		Dst: alice, DstProject: "mnist", DstName: "renamed"})
+	if err != nil || len(r.Versions) != 1 {
+		t.Fatalf("copy to a new name: %+v %v", r, err)
+	}
+	// A project the destination lacks is still an error.
+	if _, err := ops.Copy(ctx, copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "app", Version: "latest"}, ops.LocalEndpoint{In: fresh}, "nope")); ops.KindOf(err) != ops.KindNotFound {
+		t.Fatalf("copy into a missing project: %v", err)
+	}
+}

@@ -131,7 +131,11 @@ func run(verbose bool, clients int, dur time.Duration) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if os.Getenv("KEEP") == "" {
+		defer os.RemoveAll(work)
+	} else {
+		fmt.Fprintln(os.Stderr, "work:", work)
+	}
 	swcli, err := bench.BuildSwcli(work)
 	if err != nil {
 		return err

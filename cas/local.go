@@ -259,6 +259,12 @@ func (s *Local) Close() error {
 	return ferr
 }
 
+// NewBatch returns the store itself: its Flush makes every chunk put so far durable.
+func (s *Local) NewBatch() Batch { return s }
+
+// Keep is Missing: a local store condemns nothing (see S3.Keep).
+func (s *Local) Keep(ctx context.Context, hs []Hash) ([]Hash, error) { return s.Missing(ctx, hs) }
+
 // Missing implements Stater: the working copy of the index answers, and the database
 // once for the hashes it lacks.
 func (s *Local) Missing(ctx context.Context, hs []Hash) ([]Hash, error) {

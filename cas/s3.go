@@ -68,6 +68,12 @@ type s3Entry struct {
 	flush       *s3Flush
 }
 
+// groupEntry is the entry of chunk i of group g stored at off.
+func groupEntry(g *Group, i int, off int64) s3Entry {
+	return s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
+		grp: g.name, goff: g.offs[i], glen: g.raw.Len}
+}
+
 // s3Flush is a pack on its way up: its bytes stay readable until it is indexed.
 type s3Flush struct {
 	buf     []byte
@@ -255,8 +261,7 @@ func (s *S3) PutGroup(ctx context.Context, g *Group) (int, error) {
 	off := int64(len(s.buf))
 	s.buf = append(s.buf, g.raw.Data...)
 	for _, i := range want {
-		s.pending[g.hashes[i]] = s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
-			grp: g.name, goff: g.offs[i], glen: g.raw.Len}
+		s.pending[g.hashes[i]] = groupEntry(g, i, off)
 	}
 	full := len(s.buf) >= s3PackTarget
 	s.mu.Unlock()
@@ -279,7 +284,7 @@ type S3Batch struct {
 }
 
 // NewBatch starts a batch.
-func (s *S3) NewBatch() *S3Batch { return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}} }
+func (s *S3) NewBatch() Batch { return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}} }
 
 func (b *S3Batch) add(data []byte) int64 {
 	off := b.size
@@ -304,8 +309,7 @@ func (b *S3Batch) PutGroup(ctx context.Context, g *Group) (int, error) {
 	n := 0
 	for i, h := range g.hashes {
 		if _, ok := b.f.entries[h]; !ok {
-			b.f.entries[h] = s3Entry{off: off, stored: int64(len(g.raw.Data)), size: g.sizes[i], enc: EncGroup,
-				grp: g.name, goff: g.offs[i], glen: g.raw.Len}
+			b.f.entries[h] = groupEntry(g, i, off)
 			n++
 		}
 	}

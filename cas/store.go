@@ -93,6 +93,15 @@ type Flusher interface {
 	Flush(ctx context.Context) error
 }
 
+// Batch gathers chunks verified by the caller (PutEncoded, PutGroup) until Flush makes
+// them durable and visible: what a server does with one upload request. A local store's
+// batch is the store itself; an S3 store's is a pack of its own (S3Batch).
+type Batch interface {
+	PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error)
+	PutGroup(ctx context.Context, g *Group) (int, error)
+	Flush(ctx context.Context) error
+}
+
 // Store is the whole of a chunk store: what every backend (local packs, the HTTP client of a
 // server) implements and the conformance suite in storetest checks.
 type Store interface {

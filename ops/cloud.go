@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/pgschema"
 	"github.com/swcli/swcli/ledger"
@@ -20,23 +19,18 @@ type ChunkStore interface {
 	cas.Store
 	// Absent answers which of hs the store cannot serve (ledger verify).
 	Absent(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
-	// PutEncoded stores a chunk verified by the caller, reporting whether it was new.
-	PutEncoded(ctx context.Context, h cas.Hash, r cas.Raw) (bool, error)
-	// PutGroup stores a verified group (cas.VerifyGroup).
-	PutGroup(ctx context.Context, g *cas.Group) (int, error)
 	// Transfer hands out chunks as they travel (a group whole when all of it is asked).
 	Transfer(ctx context.Context, hs []cas.Hash, fn func(i int, h cas.Hash, r cas.Raw) error) error
+	// NewBatch starts what one upload request stores (cas.Batch).
+	NewBatch() cas.Batch
+	// Keep revives the chunks of hs that a gc condemned (cas.S3; a local store condemns
+	// none) and returns the ones the store lacks: what a commit checks.
+	Keep(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
 	Close() error
 }
 
-// keeper is a store that knows condemned chunks (cas.S3): Keep revives those of hs and
-// returns the ones the store lacks. A commit calls it instead of Missing.
-type keeper interface {
-	Keep(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
-}
-
-// IsCloudBackend reports whether opt asks for PostgreSQL and S3.
-func (opt OpenOptions) IsCloudBackend() bool { return opt.Ledger != "" || opt.Packs != "" }
+// cloud reports whether opt asks for PostgreSQL and S3.
+func (opt OpenOptions) cloud() bool { return opt.Ledger != "" || opt.Packs != "" }
 
 // openCloud opens an instance whose ledger, users and chunk index live in PostgreSQL and
 // whose packs live in S3; root then holds only caches (and this replica's socket).
@@ -95,6 +89,3 @@ func (in *Instance) closeCloud() error {
 	in.db.Close()
 	return err
 }
-
-// sharedDB is the database replicas share, or nil for an instance on one disk.
-func (in *Instance) sharedDB() *pgxpool.Pool { return in.db }

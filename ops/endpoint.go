@@ -254,10 +254,7 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 			return nil, &Error{Kind: KindCorrupt, Err: fmt.Errorf("batch rejected, nothing stored: %w", err)}
 		}
 	}
-	var put chunkPutter = l.In.Chunks
-	if s3, ok := l.In.Chunks.(*cas.S3); ok {
-		put = s3.NewBatch() // the batch is a pack of its own: concurrent uploads go side by side
-	}
+	put := l.In.Chunks.NewBatch()
 	var stored []cas.Hash
 	for i, c := range cs {
 		var err error
@@ -273,13 +270,6 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 		}
 	}
 	return stored, put.Flush(ctx)
-}
-
-// chunkPutter stores verified chunks until Flush.
-type chunkPutter interface {
-	PutEncoded(ctx context.Context, h cas.Hash, r cas.Raw) (bool, error)
-	PutGroup(ctx context.Context, g *cas.Group) (int, error)
-	Flush(ctx context.Context) error
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {
@@ -307,12 +297,7 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 		if VersionID(c.Manifest) != c.Version {
 			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", c.Version, c.Manifest)
 		}
-		var missing []cas.Hash
-		if k, ok := l.In.Chunks.(keeper); ok {
-			missing, err = k.Keep(ctx, append(m.Chunks(), c.Manifest)) // revive what a gc condemned
-		} else {
-			missing, err = l.In.Chunks.Missing(ctx, m.Chunks())
-		}
+		missing, err := l.In.Chunks.Keep(ctx, append(m.Chunks(), c.Manifest)) // revives what a gc condemned
 		if err != nil {
 			return err
 		}

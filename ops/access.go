@@ -61,7 +61,7 @@ func (a *access) load(ctx context.Context, in *Instance) error {
 		a.projects = map[cas.Hash][]string{}
 		a.uploads = map[string]map[cas.Hash]struct{}{}
 		a.dir = filepath.Join(in.Root, "access")
-		a.in, a.db = in, in.sharedDB()
+		a.in, a.db = in, in.db
 		if a.db == nil {
 			if err := a.loadUploads(); err != nil {
 				a.err = err
@@ -299,23 +299,15 @@ func (a *access) allUploads(ctx context.Context) (map[cas.Hash]bool, error) {
 // may read.
 func (a *access) allowed(ctx context.Context, u principal, readable func(string) bool, hs []cas.Hash) ([]bool, error) {
 	out := a.allowedNow(u, readable, hs)
-	if a.db == nil {
+	if a.db == nil || !slices.Contains(out, false) {
 		return out, nil
 	}
-	var ask []cas.Hash
-	for i, ok := range out {
-		if !ok {
-			ask = append(ask, hs[i])
-		}
-	}
-	if len(ask) == 0 {
-		return out, nil
-	}
+	// Replicas: another may have committed or been sent what this one does not allow.
 	if err := a.follow(ctx); err != nil {
 		return nil, err
 	}
 	out = a.allowedNow(u, readable, hs)
-	ask = ask[:0]
+	var ask []cas.Hash
 	for i, ok := range out {
 		if !ok {
 			ask = append(ask, hs[i])

@@ -37,7 +37,7 @@ type Instance struct {
 	// ToolVersion is swcli's version, recorded in build and copy events.
 	ToolVersion string
 
-	db *pgxpool.Pool // PostgreSQL, for a server on it
+	db *pgxpool.Pool // the database replicas share; nil for an instance on one disk
 }
 
 // OpenOptions tune Open.
@@ -74,7 +74,7 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if root == "" {
 		return nil, Errorf(KindUsage, "set --root or SWCLI_ROOT", "no instance root given")
 	}
-	if opt.IsCloudBackend() {
+	if opt.cloud() {
 		return openCloud(ctx, root, opt)
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {

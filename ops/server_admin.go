@@ -64,11 +64,11 @@ func (p *promises) kept(h cas.Hash) bool {
 // gc collects the store while the server runs (see above). A store replicas share is
 // collected by condemning and sweeping a grace apart instead (collectShared).
 func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
-	if err := s.access.load(ctx, s.in); err != nil {
-		return cas.ReclaimReport{}, err
-	}
 	if _, ok := s.in.Chunks.(collector); ok {
-		return collectShared(ctx, s.in, s.GCGrace)
+		return collectShared(ctx, s.in, s.GCGrace) // reads pending uploads from the database
+	}
+	if err := s.access.load(ctx, s.in); err != nil { // the pending uploads gc keeps
+		return cas.ReclaimReport{}, err
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
@@ -106,7 +106,7 @@ func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.
 			live[h] = true
 		}
 	}
-	up := access{in: in, db: in.sharedDB()}
+	up := access{in: in, db: in.db}
 	pending, err := up.allUploads(ctx)
 	if err != nil {
 		return cas.ReclaimReport{}, err

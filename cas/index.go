@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -51,7 +50,7 @@ func newIndex(dir string, opt LocalOptions, held bool) *index {
 	x.win = pebblewin.New(pebblewin.Config{
 		What: "store index", Dir: filepath.Join(dir, "index"), LockPath: filepath.Join(dir, "index.lock"),
 		FreeDir: dir, Held: held, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout, OnError: opt.OnError,
-		CheckSchema: x.checkSchema,
+		SchemaKey: []byte{prefixVersion}, Schema: indexSchema,
 	})
 	return x
 }
@@ -63,25 +62,6 @@ func (x *index) in(ctx context.Context, write bool, fn func(db *pebble.DB) error
 
 // close closes the database, held or not.
 func (x *index) close() error { return x.win.Close() }
-
-func (x *index) checkSchema(db *pebble.DB, rw bool) error {
-	v, closer, err := db.Get([]byte{prefixVersion})
-	if errors.Is(err, pebble.ErrNotFound) {
-		if !rw {
-			return nil // a new index, opened to read: written on the first write
-		}
-		return db.Set([]byte{prefixVersion}, binary.AppendUvarint(nil, indexSchema), pebble.Sync)
-	}
-	if err != nil {
-		return fmt.Errorf("read store schema: %w", err)
-	}
-	defer closer.Close()
-	got, n := binary.Uvarint(v)
-	if n <= 0 || got != indexSchema {
-		return fmt.Errorf("store %s has index schema %d; this swcli reads schema %d", x.dir, got, indexSchema)
-	}
-	return nil
-}
 
 // load reads the database into the working copy, once.
 func (x *index) load(ctx context.Context) error {

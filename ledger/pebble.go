@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -53,32 +52,13 @@ func openPebble(ctx context.Context, dir string, opt Options) (*pebbleBackend, e
 	b.win = pebblewin.New(pebblewin.Config{
 		What: "ledger", Dir: filepath.Join(dir, "db"), LockPath: filepath.Join(dir, "lock"), FreeDir: dir,
 		Held: opt.Hold, ReadOnlyHeld: opt.readOnly, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout,
-		OnError: opt.OnError, CheckSchema: checkSchema,
+		OnError: opt.OnError, SchemaKey: []byte{keySchema}, Schema: schemaVersion,
 	})
 	removeStaleCheckpoints(dir)
 	if err := b.win.In(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
 		return nil, err
 	}
 	return b, nil
-}
-
-func checkSchema(db *pebble.DB, rw bool) error {
-	v, closer, err := db.Get([]byte{keySchema})
-	if errors.Is(err, pebble.ErrNotFound) {
-		if !rw {
-			return nil // a new ledger, opened to read: written on the first append
-		}
-		return db.Set([]byte{keySchema}, binary.AppendUvarint(nil, schemaVersion), pebble.Sync)
-	}
-	if err != nil {
-		return fmt.Errorf("read ledger schema: %w", err)
-	}
-	defer closer.Close()
-	got, n := binary.Uvarint(v)
-	if n <= 0 || got != schemaVersion {
-		return fmt.Errorf("ledger has schema %d; this swcli reads schema %d", got, schemaVersion)
-	}
-	return nil
 }
 
 func (b *pebbleBackend) close() error { return b.win.Close() }

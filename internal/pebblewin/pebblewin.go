@@ -10,6 +10,8 @@ package pebblewin
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,8 +34,30 @@ type Config struct {
 	OnWait       func(flock.Holder)
 	LockTimeout  time.Duration
 	OnError      func(string) // pebble's background errors
-	// CheckSchema runs on the first open; rw says whether the database may be written.
-	CheckSchema func(db *pebble.DB, rw bool) error
+	// SchemaKey holds the database's format version, a uvarint, checked against Schema on
+	// the first open (and written there by the first open that may write).
+	SchemaKey []byte
+	Schema    uint64
+}
+
+// checkSchema reads the format version, writing it into a new database opened to write.
+func (w *Window) checkSchema(db *pebble.DB, rw bool) error {
+	v, closer, err := db.Get(w.cfg.SchemaKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		if !rw {
+			return nil // a new database, opened to read: written on the first write
+		}
+		return db.Set(w.cfg.SchemaKey, binary.AppendUvarint(nil, w.cfg.Schema), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s schema: %w", w.cfg.What, err)
+	}
+	defer closer.Close()
+	got, n := binary.Uvarint(v)
+	if n <= 0 || got != w.cfg.Schema {
+		return fmt.Errorf("%s %s has schema %d; this swcli reads schema %d", w.cfg.What, w.cfg.Dir, got, w.cfg.Schema)
+	}
+	return nil
 }
 
 // Window is a database opened for windows.
@@ -86,8 +110,8 @@ func (w *Window) Enter(ctx context.Context, write bool) (*pebble.DB, error) {
 			return nil, err
 		}
 		w.db, w.rw, w.lock = db, rw, lock
-		if !w.ready && w.cfg.CheckSchema != nil {
-			if err := w.cfg.CheckSchema(db, rw); err != nil {
+		if !w.ready && w.cfg.SchemaKey != nil {
+			if err := w.checkSchema(db, rw); err != nil {
 				w.closeLocked()
 				return nil, err
 			}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,7 +25,7 @@ func StartServer(swcli, root string, env []string) (*Server, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{logPath: filepath.Join(root, "..", filepath.Base(root)+".log")}
+	s := &Server{logPath: root + ".log"} // beside the root: the server owns what is inside
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err

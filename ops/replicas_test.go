@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/swcli/swcli/cas"
@@ -137,20 +136,7 @@ func TestReplicasServeOneInstance(t *testing.T) {
 	// Two copies of one new version at once, one through each replica: one version.
 	dir := t.TempDir()
 	writeTree(t, dir, 77, 3)
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i := range 2 {
-		src := openInstance(t, t.TempDir())
-		buildVersion(t, src, "twin", dir)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := copyReq(ops.LocalEndpoint{In: src}, "self", ops.RuntimeURI{Name: "twin"}, r.client(i, "alice"), "mnist")
-			req.BatchBytes = 1 << 20
-			_, errs[i] = ops.Copy(ctx, req)
-		}()
-	}
-	wg.Wait()
+	errs := copiesAtOnce(t, dir, "twin", r.client(0, "alice"), r.client(1, "alice"))
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("two copies through two replicas: %v / %v", errs[0], errs[1])
 	}

@@ -382,26 +382,34 @@ func TestOverlappingCopies(t *testing.T) {
 	c.serve(t)
 	dir := t.TempDir()
 	writeTree(t, dir, 5, 3)
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i := range 2 {
-		local := openInstance(t, t.TempDir())
-		buildVersion(t, local, "ml", dir)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, c.client("alice"), "mnist")
-			req.BatchBytes = 1 << 20
-			_, errs[i] = ops.Copy(ctx, req)
-		}()
-	}
-	wg.Wait()
+	errs := copiesAtOnce(t, dir, "ml", c.client("alice"), c.client("alice"))
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("overlapping copies: %v / %v", errs[0], errs[1])
 	}
 	if _, total, err := c.client("alice").Versions(ctx, "mnist", "", ledger.ListOptions{}); err != nil || total != 1 {
 		t.Fatalf("after two copies of one version: %d versions, %v", total, err)
 	}
+}
+
+// copiesAtOnce builds dir as runtime name in a fresh root per destination and copies each
+// to its destination's project mnist, all at once, in 1 MiB batches.
+func copiesAtOnce(t *testing.T, dir, name string, dsts ...ops.Endpoint) []error {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(dsts))
+	for i, dst := range dsts {
+		src := openInstance(t, t.TempDir())
+		buildVersion(t, src, name, dir)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := copyReq(ops.LocalEndpoint{In: src}, "self", ops.RuntimeURI{Name: name}, dst, "mnist")
+			req.BatchBytes = 1 << 20
+			_, errs[i] = ops.Copy(ctx, req)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 type countProgress struct{ chunks atomic.Int64 }

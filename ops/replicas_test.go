@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/treecmp"
@@ -274,13 +276,23 @@ func TestNginxReplicaKilledMidCopy(t *testing.T) {
 	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", ng.URL, r.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
 	done := copyUntilAcknowledged(t, req, prog, 20)
+	// Kill the first replica while a batch is in flight to it: stop it, wait until the
+	// copy stalls (round robin has sent it the next batch), then SIGKILL it. nginx cannot
+	// send a request body on to the other replica once it has streamed part of it, so
+	// that batch fails and with it the copy.
+	cmds[0].Process.Signal(syscall.SIGSTOP)
+	for last, still := prog.chunks.Load(), time.Now(); time.Since(still) < 500*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+		if n := prog.chunks.Load(); n != last {
+			last, still = n, time.Now()
+		}
+	}
 	cmds[0].Process.Kill() // SIGKILL
 	cmds[0].Wait()
-	// It fails when a batch was in flight to the killed replica (nginx cannot send a
-	// request body on again); otherwise nginx sends the next requests to the other replica
-	// (connection refused) and it finishes there.
 	err = <-done
 	confirmed := prog.chunks.Load()
+	if err == nil {
+		t.Fatal("the copy succeeded although a batch was in flight to the killed replica")
+	}
 	t.Logf("first copy after the kill: %v (%d chunks acknowledged)", err, confirmed)
 
 	req.Progress = nil

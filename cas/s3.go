@@ -490,12 +490,14 @@ const s3Batch = 8192
 
 func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, error) {
 	ask := make([][]byte, 0, len(hs))
+	have := map[Hash]bool{} // put in this process, or found in the index
 	for _, h := range hs {
-		if _, _, ok := s.memEntry(h); !ok {
+		if _, _, ok := s.memEntry(h); ok {
+			have[h] = true
+		} else {
 			ask = append(ask, h[:])
 		}
 	}
-	have := map[Hash]bool{}
 	q := "SELECT hash FROM cas_chunks WHERE hash = ANY($1)"
 	if condemnedToo {
 		q += " AND condemned_at IS NULL"
@@ -522,7 +524,7 @@ func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, 
 	}
 	var out []Hash
 	for _, h := range hs {
-		if _, _, ok := s.memEntry(h); !ok && !have[h] {
+		if !have[h] {
 			out = append(out, h)
 		}
 	}

@@ -154,6 +154,11 @@ func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) 
 		if err != nil {
 			return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
 		}
+		// The size is enforced as the chunks are written: a manifest that says 32 bytes
+		// gets at most 32 bytes on disk, whatever its chunks hold.
+		if written+int64(len(data)) > e.Size {
+			return buf, fmt.Errorf("materialise %s: %w: its chunks hold more than the %d bytes the manifest says", e.Path, ErrCorrupt, e.Size)
+		}
 		if _, err := f.Write(data); err != nil {
 			return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
 		}

@@ -20,11 +20,26 @@ type Prepared struct {
 }
 
 // Activate is the shell command that activates the environment.
-func (p *Prepared) Activate() string {
-	if p.Mode == "conda" {
-		return "conda activate " + p.EnvDir
+func (p *Prepared) Activate() string { return activateCommand(p.Mode, p.EnvDir) }
+
+// activateCommand is the shell command that activates the environment env of mode, its
+// path quoted for sh: a space, a quote or a $ in a path is a character of the path, never
+// shell syntax.
+func activateCommand(mode, env string) string {
+	if mode == "conda" {
+		return "conda activate " + ShellQuote(env)
 	}
-	return ". " + filepath.Join(p.EnvDir, "bin", "activate")
+	return ". " + ShellQuote(filepath.Join(env, "bin", "activate"))
+}
+
+// ShellQuote quotes s for a POSIX shell: one word, taken literally.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@%=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Environ is os.Environ with the environment active: its bin first on PATH, VIRTUAL_ENV

@@ -89,12 +89,12 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 		if _, err := run(ctx, wd, nil, res.Python.Path, "-m", "venv", envDir); err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err, Hint: "Debian needs the python3-venv package"}
 		}
-		res.Activate = ". " + filepath.Join(envDir, "bin", "activate")
+		res.Activate = activateCommand("venv", envDir)
 	} else {
 		if _, err := run(ctx, wd, nil, conda, "create", "--yes", "--quiet", "--prefix", envDir, "python="+res.Python.MajorMinor()); err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err}
 		}
-		res.Activate = "conda activate " + envDir
+		res.Activate = activateCommand("conda", envDir)
 	}
 	if err := os.WriteFile(yml, []byte(runtimeYAMLTemplate(req.Name, req.Mode, res.Python.MajorMinor())), 0o644); err != nil {
 		return nil, fmt.Errorf("write runtime.yaml: %w", err)
@@ -122,11 +122,11 @@ func ActivateCommand(workdir, yamlPath string) (string, error) {
 		return "", err
 	}
 	if ry.Mode == "conda" {
-		return "conda activate " + filepath.Join(wd, "conda"), nil
+		return activateCommand("conda", filepath.Join(wd, "conda")), nil
 	}
 	act := filepath.Join(wd, "venv", "bin", "activate")
 	if _, err := os.Stat(act); errors.Is(err, os.ErrNotExist) {
 		return "", Errorf(KindNotFound, "run 'swcli runtime create' to make the venv", "%s does not exist", act)
 	}
-	return ". " + act, nil
+	return activateCommand("venv", filepath.Join(wd, "venv")), nil
 }

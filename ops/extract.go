@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/swcli/swcli/cas"
@@ -19,15 +18,14 @@ import (
 )
 
 // Extraction. Invariants:
-//   - A version is materialised into a fresh sibling of the target (TARGET.swcli-tmp-PID-N),
+//   - A version is materialised into a fresh sibling of the target (TARGET.swcli-tmp-PID-RANDOM,
+//     made by mkdir, mode 0700),
 //     its marker (MarkerName) written and synced last, and then renamed into place: the
 //     target is either absent, or a complete extraction, or what was there before.
 //   - An existing extraction is recognised by its marker only. Without -f one of the same
 //     version is kept; -f replaces an extraction (of any version) or an empty directory,
 //     never a directory that holds anything else.
 //   - Temporary siblings of processes that are gone are removed by the next extract.
-
-var tempSeq atomic.Int64
 
 // MarkerName is the file that marks a complete extraction, written last.
 const MarkerName = ".swcli-extracted"
@@ -88,7 +86,13 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 		return nil, fmt.Errorf("extract to %s: %w", dir, err)
 	}
 	removeStaleTemps(dir)
-	tmp := fmt.Sprintf("%s.swcli-tmp-%d-%d", dir, os.Getpid(), tempSeq.Add(1))
+	// The temporary is made by mkdir with a random name (0700, exclusive: an existing name,
+	// or a link planted there by another user of a shared directory, fails it, and nobody
+	// else can put anything inside it).
+	tmp, err := os.MkdirTemp(parent, fmt.Sprintf("%s.swcli-tmp-%d-*", filepath.Base(dir), os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("extract to %s: %w", dir, err)
+	}
 	defer os.RemoveAll(tmp)
 	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {

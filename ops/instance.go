@@ -118,6 +118,7 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		in.Close()
 		return nil, busyErr(fmt.Errorf("read ledger head: %w", err))
 	}
+	SweepWorkTemps(root) // what killed imports left
 	if h.Seq == 0 {
 		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			in.Close()

@@ -104,19 +104,21 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 		}
 		return nil, err
 	}
-	act := ". " + filepath.Join(res.EnvDir, "bin", "activate")
-	if ry.Mode == "conda" {
-		act = "conda activate " + res.EnvDir
-	}
+	// Both scripts print a command for eval; every path in them is quoted (ShellQuote), so
+	// that no character of a path, a space, a quote or a $, is read as shell syntax.
+	act := activateCommand(ry.Mode, res.EnvDir)
 	res.ActivateHost = filepath.Join(dir, "activate.host")
 	res.ActivateSW = filepath.Join(dir, "activate.sw")
-	host := fmt.Sprintf("#!/bin/sh\n# Prints the command that activates this runtime: sh -c \"$(sh %s)\" or eval \"$(sh %s)\"\necho '%s'\n", res.ActivateHost, res.ActivateHost, act)
+	host := "#!/bin/sh\n# Prints the command that activates this runtime: eval \"$(sh activate.host)\"\nprintf '%s\\n' " + ShellQuote(act) + "\n"
 	rel, _ := filepath.Rel(dir, res.EnvDir)
-	swAct := ". \"${SW_RUNTIME_DIR:-" + dir + "}/" + rel + "/bin/activate\""
+	target := rel + "/bin/activate"
+	verb := "."
 	if ry.Mode == "conda" {
-		swAct = "conda activate \"${SW_RUNTIME_DIR:-" + dir + "}/" + rel + "\""
+		target, verb = rel, "conda activate"
 	}
-	sw := fmt.Sprintf("#!/bin/sh\n# In a container where the runtime is mounted at $SW_RUNTIME_DIR: prints the activation command.\necho '%s'\n", swAct)
+	swAct := fmt.Sprintf(`if [ -n "${SW_RUNTIME_DIR:-}" ]; then %s "$SW_RUNTIME_DIR"/%s; else %s %s; fi`,
+		verb, ShellQuote(target), verb, ShellQuote(filepath.Join(dir, target)))
+	sw := "#!/bin/sh\n# In a container where the runtime is mounted at $SW_RUNTIME_DIR: prints the activation command.\nprintf '%s\\n' " + ShellQuote(swAct) + "\n"
 	if err := writeNoFollow(res.ActivateHost, []byte(host), 0o755); err != nil {
 		return nil, err
 	}
@@ -195,6 +197,12 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 	}
 	res.Python, res.EnvDir, res.Relocated = py, venv, true
 	old := oldVenvPrefix(venv)
+	if i := strings.IndexAny(venv, "\"'`$\\\n"); i >= 0 && old != "" {
+		// A venv's activation scripts hold their path inside double quotes (sh, csh, fish):
+		// written there, this character would end the quote, and what follows would run.
+		return Errorf(KindUsage, "extract the runtime to a path without quotes, $, backslashes or newlines (--target-dir)",
+			"%s: the path holds %q, which the venv's activation scripts cannot carry", venv, venv[i])
+	}
 
 	// pyvenv.cfg: home, executable and command name the old interpreter and place.
 	var out []string
@@ -220,16 +228,20 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 	}
 	for _, e := range ents {
 		p := filepath.Join(bin, e.Name())
-		if e.Type()&os.ModeSymlink != 0 {
-			// Interpreter links: absolute ones named the old host's python.
-			if t, err := os.Readlink(p); err == nil && filepath.IsAbs(t) && strings.HasPrefix(e.Name(), "python") {
-				if err := os.Remove(p); err != nil {
-					return err
-				}
-				if err := os.Symlink(py.Path, p); err != nil {
-					return err
-				}
+		if interpreterNameRE.MatchString(e.Name()) {
+			// The interpreter is the host's, always: whatever the bundle has under its name
+			// (a link to the old host's python, a relative link to a script of the bundle,
+			// a file) is replaced, so that restore and run never start bundle code as
+			// "python".
+			if err := os.RemoveAll(p); err != nil {
+				return err
 			}
+			if err := os.Symlink(py.Path, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if e.Type()&os.ModeSymlink != 0 {
 			continue
 		}
 		if !e.Type().IsRegular() || old == "" {
@@ -241,6 +253,10 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 	}
 	return nil
 }
+
+// interpreterNameRE matches the names of a venv's interpreter in bin/: python, python3,
+// python3.11.
+var interpreterNameRE = regexp.MustCompile(`^python[0-9.]*$`)
 
 // oldVenvPrefix reads the place a venv was made in from its bin/activate.
 func oldVenvPrefix(venv string) string {

@@ -4,10 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	iofs "io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // restorer installs an extracted bundle's dependencies the way Starwhale's restore does
@@ -264,72 +269,95 @@ func (r *restorer) wheels(ws []string) error {
 }
 
 // files places files entries at <environment>/<dest> (Starwhale: export/<mode>/<dest> on a
-// host), never outside the environment and never through a link.
+// host). Sources are read through an os.Root of the bundle and destinations written
+// through one of the environment: a link that came with the bundle, on either side, can
+// lead neither a read nor a write (nor a directory made on the way) outside them.
 func (r *restorer) files(fs []FileEntry) error {
-	root, err := filepath.EvalSymlinks(r.res.EnvDir)
+	bundle, err := os.OpenRoot(r.dir)
 	if err != nil {
 		return err
 	}
+	defer bundle.Close()
+	env, err := os.OpenRoot(r.res.EnvDir)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
 	for _, f := range fs {
-		src := filepath.Join(r.dir, filepath.FromSlash(fileDest(f)))
-		if _, err := os.Lstat(src); err != nil {
-			src = filepath.Join(r.dir, "files", filepath.FromSlash(f.Dest)) // first layout
+		src := fileDest(f)
+		if _, err := bundle.Lstat(src); err != nil {
+			src = path.Join("files", f.Dest) // first layout
 		}
-		fi, err := os.Lstat(src)
+		fi, err := bundle.Lstat(src)
 		if err != nil {
 			return Errorf(KindCorrupt, "rebuild the runtime", "%s: the bundle lacks %s", r.dir, fileDest(f))
 		}
-		dest := filepath.Join(root, filepath.FromSlash(f.Dest))
-		r.say(fmt.Sprintf("placing %s at %s", f.Src, dest))
+		dest := path.Clean(f.Dest)
+		r.say(fmt.Sprintf("placing %s at %s", f.Src, filepath.Join(r.res.EnvDir, dest)))
 		if fi.IsDir() {
-			err = filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+			sub, err := bundle.OpenRoot(src)
+			if err != nil {
+				return placeErr(r, src, err)
+			}
+			err = iofs.WalkDir(sub.FS(), ".", func(p string, d iofs.DirEntry, err error) error {
 				if err != nil {
 					return err
 				}
-				rel, _ := filepath.Rel(src, p)
-				return placeFile(root, p, filepath.Join(dest, rel), d)
+				return placeFile(sub, env, p, path.Join(dest, p), d)
 			})
+			sub.Close()
 		} else {
-			err = placeFile(root, src, dest, nil)
+			err = placeFile(bundle, env, src, dest, nil)
 		}
 		if err != nil {
+			return placeErr(r, f.Dest, err)
+		}
+	}
+	return nil
+}
+
+// placeErr says that a files entry could not be placed: a link of the bundle that leads
+// out is the bundle's fault.
+func placeErr(r *restorer, what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || KindOf(err) != KindFailure {
+		return err
+	}
+	return Errorf(KindCorrupt, "restore only runtimes you trust; rebuild this one",
+		"%s: files entry %s: %v (restore does not follow links out of the bundle or the environment)", r.dir, what, err)
+}
+
+// placeFile copies src of from to dest of to (a directory when d says so); links and
+// special files of a files directory are not placed.
+func placeFile(from, to *os.Root, src, dest string, d iofs.DirEntry) error {
+	if d != nil && d.IsDir() {
+		return to.MkdirAll(dest, 0o755)
+	}
+	if d != nil && !d.Type().IsRegular() {
+		return nil
+	}
+	if dir := path.Dir(dest); dir != "." {
+		if err := to.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// placeFile copies src to dest (a directory entry when d says so) after checking that
-// dest's directory, links resolved, is inside root.
-func placeFile(root, src, dest string, d os.DirEntry) error {
-	if d != nil && d.IsDir() {
-		return mkdirInside(root, dest)
-	}
-	if d != nil && !d.Type().IsRegular() {
-		return nil // links and specials in a files directory are not placed
-	}
-	if err := mkdirInside(root, filepath.Dir(dest)); err != nil {
-		return err
-	}
-	if err := copyRegular(src, dest, os.O_TRUNC); err != nil {
-		return fmt.Errorf("place %s: %w", dest, err)
-	}
-	return nil
-}
-
-// mkdirInside makes dir and checks that, links resolved, it is root or below it.
-func mkdirInside(root, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	real, err := filepath.EvalSymlinks(dir)
+	in, err := from.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) && rel != "." {
-		return Errorf(KindCorrupt, "", "%s leads outside the environment %s", dir, root)
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", src)
 	}
-	return nil
+	out, err := to.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // commands runs runtime.yaml's commands in the bundle directory with the environment

@@ -131,12 +131,20 @@ func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
 		Hint: "swcli runtime create -n NAME DIR writes a valid runtime.yaml to start from"}
 }
 
+// MaxRuntimeYAML bounds a runtime.yaml (Starwhale's are a few KB).
+const MaxRuntimeYAML = 1 << 20
+
 // LoadRuntimeYAML reads and validates path; files named in dependencies are checked
 // relative to workdir (not at all when workdir is "").
 func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
-	raw, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, Errorf(KindNotFound, "swcli runtime create -n NAME "+filepath.Dir(path)+" (makes one)", "%s: %v", path, unwrapPathErr(err))
+	}
+	defer f.Close()
+	raw, err := readLimited(f, path, MaxRuntimeYAML)
+	if err != nil {
+		return nil, nil, err
 	}
 	ry, err := ParseRuntimeYAML(path, raw, workdir)
 	return ry, raw, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -29,6 +30,8 @@ const (
 	MaxSwrtEntries  = 1 << 20
 	MaxSwrtPath     = 4096
 	maxSwrtManifest = 4 << 20
+	// maxNameComponent is what every file system we support holds in one path component.
+	maxNameComponent = 255
 )
 
 // ExportResult says what export wrote.
@@ -207,15 +210,25 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %s: %v", req.File, unwrapPathErr(err))
 	}
 	defer f.Close()
-	tmp, err := os.MkdirTemp(in.Root, "import-*.tmp")
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		return nil, Errorf(KindInvalid, "give the path of a .swrt file", "import: %s is a directory", req.File)
+	}
+	tmp, err := newWorkTemp(in.Root, "import")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	raw := filepath.Join(tmp, "raw")
+	defer tmp.Remove()
+	raw := filepath.Join(tmp.Dir, "raw")
 	if err := untar(f, raw, src); err != nil {
 		return nil, err
 	}
+	// Every step below works inside raw through an os.Root: a link the bundle carried can
+	// lead nowhere outside it.
+	rr, err := os.OpenRoot(raw)
+	if err != nil {
+		return nil, err
+	}
+	defer rr.Close()
 	res := &ImportResult{Project: req.Project, Layout: "current"}
 	var incoming struct {
 		Name        string `yaml:"name"`
@@ -233,23 +246,20 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 			LocalGenEnv  bool   `yaml:"local_gen_env"`
 		} `yaml:"dep"`
 	}
-	if b, err := readNoFollow(filepath.Join(raw, ManifestName)); err == nil {
-		if len(b) > maxSwrtManifest {
-			return nil, Errorf(KindInvalid, "", "%s: %s is larger than 4 MiB", src, ManifestName)
-		}
+	if b, err := readInRoot(rr, ManifestName, maxSwrtManifest); err == nil {
 		if err := yaml.Unmarshal(b, &incoming); err != nil {
 			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", src, ManifestName, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", src, ManifestName, err)
 	}
-	os.Remove(filepath.Join(raw, ManifestName))
+	rr.Remove(ManifestName)
 	python := incoming.Environment.Lock.PythonVersion
 	if python == "" {
 		python = incoming.Environment.Python
 	}
-	if _, err := os.Lstat(filepath.Join(raw, "runtime.yaml")); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Lstat(filepath.Join(raw, "dep")); err != nil {
+	if _, err := rr.Lstat("runtime.yaml"); errors.Is(err, os.ErrNotExist) {
+		if _, err := rr.Lstat("dep"); err != nil {
 			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'",
 				"%s: neither runtime.yaml (current layout) nor dep/ (2022 layout) in the bundle", src)
 		}
@@ -266,13 +276,13 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		if mode != "conda" {
 			mode = "venv"
 		}
-		if err := from2022(raw, strings.ToLower(name), mode, python, req.Warn); err != nil {
+		if err := from2022(rr, strings.ToLower(name), mode, python, req.Warn); err != nil {
 			return nil, err
 		}
 	} else if req.Name != "" {
 		return nil, Errorf(KindUsage, "leave out --name: the bundle's runtime.yaml names it", "%s: --name is for 2022 bundles, which carry no runtime.yaml", src)
 	}
-	yb, err := readNoFollow(filepath.Join(raw, "runtime.yaml"))
+	yb, err := readInRoot(rr, "runtime.yaml", MaxRuntimeYAML)
 	if err != nil {
 		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml: %v", src, err)
 	}
@@ -280,11 +290,14 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if err != nil {
 		return nil, err
 	}
+	if python != "" && !pythonVersionRE.MatchString(python) {
+		return nil, Errorf(KindInvalid, "", "%s: %s: python version %q is not a version (digits and dots)", src, ManifestName, python)
+	}
 	if p := majorMinor(python); ry.Python != "" && p != "" && p != ry.Python {
 		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", src, ry.Python, python)
 	}
-	locked := fileExists(filepath.Join(raw, filepath.FromSlash(LockName(ry.Mode))))
-	packaged := dirExists(filepath.Join(raw, "export", ry.Mode))
+	locked := regularInRoot(rr, LockName(ry.Mode))
+	packaged := dirInRoot(rr, "export/"+ry.Mode)
 	bm := newBundleManifest(ry, python, locked, packaged)
 	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: bm.Encode(), Dest: ManifestName}}
 	ing, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{})
@@ -312,17 +325,15 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 // from2022 rearranges an unpacked 2022 bundle (dep/python/requirements-lock.txt,
 // dep/python/requirements.txt, dep/python/venv/, dep/conda/env-lock.yaml) into the
 // current layout, with a runtime.yaml made from its manifest.
-func from2022(raw, name, mode, python string, warn func(string)) error {
+func from2022(raw *os.Root, name, mode, python string, warn func(string)) error {
 	move := func(from, to string) (bool, error) {
-		src := filepath.Join(raw, filepath.FromSlash(from))
-		if _, err := os.Lstat(src); err != nil {
+		if _, err := raw.Lstat(from); err != nil {
 			return false, nil
 		}
-		dst := filepath.Join(raw, filepath.FromSlash(to))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return false, err
+		if err := raw.MkdirAll(path.Dir(to), 0o755); err != nil {
+			return false, bundlePathErr(err)
 		}
-		return true, os.Rename(src, dst)
+		return true, bundlePathErr(raw.Rename(from, to))
 	}
 	var deps []string
 	for _, m := range []struct{ from, to string }{
@@ -345,17 +356,16 @@ func from2022(raw, name, mode, python string, warn func(string)) error {
 		}
 	}
 	var left []string
-	filepath.WalkDir(filepath.Join(raw, "dep"), func(p string, d os.DirEntry, err error) error {
+	fs.WalkDir(raw.FS(), "dep", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
-			rel, _ := filepath.Rel(raw, p)
-			left = append(left, filepath.ToSlash(rel))
+			left = append(left, p)
 		}
 		return nil
 	})
 	if len(left) > 0 && warn != nil {
 		warn(fmt.Sprintf("2022 bundle: left out %s (not part of the current layout)", strings.Join(left, ", ")))
 	}
-	if err := os.RemoveAll(filepath.Join(raw, "dep")); err != nil {
+	if err := raw.RemoveAll("dep"); err != nil {
 		return err
 	}
 	y := map[string]any{"api_version": RuntimeAPIVersion, "name": name, "mode": mode}
@@ -369,21 +379,79 @@ func from2022(raw, name, mode, python string, warn func(string)) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(raw, "runtime.yaml"), b, 0o644)
+	f, err := raw.OpenFile("runtime.yaml", os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return bundlePathErr(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// bundlePathErr says that a path of the bundle led outside it (through a link it carried).
+func bundlePathErr(err error) error {
+	if err == nil || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return err
+	}
+	return &Error{Kind: KindInvalid, Err: fmt.Errorf("2022 bundle: %w", err),
+		Hint: "the bundle's links lead outside it: give a .swrt made by Starwhale or 'swcli runtime export'"}
+}
+
+// readInRoot reads a regular file of r (not a link, at most limit bytes).
+func readInRoot(r *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f, name, limit)
+}
+
+// readLimited reads f whole, refusing one over limit bytes without reading it all.
+func readLimited(f *os.File, name string, limit int64) ([]byte, error) {
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, Errorf(KindInvalid, "", "%s is not a regular file", name)
+	} else if fi.Size() > limit {
+		return nil, Errorf(KindInvalid, "", "%s is %d bytes, over the limit of %d", name, fi.Size(), limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		return nil, Errorf(KindInvalid, "", "%s is over the limit of %d bytes", name, limit)
+	}
+	return b, err
+}
+
+func regularInRoot(r *os.Root, name string) bool {
+	fi, err := r.Lstat(name)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func dirInRoot(r *os.Root, name string) bool {
+	fi, err := r.Lstat(name)
+	return err == nil && fi.IsDir()
 }
 
 // untar unpacks a .swrt into dir, refusing what could write outside it or is not part of a
 // bundle: absolute or escaping paths, paths through a symbolic link, devices, hard links
-// out of the archive, duplicate paths, more than MaxSwrtEntries entries.
+// out of the archive, duplicate paths, more than MaxSwrtEntries entries, sparse entries.
+// What it writes is bounded by what it reads: an entry's bytes are counted as they stream,
+// and the total written never exceeds the bytes read from r (a tar's holes, sparse maps or
+// lying headers cannot make it write more than the bundle carries).
 func untar(r io.Reader, dir, name string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
 	bad := func(format string, args ...any) error {
 		return Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s", name, fmt.Sprintf(format, args...))
 	}
-	tr := tar.NewReader(r)
+	in := &countingReader{r: r}
+	tr := tar.NewReader(in)
 	seen := map[string]bool{}
+	var written int64
 	var dirModes []struct {
 		p    string
 		mode os.FileMode
@@ -406,6 +474,14 @@ func untar(r io.Reader, dir, name string) error {
 		if len(h.Name) > MaxSwrtPath || strings.HasPrefix(h.Name, "/") || cas.ValidPath(p) != nil || strings.Contains(h.Name, "..") {
 			return bad("entry %q is not a relative path inside the bundle", h.Name)
 		}
+		for _, part := range strings.Split(p, "/") {
+			if len(part) > maxNameComponent {
+				return bad("entry %q: a path component of %d bytes (at most %d)", truncate(p), len(part), maxNameComponent)
+			}
+		}
+		if h.Typeflag == tar.TypeGNUSparse || isSparse(h) {
+			return bad("entry %q is a sparse file; a bundle holds regular files only", p)
+		}
 		if seen[p] {
 			return bad("entry %q appears twice", p)
 		}
@@ -417,7 +493,7 @@ func untar(r io.Reader, dir, name string) error {
 		mode := os.FileMode(h.Mode) & 0o777
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.Mkdir(full, 0o755); err != nil && !os.IsExist(err) {
+			if err := os.Mkdir(full, 0o700); err != nil && !os.IsExist(err) {
 				return err
 			}
 			if fi, err := os.Lstat(full); err != nil || !fi.IsDir() {
@@ -428,21 +504,31 @@ func untar(r io.Reader, dir, name string) error {
 				mode os.FileMode
 			}{full, mode})
 		case tar.TypeReg, '\x00': // and the old TypeRegA
+			if h.Size < 0 {
+				return bad("entry %q: negative size", p)
+			}
 			out, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 			if err != nil {
 				return fmt.Errorf("import %s: %w", p, err)
 			}
-			if _, err := io.Copy(out, tr); err != nil {
-				out.Close()
-				return bad("entry %q: %v", p, err)
+			err = copyBounded(out, tr, in, &written)
+			if cerr := out.Close(); err == nil {
+				err = cerr
 			}
-			if err := out.Close(); err != nil {
-				return err
+			var re *readErr
+			switch {
+			case errors.As(err, &re):
+				return bad("entry %q: %v", p, re.err)
+			case err != nil:
+				return fmt.Errorf("import %s: %w", p, err) // the disk: ENOSPC is exit 11
 			}
 			if err := os.Chmod(full, mode); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
+			if len(h.Linkname) > MaxSwrtPath {
+				return bad("link %q: its target is longer than %d bytes", p, MaxSwrtPath)
+			}
 			if err := os.Symlink(h.Linkname, full); err != nil {
 				return fmt.Errorf("import %s: %w", p, err)
 			}
@@ -454,7 +540,20 @@ func untar(r io.Reader, dir, name string) error {
 			if err := parentsInside(dir, t); err != nil {
 				return bad("entry %q: %v", p, err)
 			}
+			// A hard link costs its target's size again on disk, from no bytes of input:
+			// it is charged to the budget like a file.
+			fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(t)))
+			if err != nil || !fi.Mode().IsRegular() {
+				return bad("hard link %q to %q, which is not a regular file of the bundle", p, h.Linkname)
+			}
+			if written+fi.Size() > in.n {
+				return bad("hard link %q: its copies would write more than the bundle's %d bytes", p, in.n)
+			}
+			written += fi.Size()
 			if err := copyRegular(filepath.Join(dir, filepath.FromSlash(t)), full, os.O_EXCL); err != nil {
+				if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+					return fmt.Errorf("import %s: %w", p, err)
+				}
 				return bad("hard link %q: %v", p, err)
 			}
 		case tar.TypeXGlobalHeader:
@@ -469,6 +568,59 @@ func untar(r io.Reader, dir, name string) error {
 		}
 	}
 	return nil
+}
+
+// isSparse reports a PAX or GNU sparse entry (its holes would be written as zeros that the
+// archive does not carry).
+func isSparse(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readErr marks an error of the archive (not of the disk).
+type readErr struct{ err error }
+
+func (e *readErr) Error() string { return e.err.Error() }
+
+// copyBounded copies an entry from tr to out, keeping *written (the bytes written so far)
+// at most the bytes read from the archive: an entry cannot write what the bundle does not
+// carry.
+func copyBounded(out io.Writer, tr io.Reader, in *countingReader, written *int64) error {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := tr.Read(buf)
+		if n > 0 {
+			if *written+int64(n) > in.n {
+				return &readErr{fmt.Errorf("it expands to more bytes than the bundle carries (%d read so far)", in.n)}
+			}
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			*written += int64(n)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return &readErr{err}
+		}
+	}
 }
 
 // parentsInside makes the directories above rel in dir, refusing to pass through a link.

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ledger"
 )
 
 // StoreTree stores the directory dir as one tree and returns what was stored.
@@ -45,6 +46,69 @@ type FsckReport struct {
 	Chunks, Bytes int64
 	Packs         []cas.PackProblem // packs missing or shorter than the index says
 	Problems      []FsckProblem     // each bad or lost chunk, with what uses it
+	SizeLies      []string          // files whose manifest size is not their chunks' sum
+}
+
+// sizeLies finds the files of live versions whose size in the manifest is not the sum of
+// their chunks' sizes (extract refuses them as it writes; fsck names them).
+func sizeLies(ctx context.Context, in *Instance) ([]string, error) {
+	vs, err := in.Ledger.AllVersions()
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
+		v *ledger.Version
+		e cas.Entry
+	}
+	var files []file
+	need := map[cas.Hash]int64{}
+	for _, v := range vs {
+		if v.Status != ledger.StatusLive {
+			continue
+		}
+		m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
+		if err != nil {
+			continue // a lost manifest is reported as a lost chunk
+		}
+		for _, e := range m.Entries {
+			if e.Kind != cas.KindFile {
+				continue
+			}
+			files = append(files, file{v, e})
+			for _, h := range e.Chunks {
+				need[h] = -1
+			}
+		}
+	}
+	if len(need) == 0 {
+		return nil, nil
+	}
+	if err := in.Chunks.Walk(ctx, func(ci cas.ChunkInfo) error {
+		if _, ok := need[ci.Hash]; ok {
+			need[ci.Hash] = ci.Size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		var sum int64
+		known := true
+		for _, h := range f.e.Chunks {
+			n := need[h]
+			if n < 0 {
+				known = false // a lost chunk: reported as such
+				break
+			}
+			sum += n
+		}
+		if known && sum != f.e.Size {
+			out = append(out, fmt.Sprintf("%s/runtime/%s/version/%s: %s says %d bytes, its chunks hold %d",
+				f.v.Project, f.v.Runtime, f.v.ID, f.e.Path, f.e.Size, sum))
+		}
+	}
+	return out, nil
 }
 
 // FsckProblem is a chunk that failed verification or whose pack is lost.
@@ -99,6 +163,11 @@ func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
 		return nil, err
 	}
 	rep.Chunks, rep.Bytes = vr.Chunks, vr.Bytes
+	lies, err := sizeLies(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	rep.SizeLies = lies
 	for _, e := range vr.Corrupt {
 		var ce *cas.CorruptError
 		var ne *cas.NotFoundError
@@ -108,6 +177,11 @@ func Fsck(ctx context.Context, in *Instance) (*FsckReport, error) {
 		case errors.As(e, &ne):
 			reason[ne.Hash] = "not found"
 		}
+	}
+	if len(reason) == 0 && len(lies) > 0 {
+		return rep, &Error{Kind: KindCorrupt,
+			Err:  fmt.Errorf("%d files whose manifest lies about their size; first: %s", len(lies), lies[0]),
+			Hint: "remove the affected versions (-f) and copy or build them again from an intact source"}
 	}
 	if len(reason) == 0 {
 		return rep, nil

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/swcli/swcli/ops"
@@ -48,6 +49,12 @@ func (c *ServerRunCmd) Run(e *env) error {
 	name := c.Name
 	if name == "" {
 		name, _ = os.Hostname()
+	}
+	// A server's root holds every tenant's runtimes and its users: private, from its first
+	// file (umask 077 for all it creates; the root 0700, refused if others may write it).
+	syscall.Umask(0o077)
+	if err := ops.PrepareServerRoot(e.g.root(), func(s string) { e.log.Warn().Msg(s) }); err != nil {
+		return err
 	}
 	in, err := e.openWith(ops.OpenOptions{Name: name, Exclusive: true})
 	if err != nil {

@@ -329,41 +329,66 @@ func NewSocketRemote(root string) *Remote {
 }
 
 // ListenSocket listens on root's admin socket, replacing a stale one (a server that died);
-// it fails if another server answers there. Close removes it (and its link).
+// it fails if another server answers there. The socket is bound inside a fresh 0700
+// directory and made 0600 before anything can reach it, then renamed into the root (or,
+// under a root too long for a socket address, linked from it): no other user can connect
+// in between, whatever the umask. What stands at server.sock is removed only if it is a
+// socket or a link (the link itself, never what it names); anything else is refused.
+// Close removes it (and its link).
 func ListenSocket(root string) (net.Listener, error) {
 	if Serving(root) {
 		return nil, Errorf(KindBusy, "stop the other server first", "%s is already served (%s answers)", root, SocketPath(root))
 	}
 	link := SocketPath(root)
-	if old := socketAddr(root); old != link {
-		os.Remove(old)
-	}
-	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Lstat(link); err == nil {
+		if fi.Mode()&(os.ModeSocket|os.ModeSymlink) == 0 {
+			return nil, Errorf(KindUsage, "remove it if it is yours", "%s is not a socket (%s): refused", link, fi.Mode().Type())
+		}
+		if err := os.Remove(link); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	addr := link
-	if abs, err := filepath.Abs(link); err == nil && len(abs) > maxSocketPath {
-		// Too long for a socket address: the socket goes to a short private directory,
-		// and the root holds a link to it.
-		dir, err := os.MkdirTemp("", "swcli-")
-		if err != nil {
-			return nil, err
-		}
-		addr = filepath.Join(dir, "server.sock")
-		if err := os.Symlink(addr, link); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	ln, err := net.Listen("unix", addr)
+	parent := root
+	abs, err := filepath.Abs(link)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(addr, 0o600); err != nil {
-		ln.Close()
+	long := len(abs) > maxSocketPath
+	if long {
+		parent = "" // a short private directory in the temporary directory
+	}
+	dir, err := os.MkdirTemp(parent, "swcli-sock-")
+	if err != nil {
 		return nil, err
 	}
-	return &socketListener{Listener: ln, link: link, addr: addr}, nil
+	addr := filepath.Join(dir, "server.sock")
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, error) {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := os.Chmod(addr, 0o600); err != nil {
+		return fail(err)
+	}
+	if long {
+		if err := os.Symlink(addr, link); err != nil {
+			return fail(err)
+		}
+		return &socketListener{Listener: ln, link: link, addr: addr}, nil
+	}
+	if err := os.Rename(addr, link); err != nil {
+		return fail(err)
+	}
+	os.Remove(dir)
+	return &socketListener{Listener: ln, link: link, addr: link}, nil
 }
 
 // socketListener removes the socket, its link and its private directory when closed.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -112,16 +113,25 @@ func (f FileAuth) Stamp(ctx context.Context) (string, error) {
 // maxAuthFile bounds auth.json: thousands of users with their token hashes fit well below.
 const maxAuthFile = 64 << 20
 
-// readAuthFile returns auth.json's bytes (none if it does not exist).
+// readAuthFile returns auth.json's bytes (none if it does not exist). A file that another
+// user owns or may write, or a link, is refused: whoever wrote it would be admin.
 func readAuthFile(root string) ([]byte, error) {
-	f, err := os.Open(authPath(root))
+	f, err := os.OpenFile(authPath(root), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, Errorf(KindForbidden, "remove it and add users again with 'swcli server user add'", "%s is a symbolic link: refused", authPath(root))
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if err := privateFile(authPath(root), fi); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
 	if err != nil {
 		return nil, err
@@ -153,7 +163,7 @@ func parseAuth(root string, b []byte) (*Auth, error) {
 // Update changes ROOT/auth.json under its lock, writing it atomically.
 func (f FileAuth) Update(ctx context.Context, fn func(*Auth) error) error {
 	root := f.Root
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
 	lock, err := flock.Acquire(ctx, filepath.Join(root, "auth.lock"), flock.Options{})
@@ -172,11 +182,24 @@ func (f FileAuth) Update(ctx context.Context, fn func(*Auth) error) error {
 	if err != nil {
 		return err
 	}
-	tmp := authPath(root) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	// A new file of a random name (O_EXCL, no link followed), renamed over auth.json.
+	t, err := os.CreateTemp(root, "auth.json.*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, authPath(root))
+	defer os.Remove(t.Name())
+	if _, err := t.Write(b); err != nil {
+		t.Close()
+		return err
+	}
+	if err := t.Sync(); err != nil {
+		t.Close()
+		return err
+	}
+	if err := t.Close(); err != nil {
+		return err
+	}
+	return os.Rename(t.Name(), authPath(root))
 }
 
 // NewToken returns a fresh token and the hash the server keeps.

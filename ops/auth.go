@@ -12,8 +12,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"context"

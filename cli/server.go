@@ -71,6 +71,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 	if err != nil {
 		return ops.Errorf(ops.KindUsage, "choose another --listen address", "listen on %s: %v", c.Listen, err)
 	}
+	ln = ops.LimitConns(ln, ops.MaxConns, ops.MaxConnsPerIP)
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ReadTimeout: 10 * time.Minute, WriteTimeout: 30 * time.Minute}
 	scheme := "http"

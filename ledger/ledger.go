@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +108,11 @@ func (l *Ledger) AppendIf(ctx context.Context, seq uint64, events ...Event) ([]E
 func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out []Event, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	for i := range events {
+		if err := normalized(&events[i]); err != nil {
+			return nil, err
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -303,6 +309,20 @@ func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 	for _, key := range keys {
 		if err := fn([]byte(key), encodeObj(k.m[key])); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// normalized refuses an event whose project or runtime name is not in the form names are
+// kept in (lowercase, SPEC: Names): a name stored as "CON" could never be addressed, since
+// every command looks names up lowercased. Callers normalise names on every path in; this
+// is the ledger's guarantee that none slipped through. (Replay does not apply it: history
+// written before it stays readable.)
+func normalized(e *Event) error {
+	for _, n := range []string{e.Project, e.Runtime} {
+		if n != strings.ToLower(n) {
+			return fmt.Errorf("%w: name %q is not lowercase", ErrInvalid, n)
 		}
 	}
 	return nil

@@ -285,26 +285,52 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 	if len(vs) > MaxCommitVersions {
 		return Errorf(KindTooLarge, "copy fewer versions at once", "commit of %d versions: %d at most", len(vs), MaxCommitVersions)
 	}
+	// Each manifest is loaded, checked and kept once per commit, however many versions name
+	// it, and the entries of all the distinct manifests are bounded: the CPU of one commit
+	// is bounded by what it may claim, not by how often it repeats a claim.
+	type checked struct {
+		m       *cas.Manifest
+		py      string
+		bundled bool
+	}
+	seen := map[cas.Hash]*checked{}
+	entries := 0
 	var evs []ledger.Event
 	for _, c := range vs {
-		var err error
-		m, ok := loaded[c.Manifest]
-		if !ok {
-			if m, err = cas.LoadManifest(ctx, l.In.Chunks, c.Manifest); err != nil {
-				return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err)
-			}
+		c.Runtime = NormalizeName(c.Runtime)
+		if !ledger.ValidName(c.Runtime) {
+			return Errorf(KindUsage, "", "commit: invalid runtime name %q", truncate(c.Runtime))
 		}
 		if VersionID(c.Manifest) != c.Version {
-			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", c.Version, c.Manifest)
+			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", truncate(c.Version), c.Manifest)
 		}
-		missing, err := l.In.Chunks.Keep(ctx, append(m.Chunks(), c.Manifest)) // revives what a gc condemned
-		if err != nil {
-			return err
+		ck := seen[c.Manifest]
+		if ck == nil {
+			m, ok := loaded[c.Manifest]
+			if !ok {
+				var err error
+				if m, err = cas.LoadManifest(ctx, l.In.Chunks, c.Manifest); errors.Is(err, cas.ErrNotFound) {
+					return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version)
+				} else if err != nil {
+					return Errorf(KindInvalid, "", "commit %s/%s: manifest %s is not a manifest: %v", c.Runtime, c.Version, c.Manifest, err)
+				}
+			}
+			if entries += len(m.Entries); entries > MaxCommitEntries {
+				return Errorf(KindTooLarge, "copy fewer versions at once", "commit: its manifests hold over %d entries", MaxCommitEntries)
+			}
+			missing, err := l.In.Chunks.Keep(ctx, append(m.Chunks(), c.Manifest)) // revives what a gc condemned
+			if err != nil {
+				return err
+			}
+			if len(missing) > 0 {
+				return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
+			}
+			ck = &checked{m: m}
+			ck.py, ck.bundled = bundledPython(ctx, l.In.Chunks, m)
+			seen[c.Manifest] = ck
 		}
-		if len(missing) > 0 {
-			return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: %d chunks not there yet", c.Runtime, c.Version, len(missing))
-		}
-		d, err := deriveCommit(ctx, l.In.Chunks, m, c)
+		m := ck.m
+		d, err := deriveCommit(m, c, ck.py, ck.bundled)
 		if err != nil {
 			return err
 		}
@@ -328,15 +354,16 @@ func (l LocalEndpoint) Close() error { return l.In.Close() }
 
 // Limits on what a commit may claim.
 const (
-	MaxCommitVersions = 10000 // versions one commit makes
-	MaxTags           = 64    // user tags one version carries
-	MaxTextField      = 256   // bytes of a free-text field (source, actor)
+	MaxCommitVersions = 10000   // versions one commit makes
+	MaxCommitEntries  = 4 << 20 // entries of the distinct manifests one commit names
+	MaxTags           = 64      // user tags one version carries
+	MaxTextField      = 256     // bytes of a free-text field (source, actor)
 )
 
 // deriveCommit is what a commit records: sizes and file counts from the manifest, the
 // python version from the bundled venv when there is one, and only checked values from
 // the client (mode, python, source, tags), never its word on anything it can prove.
-func deriveCommit(ctx context.Context, st cas.Getter, m *cas.Manifest, c CommitVersion) (CommitVersion, error) {
+func deriveCommit(m *cas.Manifest, c CommitVersion, py string, bundled bool) (CommitVersion, error) {
 	t := m.Totals()
 	d := c
 	d.Size, d.Files = t.Size, int64(t.Files)
@@ -346,7 +373,7 @@ func deriveCommit(ctx context.Context, st cas.Getter, m *cas.Manifest, c CommitV
 	if d.Mode != "" && d.Mode != "venv" && d.Mode != "conda" {
 		return d, bad("mode", fmt.Sprintf("%q is neither venv nor conda", truncate(d.Mode)))
 	}
-	if py, ok := bundledPython(ctx, st, m); ok {
+	if bundled {
 		d.Python = py
 	} else if d.Python != "" && !pythonVersionRE.MatchString(d.Python) {
 		return d, bad("python", fmt.Sprintf("%q is not a version", truncate(d.Python)))

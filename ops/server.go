@@ -3,17 +3,23 @@ package ops
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
@@ -154,8 +160,9 @@ func (s *Server) routes() *http.ServeMux {
 
 type countingWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	status   int
+	n        int64
+	internal func(msg string) // hears the whole text of errors the answer keeps back
 }
 
 func (w *countingWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
@@ -169,7 +176,7 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		cw := &countingWriter{ResponseWriter: w, status: 200}
+		cw := &countingWriter{ResponseWriter: w, status: 200, internal: func(msg string) { s.logf("%s", msg) }}
 		user := ""
 		defer func() {
 			if s.Log != nil {
@@ -403,8 +410,16 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
+	if len(req) > MaxCommitVersions {
+		writeErr(w, Errorf(KindTooLarge, "copy fewer versions at once", "commit of %d versions: %d at most", len(req), MaxCommitVersions))
+		return
+	}
 	manifests := map[cas.Hash]*cas.Manifest{}
+	entries := 0
 	for _, c := range req {
+		if manifests[c.Manifest] != nil {
+			continue // checked once per commit, however often it is named
+		}
 		if ok, err := s.allowedChunks(r, []cas.Hash{c.Manifest}); err != nil {
 			writeErr(w, err)
 			return
@@ -413,8 +428,15 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 			return
 		}
 		m, err := cas.LoadManifest(r.Context(), s.in.Chunks, c.Manifest)
-		if err != nil {
-			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet: %v", c.Runtime, c.Version, err))
+		if errors.Is(err, cas.ErrNotFound) {
+			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
+			return
+		} else if err != nil {
+			writeErr(w, Errorf(KindInvalid, "", "commit %s/%s: manifest %s is not a manifest: %v", c.Runtime, c.Version, c.Manifest, err))
+			return
+		}
+		if entries += len(m.Entries); entries > MaxCommitEntries {
+			writeErr(w, Errorf(KindTooLarge, "copy fewer versions at once", "commit: its manifests hold over %d entries", MaxCommitEntries))
 			return
 		}
 		allowed, err := s.allowedChunks(r, m.Chunks())
@@ -743,8 +765,49 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// writeErr answers with err. An error of no kind is the server's own (a bug, a disk, an
+// engine that stopped): its text names hosts, users and paths, so the answer carries only a
+// reference and the server's log the whole error. An engine that cannot be reached
+// (PostgreSQL, S3, the network) is 503, so that clients retry; anything else 500.
 func writeErr(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(statusOf(err))
-	json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]})
+	if classify(err) != KindFailure {
+		w.WriteHeader(statusOf(err))
+		json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]})
+		return
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	ref := hex.EncodeToString(b[:])
+	if cw, ok := w.(*countingWriter); ok && cw.internal != nil {
+		cw.internal(fmt.Sprintf("request failed (ref %s): %v", ref, err))
+	}
+	body := errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: kindNames[KindFailure]}
+	status := http.StatusInternalServerError
+	if engineDown(err) {
+		status = http.StatusServiceUnavailable
+		body = errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: kindNames[KindBusy]}
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
+
+// engineDown reports an error of reaching an engine: a network error (refused, reset,
+// timed out), or PostgreSQL saying it cannot serve (connection exceptions, shutdown,
+// insufficient resources).
+func engineDown(err error) bool {
+	var ne *net.OpError // (not net.Error: a syscall.Errno, EIO too, is one)
+	var de *net.DNSError
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ne), errors.As(err, &de), errors.As(err, &ce),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.ErrUnexpectedEOF) && pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pe):
+		c := pe.Code
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57") || strings.HasPrefix(c, "53")
+	}
+	return pgconn.SafeToRetry(err)
 }

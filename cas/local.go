@@ -124,7 +124,16 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 		return s, nil
 	}
 	if err := s.recover(ctx); err != nil {
-		return fail(fmt.Errorf("recover store %s: %w", dir, err))
+		if opt.Exclusive || ctx.Err() != nil {
+			return fail(fmt.Errorf("recover store %s: %w", dir, err))
+		}
+		// Recovery writes (it re-indexes a crashed writer's packs); on a full or read-only
+		// disk it cannot, and a command that opened the store to read must not fail for
+		// it: what recovery would add belongs to no version yet. It runs again at the next
+		// open.
+		if opt.OnError != nil {
+			opt.OnError(fmt.Sprintf("recover store %s: %v (left for the next open)", dir, err))
+		}
 	}
 	if !opt.Exclusive {
 		if err := lock.Share(ctx, flock.Options{OnWait: opt.OnWait, Timeout: opt.LockTimeout}); err != nil {

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"archive/tar"
 	"crypto/rand"
 	"os"
 	"os/exec"
@@ -109,7 +110,67 @@ func TestFullDisk(t *testing.T) {
 	if r := p.swcli(time.Minute, "store", "put", big); r.code != 11 || r.hung || strings.Contains(r.stderr, "panic") {
 		t.Fatalf("a write that fills the disk: exit %d\n%s", r.code, r.stderr)
 	}
+	// What a failed build leaves may need recovery, which writes (a complete pack the
+	// index does not know is re-indexed: here one copied from another store): reads work
+	// all the same, on the disk still full and after space is freed (issue 25).
+	other := filepath.Join(p.dir, "other")
+	os.MkdirAll(filepath.Join(p.dir, "o"), 0o755)
+	os.WriteFile(filepath.Join(p.dir, "o", "f"), noise[:1<<20], 0o644)
+	p.must("--root", other, "store", "put", filepath.Join(p.dir, "o"))
+	packs, _ := filepath.Glob(filepath.Join(other, "store", "packs", "*.pack"))
+	if len(packs) == 0 {
+		t.Fatal("the other store has no pack")
+	}
+	orphan, _ := os.ReadFile(packs[0])
+	if err := os.WriteFile(filepath.Join(p.root, "store", "packs", "7fffffffffffff00.pack"), orphan, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	filler = fill(t, disk)
+	for _, args := range reads {
+		if r := p.swcli(time.Minute, outDir(args)...); r.code != 0 {
+			t.Fatalf("read-only swcli %s after a write filled the disk: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	// An import on a full disk is the disk's failure (11), not the bundle's (6).
+	swrt := filepath.Join(p.dir, "x.swrt")
+	if r := p.swcli(time.Minute, "runtime", "export", "nosuch", "-o", swrt); r.code == 0 {
+		t.Fatal("export of no runtime worked")
+	}
+	writeSwrt(t, swrt, noise[:8<<20])
+	if r := p.swcli(time.Minute, "runtime", "import", swrt); r.code != 11 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+		t.Fatalf("import on a full disk: exit %d, want 11\n%s", r.code, r.stderr)
+	}
+	if m, _ := filepath.Glob(filepath.Join(p.root, "import-*")); len(m) != 0 {
+		t.Fatalf("import left %v", m)
+	}
+	os.Remove(filler)
+	for _, args := range reads {
+		if r := p.swcli(time.Minute, outDir(args)...); r.code != 0 {
+			t.Fatalf("read-only swcli %s once space is back: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
 	p.must("ledger", "verify")
 	p.must("fsck")
 	p.must("project", "create", "after")
+}
+
+// writeSwrt writes a .swrt holding a runtime.yaml and one file of data.
+func writeSwrt(t *testing.T, path string, data []byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, e := range []struct {
+		name string
+		body []byte
+	}{{"runtime.yaml", []byte("name: full\n")}, {"files/data.bin", data}} {
+		tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg})
+		tw.Write(e.body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

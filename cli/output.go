@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
@@ -27,9 +29,23 @@ func (e *env) printJSON(v any) error {
 func (e *env) table(rows [][]string) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = printable(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+}
+
+// printable is s as a terminal shows it safely: quoted with escapes when it holds a
+// control character (an escape sequence or a newline from a stored field must not drive
+// the terminal or forge lines of output).
+func printable(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // humanBytes formats n in the units du -h users expect (decimal, like the reference's rich).

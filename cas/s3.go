@@ -55,6 +55,8 @@ type S3 struct {
 
 	cache *packCache
 	group groupCache
+
+	coalescing sync.Mutex // one coalescing of small packs at a time (afterFlush)
 }
 
 // s3Entry is one chunk's index row.
@@ -94,6 +96,8 @@ type S3Config struct {
 	Prefix    string // where under it the packs go ("" or ending in /)
 	CacheDir  string // local cache of packs read; "" for none
 	CacheMax  int64  // bytes the cache may hold; 0: 1 GiB
+	// OnError hears errors of background work that no call returns (coalescing).
+	OnError func(msg string)
 }
 
 // ParseS3URL reads s3://BUCKET/PREFIX and the standard AWS variables (AWS_ENDPOINT_URL,
@@ -324,7 +328,9 @@ func (b *S3Batch) Flush(ctx context.Context) error {
 	if err := b.s.uploadParts(ctx, b.parts, b.size, b.f.entries); err != nil {
 		return err
 	}
+	size := b.size
 	b.f, b.parts, b.size = s3Flush{entries: map[Hash]s3Entry{}}, nil, 0
+	b.s.afterFlush(ctx, size)
 	return nil
 }
 
@@ -368,6 +374,7 @@ func (s *S3) Flush(ctx context.Context) error {
 		if f.err != nil {
 			return f.err
 		}
+		s.afterFlush(ctx, int64(len(f.buf)))
 	}
 	for _, w := range wait {
 		select {
@@ -1049,60 +1056,81 @@ func (s *S3) repack(ctx context.Context) error {
 const maxRepack = 1 << 30
 
 func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
-	if size <= 0 || size > maxRepack {
-		return nil // not ours to rewrite in memory; it stays as it is
+	return s.repackInto(ctx, []Hash{old}, []int64{size})
+}
+
+// repackInto rewrites the packs olds (of the given sizes) as one new pack: their entries
+// that still check out, each stored once (a group's frame serves all of its chunks), in
+// their old order; then their rows move to it in one transaction. The old objects go with
+// dropEmptyPacks once no row points into them.
+func (s *S3) repackInto(ctx context.Context, olds []Hash, sizes []int64) error {
+	type moved struct {
+		old              Hash
+		oldOffs, newOffs []int64
 	}
-	type ent struct {
-		h Hash
-		e s3Entry
-	}
-	var ents []ent
-	rows, err := s.db.Query(ctx, "SELECT hash, off, stored, size, enc, grp, goff, glen FROM cas_chunks WHERE pack = $1 ORDER BY off", old[:])
-	if err != nil {
-		return fmt.Errorf("chunk index: %w", err)
-	}
-	for rows.Next() {
-		var b, grp []byte
-		var x ent
-		var enc int16
-		var goff, glen *int64
-		if err := rows.Scan(&b, &x.e.off, &x.e.stored, &x.e.size, &enc, &grp, &goff, &glen); err != nil {
-			rows.Close()
+	var parts [][]byte
+	var moves []moved
+	var next int64
+	for i, old := range olds {
+		size := sizes[i]
+		if size <= 0 || size > maxRepack {
+			continue // not ours to rewrite in memory; it stays as it is
+		}
+		type ent struct {
+			h Hash
+			e s3Entry
+		}
+		var ents []ent
+		rows, err := s.db.Query(ctx, "SELECT hash, off, stored, size, enc, grp, goff, glen FROM cas_chunks WHERE pack = $1 ORDER BY off", old[:])
+		if err != nil {
+			return fmt.Errorf("chunk index: %w", err)
+		}
+		for rows.Next() {
+			var b, grp []byte
+			var x ent
+			var enc int16
+			var goff, glen *int64
+			if err := rows.Scan(&b, &x.e.off, &x.e.stored, &x.e.size, &enc, &grp, &goff, &glen); err != nil {
+				rows.Close()
+				return err
+			}
+			x.h, x.e.enc = Hash(b), Encoding(enc)
+			if x.e.enc == EncGroup && len(grp) == HashSize && goff != nil && glen != nil {
+				x.e.grp, x.e.goff, x.e.glen = Hash(grp), *goff, *glen
+			}
+			ents = append(ents, x)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		x.h, x.e.enc = Hash(b), Encoding(enc)
-		if x.e.enc == EncGroup && len(grp) == HashSize && goff != nil && glen != nil {
-			x.e.grp, x.e.goff, x.e.glen = Hash(grp), *goff, *glen
+		if len(ents) == 0 {
+			continue
 		}
-		ents = append(ents, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(old), minio.GetObjectOptions{})
-	if err != nil {
-		return fmt.Errorf("read pack %s: %w", old.Short(12), err)
-	}
-	data := make([]byte, size)
-	_, err = io.ReadFull(obj, data)
-	obj.Close()
-	if err != nil {
-		return fmt.Errorf("read pack %s: %w", old.Short(12), err)
-	}
-	// The entries that still check out, each stored once (a group's frame serves all of
-	// its chunks), in their old order.
-	var parts [][]byte
-	var oldOffs, newOffs []int64
-	at := map[int64]int64{} // old offset -> new
-	var next int64
-	for _, x := range ents {
-		e := x.e
-		if e.off < 0 || e.stored < 0 || e.off+e.stored > size {
-			continue // fsck's to report
+		obj, err := s.mc.GetObject(ctx, s.bucket, s.key(old), minio.GetObjectOptions{})
+		if err != nil {
+			return fmt.Errorf("read pack %s: %w", old.Short(12), err)
 		}
-		frame := data[e.off : e.off+e.stored]
-		if _, done := at[e.off]; !done {
+		data := make([]byte, size)
+		_, err = io.ReadFull(obj, data)
+		obj.Close()
+		if err != nil {
+			if isNoSuchKey(err) {
+				continue // another replica moved it meanwhile
+			}
+			return fmt.Errorf("read pack %s: %w", old.Short(12), err)
+		}
+		mv := moved{old: old}
+		at := map[int64]bool{} // old offsets done
+		for _, x := range ents {
+			e := x.e
+			if e.off < 0 || e.stored < 0 || e.off+e.stored > size {
+				continue // fsck's to report
+			}
+			if at[e.off] {
+				continue
+			}
+			frame := data[e.off : e.off+e.stored]
 			var err error
 			if e.enc == EncGroup {
 				_, err = VerifyGroup(e.grp, Raw{Enc: EncGroup, Len: e.glen, Data: frame})
@@ -1112,10 +1140,13 @@ func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
 			if err != nil {
 				continue // left where it is, for fsck to report
 			}
-			at[e.off] = next
+			at[e.off] = true
 			parts = append(parts, frame)
-			oldOffs, newOffs = append(oldOffs, e.off), append(newOffs, next)
+			mv.oldOffs, mv.newOffs = append(mv.oldOffs, e.off), append(mv.newOffs, next)
 			next += e.stored
+		}
+		if len(mv.oldOffs) > 0 {
+			moves = append(moves, mv)
 		}
 	}
 	if len(parts) == 0 {
@@ -1129,14 +1160,81 @@ func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO cas_packs (name, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", name[:], next); err != nil {
 			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
 		}
-		_, err := tx.Exec(ctx, `UPDATE cas_chunks c SET pack = $1, off = m.newoff
-			FROM unnest($2::bigint[], $3::bigint[]) AS m(oldoff, newoff)
-			WHERE c.pack = $4 AND c.off = m.oldoff`, name[:], oldOffs, newOffs, old[:])
-		if err != nil {
-			return fmt.Errorf("move chunks of pack %s: %w", old.Short(12), err)
+		for _, mv := range moves {
+			if mv.old == name {
+				continue // the same bytes: nothing moves
+			}
+			_, err := tx.Exec(ctx, `UPDATE cas_chunks c SET pack = $1, off = m.newoff
+				FROM unnest($2::bigint[], $3::bigint[]) AS m(oldoff, newoff)
+				WHERE c.pack = $4 AND c.off = m.oldoff`, name[:], mv.oldOffs, mv.newOffs, mv.old[:])
+			if err != nil {
+				return fmt.Errorf("move chunks of pack %s: %w", mv.old.Short(12), err)
+			}
 		}
 		return nil
 	})
+}
+
+// Small packs. A server's upload request becomes a pack of its own (S3Batch), so a client
+// that sends a few chunks per request (a tiny copy, a retry) would leave one tiny object
+// per request; a local store appends them to one pack file instead. After a flush of a
+// pack under smallPack, once the index holds coalesceAt or more such packs, they are
+// rewritten into packs of up to maxCoalesce (repackInto) and the small objects removed:
+// the number of small objects stays under coalesceAt whatever the request sizes.
+const (
+	smallPack   = 1 << 20
+	coalesceAt  = 16
+	maxCoalesce = 64 << 20
+)
+
+// afterFlush coalesces small packs when a flush made one; one coalescing per process at a
+// time, and its failure only delays it (it is logged, the flush stands).
+func (s *S3) afterFlush(ctx context.Context, size int64) {
+	if size >= smallPack || !s.coalescing.TryLock() {
+		return
+	}
+	defer s.coalescing.Unlock()
+	if err := s.Coalesce(context.WithoutCancel(ctx)); err != nil && s.cfg.OnError != nil {
+		s.cfg.OnError(fmt.Sprintf("coalesce small packs: %v", err))
+	}
+}
+
+// Coalesce rewrites the small packs into larger ones when there are coalesceAt or more.
+func (s *S3) Coalesce(ctx context.Context) error {
+	rows, err := s.db.Query(ctx, "SELECT name, bytes FROM cas_packs WHERE bytes < $1 ORDER BY name LIMIT 4096", smallPack)
+	if err != nil {
+		return fmt.Errorf("chunk index: %w", err)
+	}
+	var names []Hash
+	var sizes []int64
+	for rows.Next() {
+		var b []byte
+		var n int64
+		if err := rows.Scan(&b, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		names, sizes = append(names, Hash(b)), append(sizes, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(names) < coalesceAt {
+		return nil
+	}
+	for start := 0; start < len(names); {
+		end, total := start, int64(0)
+		for end < len(names) && total+sizes[end] <= maxCoalesce {
+			total += sizes[end]
+			end++
+		}
+		if err := s.repackInto(ctx, names[start:end], sizes[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return s.dropEmptyPacks(ctx)
 }
 
 // HashBytes returns each hash as a byte slice (a bytea[] parameter for PostgreSQL).

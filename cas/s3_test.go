@@ -144,3 +144,40 @@ func TestS3CollectRepacks(t *testing.T) {
 		t.Fatalf("check packs after repack: %v %v", bad, err)
 	}
 }
+
+// 500 uploads of 100 bytes made 500 objects of 100 bytes (issue 25): each upload request
+// is a pack of its own. Small packs are coalesced as they accumulate: the bucket holds a
+// handful of objects, every chunk reads back, and the packs check out.
+func TestS3SmallUploadsCoalesce(t *testing.T) {
+	ctx := context.Background()
+	st := openS3(t)
+	var hs []cas.Hash
+	for i := range 500 {
+		data := fmt.Appendf(nil, "%-100d", i)
+		h := cas.Sum(data)
+		hs = append(hs, h)
+		b := st.NewBatch()
+		if _, err := b.PutEncoded(ctx, h, cas.Raw{Enc: cas.EncRaw, Len: int64(len(data)), Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs, err := st.Objects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) > 20 {
+		t.Fatalf("500 uploads of 100 bytes left %d objects", len(objs))
+	}
+	for i, h := range hs {
+		got, err := st.Get(ctx, h)
+		if err != nil || string(got) != fmt.Sprintf("%-100d", i) {
+			t.Fatalf("chunk %d after coalescing: %q %v", i, got, err)
+		}
+	}
+	if bad, err := st.CheckPacks(ctx); err != nil || len(bad) != 0 {
+		t.Fatalf("check packs after coalescing: %v %v", bad, err)
+	}
+}

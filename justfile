@@ -2,7 +2,7 @@
 
 # Run the whole test suite (what CI runs, without the race pass).
 test:
-    go test -count=1 ./...
+    bash scripts/test.sh
 
 # The suite under the race detector, skipping the heavy end-to-end cases.
 test-race:

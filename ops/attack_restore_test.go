@@ -53,6 +53,10 @@ func TestRestoreFilesStayInside(t *testing.T) {
 		"dest through a venv link": {
 			bundledVenv(t, yml("a.txt", "etc/sub/a.txt"), map[string]string{"files/a.txt": "mine\n"}),
 			map[string]string{"export/venv/etc": outside}},
+		// a directory placed through a link of the bundled venv.
+		"directory through a venv link": {
+			bundledVenv(t, yml("d", "etc/sub"), map[string]string{"files/d/a.txt": "mine\n", "files/d/e/b.txt": "mine\n"}),
+			map[string]string{"export/venv/etc": outside}},
 		// src through a link of the bundle: a host file was copied into the environment.
 		"src through a bundle link": {
 			bundledVenv(t, yml("lnk/secret", "got"), nil),

@@ -295,9 +295,9 @@ func (r *restorer) files(fs []FileEntry) error {
 		dest := path.Clean(f.Dest)
 		r.say(fmt.Sprintf("placing %s at %s", f.Src, filepath.Join(r.res.EnvDir, dest)))
 		if fi.IsDir() {
-			sub, err := bundle.OpenRoot(src)
-			if err != nil {
-				return placeErr(r, src, err)
+			sub, oerr := bundle.OpenRoot(src)
+			if oerr != nil {
+				return placeErr(r, src, oerr)
 			}
 			err = iofs.WalkDir(sub.FS(), ".", func(p string, d iofs.DirEntry, err error) error {
 				if err != nil {

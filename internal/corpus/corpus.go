@@ -3,6 +3,7 @@
 package corpus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/engines"
 	"github.com/swcli/swcli/internal/flock"
 )
 
@@ -84,8 +87,16 @@ func cached(script string) (string, error) {
 	if _, err := os.Stat(filepath.Join(d, complete)); err == nil {
 		return d, nil // another process built it while this one waited
 	}
-	if err := os.RemoveAll(d); err != nil { // what an interrupted build left
-		return "", err
+	// What an interrupted build left (its reaper may still be removing it).
+	for try := 0; ; try++ {
+		err := os.RemoveAll(d)
+		if err == nil {
+			break
+		}
+		if try == 5 {
+			return "", err
+		}
+		time.Sleep(time.Second)
 	}
 	if err := build(script, d); err != nil {
 		return "", err
@@ -99,7 +110,20 @@ func cached(script string) (string, error) {
 func build(script, d string) error {
 	var err error
 	for try := 0; try < 3; try++ {
-		out, cerr := exec.Command("bash", script, d, "all").CombinedOutput()
+		// In a process group of its own, killed with this process; the reaper kills what
+		// the script started (pip, compileall) and removes the half-built corpus.
+		cmd := exec.Command("bash", script, d, "all")
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		cmd.SysProcAttr = engines.Detach(nil)
+		cerr := cmd.Start()
+		if cerr == nil {
+			if err := engines.Reap(cmd.Process.Pid, d); err != nil {
+				cmd.Process.Kill()
+			}
+			cerr = cmd.Wait()
+		}
+		out := buf.Bytes()
 		if cerr == nil {
 			return nil
 		}

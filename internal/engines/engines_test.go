@@ -18,7 +18,7 @@ import (
 // nobody when the tests run as root), and a client can use it over its socket.
 func TestPostgresStarts(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL (initdb + pg_ctl, about a second); CI runs it without -short")
+		t.Skip("starts PostgreSQL (initdb + postgres, about a second); CI runs it without -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

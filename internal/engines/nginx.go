@@ -93,8 +93,12 @@ http {
 	}
 	n := &Nginx{Dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	n.cmd = exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	n.cmd.SysProcAttr = Detach(nil)
 	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := Reap(n.cmd.Process.Pid, dir); err != nil {
+		n.Stop()
 		return nil, err
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -128,4 +132,12 @@ func (n *Nginx) Stop() {
 		<-done
 	}
 	os.RemoveAll(n.Dir)
+}
+
+// Pid is the engine's process id (the leader of its process group).
+func (n *Nginx) Pid() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
 }

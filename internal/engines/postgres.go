@@ -1,5 +1,5 @@
 // Package engines starts the real engines the scale-out tests need, in temporary
-// directories: PostgreSQL (Debian's, initdb + pg_ctl, as a non-root user when the tests run
+// directories: PostgreSQL (Debian's, initdb + postgres, as a non-root user when the tests run
 // as root) and SeaweedFS's S3 server (built once by scripts/engine-weed.sh). Tests that need
 // them skip, saying why, only under -short; otherwise a missing engine is a failure.
 package engines
@@ -22,15 +22,17 @@ import (
 
 // Postgres is a running PostgreSQL server.
 type Postgres struct {
-	Dir  string // data and socket directory
-	Port int
-	bin  string
-	cred *syscall.Credential
+	Dir    string // data and socket directory
+	Port   int
+	bin    string
+	cred   *syscall.Credential
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // DSN is a connection string for database db (a key=value string pgx and libpq read).
 func (p *Postgres) DSN(db string) string {
-	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", filepath.Join(p.Dir, "sock"), p.Port, db)
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s sslmode=disable", p.Port, db)
 }
 
 // URL is a postgres:// address of database db over loopback TCP: what swcli's --ledger takes.
@@ -84,30 +86,64 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		p.Stop()
 		return nil, err
 	}
-	if err := p.run(ctx, "mkdir-sock"); err != nil {
-		p.Stop()
-		return nil, err
-	}
 	if p.Port, err = freePort(); err != nil {
 		p.Stop()
 		return nil, err
 	}
-	opts := fmt.Sprintf("-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", filepath.Join(dir, "sock"), p.Port)
-	if err := p.run(ctx, "pg_ctl", "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	// postgres itself, not pg_ctl (which daemonises it out of reach): a child of this
+	// process, in its own group, killed with it (reap.go).
+	// Loopback TCP only: a unix socket's path is bounded (about 100 bytes), $TMPDIR is not.
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data"), "-k", "",
+		"-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200")
+	cmd.Dir = dir
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("%w\n%s", err, log)
+		return nil, err
 	}
-	return p, nil
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = Detach(p.cred)
+	if err := cmd.Start(); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	p.cmd = cmd
+	p.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(p.exited) }()
+	if err := Reap(cmd.Process.Pid, dir); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port)); err == nil {
+			c.Close()
+			if err := p.run(ctx, "pg_isready", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-q"); err == nil {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			p.Stop()
+			return nil, fmt.Errorf("postgres exited: %s", lastLines(log, 10))
+		case <-ctx.Done():
+			p.Stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			p.Stop()
+			return nil, fmt.Errorf("postgres did not start in 60 s: %s", lastLines(log, 10))
+		}
+	}
 }
 
-// run runs a PostgreSQL binary as the server's user ("mkdir-sock" makes the socket dir).
+// run runs a PostgreSQL binary as the server's user.
 func (p *Postgres) run(ctx context.Context, name string, args ...string) error {
-	if name == "mkdir-sock" {
-		name, args = "/bin/mkdir", []string{"-p", filepath.Join(p.Dir, "sock")}
-	} else {
-		name = filepath.Join(p.bin, name)
-	}
+	name = filepath.Join(p.bin, name)
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = p.Dir
 	if p.cred != nil {
@@ -121,15 +157,20 @@ func (p *Postgres) run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-// Stop stops the server (fast shutdown) and removes its directory.
+// Stop stops the server (fast shutdown: SIGINT, then SIGKILL of its group after a grace)
+// and removes its directory.
 func (p *Postgres) Stop() {
 	if p == nil {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(p.Dir, "data", "postmaster.pid")); err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		p.run(ctx, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-m", "fast", "-w", "stop")
-		cancel()
+	if p.cmd != nil && p.cmd.Process != nil {
+		syscall.Kill(p.cmd.Process.Pid, syscall.SIGINT)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
+		}
 	}
 	os.RemoveAll(p.Dir)
 }
@@ -142,4 +183,12 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Pid is the engine's process id (the leader of its process group).
+func (p *Postgres) Pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }

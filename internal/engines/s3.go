@@ -75,8 +75,12 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 	s.cmd = exec.Command(weed, args...)
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.SysProcAttr = Detach(nil)
 	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := Reap(s.cmd.Process.Pid, dir); err != nil {
+		s.Stop()
 		return nil, err
 	}
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", ports[6])
@@ -114,4 +118,12 @@ func (s *S3) Stop() {
 		<-done
 	}
 	os.RemoveAll(s.Dir)
+}
+
+// Pid is the engine's process id (the leader of its process group).
+func (s *S3) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }

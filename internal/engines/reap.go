@@ -1,0 +1,33 @@
+package engines
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// Nothing left behind. Every engine (and the corpus build) runs in a process group of its
+// own with Pdeathsig, so the kernel kills its leader when the test binary dies, however it
+// dies (a timeout's panic, SIGINT, SIGKILL). Children of the leader that outlive it
+// (PostgreSQL's backends, a script's python) and the engine's directory are the reaper's:
+// a small sh in a session of its own that waits for the test binary to be gone, then kills
+// the group and removes the directory, unless a normal stop removed the directory first.
+
+// Reap starts the reaper of the process group pgid (0: none) and directory dir, for when
+// this process is gone. A normal stop removes dir, and the reaper then does nothing.
+func Reap(pgid int, dir string) error {
+	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done
+if [ -d "$3" ]; then
+  [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
+  sleep 1
+  [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
+  rm -rf -- "$3"
+fi`
+	cmd := exec.Command("sh", "-c", script, "swcli-reaper", fmt.Sprint(os.Getpid()), fmt.Sprint(pgid), dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the reaper of %s: %w", dir, err)
+	}
+	return cmd.Process.Release()
+}

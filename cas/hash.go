@@ -1,6 +1,7 @@
 // Package cas is swcli's content-addressed store: blake3 hashes, the content-defined
-// chunker, chunk stores (local pack files indexed in pebble, and later remote ones) and the
-// file-tree manifests that name a directory by one hash.
+// chunker, chunk stores (Local: pack files indexed in pebble; S3: packs as objects indexed
+// in PostgreSQL; the HTTP client of a server implements the same interfaces, in ops) and
+// the file-tree manifests that name a directory by one hash.
 //
 // cas imports neither the ledger nor anything above it, and it never logs or prints.
 package cas

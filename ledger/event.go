@@ -1,8 +1,10 @@
-// Package ledger is swcli's record of truth: an append-only, hash-chained log of events in
-// pebble, with the projections that every view (list, info, history, tags) reads, updated in
-// the same synced batch as the event. It also replays, verifies and exports the log.
+// Package ledger is swcli's record of truth: an append-only, hash-chained log of events,
+// with the projections that every view (list, info, history, tags) reads, updated in the
+// same synced batch (or transaction) as the event, on one of two backends: pebble (a local
+// root) or PostgreSQL (replicas). It also replays, verifies and exports the log.
 //
-// The ledger imports cas for the Hash type only; it never logs or prints.
+// The ledger imports cas for hashes, and to check in verify that every version's manifest
+// and chunks are stored (cas.Getter); it never logs or prints.
 package ledger
 
 import (

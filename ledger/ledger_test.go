@@ -166,11 +166,24 @@ func testEventEffects(t *testing.T) {
 	if got := tagsOf(t, l, "mnist", c); got != "latest,v2,prod" {
 		t.Fatalf("copied version's tags %q", got)
 	}
+	mustAppend(t, l, ev(t, ProjectCreated, "gone", "", "", EmptyData{}))
+	mustAppend(t, l, ev(t, ProjectRemoved, "gone", "", "", EmptyData{}))
+	if _, err := l.Project("gone"); err == nil {
+		t.Fatal("a removed project is still there")
+	}
 	verifyOK(t, l)
 	n := 0
 	l.Log(ctx, Filter{Types: []Type{RuntimeTagged}}, func(Event) error { n++; return nil })
 	if n != 2 {
 		t.Fatalf("log of runtime.tagged gave %d events, want 2", n)
+	}
+	// Every event type went through apply above: a new type needs its effects here.
+	seen := map[Type]bool{}
+	l.Log(ctx, Filter{}, func(e Event) error { seen[e.Type] = true; return nil })
+	for _, typ := range Types {
+		if !seen[typ] {
+			t.Errorf("event type %s is not exercised by this test", typ)
+		}
 	}
 }
 
@@ -184,6 +197,8 @@ func testAppendRefusesAndWritesNothing(t *testing.T) {
 		ev(t, RuntimeTagged, "self", "nope", vid("x"), TagsData{Tags: []string{"t"}}),
 		ev(t, RuntimeBuilt, "nosuchproject", "r", vid("x"), BuiltData{}),
 		ev(t, RuntimeBuilt, "self", "bad name!", vid("x"), BuiltData{}),
+		ev(t, RuntimeBuilt, "self", "CON", vid("x"), BuiltData{}), // names are kept lowercase
+		ev(t, ProjectCreated, "Team", "", "", EmptyData{}),
 	}
 	for _, e := range bad {
 		// A good event before the bad one in the same call is not kept either.

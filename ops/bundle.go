@@ -65,7 +65,9 @@ func fileDest(f FileEntry) string {
 
 // BundleManifest is _manifest.yaml: Starwhale's fields that restore reads, written by
 // build from runtime.yaml and the environment, and nothing that changes between two
-// builds of the same content (so version ids stay content-derived).
+// builds of the same content (so version ids stay content-derived). Its bytes are in every
+// bundle, hence in every version id: any new field, rename or reorder changes the ids of
+// all versions built after it (TestGoldenBundleManifest pins them).
 type BundleManifest struct {
 	Name        string           `yaml:"name"`
 	Environment ManifestEnv      `yaml:"environment"`

@@ -1,0 +1,50 @@
+package fsutil
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func TestProcessGone(t *testing.T) {
+	if ProcessGone(os.Getpid()) {
+		t.Fatal("this process is gone")
+	}
+	if ProcessGone(0) || ProcessGone(-1) {
+		t.Fatal("pids 0 and -1 are not processes that are gone")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("needs true(1)")
+	}
+	if !ProcessGone(cmd.Process.Pid) {
+		t.Fatalf("pid %d of a process that ended and was reaped is not gone", cmd.Process.Pid)
+	}
+}
+
+func TestNoSpaceIsENOSPC(t *testing.T) {
+	var err error = &ErrNoSpace{Dir: "/x", Free: 3}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatal("ErrNoSpace is not ENOSPC")
+	}
+	if n, err := Free(t.TempDir()); err != nil || n <= 0 {
+		t.Fatalf("free space of a temporary directory: %d %v", n, err)
+	}
+	if err := CheckFree(t.TempDir()); err != nil {
+		t.Skipf("the temporary directory's disk is nearly full: %v", err)
+	}
+}
+
+func TestSyncDir(t *testing.T) {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644)
+	if err := SyncDir(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(filepath.Join(d, "missing")); err == nil {
+		t.Fatal("SyncDir of a missing directory worked")
+	}
+}

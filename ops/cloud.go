@@ -14,7 +14,7 @@ import (
 )
 
 // ChunkStore is what a server needs of its chunk store: cas.Local (the embedded default)
-// or cas.S3 (packs in a bucket, index in PostgreSQL), which replicas share.
+// or cas.ObjectPacks (packs in a bucket, index in PostgreSQL), which replicas share.
 type ChunkStore interface {
 	cas.Store
 	// Absent answers which of hs the store cannot serve (ledger verify).
@@ -23,7 +23,7 @@ type ChunkStore interface {
 	Transfer(ctx context.Context, hs []cas.Hash, fn func(i int, h cas.Hash, r cas.Raw) error) error
 	// NewBatch starts what one upload request stores (cas.Batch).
 	NewBatch() cas.Batch
-	// Keep revives the chunks of hs that a gc condemned (cas.S3; a local store condemns
+	// Keep revives the chunks of hs that a gc condemned (cas.ObjectPacks; a local store condemns
 	// none) and returns the ones the store lacks: what a commit checks.
 	Keep(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
 	Close() error

@@ -235,7 +235,7 @@ func TestReplicaGCNeverDropsWhatACopyIsAboutToUse(t *testing.T) {
 	if miss, err := r.ins[1].Chunks.Missing(ctx, []cas.Hash{v.Manifest}); err != nil || len(miss) != 1 {
 		t.Fatalf("the purged manifest is still there (%v)", err)
 	}
-	objs, err := r.ins[0].Chunks.(*cas.S3).Objects(ctx)
+	objs, err := r.ins[0].Chunks.(*cas.ObjectPacks).Objects(ctx)
 	if err != nil || len(objs) != 0 {
 		t.Fatalf("%d pack objects left after everything was deleted (%v)", len(objs), err)
 	}

@@ -81,14 +81,14 @@ func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
 	})
 }
 
-// collector is a store replicas share (cas.S3): gc in two steps a grace apart.
+// collector is a store replicas share (cas.ObjectPacks over S3): gc in two steps a grace apart.
 type collector interface {
 	Collect(ctx context.Context, keep func(cas.Hash) bool, grace time.Duration) (cas.ReclaimReport, error)
 }
 
 // collectShared collects a store replicas share: it keeps every chunk of a live or
 // removed version and every upload not yet committed (server_uploads), condemns the rest,
-// and deletes what was condemned more than grace ago (cas.S3.Collect).
+// and deletes what was condemned more than grace ago (cas.ObjectPacks.Collect).
 func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.ReclaimReport, error) {
 	c := in.Chunks.(collector)
 	roots, err := in.Ledger.Manifests()

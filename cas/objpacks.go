@@ -7,46 +7,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/zeebo/blake3"
 )
 
-// S3 is a chunk store whose packs are objects in S3-compatible storage and whose index is
-// in PostgreSQL (internal/pgschema, 0002_chunks.sql): what several server replicas share.
+// ObjectPacks is a chunk store whose packs are objects of an ObjectStore (S3Objects: an
+// S3-compatible bucket; DirObjects: a directory) and whose index is in PostgreSQL
+// (internal/pgschema, 0002_chunks.sql): what several server replicas share. The index, gc,
+// repack and coalescing are written here once, over the five methods of ObjectStore.
 //
 // Invariants:
 //   - A pack is written whole, as one object named by the blake3 of its bytes
-//     (PREFIX/packs/ab/abcd…); multipart above s3SinglePut. Its index rows are committed
-//     only after the object is durable, so an indexed chunk is always readable.
+//     (packs/ab/abcd…). Its index rows are committed only after the object is durable
+//     (ObjectStore.Put's contract), so an indexed chunk is always readable.
 //   - Chunks put and not yet flushed are read from memory; Flush uploads them as one pack.
 //     Flush returns once every chunk put before it (by any goroutine) is indexed.
 //   - A chunk gc has condemned (no version uses it) is answered as missing, so a client
 //     sends it again and the new copy revives it; Keep revives it for a commit; only a gc
 //     after the grace deletes it (DESIGN.md, "Replicas").
-//   - Reads are HTTP Range requests of one entry; a pack read from twice is fetched whole
-//     into a bounded local cache, which later reads use. A pack is never changed, only
-//     replaced (repack) and deleted once no row points into it: a read that finds its pack
-//     gone looks the chunk up again.
-//
-// The client is minio-go: one small module with path-style addressing, ranged gets and
-// multipart built in (aws-sdk-go-v2 needs a dozen modules for the same).
-type S3 struct {
-	mc     *minio.Client
-	cfg    S3Config
-	bucket string
-	prefix string
-	db     *pgxpool.Pool
+//   - Reads are ranged reads of one entry; a pack read from twice is fetched whole into a
+//     bounded local cache, which later reads use. A pack is never changed, only replaced
+//     (repack, coalescing) and deleted once no row points into it: a read that finds its
+//     pack gone (ErrNoObject) looks the chunk up again.
+type ObjectPacks struct {
+	objs ObjectStore
+	cfg  PacksConfig
+	db   *pgxpool.Pool
 
 	mu       sync.Mutex
 	buf      []byte           // the pack being gathered
@@ -84,89 +77,25 @@ type s3Flush struct {
 	err     error
 }
 
-// S3Config says where the packs live. Endpoint and credentials come from the AWS SDK's
-// standard variables when empty (S3ConfigFromEnv).
-type S3Config struct {
-	Endpoint  string // host:port, or a URL (http:// means no TLS)
-	AccessKey string
-	SecretKey string
-	Region    string
-	PathStyle bool   // bucket in the path, not the host name
-	Bucket    string // the bucket, which must exist
-	Prefix    string // where under it the packs go ("" or ending in /)
-	CacheDir  string // local cache of packs read; "" for none
-	CacheMax  int64  // bytes the cache may hold; 0: 1 GiB
+// s3PackTarget: a pack is uploaded once this much is gathered, without waiting for Flush.
+const s3PackTarget = 32 << 20
+
+// PacksConfig tunes an ObjectPacks.
+type PacksConfig struct {
+	CacheDir string // local cache of packs read; "" for none
+	CacheMax int64  // bytes the cache may hold; 0: 1 GiB
 	// OnError hears errors of background work that no call returns (coalescing).
 	OnError func(msg string)
 }
 
-// ParseS3URL reads s3://BUCKET/PREFIX and the standard AWS variables (AWS_ENDPOINT_URL,
-// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; path-style addressing with
-// AWS_S3_ADDRESSING_STYLE=path, the SDK's addressing_style setting).
-func ParseS3URL(raw string) (S3Config, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "s3" || u.Host == "" {
-		return S3Config{}, fmt.Errorf("packs %q: want s3://BUCKET/PREFIX", raw)
-	}
-	c := S3Config{
-		Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"),
-		Endpoint: os.Getenv("AWS_ENDPOINT_URL"), AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
-		SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"), Region: os.Getenv("AWS_REGION"),
-		PathStyle: os.Getenv("AWS_S3_ADDRESSING_STYLE") == "path",
-	}
-	if c.Prefix != "" {
-		c.Prefix += "/"
-	}
-	if c.Endpoint == "" {
-		c.Endpoint = "https://s3.amazonaws.com"
-	}
-	return c, nil
-}
-
-// packContentType says what a pack is: zstd frames (and some raw chunks). Stores that
-// compress what looks compressible (SeaweedFS gzips a whole object when its first 128 bytes
-// shrink) leave it alone.
-const packContentType = "application/vnd.swcli.pack+zstd"
-
-// s3PartSize: packs above s3SinglePut are uploaded in parts of this size.
-const s3PartSize = 16 << 20
-
-// s3SinglePut: packs up to this size (an upload batch of a copy is at most 96 MiB) are
-// put in one request.
-const s3SinglePut = 128 << 20
-
-// s3PackTarget: a pack is uploaded once this much is gathered, without waiting for Flush.
-const s3PackTarget = 32 << 20
-
-// OpenS3 opens the store; db must hold the schema (pgschema.Migrate).
-func OpenS3(ctx context.Context, c S3Config, db *pgxpool.Pool) (*S3, error) {
-	host, secure := c.Endpoint, true
-	if u, err := url.Parse(c.Endpoint); err == nil && u.Host != "" {
-		host, secure = u.Host, u.Scheme != "http"
-	}
-	lookup := minio.BucketLookupAuto
-	if c.PathStyle {
-		lookup = minio.BucketLookupPath
-	}
-	mc, err := minio.New(host, &minio.Options{
-		Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""), Secure: secure,
-		Region: c.Region, BucketLookup: lookup,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("s3 %s: %w", c.Endpoint, err)
-	}
-	ok, err := mc.BucketExists(ctx, c.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("s3 bucket %s at %s: %w", c.Bucket, c.Endpoint, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("s3 bucket %s at %s does not exist", c.Bucket, c.Endpoint)
-	}
-	s := &S3{mc: mc, cfg: c, bucket: c.Bucket, prefix: c.Prefix, db: db, pending: map[Hash]s3Entry{}}
+// OpenPacks opens the pack store over objs; db must hold the schema (pgschema.Migrate).
+func OpenPacks(ctx context.Context, objs ObjectStore, db *pgxpool.Pool, c PacksConfig) (*ObjectPacks, error) {
+	s := &ObjectPacks{objs: objs, cfg: c, db: db, pending: map[Hash]s3Entry{}}
 	if c.CacheDir != "" {
 		if c.CacheMax == 0 {
 			c.CacheMax = 1 << 30
 		}
+		var err error
 		if s.cache, err = newPackCache(c.CacheDir, c.CacheMax); err != nil {
 			return nil, err
 		}
@@ -174,34 +103,44 @@ func OpenS3(ctx context.Context, c S3Config, db *pgxpool.Pool) (*S3, error) {
 	return s, nil
 }
 
-// Config is what the store was opened with.
-func (s *S3) Config() S3Config { return s.cfg }
-
-// DB is the pool holding the index.
-func (s *S3) DB() *pgxpool.Pool { return s.db }
-
-// Objects lists the pack objects in the bucket.
-func (s *S3) Objects(ctx context.Context) ([]string, error) {
-	var out []string
-	for o := range s.mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix + "packs/", Recursive: true}) {
-		if o.Err != nil {
-			return nil, o.Err
-		}
-		out = append(out, o.Key)
+// OpenS3 opens the pack store over an ObjectPacks bucket (S3Objects); db must hold the schema.
+func OpenS3(ctx context.Context, c S3Config, db *pgxpool.Pool) (*ObjectPacks, error) {
+	objs, err := NewS3Objects(ctx, c)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return OpenPacks(ctx, objs, db, PacksConfig{CacheDir: c.CacheDir, CacheMax: c.CacheMax, OnError: c.OnError})
 }
 
-func (s *S3) key(pack Hash) string {
+// Config is what the store was opened with.
+func (s *ObjectPacks) Config() PacksConfig { return s.cfg }
+
+// Backend is the object store holding the packs.
+func (s *ObjectPacks) Backend() ObjectStore { return s.objs }
+
+// DB is the pool holding the index.
+func (s *ObjectPacks) DB() *pgxpool.Pool { return s.db }
+
+// Objects lists the pack objects.
+func (s *ObjectPacks) Objects(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.objs.List(ctx, "packs/", func(name string, _ int64) error {
+		out = append(out, name)
+		return nil
+	})
+	return out, err
+}
+
+func (s *ObjectPacks) key(pack Hash) string {
 	x := pack.String()
-	return s.prefix + "packs/" + x[:2] + "/" + x
+	return "packs/" + x[:2] + "/" + x
 }
 
 // Close flushes what was put.
-func (s *S3) Close() error { return s.Flush(context.Background()) }
+func (s *ObjectPacks) Close() error { return s.Flush(context.Background()) }
 
 // Put stores content under its hash.
-func (s *S3) Put(ctx context.Context, h Hash, data []byte) error {
+func (s *ObjectPacks) Put(ctx context.Context, h Hash, data []byte) error {
 	if int64(len(data)) > MaxBlob {
 		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
 	}
@@ -210,7 +149,7 @@ func (s *S3) Put(ctx context.Context, h Hash, data []byte) error {
 }
 
 // PutRaw verifies a stored-form chunk and stores it.
-func (s *S3) PutRaw(ctx context.Context, h Hash, r Raw) error {
+func (s *ObjectPacks) PutRaw(ctx context.Context, h Hash, r Raw) error {
 	if r.Enc == EncGroup {
 		return &CorruptError{Hash: h, Reason: "a group travels through PutGroup"}
 	}
@@ -226,7 +165,7 @@ func (s *S3) PutRaw(ctx context.Context, h Hash, r Raw) error {
 // asking for each chunk of a batch was a round trip to PostgreSQL per chunk. A chunk
 // indexed meanwhile (another replica, the same copy run twice at once) keeps its row when
 // the pack is indexed, and its second copy is dead weight in that pack.
-func (s *S3) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
+func (s *ObjectPacks) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -248,7 +187,7 @@ func (s *S3) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
 
 // PutGroup stores a verified group once and indexes its chunks (those already indexed
 // keep their rows, as with PutEncoded); it reports how many were new to this process.
-func (s *S3) PutGroup(ctx context.Context, g *Group) (int, error) {
+func (s *ObjectPacks) PutGroup(ctx context.Context, g *Group) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -281,14 +220,14 @@ func (s *S3) PutGroup(ctx context.Context, g *Group) (int, error) {
 // The batch keeps the callers' slices (a request's decoded frames) instead of copying them
 // into one buffer: the pack is streamed from them.
 type S3Batch struct {
-	s     *S3
+	s     *ObjectPacks
 	f     s3Flush
 	parts [][]byte
 	size  int64
 }
 
 // NewBatch starts a batch.
-func (s *S3) NewBatch() Batch { return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}} }
+func (s *ObjectPacks) NewBatch() Batch { return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}} }
 
 func (b *S3Batch) add(data []byte) int64 {
 	off := b.size
@@ -297,7 +236,7 @@ func (b *S3Batch) add(data []byte) int64 {
 	return off
 }
 
-// PutEncoded adds a chunk the caller has verified (see S3.PutEncoded). r.Data must not
+// PutEncoded adds a chunk the caller has verified (see ObjectPacks.PutEncoded). r.Data must not
 // change until Flush returns.
 func (b *S3Batch) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
 	if _, ok := b.f.entries[h]; ok {
@@ -307,7 +246,7 @@ func (b *S3Batch) PutEncoded(ctx context.Context, h Hash, r Raw) (bool, error) {
 	return true, ctx.Err()
 }
 
-// PutGroup adds a verified group (see S3.PutGroup).
+// PutGroup adds a verified group (see ObjectPacks.PutGroup).
 func (b *S3Batch) PutGroup(ctx context.Context, g *Group) (int, error) {
 	off := b.add(g.raw.Data)
 	n := 0
@@ -336,7 +275,7 @@ func (b *S3Batch) Flush(ctx context.Context) error {
 
 // Flush uploads what was put as one pack, indexes it, and waits for packs other
 // goroutines are uploading with chunks put before.
-func (s *S3) Flush(ctx context.Context) error {
+func (s *ObjectPacks) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	wait := append([]*s3Flush(nil), s.flushing...)
 	var f *s3Flush
@@ -390,12 +329,12 @@ func (s *S3) Flush(ctx context.Context) error {
 }
 
 // upload writes a pack object, then its index rows.
-func (s *S3) upload(ctx context.Context, f *s3Flush) error {
+func (s *ObjectPacks) upload(ctx context.Context, f *s3Flush) error {
 	return s.uploadParts(ctx, [][]byte{f.buf}, int64(len(f.buf)), f.entries)
 }
 
 // uploadParts writes the pack made of parts, then its index rows.
-func (s *S3) uploadParts(ctx context.Context, parts [][]byte, size int64, entries map[Hash]s3Entry) error {
+func (s *ObjectPacks) uploadParts(ctx context.Context, parts [][]byte, size int64, entries map[Hash]s3Entry) error {
 	name, err := s.putPack(ctx, parts, size)
 	if err != nil {
 		return err
@@ -404,7 +343,7 @@ func (s *S3) uploadParts(ctx context.Context, parts [][]byte, size int64, entrie
 }
 
 // putPack writes the pack made of parts as one object named by its blake3.
-func (s *S3) putPack(ctx context.Context, parts [][]byte, size int64) (Hash, error) {
+func (s *ObjectPacks) putPack(ctx context.Context, parts [][]byte, size int64) (Hash, error) {
 	hr := blake3.New()
 	readers := make([]io.Reader, len(parts))
 	for i, p := range parts {
@@ -413,25 +352,14 @@ func (s *S3) putPack(ctx context.Context, parts [][]byte, size int64) (Hash, err
 	}
 	var name Hash
 	hr.Sum(name[:0])
-	// Up to s3SinglePut the pack goes in one request, streamed from the parts; above it
-	// in parts of s3PartSize.
-	partSize := uint64(s3PartSize)
-	if size <= s3SinglePut {
-		partSize = s3SinglePut
-	}
-	_, err := s.mc.PutObject(ctx, s.bucket, s.key(name), io.MultiReader(readers...), size,
-		minio.PutObjectOptions{PartSize: partSize, ContentType: packContentType,
-			// The pack is named by its blake3 and every read re-hashes what it reads: a
-			// SHA-256 of the body for the signature would only cost CPU (a fifth of a put).
-			DisableContentSha256: true})
-	if err != nil {
+	if err := s.objs.Put(ctx, s.key(name), io.MultiReader(readers...), size); err != nil {
 		return name, fmt.Errorf("upload pack %s: %w", name.Short(12), err)
 	}
 	return name, nil
 }
 
 // index commits the rows of a pack that is in the bucket.
-func (s *S3) index(ctx context.Context, name Hash, size int64, entries map[Hash]s3Entry) error {
+func (s *ObjectPacks) index(ctx context.Context, name Hash, size int64, entries map[Hash]s3Entry) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO cas_packs (name, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING", name[:], size); err != nil {
 			return fmt.Errorf("index pack %s: %w", name.Short(12), err)
@@ -468,7 +396,7 @@ func (s *S3) index(ctx context.Context, name Hash, size int64, entries map[Hash]
 }
 
 // memEntry finds a chunk not yet indexed.
-func (s *S3) memEntry(h Hash) (s3Entry, []byte, bool) {
+func (s *ObjectPacks) memEntry(h Hash) (s3Entry, []byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.pending[h]; ok {
@@ -483,19 +411,19 @@ func (s *S3) memEntry(h Hash) (s3Entry, []byte, bool) {
 }
 
 // Missing answers which of hs the store lacks, counting condemned chunks as lacking.
-func (s *S3) Missing(ctx context.Context, hs []Hash) ([]Hash, error) {
+func (s *ObjectPacks) Missing(ctx context.Context, hs []Hash) ([]Hash, error) {
 	return s.absent(ctx, hs, true)
 }
 
 // Absent answers which of hs the store cannot serve (condemned chunks it can).
-func (s *S3) Absent(ctx context.Context, hs []Hash) ([]Hash, error) {
+func (s *ObjectPacks) Absent(ctx context.Context, hs []Hash) ([]Hash, error) {
 	return s.absent(ctx, hs, false)
 }
 
 // s3Batch bounds the hashes of one index query.
 const s3Batch = 8192
 
-func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, error) {
+func (s *ObjectPacks) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, error) {
 	ask := make([][]byte, 0, len(hs))
 	have := map[Hash]bool{} // put in this process, or found in the index
 	for _, h := range hs {
@@ -541,7 +469,7 @@ func (s *S3) absent(ctx context.Context, hs []Hash, condemnedToo bool) ([]Hash, 
 
 // Keep revives the chunks of hs that gc condemned (a commit is about to use them) and
 // returns those the store lacks.
-func (s *S3) Keep(ctx context.Context, hs []Hash) ([]Hash, error) {
+func (s *ObjectPacks) Keep(ctx context.Context, hs []Hash) ([]Hash, error) {
 	for i := 0; i < len(hs); i += s3Batch {
 		part := hs[i:min(i+s3Batch, len(hs))]
 		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = NULL WHERE hash = ANY($1) AND condemned_at IS NOT NULL", HashBytes(part)); err != nil {
@@ -551,7 +479,7 @@ func (s *S3) Keep(ctx context.Context, hs []Hash) ([]Hash, error) {
 	return s.absent(ctx, hs, true)
 }
 
-func (s *S3) lookup(ctx context.Context, h Hash) (s3Entry, []byte, error) {
+func (s *ObjectPacks) lookup(ctx context.Context, h Hash) (s3Entry, []byte, error) {
 	if e, buf, ok := s.memEntry(h); ok {
 		return e, buf, nil
 	}
@@ -578,7 +506,10 @@ func (s *S3) lookup(ctx context.Context, h Hash) (s3Entry, []byte, error) {
 }
 
 // stored returns an entry's stored bytes: from memory, the cache, or a ranged read.
-func (s *S3) stored(ctx context.Context, h Hash, e s3Entry, mem []byte) ([]byte, error) {
+func (s *ObjectPacks) stored(ctx context.Context, h Hash, e s3Entry, mem []byte) ([]byte, error) {
+	if e.stored == 0 {
+		return []byte{}, nil // nothing to read (an empty chunk in memory has no buffer)
+	}
 	if mem != nil {
 		return bytes.Clone(mem[e.off : e.off+e.stored]), nil
 	}
@@ -608,12 +539,8 @@ func (s *S3) stored(ctx context.Context, h Hash, e s3Entry, mem []byte) ([]byte,
 }
 
 // rangeRead reads an entry's stored bytes with one Range request.
-func (s *S3) rangeRead(ctx context.Context, h Hash, e s3Entry) ([]byte, error) {
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(e.off, e.off+e.stored-1); err != nil {
-		return nil, err
-	}
-	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(e.pack), opts)
+func (s *ObjectPacks) rangeRead(ctx context.Context, h Hash, e s3Entry) ([]byte, error) {
+	obj, err := s.objs.GetRange(ctx, s.key(e.pack), e.off, e.stored)
 	if err != nil {
 		return nil, fmt.Errorf("read pack %s: %w", e.pack.Short(12), err)
 	}
@@ -626,8 +553,8 @@ func (s *S3) rangeRead(ctx context.Context, h Hash, e s3Entry) ([]byte, error) {
 }
 
 // fetchPack downloads a whole pack into the cache.
-func (s *S3) fetchPack(ctx context.Context, pack Hash) error {
-	obj, err := s.mc.GetObject(ctx, s.bucket, s.key(pack), minio.GetObjectOptions{})
+func (s *ObjectPacks) fetchPack(ctx context.Context, pack Hash) error {
+	obj, err := s.objs.GetRange(ctx, s.key(pack), 0, -1)
 	if err != nil {
 		return err
 	}
@@ -635,12 +562,10 @@ func (s *S3) fetchPack(ctx context.Context, pack Hash) error {
 	return s.cache.put(pack, obj)
 }
 
-func isNoSuchKey(err error) bool {
-	return minio.ToErrorResponse(errors.Unwrap(err)).Code == "NoSuchKey"
-}
+func isNoSuchKey(err error) bool { return errors.Is(err, ErrNoObject) }
 
 // GetRaw returns a chunk in its stored form (a grouped chunk alone, re-encoded).
-func (s *S3) GetRaw(ctx context.Context, h Hash) (Raw, error) {
+func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 	e, mem, err := s.lookup(ctx, h)
 	if err != nil {
 		return Raw{}, err
@@ -663,7 +588,7 @@ func (s *S3) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 }
 
 // groupContent decompresses a group (kept in a small cache: neighbours come next).
-func (s *S3) groupContent(e s3Entry, frame []byte) ([]byte, error) {
+func (s *ObjectPacks) groupContent(e s3Entry, frame []byte) ([]byte, error) {
 	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
 	if c, ok := s.group.get(k); ok {
 		return c, nil
@@ -681,7 +606,7 @@ func (s *S3) groupContent(e s3Entry, frame []byte) ([]byte, error) {
 }
 
 // Get returns a chunk's content, verified.
-func (s *S3) Get(ctx context.Context, h Hash) ([]byte, error) {
+func (s *ObjectPacks) Get(ctx context.Context, h Hash) ([]byte, error) {
 	r, err := s.GetRaw(ctx, h)
 	if err != nil {
 		return nil, err
@@ -691,7 +616,7 @@ func (s *S3) Get(ctx context.Context, h Hash) ([]byte, error) {
 
 // Transfer calls fn for each chunk of hs as it should travel (see Local.Transfer): a group
 // of which hs names every chunk goes once, as stored.
-func (s *S3) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, r Raw) error) error {
+func (s *ObjectPacks) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, r Raw) error) error {
 	type use struct {
 		n     int
 		sum   int64
@@ -749,7 +674,7 @@ func (s *S3) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, r R
 }
 
 // Walk lists every indexed chunk in ascending hash order.
-func (s *S3) Walk(ctx context.Context, fn func(ChunkInfo) error) error {
+func (s *ObjectPacks) Walk(ctx context.Context, fn func(ChunkInfo) error) error {
 	rows, err := s.db.Query(ctx, "SELECT hash, size, stored, enc FROM cas_chunks ORDER BY hash")
 	if err != nil {
 		return fmt.Errorf("chunk index: %w", err)
@@ -774,7 +699,7 @@ func (s *S3) Walk(ctx context.Context, fn func(ChunkInfo) error) error {
 }
 
 // Delete drops chunks from the index, and the packs no chunk is left in.
-func (s *S3) Delete(ctx context.Context, hs []Hash) error {
+func (s *ObjectPacks) Delete(ctx context.Context, hs []Hash) error {
 	s.mu.Lock()
 	for _, h := range hs {
 		delete(s.pending, h) // its bytes stay in the pack being gathered, unindexed
@@ -791,7 +716,7 @@ func (s *S3) Delete(ctx context.Context, hs []Hash) error {
 
 // dropEmptyPacks removes the packs no index row points into: first their rows, then
 // their objects (an object without a row is only ever garbage).
-func (s *S3) dropEmptyPacks(ctx context.Context) error {
+func (s *ObjectPacks) dropEmptyPacks(ctx context.Context) error {
 	rows, err := s.db.Query(ctx, `DELETE FROM cas_packs p WHERE NOT EXISTS
 		(SELECT 1 FROM cas_chunks c WHERE c.pack = p.name) RETURNING name`)
 	if err != nil {
@@ -811,7 +736,7 @@ func (s *S3) dropEmptyPacks(ctx context.Context) error {
 		return err
 	}
 	for _, p := range gone {
-		if err := s.mc.RemoveObject(ctx, s.bucket, s.key(p), minio.RemoveObjectOptions{}); err != nil {
+		if err := s.objs.Delete(ctx, s.key(p)); err != nil {
 			return fmt.Errorf("remove pack %s: %w", p.Short(12), err)
 		}
 		if s.cache != nil {
@@ -947,7 +872,7 @@ func (c *packCache) dropLocked(p Hash) {
 //
 // A copy whose missing-check came before the mark and whose commit comes more than grace
 // after it fails with "chunks not there yet" and sends them when run again.
-func (s *S3) Collect(ctx context.Context, keep func(Hash) bool, grace time.Duration) (ReclaimReport, error) {
+func (s *ObjectPacks) Collect(ctx context.Context, keep func(Hash) bool, grace time.Duration) (ReclaimReport, error) {
 	var r ReclaimReport
 	if err := s.Flush(ctx); err != nil {
 		return r, err
@@ -1017,7 +942,7 @@ func (s *S3) Collect(ctx context.Context, keep func(Hash) bool, grace time.Durat
 // to a new pack (checked as they are read), their rows move to it, and the old object goes
 // once no row points into it. Two gcs repacking one pack at once make the same new pack
 // (packs are named by their bytes); the rows move once.
-func (s *S3) repack(ctx context.Context) error {
+func (s *ObjectPacks) repack(ctx context.Context) error {
 	rows, err := s.db.Query(ctx, `SELECT p.name, p.bytes, coalesce(l.live, 0) FROM cas_packs p
 		LEFT JOIN (SELECT pack, sum(stored) AS live FROM (SELECT DISTINCT pack, off, stored FROM cas_chunks) d GROUP BY pack) l
 		ON l.pack = p.name`)
@@ -1055,7 +980,7 @@ func (s *S3) repack(ctx context.Context) error {
 // maxRepack bounds the pack repack reads into memory.
 const maxRepack = 1 << 30
 
-func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
+func (s *ObjectPacks) repackOne(ctx context.Context, old Hash, size int64) error {
 	return s.repackInto(ctx, []Hash{old}, []int64{size})
 }
 
@@ -1063,7 +988,7 @@ func (s *S3) repackOne(ctx context.Context, old Hash, size int64) error {
 // that still check out, each stored once (a group's frame serves all of its chunks), in
 // their old order; then their rows move to it in one transaction. The old objects go with
 // dropEmptyPacks once no row points into them.
-func (s *S3) repackInto(ctx context.Context, olds []Hash, sizes []int64) error {
+func (s *ObjectPacks) repackInto(ctx context.Context, olds []Hash, sizes []int64) error {
 	type moved struct {
 		old              Hash
 		oldOffs, newOffs []int64
@@ -1107,7 +1032,7 @@ func (s *S3) repackInto(ctx context.Context, olds []Hash, sizes []int64) error {
 		if len(ents) == 0 {
 			continue
 		}
-		obj, err := s.mc.GetObject(ctx, s.bucket, s.key(old), minio.GetObjectOptions{})
+		obj, err := s.objs.GetRange(ctx, s.key(old), 0, size)
 		if err != nil {
 			return fmt.Errorf("read pack %s: %w", old.Short(12), err)
 		}
@@ -1189,7 +1114,7 @@ const (
 
 // afterFlush coalesces small packs when a flush made one; one coalescing per process at a
 // time, and its failure only delays it (it is logged, the flush stands).
-func (s *S3) afterFlush(ctx context.Context, size int64) {
+func (s *ObjectPacks) afterFlush(ctx context.Context, size int64) {
 	if size >= smallPack || !s.coalescing.TryLock() {
 		return
 	}
@@ -1200,7 +1125,7 @@ func (s *S3) afterFlush(ctx context.Context, size int64) {
 }
 
 // Coalesce rewrites the small packs into larger ones when there are coalesceAt or more.
-func (s *S3) Coalesce(ctx context.Context) error {
+func (s *ObjectPacks) Coalesce(ctx context.Context) error {
 	rows, err := s.db.Query(ctx, "SELECT name, bytes FROM cas_packs WHERE bytes < $1 ORDER BY name LIMIT 4096", smallPack)
 	if err != nil {
 		return fmt.Errorf("chunk index: %w", err)
@@ -1248,7 +1173,7 @@ func HashBytes(hs []Hash) [][]byte {
 
 // CheckPacks checks that every indexed pack is an object of its recorded size; it returns
 // the chunks of those that are not, each with the reason.
-func (s *S3) CheckPacks(ctx context.Context) (map[Hash]string, error) {
+func (s *ObjectPacks) CheckPacks(ctx context.Context) (map[Hash]string, error) {
 	rows, err := s.db.Query(ctx, "SELECT name, bytes FROM cas_packs")
 	if err != nil {
 		return nil, fmt.Errorf("chunk index: %w", err)
@@ -1271,15 +1196,15 @@ func (s *S3) CheckPacks(ctx context.Context) (map[Hash]string, error) {
 	rows.Close()
 	bad := map[Hash]string{}
 	for _, p := range packs {
-		info, err := s.mc.StatObject(ctx, s.bucket, s.key(p.name), minio.StatObjectOptions{})
+		size, err := s.objs.Stat(ctx, s.key(p.name))
 		reason := ""
 		switch {
-		case err != nil && minio.ToErrorResponse(err).Code == "NoSuchKey":
-			reason = "is missing from the bucket"
+		case errors.Is(err, ErrNoObject):
+			reason = "is missing from the object store"
 		case err != nil:
 			return nil, fmt.Errorf("stat pack %s: %w", p.name.Short(12), err)
-		case info.Size != p.size:
-			reason = fmt.Sprintf("is %d bytes, indexed as %d", info.Size, p.size)
+		case size != p.size:
+			reason = fmt.Sprintf("is %d bytes, indexed as %d", size, p.size)
 		default:
 			continue
 		}

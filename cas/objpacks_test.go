@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 // openS3 opens an S3 store on a fresh bucket and database of real engines.
-func openS3(t *testing.T) *cas.S3 {
+func openS3(t *testing.T) *cas.ObjectPacks {
 	t.Helper()
 	ctx := context.Background()
 	dsn := engineSuite.Database(t)
@@ -57,12 +58,118 @@ func TestS3Conformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) cas.Store { return openS3(t) })
 }
 
+// openDirPacks opens the pack store over a directory of objects (DirObjects), its index in
+// a fresh database of a real PostgreSQL.
+func openDirPacks(t *testing.T) *cas.ObjectPacks {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgschema.Open(ctx, engineSuite.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st, err := cas.OpenPacks(ctx, cas.DirObjects{Dir: t.TempDir()}, pool, cas.PacksConfig{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestDirObjectsConformance: the same pack store over another object backend (a directory)
+// passes the same suite: the index, gc and repack are the backend's no more than S3's.
+func TestDirObjectsConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) cas.Store { return openDirPacks(t) })
+}
+
+// Every ObjectStore keeps the contract of each method (objects.go): whole puts, ranges,
+// ErrNoObject for what is absent, listing by prefix, idempotent deletes.
+func TestObjectStoreContract(t *testing.T) {
+	backends := map[string]func(t *testing.T) cas.ObjectStore{
+		"dir": func(t *testing.T) cas.ObjectStore { return cas.DirObjects{Dir: t.TempDir()} },
+	}
+	if !testing.Short() {
+		backends["s3"] = func(t *testing.T) cas.ObjectStore {
+			srv, bucket := engineSuite.Bucket(t)
+			for _, kv := range srv.Env() {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			cfg, err := cas.ParseS3URL("s3://" + bucket + "/pre")
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := cas.NewS3Objects(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			o := open(t)
+			body := []byte("0123456789abcdef")
+			if err := o.Put(ctx, "packs/ab/one", bytes.NewReader(body), int64(len(body))); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := o.Stat(ctx, "packs/ab/one"); err != nil || n != 16 {
+				t.Fatalf("stat: %d %v", n, err)
+			}
+			for _, c := range []struct {
+				off, n int64
+				want   string
+			}{{0, -1, string(body)}, {4, 3, "456"}, {10, -1, "abcdef"}} {
+				r, err := o.GetRange(ctx, "packs/ab/one", c.off, c.n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				r.Close()
+				if err != nil || string(got) != c.want {
+					t.Fatalf("range %d+%d: %q %v, want %q", c.off, c.n, got, err, c.want)
+				}
+			}
+			if _, err := o.Stat(ctx, "packs/none"); !errors.Is(err, cas.ErrNoObject) {
+				t.Fatalf("stat of an absent object: %v", err)
+			}
+			if r, err := o.GetRange(ctx, "packs/none", 0, 4); err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
+				if !errors.Is(err, cas.ErrNoObject) {
+					t.Fatalf("read of an absent object: %v", err)
+				}
+			} else if !errors.Is(err, cas.ErrNoObject) {
+				t.Fatalf("range of an absent object: %v", err)
+			}
+			o.Put(ctx, "other/x", bytes.NewReader([]byte("x")), 1)
+			var names []string
+			if err := o.List(ctx, "packs/", func(name string, size int64) error {
+				names = append(names, fmt.Sprint(name, " ", size))
+				return nil
+			}); err != nil || len(names) != 1 || names[0] != "packs/ab/one 16" {
+				t.Fatalf("list packs/: %v %v", names, err)
+			}
+			if err := o.Delete(ctx, "packs/ab/one"); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Delete(ctx, "packs/ab/one"); err != nil {
+				t.Fatalf("deleting an absent object: %v", err)
+			}
+			if _, err := o.Stat(ctx, "packs/ab/one"); !errors.Is(err, cas.ErrNoObject) {
+				t.Fatalf("stat after delete: %v", err)
+			}
+		})
+	}
+}
+
 // TestS3ReplicasShareOneStore: what one replica flushes, another (its own S3 value on the
 // same bucket and database) finds and reads at once; a pack is one object, written whole.
 func TestS3ReplicasShareOneStore(t *testing.T) {
 	ctx := context.Background()
 	a := openS3(t)
-	b, err := cas.OpenS3(ctx, a.Config(), a.DB())
+	b, err := cas.OpenPacks(ctx, a.Backend(), a.DB(), a.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

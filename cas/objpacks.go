@@ -227,7 +227,9 @@ type S3Batch struct {
 }
 
 // NewBatch starts a batch.
-func (s *ObjectPacks) NewBatch() Batch { return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}} }
+func (s *ObjectPacks) NewBatch() Batch {
+	return &S3Batch{s: s, f: s3Flush{entries: map[Hash]s3Entry{}}}
+}
 
 func (b *S3Batch) add(data []byte) int64 {
 	off := b.size

@@ -238,47 +238,47 @@ func (r AdminRemote) Users(ctx context.Context) ([]UserInfo, error) {
 	var out struct {
 		Users []UserInfo `json:"users"`
 	}
-	return out.Users, r.getJSON(ctx, "/api/v1/admin/users", &out)
+	return out.Users, r.getJSON(ctx, RouteAdminUsers.URL(), &out)
 }
 func (r AdminRemote) AddUser(ctx context.Context, name string, admin bool) (string, error) {
 	var out struct {
 		Token string `json:"token"`
 	}
-	return out.Token, r.postJSON(ctx, "/api/v1/admin/users", map[string]any{"name": name, "admin": admin}, &out)
+	return out.Token, r.postJSON(ctx, RouteAdminAddUser.URL(), map[string]any{"name": name, "admin": admin}, &out)
 }
 func (r AdminRemote) IssueToken(ctx context.Context, name string) (string, error) {
 	var out struct {
 		Token string `json:"token"`
 	}
-	return out.Token, r.postJSON(ctx, "/api/v1/admin/users/"+name+"/token", map[string]any{}, &out)
+	return out.Token, r.postJSON(ctx, RouteAdminToken.URL(name), map[string]any{}, &out)
 }
 func (r AdminRemote) Revoke(ctx context.Context, name string) error {
-	return r.postJSON(ctx, "/api/v1/admin/users/"+name+"/revoke", map[string]any{}, nil)
+	return r.postJSON(ctx, RouteAdminRevoke.URL(name), map[string]any{}, nil)
 }
 func (r AdminRemote) Projects(ctx context.Context) ([]ProjectInfo, error) {
 	var out struct {
 		Projects []ProjectInfo `json:"projects"`
 	}
-	return out.Projects, r.getJSON(ctx, "/api/v1/admin/projects", &out)
+	return out.Projects, r.getJSON(ctx, RouteAdminProjects.URL(), &out)
 }
 func (r AdminRemote) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, "/api/v1/admin/projects", map[string]any{"name": name, "members": nonNil(members)}, &out)
+	return &out, r.postJSON(ctx, RouteAdminAddProject.URL(), map[string]any{"name": name, "members": nonNil(members)}, &out)
 }
 func (r AdminRemote) RemoveProject(ctx context.Context, name string) error {
-	return r.postJSON(ctx, "/api/v1/admin/projects/"+name+"/remove", map[string]any{}, nil)
+	return r.postJSON(ctx, RouteAdminRmProject.URL(name), map[string]any{}, nil)
 }
 func (r AdminRemote) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, "/api/v1/admin/projects/"+project+"/members", map[string]any{"add": nonNil(add), "remove": nonNil(remove)}, &out)
+	return &out, r.postJSON(ctx, RouteAdminMembers.URL(project), map[string]any{"add": nonNil(add), "remove": nonNil(remove)}, &out)
 }
 func (r AdminRemote) GC(ctx context.Context) (cas.ReclaimReport, error) {
 	var out cas.ReclaimReport
-	return out, r.postJSON(ctx, "/api/v1/admin/gc", map[string]any{}, &out)
+	return out, r.postJSON(ctx, RouteAdminGC.URL(), map[string]any{}, &out)
 }
 func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
 	var out FsckSummary
-	if err := r.postJSON(ctx, "/api/v1/admin/fsck", map[string]any{}, &out); err != nil {
+	if err := r.postJSON(ctx, RouteAdminFsck.URL(), map[string]any{}, &out); err != nil {
 		return nil, err
 	}
 	if out.Corrupt > 0 || out.LostPacks > 0 {

@@ -164,21 +164,13 @@ func (c *Remote) postJSON(ctx context.Context, path string, in, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func pathEsc(parts ...string) string {
-	s := ""
-	for _, p := range parts {
-		s += "/" + url.PathEscape(p)
-	}
-	return s
-}
-
 // Whoami checks the token and returns the user's name.
 func (c *Remote) Whoami(ctx context.Context) (string, bool, error) {
 	var out struct {
 		User  string `json:"user"`
 		Admin bool   `json:"admin"`
 	}
-	err := c.getJSON(ctx, "/api/v1/whoami", &out)
+	err := c.getJSON(ctx, RouteWhoami.URL(), &out)
 	return out.User, out.Admin, err
 }
 
@@ -194,7 +186,7 @@ func (c *Remote) ProjectIDs(ctx context.Context) ([]string, map[string]int, erro
 		Projects []string       `json:"projects"`
 		IDs      map[string]int `json:"ids"`
 	}
-	err := c.getJSON(ctx, "/api/v1/projects", &out)
+	err := c.getJSON(ctx, RouteProjects.URL(), &out)
 	return out.Projects, out.IDs, err
 }
 
@@ -218,7 +210,7 @@ func (c *Remote) Versions(ctx context.Context, project, runtime string, opt ledg
 		Total    int          `json:"total"`
 		Versions []VersionDTO `json:"versions"`
 	}
-	err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project)+"/versions?"+q.Encode(), &out)
+	err := c.getJSON(ctx, RouteVersions.URL(project)+"?"+q.Encode(), &out)
 	return fromDTOs(out.Versions), out.Total, err
 }
 
@@ -226,7 +218,7 @@ func (c *Remote) History(ctx context.Context, project, runtime string) ([]*ledge
 	var out struct {
 		Versions []VersionDTO `json:"versions"`
 	}
-	err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "history"), &out)
+	err := c.getJSON(ctx, RouteHistory.URL(project, runtime), &out)
 	return fromDTOs(out.Versions), err
 }
 
@@ -235,7 +227,7 @@ func (c *Remote) Resolve(ctx context.Context, project, runtime, ref string) (*le
 		ref = "latest"
 	}
 	var out VersionDTO
-	if err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "versions", ref), &out); err != nil {
+	if err := c.getJSON(ctx, RouteResolve.URL(project, runtime, ref), &out); err != nil {
 		return nil, err
 	}
 	return FromDTO(out), nil
@@ -246,7 +238,7 @@ func (c *Remote) Info(ctx context.Context, project, runtime, ref string) (*Info,
 		ref = "latest"
 	}
 	var out InfoDTO
-	if err := c.getJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "versions", ref, "info"), &out); err != nil {
+	if err := c.getJSON(ctx, RouteInfo.URL(project, runtime, ref), &out); err != nil {
 		return nil, err
 	}
 	return &Info{Version: FromDTO(out.Version), Totals: cas.Totals{Files: out.Files, Dirs: out.Dirs, Links: out.Links, Size: out.Size},
@@ -258,7 +250,7 @@ func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []s
 		Changed []string `json:"changed"`
 		Skipped []string `json:"skipped"`
 	}
-	err := c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, "tag"),
+	err := c.postJSON(ctx, RouteTag.URL(project, runtime),
 		tagReq{Version: ref, Tags: tags, Remove: remove, Quiet: quiet, Force: force}, &out)
 	return &TagResult{Changed: out.Changed, Skipped: out.Skipped}, err
 }
@@ -267,7 +259,11 @@ func (c *Remote) removeCall(ctx context.Context, op, project, runtime, ref strin
 	var out struct {
 		Versions []VersionDTO `json:"versions"`
 	}
-	err := c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "runtimes", runtime, op),
+	route := RouteRemove
+	if op == "recover" {
+		route = RouteRecover
+	}
+	err := c.postJSON(ctx, route.URL(project, runtime),
 		removeReq{Version: ref, Purge: purge, DryRun: dry}, &out)
 	return fromDTOs(out.Versions), err
 }
@@ -285,7 +281,7 @@ func (c *Remote) Recover(ctx context.Context, project, runtime, ref string) ([]*
 }
 
 func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks/missing", EncodeHashes(hs), "application/octet-stream")
+	resp, err := c.do(ctx, RouteMissing.Method, RouteMissing.URL(), EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +316,7 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) er
 
 // getChunks makes one request and returns how many of hs the server answered.
 func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) (int, error) {
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks/get", EncodeHashes(hs), "application/octet-stream")
+	resp, err := c.do(ctx, RouteGetChunks.Method, RouteGetChunks.URL(), EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return 0, err
 	}
@@ -385,7 +381,7 @@ func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
 	for _, ch := range cs {
 		WriteFrame(&buf, ch.Hash, ch.Raw)
 	}
-	resp, err := c.do(ctx, "POST", "/api/v1/chunks", buf.Bytes(), "application/octet-stream")
+	resp, err := c.do(ctx, RoutePutChunks.Method, RoutePutChunks.URL(), buf.Bytes(), "application/octet-stream")
 	if err != nil {
 		return err
 	}
@@ -394,5 +390,5 @@ func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
 }
 
 func (c *Remote) Commit(ctx context.Context, project string, vs []CommitVersion) error {
-	return c.postJSON(ctx, "/api/v1/projects"+pathEsc(project, "commit"), vs, nil)
+	return c.postJSON(ctx, RouteCommit.URL(project), vs, nil)
 }

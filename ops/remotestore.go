@@ -171,7 +171,7 @@ func (s *RemoteStore) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, e
 const walkRecord = cas.HashSize + 16
 
 func (s *RemoteStore) Walk(ctx context.Context, fn func(cas.ChunkInfo) error) error {
-	resp, err := s.c.do(ctx, "GET", "/api/v1/chunks", nil, "")
+	resp, err := s.c.do(ctx, RouteWalkChunks.Method, RouteWalkChunks.URL(), nil, "")
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (s *RemoteStore) Delete(ctx context.Context, hs []cas.Hash) error {
 		}
 	}
 	s.mu.Unlock()
-	resp, err := s.c.do(ctx, "POST", "/api/v1/chunks/delete", EncodeHashes(hs), "application/octet-stream")
+	resp, err := s.c.do(ctx, RouteDeleteChunk.Method, RouteDeleteChunk.URL(), EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return err
 	}

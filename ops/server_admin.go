@@ -115,11 +115,11 @@ func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.
 }
 
 func (s *Server) adminRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminUsers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		us, err := ListUsers(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"users": us}, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/users", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminAddUser.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Name  string `json:"name"`
 			Admin bool   `json:"admin"`
@@ -130,18 +130,18 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		tok, err := AddUser(r.Context(), s.in.Auth, req.Name, req.Admin)
 		answer(w, map[string]any{"user": req.Name, "token": tok}, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/users/{u}/token", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminToken.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := IssueToken(r.Context(), s.in.Auth, r.PathValue("u"))
 		answer(w, map[string]any{"user": r.PathValue("u"), "token": tok}, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/users/{u}/revoke", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminRevoke.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Auth, r.PathValue("u")))
 	}))
-	mux.HandleFunc("GET /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminProjects.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		ps, err := ListServerProjects(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"projects": ps}, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/projects", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminAddProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Name    string   `json:"name"`
 			Members []string `json:"members"`
@@ -152,12 +152,12 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		pi, err := createServerProject(r.Context(), s.in.Auth, req.Name, req.Members)
 		answer(w, pi, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/projects/{p}/remove", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminRmProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		in := *s.in
 		in.Actor = who(r).name
 		answer(w, map[string]any{"removed": r.PathValue("p")}, RemoveServerProject(r.Context(), &in, r.PathValue("p")))
 	}))
-	mux.HandleFunc("POST /api/v1/admin/projects/{p}/members", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminMembers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Add    []string `json:"add"`
 			Remove []string `json:"remove"`
@@ -168,11 +168,11 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		pi, err := SetProjectMembers(r.Context(), s.in.Auth, r.PathValue("p"), req.Add, req.Remove)
 		answer(w, pi, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/gc", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminGC.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := s.gc(r.Context())
 		answer(w, rep, err)
 	}))
-	mux.HandleFunc("POST /api/v1/admin/fsck", adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(RouteAdminFsck.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := Fsck(r.Context(), s.in)
 		if rep == nil {
 			writeErr(w, err)

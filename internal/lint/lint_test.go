@@ -1,0 +1,82 @@
+// Package lint holds checks of the code base that run inside go test, so that a layering
+// slip fails at once (pebble's internal/lint is the model).
+package lint
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/swcli/swcli"
+
+// layer is where a package sits: a package may import only packages of lower layers (and
+// of its own, for subpackages such as cas/storetest). cmd → cli → ops → {ledger → cas} →
+// internal; bench and test helpers are apart.
+func layer(pkg string) (int, bool) {
+	p := strings.TrimPrefix(pkg, module)
+	switch {
+	case p == "/cmd/swcli":
+		return 5, true
+	case p == "/cli":
+		return 4, true
+	case p == "/ops":
+		return 3, true
+	case p == "/ledger":
+		return 2, true
+	case p == "/cas" || strings.HasPrefix(p, "/cas/"):
+		return 1, true
+	case p == "/internal/flock", p == "/internal/fsutil", p == "/internal/pebblewin", p == "/internal/pgschema":
+		return 0, true
+	}
+	return 0, false // bench, test helpers (internal/engines, internal/corpus, internal/cmd): not layered
+}
+
+// only says which outside modules a layer may use at all: kong and zerolog are the CLI's.
+var onlyIn = map[string]int{"github.com/alecthomas/kong": 4, "github.com/rs/zerolog": 4}
+
+func TestImportLayers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, imports := f[0], f[1:]
+		from, layered := layer(pkg)
+		for _, imp := range imports {
+			for mod, at := range onlyIn {
+				if strings.HasPrefix(imp, mod) && from != at && !(from == 5 && at == 4) {
+					if layered || strings.HasPrefix(pkg, module+"/internal") {
+						t.Errorf("%s imports %s, which only the CLI may", pkg, imp)
+					}
+				}
+			}
+			if !layered || !strings.HasPrefix(imp, module) {
+				continue
+			}
+			to, ok := layer(imp)
+			if !ok {
+				t.Errorf("%s imports %s, a helper outside the layers", pkg, imp)
+				continue
+			}
+			sameTree := strings.HasPrefix(imp, pkg+"/") || strings.HasPrefix(pkg, imp+"/")
+			if to >= from && !sameTree && !(from == 0 && to == 0) { // internal packages may use each other
+				t.Errorf("%s imports %s: against the layers cmd → cli → ops → ledger → cas → internal", pkg, imp)
+			}
+			checked++
+		}
+		// Helpers (internal/engines, internal/corpus) sit below everything they serve.
+		if strings.HasPrefix(pkg, module+"/internal/") && !layered {
+			for _, imp := range imports {
+				if l, ok := layer(imp); ok && l > 0 {
+					t.Errorf("test helper %s imports %s: helpers import only internal packages", pkg, imp)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked %d imports: go list gave too little\n%s", checked, out)
+	}
+}

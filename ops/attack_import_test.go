@@ -202,6 +202,7 @@ func TestImportWritesAtMostWhatTheBundleCarries(t *testing.T) {
 			if err == nil || ops.KindOf(err) != ops.KindInvalid || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("import of a %d-byte bundle: %v (kind %v), want one line of kind invalid", fi.Size(), err, ops.KindOf(err))
 			}
+			t.Logf("a %d-byte bundle: import wrote at most %d bytes, then: %v", fi.Size(), peak-before, err)
 			if grew := peak - before; grew > 2*fi.Size()+(1<<20) {
 				t.Fatalf("a %d-byte bundle made import write %d bytes", fi.Size(), grew)
 			}

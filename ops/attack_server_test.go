@@ -93,6 +93,7 @@ func TestCommitChecksEachManifestOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("commit after %v: %v", time.Since(start), err)
 	}
+	t.Logf("one commit naming a 100k-entry manifest 2,000 times: %v", time.Since(start).Round(time.Millisecond))
 }
 
 // openFDs counts this process's open descriptors.
@@ -136,6 +137,7 @@ func TestConnectionFloodLeavesRoom(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	// The test's own ends of the flood are descriptors too: count the server's by what
 	// grew beyond them.
+	t.Logf("%d idle connections from one address: the server holds %d descriptors for them", len(flood), openFDs()-before-len(flood))
 	if held := openFDs() - before - len(flood); held > 64+8 {
 		t.Fatalf("a flood of %d idle connections from one address holds %d server descriptors", len(flood), held)
 	}

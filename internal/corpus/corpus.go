@@ -120,7 +120,9 @@ func build(script, d string) error {
 		cmd.SysProcAttr = engines.Detach(nil)
 		cerr := cmd.Start()
 		if cerr == nil {
-			if err := engines.Reap(cmd.Process.Pid, d); err != nil {
+			// (It leaves a corpus that was finished: the marker is written before this
+			// process can end.)
+			if err := engines.ReapUnless(cmd.Process.Pid, d, filepath.Join(d, complete)); err != nil {
 				cmd.Process.Kill()
 			}
 			cerr = cmd.Wait()

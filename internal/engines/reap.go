@@ -16,15 +16,19 @@ import (
 
 // Reap starts the reaper of the process group pgid (0: none) and directory dir, for when
 // this process is gone. A normal stop removes dir, and the reaper then does nothing.
-func Reap(pgid int, dir string) error {
+func Reap(pgid int, dir string) error { return ReapUnless(pgid, dir, "") }
+
+// ReapUnless is Reap for a directory that is meant to stay once done (the corpus): the
+// reaper leaves it, and the group, alone when the file done exists.
+func ReapUnless(pgid int, dir, done string) error {
 	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done
-if [ -d "$3" ]; then
+if [ -d "$3" ] && { [ -z "$4" ] || [ ! -e "$4" ]; }; then
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
   sleep 1
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
   rm -rf -- "$3"
 fi`
-	cmd := exec.Command("sh", "-c", script, "swcli-reaper", fmt.Sprint(os.Getpid()), fmt.Sprint(pgid), dir)
+	cmd := exec.Command("sh", "-c", script, "swcli-reaper", fmt.Sprint(os.Getpid()), fmt.Sprint(pgid), dir, done)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the reaper of %s: %w", dir, err)

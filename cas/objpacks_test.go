@@ -275,6 +275,7 @@ func TestS3SmallUploadsCoalesce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("500 uploads of 100 bytes: %d objects", len(objs))
 	if len(objs) > 20 {
 		t.Fatalf("500 uploads of 100 bytes left %d objects", len(objs))
 	}

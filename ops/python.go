@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Python is an interpreter found on the host.
@@ -27,9 +28,55 @@ func (p Python) MajorMinor() string {
 
 var pythonNameRE = regexp.MustCompile(`^python3(\.[0-9]+)?$`)
 
-// FindPythons lists the python3 interpreters on PATH, one per real file, in PATH order.
-func FindPythons(ctx context.Context) []Python {
-	var out []Python
+// foundPythons remembers FindPythons' answer per PATH and per interpreter file (its path
+// and modification time): asking each python for its version costs a process start (and
+// through pyenv's shims, a second or more), and a command or a test binary asks often.
+var foundPythons struct {
+	sync.Mutex
+	byExe map[string]pythonAnswer // by the interpreter's real path
+}
+
+type pythonAnswer struct {
+	mtime int64
+	size  int64
+	out   []byte
+	err   error
+}
+
+// askPython runs p for its version and sys.executable, or answers from memory when the
+// file behind p has not changed.
+func askPython(ctx context.Context, p, real string) ([]byte, error) {
+	fi, err := os.Stat(real)
+	if err != nil {
+		return nil, err
+	}
+	foundPythons.Lock()
+	a, ok := foundPythons.byExe[p+"\x00"+real]
+	foundPythons.Unlock()
+	if ok && a.mtime == fi.ModTime().UnixNano() && a.size == fi.Size() {
+		return a.out, a.err
+	}
+	out, err := exec.CommandContext(ctx, p, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)").Output()
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // not an answer of the python's
+	}
+	foundPythons.Lock()
+	if foundPythons.byExe == nil {
+		foundPythons.byExe = map[string]pythonAnswer{}
+	}
+	// A failure is remembered too: a pyenv shim of a version that is not installed fails,
+	// slowly, every time.
+	foundPythons.byExe[p+"\x00"+real] = pythonAnswer{mtime: fi.ModTime().UnixNano(), size: fi.Size(), out: out, err: err}
+	foundPythons.Unlock()
+	return out, err
+}
+
+// pythonCand is a python3 on PATH: the name found and the file behind it.
+type pythonCand struct{ p, real string }
+
+// pythonCandidates lists the python3 executables on PATH, in PATH order, one per real file.
+func pythonCandidates() []pythonCand {
+	var cands []pythonCand
 	seen := map[string]bool{}
 	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
 		ents, err := os.ReadDir(dir)
@@ -46,18 +93,42 @@ func FindPythons(ctx context.Context) []Python {
 				continue
 			}
 			seen[real] = true
-			// sys.executable sees through shims (pyenv) to the real interpreter.
-			out2, err := exec.CommandContext(ctx, p, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)").Output()
-			if err != nil {
-				continue
-			}
-			lines := strings.Split(strings.TrimSpace(string(out2)), "\n")
-			if len(lines) != 2 || seen[lines[1]] {
-				continue
-			}
-			seen[lines[1]] = true
-			out = append(out, Python{Path: lines[1], Version: lines[0]})
+			cands = append(cands, pythonCand{p, real})
 		}
+	}
+	return cands
+}
+
+// FindPythons lists the python3 interpreters on PATH, one per real file, in PATH order.
+func FindPythons(ctx context.Context) []Python {
+	cands := pythonCandidates()
+	// Asked all at once (each is a process start; a pyenv shim takes a good part of a
+	// second), answers kept in PATH order.
+	seen := map[string]bool{}
+	answers := make([][]byte, len(cands))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, c := range cands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// sys.executable sees through shims (pyenv) to the real interpreter.
+			if out, err := askPython(ctx, c.p, c.real); err == nil {
+				answers[i] = out
+			}
+		}()
+	}
+	wg.Wait()
+	var out []Python
+	for _, a := range answers {
+		lines := strings.Split(strings.TrimSpace(string(a)), "\n")
+		if len(lines) != 2 || seen[lines[1]] {
+			continue
+		}
+		seen[lines[1]] = true
+		out = append(out, Python{Path: lines[1], Version: lines[0]})
 	}
 	return out
 }
@@ -65,6 +136,30 @@ func FindPythons(ctx context.Context) []Python {
 // FindPython returns an interpreter of version want (major.minor; "" for python3 on PATH),
 // or an error listing what the host has.
 func FindPython(ctx context.Context, want string) (Python, error) {
+	// The likely ones first, asked one by one: python3.X for 3.X (python3 for none), then
+	// python3; only when none of them is the one wanted is every python asked (for the
+	// error's list). Each asking is a process start, a good part of a second through pyenv.
+	name := "python3"
+	if want != "" {
+		name = "python" + want
+	}
+	for _, pass := range []string{name, "python3"} {
+		for _, c := range pythonCandidates() {
+			if filepath.Base(c.p) != pass {
+				continue
+			}
+			out, err := askPython(ctx, c.p, c.real)
+			if err != nil {
+				continue
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) == 2 {
+				if p := (Python{Path: lines[1], Version: lines[0]}); want == "" || p.MajorMinor() == want {
+					return p, nil
+				}
+			}
+		}
+	}
 	found := FindPythons(ctx)
 	for _, p := range found {
 		if want == "" || p.MajorMinor() == want {

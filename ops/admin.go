@@ -357,7 +357,12 @@ func ListenSocket(root string) (net.Listener, error) {
 	}
 	long := len(abs) > maxSocketPath
 	if long {
-		parent = "" // a short private directory in the temporary directory
+		// A short private directory: in the temporary directory, or in /tmp when even
+		// that is too long for a socket's address.
+		parent = os.TempDir()
+		if len(filepath.Join(parent, "swcli-sock-0123456789", "server.sock")) > maxSocketPath {
+			parent = "/tmp"
+		}
 	}
 	dir, err := os.MkdirTemp(parent, "swcli-sock-")
 	if err != nil {

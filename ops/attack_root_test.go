@@ -2,7 +2,6 @@ package ops_test
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +38,7 @@ func TestAdminSocketIsPrivateBeforeItListens(t *testing.T) {
 				return
 			default:
 			}
-			if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 && fi.Mode().Perm() != 0o600 {
+			if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 && fi.Mode().Perm() != 0o600 {
 				seen.Add(1)
 				bad.Store(uint32(fi.Mode().Perm()))
 			}
@@ -50,7 +49,8 @@ func TestAdminSocketIsPrivateBeforeItListens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi, err := os.Lstat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		// (Under a long root, server.sock is a link to the socket in a short directory.)
+		if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("socket %v %v", fi, err)
 		}
 		ln.Close()
@@ -78,11 +78,9 @@ func TestAdminSocketFollowsNoPlantedLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("unix", ops.SocketPath(root))
-	if err != nil {
-		t.Fatalf("the socket does not answer: %v", err)
+	if !ops.Serving(root) {
+		t.Fatal("the socket does not answer")
 	}
-	c.Close()
 	ln.Close()
 	if b, err := os.ReadFile(victim); string(b) != "keep\n" {
 		t.Fatalf("the file a planted link named was removed or changed: %q %v", b, err)

@@ -29,8 +29,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "testprep: %s: ready in %s: %s\n", what, time.Since(start).Round(time.Second), out)
 		return out
 	}
-	weed := step("SeaweedFS (the S3 tests' engine)", func() (string, error) { return engines.WeedBin(repo) })
-	dir := step("the ml corpus (../shared/corpus/make-corpus.sh)", corpus.Dir)
+	weed := step("SeaweedFS (the S3 tests' engine; about 6 minutes on 2 cores the first time)", func() (string, error) { return engines.WeedBin(repo) })
+	dir := step("the ml corpus (../shared/corpus/make-corpus.sh; about a minute the first time)", corpus.Dir)
 	fmt.Printf("export SWCLI_WEED=%q\nexport SWCLI_CORPUS=%q\n", weed, filepath.Clean(dir))
 }
 

@@ -64,7 +64,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "swcli-pg-")
+	dir, err := os.MkdirTemp(pgParent(), "swcli-pg-")
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +137,24 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
 			p.Stop()
 			return nil, fmt.Errorf("postgres did not start in 60 s: %s", lastLines(log, 10))
+		}
+	}
+}
+
+// pgParent is where the server's directory goes: the temporary directory, unless the tests
+// run as root and nobody (the server's user) cannot reach into it (a $TMPDIR of mode 0700),
+// then /tmp.
+func pgParent() string {
+	t := os.TempDir()
+	if os.Geteuid() != 0 {
+		return t
+	}
+	for d := t; ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if filepath.Dir(d) == d {
+			return t
 		}
 	}
 }

@@ -66,7 +66,8 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 		}
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	args := []string{"server", "-dir=" + filepath.Join(dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+	// -logdir: its glog files go into its directory (removed with it), not $TMPDIR.
+	args := []string{"-logdir=" + dir, "server", "-dir=" + filepath.Join(dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		fmt.Sprintf("-master.port=%d", ports[0]), fmt.Sprintf("-master.port.grpc=%d", ports[1]),
 		fmt.Sprintf("-volume.port=%d", ports[2]), fmt.Sprintf("-volume.port.grpc=%d", ports[3]),
 		"-filer", fmt.Sprintf("-filer.port=%d", ports[4]), fmt.Sprintf("-filer.port.grpc=%d", ports[5]),

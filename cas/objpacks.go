@@ -969,7 +969,7 @@ func (s *ObjectPacks) repack(ctx context.Context) error {
 		return err
 	}
 	for i, p := range sparse {
-		if err := s.repackOne(ctx, p, sizes[i]); err != nil {
+		if err := s.repackInto(ctx, []Hash{p}, []int64{sizes[i]}); err != nil {
 			return err
 		}
 	}
@@ -981,10 +981,6 @@ func (s *ObjectPacks) repack(ctx context.Context) error {
 
 // maxRepack bounds the pack repack reads into memory.
 const maxRepack = 1 << 30
-
-func (s *ObjectPacks) repackOne(ctx context.Context, old Hash, size int64) error {
-	return s.repackInto(ctx, []Hash{old}, []int64{size})
-}
 
 // repackInto rewrites the packs olds (of the given sizes) as one new pack: their entries
 // that still check out, each stored once (a group's frame serves all of its chunks), in

@@ -309,10 +309,8 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 			m, ok := loaded[c.Manifest]
 			if !ok {
 				var err error
-				if m, err = cas.LoadManifest(ctx, l.In.Chunks, c.Manifest); errors.Is(err, cas.ErrNotFound) {
-					return Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version)
-				} else if err != nil {
-					return Errorf(KindInvalid, "", "commit %s/%s: manifest %s is not a manifest: %v", c.Runtime, c.Version, c.Manifest, err)
+				if m, err = loadCommitManifest(ctx, l.In.Chunks, c); err != nil {
+					return err
 				}
 			}
 			if entries += len(m.Entries); entries > MaxCommitEntries {
@@ -351,6 +349,18 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 }
 
 func (l LocalEndpoint) Close() error { return l.In.Close() }
+
+// loadCommitManifest loads the manifest a commit names: one not stored yet is "run the copy
+// again" (exists), one that is no manifest is the client's fault (invalid).
+func loadCommitManifest(ctx context.Context, st cas.Getter, c CommitVersion) (*cas.Manifest, error) {
+	m, err := cas.LoadManifest(ctx, st, c.Manifest)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version)
+	} else if err != nil {
+		return nil, Errorf(KindInvalid, "", "commit %s/%s: manifest %s is not a manifest: %v", c.Runtime, c.Version, c.Manifest, err)
+	}
+	return m, nil
+}
 
 // Limits on what a commit may claim.
 const (

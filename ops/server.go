@@ -427,12 +427,9 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
 			return
 		}
-		m, err := cas.LoadManifest(r.Context(), s.in.Chunks, c.Manifest)
-		if errors.Is(err, cas.ErrNotFound) {
-			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
-			return
-		} else if err != nil {
-			writeErr(w, Errorf(KindInvalid, "", "commit %s/%s: manifest %s is not a manifest: %v", c.Runtime, c.Version, c.Manifest, err))
+		m, err := loadCommitManifest(r.Context(), s.in.Chunks, c)
+		if err != nil {
+			writeErr(w, err)
 			return
 		}
 		if entries += len(m.Entries); entries > MaxCommitEntries {
@@ -802,8 +799,7 @@ func engineDown(err error) bool {
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &ne), errors.As(err, &de), errors.As(err, &ce),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.ErrUnexpectedEOF) && pgconn.SafeToRetry(err):
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return true
 	case errors.As(err, &pe):
 		c := pe.Code

@@ -154,6 +154,9 @@ func encodeVersion(v *Version) []byte {
 	w.str(v.Mode)
 	w.str(v.Actor)
 	w.str(v.Source)
+	if v.Origin != "" { // last and optional: versions stored before origins decode unchanged
+		w.str(v.Origin)
+	}
 	return w.b
 }
 
@@ -163,6 +166,9 @@ func decodeVersion(b []byte) (*Version, error) {
 		Seq: r.uint(), Created: r.time(), Updated: r.time(), Manifest: r.hash(), Size: r.int(),
 		NewBytes: r.int(), Files: r.int(), VN: int(r.int()), Tags: r.strs(), Python: r.str(),
 		Mode: r.str(), Actor: r.str(), Source: r.str()}
+	if r.err == nil && len(r.b) > 0 {
+		v.Origin = r.str()
+	}
 	return v, r.err
 }
 

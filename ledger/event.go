@@ -74,10 +74,14 @@ type BuiltData struct {
 	Manifest      cas.Hash `json:"manifest"`
 	Mode          string   `json:"mode"`
 	NewBytes      int64    `json:"new_bytes"` // stored bytes this build added
-	Python        string   `json:"python"`
-	Size          int64    `json:"size"` // content bytes of the bundle
-	ToolVersion   string   `json:"tool_version"`
-	Workdir       string   `json:"workdir"`
+	// Origin is the id the bundle had where it was made (Starwhale's version id), when it
+	// differs from the version id here: the version answers to it too. Left out when empty,
+	// so events without one encode as they always did.
+	Origin      string `json:"origin,omitempty"`
+	Python      string `json:"python"`
+	Size        int64  `json:"size"` // content bytes of the bundle
+	ToolVersion string `json:"tool_version"`
+	Workdir     string `json:"workdir"`
 }
 
 // TagsData is runtime.tagged's and runtime.untagged's payload.

@@ -422,6 +422,8 @@ func fastPayload(t Type, data []byte, intern map[string]string, c *CopiedData) (
 				c.Mode = s.name()
 			case "new_bytes":
 				c.NewBytes = s.int()
+			case "origin":
+				c.Origin = s.str()
 			case "python":
 				c.Python = s.name()
 			case "size":

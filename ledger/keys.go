@@ -17,6 +17,7 @@ import (
 //	'v' project 0 runtime 0 id       -> Version
 //	'o' project 0 runtime 0 ^seq[8]  -> Version again: a runtime's versions, newest first
 //	't' project 0 runtime 0 tag      -> id: latest, vN and user tags
+//	'a' project 0 runtime 0 origin   -> id: the id a version had where it was made
 //
 // Records of truth ('e', 'H') and the projections they change are written in one batch
 // committed with pebble.Sync.
@@ -29,13 +30,14 @@ const (
 	keyVersion = 'v'
 	keyOrder   = 'o'
 	keyTag     = 't'
+	keyAlias   = 'a'
 )
 
 // allPrefixes lists every prefix above; keys_test.go checks that no two collide.
-var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag}
+var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias}
 
 // projectionPrefixes are the prefixes replay rebuilds and verify compares.
-var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag}
+var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias}
 
 // schemaVersion is the ledger's format version.
 const schemaVersion = 1
@@ -74,6 +76,7 @@ func projectKey(p string) []byte        { return joinKey(keyProject, p) }
 func runtimeKey(p, r string) []byte     { return joinKey(keyRuntime, p, r) }
 func versionKey(p, r, id string) []byte { return joinKey(keyVersion, p, r, id) }
 func tagKey(p, r, tag string) []byte    { return joinKey(keyTag, p, r, tag) }
+func aliasKey(p, r, o string) []byte    { return joinKey(keyAlias, p, r, o) }
 func runtimePrefix(prefix byte, p, r string) []byte {
 	return append(joinKey(prefix, p, r), 0)
 }

@@ -516,3 +516,36 @@ func testExportLineWithTrickyPayload(t *testing.T) {
 		t.Fatalf("hash is not right after data: %s", line)
 	}
 }
+
+func TestResolveOrigin(t *testing.T) { onBoth(t, testResolveOrigin) }
+
+// A version made elsewhere answers to the id it had there, after a restart and a replay too;
+// a malformed origin is refused with nothing appended.
+func testResolveOrigin(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	origin := "wqbfjzhqbcl3pzamsul3jd6ro36wv3o3izv5g5px"
+	e := ev(t, RuntimeBuilt, "self", "r", vid("a"), BuiltData{Manifest: cas.Sum([]byte("a")), Size: 100, Files: 3, Mode: "venv", Python: "3.11", Origin: origin})
+	mustAppend(t, l, e, built(t, "r", "b"))
+	v, err := l.Resolve("self", "r", origin)
+	if err != nil || v.ID != vid("a") || v.Origin != origin {
+		t.Fatalf("resolve by origin: %+v, %v", v, err)
+	}
+	if _, err := l.Resolve("self", "other", origin); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("origin of another runtime: %v", err)
+	}
+	if v, err := l.Resolve("self", "r", vid("b")); err != nil || v.Origin != "" {
+		t.Fatalf("a version without origin: %+v, %v", v, err)
+	}
+	verifyOK(t, l)
+	h, _ := l.Head()
+	for _, bad := range []string{"latest", "v1", "UPPERCASEID1", "a/../b1234", "short", vid("c")} {
+		e := ev(t, RuntimeBuilt, "self", "r", vid("c"), BuiltData{Manifest: cas.Sum([]byte("c")), Mode: "venv", Origin: bad})
+		if _, err := l.Append(ctx, e); !errors.Is(err, ErrInvalid) {
+			t.Errorf("origin %q: %v, want invalid", bad, err)
+		}
+	}
+	if h2, _ := l.Head(); h2.Seq != h.Seq {
+		t.Fatalf("refused origins appended: head %d, was %d", h2.Seq, h.Seq)
+	}
+}

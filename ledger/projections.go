@@ -13,6 +13,7 @@ type projections interface {
 	version(project, runtime, id string) (*Version, error)
 	versions(project, runtime string) ([]*Version, error) // by id
 	tag(project, runtime, tag string) (id string, ok bool, err error)
+	alias(project, runtime, origin string) (id string, ok bool, err error)
 
 	putProject(p *Project)
 	putRuntime(r *Runtime)
@@ -24,6 +25,8 @@ type projections interface {
 	deleteOrder(project, runtime string, seq uint64)
 	setTag(project, runtime, tag, id string) // a user tag
 	deleteTag(project, runtime, tag string)
+	// setAlias records the id a version had where it was made (it never changes).
+	setAlias(project, runtime, origin, id string)
 	// setBuiltin and deleteBuiltin move latest and vN, which follow from the runtimes and
 	// versions: a store may derive them instead of storing them.
 	setBuiltin(project, runtime, tag, id string)
@@ -74,6 +77,11 @@ func (s kvProjections) tag(p, r, tag string) (string, bool, error) {
 	return string(b), ok, err
 }
 
+func (s kvProjections) alias(p, r, o string) (string, bool, error) {
+	b, ok, err := s.kv.get(aliasKey(p, r, o))
+	return string(b), ok, err
+}
+
 func (s kvProjections) putProject(p *Project) { s.kv.set(projectKey(p.Name), encodeProject(p)) }
 func (s kvProjections) putRuntime(r *Runtime) {
 	s.kv.set(runtimeKey(r.Project, r.Name), encodeRuntime(r))
@@ -88,6 +96,7 @@ func (s kvProjections) putVersion(v *Version) {
 func (s kvProjections) deleteOrder(p, r string, seq uint64) { s.kv.del(orderKey(p, r, seq)) }
 func (s kvProjections) setTag(p, r, tag, id string)         { s.kv.set(tagKey(p, r, tag), []byte(id)) }
 func (s kvProjections) deleteTag(p, r, tag string)          { s.kv.del(tagKey(p, r, tag)) }
+func (s kvProjections) setAlias(p, r, o, id string)         { s.kv.set(aliasKey(p, r, o), []byte(id)) }
 func (s kvProjections) setBuiltin(p, r, tag, id string)     { s.kv.set(tagKey(p, r, tag), []byte(id)) }
 func (s kvProjections) deleteBuiltin(p, r, tag string)      { s.kv.del(tagKey(p, r, tag)) }
 
@@ -158,7 +167,20 @@ func (s memProjections) setTag(p, r, tag, id string) {
 	s.m.m[string(k)] = &id
 }
 
-func (s memProjections) deleteTag(p, r, tag string)                { s.m.del(tagKey(p, r, tag)) }
+func (s memProjections) deleteTag(p, r, tag string) { s.m.del(tagKey(p, r, tag)) }
+func (s memProjections) setAlias(p, r, o, id string) {
+	var buf [256]byte
+	s.m.m[string(appendKey(buf[:0], keyAlias, p, r, o))] = &id
+}
+
+func (s memProjections) alias(p, r, o string) (string, bool, error) {
+	var buf [256]byte
+	id, ok := s.m.m[string(appendKey(buf[:0], keyAlias, p, r, o))].(*string)
+	if !ok {
+		return "", false, nil
+	}
+	return *id, true, nil
+}
 func (s memProjections) deleteOrder(string, string, uint64)        {}
 func (s memProjections) setBuiltin(string, string, string, string) {}
 func (s memProjections) deleteBuiltin(string, string, string)      {}

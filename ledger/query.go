@@ -176,8 +176,8 @@ func (e *AmbiguousError) Unwrap() error { return ErrAmbiguous }
 const MinPrefix = 5
 
 // Resolve finds a version of a runtime by full id, tag (latest, vN or a user tag; a tag on a
-// version that is not live does not resolve) or unique prefix of at least MinPrefix
-// characters. Full ids and prefixes find removed versions too; callers check Status.
+// version that is not live does not resolve), the id it had where it was made (its
+// origin), or unique prefix of at least MinPrefix characters. Full ids and prefixes find removed versions too; callers check Status.
 func (l view) Resolve(project, runtime, ref string) (*Version, error) {
 	return l.resolve(project, runtime, ref, false)
 }
@@ -214,6 +214,15 @@ func (l view) resolve(project, runtime, ref string, removedTags bool) (*Version,
 			return nil, fmt.Errorf("tag %s of %s names version %s, which is %s: %w", ref, runtime, id, status, ErrNotFound)
 		}
 		return found(v), nil
+	}
+	if id, ok, err := s.alias(project, runtime, ref); err != nil {
+		return nil, err
+	} else if ok {
+		if v, err := s.version(project, runtime, id); err != nil {
+			return nil, err
+		} else if v != nil && v.Status != StatusPurged {
+			return found(v), nil
+		}
 	}
 	if len(ref) < MinPrefix {
 		return nil, fmt.Errorf("version %q of %s/%s (a prefix needs %d characters): %w", ref, project, runtime, MinPrefix, ErrNotFound)

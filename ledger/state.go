@@ -64,6 +64,7 @@ type Version struct {
 	Python, Mode         string
 	Actor                string // who made it
 	Source               string // for copies: where it came from
+	Origin               string // the id it had where it was made, if another (BuiltData.Origin)
 
 	Latest bool // set by queries: latest names this version (not stored)
 }
@@ -313,6 +314,13 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	v.Status = StatusLive
 	v.Updated = e.Time
 	v.Manifest, v.Size, v.Files, v.Python, v.Mode = d.Manifest, d.Size, d.Files, d.Python, d.Mode
+	if d.Origin != "" && v.Origin == "" {
+		if err := CheckOrigin(d.Origin, v.ID); err != nil {
+			return err
+		}
+		v.Origin = d.Origin
+		s.p.setAlias(v.Project, v.Runtime, d.Origin, v.ID)
+	}
 	rt.Latest = v.ID
 	if rt.Mode == "" {
 		rt.Mode = d.Mode
@@ -322,6 +330,21 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 		return s.addTags(v, tags)
 	}
 	s.p.putVersion(v)
+	return nil
+}
+
+// CheckOrigin refuses an origin id that could be taken for something else: it must look
+// like a version id of some system (lowercase letters and digits, 8 to 64 of them), and
+// not like a tag of ours (latest, vN).
+func CheckOrigin(origin, id string) error {
+	if len(origin) < 8 || len(origin) > 64 || origin == id || IsBuiltinTag(origin) {
+		return fmt.Errorf("%w: origin id %q", ErrInvalid, origin)
+	}
+	for _, c := range origin {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return fmt.Errorf("%w: origin id %q", ErrInvalid, origin)
+		}
+	}
 	return nil
 }
 

@@ -185,7 +185,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		commits = append(commits, CommitVersion{Runtime: dstName(v), Version: v.ID, Manifest: v.Manifest,
 			Size: v.Size, Files: v.Files, Python: v.Python, Mode: v.Mode,
 			Source:      fmt.Sprintf("%s/project/%s/runtime/%s/version/%s", req.Src.Name(), req.SrcProject, v.Runtime, v.ID),
-			SourceActor: v.Actor, Tags: tags})
+			SourceActor: v.Actor, Tags: tags, Origin: v.Origin})
 		res.Versions = append(res.Versions, v.ID)
 	}
 	if err := req.Dst.Commit(ctx, req.DstProject, commits); err != nil {

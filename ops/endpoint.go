@@ -66,6 +66,7 @@ type CommitVersion struct {
 	Source      string   `json:"source"`
 	SourceActor string   `json:"source_actor"`
 	Tags        []string `json:"tags"`
+	Origin      string   `json:"origin,omitempty"` // the id it had where it was made
 }
 
 // VersionDTO is a version as JSON: the CLI's -o json output and the server's answers.
@@ -88,6 +89,7 @@ type VersionDTO struct {
 	Updated  time.Time `json:"updated"`
 	Actor    string    `json:"actor"`
 	Source   string    `json:"source,omitempty"`
+	Origin   string    `json:"origin,omitempty"`
 }
 
 // DTO converts a version for JSON.
@@ -99,7 +101,7 @@ func DTO(v *ledger.Version) VersionDTO {
 	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
 		Tags: tags, UserTags: nonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
 		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
-		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source}
+		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source, Origin: v.Origin}
 }
 
 // DTOs converts versions for JSON.
@@ -121,7 +123,7 @@ func FromDTO(d VersionDTO) *ledger.Version {
 	return &ledger.Version{Project: d.Project, Runtime: d.Runtime, ID: d.Version, Status: status,
 		Created: d.Created, Updated: d.Updated, Manifest: d.Manifest, Size: d.Size, NewBytes: d.NewBytes,
 		Files: d.Files, VN: d.VN, Tags: tags, Python: d.Python, Mode: d.Mode, Actor: d.Actor,
-		Source: d.Source, Latest: d.Latest}
+		Source: d.Source, Origin: d.Origin, Latest: d.Latest}
 }
 
 // Local is the Endpoint of an open standalone instance.
@@ -333,7 +335,7 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 			return err
 		}
 		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
-			BuiltData: ledger.BuiltData{Files: d.Files, Manifest: c.Manifest, Mode: d.Mode, Python: d.Python, Size: d.Size, ToolVersion: l.In.ToolVersion},
+			BuiltData: ledger.BuiltData{Files: d.Files, Manifest: c.Manifest, Mode: d.Mode, Origin: d.Origin, Python: d.Python, Size: d.Size, ToolVersion: l.In.ToolVersion},
 			Source:    d.Source, SourceActor: d.SourceActor, Tags: nonNil(c.Tags)})
 		if err != nil {
 			return err
@@ -391,6 +393,11 @@ func deriveCommit(m *cas.Manifest, c CommitVersion, py string, bundled bool) (Co
 	for field, v := range map[string]string{"source": d.Source, "source_actor": d.SourceActor} {
 		if err := checkText(v); err != nil {
 			return d, bad(field, err.Error())
+		}
+	}
+	if d.Origin != "" {
+		if err := ledger.CheckOrigin(d.Origin, d.Version); err != nil {
+			return d, bad("origin", fmt.Sprintf("%q is not an id", truncate(d.Origin)))
 		}
 	}
 	if len(d.Tags) > MaxTags {

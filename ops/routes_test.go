@@ -19,7 +19,7 @@ func TestRoutesServedAsListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.serve(t)
-	for _, r := range ops.Routes {
+	for _, r := range append(ops.Routes, ops.StarwhaleRoutes...) {
 		args := make([]string, strings.Count(r.Path, "{"))
 		for i := range args {
 			args[i] = "x y/z" // escaped by URL: one segment
@@ -32,7 +32,8 @@ func TestRoutesServedAsListed(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusMethodNotAllowed || strings.HasPrefix(string(body), "404 page not found") {
+		if resp.StatusCode == http.StatusMethodNotAllowed || strings.HasPrefix(string(body), "404 page not found") ||
+			strings.Contains(string(body), "not served here") {
 			t.Errorf("%s %s: %d %q: the server does not serve it", r.Method, r.URL(args...), resp.StatusCode, body)
 		}
 	}

@@ -71,6 +71,10 @@ type Server struct {
 	// gcMu and promised make an online gc safe beside copies (server_admin.go).
 	gcMu     sync.RWMutex
 	promised promises
+	// MaxUpload bounds one .swrt uploaded by Starwhale's client (DefaultMaxUpload).
+	MaxUpload int64
+	// swUploads holds a slot per upload being unpacked (MaxUploadsAtOnce).
+	swUploads chan struct{}
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -124,7 +128,8 @@ const ServerMemoryLimit = 1 << 30
 // NewServer serves the instance in (whose root holds auth.json).
 func NewServer(in *Instance) *Server {
 	return &Server{in: in, auth: authCache{store: in.Auth}, MaxGetResponse: DefaultMaxGetResponse, GCGrace: DefaultGCGrace,
-		uploads: make(chan struct{}, MaxUploads), lists: make(chan struct{}, MaxLists)}
+		uploads: make(chan struct{}, MaxUploads), lists: make(chan struct{}, MaxLists),
+		MaxUpload: DefaultMaxUpload, swUploads: make(chan struct{}, MaxUploadsAtOnce)}
 }
 
 type ctxKey struct{}
@@ -155,6 +160,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc(RoutePutChunks.Pattern(), s.putChunks)
 	mux.HandleFunc(RouteWalkChunks.Pattern(), adminOnly(s.walkChunks))
 	mux.HandleFunc(RouteDeleteChunk.Pattern(), adminOnly(s.deleteChunks))
+	s.starwhaleRoutes(mux)
 	return mux
 }
 
@@ -183,15 +189,29 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				s.Log(AccessEntry{Method: r.Method, Path: r.URL.Path, User: user, Status: cw.status, Bytes: cw.n, Took: time.Since(start)})
 			}
 		}()
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		fail := writeErr
+		sw := isStarwhalePath(r.URL.Path)
+		if sw {
+			fail = swFail // Starwhale's client reads its own envelope
+		}
+		// "Bearer TOKEN", or the bare token Starwhale's client sends.
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok && h != "" && !strings.ContainsRune(h, ' ') {
+			tok, ok = h, true
+		}
 		auth, byTok, err := s.auth.get(r.Context())
 		if err != nil {
-			writeErr(cw, err)
+			fail(cw, err)
+			return
+		}
+		if sw && r.Method == http.MethodPost && r.URL.Path == SWRouteLogin.Path {
+			user = s.swLogin(cw, r, auth, byTok)
 			return
 		}
 		name, known := byTok[cas.Sum([]byte(tok))]
 		if !ok || !known {
-			writeErr(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
+			fail(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
 			return
 		}
 		user = name
@@ -212,39 +232,46 @@ func errForbidden(p string) error {
 // the project is created in the ledger the first time it is used.
 func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p := r.PathValue("p")
-		u := who(r)
-		auth, _, err := s.auth.get(r.Context())
+		l, p, err := s.enterProject(r)
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		if IsProjectID(p) {
-			id, _ := strconv.Atoi(p)
-			if name := auth.ProjectByID(id); name != "" {
-				p = name
-			} else if !u.admin {
-				writeErr(w, errForbidden(p)) // ids that do not exist say no more than others
-				return
-			} else {
-				writeErr(w, Errorf(KindNotFound, "'swcli project list' shows the projects and their ids", "no project with id %s", p))
-				return
-			}
-		}
-		if !u.mayRead(auth, p) {
-			writeErr(w, errForbidden(p))
-			return
-		}
-		if auth.Projects[p] != nil {
-			if err := s.ensureProject(r.Context(), p); err != nil {
-				writeErr(w, err)
-				return
-			}
-		}
-		in := *s.in
-		in.Actor = u.name
-		h(w, r, LocalEndpoint{In: &in}, p)
+		h(w, r, l, p)
 	}
+}
+
+// enterProject checks that the user of r may use the project of its path ({p}: a name or
+// a number), creates it in the ledger on first use, and returns the endpoint that acts
+// for the user there.
+func (s *Server) enterProject(r *http.Request) (LocalEndpoint, string, error) {
+	p := r.PathValue("p")
+	u := who(r)
+	auth, _, err := s.auth.get(r.Context())
+	if err != nil {
+		return LocalEndpoint{}, "", err
+	}
+	if IsProjectID(p) {
+		id, _ := strconv.Atoi(p)
+		if name := auth.ProjectByID(id); name != "" {
+			p = name
+		} else if !u.admin {
+			return LocalEndpoint{}, "", errForbidden(p) // ids that do not exist say no more than others
+		} else {
+			return LocalEndpoint{}, "", Errorf(KindNotFound, "'swcli project list' shows the projects and their ids", "no project with id %s", p)
+		}
+	}
+	if !u.mayRead(auth, p) {
+		return LocalEndpoint{}, "", errForbidden(p)
+	}
+	if auth.Projects[p] != nil {
+		if err := s.ensureProject(r.Context(), p); err != nil {
+			return LocalEndpoint{}, "", err
+		}
+	}
+	in := *s.in
+	in.Actor = u.name
+	return LocalEndpoint{In: &in}, p, nil
 }
 
 func (s *Server) ensureProject(ctx context.Context, p string) error {
@@ -767,11 +794,17 @@ func statusOf(err error) int {
 // reference and the server's log the whole error. An engine that cannot be reached
 // (PostgreSQL, S3, the network) is 503, so that clients retry; anything else 500.
 func writeErr(w http.ResponseWriter, err error) {
+	status, body := errAnswer(w, err)
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
+
+// errAnswer is the status and body an error is answered with. An internal error's text is
+// kept back: the answer carries a reference, and the whole text goes to the log under it.
+func errAnswer(w http.ResponseWriter, err error) (int, errorBody) {
 	if classify(err) != KindFailure {
-		w.WriteHeader(statusOf(err))
-		json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]})
-		return
+		return statusOf(err), errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]}
 	}
 	var b [6]byte
 	rand.Read(b[:])
@@ -779,14 +812,10 @@ func writeErr(w http.ResponseWriter, err error) {
 	if cw, ok := w.(*countingWriter); ok && cw.internal != nil {
 		cw.internal(fmt.Sprintf("request failed (ref %s): %v", ref, err))
 	}
-	body := errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: kindNames[KindFailure]}
-	status := http.StatusInternalServerError
 	if engineDown(err) {
-		status = http.StatusServiceUnavailable
-		body = errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: kindNames[KindBusy]}
+		return http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: kindNames[KindBusy]}
 	}
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(body)
+	return http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: kindNames[KindFailure]}
 }
 
 // engineDown reports an error of reaching an engine: a network error (refused, reset,

@@ -51,10 +51,6 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	if v.Status != ledger.StatusLive {
 		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
 	}
-	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
-	if err != nil {
-		return nil, err
-	}
 	file, err = filepath.Abs(file)
 	if err != nil {
 		return nil, err
@@ -71,12 +67,28 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 			os.Remove(tmp)
 		}
 	}()
-	res := &ExportResult{Version: v, File: file}
-	tw := tar.NewWriter(f)
-	mtime := time.Unix(v.Created.Unix(), 0)
-	hdr := func(e cas.Entry) *tar.Header {
-		return &tar.Header{Name: e.Path, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+	res, err := WriteSwrt(ctx, in, v, f)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", file, err)
 	}
+	res.File = file
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return nil, err
+	}
+	ok = true
+	return res, nil
+}
+
+// ExportManifest is the _manifest.yaml a .swrt of version v carries: the one stored with
+// it (or one made for a version built before bundles carried it), with the version's id
+// and time.
+func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas.Manifest) (*BundleManifest, error) {
 	var bm *BundleManifest
 	for _, e := range m.Entries {
 		if e.Path == ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
@@ -91,13 +103,33 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 		}
 	}
 	if bm == nil { // a version built before bundles carried a manifest
-		bm, err = manifestForOldBundle(ctx, in, m, v)
-		if err != nil {
+		var err error
+		if bm, err = manifestForOldBundle(ctx, in, m, v); err != nil {
 			return nil, err
 		}
 	}
 	bm.Version, bm.CreatedAt = v.ID, v.Created.UTC().Format("2006-01-02 15:04:05 UTC")
 	bm.Build = map[string]any{"os": "Linux", "swcli_version": in.ToolVersion, "python": v.Python}
+	return bm, nil
+}
+
+// WriteSwrt streams version v as a .swrt (tar) to w, as it reads the chunks: nothing is
+// held whole. File is left empty in the result.
+func WriteSwrt(ctx context.Context, in *Instance, v *ledger.Version, w io.Writer) (*ExportResult, error) {
+	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := ExportManifest(ctx, in, v, m)
+	if err != nil {
+		return nil, err
+	}
+	res := &ExportResult{Version: v}
+	tw := tar.NewWriter(w)
+	mtime := time.Unix(v.Created.Unix(), 0)
+	hdr := func(e cas.Entry) *tar.Header {
+		return &tar.Header{Name: e.Path, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+	}
 	mb := bm.Encode()
 	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o644, Size: int64(len(mb)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}); err != nil {
 		return nil, err
@@ -108,6 +140,9 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	for _, e := range m.Entries {
 		if e.Path == ManifestName {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		h := hdr(e)
 		switch e.Kind {
@@ -131,7 +166,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 				return nil, err
 			}
 			if _, err := tw.Write(d); err != nil {
-				return nil, fmt.Errorf("export %s: %w", file, err)
+				return nil, err
 			}
 			res.Bytes += int64(len(d))
 		}
@@ -139,16 +174,6 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return nil, err
-	}
-	ok = true
 	return res, nil
 }
 
@@ -183,13 +208,20 @@ type ImportRequest struct {
 	File    string
 	Project string
 	Name    string // overrides the runtime's name (a 2022 bundle may not carry one)
-	Warn    func(string)
+	// Runtime, when set, is the runtime the bundle must be: a bundle of another is refused
+	// before anything is stored (a 2022 bundle takes it as its name).
+	Runtime string
+	// Label is what errors and the ledger call the file (default: its absolute path); a
+	// server gives the name the client sent, never a path of its own.
+	Label string
+	Warn  func(string)
 }
 
 // ImportResult says what import stored.
 type ImportResult struct {
 	Project, Runtime, Version string
 	Layout                    string // "current" or "2022"
+	Origin                    string // the id the bundle had where it was made, if another
 	Files                     int
 	Size, NewBytes            int64
 	New                       bool
@@ -205,6 +237,10 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if err != nil {
 		return nil, err
 	}
+	shown := src // what errors and the ledger call the bundle
+	if req.Label != "" {
+		shown = req.Label
+	}
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %s: %v", req.File, unwrapPathErr(err))
@@ -219,7 +255,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	defer tmp.Remove()
 	raw := filepath.Join(tmp.Dir, "raw")
-	if err := untar(f, raw, src); err != nil {
+	if err := untar(f, raw, shown); err != nil {
 		return nil, err
 	}
 	// Every step below works inside raw through an os.Root: a link the bundle carried can
@@ -232,6 +268,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	res := &ImportResult{Project: req.Project, Layout: "current"}
 	var incoming struct {
 		Name        string `yaml:"name"`
+		Version     string `yaml:"version"`
 		Environment struct {
 			Python string `yaml:"python"`
 			Mode   string `yaml:"mode"`
@@ -248,10 +285,10 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	if b, err := readInRoot(rr, ManifestName, maxSwrtManifest); err == nil {
 		if err := yaml.Unmarshal(b, &incoming); err != nil {
-			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", src, ManifestName, err)
+			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, ManifestName, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", src, ManifestName, err)
+		return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, ManifestName, err)
 	}
 	rr.Remove(ManifestName)
 	python := incoming.Environment.Lock.PythonVersion
@@ -261,15 +298,18 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if _, err := rr.Lstat("runtime.yaml"); errors.Is(err, os.ErrNotExist) {
 		if _, err := rr.Lstat("dep"); err != nil {
 			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'",
-				"%s: neither runtime.yaml (current layout) nor dep/ (2022 layout) in the bundle", src)
+				"%s: neither runtime.yaml (current layout) nor dep/ (2022 layout) in the bundle", shown)
 		}
 		res.Layout = "2022"
 		name := req.Name
 		if name == "" {
+			name = req.Runtime
+		}
+		if name == "" {
 			name = incoming.Name
 		}
 		if name == "" {
-			return nil, Errorf(KindUsage, "pass --name NAME", "%s: a 2022 bundle does not say its runtime's name", src)
+			return nil, Errorf(KindUsage, "pass --name NAME", "%s: a 2022 bundle does not say its runtime's name", shown)
 		}
 		python = incoming.Dep.Python
 		mode := incoming.Dep.Env
@@ -280,21 +320,24 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 			return nil, err
 		}
 	} else if req.Name != "" {
-		return nil, Errorf(KindUsage, "leave out --name: the bundle's runtime.yaml names it", "%s: --name is for 2022 bundles, which carry no runtime.yaml", src)
+		return nil, Errorf(KindUsage, "leave out --name: the bundle's runtime.yaml names it", "%s: --name is for 2022 bundles, which carry no runtime.yaml", shown)
 	}
 	yb, err := readInRoot(rr, "runtime.yaml", MaxRuntimeYAML)
 	if err != nil {
-		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml: %v", src, err)
+		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml: %v", shown, err)
 	}
-	ry, err := ParseRuntimeYAML(src+"!runtime.yaml", yb, "")
+	ry, err := ParseRuntimeYAML(shown+"!runtime.yaml", yb, "")
 	if err != nil {
 		return nil, err
 	}
+	if req.Runtime != "" && ry.Name != req.Runtime {
+		return nil, Errorf(KindUsage, "copy it to a runtime of its own name", "%s: the bundle is runtime %s, not %s", shown, ry.Name, req.Runtime)
+	}
 	if python != "" && !pythonVersionRE.MatchString(python) {
-		return nil, Errorf(KindInvalid, "", "%s: %s: python version %q is not a version (digits and dots)", src, ManifestName, python)
+		return nil, Errorf(KindInvalid, "", "%s: %s: python version %q is not a version (digits and dots)", shown, ManifestName, python)
 	}
 	if p := majorMinor(python); ry.Python != "" && p != "" && p != ry.Python {
-		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", src, ry.Python, python)
+		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", shown, ry.Python, python)
 	}
 	locked := regularInRoot(rr, LockName(ry.Mode))
 	packaged := dirInRoot(rr, "export/"+ry.Mode)
@@ -305,11 +348,17 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		return nil, err
 	}
 	id := VersionID(ing.Hash)
+	// The id the bundle had where it was made: the version answers to it too (a bundle
+	// swcli exported carries its own id, and one that is not an id is not kept).
+	origin := strings.ToLower(incoming.Version)
+	if ledger.CheckOrigin(origin, id) != nil {
+		origin = ""
+	}
 	host, _ := os.Hostname()
 	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
 		Files: int64(ing.Files), GenAllBundles: packaged, Host: host, Manifest: ing.Hash,
-		Mode: ry.Mode, NewBytes: ing.NewStored, Python: python, Size: ing.Size,
-		ToolVersion: in.ToolVersion, Workdir: src,
+		Mode: ry.Mode, NewBytes: ing.NewStored, Origin: origin, Python: python, Size: ing.Size,
+		ToolVersion: in.ToolVersion, Workdir: shown,
 	})
 	if err != nil {
 		return nil, err
@@ -319,6 +368,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		return nil, ledgerErr(err)
 	}
 	res.Runtime, res.Version, res.Files, res.Size, res.NewBytes, res.New = ry.Name, id, ing.Files, ing.Size, ing.NewStored, v.Seq == ev.Seq
+	res.Origin = v.Origin
 	return res, nil
 }
 

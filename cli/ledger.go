@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"time"
@@ -28,6 +29,7 @@ type LedgerLogCmd struct {
 	Type    []string `short:"t" help:"Only these event types (runtime.built, runtime.tagged, …)."`
 	Since   string   `help:"Only events at or after this time (RFC 3339 or YYYY-MM-DD)."`
 	Until   string   `help:"Only events before this time."`
+	AdminTarget
 }
 
 func parseTime(s string) (time.Time, error) {
@@ -63,14 +65,9 @@ func (c *LedgerLogCmd) Run(e *env) error {
 			return err
 		}
 	}
-	in, err := e.open()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
-	return in.Ledger.Log(e.ctx, f, func(ev ledger.Event) error {
+	show := func(ev ledger.Event) error {
 		if e.jsonOut() {
 			w.Write(ev.ExportLine())
 			w.WriteByte('\n')
@@ -81,33 +78,108 @@ func (c *LedgerLogCmd) Run(e *env) error {
 			target += "/" + ev.Runtime
 		}
 		if ev.Version != "" {
-			target += "/" + ev.Version[:12]
+			target += "/" + ev.Version[:min(12, len(ev.Version))]
 		}
-		fmt.Fprintf(w, "%6d  %s  %-17s  %-30s  %s  %s\n", ev.Seq, ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, target, ev.Actor, ev.Data)
+		fmt.Fprintf(w, "%6d  %s  %-17s  %-30s  %s  %s\n", ev.Seq, ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, target, printable(ev.Actor), printable(string(ev.Data)))
 		return nil
-	})
-}
-
-// LedgerVerifyCmd is `ledger verify`.
-type LedgerVerifyCmd struct{}
-
-// Run verifies.
-func (c *LedgerVerifyCmd) Run(e *env) error {
+	}
+	if a, err := e.ledgerAdmin(c.AdminTarget); err != nil || a != nil {
+		if err != nil {
+			return err
+		}
+		// A served root, or a server: its export, checked here as it streams, filtered here.
+		_, err := readRemoteExport(e, a, nil, func(ev ledger.Event) error {
+			if f.Match(&ev) && ev.Seq >= f.FromSeq {
+				return show(ev)
+			}
+			return nil
+		})
+		return err
+	}
 	in, err := e.open()
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	rep, err := in.Ledger.Verify(e.ctx, in.Chunks)
+	return in.Ledger.Log(e.ctx, f, show)
+}
+
+// ledgerAdmin is the admin through which the ledger is read when it is not opened here: a
+// server named by --instance, or the server running on the root; nil otherwise.
+func (e *env) ledgerAdmin(t AdminTarget) (ops.Admin, error) {
+	if t.Instance == "" && !(ops.Serving(e.g.root()) && e.backend.Ledger == "") {
+		return nil, nil
+	}
+	return e.admin(t)
+}
+
+// readRemoteExport streams a's export, checking the chain as it comes (ledger.ReadExport),
+// copying the lines to copyTo (if any) and calling fn with each event.
+func readRemoteExport(e *env, a ops.Admin, copyTo io.Writer, fn func(ledger.Event) error) (ledger.Head, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := a.LedgerExport(e.ctx, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	var src io.Reader = pr
+	if copyTo != nil {
+		src = io.TeeReader(pr, copyTo)
+	}
+	head, err := ledger.ReadExport(src, fn)
+	pr.CloseWithError(errors.New("stopped reading"))
+	xerr := <-done
+	if xerr != nil && ops.KindOf(xerr) != ops.KindFailure {
+		return head, xerr
+	}
+	if err != nil {
+		if ops.KindOf(err) != ops.KindFailure {
+			return head, err
+		}
+		return head, &ops.Error{Kind: ops.KindCorrupt, Err: fmt.Errorf("the ledger export of %s does not check: %v", a.Where(), err),
+			Hint: "its history was changed, or the stream was cut; run 'swcli ledger verify' on the server's root"}
+	}
+	return head, xerr
+}
+
+// LedgerVerifyCmd is `ledger verify`.
+type LedgerVerifyCmd struct{ AdminTarget }
+
+// Run verifies: here, or (a served root, a server) by the server, with its export's chain
+// checked again here.
+func (c *LedgerVerifyCmd) Run(e *env) error {
+	var rep *ops.LedgerReport
+	where := ""
+	a, err := e.ledgerAdmin(c.AdminTarget)
 	if err != nil {
 		return err
 	}
-	if e.jsonOut() {
-		probs := []map[string]any{}
-		for _, p := range rep.Problems {
-			probs = append(probs, map[string]any{"seq": p.Seq, "detail": p.Detail})
+	if a != nil {
+		if rep, err = a.LedgerVerify(e.ctx); err != nil {
+			return err
 		}
-		if err := e.printJSON(map[string]any{"events": rep.Events, "head": rep.Head.Seq, "head_hash": rep.Head.Hash, "ok": len(rep.Problems) == 0, "problems": probs}); err != nil {
+		head, err := readRemoteExport(e, a, nil, func(ledger.Event) error { return nil })
+		if err != nil {
+			return err
+		}
+		if head.Seq < rep.Head {
+			return &ops.Error{Kind: ops.KindCorrupt, Err: fmt.Errorf("%s verified %d events but exports %d", a.Where(), rep.Head, head.Seq),
+				Hint: "its history was changed between the two; run 'swcli ledger verify' on the server's root"}
+		}
+		where = fmt.Sprintf(", verified by %s; its export's chain checked here (%s events)", a.Where(), humanCount(int(head.Seq)))
+	} else {
+		in, err := e.open()
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		if rep, err = ops.VerifyLedger(e.ctx, in); err != nil {
+			return err
+		}
+	}
+	if e.jsonOut() {
+		if err := e.printJSON(map[string]any{"events": rep.Events, "head": rep.Head, "head_hash": rep.HeadHash, "ok": len(rep.Problems) == 0, "problems": rep.Problems}); err != nil {
 			return err
 		}
 	}
@@ -121,8 +193,8 @@ func (c *LedgerVerifyCmd) Run(e *env) error {
 			Hint: "the ledger was changed outside swcli; compare with an export taken before"}
 	}
 	if !e.jsonOut() {
-		e.printf("ledger ok: %s events, chain intact, projections match a replay, every manifest present (head %d %s)\n",
-			humanCount(int(rep.Events)), rep.Head.Seq, rep.Head.Hash.Short(12))
+		e.printf("ledger ok: %s events, chain intact, projections match a replay, every manifest present (head %d %s)%s\n",
+			humanCount(int(rep.Events)), rep.Head, rep.HeadHash.Short(12), where)
 	}
 	return nil
 }
@@ -172,15 +244,29 @@ func (c *LedgerReplayCmd) Run(e *env) error {
 // LedgerExportCmd is `ledger export`.
 type LedgerExportCmd struct {
 	File string `arg:"" optional:"" help:"Write here instead of stdout." type:"path"`
+	AdminTarget
 }
 
 // Run exports.
 func (c *LedgerExportCmd) Run(e *env) error {
-	in, err := e.open()
+	a, err := e.ledgerAdmin(c.AdminTarget)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	var export func(w io.Writer) error
+	if a != nil {
+		export = func(w io.Writer) error {
+			_, err := readRemoteExport(e, a, w, func(ledger.Event) error { return nil })
+			return err
+		}
+	} else {
+		in, err := e.open()
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		export = func(w io.Writer) error { return in.Ledger.Export(e.ctx, w) }
+	}
 	w := bufio.NewWriterSize(e.stdout, 1<<20)
 	var f *os.File
 	if c.File != "" {
@@ -190,7 +276,7 @@ func (c *LedgerExportCmd) Run(e *env) error {
 		defer f.Close()
 		w = bufio.NewWriterSize(f, 1<<20)
 	}
-	if err := in.Ledger.Export(e.ctx, w); err != nil {
+	if err := export(w); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {

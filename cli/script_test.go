@@ -92,6 +92,9 @@ func TestScripts(t *testing.T) {
 			switch cond {
 			case "venv": // python3 with venv and pip: [!venv] skip
 				return venvOK, nil
+			case "starwhale": // Starwhale's own client runs here: [!starwhale] skip
+				_, err := corpus.StarwhaleClient()
+				return err == nil, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -102,6 +105,18 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", env.WorkDir)
 			env.Setenv("MAKE_WHEEL", wheelScript)
 			env.Setenv("REPO", mustAbs(".."))
+			if p, err := corpus.StarwhaleClient(); err == nil {
+				// Starwhale's client, kept away from the home: its config and store in the
+				// script's directory, pip offline, no retries of refused requests.
+				env.Setenv("STARWHALE", p)
+				env.Setenv("SW_CLI_CONFIG", filepath.Join(env.WorkDir, "sw", "config.yaml"))
+				env.Setenv("SW_LOCAL_STORAGE", filepath.Join(env.WorkDir, "sw", "store"))
+				env.Setenv("SW_CLIENT_RETRY_ATTEMPTS", "0")
+				env.Setenv("PIP_NO_INDEX", "1")
+				env.Setenv("COLUMNS", "200")
+			} else {
+				env.Setenv("STARWHALE_MISSING", err.Error())
+			}
 			if strings.HasSuffix(env.T().(testing.TB).Name(), "/e2e_ml") && !testing.Short() {
 				dir, err := corpus.Dir()
 				if err != nil {

@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,9 @@ type Filter struct {
 	Since, Until     time.Time // Since inclusive, Until exclusive
 	FromSeq          uint64
 }
+
+// Match says whether the filter selects e.
+func (f *Filter) Match(e *Event) bool { return f.match(e) }
 
 func (f *Filter) match(e *Event) bool {
 	return (f.Project == "" || e.Project == f.Project) &&
@@ -449,6 +454,67 @@ func printableKey(k []byte) string {
 // ExportLine is one line of Export: the event's canonical body with its hash added.
 // Check it by removing "hash", writing the rest canonically (see Event.Body) and hashing.
 func (e *Event) ExportLine() []byte { return e.canonical(true) }
+
+// MaxExportLine bounds one line ReadExport reads.
+const MaxExportLine = 16 << 20
+
+// ReadExport reads an export (lines of ExportLine) and checks, as it goes, what a holder of
+// the export alone can: each line's hash is its body's, each event names the one before
+// (prev), and sequence numbers run from 1 without a gap. It calls fn with each event
+// checked, and fails at the first that is not, naming it. It returns the last event's
+// sequence number and hash.
+func ReadExport(r io.Reader, fn func(Event) error) (Head, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var head Head
+	for line := 1; ; line++ {
+		b, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			big := append([]byte(nil), b...)
+			for errors.Is(err, bufio.ErrBufferFull) && len(big) <= MaxExportLine {
+				b, err = br.ReadSlice('\n')
+				big = append(big, b...)
+			}
+			if len(big) > MaxExportLine {
+				return head, fmt.Errorf("export line %d: over %d bytes", line, MaxExportLine)
+			}
+			b = big
+		}
+		if len(b) == 0 && errors.Is(err, io.EOF) {
+			return head, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return head, err
+		}
+		if b[len(b)-1] != '\n' {
+			return head, fmt.Errorf("export line %d: cut short (no end of line)", line)
+		}
+		e, err := DecodeBody(b[:len(b)-1])
+		if err != nil {
+			return head, fmt.Errorf("export line %d: %w", line, err)
+		}
+		var h struct {
+			Hash string `json:"hash"`
+		}
+		if err := json.Unmarshal(b, &h); err != nil {
+			return head, fmt.Errorf("export line %d: %w: %v", line, ErrBadEvent, err)
+		}
+		if e.Hash, err = cas.ParseHash(h.Hash); err != nil {
+			return head, fmt.Errorf("export line %d: hash: %w: %v", line, ErrBadEvent, err)
+		}
+		switch {
+		case e.Seq != head.Seq+1:
+			return head, fmt.Errorf("export line %d: event %d follows event %d", line, e.Seq, head.Seq)
+		case cas.Sum(e.Body()) != e.Hash:
+			return head, fmt.Errorf("event %d: its hash is not its body's", e.Seq)
+		case e.Prev != head.Hash:
+			return head, fmt.Errorf("event %d: prev does not name event %d", e.Seq, head.Seq)
+		}
+		if err := fn(e); err != nil {
+			return head, err
+		}
+		head = Head{Seq: e.Seq, Hash: e.Hash}
+	}
+}
 
 // Export writes every event as JSON lines (ExportLine), in sequence order.
 func export(ctx context.Context, r reader, w io.Writer) error {

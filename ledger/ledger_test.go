@@ -549,3 +549,33 @@ func testResolveOrigin(t *testing.T) {
 		t.Fatalf("refused origins appended: head %d, was %d", h2.Seq, h.Seq)
 	}
 }
+
+// An export read back checks itself: every event passes as written; an edited, dropped or
+// swapped line is named.
+func TestReadExport(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}), built(t, "r", "1"), built(t, "r", "2"), built(t, "r", "3"))
+	var b bytes.Buffer
+	if err := l.Export(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	head, err := ReadExport(bytes.NewReader(b.Bytes()), func(Event) error { n++; return nil })
+	want, _ := l.Head()
+	if err != nil || n != 4 || head != want {
+		t.Fatalf("read %d events to %v (%v), want 4 to %v", n, head, err, want)
+	}
+	lines := strings.SplitAfter(b.String(), "\n")
+	for name, c := range map[string]struct {
+		text, says string
+	}{
+		"edited":  {strings.Replace(b.String(), `"size":100`, `"size":999`, 1), "event 2: its hash is not its body's"},
+		"dropped": {lines[0] + lines[2] + lines[3], "event 3 follows event 1"},
+		"swapped": {lines[0] + lines[2] + lines[1] + lines[3], "event 3 follows event 1"},
+		"cut":     {b.String()[:b.Len()-5], "cut short"},
+	} {
+		if _, err := ReadExport(strings.NewReader(c.text), func(Event) error { return nil }); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want %q", name, err, c.says)
+		}
+	}
+}

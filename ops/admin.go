@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -57,7 +58,45 @@ type Admin interface {
 	SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error)
 	GC(ctx context.Context) (cas.ReclaimReport, error)
 	Fsck(ctx context.Context) (*FsckSummary, error)
+	// LedgerVerify verifies the ledger where it is (chain, projections, manifests).
+	LedgerVerify(ctx context.Context) (*LedgerReport, error)
+	// LedgerExport streams every event as export lines to w.
+	LedgerExport(ctx context.Context, w io.Writer) error
 	Where() string // the root, or the server's URL
+}
+
+// LedgerReport is what a ledger verification found, as it travels.
+type LedgerReport struct {
+	Events   uint64          `json:"events"`
+	Head     uint64          `json:"head"`
+	HeadHash cas.Hash        `json:"head_hash"`
+	Problems []LedgerProblem `json:"problems"`
+}
+
+// LedgerProblem is one thing verification found wrong, at an event.
+type LedgerProblem struct {
+	Seq    uint64 `json:"seq"`
+	Detail string `json:"detail"`
+}
+
+func (p LedgerProblem) String() string {
+	if p.Seq == 0 {
+		return p.Detail
+	}
+	return fmt.Sprintf("event %d: %s", p.Seq, p.Detail)
+}
+
+// VerifyLedger verifies the instance's ledger against its store.
+func VerifyLedger(ctx context.Context, in *Instance) (*LedgerReport, error) {
+	rep, err := in.Ledger.Verify(ctx, in.Chunks)
+	if err != nil {
+		return nil, err
+	}
+	out := &LedgerReport{Events: rep.Events, Head: rep.Head.Seq, HeadHash: rep.Head.Hash, Problems: []LedgerProblem{}}
+	for _, p := range rep.Problems {
+		out.Problems = append(out.Problems, LedgerProblem{Seq: p.Seq, Detail: p.Detail})
+	}
+	return out, nil
 }
 
 // ListUsers lists the users by name.
@@ -230,6 +269,14 @@ func (d AdminDirect) Fsck(ctx context.Context) (*FsckSummary, error) {
 	})
 }
 
+func (d AdminDirect) LedgerVerify(ctx context.Context) (*LedgerReport, error) {
+	return with(d, false, func(in *Instance) (*LedgerReport, error) { return VerifyLedger(ctx, in) })
+}
+func (d AdminDirect) LedgerExport(ctx context.Context, w io.Writer) error {
+	_, err := with(d, false, func(in *Instance) (any, error) { return nil, in.Ledger.Export(ctx, w) })
+	return err
+}
+
 // AdminRemote administers a running server through its admin API.
 type AdminRemote struct{ *Remote }
 
@@ -285,6 +332,24 @@ func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
 		return &out, Errorf(KindCorrupt, "see 'swcli fsck' on the server's root for the versions that use them", "%d corrupt chunks, %d lost packs", out.Corrupt, out.LostPacks)
 	}
 	return &out, nil
+}
+
+func (r AdminRemote) LedgerVerify(ctx context.Context) (*LedgerReport, error) {
+	var out LedgerReport
+	return &out, r.postJSON(ctx, RouteAdminVerify.URL(), map[string]any{}, &out)
+}
+
+// LedgerExport streams the server's export to w.
+func (r AdminRemote) LedgerExport(ctx context.Context, w io.Writer) error {
+	resp, err := r.do(ctx, "GET", RouteAdminExport.URL(), nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: ledger export: %v", r.Name(), err)}
+	}
+	return nil
 }
 
 // SocketPath is the admin socket a running server listens on in its root. A unix socket's

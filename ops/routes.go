@@ -42,13 +42,16 @@ var (
 	RouteAdminMembers    = Route{"POST", "/api/v1/admin/projects/{p}/members"}
 	RouteAdminGC         = Route{"POST", "/api/v1/admin/gc"}
 	RouteAdminFsck       = Route{"POST", "/api/v1/admin/fsck"}
+	RouteAdminVerify     = Route{"POST", "/api/v1/admin/ledger/verify"}
+	RouteAdminExport     = Route{"GET", "/api/v1/admin/ledger/export"}
 )
 
 // Routes lists every route (the server serves each).
 var Routes = []Route{RouteWhoami, RouteProjects, RouteVersions, RouteHistory, RouteResolve, RouteInfo,
 	RouteTag, RouteRemove, RouteRecover, RouteCommit, RouteMissing, RouteGetChunks, RoutePutChunks,
 	RouteWalkChunks, RouteDeleteChunk, RouteAdminUsers, RouteAdminAddUser, RouteAdminToken, RouteAdminRevoke,
-	RouteAdminProjects, RouteAdminAddProject, RouteAdminRmProject, RouteAdminMembers, RouteAdminGC, RouteAdminFsck}
+	RouteAdminProjects, RouteAdminAddProject, RouteAdminRmProject, RouteAdminMembers, RouteAdminGC, RouteAdminFsck,
+	RouteAdminVerify, RouteAdminExport}
 
 // Pattern is the route as a net/http ServeMux pattern ("GET /api/v1/…").
 func (r Route) Pattern() string { return r.Method + " " + r.Path }

@@ -661,9 +661,9 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 }
 
 // errAdminOnly answers chunk listing and deletion for users who are not admins.
-var errAdminOnly = errors.New("no access: listing and deleting chunks is for the server's admins")
+var errAdminOnly = errors.New("no access: this is for the server's admins")
 
-// adminOnly wraps the handlers that reach every project's chunks.
+// adminOnly wraps the handlers that reach every project (chunks, users, the ledger).
 func adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !who(r).admin {

@@ -180,6 +180,19 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, FsckSummaryOf(rep)) // problems are in the summary; the client decides the exit code
 	}))
+	// The ledger of a served root, for auditors: verified here, or exported as it is now
+	// (a consistent read: the events up to the head when the export began).
+	mux.HandleFunc(RouteAdminVerify.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		rep, err := VerifyLedger(r.Context(), s.in)
+		answer(w, rep, err) // problems are in the report; the client decides the exit code
+	}))
+	mux.HandleFunc(RouteAdminExport.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		if err := s.in.Ledger.Export(r.Context(), w); err != nil {
+			s.logf("ledger export: %v", err)
+			panic(http.ErrAbortHandler) // a cut stream: the client's check names the line
+		}
+	}))
 }
 
 func answer(w http.ResponseWriter, v any, err error) {

@@ -62,8 +62,20 @@ func (c *RtCopyCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	src = copySourceInstance(src, dstURI)
+	// The bar first: opening an instance or a connection may take a moment, and the user
+	// sees what happens from the start.
+	c.Quiet.apply(e)
+	b := e.newBar("copying", "chunks", false)
+	var p cas.Progress
+	var step func(string)
+	if b != nil {
+		p, step = b, b.Step
+	}
+	b.Step("opening " + instanceName(src.Instance, cfg.CurrentInstance))
 	srcEP, srcProject, err := e.endpoint(src.ProjectURI)
 	if err != nil {
+		b.finish(false)
 		return err
 	}
 	defer srcEP.Close()
@@ -76,22 +88,19 @@ func (c *RtCopyCmd) Run(e *env) error {
 			dstProject = cfg.Project("local")
 		}
 		if dstProject, err = l.In.ProjectName(dstProject); err != nil {
+			b.finish(false)
 			return err
 		}
 	} else {
+		b.Step("opening " + instanceName(dstURI.Instance, cfg.CurrentInstance))
 		if dstEP, dstProject, err = e.endpoint(dstURI); err != nil {
+			b.finish(false)
 			return err
 		}
 		defer dstEP.Close()
 	}
-	c.Quiet.apply(e)
-	b := e.newBar("copying", "chunks", false)
-	var p cas.Progress
-	if b != nil {
-		p = b
-	}
 	res, err := ops.Copy(e.ctx, ops.CopyRequest{Src: srcEP, SrcProject: srcProject, SrcURI: src,
-		Dst: dstEP, DstProject: dstProject, DstName: dstName, IgnoreTags: c.IgnoreTag, Force: c.Force, Progress: p})
+		Dst: dstEP, DstProject: dstProject, DstName: dstName, IgnoreTags: c.IgnoreTag, Force: c.Force, Progress: p, Step: step})
 	b.finish(err == nil)
 	if err != nil {
 		return err
@@ -99,6 +108,24 @@ func (c *RtCopyCmd) Run(e *env) error {
 	_, down := dstEP.(ops.LocalEndpoint)
 	_, fromLocal := srcEP.(ops.LocalEndpoint)
 	return e.copySummary(res, down && !fromLocal)
+}
+
+// instanceName is how a URI's instance is shown: the selected one by its name.
+func instanceName(r ops.InstanceRef, selected string) string {
+	if r == (ops.InstanceRef{}) && selected != "" {
+		r.Alias = selected
+	}
+	return r.String()
+}
+
+// copySourceInstance applies the copy rule of SPEC: a source that names no instance is
+// local when the destination names a cloud instance (an upload: what you build is local,
+// whichever instance is selected); otherwise it is on the selected instance.
+func copySourceInstance(src ops.RuntimeURI, dst ops.ProjectURI) ops.RuntimeURI {
+	if src.Instance == (ops.InstanceRef{}) && !dst.Instance.IsLocal("local") {
+		src.Instance = ops.InstanceRef{Alias: "local"}
+	}
+	return src
 }
 
 // parseCopySource accepts a runtime URI, or a project URI ending in /runtime (every

@@ -167,7 +167,7 @@ func (c *LedgerVerifyCmd) Run(e *env) error {
 			return &ops.Error{Kind: ops.KindCorrupt, Err: fmt.Errorf("%s verified %d events but exports %d", a.Where(), rep.Head, head.Seq),
 				Hint: "its history was changed between the two; run 'swcli ledger verify' on the server's root"}
 		}
-		where = fmt.Sprintf(", verified by %s; its export's chain checked here (%s events)", a.Where(), humanCount(int(head.Seq)))
+		where = fmt.Sprintf(", verified by %s; its export's chain checked here (%s)", a.Where(), plural(int(head.Seq), "event"))
 	} else {
 		in, err := e.open()
 		if err != nil {
@@ -193,8 +193,8 @@ func (c *LedgerVerifyCmd) Run(e *env) error {
 			Hint: "the ledger was changed outside swcli; compare with an export taken before"}
 	}
 	if !e.jsonOut() {
-		e.printf("ledger ok: %s events, chain intact, projections match a replay, every manifest present (head %d %s)%s\n",
-			humanCount(int(rep.Events)), rep.Head, rep.HeadHash.Short(12), where)
+		e.printf("ledger ok: %s, chain intact, projections match a replay, every manifest present (head %d %s)%s\n",
+			plural(int(rep.Events), "event"), rep.Head, rep.HeadHash.Short(12), where)
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func (b *bar) Step(label string) {
 }
 
 func (b *bar) fraction() float64 {
-	f := 1.0
+	f := 0.0 // nothing known yet: 0 % (finish draws 100 %)
 	switch {
 	case b.byBytes && b.bytesOf > 0:
 		f = float64(b.bytes) / float64(b.bytesOf)
@@ -176,7 +176,7 @@ func (b *bar) draw(force bool) {
 	}
 	fmt.Fprintf(&s, " (%s/%s %s)", humanCount(b.count), humanCount(b.total), b.unit)
 	if b.label != "" {
-		fmt.Fprintf(&s, " %s", truncate(b.label, 40))
+		fmt.Fprintf(&s, " %s", truncate(b.label, 64))
 	}
 	s.WriteString("\x1b[K")
 	io.WriteString(b.w, s.String())

@@ -116,6 +116,11 @@ func TestProgressOnATerminal(t *testing.T) {
 	if !strings.Contains(out, "chunks)") || !strings.Contains(out, "sent ") {
 		t.Fatalf("copy up: %q", out)
 	}
+	// Before a chunk moves, the bar is there at 0 % and says what the copy is doing.
+	if m := percentRE.FindStringSubmatch(out); m == nil || m[2] != "0" || !strings.Contains(out, "listing what cloud://team has") ||
+		!strings.Contains(out, "chunks cloud://team lacks") {
+		t.Fatalf("copy up: no step shown at 0 %% before sending:\n%q", out)
+	}
 	env2 := []string{"SWCLI_ROOT=" + filepath.Join(dir, "root2"), "SWCLI_CONFIG=" + filepath.Join(dir, "config.yaml")}
 	out = onTerminal(t, env2, "rt", "copy", "cloud://team/project/mnist/runtime/app", "local/project/self")
 	risesTo100(t, "copy down", out)

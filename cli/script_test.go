@@ -84,10 +84,15 @@ func baseVenv() (string, string, error) {
 
 // TestScripts runs testdata/script/*.txtar against the real entry point.
 func TestScripts(t *testing.T) {
+	testscript.Run(t, scriptParams("testdata/script"))
+}
+
+// scriptParams are the testscripts' conditions, setup and commands, for scripts in dir.
+func scriptParams(dir string) testscript.Params {
 	wheelScript := mustAbs(filepath.Join("testdata", "make-wheel.py"))
 	venvOK, venvWhy := hostVenv()
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+	return testscript.Params{
+		Dir: dir,
 		Condition: func(cond string) (bool, error) {
 			switch cond {
 			case "venv": // python3 with venv and pip: [!venv] skip
@@ -212,7 +217,7 @@ func TestScripts(t *testing.T) {
 				}
 			},
 		},
-	})
+	}
 }
 
 func mustAbs(p string) string {

@@ -22,8 +22,11 @@ type CopyRequest struct {
 	IgnoreTags bool         // leave the user tags behind (Starwhale's --ignore-tag)
 	Force      bool         // copy versions the destination has already
 	Progress   cas.Progress // bytes sent
-	BatchBytes int          // default 16 MiB per request
-	InFlight   int          // default 4 requests at once
+	// Step, if set, hears each step as it starts ("listing …", "checking …", "sending …"),
+	// so that a copy shows what it does before the first chunk moves.
+	Step       func(string)
+	BatchBytes int // default 16 MiB per request
+	InFlight   int // default 4 requests at once
 }
 
 // CopyResult counts what a copy did.
@@ -69,6 +72,12 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	if req.InFlight <= 0 {
 		req.InFlight = 4
 	}
+	step := func(format string, args ...any) {
+		if req.Step != nil {
+			req.Step(fmt.Sprintf(format, args...))
+		}
+	}
+	step("finding %s on %s", req.SrcURI, req.Src.Name())
 	vs, err := copySources(ctx, req.Src, req.SrcProject, req.SrcURI)
 	if err != nil {
 		return nil, err
@@ -91,6 +100,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	}
 	// 1. What the destination has of the runtimes copied (one listing each: a copy of one
 	// runtime into a project of thousands lists that runtime, not the project).
+	step("listing what %s has", req.Dst.Name())
 	have := map[string]bool{}
 	listed := map[string]bool{}
 	for _, v := range vs {
@@ -120,6 +130,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		return res, nil
 	}
 	// 2. The manifests, from the source (a remote one sends those this side lacks).
+	step("reading %s", counted(len(todo), "manifest"))
 	manifests, err := loadManifests(ctx, req.Src, todo)
 	if err != nil {
 		return nil, err
@@ -139,6 +150,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	}
 	res.Chunks = len(all)
 	// 3. What the destination lacks, in batches of hashes.
+	step("checking which of %s %s lacks", counted(len(all), "chunk"), req.Dst.Name())
 	var missing []cas.Hash
 	for start := 0; start < len(all); start += 500_000 {
 		m, err := req.Dst.Missing(ctx, all[start:min(start+500_000, len(all))])
@@ -172,6 +184,10 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		return -1
 	})
 	// 4. Send them.
+	if req.Progress != nil {
+		req.Progress.Planned(len(missing), 0)
+	}
+	step("sending %s", counted(len(missing), "chunk"))
 	if err := send(ctx, req, missing, res); err != nil {
 		return nil, err
 	}
@@ -188,10 +204,19 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 			SourceActor: v.Actor, Tags: tags, Origin: v.Origin})
 		res.Versions = append(res.Versions, v.ID)
 	}
+	step("committing %s", counted(len(commits), "version"))
 	if err := req.Dst.Commit(ctx, req.DstProject, commits); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// counted is "1 chunk", "2 chunks".
+func counted(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // copySources lists what a copy source names: one version, every live version of a
@@ -263,9 +288,6 @@ func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (
 func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyResult) error {
 	if len(missing) == 0 {
 		return nil
-	}
-	if req.Progress != nil {
-		req.Progress.Planned(len(missing), 0)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []Chunk, req.InFlight)

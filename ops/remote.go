@@ -105,6 +105,10 @@ func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ct
 	if resp.StatusCode == 413 && hint == "" {
 		hint = "the server's request limit is lower than this client's batches"
 	}
+	if resp.StatusCode == http.StatusUnauthorized && c.Alias != "" && c.socket == "" {
+		// The server cannot know how this client names it: say it with the real URL and alias.
+		hint = fmt.Sprintf("log in again: swcli instance login %s --alias %s --token-stdin (the token on stdin)", c.URL, c.Alias)
+	}
 	return nil, &Error{Kind: kind, Err: fmt.Errorf("%s: %s", c.Name(), msg), Hint: hint}
 }
 

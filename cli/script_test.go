@@ -114,6 +114,7 @@ func scriptParams(dir string) testscript.Params {
 				// Starwhale's client, kept away from the home: its config and store in the
 				// script's directory, pip offline, no retries of refused requests.
 				env.Setenv("STARWHALE", p)
+				env.Setenv("STARWHALE_PYTHON", shebang(p)) // the interpreter its packages are installed for
 				env.Setenv("SW_CLI_CONFIG", filepath.Join(env.WorkDir, "sw", "config.yaml"))
 				env.Setenv("SW_LOCAL_STORAGE", filepath.Join(env.WorkDir, "sw", "store"))
 				env.Setenv("SW_CLIENT_RETRY_ATTEMPTS", "0")
@@ -218,6 +219,19 @@ func scriptParams(dir string) testscript.Params {
 			},
 		},
 	}
+}
+
+// shebang is the interpreter a script's first line names ("python3" if none).
+func shebang(path string) string {
+	b, _ := os.ReadFile(path)
+	line, _, _ := strings.Cut(string(b), "\n")
+	if f := strings.Fields(strings.TrimPrefix(line, "#!")); strings.HasPrefix(line, "#!") && len(f) > 0 {
+		if filepath.Base(f[0]) == "env" && len(f) > 1 {
+			return f[1]
+		}
+		return f[0]
+	}
+	return "python3"
 }
 
 func mustAbs(p string) string {

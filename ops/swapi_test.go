@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
@@ -309,5 +312,108 @@ func TestStarwhaleAPIRefuses(t *testing.T) {
 	}
 	if _, err := os.Stat(c.root); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// vmHWM is a process's peak resident memory (Linux), in bytes.
+func vmHWM(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skip("no /proc: peak memory unknown here")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// An upload is streamed to disk and imported chunk by chunk: a server process that takes
+// a 384 MiB bundle (sent as it is made, never whole in the test either) stays far below it
+// in memory, and a cut one stores nothing.
+func TestStarwhaleUploadMemoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 384 MiB to a server process")
+	}
+	c := newCloud(t)
+	cmd, url := startChild(t, c.root)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	c.url = url
+	const size = 384 << 20
+	send := func(cut bool) swAnswer {
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			mw.WriteField("runtime", "big:"+swOrigin)
+			fw, _ := mw.CreateFormFile("file", swOrigin+".swrt")
+			tw := tar.NewWriter(fw)
+			small := swBundle(t, "big", swOrigin)
+			tr := tar.NewReader(bytes.NewReader(small))
+			for {
+				h, err := tr.Next()
+				if err != nil {
+					break
+				}
+				tw.WriteHeader(h)
+				io.Copy(tw, tr)
+			}
+			tw.WriteHeader(&tar.Header{Name: "files/model.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg})
+			rnd := rand.NewChaCha8([32]byte{7})
+			buf := make([]byte, 1<<20)
+			for n := 0; n < size; n += len(buf) {
+				rnd.Read(buf)
+				if _, err := tw.Write(buf); err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+				if cut && n > size/2 {
+					pw.CloseWithError(errors.New("cut"))
+					return
+				}
+			}
+			tw.Close()
+			mw.Close()
+			pw.Close()
+		}()
+		path := "/api/v1/project/mnist/runtime/big/version/" + swOrigin + "/file"
+		if !cut {
+			return c.sw(t, "alice", "POST", path, pr, mw.FormDataContentType())
+		}
+		req, _ := http.NewRequest("POST", c.url+path, pr)
+		req.Header.Set("Authorization", c.tokens["alice"])
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		if resp, err := http.DefaultClient.Do(req); err == nil { // the client may see the connection end instead
+			resp.Body.Close()
+		}
+		return swAnswer{}
+	}
+	before := vmHWM(t, cmd.Process.Pid)
+	if a := send(false); a.Status != 200 {
+		t.Fatalf("upload: %d %s", a.Status, a.Body)
+	}
+	peak := vmHWM(t, cmd.Process.Pid)
+	t.Logf("server peak RSS: %d MiB before, %d MiB after a %d MiB upload", before>>20, peak>>20, size>>20)
+	if peak > 192<<20 {
+		t.Fatalf("server peak RSS %d MiB for a %d MiB upload: not streamed", peak>>20, size>>20)
+	}
+	// A body cut half-way: refused, nothing stored, nothing left in the root.
+	send(true)
+	// The server ends its side a moment after the client's: wait for it, a while at most.
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left, _ = filepath.Glob(filepath.Join(c.root, "upload-*")); len(left) == 0 {
+			break
+		}
+	}
+	if len(left) != 0 {
+		t.Fatalf("a cut upload left %v", left)
+	}
+	vs, _, err := c.client("alice").Versions(ctx, "mnist", "big", ledger.ListOptions{ShowRemoved: true})
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("after a cut upload: %d versions (%v), want the first only", len(vs), err)
 	}
 }

@@ -74,11 +74,27 @@ type BundleManifest struct {
 	Deps        ManifestDeps     `yaml:"dependencies"`
 	Artifacts   ManifestArtifact `yaml:"artifacts"`
 	Configs     ManifestConfigs  `yaml:"configs"`
+	// BaseImage and Docker are the image a container of the runtime runs on, as Starwhale
+	// writes them (dockerize and its server read them).
+	BaseImage string         `yaml:"base_image"`
+	Docker    ManifestDocker `yaml:"docker"`
 	// Version, CreatedAt and Build are set only in an exported .swrt (Starwhale reads them).
 	Version   string         `yaml:"version,omitempty"`
 	CreatedAt string         `yaml:"created_at,omitempty"`
 	Build     map[string]any `yaml:"build,omitempty"`
 }
+
+// StarwhaleVersion is the Starwhale release whose formats swcli reads and writes: what a
+// manifest gives as environment.lock.starwhale_version and build.sw_version when
+// runtime.yaml and the lock name none (Starwhale's restore and dockerize install it).
+const StarwhaleVersion = "0.6.15"
+
+// Starwhale's built-in run images (its consts: DEFAULT_IMAGE_REPO, base, the fixed release
+// tag; cuda images for environment.cuda).
+const (
+	starwhaleImageRepo = "docker-registry.starwhale.cn/star-whale"
+	starwhaleImageTag  = "0.3.4"
+)
 
 type ManifestEnv struct {
 	Mode   string      `yaml:"mode"`
@@ -93,12 +109,48 @@ type ManifestEnv struct {
 type ManifestLck struct {
 	Files []string `yaml:"files"` // relative to dependencies/
 	// PythonVersion is the exact python of the environment that was locked (swcli).
-	PythonVersion string `yaml:"python_version,omitempty"`
+	PythonVersion    string        `yaml:"python_version,omitempty"`
+	StarwhaleVersion string        `yaml:"starwhale_version"`
+	System           string        `yaml:"system"`
+	Shell            ManifestShell `yaml:"shell"`
+	// Where the environment was: left empty, so that the same content built from two
+	// places is one version (Starwhale writes the build's path; nothing reads it back).
+	EnvPrefixPath string `yaml:"env_prefix_path"`
+	EnvName       string `yaml:"env_name"`
+	EnvUseShell   bool   `yaml:"env_use_shell"`
+}
+
+// ManifestShell is the python environment that was locked, as Starwhale describes it.
+type ManifestShell struct {
+	PythonEnv     string `yaml:"python_env"` // venv | conda
+	PythonVersion string `yaml:"python_version"`
+	UseConda      bool   `yaml:"use_conda"`
+	UseVenv       bool   `yaml:"use_venv"`
 }
 
 type ManifestDeps struct {
 	RawDeps          []RawDep `yaml:"raw_deps"`
 	LocalPackagedEnv bool     `yaml:"local_packaged_env"`
+	// Starwhale's flat lists (for its clients up to 0.3), and setup_requires.
+	PipPkgs       []string `yaml:"pip_pkgs"`
+	CondaPkgs     []string `yaml:"conda_pkgs"`
+	PipFiles      []string `yaml:"pip_files"`
+	CondaFiles    []string `yaml:"conda_files"`
+	SetupRequires []RawDep `yaml:"setup_requires"`
+}
+
+// ManifestDocker is Starwhale's docker section.
+type ManifestDocker struct {
+	CustomRunImage  string        `yaml:"custom_run_image"`
+	BuiltinRunImage ManifestImage `yaml:"builtin_run_image"`
+}
+
+// ManifestImage is an image in parts.
+type ManifestImage struct {
+	Fullname string `yaml:"fullname"`
+	Name     string `yaml:"name"`
+	Repo     string `yaml:"repo"`
+	Tag      string `yaml:"tag"`
 }
 
 // RawDep is one dependency as Starwhale's manifest lists it: kind and deps.
@@ -123,28 +175,43 @@ type ManifestConfigs struct {
 // newBundleManifest describes a bundle built from ry, locked with python pyFull.
 func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *BundleManifest {
 	m := &BundleManifest{Name: ry.Name}
-	m.Environment = ManifestEnv{Mode: ry.Mode, Python: majorMinor(pyFull), Arch: ry.Arch, AutoLock: locked}
+	m.Environment = ManifestEnv{Mode: ry.Mode, Python: majorMinor(pyFull), Arch: nonNil(ry.Arch), AutoLock: locked}
 	if m.Environment.Python == "" {
 		m.Environment.Python = ry.Python
 	}
 	m.Environment.Lock.PythonVersion = pyFull
+	m.Environment.Lock.StarwhaleVersion = ry.StarwhaleVersion
+	if m.Environment.Lock.StarwhaleVersion == "" {
+		m.Environment.Lock.StarwhaleVersion = StarwhaleVersion
+	}
+	m.Environment.Lock.System = "Linux"
+	m.Environment.Lock.Shell = ManifestShell{PythonEnv: ry.Mode, PythonVersion: pyFull, UseConda: ry.Mode == "conda", UseVenv: ry.Mode == "venv"}
 	m.Environment.Lock.Files = []string{}
 	if locked {
 		m.Environment.Lock.Files = []string{strings.TrimPrefix(LockName(ry.Mode), "dependencies/")}
 	}
 	m.Deps.LocalPackagedEnv = packaged
 	m.Deps.RawDeps = []RawDep{}
+	m.Deps.PipPkgs, m.Deps.CondaPkgs, m.Deps.PipFiles, m.Deps.CondaFiles = []string{}, []string{}, []string{}, []string{}
+	m.Deps.SetupRequires = []RawDep{}
 	m.Artifacts = ManifestArtifact{RuntimeYAML: "runtime.yaml", Dependencies: []string{}, Wheels: []string{}, Files: []map[string]string{}}
 	for _, d := range ry.Dependencies {
 		rd := RawDep{Kind: d.Kind()}
 		switch {
 		case d.File != "":
 			rd.Deps = d.File
+			if isPipFile(d.File) {
+				m.Deps.PipFiles = append(m.Deps.PipFiles, d.File)
+			} else {
+				m.Deps.CondaFiles = append(m.Deps.CondaFiles, d.File)
+			}
 			m.Artifacts.Dependencies = append(m.Artifacts.Dependencies, path.Join("dependencies", path.Clean(filepath.ToSlash(d.File))))
 		case d.Pip != nil:
 			rd.Deps = d.Pip
+			m.Deps.PipPkgs = append(m.Deps.PipPkgs, d.Pip...)
 		case d.Conda != nil:
 			rd.Deps = d.Conda
+			m.Deps.CondaPkgs = append(m.Deps.CondaPkgs, d.Conda...)
 		case d.Wheels != nil:
 			rd.Deps = d.Wheels
 			for _, w := range d.Wheels {
@@ -170,9 +237,33 @@ func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *B
 		m.Artifacts.Dependencies = append(m.Artifacts.Dependencies, LockName(ry.Mode))
 	}
 	m.Configs.Pip = map[string]any{"index_url": ry.Pip.IndexURL, "extra_index_url": nonNil(ry.Pip.ExtraIndexURL), "trusted_host": nonNil(ry.Pip.TrustedHost)}
-	m.Configs.Conda = map[string]any{"channels": ry.CondaChannels}
+	condarc := map[string]any{}
+	if ry.Condarc != "" {
+		yaml.Unmarshal([]byte(ry.Condarc), &condarc) // re-encoded by the parser: it decodes
+	}
+	m.Configs.Conda = map[string]any{"channels": ry.CondaChannels, "condarc": condarc}
 	m.Configs.Docker = map[string]any{"image": ry.DockerImage}
+	m.Docker, m.BaseImage = runImages(ry)
 	return m
+}
+
+// runImages is the docker section and base_image Starwhale writes for ry: the image
+// runtime.yaml names, else its built-in one (base, or cuda for environment.cuda).
+func runImages(ry *RuntimeYAML) (ManifestDocker, string) {
+	name, tag := "base", starwhaleImageTag
+	if ry.CUDA != "" {
+		name, tag = "cuda", ry.CUDA
+		if ry.CUDNN != "" {
+			tag += "-cudnn" + ry.CUDNN
+		}
+		tag += "-base" + starwhaleImageTag
+	}
+	full := starwhaleImageRepo + "/" + name + ":" + tag
+	d := ManifestDocker{CustomRunImage: ry.DockerImage, BuiltinRunImage: ManifestImage{Fullname: full, Name: name, Repo: starwhaleImageRepo, Tag: tag}}
+	if ry.DockerImage != "" {
+		return d, ry.DockerImage
+	}
+	return d, full
 }
 
 func nonNil(s []string) []string {

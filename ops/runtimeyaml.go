@@ -24,6 +24,9 @@ type RuntimeYAML struct {
 	Arch         []string
 	OS           string
 	CUDA, CUDNN  string
+	// StarwhaleVersion is environment.starwhale_version: the Starwhale release the runtime
+	// asks for (recorded as the manifest's environment.lock.starwhale_version).
+	StarwhaleVersion string
 	DockerImage  string // environment.docker.image, configs.docker.image or the 2022 base_image
 	Dependencies []Dependency
 	Pip          PipConfig
@@ -163,7 +166,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 	if err := noAliases(path, &doc); err != nil {
 		return nil, err
 	}
-	ry := &RuntimeYAML{Mode: "venv", APIVersion: RuntimeAPIVersion, OS: DefaultOS, Arch: []string{"noarch"},
+	ry := &RuntimeYAML{Mode: "venv", APIVersion: RuntimeAPIVersion, OS: DefaultOS, Arch: []string{},
 		CondaChannels: []string{"conda-forge"}}
 	top := doc.Content[0]
 	var nameNode, pythonNode, legacyPython, apiNode *yaml.Node
@@ -227,6 +230,8 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 					if ry.OS != DefaultOS {
 						return yamlErr(path, v, "environment.os", "%q is not supported (Starwhale supports %s)", ry.OS, DefaultOS)
 					}
+				case "starwhale_version":
+					return str("environment.starwhale_version", v, &ry.StarwhaleVersion)
 				case "cuda":
 					return str("environment.cuda", v, &ry.CUDA)
 				case "cudnn":
@@ -252,7 +257,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 				return yamlErr(path, v, "dependencies", "must be a list")
 			}
 			for i, item := range v.Content {
-				ds, err := parseDependency(path, workdir, fmt.Sprintf("dependencies[%d]", i), item)
+				ds, err := parseDependency(path, workdir, fmt.Sprintf("dependencies[%d]", i), item, warn)
 				if err != nil {
 					return err
 				}
@@ -397,7 +402,7 @@ func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, er
 		}
 	}
 	if legacyPipReq != "" {
-		ds, err := parseDependency(path, workdir, "pip_req", legacyPipReqNode)
+		ds, err := parseDependency(path, workdir, "pip_req", legacyPipReqNode, warn)
 		if err != nil {
 			return nil, err
 		}
@@ -560,7 +565,9 @@ configs:
 
 // parseDependency reads one item of dependencies (key names it in errors): a file name, or
 // a mapping whose every key is a dependency kind, in order.
-func parseDependency(path, workdir, key string, n *yaml.Node) ([]Dependency, error) {
+// Keys Starwhale ignores inside an item (another kind, another key of a files entry) are
+// warnings, as they are not errors there.
+func parseDependency(path, workdir, key string, n *yaml.Node, warn func(n *yaml.Node, key string)) ([]Dependency, error) {
 	if n.Kind == yaml.ScalarNode && !isNull(n) {
 		if err := checkDepPath(path, workdir, n.Value, n, key, false); err != nil {
 			return nil, err
@@ -574,7 +581,7 @@ func parseDependency(path, workdir, key string, n *yaml.Node) ([]Dependency, err
 		return nil, yamlErr(path, n, key, "must be a file name or a mapping")
 	}
 	var out []Dependency
-	err := eachKey(path, key, n, func(k string, _, v *yaml.Node) error {
+	err := eachKey(path, key, n, func(k string, kn, v *yaml.Node) error {
 		where := key + "." + k
 		var d Dependency
 		var err error
@@ -604,14 +611,15 @@ func parseDependency(path, workdir, key string, n *yaml.Node) ([]Dependency, err
 			}
 			d.Files = []FileEntry{}
 			for j, f := range v.Content {
-				fe, err := parseFileEntry(path, workdir, fmt.Sprintf("%s[%d]", where, j), f)
+				fe, err := parseFileEntry(path, workdir, fmt.Sprintf("%s[%d]", where, j), f, warn)
 				if err != nil {
 					return err
 				}
 				d.Files = append(d.Files, fe)
 			}
 		default:
-			return yamlErr(path, v, key, "unknown dependency kind %q (pip, conda, wheels, files, commands)", k)
+			warn(kn, where+" (a dependency kind: pip, conda, wheels, files, commands)")
+			return nil
 		}
 		if err == nil {
 			out = append(out, d)
@@ -623,9 +631,9 @@ func parseDependency(path, workdir, key string, n *yaml.Node) ([]Dependency, err
 
 // parseFileEntry reads {name, src, dest}: both src and dest are required (as in Starwhale);
 // dest is normalised and must stay inside the environment it is placed in.
-func parseFileEntry(file, workdir, fk string, f *yaml.Node) (FileEntry, error) {
+func parseFileEntry(file, workdir, fk string, f *yaml.Node, warn func(n *yaml.Node, key string)) (FileEntry, error) {
 	var fe FileEntry
-	if err := eachKey(file, fk, f, func(k string, _, v *yaml.Node) error {
+	if err := eachKey(file, fk, f, func(k string, kn, v *yaml.Node) error {
 		switch k {
 		case "name":
 			return strInto(file, fk+".name", v, &fe.Name)
@@ -634,7 +642,8 @@ func parseFileEntry(file, workdir, fk string, f *yaml.Node) (FileEntry, error) {
 		case "dest":
 			return strInto(file, fk+".dest", v, &fe.Dest)
 		}
-		return yamlErr(file, v, fk+"."+k, "unknown key (name, src, dest)")
+		warn(kn, fk+"."+k+" (a files entry has name, src, dest)")
+		return nil
 	}); err != nil {
 		return fe, err
 	}

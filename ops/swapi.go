@@ -387,12 +387,12 @@ func (s *Server) swRuntimeInfo(w http.ResponseWriter, r *http.Request, l LocalEn
 		swFail(w, err)
 		return
 	}
-	bm, err := ExportManifest(r.Context(), l.In, v, m)
+	mb, err := ExportManifest(r.Context(), l.In, v, m)
 	if err != nil {
 		swFail(w, err)
 		return
 	}
-	meta := string(bm.Encode())
+	meta := string(mb)
 	var tag any
 	if len(v.Tags) > 0 {
 		tag = strings.Join(v.Tags, ",")

@@ -2,6 +2,8 @@ package ops
 
 import (
 	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -38,8 +42,8 @@ const (
 type ExportResult struct {
 	Version *ledger.Version
 	File    string
-	Files   int
-	Bytes   int64 // content bytes written
+	Files   int   // the version's files, as info counts them
+	Bytes   int64 // the version's content bytes
 }
 
 // ExportSwrt writes version ref of project/name to file as a .swrt (tar), atomically.
@@ -86,31 +90,95 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 }
 
 // ExportManifest is the _manifest.yaml a .swrt of version v carries: the one stored with
-// it (or one made for a version built before bundles carried it), with the version's id
-// and time.
-func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas.Manifest) (*BundleManifest, error) {
-	var bm *BundleManifest
+// it (or one made for a version built before bundles carried it), with the fields only an
+// export has: version (the id the version had where it was made, if it came from
+// elsewhere, else its id here), created_at (kept from there, else the version's) and build
+// (kept, with swcli's version added). Keys are written sorted, as Starwhale writes them.
+func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas.Manifest) ([]byte, error) {
+	var raw []byte
 	for _, e := range m.Entries {
 		if e.Path == ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
 			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}
-			bm = &BundleManifest{}
-			if err := yaml.Unmarshal(b, bm); err != nil {
-				return nil, Errorf(KindCorrupt, "", "%s of %s: %v", ManifestName, v.ID, err)
-			}
+			raw = b
 		}
 	}
-	if bm == nil { // a version built before bundles carried a manifest
-		var err error
-		if bm, err = manifestForOldBundle(ctx, in, m, v); err != nil {
+	if raw == nil { // a version built before bundles carried a manifest
+		bm, err := manifestForOldBundle(ctx, in, m, v)
+		if err != nil {
 			return nil, err
 		}
+		raw = bm.Encode()
 	}
-	bm.Version, bm.CreatedAt = v.ID, v.Created.UTC().Format("2006-01-02 15:04:05 UTC")
-	bm.Build = map[string]any{"os": "Linux", "swcli_version": in.ToolVersion, "python": v.Python}
-	return bm, nil
+	doc := map[string]any{}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, Errorf(KindCorrupt, "", "%s of %s: %v", ManifestName, v.ID, err)
+	}
+	doc["version"] = v.ID
+	if _, ok := doc["created_at"].(string); !ok || v.Origin == "" {
+		doc["created_at"] = v.Created.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	if v.Origin != "" {
+		doc["version"] = v.Origin
+	}
+	build, _ := doc["build"].(map[string]any)
+	if build == nil {
+		build = map[string]any{}
+	}
+	defaults := map[string]any{"os": "Linux", "sw_version": StarwhaleVersion, "python": v.Python}
+	for k, val := range defaults {
+		if _, ok := build[k]; !ok {
+			build[k] = val
+		}
+	}
+	build["swcli_version"] = in.ToolVersion
+	doc["build"] = build
+	return encodeYAML(doc), nil
+}
+
+// encodeYAML is v as YAML, indented by two (map keys sorted).
+func encodeYAML(v any) []byte {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		panic(err) // maps of what YAML decoded always encode
+	}
+	enc.Close()
+	return buf.Bytes()
+}
+
+// mergeManifests lays the fields of an imported bundle's manifest over the one import
+// made: every field Starwhale (or another tool) wrote is kept as written, those only swcli
+// writes are added, and local_packaged_env says what the bundle holds.
+func mergeManifests(ours *BundleManifest, theirs []byte) ([]byte, error) {
+	var base, over map[string]any
+	if err := yaml.Unmarshal(ours.Encode(), &base); err != nil {
+		return nil, err
+	}
+	if err := yaml.Unmarshal(theirs, &over); err != nil {
+		return nil, err
+	}
+	merged := mergeMaps(base, over)
+	if deps, ok := merged["dependencies"].(map[string]any); ok {
+		deps["local_packaged_env"] = ours.Deps.LocalPackagedEnv
+	}
+	return encodeYAML(merged), nil
+}
+
+func mergeMaps(base, over map[string]any) map[string]any {
+	for k, v := range over {
+		bm, ok1 := base[k].(map[string]any)
+		om, ok2 := v.(map[string]any)
+		if ok1 && ok2 {
+			base[k] = mergeMaps(bm, om)
+			continue
+		}
+		base[k] = v
+	}
+	return base
 }
 
 // WriteSwrt streams version v as a .swrt (tar) to w, as it reads the chunks: nothing is
@@ -120,17 +188,37 @@ func WriteSwrt(ctx context.Context, in *Instance, v *ledger.Version, w io.Writer
 	if err != nil {
 		return nil, err
 	}
-	bm, err := ExportManifest(ctx, in, v, m)
+	mb, err := ExportManifest(ctx, in, v, m)
 	if err != nil {
 		return nil, err
 	}
 	res := &ExportResult{Version: v}
-	tw := tar.NewWriter(w)
 	mtime := time.Unix(v.Created.Unix(), 0)
-	hdr := func(e cas.Entry) *tar.Header {
-		return &tar.Header{Name: e.Path, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+	// A bundled environment travels as Starwhale carries it: packed into one tarball
+	// (export/venv_env.tar.gz), made first in a held temporary of the root, since its
+	// size goes before it. The store keeps it file by file.
+	var packed *os.File
+	envDir := ""
+	for _, mode := range []string{"venv", "conda"} {
+		for _, e := range m.Entries {
+			if e.Path == "export/"+mode && e.Kind == cas.KindDir {
+				envDir = e.Path
+			}
+		}
+		if envDir != "" {
+			tmp, err := newWorkTemp(in.Root, "export")
+			if err != nil {
+				return nil, err
+			}
+			defer tmp.Remove()
+			if packed, err = packEnv(ctx, in, m, envDir, mtime, filepath.Join(tmp.Dir, "env.tar.gz")); err != nil {
+				return nil, err
+			}
+			defer packed.Close()
+			break
+		}
 	}
-	mb := bm.Encode()
+	tw := tar.NewWriter(w)
 	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o644, Size: int64(len(mb)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}); err != nil {
 		return nil, err
 	}
@@ -138,43 +226,110 @@ func WriteSwrt(ctx context.Context, in *Instance, v *ledger.Version, w io.Writer
 		return nil, err
 	}
 	for _, e := range m.Entries {
-		if e.Path == ManifestName {
+		if e.Path == ManifestName || envDir != "" && (e.Path == envDir || strings.HasPrefix(e.Path, envDir+"/")) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		h := hdr(e)
-		switch e.Kind {
-		case cas.KindDir:
-			h.Typeflag, h.Name = tar.TypeDir, e.Path+"/"
-		case cas.KindLink:
-			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
-		case cas.KindFile:
-			h.Typeflag, h.Size = tar.TypeReg, e.Size
-		}
-		if err := tw.WriteHeader(h); err != nil {
+		if _, err := writeEntry(ctx, in, tw, e, e.Path, mtime); err != nil {
 			return nil, err
 		}
-		if e.Kind != cas.KindFile {
-			continue
+	}
+	if packed != nil {
+		fi, err := packed.Stat()
+		if err != nil {
+			return nil, err
 		}
-		res.Files++
-		for _, c := range e.Chunks {
-			d, err := in.Chunks.Get(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := tw.Write(d); err != nil {
-				return nil, err
-			}
-			res.Bytes += int64(len(d))
+		name := PackedEnvName(strings.TrimPrefix(envDir, "export/"))
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: fi.Size(), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg, Uname: "root", Gname: "root"}); err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(tw, packed); err != nil {
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
+	// The version's files and bytes, as info counts them (whatever form they travel in).
+	t := m.Totals()
+	res.Files, res.Bytes = t.Files, t.Size
 	return res, nil
+}
+
+// writeEntry writes one entry of a version to tw under name, its content read chunk by
+// chunk; it returns the content bytes written.
+func writeEntry(ctx context.Context, in *Instance, tw *tar.Writer, e cas.Entry, name string, mtime time.Time) (int64, error) {
+	h := &tar.Header{Name: name, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+	switch e.Kind {
+	case cas.KindDir:
+		h.Typeflag, h.Name = tar.TypeDir, name+"/"
+	case cas.KindLink:
+		h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
+	case cas.KindFile:
+		h.Typeflag, h.Size = tar.TypeReg, e.Size
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return 0, err
+	}
+	var n int64
+	if e.Kind == cas.KindFile {
+		for _, c := range e.Chunks {
+			d, err := in.Chunks.Get(ctx, c)
+			if err != nil {
+				return n, err
+			}
+			if _, err := tw.Write(d); err != nil {
+				return n, err
+			}
+			n += int64(len(d))
+		}
+	}
+	return n, nil
+}
+
+// packEnv writes the entries under dir as a gzipped tar (paths relative to dir, as
+// venv-pack and conda-pack write them) to path, and returns it open at its start.
+func packEnv(ctx context.Context, in *Instance, m *cas.Manifest, dir string, mtime time.Time, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+		}
+	}()
+	zw, err := kgzip.NewWriterLevel(f, kgzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(zw)
+	for _, e := range m.Entries {
+		rel, inside := strings.CutPrefix(e.Path, dir+"/")
+		if !inside {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if _, err := writeEntry(ctx, in, tw, e, rel, mtime); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	ok = true
+	return f, nil
 }
 
 // manifestForOldBundle describes a version built before bundles carried _manifest.yaml.
@@ -227,6 +382,35 @@ type ImportResult struct {
 	New                       bool
 }
 
+// incomingManifest is what import reads of a bundle's _manifest.yaml (current and 2022).
+type incomingManifest struct {
+	Name        string `yaml:"name"`
+	Version     string `yaml:"version"`
+	Environment struct {
+		Python string `yaml:"python"`
+		Mode   string `yaml:"mode"`
+		Lock   struct {
+			PythonVersion string `yaml:"python_version"`
+			Shell         struct {
+				PythonVersion string `yaml:"python_version"` // Starwhale's exact version
+			} `yaml:"shell"`
+		} `yaml:"lock"`
+	} `yaml:"environment"`
+	Build map[string]any `yaml:"build"`
+	Dep   struct {       // 2022
+		Env          string `yaml:"env"`
+		ExpectedMode string `yaml:"expected_mode"`
+		Python       string `yaml:"python"`
+		LocalGenEnv  bool   `yaml:"local_gen_env"`
+	} `yaml:"dep"`
+}
+
+// madeBySwcli says whether swcli exported the bundle (its build names swcli's version).
+func (m *incomingManifest) madeBySwcli() bool {
+	_, ok := m.Build["swcli_version"]
+	return ok
+}
+
 // ImportSwrt reads a .swrt, unpacks it (checked, inside a temporary directory of the
 // instance), maps the 2022 layout onto the current one, and stores it as a version.
 func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportResult, error) {
@@ -266,24 +450,11 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	defer rr.Close()
 	res := &ImportResult{Project: req.Project, Layout: "current"}
-	var incoming struct {
-		Name        string `yaml:"name"`
-		Version     string `yaml:"version"`
-		Environment struct {
-			Python string `yaml:"python"`
-			Mode   string `yaml:"mode"`
-			Lock   struct {
-				PythonVersion string `yaml:"python_version"`
-			} `yaml:"lock"`
-		} `yaml:"environment"`
-		Dep struct { // 2022
-			Env          string `yaml:"env"`
-			ExpectedMode string `yaml:"expected_mode"`
-			Python       string `yaml:"python"`
-			LocalGenEnv  bool   `yaml:"local_gen_env"`
-		} `yaml:"dep"`
-	}
+	var incoming incomingManifest
+
+	var incomingRaw []byte
 	if b, err := readInRoot(rr, ManifestName, maxSwrtManifest); err == nil {
+		incomingRaw = b
 		if err := yaml.Unmarshal(b, &incoming); err != nil {
 			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, ManifestName, err)
 		}
@@ -293,6 +464,9 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	rr.Remove(ManifestName)
 	python := incoming.Environment.Lock.PythonVersion
 	if python == "" {
+		python = incoming.Environment.Lock.Shell.PythonVersion
+	}
+	if python == "" || majorMinor(python) != majorMinor(incoming.Environment.Python) && incoming.Environment.Python != "" {
 		python = incoming.Environment.Python
 	}
 	if _, err := rr.Lstat("runtime.yaml"); errors.Is(err, os.ErrNotExist) {
@@ -339,10 +513,21 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if p := majorMinor(python); ry.Python != "" && p != "" && p != ry.Python {
 		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", shown, ry.Python, python)
 	}
+	if err := unpackPackagedEnv(rr, raw, ry.Mode, shown); err != nil {
+		return nil, err
+	}
 	locked := regularInRoot(rr, LockName(ry.Mode))
 	packaged := dirInRoot(rr, "export/"+ry.Mode)
 	bm := newBundleManifest(ry, python, locked, packaged)
-	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: bm.Encode(), Dest: ManifestName}}
+	manifest := bm.Encode()
+	if incomingRaw != nil && res.Layout == "current" && !incoming.madeBySwcli() {
+		// Keep what another maker (Starwhale) wrote: a re-export gives its manifest back.
+		// A bundle swcli exported is the version it came from: its manifest is made again.
+		if manifest, err = mergeManifests(bm, incomingRaw); err != nil {
+			return nil, Errorf(KindInvalid, "", "%s: %s: %v", shown, ManifestName, err)
+		}
+	}
+	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: manifest, Dest: ManifestName}}
 	ing, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{})
 	if err != nil {
 		return nil, err
@@ -483,6 +668,80 @@ func regularInRoot(r *os.Root, name string) bool {
 func dirInRoot(r *os.Root, name string) bool {
 	fi, err := r.Lstat(name)
 	return err == nil && fi.IsDir()
+}
+
+// PackedEnvName is where Starwhale's bundles carry a packed environment (venv-pack or
+// conda-pack, with dependencies.local_packaged_env).
+func PackedEnvName(mode string) string {
+	if mode == "conda" {
+		return "export/conda_env.tar.gz"
+	}
+	return "export/venv_env.tar.gz"
+}
+
+// maxPackedExpansion bounds what a packed environment may expand to, as a multiple of its
+// compressed size (environments compress 3–5 times; a bomb is refused, not unpacked).
+const maxPackedExpansion = 64
+
+// unpackPackagedEnv unpacks a Starwhale bundle's packed environment into export/MODE/, as
+// swcli's own bundles hold it (the store keeps it file by file, deduplicated), and drops the
+// tarball: export writes it again. Unpacking is checked as the bundle's own is.
+func unpackPackagedEnv(rr *os.Root, raw, mode, shown string) error {
+	name := PackedEnvName(mode)
+	if !regularInRoot(rr, name) {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %s", shown, name, fmt.Sprintf(format, args...))
+	}
+	if fi, err := rr.Lstat("export"); err != nil || !fi.IsDir() {
+		return bad("export is not a directory")
+	}
+	if _, err := rr.Lstat("export/" + mode); err == nil {
+		return bad("the bundle holds both export/%s and its packed form", mode)
+	}
+	f, err := rr.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return bad("not gzip: %v", err)
+	}
+	limit := max(fi.Size()*maxPackedExpansion, 64<<20)
+	if err := untar(&expansionLimit{r: gz, left: limit, name: name, limit: limit}, filepath.Join(raw, "export", mode), shown+"!"+name); err != nil {
+		return err
+	}
+	// The environment's own directory, as a build stores it (the packs' root entry,
+	// "/" or "./", is not unpacked).
+	if err := rr.Chmod("export/"+mode, 0o755); err != nil {
+		return err
+	}
+	return rr.Remove(name)
+}
+
+// expansionLimit fails a read past limit bytes, naming the file.
+type expansionLimit struct {
+	r           io.Reader
+	left, limit int64
+	name        string
+}
+
+func (e *expansionLimit) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, Errorf(KindInvalid, "", "%s expands past %d bytes (%d times its size): refused", e.name, e.limit, maxPackedExpansion)
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	return n, err
 }
 
 // untar unpacks a .swrt into dir, refusing what could write outside it or is not part of a

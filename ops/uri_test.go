@@ -78,7 +78,7 @@ func TestLoadRuntimeYAML(t *testing.T) {
 		err        string // "file:line: key" part of the error; "" for none
 	}{
 		{name: "minimal", yaml: "name: app\n", check: func(t *testing.T, ry *RuntimeYAML) {
-			if ry.Name != "app" || ry.Mode != "venv" || ry.Arch[0] != "noarch" {
+			if ry.Name != "app" || ry.Mode != "venv" || len(ry.Arch) != 0 { // Starwhale: no arch is []
 				t.Fatalf("%+v", ry)
 			}
 		}},
@@ -167,7 +167,18 @@ configs:
 		{name: "wheel not a wheel", yaml: "name: a\ndependencies:\n  - wheels: [requirements.txt]\n", err: ":3: dependencies[0].wheels[0]: \"requirements.txt\" is not a wheel"},
 		{name: "wheels a scalar", yaml: "name: a\ndependencies:\n  - wheels: w-1.0-py3-none-any.whl\n", err: ":3: dependencies[0].wheels: must be a list"},
 		{name: "commands a scalar", yaml: "name: a\ndependencies:\n  - commands: echo hi\n", err: ":3: dependencies[0].commands: must be a list"},
-		{name: "unknown kind", yaml: "name: a\ndependencies:\n  - apt: [curl]\n", err: "unknown dependency kind \"apt\""},
+		{name: "unknown kind", yaml: "name: a\ndependencies:\n  - apt: [curl]\n  - pip: [x]\n    note: y\n  - files:\n      - {src: runtime.yaml, dest: r, mode: 644}\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			// Keys Starwhale ignores inside dependency items are warnings, with their line.
+			if len(ry.Dependencies) != 2 || len(ry.Warnings) != 3 || !strings.Contains(ry.Warnings[0], ":3: unknown key dependencies[0].apt") ||
+				!strings.Contains(ry.Warnings[2], "dependencies[2].files[0].mode") {
+				t.Fatalf("%+v %q", ry.Dependencies, ry.Warnings)
+			}
+		}},
+		{name: "starwhale_version", yaml: "name: a\nenvironment:\n  starwhale_version: 0.6.10\n", check: func(t *testing.T, ry *RuntimeYAML) {
+			if ry.StarwhaleVersion != "0.6.10" || len(ry.Warnings) != 0 {
+				t.Fatalf("%+v", ry)
+			}
+		}},
 		{name: "file of unknown kind", yaml: "name: a\ndependencies:\n  - w-1.0-py3-none-any.whl\n", err: "neither a pip requirements file"},
 		{name: "files without dest", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt}\n", err: "dependencies[0].files[0]: needs both src and dest"},
 		{name: "files dest leaves", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: bin/../../x}\n", err: "dependencies[0].files[0].dest: \"bin/../../x\" must be a relative path"},
@@ -198,7 +209,7 @@ configs:
 		{name: "link out", yaml: "name: a\ndependencies:\n  - out.txt\n", err: ":3: dependencies[0]: out.txt is outside the workdir"},
 		{name: "fifo", yaml: "name: a\ndependencies:\n  - pipe\n", err: ":3: dependencies[0]: pipe is not a regular file"},
 		{name: "files src outside", yaml: "name: a\ndependencies:\n  - files:\n      - {src: ../secret, dest: s}\n", err: "dependencies[0].files[0].src: ../secret is outside"},
-		{name: "files unknown key", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, to: s}\n", err: "dependencies[0].files[0].to: unknown key"},
+		{name: "files unknown key", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, to: s}\n", err: "dependencies[0].files[0]: needs both src and dest"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -95,7 +95,8 @@ func (c *RtBuildCmd) Run(e *env) error {
 	start := time.Now()
 	req := ops.BuildRequest{Workdir: c.Workdir, Project: project, YAML: c.RuntimeYAML,
 		GenAllBundles: c.GenAllBundles, IncludeEditable: c.IncludeEditable, IncludeLocalWheel: c.IncludeLocalWheel,
-		Progress: p, Warn: func(s string) { e.log.Warn().Msg(s) }}
+		Progress: p, Warn: func(s string) { e.log.Warn().Msg(s) },
+		Say: func(s string) { b.Step(s); e.log.Info().Msg(s) }}
 	sel := ops.EnvSelector{Venv: c.Venv, CondaName: c.Conda, CondaPrefix: c.CondaPrefix, Shell: c.Shell}
 	var res *ops.BuildResult
 	switch {

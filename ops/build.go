@@ -34,6 +34,8 @@ type BuildRequest struct {
 	EnvDir string
 	// IncludeLocalWheel keeps lock lines that pin files of this host (Starwhale's -ilw).
 	IncludeLocalWheel bool
+	// Say, if set, hears each step of making the environment (a workdir without one).
+	Say func(string)
 }
 
 // BuildResult is what a build stored.
@@ -86,10 +88,20 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	envDir := filepath.Join(wd, ry.Mode)
 	if req.EnvDir != "" {
 		envDir = req.EnvDir
+	} else if _, err := os.Stat(filepath.Join(envDir, "bin", "python")); err != nil {
+		// No environment in the workdir: build makes one where Starwhale's build does, with
+		// runtime.yaml's python and dependencies (or takes the one made before).
+		say := req.Say
+		if say == nil {
+			say = func(string) {}
+		}
+		if envDir, err = buildEnv(ctx, wd, ry, raw, say); err != nil {
+			return nil, err
+		}
 	}
 	py := filepath.Join(envDir, "bin", "python")
 	if _, err := os.Stat(py); err != nil {
-		return nil, Errorf(KindNotFound, "run 'swcli runtime create' in the workdir, or make the environment there",
+		return nil, Errorf(KindNotFound, "give the directory that holds bin/python",
 			"%s environment %s not found", ry.Mode, envDir)
 	}
 	var python string

@@ -17,19 +17,19 @@ import (
 // RuntimeYAML is runtime.yaml as Starwhale reads it (its current schema and the 2022 one:
 // SPEC: runtime.yaml; README: "runtime.yaml as Starwhale reads it").
 type RuntimeYAML struct {
-	APIVersion   string
-	Name         string // lowercased, as Starwhale does
-	Mode         string // venv | conda
-	Python       string // major.minor; "" = the environment's own
-	Arch         []string
-	OS           string
-	CUDA, CUDNN  string
+	APIVersion  string
+	Name        string // lowercased, as Starwhale does
+	Mode        string // venv | conda
+	Python      string // major.minor; "" = the environment's own
+	Arch        []string
+	OS          string
+	CUDA, CUDNN string
 	// StarwhaleVersion is environment.starwhale_version: the Starwhale release the runtime
 	// asks for (recorded as the manifest's environment.lock.starwhale_version).
 	StarwhaleVersion string
-	DockerImage  string // environment.docker.image, configs.docker.image or the 2022 base_image
-	Dependencies []Dependency
-	Pip          PipConfig
+	DockerImage      string // environment.docker.image, configs.docker.image or the 2022 base_image
+	Dependencies     []Dependency
+	Pip              PipConfig
 	// CondaChannels are configs.conda.channels (Starwhale's default: conda-forge).
 	CondaChannels []string
 	// Condarc is configs.conda.condarc, re-encoded as YAML ("" when absent).

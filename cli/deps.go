@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ops"
@@ -104,6 +105,9 @@ func (e *env) restoreDir(target string) (string, error) {
 	if fi, err := os.Stat(target); err == nil && fi.IsDir() {
 		return "", ops.Errorf(ops.KindNotFound, "give a directory made by 'swcli runtime extract', or a runtime URI", "%s has no runtime.yaml", target)
 	}
+	if looksLikePath(target) {
+		return "", ops.Errorf(ops.KindNotFound, "give a directory made by 'swcli runtime extract', or a runtime URI", "directory %s does not exist", target)
+	}
 	u, in, project, err := e.openRuntime(target)
 	if err != nil {
 		return "", err
@@ -114,6 +118,13 @@ func (e *env) restoreDir(target string) (string, error) {
 		return "", err
 	}
 	return res.Dir, nil
+}
+
+// looksLikePath says whether an argument that may be a directory or a runtime URI is
+// written as a path: ".", "..", or starting with "./", "../", "/" or "~".
+func looksLikePath(s string) bool {
+	return s == "." || s == ".." || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") ||
+		strings.HasPrefix(s, "/") || strings.HasPrefix(s, "~")
 }
 
 // endpoint opens the instance a project URI names: the standalone one, or a server the

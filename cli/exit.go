@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"syscall"
 
@@ -88,6 +89,27 @@ func reportError(w io.Writer, err error, asJSON bool) int {
 		fmt.Fprintf(w, "swcli: hint: %s\n", hint)
 	}
 	return code
+}
+
+// interrupted makes an error that an interrupt caused one: a child (pip, conda) that the
+// terminal's Ctrl-C reached first fails with "signal: interrupt" before the command's
+// context says it was cancelled; either way the user interrupted, and hears so (130).
+func interrupted(ctx context.Context, err error) error {
+	var ce childExit
+	if errors.Is(err, context.Canceled) || errors.As(err, &ce) {
+		return err
+	}
+	var ee *exec.ExitError
+	signaled := false
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM) {
+			signaled = true
+		}
+	}
+	if ctx.Err() != nil || signaled || strings.Contains(err.Error(), "signal: interrupt") {
+		return fmt.Errorf("%w (%v)", context.Canceled, err)
+	}
+	return err
 }
 
 // childExit is the exit code of a command that runtime run ran: swcli exits with it and

@@ -150,7 +150,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		e.backend = cli.Ledger.Backend
 	}
 	if err := kctx.Run(e); err != nil {
-		return reportError(stderr, err, e.jsonOut())
+		return reportError(stderr, interrupted(ctx, err), e.jsonOut())
 	}
 	return ExitOK
 }

@@ -437,8 +437,12 @@ type RtActivateCmd struct {
 }
 
 // Run prints the activation command.
+// A TARGET written as a path (./myenv, /…) is a workdir; otherwise it is a runtime, and a
+// directory of that name only when no runtime has it.
 func (c *RtActivateCmd) Run(e *env) error {
-	if fi, err := os.Stat(c.Target); err == nil && fi.IsDir() {
+	fi, statErr := os.Stat(c.Target)
+	isDir := statErr == nil && fi.IsDir()
+	workdir := func() error {
 		cmd, err := ops.ActivateCommand(c.Target, c.RuntimeYAML)
 		if err != nil {
 			return err
@@ -449,7 +453,20 @@ func (c *RtActivateCmd) Run(e *env) error {
 		e.printf("%s\n", cmd)
 		return nil
 	}
+	if looksLikePath(c.Target) {
+		if !isDir {
+			return ops.Errorf(ops.KindNotFound, "give a runtime workdir, or a runtime URI (without ./)", "directory %s does not exist", c.Target)
+		}
+		return workdir()
+	}
 	p, err := e.prepare(c.Target, c.ForceRestore, c.RunCommands)
+	if ops.KindOf(err) == ops.KindNotFound || ops.KindOf(err) == ops.KindUsage {
+		if isDir {
+			return workdir() // no such runtime: the directory it also names
+		}
+		return &ops.Error{Kind: ops.KindOf(err), Err: fmt.Errorf("%s: %v; and no directory ./%s", c.Target, err, c.Target),
+			Hint: "give a runtime URI ('swcli runtime list'), or a workdir as a path: ./" + c.Target}
+	}
 	if err != nil {
 		return err
 	}
@@ -467,9 +484,22 @@ func (e *env) prepare(uri string, force, runCommands bool) (*ops.Prepared, error
 		return nil, err
 	}
 	defer in.Close()
-	return ops.Prepare(e.ctx, in, project, u.Name, u.Version, force, ops.RestoreRequest{RunCommands: runCommands,
+	var b *bar
+	req := ops.RestoreRequest{RunCommands: runCommands,
 		Log:  func(s string) { e.log.Info().Msg(s) },
-		Warn: func(s string) { e.log.Warn().Msg(s) }})
+		Warn: func(s string) { e.log.Warn().Msg(s) },
+		Notice: func(s string) ops.StepProgress {
+			if !e.quiet {
+				fmt.Fprintf(e.stderr, "swcli: %s\n", s)
+			}
+			if b = e.newBar("restoring", "steps", false); b != nil {
+				return b
+			}
+			return nil
+		}}
+	p, err := ops.Prepare(e.ctx, in, project, u.Name, u.Version, force, req)
+	b.finish(err == nil)
+	return p, err
 }
 
 // RtRunCmd is `runtime run`.
@@ -586,14 +616,14 @@ func (c *RtRestoreCmd) Run(e *env) error {
 	}
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"dir": res.Dir, "env": res.EnvDir, "relocated": res.Relocated,
-			"python": res.Python.Version, "activate_host": res.ActivateHost, "activate_sw": res.ActivateSW})
+			"python": res.Python.Version, "python_path": res.Python.Path, "python_choice": res.PythonChoice, "activate_host": res.ActivateHost, "activate_sw": res.ActivateSW})
 	}
 	how := "created and installed"
 	if res.Relocated {
 		how = "relocated the bundled"
 	}
-	e.printf("%s environment %s (python %s)\nactivate it with:\n    host:      eval \"$(sh %s)\"\n    container: eval \"$(sh %s)\"\n",
-		how, res.EnvDir, res.Python.Version, res.ActivateHost, res.ActivateSW)
+	e.printf("%s environment %s (python %s at %s: %s)\nactivate it with:\n    host:      eval \"$(sh %s)\"\n    container: eval \"$(sh %s)\"\n",
+		how, res.EnvDir, res.Python.Version, res.Python.Path, res.PythonChoice, res.ActivateHost, res.ActivateSW)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,11 @@ func Prepare(ctx context.Context, in *Instance, project, name, ref string, force
 		}
 	}
 	req.Dir = ex.Dir
+	if req.Notice != nil {
+		if p := req.Notice(fmt.Sprintf("first use of %s/version/%s: restoring its environment in %s (once; it may take minutes)", name, ex.Version.ID[:12], ex.Dir)); p != nil {
+			req.Progress = p
+		}
+	}
 	res, err := Restore(ctx, req)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,8 +158,16 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	} else if !filepath.IsAbs(yml) {
 		yml = filepath.Join(dir, yml)
 	}
-	ry, _, err := LoadRuntimeYAML(yml, dir)
-	if err != nil {
+	var ry *RuntimeYAML
+	if _, statErr := os.Stat(yml); errors.Is(statErr, os.ErrNotExist) && req.Env.Set() && req.YAML == "" {
+		// An environment named and no runtime.yaml: lock the environment as it is (its
+		// mode is its own), as if runtime.yaml said nothing.
+		_, mode, err := req.Env.Resolve(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ry = &RuntimeYAML{Mode: mode, Arch: []string{}}
+	} else if ry, _, err = LoadRuntimeYAML(yml, dir); err != nil {
 		return nil, err
 	}
 	envDir := filepath.Join(dir, ry.Mode)

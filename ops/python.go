@@ -179,6 +179,39 @@ func FindPython(ctx context.Context, want string) (Python, error) {
 		"no python %s on this host; found: %s", want, list)
 }
 
+// PreferPython finds the interpreter for an environment built with python full (3.11.2)
+// at path (if known): that very interpreter when it is still there and still that version,
+// else another of the same full version, else one of the same major.minor. It says which.
+func PreferPython(ctx context.Context, full, path string) (Python, string, error) {
+	if path != "" {
+		if out, err := askPython(ctx, path, path); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) == 2 && (full == "" || lines[0] == full) {
+				return Python{Path: lines[1], Version: lines[0]}, "the interpreter the build used", nil
+			}
+		}
+	}
+	if strings.Count(full, ".") == 2 {
+		for _, p := range FindPythons(ctx) {
+			if p.Version == full {
+				return p, "the version the build used", nil
+			}
+		}
+	}
+	p, err := FindPython(ctx, majorMinor(full))
+	if err != nil {
+		return p, "", err
+	}
+	how := "python3 on PATH"
+	if full != "" {
+		how = "the same major.minor"
+		if full != majorMinor(full) {
+			how += fmt.Sprintf("; the build used %s, which this host does not have", full)
+		}
+	}
+	return p, how, nil
+}
+
 // run runs a command, returning a one-line error with the tail of its output on failure.
 func run(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)

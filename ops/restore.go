@@ -22,6 +22,9 @@ type RestoreRequest struct {
 	Warn func(string)
 	// Progress hears the steps: their number first, then each as it starts and ends.
 	Progress StepProgress
+	// Notice, if set, is told before a first-use restore starts (activate, run): the user
+	// is about to wait. What it returns, if not nil, hears the restore's steps.
+	Notice func(string) StepProgress
 	// RunCommands runs runtime.yaml's commands (also when SW_RUNTIME_FORCE_RUN_COMMAND=1,
 	// as Starwhale does); otherwise they are listed and skipped.
 	RunCommands bool
@@ -40,6 +43,7 @@ type RestoreResult struct {
 	EnvDir       string // the usable environment
 	Relocated    bool   // a bundled venv was relocated (else one was created and installed)
 	Python       Python
+	PythonChoice string // why this python: the build's interpreter, its version, its major.minor
 	ActivateHost string
 	ActivateSW   string
 }
@@ -81,7 +85,14 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 			req.Log(s)
 		}
 	}
-	r := &restorer{ctx: ctx, dir: dir, ry: ry, req: req, res: res, say: say, python: want}
+	full := ""
+	if bm != nil {
+		full = bm.Environment.Lock.PythonVersion
+		if full == "" {
+			full = bm.Environment.Lock.Shell.PythonVersion // Starwhale's
+		}
+	}
+	r := &restorer{ctx: ctx, dir: dir, ry: ry, req: req, res: res, say: say, python: want, pythonFull: full}
 	pass := func() error {
 		if ry.Mode == "conda" {
 			return r.conda()
@@ -189,13 +200,19 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 	}
 	version := want
 	if m := pyvenvVersionRE.FindSubmatch(cfg); m != nil {
-		version = string(m[2])
+		version = string(m[1])
 	}
-	py, err := FindPython(ctx, version)
+	was := ""
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "executable" {
+			was = strings.TrimSpace(v)
+		}
+	}
+	py, how, err := PreferPython(ctx, version, was)
 	if err != nil {
 		return err
 	}
-	res.Python, res.EnvDir, res.Relocated = py, venv, true
+	res.Python, res.EnvDir, res.Relocated, res.PythonChoice = py, venv, true, how
 	old := oldVenvPrefix(venv)
 	if i := strings.IndexAny(venv, "\"'`$\\\n"); i >= 0 && old != "" {
 		// A venv's activation scripts hold their path inside double quotes (sh, csh, fish):
@@ -215,6 +232,9 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 			line = "executable = " + py.Path
 		case "command":
 			line = fmt.Sprintf("command = %s -m venv %s", py.Path, venv)
+		case "version", "version_info":
+			// The interpreter's own: pyvenv.cfg must not say one version and run another.
+			line = strings.TrimSpace(k) + " = " + py.Version
 		}
 		out = append(out, line)
 	}

@@ -20,14 +20,16 @@ import (
 // first, then the lock, then wheels and files in runtime.yaml's order; without one (an
 // imported bundle that has none), every dependency in runtime.yaml's order.
 type restorer struct {
-	ctx      context.Context
-	dir      string
-	ry       *RuntimeYAML
-	req      RestoreRequest
-	res      *RestoreResult
-	say      func(string)
-	python   string // major.minor wanted ("" = python3 on PATH)
-	condaBin string // conda's path (conda mode)
+	ctx    context.Context
+	dir    string
+	ry     *RuntimeYAML
+	req    RestoreRequest
+	res    *RestoreResult
+	say    func(string)
+	python string // major.minor wanted ("" = python3 on PATH)
+	// pythonFull is the exact version the build locked (3.11.2), preferred when the host has it.
+	pythonFull string
+	condaBin   string // conda's path (conda mode)
 	// dry counts the steps instead of running them (a first pass, for the progress total).
 	dry   bool
 	steps int
@@ -50,11 +52,15 @@ func (r *restorer) venv() error {
 		return r.install(true)
 	}
 	if r.found == nil { // asked once: the dry pass and the real one share it
-		py, err := FindPython(r.ctx, r.python)
+		py, how, err := PreferPython(r.ctx, r.pythonFull, "")
+		if r.pythonFull == "" || majorMinor(r.pythonFull) != r.python {
+			py, err = FindPython(r.ctx, r.python)
+			how = "python" + r.python
+		}
 		if err != nil {
 			return err
 		}
-		r.found = &py
+		r.found, r.res.PythonChoice = &py, how
 	}
 	py := *r.found
 	venv := filepath.Join(r.dir, "venv")

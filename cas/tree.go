@@ -235,6 +235,14 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 				}
 			}
 			entries = append(entries, e)
+			if p := in.opt.Progress; p != nil {
+				// Counted as every other file, so that the bar ends at the count that the
+				// summary and info give.
+				if input.Later != nil {
+					p.Planned(1, int64(len(data)))
+				}
+				p.Done(1, int64(len(data)))
+			}
 			continue
 		}
 		root := input.Src

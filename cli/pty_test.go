@@ -88,6 +88,12 @@ func TestProgressOnATerminal(t *testing.T) {
 	if !strings.Contains(out, "files)") || !strings.Contains(out, "/s") {
 		t.Fatalf("build's bar shows no files or rate:\n%q", out)
 	}
+	// One count of files: the bar ends at the number the summary gives.
+	counts := regexp.MustCompile(`\(([0-9,]+)/([0-9,]+) files\)`).FindAllStringSubmatch(out, -1)
+	summary := regexp.MustCompile(`in ([0-9,]+) files`).FindStringSubmatch(out)
+	if len(counts) == 0 || summary == nil || counts[len(counts)-1][1] != summary[1] || counts[len(counts)-1][2] != summary[1] {
+		t.Fatalf("build's bar ends at %v, its summary says %v:\n%q", counts[len(counts)-1:], summary, out)
+	}
 
 	// A server on loopback, and a user logged in to it.
 	srvRoot := filepath.Join(dir, "srv")

@@ -247,6 +247,9 @@ func (c *RtInfoCmd) Run(e *env) error {
 		{"new:", newLine(v)},
 		{"manifest:", v.Manifest.String()},
 	}
+	if v.Origin != "" {
+		rows = append(rows[:2], append([][]string{{"origin:", v.Origin + " (its id where it was made; it answers to it here too)"}}, rows[2:]...)...)
+	}
 	if cmds := info.Commands(); len(cmds) > 0 {
 		rows = append(rows, []string{"commands:", strings.Join(cmds, "; ") + " (restore runs them only with --run-commands or SW_RUNTIME_FORCE_RUN_COMMAND=1)"})
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/swcli/swcli/cas"
 )
 
@@ -297,6 +299,7 @@ func verify(ctx context.Context, r reader, store ContentChecker) (*VerifyReport,
 	// 1. The chain, read raw so that a record that no longer decodes is reported, not fatal.
 	var prev cas.Hash
 	var want uint64 = 1
+	var roots rootStack
 	chainOK := true
 	errStop := errors.New("stop")
 	err = r.scan([]byte{keyEvent}, func(key, v []byte) error {
@@ -339,6 +342,10 @@ func verify(ctx context.Context, r reader, store ContentChecker) (*VerifyReport,
 			add(seq, "body is not in canonical form")
 			chainOK = false
 		}
+		if chainOK {
+			e.Hash = stored
+			roots.add(tlog.RecordHash(e.ExportLine()))
+		}
 		prev = stored
 		want++
 		return nil
@@ -352,6 +359,18 @@ func verify(ctx context.Context, r reader, store ContentChecker) (*VerifyReport,
 	}
 	if !chainOK {
 		return rep, nil // replaying a broken chain would only repeat the finding
+	}
+	// The Merkle tree's root over the events, recomputed, against the stored tree's.
+	if size, err := treeSize(r); err != nil {
+		add(0, "tree size: %v", err)
+	} else if size != 0 && size != head.Seq {
+		add(0, "the Merkle tree has %d events, the log %d", size, head.Seq)
+	} else if size != 0 {
+		if got, err := tlog.TreeHash(int64(size), treeHashes{r}); err != nil {
+			add(0, "Merkle tree: %v", err)
+		} else if got != roots.root() {
+			add(0, "the Merkle tree's root %s is not the root of the events (%s): a tree hash was changed", got, roots.root())
+		}
 	}
 
 	// 2. Projections equal a fresh replay.

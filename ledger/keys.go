@@ -18,6 +18,8 @@ import (
 //	'o' project 0 runtime 0 ^seq[8]  -> Version again: a runtime's versions, newest first
 //	't' project 0 runtime 0 tag      -> id: latest, vN and user tags
 //	'a' project 0 runtime 0 origin   -> id: the id a version had where it was made
+//	'm' index[8]                     -> a hash of the Merkle tree over the log (tree.go)
+//	'M'                              -> how many events the tree has
 //
 // Records of truth ('e', 'H') and the projections they change are written in one batch
 // committed with pebble.Sync.
@@ -34,7 +36,7 @@ const (
 )
 
 // allPrefixes lists every prefix above; keys_test.go checks that no two collide.
-var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias}
+var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias, keyTree, keyTreeSize}
 
 // projectionPrefixes are the prefixes replay rebuilds and verify compares.
 var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias}

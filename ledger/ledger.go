@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/swcli/swcli/cas"
@@ -22,6 +23,8 @@ type Ledger struct {
 	now func() time.Time
 
 	mu sync.Mutex // serialises this process's appends (the backend serialises processes)
+	// treeOK: the tree has had every event once; every append adds its own since.
+	treeOK atomic.Bool
 }
 
 // Options tune Open.
@@ -114,6 +117,9 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out 
 			return nil, err
 		}
 	}
+	if err := l.CatchUpTree(ctx); err != nil { // a ledger older than the tree: in batches
+		return nil, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	err = l.be.write(ctx, func(w writer) error {
@@ -140,6 +146,10 @@ func (l *Ledger) appendTo(w writer, want *uint64, events []Event) ([]Event, erro
 		}
 		prevTime = last.Time
 	}
+	// The tree has every event before these (a ledger older than the tree catches up here).
+	if _, err := catchUpTree(w, head.Seq, 0); err != nil {
+		return nil, err
+	}
 	st := state{p: kvProjections{w}}
 	out := make([]Event, len(events))
 	for i, e := range events {
@@ -163,6 +173,9 @@ func (l *Ledger) appendTo(w writer, want *uint64, events []Event) ([]Event, erro
 			return nil, fmt.Errorf("%s %s/%s: %w", e.Type, e.Project, e.Runtime, err)
 		}
 		w.set(eventKey(e.Seq), append(e.Hash[:len(e.Hash):len(e.Hash)], bodyBytes...))
+		if err := addToTree(w, &e); err != nil {
+			return nil, err
+		}
 		head.Hash = e.Hash
 		out[i] = e
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 )
@@ -577,5 +579,64 @@ func TestReadExport(t *testing.T) {
 		if _, err := ReadExport(strings.NewReader(c.text), func(Event) error { return nil }); err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: %v, want %q", name, err, c.says)
 		}
+	}
+}
+
+func TestMerkleTree(t *testing.T) { onBoth(t, testMerkleTree) }
+
+// The tree grows with the log: its root is the events' (recomputed by verify), inclusion
+// and consistency proofs check with tlog, and a changed tree hash is reported.
+func testMerkleTree(t *testing.T) {
+	l, _ := openTest(t)
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	for i := range 20 {
+		mustAppend(t, l, built(t, "r", fmt.Sprint(i)))
+	}
+	tr, err := l.TreeHead(ctx)
+	if err != nil || tr.Size != 21 {
+		t.Fatalf("tree head: %+v %v", tr, err)
+	}
+	verifyOK(t, l)
+	for _, seq := range []uint64{1, 7, 21} {
+		e, _ := l.Event(seq)
+		p, err := l.ProveInclusion(ctx, seq, tr.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckRecord(p, int64(tr.Size), tr.Hash, int64(seq-1), tlog.RecordHash(e.ExportLine())); err != nil {
+			t.Fatalf("inclusion of %d: %v", seq, err)
+		}
+		other, _ := l.Event(seq%21 + 1)
+		if tlog.CheckRecord(p, int64(tr.Size), tr.Hash, int64(seq-1), tlog.RecordHash(other.ExportLine())) == nil {
+			t.Fatalf("the proof of %d holds for event %d", seq, other.Seq)
+		}
+	}
+	old, _ := l.TreeHashAt(ctx, 9)
+	p, err := l.ProveConsistency(ctx, 9, tr.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.CheckTree(p, int64(tr.Size), tr.Hash, 9, old); err != nil {
+		t.Fatalf("consistency 9 → 21: %v", err)
+	}
+	var forged tlog.Hash
+	forged[0] = 1
+	if tlog.CheckTree(p, int64(tr.Size), tr.Hash, 9, forged) == nil {
+		t.Fatal("consistency holds for a forged old root")
+	}
+	// A tree hash changed in the database: verify names it.
+	// (the hash of the first 16 events' subtree: it feeds the root)
+	if err := l.be.write(ctx, func(w writer) error {
+		set(t, w, treeKey(tlog.StoredHashIndex(4, 0)), make([]byte, 32))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.Verify(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].Detail, "Merkle tree") {
+		t.Fatalf("a changed tree hash: %+v", rep.Problems)
 	}
 }

@@ -120,6 +120,27 @@ func (e *env) restoreDir(target string) (string, error) {
 	return res.Dir, nil
 }
 
+// followLedger checks, at each contact with a server, that its signed checkpoint extends
+// the last one this client saw (ops.Remote.FollowLedger), and remembers the new one.
+func (e *env) followLedger(cfg *ops.Config, r *ops.Remote) error {
+	ic := cfg.Instances[r.Alias]
+	if ic == nil {
+		return nil
+	}
+	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	if err != nil || key == "" {
+		return err
+	}
+	if key == ic.LedgerKey && cp.Note == ic.Checkpoint {
+		return nil
+	}
+	if ic.LedgerKey == "" {
+		e.log.Warn().Str("key", key).Msgf("pinned the ledger key of cloud://%s (first contact since it published one)", r.Alias)
+	}
+	ic.LedgerKey, ic.Checkpoint = key, cp.Note
+	return cfg.Save()
+}
+
 // looksLikePath says whether an argument that may be a directory or a runtime URI is
 // written as a path: ".", "..", or starting with "./", "../", "/" or "~".
 func looksLikePath(s string) bool {
@@ -137,6 +158,12 @@ func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
 	ep, project, err := ops.OpenEndpoint(cfg, u, e.open)
 	if err != nil {
 		return nil, "", err
+	}
+	if r, ok := ep.(*ops.Remote); ok {
+		if err := e.followLedger(cfg, r); err != nil {
+			ep.Close()
+			return nil, "", err
+		}
 	}
 	if l, ok := ep.(ops.LocalEndpoint); ok {
 		if project, err = l.In.ProjectName(project); err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,138 @@ type LedgerCmd struct {
 	Verify  LedgerVerifyCmd `cmd:"" help:"Check the hash chain, the projections and the manifests."`
 	Replay  LedgerReplayCmd `cmd:"" help:"Rebuild the state from the events, now or as it was at a point."`
 	Export  LedgerExportCmd `cmd:"" help:"Write every event as JSON lines: canonical, hash-chained, checkable without swcli."`
+	// Transparency: the Merkle tree's signed head, and proofs against it.
+	Checkpoint LedgerCheckpointCmd `cmd:"" help:"Print the ledger's signed checkpoint (C2SP tlog-checkpoint: origin, size, root hash, signature)."`
+	Key        LedgerKeyCmd        `cmd:"" help:"Print the key that verifies the checkpoints; --rotate replaces it (recorded in the ledger)."`
+	Prove      LedgerProveCmd      `cmd:"" help:"Prove that an event is in the log (SEQ), or that the log of --from events is a prefix of today's, as JSON with the checkpoint."`
+}
+
+// LedgerCheckpointCmd is 'ledger checkpoint'.
+type LedgerCheckpointCmd struct{ AdminTarget }
+
+// Run prints the signed checkpoint.
+func (c *LedgerCheckpointCmd) Run(e *env) error {
+	if c.Instance != "" || ops.Serving(e.g.root()) {
+		r, err := e.checkpointRemote(c.AdminTarget)
+		if err != nil {
+			return err
+		}
+		b, err := r.Checkpoint(e.ctx)
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	in, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	b, err := ops.SignedCheckpoint(e.ctx, in)
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(b)
+	return err
+}
+
+// checkpointRemote is the server a checkpoint is asked of: --instance, or the one on the root.
+func (e *env) checkpointRemote(t AdminTarget) (*ops.Remote, error) {
+	a, err := e.admin(t)
+	if err != nil {
+		return nil, err
+	}
+	ar, ok := a.(ops.AdminRemote)
+	if !ok {
+		return nil, ops.Errorf(ops.KindUsage, "", "no server to ask")
+	}
+	return ar.Remote, nil
+}
+
+// LedgerKeyCmd is 'ledger key'.
+type LedgerKeyCmd struct {
+	Rotate bool `help:"Replace the key with a new one; the ledger records both (clients must pin the new one explicitly)."`
+}
+
+// Run prints (or rotates) the checkpoint key.
+func (c *LedgerKeyCmd) Run(e *env) error {
+	in, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if c.Rotate {
+		old, key, err := ops.RotateLedgerKey(e.ctx, in)
+		if err != nil {
+			return err
+		}
+		if e.jsonOut() {
+			return e.printJSON(map[string]any{"key": key, "previous": old})
+		}
+		e.printf("%s\n(replaces %s; clients pin it with 'swcli instance checkpoints ALIAS --trust KEY')\n", key, old)
+		return nil
+	}
+	key, err := ops.LedgerKey(e.ctx, in)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"key": key})
+	}
+	e.printf("%s\n", key)
+	return nil
+}
+
+// LedgerProveCmd is 'ledger prove'.
+type LedgerProveCmd struct {
+	Seq  uint64 `arg:"" optional:"" help:"The event to prove in the log (its sequence number, as 'ledger log' shows)."`
+	From uint64 `help:"Prove instead that the log of this many events is a prefix of today's."`
+}
+
+// Run prints the proof with today's signed checkpoint and the verifier key: all a
+// verifier needs (scripts/verify-ledger-proof.py).
+func (c *LedgerProveCmd) Run(e *env) error {
+	if (c.Seq == 0) == (c.From == 0) {
+		return ops.Errorf(ops.KindUsage, "swcli ledger prove SEQ, or swcli ledger prove --from N", "give an event or --from, one of them")
+	}
+	in, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	note, err := ops.SignedCheckpoint(e.ctx, in)
+	if err != nil {
+		return err
+	}
+	key, err := ops.LedgerKey(e.ctx, in)
+	if err != nil {
+		return err
+	}
+	cp, err := ops.OpenCheckpoint(note, key)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"checkpoint": string(note), "key": key}
+	if c.Seq != 0 {
+		p, err := ops.ProveInclusion(e.ctx, in, c.Seq, cp.Size)
+		if err != nil {
+			return err
+		}
+		out["inclusion"] = p
+	} else {
+		p, err := ops.ProveConsistency(e.ctx, in, c.From, cp.Size)
+		if err != nil {
+			return err
+		}
+		old, err := in.Ledger.TreeHashAt(e.ctx, c.From)
+		if err != nil {
+			return err
+		}
+		out["consistency"] = p
+		out["old_root"] = base64.StdEncoding.EncodeToString(old[:])
+	}
+	return e.printJSON(out)
 }
 
 // LedgerLogCmd is `ledger log`.

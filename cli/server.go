@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"golang.org/x/mod/sumdb/note"
+
 	"bufio"
 	"context"
 	"errors"
@@ -128,6 +130,53 @@ type InstanceCmd struct {
 	List   InstanceListCmd   `cmd:"" aliases:"ls" help:"List the registered instances."`
 	Select InstanceSelectCmd `cmd:"" aliases:"use" help:"Make an instance the default."`
 	Logout InstanceLogoutCmd `cmd:"" help:"Forget a server's token."`
+	// Checkpoints shows what this client has seen of a server's history.
+	Checkpoints InstanceCheckpointsCmd `cmd:"" help:"Show a server's pinned ledger key and the last checkpoint seen; --trust KEY pins another key."`
+}
+
+// InstanceCheckpointsCmd is 'instance checkpoints ALIAS'.
+type InstanceCheckpointsCmd struct {
+	Alias string `arg:"" help:"The server's alias."`
+	Trust string `help:"Pin this ledger key instead (after the server's admin rotated it: check the key with them first)." placeholder:"KEY"`
+}
+
+// Run shows (or changes) the pin.
+func (c *InstanceCheckpointsCmd) Run(e *env) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	ic := cfg.Instances[c.Alias]
+	if ic == nil || ic.URL == "" {
+		return ops.Errorf(ops.KindNotFound, "'swcli instance list' shows the servers", "no server %q", c.Alias)
+	}
+	if c.Trust != "" {
+		if _, err := ops.OpenCheckpoint([]byte(ic.Checkpoint), c.Trust); err != nil && ic.Checkpoint != "" {
+			e.log.Warn().Msg("the last checkpoint seen was not signed with this key (as after a rotation)")
+		}
+		if _, err := note.NewVerifier(c.Trust); err != nil {
+			return ops.Errorf(ops.KindUsage, "give the key 'swcli ledger key' prints on the server", "--trust %q: %v", c.Trust, err)
+		}
+		ic.LedgerKey = c.Trust
+		if err := cfg.Save(); err != nil {
+			return err
+		}
+	}
+	cp := ops.Checkpoint{}
+	if ic.Checkpoint != "" {
+		if cp, err = ops.ParseCheckpointText(ic.Checkpoint); err != nil {
+			return err
+		}
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"alias": c.Alias, "url": ic.URL, "ledger_key": ic.LedgerKey, "size": cp.Size, "root": cp.Hash.String(), "checkpoint": ic.Checkpoint})
+	}
+	if ic.LedgerKey == "" {
+		e.printf("cloud://%s (%s): no ledger key pinned yet (the server published none at the last contact)\n", c.Alias, ic.URL)
+		return nil
+	}
+	e.printf("cloud://%s (%s)\nledger key: %s\nlast seen:  %s\n\n%s", c.Alias, ic.URL, ic.LedgerKey, cp, ic.Checkpoint)
+	return nil
 }
 
 // InstanceLoginCmd logs in.
@@ -171,7 +220,20 @@ func (c *InstanceLoginCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	cfg.Instances[c.Alias] = &ops.InstanceConfig{URL: r.URL, Token: tok, User: user, CurrentProject: project}
+	ic := &ops.InstanceConfig{URL: r.URL, Token: tok, User: user, CurrentProject: project}
+	if old := cfg.Instances[c.Alias]; old != nil && old.URL == r.URL {
+		// Logging in again changes no pin: the key and the last checkpoint stay.
+		ic.LedgerKey, ic.Checkpoint = old.LedgerKey, old.Checkpoint
+	}
+	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	if err != nil {
+		return err
+	}
+	pinned := key != "" && ic.LedgerKey == ""
+	if key != "" {
+		ic.LedgerKey, ic.Checkpoint = key, cp.Note
+	}
+	cfg.Instances[c.Alias] = ic
 	if err := cfg.Save(); err != nil {
 		return err
 	}
@@ -179,6 +241,9 @@ func (c *InstanceLoginCmd) Run(e *env) error {
 		return e.printJSON(map[string]any{"alias": c.Alias, "url": r.URL, "user": user, "admin": admin, "project": project})
 	}
 	e.printf("logged in to %s as %s (cloud://%s)\n", r.URL, user, c.Alias)
+	if pinned {
+		e.printf("pinned its ledger key %s (trust on first use: compare it with 'swcli ledger key' on the server); history checked from %s\n", key, cp)
+	}
 	if project != "" {
 		e.printf("selected project cloud://%s/project/%s\n", c.Alias, project)
 	} else {

@@ -34,11 +34,14 @@ const (
 	RuntimePurged    Type = "runtime.purged"
 	RuntimeRecovered Type = "runtime.recovered"
 	RuntimeCopied    Type = "runtime.copied"
+	// LedgerKeyed records the key that signs the ledger's checkpoints, at first use and at
+	// each rotation (KeyData); it names no project.
+	LedgerKeyed Type = "ledger.key"
 )
 
 // Types lists every event type.
 var Types = []Type{ProjectCreated, ProjectRemoved, RuntimeCreated, RuntimeBuilt, RuntimeTagged,
-	RuntimeUntagged, RuntimeRemoved, RuntimePurged, RuntimeRecovered, RuntimeCopied}
+	RuntimeUntagged, RuntimeRemoved, RuntimePurged, RuntimeRecovered, RuntimeCopied, LedgerKeyed}
 
 // Event is one entry of the ledger. Seq, Prev and Hash are set by Append; Time too when zero.
 type Event struct {
@@ -95,6 +98,13 @@ type CopiedData struct {
 	Source      string   `json:"source"`       // the source version's URI
 	SourceActor string   `json:"source_actor"` // who built it there
 	Tags        []string `json:"tags"`         // user tags that came along
+}
+
+// KeyData is ledger.key's payload: the checkpoint key's verifier (a signed-note key,
+// golang.org/x/mod/sumdb/note) and the one it replaces ("" at first).
+type KeyData struct {
+	Key      string `json:"key"`
+	Previous string `json:"previous"`
 }
 
 // EmptyData is the payload of events that need none.

@@ -173,6 +173,17 @@ func testEventEffects(t *testing.T) {
 	if _, err := l.Project("gone"); err == nil {
 		t.Fatal("a removed project is still there")
 	}
+	// ledger.key: a key and nothing else; no projection changes.
+	before, _ := l.Projects()
+	mustAppend(t, l, ev(t, LedgerKeyed, "", "", "", KeyData{Key: "swcli/x+1234abcd+AQID"}))
+	if after, _ := l.Projects(); len(after) != len(before) {
+		t.Fatal("ledger.key changed the projects")
+	}
+	for _, bad := range []Event{ev(t, LedgerKeyed, "", "", "", KeyData{}), ev(t, LedgerKeyed, "self", "", "", KeyData{Key: "k"})} {
+		if _, err := l.Append(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("ledger.key %s: %v, want invalid", bad.Data, err)
+		}
+	}
 	verifyOK(t, l)
 	n := 0
 	l.Log(ctx, Filter{Types: []Type{RuntimeTagged}}, func(Event) error { n++; return nil })

@@ -139,6 +139,16 @@ type state struct{ p projections }
 // apply is the one place that says what each event does to the projections; Append and
 // replay both use it.
 func (s state) apply(e *Event) error {
+	if e.Type == LedgerKeyed { // the ledger's own: no project, no projection
+		var d KeyData
+		if err := e.Decode(&d); err != nil {
+			return err
+		}
+		if d.Key == "" || e.Project != "" || e.Runtime != "" || e.Version != "" {
+			return fmt.Errorf("%w: a ledger.key event names a key and nothing else", ErrInvalid)
+		}
+		return nil
+	}
 	if e.Type != ProjectCreated && e.Type != ProjectRemoved {
 		if !ValidName(e.Runtime) {
 			return fmt.Errorf("%w: runtime name %q", ErrInvalid, e.Runtime)

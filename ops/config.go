@@ -25,6 +25,10 @@ type InstanceConfig struct {
 	Token          string `yaml:"token,omitempty"`
 	User           string `yaml:"user,omitempty"`
 	CurrentProject string `yaml:"current_project,omitempty"`
+	// LedgerKey is the server's checkpoint key, pinned at the first contact; Checkpoint
+	// the last signed checkpoint this client saw of it (each next one must extend it).
+	LedgerKey  string `yaml:"ledger_key,omitempty"`
+	Checkpoint string `yaml:"checkpoint,omitempty"`
 }
 
 // DefaultConfigPath is $SWCLI_CONFIG or ~/.config/swcli/config.yaml.

@@ -42,6 +42,10 @@ var (
 	RouteAdminMembers    = Route{"POST", "/api/v1/admin/projects/{p}/members"}
 	RouteAdminGC         = Route{"POST", "/api/v1/admin/gc"}
 	RouteAdminFsck       = Route{"POST", "/api/v1/admin/fsck"}
+	RouteLedgerKey       = Route{"GET", "/api/v1/ledger/key"}
+	RouteCheckpoint      = Route{"GET", "/api/v1/ledger/checkpoint"}
+	RouteConsistency     = Route{"GET", "/api/v1/ledger/consistency"}
+	RouteInclusion       = Route{"GET", "/api/v1/admin/ledger/inclusion"}
 	RouteAdminVerify     = Route{"POST", "/api/v1/admin/ledger/verify"}
 	RouteAdminExport     = Route{"GET", "/api/v1/admin/ledger/export"}
 )
@@ -51,7 +55,7 @@ var Routes = []Route{RouteWhoami, RouteProjects, RouteVersions, RouteHistory, Ro
 	RouteTag, RouteRemove, RouteRecover, RouteCommit, RouteMissing, RouteGetChunks, RoutePutChunks,
 	RouteWalkChunks, RouteDeleteChunk, RouteAdminUsers, RouteAdminAddUser, RouteAdminToken, RouteAdminRevoke,
 	RouteAdminProjects, RouteAdminAddProject, RouteAdminRmProject, RouteAdminMembers, RouteAdminGC, RouteAdminFsck,
-	RouteAdminVerify, RouteAdminExport}
+	RouteAdminVerify, RouteAdminExport, RouteLedgerKey, RouteCheckpoint, RouteConsistency, RouteInclusion}
 
 // Pattern is the route as a net/http ServeMux pattern ("GET /api/v1/…").
 func (r Route) Pattern() string { return r.Method + " " + r.Path }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -185,6 +186,41 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc(RouteAdminVerify.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := VerifyLedger(r.Context(), s.in)
 		answer(w, rep, err) // problems are in the report; the client decides the exit code
+	}))
+	// Checkpoints and proofs: for every user (hashes only); the inclusion proof carries the
+	// event, so it is for admins.
+	mux.HandleFunc(RouteLedgerKey.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		k, err := LedgerKey(r.Context(), s.in)
+		answer(w, map[string]any{"key": k}, err)
+	})
+	mux.HandleFunc(RouteCheckpoint.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		b, err := SignedCheckpoint(r.Context(), s.in)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(b)
+	})
+	mux.HandleFunc(RouteConsistency.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		from, err1 := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
+		to, err2 := strconv.ParseUint(r.URL.Query().Get("to"), 10, 64)
+		if err1 != nil || err2 != nil {
+			writeErr(w, Errorf(KindUsage, "", "consistency needs from and to, two sizes"))
+			return
+		}
+		p, err := ProveConsistency(r.Context(), s.in, from, to)
+		answer(w, p, err)
+	})
+	mux.HandleFunc(RouteInclusion.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+		seq, err1 := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+		size, err2 := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
+		if err1 != nil || err2 != nil {
+			writeErr(w, Errorf(KindUsage, "", "inclusion needs seq and size"))
+			return
+		}
+		p, err := ProveInclusion(r.Context(), s.in, seq, size)
+		answer(w, p, err)
 	}))
 	mux.HandleFunc(RouteAdminExport.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")

@@ -1,0 +1,384 @@
+package ops
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/swcli/swcli/ledger"
+)
+
+// Signed checkpoints (C2SP tlog-checkpoint): the ledger's Merkle tree head, signed with the
+// instance's ed25519 key as a signed note (golang.org/x/mod/sumdb/note):
+//
+//	<origin>
+//	<size>
+//	<base64 root hash>
+//
+//	— <key name> <base64 signature>
+//
+// The key is made on first use, kept in ROOT/ledger.key (0600), and recorded in the
+// ledger (ledger.key, with the key it replaces on rotation), so the history says which key
+// signed when. Clients pin the verifier key at login and refuse a checkpoint that does not
+// extend the last one they saw (CheckCheckpoint).
+
+// LedgerKeyFile is the signer key's file in a root.
+const LedgerKeyFile = "ledger.key"
+
+// Checkpoint is a parsed, verified checkpoint.
+type Checkpoint struct {
+	Origin string
+	Size   uint64
+	Hash   tlog.Hash
+	Note   string // the signed note, as received
+}
+
+func (c Checkpoint) String() string {
+	return fmt.Sprintf("%d events, root %s", c.Size, c.Hash)
+}
+
+// ledgerOrigin is the checkpoints' origin line and the key's name.
+func ledgerOrigin(in *Instance) string {
+	name := in.Name
+	if name == "" {
+		name = "local"
+	}
+	return "swcli/" + name
+}
+
+// ledgerKey returns the instance's signer and verifier key, making (and recording) them on
+// first use.
+func ledgerKey(ctx context.Context, in *Instance) (note.Signer, string, error) {
+	path := filepath.Join(in.Root, LedgerKeyFile)
+	b, err := readNoFollow(path)
+	if errors.Is(err, os.ErrNotExist) {
+		skey, vkey, err := note.GenerateKey(rand.Reader, ledgerOrigin(in))
+		if err != nil {
+			return nil, "", err
+		}
+		if err := writeKeyFile(path, skey, vkey, false); err != nil {
+			if errors.Is(err, os.ErrExist) { // another process made it first
+				return ledgerKey(ctx, in)
+			}
+			return nil, "", err
+		}
+		if _, err := in.appendLedger(ctx, ledger.KeyData{Key: vkey}); err != nil {
+			return nil, "", err
+		}
+		b = []byte(skey + "\n" + vkey + "\n")
+	} else if err != nil {
+		return nil, "", err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, "", Errorf(KindUsage, "chmod 600 "+path, "%s may be read by other users (mode %04o): its key signs the ledger", path, fi.Mode().Perm())
+	}
+	skey, vkey, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	signer, err := note.NewSigner(strings.TrimSpace(skey))
+	if err != nil {
+		return nil, "", Errorf(KindCorrupt, "", "%s: %v", path, err)
+	}
+	return signer, strings.TrimSpace(vkey), nil
+}
+
+func writeKeyFile(path, skey, vkey string, replace bool) error {
+	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW
+	target := path
+	if replace {
+		target = path + ".new"
+		os.Remove(target)
+	}
+	f, err := os.OpenFile(target, flag, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(skey + "\n" + vkey + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if replace {
+		return os.Rename(target, path)
+	}
+	return nil
+}
+
+func (in *Instance) appendLedger(ctx context.Context, d ledger.KeyData) (ledger.Event, error) {
+	return in.append(ctx, ledger.LedgerKeyed, "", "", "", d)
+}
+
+// LedgerKey returns the verifier key of the instance's checkpoints (made on first use).
+func LedgerKey(ctx context.Context, in *Instance) (string, error) {
+	_, vkey, err := ledgerKey(ctx, in)
+	return vkey, err
+}
+
+// RotateLedgerKey replaces the checkpoint key with a new one, recorded in the ledger with
+// the key it replaces; it returns both verifier keys.
+func RotateLedgerKey(ctx context.Context, in *Instance) (old, new string, err error) {
+	if _, old, err = ledgerKey(ctx, in); err != nil {
+		return "", "", err
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, ledgerOrigin(in))
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := in.appendLedger(ctx, ledger.KeyData{Key: vkey, Previous: old}); err != nil {
+		return "", "", err
+	}
+	if err := writeKeyFile(filepath.Join(in.Root, LedgerKeyFile), skey, vkey, true); err != nil {
+		return "", "", err
+	}
+	return old, vkey, nil
+}
+
+// SignedCheckpoint returns the current checkpoint of the instance's ledger, signed.
+func SignedCheckpoint(ctx context.Context, in *Instance) ([]byte, error) {
+	signer, _, err := ledgerKey(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	t, err := in.Ledger.TreeHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	text := fmt.Sprintf("%s\n%d\n%s\n", ledgerOrigin(in), t.Size, base64.StdEncoding.EncodeToString(t.Hash[:]))
+	return note.Sign(&note.Note{Text: text}, signer)
+}
+
+// OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and parses it.
+func OpenCheckpoint(msg []byte, vkey string) (Checkpoint, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return Checkpoint{}, Errorf(KindUsage, "", "ledger key %q: %v", vkey, err)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return Checkpoint{}, &Error{Kind: KindCorrupt, Err: fmt.Errorf("the checkpoint's signature does not verify with the pinned key %s: %v", v.Name(), err),
+			Hint: "the server signs with another key: if its admin rotated it, check the new key with them and pin it with 'swcli instance checkpoints ALIAS --trust KEY'"}
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) < 4 {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "a checkpoint of %d lines", len(lines))
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint size %q: %v", lines[1], err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(raw) != tlog.HashSize {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint root %q is not a hash", lines[2])
+	}
+	c := Checkpoint{Origin: lines[0], Size: size, Note: string(msg)}
+	copy(c.Hash[:], raw)
+	return c, nil
+}
+
+// Consistency is a proof that the tree of From events is a prefix of the tree of To.
+type Consistency struct {
+	From  uint64   `json:"from"`
+	To    uint64   `json:"to"`
+	Proof []string `json:"proof"` // base64 hashes
+}
+
+// Inclusion is a proof that event Seq is in the tree of Size events.
+type Inclusion struct {
+	Seq   uint64   `json:"seq"`
+	Size  uint64   `json:"size"`
+	Line  string   `json:"line,omitempty"` // the event's export line (the record)
+	Proof []string `json:"proof"`
+}
+
+func b64s(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+func unb64s(ss []string) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ss))
+	for i, s := range ss {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("proof hash %d is not a hash", i)
+		}
+		copy(out[i][:], b)
+	}
+	return out, nil
+}
+
+// ProveConsistency proves that the instance's tree of from events is a prefix of its
+// tree of to events.
+func ProveConsistency(ctx context.Context, in *Instance, from, to uint64) (*Consistency, error) {
+	p, err := in.Ledger.ProveConsistency(ctx, from, to)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	return &Consistency{From: from, To: to, Proof: b64s(p)}, nil
+}
+
+// ProveInclusion proves that event seq is in the tree of size events.
+func ProveInclusion(ctx context.Context, in *Instance, seq, size uint64) (*Inclusion, error) {
+	p, err := in.Ledger.ProveInclusion(ctx, seq, size)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	e, err := in.Ledger.Event(seq)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	return &Inclusion{Seq: seq, Size: size, Line: string(e.ExportLine()), Proof: b64s(p)}, nil
+}
+
+// CheckExtends checks that checkpoint next extends prev (the last one a client saw) by
+// the proof: the same tree when the sizes are equal, a consistent one when it grew. A
+// server that rewrote, dropped or forked its history fails here, with both named.
+func CheckExtends(prev, next Checkpoint, proof *Consistency) error {
+	fork := func(why string) error {
+		return &Error{Kind: KindCorrupt, Err: fmt.Errorf("the server's history does not extend what it showed before (%s): before %s; now %s", why, prev, next),
+			Hint: "its ledger was rewritten or forked: keep both checkpoints ('swcli instance checkpoints ALIAS') and tell its admin and auditors"}
+	}
+	switch {
+	case prev.Size == 0:
+		return nil
+	case next.Size < prev.Size:
+		return fork("it is shorter")
+	case next.Size == prev.Size:
+		if next.Hash != prev.Hash {
+			return fork("the same size, another root")
+		}
+		return nil
+	}
+	if proof == nil || proof.From != prev.Size || proof.To != next.Size {
+		return fork("no consistency proof between them")
+	}
+	hs, err := unb64s(proof.Proof)
+	if err != nil {
+		return fork(err.Error())
+	}
+	if err := tlog.CheckTree(hs, int64(next.Size), next.Hash, int64(prev.Size), prev.Hash); err != nil {
+		return fork("the consistency proof fails")
+	}
+	return nil
+}
+
+// CheckInclusion checks an inclusion proof against a checkpoint.
+func CheckInclusion(c Checkpoint, p *Inclusion) error {
+	hs, err := unb64s(p.Proof)
+	if err != nil {
+		return err
+	}
+	if p.Size != c.Size {
+		return fmt.Errorf("the proof is for %d events, the checkpoint has %d", p.Size, c.Size)
+	}
+	return tlog.CheckRecord(hs, int64(c.Size), c.Hash, int64(p.Seq-1), tlog.RecordHash([]byte(p.Line)))
+}
+
+// ParseCheckpointText reads a checkpoint's size and root without its signature (one kept
+// in a client's config, checked when it was received).
+func ParseCheckpointText(msg string) (Checkpoint, error) {
+	lines := strings.SplitN(msg, "\n", 4)
+	if len(lines) < 4 {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "a remembered checkpoint of %d lines", len(lines))
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "remembered checkpoint size %q", lines[1])
+	}
+	raw, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(raw) != tlog.HashSize {
+		return Checkpoint{}, Errorf(KindCorrupt, "", "remembered checkpoint root %q", lines[2])
+	}
+	c := Checkpoint{Origin: lines[0], Size: size, Note: msg}
+	copy(c.Hash[:], raw)
+	return c, nil
+}
+
+// LedgerKey is the server's checkpoint verifier key ("" and no error if it publishes none).
+func (c *Remote) LedgerKey(ctx context.Context) (string, error) {
+	var out struct {
+		Key string `json:"key"`
+	}
+	err := c.getJSON(ctx, RouteLedgerKey.URL(), &out)
+	if KindOf(err) == KindNotFound {
+		return "", nil
+	}
+	return out.Key, err
+}
+
+// Checkpoint is the server's signed checkpoint, as sent.
+func (c *Remote) Checkpoint(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, "GET", RouteCheckpoint.URL(), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+}
+
+// Consistency asks the server to prove that its tree of from events is a prefix of its
+// tree of to events.
+func (c *Remote) Consistency(ctx context.Context, from, to uint64) (*Consistency, error) {
+	var out Consistency
+	return &out, c.getJSON(ctx, fmt.Sprintf("%s?from=%d&to=%d", RouteConsistency.URL(), from, to), &out)
+}
+
+// FollowLedger is what a client does at each contact: it fetches the server's checkpoint,
+// verifies it with the pinned key (pinning the server's key on first contact, trust on
+// first use), and checks that it extends the last checkpoint seen. It returns the key and
+// the checkpoint to remember; pinned is "" only at first contact.
+func (c *Remote) FollowLedger(ctx context.Context, pinned, last string) (key string, cp Checkpoint, err error) {
+	key = pinned
+	if key == "" {
+		if key, err = c.LedgerKey(ctx); err != nil || key == "" {
+			return "", Checkpoint{}, err // a server that publishes no checkpoints (older swcli)
+		}
+	}
+	msg, err := c.Checkpoint(ctx)
+	if err != nil {
+		return "", Checkpoint{}, err
+	}
+	cp, err = OpenCheckpoint(msg, key)
+	if err != nil {
+		return "", Checkpoint{}, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	if last == "" {
+		return key, cp, nil
+	}
+	prev, err := ParseCheckpointText(last)
+	if err != nil {
+		return "", Checkpoint{}, err
+	}
+	var proof *Consistency
+	if prev.Size > 0 && cp.Size > prev.Size {
+		if proof, err = c.Consistency(ctx, prev.Size, cp.Size); err != nil {
+			return "", Checkpoint{}, err
+		}
+	}
+	if err := CheckExtends(prev, cp, proof); err != nil {
+		return "", Checkpoint{}, fmt.Errorf("%s: %w", c.Name(), err)
+	}
+	return key, cp, nil
+}

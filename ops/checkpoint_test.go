@@ -1,0 +1,138 @@
+package ops_test
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
+)
+
+// A client pins the server's key at first contact and, at every contact after, takes a
+// checkpoint only if it extends the last one it saw: a history cut short, rewritten at the
+// same size, or forked and grown is refused with both checkpoints named; an honest one
+// that grew passes. The signature is checked with the pinned key: another key is refused.
+func TestClientsRefuseRewrittenHistory(t *testing.T) {
+	c := newCloud(t)
+	in := openServerInstance(t, c.root)
+	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	defer srv.Close()
+	r := ops.NewRemote("team", srv.URL, c.tokens["alice"])
+	key, cp1, err := r.FollowLedger(ctx, "", "")
+	if err != nil || key == "" || cp1.Size == 0 {
+		t.Fatalf("first contact: %q %+v %v", key, cp1, err)
+	}
+	// The history grows: the next contact checks the consistency proof and passes.
+	grow := func(in *ops.Instance, names ...string) {
+		for _, n := range names {
+			e, _ := ledger.New(ledger.ProjectCreated, n, "", "", ledger.EmptyData{})
+			if _, err := in.Ledger.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	grow(in, "p1", "p2")
+	_, cp2, err := r.FollowLedger(ctx, key, cp1.Note)
+	if err != nil || cp2.Size != cp1.Size+2 {
+		t.Fatalf("an honest growth: %+v %v", cp2, err)
+	}
+	// Another history signed with the same key: the server's database replaced (by a copy
+	// of its key and users, and other events), as a rewrite, a rollback or a fork would be.
+	forkRoot := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(c.root, ops.LedgerKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(forkRoot, ops.LedgerKeyFile), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(forkRoot, "auth.json"), must(os.ReadFile(filepath.Join(c.root, "auth.json"))), 0o600)
+	fork := openServerInstance(t, forkRoot)
+	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
+	defer forkSrv.Close()
+	fr := ops.NewRemote("team", forkSrv.URL, c.tokens["alice"])
+	check := func(what, says string) {
+		t.Helper()
+		_, _, err := fr.FollowLedger(ctx, key, cp2.Note)
+		if err == nil || ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), says) ||
+			!strings.Contains(err.Error(), cp2.String()) {
+			t.Fatalf("%s: %v, want refused (%q, naming the checkpoint seen)", what, err, says)
+		}
+	}
+	// (its first events: the key, then others than the server's)
+	check("a history cut short", "shorter")
+	grow(fork, "x1")
+	for n := mustSize(t, fork); n < cp2.Size; n = mustSize(t, fork) {
+		grow(fork, "x"+strings.Repeat("y", int(n)))
+	}
+	check("rewritten at the same size", "another root")
+	grow(fork, "x2", "x3")
+	check("forked and grown", "consistency proof fails")
+	// Another key: the signature does not verify with the pinned one.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "auth.json"), must(os.ReadFile(filepath.Join(c.root, "auth.json"))), 0o600)
+	oi := openServerInstance(t, other)
+	os2 := httptest.NewServer(ops.NewServer(oi).Handler())
+	defer os2.Close()
+	if _, _, err := ops.NewRemote("team", os2.URL, c.tokens["alice"]).FollowLedger(ctx, key, ""); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "pinned key") {
+		t.Fatalf("another key: %v", err)
+	}
+}
+
+func mustSize(t *testing.T, in *ops.Instance) uint64 {
+	tr, err := in.Ledger.TreeHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Size
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Rotation: the new key signs, the ledger records both, and a client pinned to the old key
+// refuses until the new one is pinned explicitly.
+func TestLedgerKeyRotation(t *testing.T) {
+	c := newCloud(t)
+	in := openServerInstance(t, c.root)
+	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	defer srv.Close()
+	r := ops.NewRemote("team", srv.URL, c.tokens["alice"])
+	key, cp, err := r.FollowLedger(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, nk, err := ops.RotateLedgerKey(ctx, in)
+	if err != nil || old != key || nk == key {
+		t.Fatalf("rotate: %q %q %v", old, nk, err)
+	}
+	if _, _, err := r.FollowLedger(ctx, key, cp.Note); ops.KindOf(err) != ops.KindCorrupt {
+		t.Fatalf("the old pin after a rotation: %v", err)
+	}
+	if _, cp2, err := r.FollowLedger(ctx, nk, cp.Note); err != nil || cp2.Size <= cp.Size {
+		t.Fatalf("the new pin: %+v %v", cp2, err)
+	}
+	n := 0
+	in.Ledger.Log(ctx, ledger.Filter{Types: []ledger.Type{ledger.LedgerKeyed}}, func(e ledger.Event) error {
+		var d ledger.KeyData
+		e.Decode(&d)
+		if n == 1 && (d.Key != nk || d.Previous != key) {
+			t.Fatalf("rotation recorded as %+v", d)
+		}
+		n++
+		return nil
+	})
+	if n != 2 {
+		t.Fatalf("%d ledger.key events, want 2", n)
+	}
+	if fi, err := os.Stat(filepath.Join(c.root, ops.LedgerKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi.Mode(), err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -194,4 +195,36 @@ func BenchmarkResolvePrefix(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/resolve")
+}
+
+// BenchmarkProofs1M makes an inclusion proof of a random event and a consistency proof from
+// a random older size in a ledger of 1M events (the tree built once, as an append would),
+// and reports their sizes: what a client or an auditor fetches per check.
+func BenchmarkProofs1M(b *testing.B) {
+	dir := bigLedger(b)
+	l := openLedger(b, dir, true)
+	defer l.Close()
+	start := time.Now()
+	t, err := l.TreeHead(bctx) // a ledger made before the tree catches up here, once
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("tree of %d events ready in %s", t.Size, time.Since(start).Round(time.Millisecond))
+	b.ResetTimer()
+	var incl, cons int
+	for i := range b.N {
+		seq := uint64(i*7919)%t.Size + 1
+		p, err := l.ProveInclusion(bctx, seq, t.Size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := l.ProveConsistency(bctx, seq, t.Size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		incl, cons = len(p)*32, len(c)*32
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/both")
+	b.ReportMetric(float64(incl), "inclusion-bytes")
+	b.ReportMetric(float64(cons), "consistency-bytes")
 }

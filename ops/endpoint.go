@@ -90,6 +90,9 @@ type VersionDTO struct {
 	Actor    string    `json:"actor"`
 	Source   string    `json:"source,omitempty"`
 	Origin   string    `json:"origin,omitempty"`
+	// Event is the ledger event that made the version (its sequence number; the tree's
+	// record Event-1): 'swcli ledger prove EVENT' proves it.
+	Event uint64 `json:"event"`
 }
 
 // DTO converts a version for JSON.
@@ -101,7 +104,7 @@ func DTO(v *ledger.Version) VersionDTO {
 	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
 		Tags: tags, UserTags: nonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
 		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
-		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source, Origin: v.Origin}
+		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source, Origin: v.Origin, Event: v.Seq}
 }
 
 // DTOs converts versions for JSON.
@@ -123,7 +126,7 @@ func FromDTO(d VersionDTO) *ledger.Version {
 	return &ledger.Version{Project: d.Project, Runtime: d.Runtime, ID: d.Version, Status: status,
 		Created: d.Created, Updated: d.Updated, Manifest: d.Manifest, Size: d.Size, NewBytes: d.NewBytes,
 		Files: d.Files, VN: d.VN, Tags: tags, Python: d.Python, Mode: d.Mode, Actor: d.Actor,
-		Source: d.Source, Origin: d.Origin, Latest: d.Latest}
+		Source: d.Source, Origin: d.Origin, Latest: d.Latest, Seq: d.Event}
 }
 
 // Local is the Endpoint of an open standalone instance.

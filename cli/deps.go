@@ -131,6 +131,11 @@ func (e *env) followLedger(cfg *ops.Config, r *ops.Remote) error {
 	if err != nil || key == "" {
 		return err
 	}
+	if ic.MinCosignatures > 0 {
+		if _, err := r.CheckWitnesses(e.ctx, key, cp, ic.Witnesses, ic.MinCosignatures); err != nil {
+			return err
+		}
+	}
 	if key == ic.LedgerKey && cp.Note == ic.Checkpoint {
 		return nil
 	}

@@ -25,6 +25,67 @@ type LedgerCmd struct {
 	Checkpoint LedgerCheckpointCmd `cmd:"" help:"Print the ledger's signed checkpoint (C2SP tlog-checkpoint: origin, size, root hash, signature)."`
 	Key        LedgerKeyCmd        `cmd:"" help:"Print the key that verifies the checkpoints; --rotate replaces it (recorded in the ledger)."`
 	Prove      LedgerProveCmd      `cmd:"" help:"Prove that an event is in the log (SEQ), or that the log of --from events is a prefix of today's, as JSON with the checkpoint."`
+	Cosign     LedgerCosignCmd     `cmd:"" help:"As a witness: check that a server's checkpoint extends the last one seen, sign it with this instance's key and send it back."`
+}
+
+// LedgerCosignCmd is 'ledger cosign ALIAS': this instance (its --root's key) witnesses a
+// server it is logged in to.
+type LedgerCosignCmd struct {
+	Server string `arg:"" help:"The server (an alias you logged in to, or cloud://ALIAS)."`
+}
+
+// Run cosigns.
+func (c *LedgerCosignCmd) Run(e *env) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	ref, err := ops.ParseInstance(c.Server)
+	if err != nil {
+		return err
+	}
+	alias, err := cfg.AliasOf(ref)
+	if err != nil {
+		return err
+	}
+	ic := cfg.Instances[alias]
+	if ic == nil || ic.URL == "" {
+		return ops.Errorf(ops.KindUsage, "log in to it first: swcli instance login URL --alias NAME", "%s is not a server", c.Server)
+	}
+	r := ops.NewRemote(alias, ic.URL, ic.Token)
+	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return ops.Errorf(ops.KindNotFound, "", "%s publishes no checkpoints", c.Server)
+	}
+	in, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	msg, err := ops.Cosign(e.ctx, in, cp, key)
+	if err != nil {
+		return err
+	}
+	name, err := r.PostCosignature(e.ctx, msg)
+	if err != nil {
+		return err
+	}
+	ic.LedgerKey, ic.Checkpoint = key, cp.Note
+	if err := cfg.Save(); err != nil {
+		return err
+	}
+	mine, err := ops.LedgerKey(e.ctx, in)
+	if err != nil {
+		return err
+	}
+	if e.jsonOut() {
+		return e.printJSON(map[string]any{"server": alias, "size": cp.Size, "root": cp.Hash.String(), "witness": name, "witness_key": mine})
+	}
+	e.printf("cosigned %s of cloud://%s as %s\nwitness key (for clients' --witness): %s\n", cp, alias, name, mine)
+	return nil
 }
 
 // LedgerCheckpointCmd is 'ledger checkpoint'.

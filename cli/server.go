@@ -138,6 +138,9 @@ type InstanceCmd struct {
 type InstanceCheckpointsCmd struct {
 	Alias string `arg:"" help:"The server's alias."`
 	Trust string `help:"Pin this ledger key instead (after the server's admin rotated it: check the key with them first)." placeholder:"KEY"`
+	// Witnesses this client requires.
+	Witness         []string `help:"Trust this witness key (repeat; replaces the list)." placeholder:"KEY"`
+	MinCosignatures *int     `name:"min-cosignatures" help:"How many trusted witnesses must vouch for the server's history (0: none)."`
 }
 
 // Run shows (or changes) the pin.
@@ -162,6 +165,25 @@ func (c *InstanceCheckpointsCmd) Run(e *env) error {
 			return err
 		}
 	}
+	if len(c.Witness) > 0 || c.MinCosignatures != nil {
+		if len(c.Witness) > 0 {
+			for _, k := range c.Witness {
+				if _, err := note.NewVerifier(k); err != nil {
+					return ops.Errorf(ops.KindUsage, "give the key 'swcli ledger key' prints on the witness", "--witness %q: %v", k, err)
+				}
+			}
+			ic.Witnesses = c.Witness
+		}
+		if c.MinCosignatures != nil {
+			if *c.MinCosignatures < 0 || *c.MinCosignatures > len(ic.Witnesses) {
+				return ops.Errorf(ops.KindUsage, "", "--min-cosignatures %d: between 0 and the %d witnesses trusted", *c.MinCosignatures, len(ic.Witnesses))
+			}
+			ic.MinCosignatures = *c.MinCosignatures
+		}
+		if err := cfg.Save(); err != nil {
+			return err
+		}
+	}
 	cp := ops.Checkpoint{}
 	if ic.Checkpoint != "" {
 		if cp, err = ops.ParseCheckpointText(ic.Checkpoint); err != nil {
@@ -169,13 +191,14 @@ func (c *InstanceCheckpointsCmd) Run(e *env) error {
 		}
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"alias": c.Alias, "url": ic.URL, "ledger_key": ic.LedgerKey, "size": cp.Size, "root": cp.Hash.String(), "checkpoint": ic.Checkpoint})
+		return e.printJSON(map[string]any{"alias": c.Alias, "url": ic.URL, "ledger_key": ic.LedgerKey, "size": cp.Size, "root": cp.Hash.String(),
+			"checkpoint": ic.Checkpoint, "witnesses": nonNil(ic.Witnesses), "min_cosignatures": ic.MinCosignatures})
 	}
 	if ic.LedgerKey == "" {
 		e.printf("cloud://%s (%s): no ledger key pinned yet (the server published none at the last contact)\n", c.Alias, ic.URL)
 		return nil
 	}
-	e.printf("cloud://%s (%s)\nledger key: %s\nlast seen:  %s\n\n%s", c.Alias, ic.URL, ic.LedgerKey, cp, ic.Checkpoint)
+	e.printf("cloud://%s (%s)\nledger key: %s\nlast seen:  %s\nwitnesses:  %d trusted, %d required\n\n%s", c.Alias, ic.URL, ic.LedgerKey, cp, len(ic.Witnesses), ic.MinCosignatures, ic.Checkpoint)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -381,4 +382,128 @@ func (c *Remote) FollowLedger(ctx context.Context, pinned, last string) (key str
 		return "", Checkpoint{}, fmt.Errorf("%s: %w", c.Name(), err)
 	}
 	return key, cp, nil
+}
+
+// Witnesses. A witness (another instance, an auditor) follows a server's checkpoints as a
+// client does, and cosigns each one that extends what it saw before: it adds its own
+// signature to the server's signed note and sends it back. The server keeps each witness's
+// latest cosigned checkpoint; a client that trusts witness keys asks for them and takes a
+// checkpoint only if at least N witnesses vouch for a history it extends: a fork shown to
+// one client and not to the witnesses is refused.
+
+// CosignaturesFile holds, in a server's root, each witness's latest cosigned checkpoint.
+const CosignaturesFile = "cosignatures.json"
+
+// MaxWitnesses bounds the cosignatures a server keeps.
+const MaxWitnesses = 64
+
+// Cosign signs checkpoint cp (already verified against its server) with the instance's own
+// key, as a witness: the server's signature and this one in one note.
+func Cosign(ctx context.Context, in *Instance, cp Checkpoint, serverKey string) ([]byte, error) {
+	signer, _, err := ledgerKey(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	v, err := note.NewVerifier(serverKey)
+	if err != nil {
+		return nil, err
+	}
+	n, err := note.Open([]byte(cp.Note), note.VerifierList(v))
+	if err != nil {
+		return nil, err
+	}
+	return note.Sign(n, signer)
+}
+
+// takeCosignature checks a cosigned note a witness sent: the server's own signature, on a
+// checkpoint of its own tree; it returns the witness's signature name (the key's name and
+// hash) to file it under.
+func takeCosignature(ctx context.Context, in *Instance, msg []byte) (string, error) {
+	_, vkey, err := ledgerKey(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	cp, err := OpenCheckpoint(msg, vkey)
+	if err != nil {
+		return "", Errorf(KindInvalid, "", "cosignature: %v", err)
+	}
+	root, err := in.Ledger.TreeHashAt(ctx, cp.Size)
+	if err != nil || root != cp.Hash {
+		return "", Errorf(KindInvalid, "", "cosignature: not a checkpoint of this ledger (%s)", cp)
+	}
+	v, _ := note.NewVerifier(vkey)
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return "", Errorf(KindInvalid, "", "cosignature: %v", err)
+	}
+	if len(n.UnverifiedSigs) != 1 {
+		return "", Errorf(KindInvalid, "send the server's note with your signature added", "cosignature: %d signatures besides the server's, want 1", len(n.UnverifiedSigs))
+	}
+	s := n.UnverifiedSigs[0]
+	if checkText(s.Name) != nil || len(s.Name) > 128 {
+		return "", Errorf(KindInvalid, "", "cosignature: a witness name %q", truncate(s.Name))
+	}
+	return fmt.Sprintf("%s+%08x", s.Name, s.Hash), nil
+}
+
+// CheckWitnesses checks that at least min of the witnesses (verifier keys) have cosigned a
+// checkpoint of serverKey's that cp extends (or equals), with the cosigned notes the server
+// keeps; it returns how many vouch.
+func (c *Remote) CheckWitnesses(ctx context.Context, serverKey string, cp Checkpoint, witnesses []string, min int) (int, error) {
+	var out struct {
+		Cosigned []string `json:"cosigned"`
+	}
+	if err := c.getJSON(ctx, RouteCosignatures.URL(), &out); err != nil {
+		return 0, err
+	}
+	sv, err := note.NewVerifier(serverKey)
+	if err != nil {
+		return 0, err
+	}
+	vouch := 0
+	for _, wk := range witnesses {
+		wv, err := note.NewVerifier(wk)
+		if err != nil {
+			return 0, Errorf(KindUsage, "", "witness key %q: %v", wk, err)
+		}
+		for _, msg := range out.Cosigned {
+			n, err := note.Open([]byte(msg), note.VerifierList(sv, wv))
+			if err != nil || len(n.Sigs) != 2 {
+				continue
+			}
+			wcp, err := OpenCheckpoint([]byte(msg), serverKey)
+			if err != nil || wcp.Size > cp.Size {
+				continue
+			}
+			var proof *Consistency
+			if wcp.Size < cp.Size {
+				if proof, err = c.Consistency(ctx, wcp.Size, cp.Size); err != nil {
+					return vouch, err
+				}
+			}
+			if CheckExtends(wcp, cp, proof) == nil {
+				vouch++
+				break
+			}
+		}
+	}
+	if vouch < min {
+		return vouch, &Error{Kind: KindCorrupt, Err: fmt.Errorf("%s: %d of the %d witnesses you trust vouch for the history it shows (%s); you require %d", c.Name(), vouch, len(witnesses), cp, min),
+			Hint: "the server may show you a history the witnesses have not seen: ask them to cosign ('swcli ledger cosign ALIAS'), or tell its admin"}
+	}
+	return vouch, nil
+}
+
+// PostCosignature sends a witness's cosigned checkpoint to the server; it returns the
+// name the server filed it under.
+func (c *Remote) PostCosignature(ctx context.Context, msg []byte) (string, error) {
+	resp, err := c.do(ctx, "POST", RouteCosign.URL(), msg, "text/plain")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Witness string `json:"witness"`
+	}
+	return out.Witness, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out)
 }

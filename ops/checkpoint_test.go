@@ -136,3 +136,67 @@ func TestLedgerKeyRotation(t *testing.T) {
 		t.Fatalf("key file: %v %v", fi.Mode(), err)
 	}
 }
+
+// Witnesses: one cosigns what the server shows; a client that requires it takes the
+// server's history, and a fork served to it (the witness's cosignature copied along) is
+// refused: the witness vouched for another history.
+func TestWitnessesCatchAFork(t *testing.T) {
+	c := newCloud(t)
+	in := openServerInstance(t, c.root)
+	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	defer srv.Close()
+	witness := openInstance(t, t.TempDir())
+	wkey, err := ops.LedgerKey(ctx, witness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ops.NewRemote("team", srv.URL, c.tokens["bob"]) // any user may witness
+	key, cp, err := w.FollowLedger(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ops.Cosign(ctx, witness, cp, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PostCosignature(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PostCosignature(ctx, []byte(cp.Note)); ops.KindOf(err) != ops.KindInvalid {
+		t.Fatalf("a note with no witness signature: %v", err)
+	}
+	e, _ := ledger.New(ledger.ProjectCreated, "later", "", "", ledger.EmptyData{})
+	if _, err := in.Ledger.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	client := ops.NewRemote("team", srv.URL, c.tokens["alice"])
+	_, now, err := client.FollowLedger(ctx, key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := client.CheckWitnesses(ctx, key, now, []string{wkey}, 1); err != nil || n != 1 {
+		t.Fatalf("a history the witness vouched for, grown since: %d %v", n, err)
+	}
+	// The fork: the server's key and users, its cosignatures file, another history.
+	forkRoot := t.TempDir()
+	for _, f := range []string{ops.LedgerKeyFile, "auth.json", ops.CosignaturesFile} {
+		os.WriteFile(filepath.Join(forkRoot, f), must(os.ReadFile(filepath.Join(c.root, f))), 0o600)
+	}
+	fork := openServerInstance(t, forkRoot)
+	for _, n := range []string{"f1", "f2", "f3", "f4"} {
+		e, _ := ledger.New(ledger.ProjectCreated, n, "", "", ledger.EmptyData{})
+		if _, err := fork.Ledger.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
+	defer forkSrv.Close()
+	victim := ops.NewRemote("team", forkSrv.URL, c.tokens["alice"])
+	_, fcp, err := victim.FollowLedger(ctx, key, "") // a new client: nothing seen before
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := victim.CheckWitnesses(ctx, key, fcp, []string{wkey}, 1); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "0 of the 1 witnesses") {
+		t.Fatalf("a fork the witness never saw: %v", err)
+	}
+}

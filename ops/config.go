@@ -29,6 +29,10 @@ type InstanceConfig struct {
 	// the last signed checkpoint this client saw of it (each next one must extend it).
 	LedgerKey  string `yaml:"ledger_key,omitempty"`
 	Checkpoint string `yaml:"checkpoint,omitempty"`
+	// Witnesses are the witness keys this client trusts for the server; MinCosignatures
+	// how many of them must vouch for the history it shows (0: no requirement).
+	Witnesses       []string `yaml:"witnesses,omitempty"`
+	MinCosignatures int      `yaml:"min_cosignatures,omitempty"`
 }
 
 // DefaultConfigPath is $SWCLI_CONFIG or ~/.config/swcli/config.yaml.

@@ -46,6 +46,8 @@ var (
 	RouteCheckpoint      = Route{"GET", "/api/v1/ledger/checkpoint"}
 	RouteConsistency     = Route{"GET", "/api/v1/ledger/consistency"}
 	RouteInclusion       = Route{"GET", "/api/v1/admin/ledger/inclusion"}
+	RouteCosignatures    = Route{"GET", "/api/v1/ledger/cosignatures"}
+	RouteCosign          = Route{"POST", "/api/v1/ledger/cosignatures"}
 	RouteAdminVerify     = Route{"POST", "/api/v1/admin/ledger/verify"}
 	RouteAdminExport     = Route{"GET", "/api/v1/admin/ledger/export"}
 )
@@ -55,7 +57,8 @@ var Routes = []Route{RouteWhoami, RouteProjects, RouteVersions, RouteHistory, Ro
 	RouteTag, RouteRemove, RouteRecover, RouteCommit, RouteMissing, RouteGetChunks, RoutePutChunks,
 	RouteWalkChunks, RouteDeleteChunk, RouteAdminUsers, RouteAdminAddUser, RouteAdminToken, RouteAdminRevoke,
 	RouteAdminProjects, RouteAdminAddProject, RouteAdminRmProject, RouteAdminMembers, RouteAdminGC, RouteAdminFsck,
-	RouteAdminVerify, RouteAdminExport, RouteLedgerKey, RouteCheckpoint, RouteConsistency, RouteInclusion}
+	RouteAdminVerify, RouteAdminExport, RouteLedgerKey, RouteCheckpoint, RouteConsistency, RouteInclusion,
+	RouteCosignatures, RouteCosign}
 
 // Pattern is the route as a net/http ServeMux pattern ("GET /api/v1/…").
 func (r Route) Pattern() string { return r.Method + " " + r.Path }

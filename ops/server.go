@@ -75,6 +75,7 @@ type Server struct {
 	MaxUpload int64
 	// swUploads holds a slot per upload being unpacked (MaxUploadsAtOnce).
 	swUploads chan struct{}
+	cosignMu  sync.Mutex // serialises changes of the witnesses' cosignatures
 }
 
 func (s *Server) logf(format string, args ...any) {

@@ -2,8 +2,14 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -212,6 +218,28 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		p, err := ProveConsistency(r.Context(), s.in, from, to)
 		answer(w, p, err)
 	})
+	mux.HandleFunc(RouteCosignatures.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.cosignatures()
+		out := []string{}
+		for _, n := range m {
+			out = append(out, n)
+		}
+		slices.Sort(out)
+		answer(w, map[string]any{"cosigned": out}, err)
+	})
+	mux.HandleFunc(RouteCosign.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+		msg, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+		if err != nil {
+			writeErr(w, bodyErr(err))
+			return
+		}
+		name, err := takeCosignature(r.Context(), s.in, msg)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		answer(w, map[string]any{"witness": name}, s.keepCosignature(name, string(msg)))
+	})
 	mux.HandleFunc(RouteInclusion.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		seq, err1 := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
 		size, err2 := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
@@ -229,6 +257,48 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 			panic(http.ErrAbortHandler) // a cut stream: the client's check names the line
 		}
 	}))
+}
+
+// cosignatures reads the witnesses' latest cosigned checkpoints (name → note).
+func (s *Server) cosignatures() (map[string]string, error) {
+	s.cosignMu.Lock()
+	defer s.cosignMu.Unlock()
+	return s.readCosignatures()
+}
+
+func (s *Server) readCosignatures() (map[string]string, error) {
+	m := map[string]string{}
+	b, err := readNoFollow(filepath.Join(s.in.Root, CosignaturesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+// keepCosignature files a witness's cosigned checkpoint (replacing its older one).
+func (s *Server) keepCosignature(name, msg string) error {
+	s.cosignMu.Lock()
+	defer s.cosignMu.Unlock()
+	m, err := s.readCosignatures()
+	if err != nil {
+		return err
+	}
+	if _, ok := m[name]; !ok && len(m) >= MaxWitnesses {
+		return Errorf(KindTooMany, "", "this server keeps the cosignatures of %d witnesses at most", MaxWitnesses)
+	}
+	m[name] = msg
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.in.Root, CosignaturesFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.in.Root, CosignaturesFile))
 }
 
 func answer(w http.ResponseWriter, v any, err error) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -183,23 +184,7 @@ func (f FileAuth) Update(ctx context.Context, fn func(*Auth) error) error {
 		return err
 	}
 	// A new file of a random name (O_EXCL, no link followed), renamed over auth.json.
-	t, err := os.CreateTemp(root, "auth.json.*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(t.Name())
-	if _, err := t.Write(b); err != nil {
-		t.Close()
-		return err
-	}
-	if err := t.Sync(); err != nil {
-		t.Close()
-		return err
-	}
-	if err := t.Close(); err != nil {
-		return err
-	}
-	return os.Rename(t.Name(), authPath(root))
+	return fsutil.WriteFileAtomic(authPath(root), b, 0o600)
 }
 
 // NewToken returns a fresh token and the hash the server keeps.

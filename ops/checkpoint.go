@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -97,31 +98,23 @@ func ledgerKey(ctx context.Context, in *Instance) (note.Signer, string, error) {
 }
 
 func writeKeyFile(path, skey, vkey string, replace bool) error {
-	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL | syscall.O_NOFOLLOW
-	target := path
+	data := []byte(skey + "\n" + vkey + "\n")
 	if replace {
-		target = path + ".new"
-		os.Remove(target)
+		return fsutil.WriteFileAtomic(path, data, 0o600)
 	}
-	f, err := os.OpenFile(target, flag, 0o600)
+	// The first key: made only if no other process made one first (O_EXCL).
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(skey + "\n" + vkey + "\n"); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if replace {
-		return os.Rename(target, path)
-	}
-	return nil
+	return err
 }
 
 func (in *Instance) appendLedger(ctx context.Context, d ledger.KeyData) (ledger.Event, error) {

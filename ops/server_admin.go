@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // Online gc (DESIGN.md, "Admin without downtime"). A copy into a server is several requests:
@@ -294,11 +295,7 @@ func (s *Server) keepCosignature(name, msg string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.in.Root, CosignaturesFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(s.in.Root, CosignaturesFile))
+	return fsutil.WriteFileAtomic(filepath.Join(s.in.Root, CosignaturesFile), b, 0o600)
 }
 
 func answer(w http.ResponseWriter, v any, err error) {

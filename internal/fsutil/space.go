@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -62,4 +63,31 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// WriteFileAtomic replaces path with b: written to a new file of a random name beside it
+// (O_EXCL: nothing planted there is written through), synced, given perm, then renamed
+// over path. Readers see the old content or the new, never a part.
+func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
+	t, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(t.Name())
+	if _, err := t.Write(b); err != nil {
+		t.Close()
+		return err
+	}
+	if err := t.Chmod(perm); err != nil {
+		t.Close()
+		return err
+	}
+	if err := t.Sync(); err != nil {
+		t.Close()
+		return err
+	}
+	if err := t.Close(); err != nil {
+		return err
+	}
+	return os.Rename(t.Name(), path)
 }

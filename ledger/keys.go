@@ -20,6 +20,7 @@ import (
 //	'a' project 0 runtime 0 origin   -> id: the id a version had where it was made
 //	'm' index[8]                     -> a hash of the Merkle tree over the log (tree.go)
 //	'M'                              -> how many events the tree has
+//	'K' name                         -> a secret replicas share (tree.go)
 //
 // Records of truth ('e', 'H') and the projections they change are written in one batch
 // committed with pebble.Sync.
@@ -36,7 +37,7 @@ const (
 )
 
 // allPrefixes lists every prefix above; keys_test.go checks that no two collide.
-var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias, keyTree, keyTreeSize}
+var allPrefixes = []byte{keySchema, keyHead, keyEvent, keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias, keyTree, keyTreeSize, keySecret}
 
 // projectionPrefixes are the prefixes replay rebuilds and verify compares.
 var projectionPrefixes = []byte{keyProject, keyRuntime, keyVersion, keyOrder, keyTag, keyAlias}

@@ -248,3 +248,62 @@ func (s *rootStack) root() tlog.Hash {
 	}
 	return h
 }
+
+// keySecret holds secrets the instance's replicas share (the checkpoint key of a ledger on
+// PostgreSQL, which every replica must sign with): 'K' name -> value. Never exported,
+// replayed or verified.
+const keySecret = 'K'
+
+// Shared says whether the ledger is shared by replicas (PostgreSQL): secrets of the
+// instance then live in it, not in one replica's root.
+func (l *Ledger) Shared() bool {
+	_, ok := l.be.(*pgBackend)
+	return ok
+}
+
+// SecretOnce returns the secret stored under name, storing make's value first when there
+// is none (of concurrent callers, one's value wins, and all get it).
+func (l *Ledger) SecretOnce(ctx context.Context, name string, make func() (string, error)) (string, error) {
+	k := append([]byte{keySecret}, name...)
+	var out string
+	err := l.be.read(ctx, func(r reader) error {
+		v, ok, err := r.get(k)
+		if ok {
+			out = string(v)
+		}
+		return err
+	})
+	if err != nil || out != "" {
+		return out, err
+	}
+	v, err := make()
+	if err != nil {
+		return "", err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err = l.be.write(ctx, func(w writer) error {
+		cur, ok, err := w.get(k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			out = string(cur)
+			return nil
+		}
+		w.set(k, []byte(v))
+		out = v
+		return nil
+	})
+	return out, err
+}
+
+// SetSecret replaces the secret stored under name.
+func (l *Ledger) SetSecret(ctx context.Context, name, value string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.be.write(ctx, func(w writer) error {
+		w.set(append([]byte{keySecret}, name...), []byte(value))
+		return nil
+	})
+}

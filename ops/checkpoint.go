@@ -35,8 +35,11 @@ import (
 // signed when. Clients pin the verifier key at login and refuse a checkpoint that does not
 // extend the last one they saw (CheckCheckpoint).
 
-// LedgerKeyFile is the signer key's file in a root.
+// LedgerKeyFile is the signer key's file in a root (a ledger on PostgreSQL keeps it in the
+// database instead, under sharedKeyName, so that its replicas sign alike).
 const LedgerKeyFile = "ledger.key"
+
+const sharedKeyName = "checkpoint-key"
 
 // Checkpoint is a parsed, verified checkpoint.
 type Checkpoint struct {
@@ -62,6 +65,26 @@ func ledgerOrigin(in *Instance) string {
 // ledgerKey returns the instance's signer and verifier key, making (and recording) them on
 // first use.
 func ledgerKey(ctx context.Context, in *Instance) (note.Signer, string, error) {
+	if in.Ledger.Shared() {
+		// Replicas sign with one key: it lives in their shared database, not in a root.
+		var made string
+		v, err := in.Ledger.SecretOnce(ctx, sharedKeyName, func() (string, error) {
+			skey, vkey, err := note.GenerateKey(rand.Reader, ledgerOrigin(in))
+			made = skey + "\n" + vkey
+			return made, err
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		skey, vkey, _ := strings.Cut(v, "\n")
+		if v == made {
+			if _, err := in.appendLedger(ctx, ledger.KeyData{Key: vkey}); err != nil {
+				return nil, "", err
+			}
+		}
+		signer, err := note.NewSigner(skey)
+		return signer, vkey, err
+	}
 	path := filepath.Join(in.Root, LedgerKeyFile)
 	b, err := readNoFollow(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -140,7 +163,12 @@ func RotateLedgerKey(ctx context.Context, in *Instance) (old, new string, err er
 	if _, err := in.appendLedger(ctx, ledger.KeyData{Key: vkey, Previous: old}); err != nil {
 		return "", "", err
 	}
-	if err := writeKeyFile(filepath.Join(in.Root, LedgerKeyFile), skey, vkey, true); err != nil {
+	if in.Ledger.Shared() {
+		err = in.Ledger.SetSecret(ctx, sharedKeyName, skey+"\n"+vkey)
+	} else {
+		err = writeKeyFile(filepath.Join(in.Root, LedgerKeyFile), skey, vkey, true)
+	}
+	if err != nil {
 		return "", "", err
 	}
 	return old, vkey, nil

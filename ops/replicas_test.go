@@ -308,3 +308,36 @@ func TestNginxReplicaKilledMidCopy(t *testing.T) {
 	}
 	r.checkClean(t)
 }
+
+// Replicas sign checkpoints with one key (kept in their database): a client follows the
+// instance through either, and catches a history that does not extend what it saw.
+func TestReplicasSignAlike(t *testing.T) {
+	engines.Skip(t)
+	r := newReplicas(t, 2)
+	key, cp, err := r.client(0, "alice").FollowLedger(ctx, "", "")
+	if err != nil || key == "" {
+		t.Fatalf("first contact: %q %v", key, err)
+	}
+	e, _ := ledger.New(ledger.ProjectCreated, "more", "", "", ledger.EmptyData{})
+	if _, err := r.ins[0].Ledger.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	key2, cp2, err := r.client(1, "alice").FollowLedger(ctx, key, cp.Note)
+	if err != nil || key2 != key || cp2.Size <= cp.Size {
+		t.Fatalf("the other replica: %q %+v %v", key2, cp2, err)
+	}
+	n := 0
+	r.ins[1].Ledger.Log(ctx, ledger.Filter{Types: []ledger.Type{ledger.LedgerKeyed}}, func(ledger.Event) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("%d ledger.key events for two replicas, want 1", n)
+	}
+	// A rotation through one replica: the other signs with the new key too.
+	_, nk, err := ops.RotateLedgerKey(ctx, r.ins[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.client(1, "alice").FollowLedger(ctx, nk, cp2.Note); err != nil {
+		t.Fatalf("after a rotation, the other replica: %v", err)
+	}
+	r.checkClean(t)
+}

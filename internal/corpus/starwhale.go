@@ -30,7 +30,7 @@ func StarwhaleClient() (string, error) {
 					break
 				}
 				if filepath.Dir(d) == d {
-					swOnce.err = errors.New("Starwhale's client not found: set SWCLI_STARWHALE_CLIENT")
+					swOnce.err = errors.New("the Starwhale client was not found: set SWCLI_STARWHALE_CLIENT")
 					return
 				}
 			}
@@ -44,7 +44,7 @@ func StarwhaleClient() (string, error) {
 		cmd := exec.Command(p, "--version")
 		cmd.Env = append(os.Environ(), "SW_CLI_CONFIG="+filepath.Join(tmp, "config.yaml"), "SW_LOCAL_STORAGE="+filepath.Join(tmp, "store"))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			swOnce.err = errors.New("Starwhale's client does not run (its setup.sh installs what it needs): " + lastLine(out))
+			swOnce.err = errors.New("the Starwhale client does not run (its setup.sh installs what it needs): " + lastLine(out))
 			return
 		}
 		swOnce.path = p

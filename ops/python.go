@@ -191,16 +191,21 @@ func PreferPython(ctx context.Context, full, path string) (Python, string, error
 			}
 		}
 	}
-	if strings.Count(full, ".") == 2 {
-		for _, p := range FindPythons(ctx) {
-			if p.Version == full {
-				return p, "the version the build used", nil
-			}
-		}
-	}
+	// The likely one first (python3.X, asked alone: fast); every python on PATH only when it
+	// is not the build's version (asking them all takes seconds through pyenv's shims).
 	p, err := FindPython(ctx, majorMinor(full))
 	if err != nil {
 		return p, "", err
+	}
+	if p.Version == full {
+		return p, "the version the build used", nil
+	}
+	if strings.Count(full, ".") == 2 {
+		for _, q := range FindPythons(ctx) {
+			if q.Version == full {
+				return q, "the version the build used", nil
+			}
+		}
 	}
 	how := "python3 on PATH"
 	if full != "" {

@@ -154,11 +154,11 @@ func (c *InstanceCheckpointsCmd) Run(e *env) error {
 		return ops.Errorf(ops.KindNotFound, "'swcli instance list' shows the servers", "no server %q", c.Alias)
 	}
 	if c.Trust != "" {
-		if _, err := ops.OpenCheckpoint([]byte(ic.Checkpoint), c.Trust); err != nil && ic.Checkpoint != "" {
-			e.log.Warn().Msg("the last checkpoint seen was not signed with this key (as after a rotation)")
-		}
 		if _, err := note.NewVerifier(c.Trust); err != nil {
 			return ops.Errorf(ops.KindUsage, "give the key 'swcli ledger key' prints on the server", "--trust %q: %v", c.Trust, err)
+		}
+		if _, err := ops.OpenCheckpoint([]byte(ic.Checkpoint), c.Trust); err != nil && ic.Checkpoint != "" {
+			e.log.Warn().Msg("the last checkpoint seen was not signed with this key (as after a rotation)")
 		}
 		ic.LedgerKey = c.Trust
 		if err := cfg.Save(); err != nil {

@@ -199,21 +199,9 @@ func OpenCheckpoint(msg []byte, vkey string) (Checkpoint, error) {
 		return Checkpoint{}, &Error{Kind: KindCorrupt, Err: fmt.Errorf("the checkpoint's signature does not verify with the pinned key %s: %v", v.Name(), err),
 			Hint: "the server signs with another key: if its admin rotated it, check the new key with them and pin it with 'swcli instance checkpoints ALIAS --trust KEY'"}
 	}
-	lines := strings.Split(n.Text, "\n")
-	if len(lines) < 4 {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "a checkpoint of %d lines", len(lines))
-	}
-	size, err := strconv.ParseUint(lines[1], 10, 64)
-	if err != nil {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint size %q: %v", lines[1], err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(raw) != tlog.HashSize {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint root %q is not a hash", lines[2])
-	}
-	c := Checkpoint{Origin: lines[0], Size: size, Note: string(msg)}
-	copy(c.Hash[:], raw)
-	return c, nil
+	c, err := parseCheckpoint(n.Text)
+	c.Note = string(msg)
+	return c, err
 }
 
 // Consistency is a proof that the tree of From events is a prefix of the tree of To.
@@ -321,19 +309,26 @@ func CheckInclusion(c Checkpoint, p *Inclusion) error {
 // ParseCheckpointText reads a checkpoint's size and root without its signature (one kept
 // in a client's config, checked when it was received).
 func ParseCheckpointText(msg string) (Checkpoint, error) {
-	lines := strings.SplitN(msg, "\n", 4)
+	c, err := parseCheckpoint(msg)
+	c.Note = msg
+	return c, err
+}
+
+// parseCheckpoint reads a checkpoint's text: origin, size, base64 root.
+func parseCheckpoint(text string) (Checkpoint, error) {
+	lines := strings.SplitN(text, "\n", 4)
 	if len(lines) < 4 {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "a remembered checkpoint of %d lines", len(lines))
+		return Checkpoint{}, Errorf(KindCorrupt, "", "a checkpoint of %d lines", len(lines))
 	}
 	size, err := strconv.ParseUint(lines[1], 10, 64)
 	if err != nil {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "remembered checkpoint size %q", lines[1])
+		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint size %q: %v", lines[1], err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(lines[2])
 	if err != nil || len(raw) != tlog.HashSize {
-		return Checkpoint{}, Errorf(KindCorrupt, "", "remembered checkpoint root %q", lines[2])
+		return Checkpoint{}, Errorf(KindCorrupt, "", "checkpoint root %q is not a hash", lines[2])
 	}
-	c := Checkpoint{Origin: lines[0], Size: size, Note: msg}
+	c := Checkpoint{Origin: lines[0], Size: size}
 	copy(c.Hash[:], raw)
 	return c, nil
 }

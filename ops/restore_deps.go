@@ -52,8 +52,12 @@ func (r *restorer) venv() error {
 		return r.install(true)
 	}
 	if r.found == nil { // asked once: the dry pass and the real one share it
-		py, how, err := PreferPython(r.ctx, r.pythonFull, "")
-		if r.pythonFull == "" || majorMinor(r.pythonFull) != r.python {
+		var py Python
+		var how string
+		var err error
+		if r.pythonFull != "" && majorMinor(r.pythonFull) == r.python {
+			py, how, err = PreferPython(r.ctx, r.pythonFull, "")
+		} else {
 			py, err = FindPython(r.ctx, r.python)
 			how = "python" + r.python
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -53,13 +54,6 @@ func StarwhaleClient() (string, error) {
 }
 
 func lastLine(b []byte) string {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == '\n' {
-			return string(b[i+1:])
-		}
-	}
-	return string(b)
+	s := strings.TrimRight(string(b), "\r\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }

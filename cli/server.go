@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/console"
 	"golang.org/x/term"
 )
 
@@ -38,6 +39,8 @@ type ServerRunCmd struct {
 	TLSCert string `name:"tls-cert" help:"TLS certificate (PEM); with --tls-key the server speaks HTTPS." type:"existingfile"`
 	TLSKey  string `name:"tls-key" help:"TLS key (PEM)." type:"existingfile"`
 	Name    string `help:"The instance's name in events (default: the host name)."`
+	// NoConsole leaves the web console out: only the API is served.
+	NoConsole bool `name:"no-console" help:"Serve the API only, without the web console at /projects."`
 }
 
 // Run serves until SIGTERM or Ctrl-C, then shuts down gracefully.
@@ -64,6 +67,9 @@ func (c *ServerRunCmd) Run(e *env) error {
 	}
 	defer in.Close()
 	s := ops.NewServer(in)
+	if !c.NoConsole {
+		s.Pages = console.New(s)
+	}
 	s.OnError = func(msg string) { e.log.Error().Msg(msg) }
 	s.Log = func(a ops.AccessEntry) {
 		e.log.Info().Str("method", a.Method).Str("path", a.Path).Str("user", a.User).Int("status", a.Status).

@@ -200,6 +200,11 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 	if err != nil {
 		return nil, err
 	}
+	return InfoOf(ctx, in, v)
+}
+
+// InfoOf reads version v's manifest and the small files worth showing.
+func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*Info, error) {
 	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err

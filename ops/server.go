@@ -76,6 +76,8 @@ type Server struct {
 	// swUploads holds a slot per upload being unpacked (MaxUploadsAtOnce).
 	swUploads chan struct{}
 	cosignMu  sync.Mutex // serialises changes of the witnesses' cosignatures
+	// Pages serves every path outside /api/ (the web console, ops/console), or nil.
+	Pages http.Handler
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -140,8 +142,44 @@ type principal struct {
 	admin bool
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.authenticate(s.routes()) }
+// Handler returns the HTTP handler: the API under /api/, and Pages (when set) for every
+// other path.
+func (s *Server) Handler() http.Handler {
+	api := s.authenticate(s.routes())
+	if s.Pages == nil {
+		return api
+	}
+	pages := s.logged(s.Pages)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		pages.ServeHTTP(w, r)
+	})
+}
+
+// logged logs every request of next in the access log (the user is the one next names
+// with SetLogUser), with internal errors' texts sent to OnError.
+func (s *Server) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		cw := &countingWriter{ResponseWriter: w, status: 200, internal: func(msg string) { s.logf("%s", msg) }}
+		defer func() {
+			if s.Log != nil {
+				s.Log(AccessEntry{Method: r.Method, Path: r.URL.Path, User: cw.user, Status: cw.status, Bytes: cw.n, Took: time.Since(start)})
+			}
+		}()
+		next.ServeHTTP(cw, r)
+	})
+}
+
+// SetLogUser names the user of a request in the access log (for handlers of Pages).
+func SetLogUser(w http.ResponseWriter, name string) {
+	if cw, ok := w.(*countingWriter); ok {
+		cw.user = name
+	}
+}
 
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -170,6 +208,7 @@ type countingWriter struct {
 	status   int
 	n        int64
 	internal func(msg string) // hears the whole text of errors the answer keeps back
+	user     string           // for the access log of pages (SetLogUser)
 }
 
 func (w *countingWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
@@ -246,9 +285,11 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalE
 // a number), creates it in the ledger on first use, and returns the endpoint that acts
 // for the user there.
 func (s *Server) enterProject(r *http.Request) (LocalEndpoint, string, error) {
-	p := r.PathValue("p")
-	u := who(r)
-	auth, _, err := s.auth.get(r.Context())
+	return s.enter(r.Context(), who(r), r.PathValue("p"))
+}
+
+func (s *Server) enter(ctx context.Context, u principal, p string) (LocalEndpoint, string, error) {
+	auth, _, err := s.auth.get(ctx)
 	if err != nil {
 		return LocalEndpoint{}, "", err
 	}
@@ -266,7 +307,7 @@ func (s *Server) enterProject(r *http.Request) (LocalEndpoint, string, error) {
 		return LocalEndpoint{}, "", errForbidden(p)
 	}
 	if auth.Projects[p] != nil {
-		if err := s.ensureProject(r.Context(), p); err != nil {
+		if err := s.ensureProject(ctx, p); err != nil {
 			return LocalEndpoint{}, "", err
 		}
 	}

@@ -20,7 +20,7 @@ func layer(pkg string) (int, bool) {
 		return 5, true
 	case p == "/cli":
 		return 4, true
-	case p == "/ops":
+	case p == "/ops" || strings.HasPrefix(p, "/ops/"):
 		return 3, true
 	case p == "/ledger":
 		return 2, true

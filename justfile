@@ -36,3 +36,8 @@ bench-locks:
 # clients for 60 s against one and two replicas (issue 13's figures). Starts its engines.
 bench-cloud:
     go run ./bench/cmd/cloudbench
+
+# The web console's heaviest pages rendered on the server: 10,000 versions, a 15,000-file
+# directory, compare and history (target: 200 ms a page).
+bench-console:
+    go test -run '^$' -bench Console -benchtime 20x ./bench/

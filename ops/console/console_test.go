@@ -28,6 +28,9 @@ import (
 
 var ctx = context.Background()
 
+// hostileName is a file name a page must show as text, never as markup.
+const hostileName = `export/x"><script>alert(1)</script>.py`
+
 // site is a served root with a console: alice is a member of mnist (two versions of
 // runtime pytorch), bob of secret (one version of runtime hidden), root an admin.
 type site struct {
@@ -87,6 +90,7 @@ func newSite(t testing.TB) *site {
 		"export/venv/lib/python3.11/site-packages/numpy/__init__.py": strings.Repeat("# numpy\n", 300),
 		"export/venv/lib/python3.11/site-packages/scipy/__init__.py": "import numpy  # 1.11\n",
 		"export/venv/lib/python3.11/site-packages/torch/__init__.py": strings.Repeat("# torch\n", 1000),
+		hostileName: "<script>alert(2)</script>\n",
 	})
 	s.secret = s.build(t, "secret", "hidden", filepath.Join(work, "s"), map[string]string{"runtime.yaml": "name: hidden\n", "secret.txt": "the secret\n"})
 	srv := ops.NewServer(in)
@@ -312,6 +316,14 @@ func TestPagesShowVersions(t *testing.T) {
 		t.Errorf("raw file: %d, %d bytes, %q", res.StatusCode, len(raw), res.Header.Get("Content-Disposition"))
 	}
 	alice.status(vurl(s.v2)+"/file?path=../../etc/passwd", 404)
+	// A hostile file name and content are text on every page that shows them.
+	for _, p := range []string{vurl(s.v2) + "/files?dir=export", vurl(s.v2) + "/file?path=" + url.QueryEscape(hostileName),
+		"/projects/mnist/runtimes/pytorch/compare?a=" + s.v1.ID + "&b=" + s.v2.ID} {
+		body := alice.page(p, `x"><script>alert(`)
+		if strings.Contains(body, "<script>") {
+			t.Errorf("%s carries a script from a file name or content", p)
+		}
+	}
 
 	// The .swrt download is a bundle another instance imports as the same version.
 	res, bundle := alice.get(vurl(s.v2) + "/download")

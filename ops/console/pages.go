@@ -71,7 +71,7 @@ func redirect(q *req, suffix string) error {
 
 var funcs = template.FuncMap{
 	"bytes": humanBytes,
-	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"when":  when,
 	"short": func(s string) string { return s[:min(12, len(s))] },
 	"join":  strings.Join,
 	"add":   func(a, b int) int { return a + b },
@@ -186,9 +186,20 @@ func (c *Console) runtimes(q *req) error {
 // versionRow is a version in a table, with the commands that use it.
 type versionRow struct {
 	ops.VersionDTO
-	Href     string
-	Commands []string
+	Href string
+	Copy string // the command that copies it to the reader's own instance
+	// Shown as text, made here: a template's function calls cost more than the page.
+	Short, TagList, SizeText, NewText, CreatedText string
+	Removed                                        bool
+	Overview                                       template.URL
 }
+
+func newVersionRow(d ops.VersionDTO) versionRow {
+	return versionRow{VersionDTO: d, Short: d.Version[:min(12, len(d.Version))], TagList: strings.Join(d.Tags, ", "),
+		SizeText: humanBytes(d.Size), NewText: humanBytes(d.NewBytes), CreatedText: when(d.Created), Removed: d.Status == "removed"}
+}
+
+func when(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
 func (c *Console) commands(q *req, p, r, v string) []string {
 	scheme := "http"
@@ -255,19 +266,21 @@ func (c *Console) versions(q *req) error {
 			}
 			total++
 			if total > (page-1)*size && total <= page*size {
-				rows = append(rows, versionRow{VersionDTO: d})
+				rows = append(rows, newVersionRow(d))
 			}
 		}
 	} else {
 		for _, v := range vs {
-			rows = append(rows, versionRow{VersionDTO: ops.DTO(v)})
+			rows = append(rows, newVersionRow(ops.DTO(v)))
 		}
 	}
 	for i := range rows {
 		rows[i].Href = versionURL(p, r, rows[i].Version)
-		rows[i].Commands = c.commands(q, p, r, rows[i].Version)
+		rows[i].Overview = template.URL(rows[i].Href + "/overview")
+		rows[i].Copy = c.commands(q, p, r, rows[i].Version)[0]
 	}
 	pages := max((total+size-1)/size, 1)
+	rowsHTML := versionRowsHTML(rows)
 	link := func(n int) string {
 		v := url.Values{"page": {strconv.Itoa(n)}}
 		if size != DefaultPageSize {
@@ -281,7 +294,7 @@ func (c *Console) versions(q *req) error {
 		}
 		return "?" + v.Encode()
 	}
-	data := map[string]any{"Project": p, "Runtime": r, "Rows": rows, "Total": total, "Page": page, "Pages": pages,
+	data := map[string]any{"Project": p, "Runtime": r, "RowsHTML": rowsHTML, "Total": total, "Page": page, "Pages": pages,
 		"Filter": filter, "Removed": removed, "Size": size, "Runtime URL": runtimeURL(p, r)}
 	if page > 1 {
 		data["Prev"] = link(page - 1)
@@ -338,6 +351,8 @@ func (c *Console) overview(q *req) error {
 
 type treeRow struct {
 	Name, Path, Kind, Target string
+	Href                     template.URL // the page of the entry (made here: faster than in the template)
+	SizeText                 string
 	Size                     int64
 	Files                    int
 	Mode                     string
@@ -364,7 +379,16 @@ func (c *Console) tree(q *req) error {
 			parts = append(parts, crumb{s, base + "/files?dir=" + url.QueryEscape(acc)})
 		}
 	}
-	data := map[string]any{"Project": p, "Runtime": r, "V": ops.DTO(info.Version), "Dir": dir, "Rows": rows,
+	for i := range rows {
+		rows[i].SizeText = humanBytes(rows[i].Size)
+		switch rows[i].Kind {
+		case "dir":
+			rows[i].Href = template.URL(base + "/files?dir=" + url.QueryEscape(rows[i].Path))
+		case "file":
+			rows[i].Href = template.URL(base + "/file?path=" + url.QueryEscape(rows[i].Path))
+		}
+	}
+	data := map[string]any{"Project": p, "Runtime": r, "V": ops.DTO(info.Version), "Dir": dir, "RowsHTML": treeRowsHTML(rows),
 		"Parts": parts, "Base": base, "Totals": info.Totals}
 	return c.render(q, "files", r+" · files", append(runtimeCrumbs(p, r), crumb{info.Version.ID[:12], base + "/overview"}, crumb{"files", ""}), data)
 }

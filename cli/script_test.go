@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +170,39 @@ func scriptParams(dir string) testscript.Params {
 				srv := httptest.NewServer(ops.NewServer(in).Handler())
 				ts.Setenv("SERVER", srv.URL)
 				ts.Defer(func() { srv.Close(); in.Close() })
+			},
+			// page TOKEN URL: sign in to the web console of URL's server with TOKEN, then
+			// open URL (following redirects) and write its status and text to stdout; fails
+			// unless the page answers 200 (! page: unless it does not).
+			"page": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: page TOKEN URL")
+				}
+				u, err := url.Parse(args[1])
+				if err != nil {
+					ts.Fatalf("page: %v", err)
+				}
+				jar, _ := cookiejar.New(nil)
+				c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+				origin := u.Scheme + "://" + u.Host
+				req, _ := http.NewRequest("POST", origin+"/login", strings.NewReader(url.Values{"token": {args[0]}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Origin", origin)
+				res, err := c.Do(req)
+				if err != nil {
+					ts.Fatalf("page: sign in: %v", err)
+				}
+				res.Body.Close()
+				res, err = c.Get(args[1])
+				if err != nil {
+					ts.Fatalf("page: %v", err)
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				ts.Stdout().Write([]byte(fmt.Sprintf("status %d\n%s", res.StatusCode, html.UnescapeString(string(body)))))
+				if (res.StatusCode == 200) == neg {
+					ts.Fatalf("page %s: status %d", args[1], res.StatusCode)
+				}
 			},
 			// capture VAR REGEXP [FILE]: set VAR to the first group of REGEXP in the last
 			// stdout (or in FILE).

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"archive/tar"
+	"encoding/binary"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -41,6 +44,7 @@ type site struct {
 	v1, v2 *ledger.Version
 	secret *ledger.Version
 	ids    map[string]int
+	close  func()
 }
 
 func newSite(t testing.TB) *site {
@@ -93,12 +97,18 @@ func newSite(t testing.TB) *site {
 		hostileName: "<script>alert(2)</script>\n",
 	})
 	s.secret = s.build(t, "secret", "hidden", filepath.Join(work, "s"), map[string]string{"runtime.yaml": "name: hidden\n", "secret.txt": "the secret\n"})
-	srv := ops.NewServer(in)
+	s.serve(t)
+	return s
+}
+
+// serve serves s.in with its console on a loopback port (s.url).
+func (s *site) serve(t testing.TB) {
+	srv := ops.NewServer(s.in)
 	srv.Pages = console.New(srv)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
+	s.close = func() { hs.Close(); s.in.Close() }
 	s.url = hs.URL
-	return s
 }
 
 // build stores files as a new version of project/runtime, as a build records it.
@@ -248,6 +258,14 @@ func TestSignInAndAccess(t *testing.T) {
 	}
 	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
 		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict", ck)
+	}
+	// Behind TLS (here: a proxy that says so), the cookie is Secure.
+	req, _ := http.NewRequest("POST", s.url+"/login", strings.NewReader(url.Values{"token": {s.tokens["alice"]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if res, err := noFollow.Do(req); err != nil || len(res.Cookies()) != 1 || !res.Cookies()[0].Secure {
+		t.Errorf("behind TLS the session cookie is not Secure: %v", err)
 	}
 	// A sign-in may only send the browser to this site.
 	res, _ = s.browser(t).post("/login", url.Values{"token": {s.tokens["alice"]}, "next": {"//evil.example/x"}})
@@ -573,4 +591,51 @@ func TestProofsFromThePage(t *testing.T) {
 		t.Fatalf("verify-ledger-proof.py: %v\n%s", err, out)
 	}
 	alice.page("/ledger", "Checkpoint", p.Key)
+}
+
+// TestHistoryShowsWhereTheChainBreaks: a ledger edited behind the server's back verifies
+// no more, and the history page names the event.
+func TestHistoryShowsWhereTheChainBreaks(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	alice.page(vurl(s.v1) + "/overview")
+	alice.post(vurl(s.v1)+"/tag", url.Values{"tag": {"prod"}})
+	tagged := head(t, s.in)
+	s.close()
+	// Edit the tag event's payload in the ledger's own store (key 'e' + sequence).
+	db, err := pebble.Open(filepath.Join(s.root, "ledger", "db"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 9)
+	key[0] = 'e'
+	binary.BigEndian.PutUint64(key[1:], tagged)
+	v, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(v), `"prod"`, `"dev0"`, 1)
+	closer.Close()
+	if edited == string(v) {
+		t.Fatalf("event %d holds no tag prod: %q", tagged, v)
+	}
+	if err := db.Set(key, []byte(edited), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	in, err := ops.Open(ctx, s.root, ops.OpenOptions{Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	s.in = in
+	s.serve(t)
+	root := s.signIn(t, "root")
+	root.page("/projects/mnist/history?verify=1", "The chain does not verify", fmt.Sprintf("the first at event %d", tagged))
+	// A member learns where, not what (the detail may be of another project's event).
+	alice = s.signIn(t, "alice")
+	body := alice.page("/projects/mnist/runtimes/pytorch/history?verify=1", fmt.Sprintf("event %d:", tagged))
+	if !strings.Contains(body, "does not check") {
+		t.Errorf("a member's view of the failure:\n%s", body)
+	}
 }

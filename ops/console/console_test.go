@@ -2,8 +2,8 @@ package console_test
 
 import (
 	"archive/tar"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -649,5 +650,71 @@ func testMerkleTree(t *testing.T) {
 	}
 	if len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].Detail, "Merkle tree") {
 		t.Fatalf("a changed tree hash: %+v", rep.Problems)
+	}
+}
+
+func TestEditedHistoryFailsConsistency(t *testing.T) { onBoth(t, testEditedHistoryFailsConsistency) }
+
+// A database edited in place between two looks of a client (an event changed and its
+// tree rebuilt, or events dropped): the new head is not a consistent extension of the one
+// the client holds, on either backend. (ops.TestClientsRefuseRewrittenHistory shows the
+// client refusing such a head; this is the edit itself, in the engine's own rows.)
+func testEditedHistoryFailsConsistency(t *testing.T) {
+	edits := map[string]func(t *testing.T, w writer, head uint64){
+		"an event changed, its tree rebuilt": func(t *testing.T, w writer, head uint64) {
+			v := get(t, w, eventKey(5))
+			body := []byte(strings.Replace(string(v[32:]), `"size":100`, `"size":999`, 1))
+			h := cas.Sum(body)
+			set(t, w, eventKey(5), append(h[:], body...))
+			w.set([]byte{keyTreeSize}, binary.BigEndian.AppendUint64(nil, 4)) // the tree from event 5 on made again
+			if _, err := catchUpTree(w, head, 0); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"the last events dropped": func(t *testing.T, w writer, head uint64) {
+			for seq := head - 2; seq <= head; seq++ {
+				w.del(eventKey(seq))
+			}
+			prev, err := event(w, head-3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.set([]byte{keyHead}, append(binary.BigEndian.AppendUint64(nil, prev.Seq), prev.Hash[:]...))
+			w.set([]byte{keyTreeSize}, binary.BigEndian.AppendUint64(nil, head-3))
+		},
+	}
+	for name, edit := range edits {
+		t.Run(name, func(t *testing.T) {
+			l, _ := openTest(t)
+			mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+			for i := range 10 {
+				mustAppend(t, l, built(t, "r", fmt.Sprint(i)))
+			}
+			seen, err := l.TreeHead(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.be.write(ctx, func(w writer) error { edit(t, w, seen.Size); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			// The server goes on: more events, a head larger than the one seen.
+			for i := range 5 {
+				mustAppend(t, l, built(t, "r", fmt.Sprint("after", i)))
+			}
+			now, err := l.TreeHead(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if now.Size <= seen.Size {
+				t.Fatalf("the edited ledger's tree has %d events, the seen one %d", now.Size, seen.Size)
+			}
+			proof, err := l.ProveConsistency(ctx, seen.Size, now.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tlog.CheckTree(proof, int64(now.Size), now.Hash, int64(seen.Size), seen.Hash); err == nil {
+				t.Fatalf("the edited history proves consistent with the head the client saw")
+			}
+		})
 	}
 }

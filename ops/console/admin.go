@@ -70,11 +70,7 @@ func (c *Console) adminRevoke(q *req) error {
 }
 
 func splitNames(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })
 }
 
 func (c *Console) adminAddProject(q *req) error {

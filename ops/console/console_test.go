@@ -518,7 +518,7 @@ func TestForgeriesAreRefused(t *testing.T) {
 	try("a forged cookie", res, body)
 	// Bob may not change alice's project, with his own valid session.
 	bob.page("/projects")
-	res, body = bob.post(vurl(s.v1)+"/tag", url.Values{"tag": {"x"}})
+	res, _ = bob.post(vurl(s.v1)+"/tag", url.Values{"tag": {"x"}})
 	if res.StatusCode != 404 || head(t, s.in) != before {
 		t.Errorf("bob tagging mnist: %d", res.StatusCode)
 	}

@@ -41,6 +41,9 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	return newLedger(be, opt), nil
 }
 
+// ledgerBlockSize: a ledger is read mostly by long scans (replay, verify, log, export).
+const ledgerBlockSize = 32 << 10
+
 func openPebble(ctx context.Context, dir string, opt Options) (*pebbleBackend, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
@@ -52,7 +55,7 @@ func openPebble(ctx context.Context, dir string, opt Options) (*pebbleBackend, e
 	b.win = pebblewin.New(pebblewin.Config{
 		What: "ledger", Dir: filepath.Join(dir, "db"), LockPath: filepath.Join(dir, "lock"), FreeDir: dir,
 		Held: opt.Hold, ReadOnlyHeld: opt.readOnly, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout,
-		OnError: opt.OnError, SchemaKey: []byte{keySchema}, Schema: schemaVersion,
+		OnError: opt.OnError, SchemaKey: []byte{keySchema}, Schema: schemaVersion, BlockSize: ledgerBlockSize,
 	})
 	removeStaleCheckpoints(dir)
 	if err := b.win.In(ctx, false, func(*pebble.DB) error { return nil }); err != nil {

@@ -34,6 +34,9 @@ type Config struct {
 	OnWait       func(flock.Holder)
 	LockTimeout  time.Duration
 	OnError      func(string) // pebble's background errors
+	// BlockSize is the tables' block size (pebble's default, 4 KiB, when 0): larger blocks
+	// make a long scan cheaper (fewer reads, allocations and checksums a byte).
+	BlockSize int
 	// SchemaKey holds the database's format version, a uvarint, checked against Schema on
 	// the first open (and written there by the first open that may write).
 	SchemaKey []byte
@@ -125,7 +128,11 @@ func (w *Window) Enter(ctx context.Context, write bool) (*pebble.DB, error) {
 // open opens the database: read-only for reads when it exists, for writing otherwise.
 func (w *Window) open(write bool) (*pebble.DB, bool, error) {
 	opts := func(ro bool) *pebble.Options {
-		return &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{w.cfg.OnError}, ReadOnly: ro}
+		o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{w.cfg.OnError}, ReadOnly: ro}
+		if w.cfg.BlockSize > 0 {
+			o.Levels[0].BlockSize = w.cfg.BlockSize // the other levels take L0's
+		}
+		return o
 	}
 	if !write {
 		if db, err := pebble.Open(w.cfg.Dir, opts(true)); err == nil {

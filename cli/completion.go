@@ -173,7 +173,7 @@ func (e *env) completeProjects() []string {
 		return nil
 	}
 	defer in.Close()
-	ps, _ := in.Ledger.Projects()
+	ps, _ := in.Projects()
 	for _, p := range ps {
 		out = append(out, p.Name)
 	}

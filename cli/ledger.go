@@ -206,7 +206,7 @@ func (c *LedgerProveCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		old, err := in.Ledger.TreeHashAt(e.ctx, c.From)
+		old, err := ops.TreeRootAt(e.ctx, in, c.From)
 		if err != nil {
 			return err
 		}
@@ -295,7 +295,7 @@ func (c *LedgerLogCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	return in.Ledger.Log(e.ctx, f, show)
+	return ops.LedgerLog(e.ctx, in, f, show)
 }
 
 // ledgerAdmin is the admin through which the ledger is read when it is not opened here: a
@@ -415,7 +415,7 @@ func (c *LedgerReplayCmd) Run(e *env) error {
 	}
 	defer in.Close()
 	start := time.Now()
-	snap, err := in.Ledger.Replay(e.ctx, to)
+	snap, err := ops.ReplayLedger(e.ctx, in, to)
 	if err != nil {
 		return err
 	}
@@ -459,7 +459,7 @@ func (c *LedgerExportCmd) Run(e *env) error {
 			return err
 		}
 		defer in.Close()
-		export = func(w io.Writer) error { return in.Ledger.Export(e.ctx, w) }
+		export = func(w io.Writer) error { return ops.ExportLedger(e.ctx, in, w) }
 	}
 	w := bufio.NewWriterSize(e.stdout, 1<<20)
 	var f *os.File

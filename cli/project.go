@@ -64,7 +64,7 @@ func (c *ProjectCreateCmd) Run(e *env) error {
 	if err := ops.CreateProject(e.ctx, in, name); err != nil {
 		return err
 	}
-	p, err := in.Ledger.Project(name)
+	p, err := in.Project(name)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func (c *ProjectListCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		ps, err := in.Ledger.Projects()
+		ps, err := in.Projects()
 		in.Close()
 		if err != nil {
 			return err
@@ -198,7 +198,7 @@ func (c *ProjectSelectCmd) Run(e *env) error {
 		}
 		name, err = in.ProjectName(name)
 		if err == nil {
-			_, err = in.Ledger.Project(name)
+			_, err = in.Project(name)
 		}
 		in.Close()
 		if err != nil {

@@ -3,7 +3,10 @@
 package lint
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -78,5 +81,30 @@ func TestImportLayers(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Fatalf("checked %d imports: go list gave too little\n%s", checked, out)
+	}
+}
+
+// TestCLIReachesTheLedgerThroughOps: cli opens instances and renders; what it reads of
+// the ledger it reads through ops (ops/history.go and the use cases), so that a server's
+// rules and the errors' kinds apply to it as to everything else.
+func TestCLIReachesTheLedgerThroughOps(t *testing.T) {
+	files, err := filepath.Glob("../../cli/*.go")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("cli's files: %v %v", files, err)
+	}
+	direct := regexp.MustCompile(`\b[iI]n(st|stance)?\.Ledger\b|\.In\.Ledger\b`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if direct.MatchString(line) {
+				t.Errorf("%s:%d reads the ledger directly (use ops): %s", filepath.Base(f), i+1, strings.TrimSpace(line))
+			}
+		}
 	}
 }

@@ -21,6 +21,17 @@ import (
 type Result struct {
 	Wall    time.Duration
 	PeakRSS int64 // bytes, the largest resident set of the process or its children
+	// Min and Max are the fastest and slowest of Median's runs (Wall for a single run).
+	Min, Max time.Duration
+}
+
+// Spread is the half-range of Median's runs relative to their median: how far one run
+// of this step may stray on this machine.
+func (r Result) Spread() float64 {
+	if r.Wall <= 0 || r.Max <= r.Min {
+		return 0
+	}
+	return (r.Max - r.Min).Seconds() / 2 / r.Wall.Seconds()
 }
 
 // Run runs name with args (env added to the environment), returning wall time and peak
@@ -35,6 +46,7 @@ func Run(log io.Writer, env []string, name string, args ...string) (Result, erro
 	start := time.Now()
 	err := cmd.Run()
 	r := Result{Wall: time.Since(start)}
+	r.Min, r.Max = r.Wall, r.Wall
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.PeakRSS = ru.Maxrss * 1024
 	}
@@ -89,8 +101,9 @@ func Table(w io.Writer, rows [][]string) {
 
 // Reps is how often Median runs a step. This machine's disk makes single runs of
 // file-heavy steps vary by 2-5x, so steps that start from nothing are run Reps times, for
-// swcli and its peers alike, and their median reported.
-const Reps = 3
+// swcli and its peers alike, and their median reported; their spread is the machine's
+// noise (Gate).
+const Reps = 5
 
 // Median runs prep (untimed, e.g. emptying the destination) then step, Reps times, and
 // returns the median wall time with the largest peak RSS seen.
@@ -111,8 +124,55 @@ func Median(prep func() error, step func() (Result, error)) (Result, error) {
 	for _, r := range rs {
 		m.PeakRSS = max(m.PeakRSS, r.PeakRSS)
 	}
+	m.Min, m.Max = rs[0].Wall, rs[len(rs)-1].Wall
 	return m, nil
 }
+
+// Gate holds the targets of one run: each a figure against its bound, with the noise
+// within which a miss is not taken for a regression. Print them, then exit non-zero if
+// Failed.
+type Gate struct {
+	W      io.Writer
+	Width  int
+	failed []string
+}
+
+// Noise is the machine's noise in one run: the largest spread of the steps measured
+// Reps times.
+func Noise(rs ...Result) float64 {
+	n := 0.0
+	for _, r := range rs {
+		n = max(n, r.Spread())
+	}
+	return n
+}
+
+// Ratio checks got/base <= target, allowing noise (relative) on the ratio.
+func (g *Gate) Ratio(name string, got, base, target, noise float64) {
+	ratio := got / base
+	g.check(name, ratio, target, noise, fmt.Sprintf("%.3f x (target %.2f x, noise ±%.0f%%)", ratio, target, 100*noise))
+}
+
+// AtMost checks got <= target (bytes, counts), allowing noise (relative).
+func (g *Gate) AtMost(name string, got, target, noise float64, detail string) {
+	g.check(name, got/target, 1, noise, detail)
+}
+
+func (g *Gate) check(name string, v, target, noise float64, detail string) {
+	mark := "met"
+	switch {
+	case v <= target:
+	case v <= target*(1+noise):
+		mark = "~noise" // missed by less than this run's noise: not a regression
+	default:
+		mark = "MISSED"
+		g.failed = append(g.failed, name)
+	}
+	fmt.Fprintf(g.W, "  %-6s %-*s %s\n", mark, g.Width, name, detail)
+}
+
+// Failed lists the targets missed by more than the noise.
+func (g *Gate) Failed() []string { return g.failed }
 
 // Check prints one target: met or MISSED, its name and the figures behind it.
 func Check(w io.Writer, width int, name string, ok bool, detail string) {

@@ -48,23 +48,8 @@ func printable(s string) string {
 	return strconv.Quote(s)
 }
 
-// humanBytes formats n in the units du -h users expect (decimal, like the reference's rich).
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	if v >= 100 {
-		return fmt.Sprintf("%.0f %cB", v, "kMGTPE"[exp])
-	}
-	return fmt.Sprintf("%.1f %cB", v, "kMGTPE"[exp])
-}
+// humanBytes formats n as every page and table of swcli does (ops.HumanBytes).
+func humanBytes(n int64) string { return ops.HumanBytes(n) }
 
 // humanCount writes n with thousands separators: 14,046.
 func humanCount(n int) string {

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -109,4 +110,23 @@ func HTTPStatus(err error) int { return statusOf(err) }
 func ResolveAny(in *Instance, project, runtime, ref string) (*ledger.Version, error) {
 	v, err := in.Ledger.ResolveRemoved(project, runtime, ref)
 	return v, ledgerErr(err)
+}
+
+// HumanBytes formats n in the units du -h users expect (decimal, like the reference's
+// rich): the CLI's tables and the console's pages alike.
+func HumanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %cB", v, "kMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f %cB", v, "kMGTPE"[exp])
 }

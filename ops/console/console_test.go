@@ -371,19 +371,12 @@ func TestPagesShowVersions(t *testing.T) {
 		"torch/__init__.py", "-scipy==1.10.1", "+scipy==1.11.0", "+torch==2.1.0", "Changed (", "Added (")
 	// New content: torch's file (8000 B), scipy's and the lock's new bytes.
 	want := int64(8000 + len("import numpy  # 1.11\n") + len("numpy==1.24.2\nscipy==1.11.0\ntorch==2.1.0\n"))
-	if !strings.Contains(body, "New content</dt><dd>"+humanBytes(want)+" ") {
-		t.Errorf("compare: want new content %s\n%s", humanBytes(want), body)
+	if !strings.Contains(body, "New content</dt><dd>"+ops.HumanBytes(want)+" ") {
+		t.Errorf("compare: want new content %s\n%s", ops.HumanBytes(want), body)
 	}
 	alice.page("/projects/mnist/runtimes/pytorch/compare?a="+s.v1.ID+"&b="+s.v2.ID+"&diff=export/venv/lib/python3.11/site-packages/scipy/__init__.py",
 		"+import numpy  # 1.11")
 	alice.status("/projects/mnist/runtimes/pytorch/compare?v="+s.v1.ID, 400)
-}
-
-func humanBytes(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f KiB", float64(n)/1024)
 }
 
 func tarNames(t *testing.T, b string) map[string]bool {

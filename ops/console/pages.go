@@ -85,18 +85,7 @@ var funcs = template.FuncMap{
 	"qesc": url.QueryEscape,
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return ops.HumanBytes(n) }
 
 // project enters the project of the path for the user (name or number; not theirs: 404).
 func (c *Console) project(q *req) (ops.LocalEndpoint, string, error) {

@@ -153,6 +153,12 @@ func (g *Gate) Ratio(name string, got, base, target, noise float64) {
 	g.check(name, ratio, target, noise, fmt.Sprintf("%.3f x (target %.2f x, noise ±%.0f%%)", ratio, target, 100*noise))
 }
 
+// Times checks a's time over b's <= target, allowing the noise of both steps (the sum of
+// their spreads).
+func (g *Gate) Times(name string, a, b Result, target float64) {
+	g.Ratio(name, a.Wall.Seconds(), b.Wall.Seconds(), target, a.Spread()+b.Spread())
+}
+
 // AtMost checks got <= target (bytes, counts), allowing noise (relative).
 func (g *Gate) AtMost(name string, got, target, noise float64, detail string) {
 	g.check(name, got/target, 1, noise, detail)

@@ -52,7 +52,7 @@ func (c *Console) compare(q *req) error {
 	var vs [2]*ledger.Version
 	for i, ref := range refs {
 		if vs[i], err = ops.ResolveAny(c.in, p, r, ref); err != nil {
-			return notFoundIf(err)
+			return err
 		}
 	}
 	if vs[0].Seq > vs[1].Seq { // older first

@@ -232,7 +232,10 @@ func (c *Console) failErr(q *req, err error) {
 	}
 	status, text, hint := ops.ErrorAnswer(q.w, err)
 	if status == http.StatusForbidden || status == http.StatusNotFound {
-		c.fail(q.w, q.Request, q.user, http.StatusNotFound, "not found: "+text, hint)
+		if !strings.Contains(text, "not found") {
+			text = "not found: " + text
+		}
+		c.fail(q.w, q.Request, q.user, http.StatusNotFound, text, hint)
 		return
 	}
 	c.fail(q.w, q.Request, q.user, status, text, hint)

@@ -632,3 +632,60 @@ func TestHistoryShowsWhereTheChainBreaks(t *testing.T) {
 		t.Errorf("a member's view of the failure:\n%s", body)
 	}
 }
+
+// TestOddRequests: whatever a query or path holds, a page answers with a status that says
+// what was wrong (never 500), and changes nothing.
+func TestOddRequests(t *testing.T) {
+	s := newSite(t)
+	alice := s.signIn(t, "alice")
+	alice.page("/ledger") // the instance's key is made (and recorded) at its first checkpoint
+	before := head(t, s.in)
+	base := "/projects/mnist/runtimes/pytorch"
+	for path, want := range map[string]int{
+		base + "/versions?size=-5&page=-3":                200,
+		base + "/versions?page=999999":                    200,
+		base + "/versions?size=99999999":                  200,
+		base + "/versions?q=" + strings.Repeat("x", 5000): 200,
+		base + "/versions/zzzzz/overview":                 404,
+		base + "/versions/" + s.v1.ID[:1] + "/overview":   404, // too short to be a prefix
+		base + "/versions/..%2F..%2Fetc/overview":         404,
+		vurl(s.v1) + "/files?dir=../..":                   404,
+		vurl(s.v1) + "/files?dir=%00":                     404,
+		vurl(s.v1) + "/file?path=":                        404,
+		vurl(s.v1) + "/file?path=export":                  404, // a directory
+		base + "/compare?a=" + s.v1.ID + "&b=nosuch":      404,
+		base + "/compare?v=a&v=b&v=c":                     400,
+		"/projects/mnist/runtimes/nosuch/versions":        404,
+		"/projects/mnist/runtimes/nosuch/history":         404,
+		"/projects/BAD NAME!/runtimes":                    404,
+		"/ledger/proof/0":                                 404,
+		"/ledger/proof/99999999":                          404,
+		"/ledger/proof/-1":                                404,
+		"/projects/mnist/history?page=-1":                 200,
+	} {
+		res, body := alice.get(path)
+		if res.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d\n%s", path, res.StatusCode, want, body)
+		}
+	}
+	for path, form := range map[string]url.Values{
+		vurl(s.v1) + "/tag":               {"tag": {"BAD TAG!"}},
+		vurl(s.v1) + "/tag?x":             {"tag": {""}},
+		vurl(s.v1) + "/tag#":              {"tag": {"latest"}},
+		base + "/versions/nosuch/tag":     {"tag": {"ok"}},
+		base + "/versions/nosuch/recover": {},
+		vurl(s.v1) + "/recover":           {}, // not removed
+	} {
+		h0 := head(t, s.in)
+		res, body := alice.post(path, form)
+		if h := head(t, s.in); h != h0 {
+			t.Errorf("POST %s %v appended %s", path, form, lastEvent(t, s.in).Type)
+		}
+		if res.StatusCode < 400 || res.StatusCode >= 500 {
+			t.Errorf("POST %s %v: %d, want a 4xx\n%s", path, form, res.StatusCode, body)
+		}
+	}
+	if h := head(t, s.in); h != before {
+		t.Errorf("odd requests changed the ledger: %d → %d events", before, h)
+	}
+}

@@ -243,7 +243,7 @@ func (c *Console) versions(q *req) error {
 	}
 	vs, total, err := l.Versions(q.ctx(), p, r, opt)
 	if err != nil {
-		return notFoundIf(err)
+		return err
 	}
 	rows := make([]versionRow, 0, min(len(vs), size))
 	if filter != "" { // filter every version, then page
@@ -295,14 +295,6 @@ func (c *Console) versions(q *req) error {
 	return c.render(q, "versions", r+" · versions", runtimeCrumbs(p, r), data)
 }
 
-// notFoundIf turns a ledger's "no such thing" into the console's 404.
-func notFoundIf(err error) error {
-	if ops.HTTPStatus(err) == http.StatusNotFound {
-		return errNotFound
-	}
-	return err
-}
-
 // info resolves the version of the path and reads its manifest and small files.
 func (c *Console) info(q *req) (ops.LocalEndpoint, string, string, *ops.Info, error) {
 	l, p, err := c.project(q)
@@ -312,11 +304,11 @@ func (c *Console) info(q *req) (ops.LocalEndpoint, string, string, *ops.Info, er
 	r := q.PathValue("r")
 	v, err := ops.ResolveAny(c.in, p, r, q.PathValue("v"))
 	if err != nil {
-		return l, p, r, nil, notFoundIf(err)
+		return l, p, r, nil, err
 	}
 	info, err := ops.InfoOf(q.ctx(), c.in, v)
 	if err != nil {
-		return l, p, r, nil, notFoundIf(err)
+		return l, p, r, nil, err
 	}
 	return l, p, r, info, nil
 }

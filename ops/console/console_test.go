@@ -689,3 +689,38 @@ func TestOddRequests(t *testing.T) {
 		t.Errorf("odd requests changed the ledger: %d → %d events", before, h)
 	}
 }
+
+// TestHistoryPages: newest first, a hundred a page, each event on exactly one page.
+func TestHistoryPages(t *testing.T) {
+	s := newSite(t)
+	for i := range 60 { // 120 events on pytorch: tag, untag
+		for _, typ := range []ledger.Type{ledger.RuntimeTagged, ledger.RuntimeUntagged} {
+			e, _ := ledger.New(typ, "mnist", "pytorch", s.v1.ID, ledger.TagsData{Tags: []string{fmt.Sprint("t", i)}})
+			e.Actor = "builder"
+			if _, err := s.in.Ledger.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	alice := s.signIn(t, "alice")
+	seen := map[string]int{}
+	rowRE := regexp.MustCompile(`<tr><td>(\d+)</td>`)
+	var order []int
+	for _, p := range []string{"1", "2"} {
+		body := alice.page("/projects/mnist/runtimes/pytorch/history?page="+p, "page "+p+" of 2")
+		for _, m := range rowRE.FindAllStringSubmatch(body, -1) {
+			seen[m[1]]++
+			n, _ := strconv.Atoi(m[1])
+			order = append(order, n)
+		}
+	}
+	// pytorch's events: its two builds and the 120.
+	if len(order) != 122 || len(seen) != 122 {
+		t.Fatalf("%d rows, %d distinct, want 122", len(order), len(seen))
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] >= order[i-1] {
+			t.Fatalf("not newest first at row %d: %d after %d", i, order[i], order[i-1])
+		}
+	}
+}

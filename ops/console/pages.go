@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -284,7 +285,7 @@ func (c *Console) versions(q *req) error {
 		return "?" + v.Encode()
 	}
 	data := map[string]any{"Project": p, "Runtime": r, "RowsHTML": rowsHTML, "Total": total, "Page": page, "Pages": pages,
-		"Filter": filter, "Removed": removed, "Size": size, "Runtime URL": runtimeURL(p, r)}
+		"Filter": filter, "Removed": removed, "Size": size}
 	if page > 1 {
 		data["Prev"] = link(page - 1)
 	}
@@ -576,6 +577,8 @@ func (c *Console) recoverVersion(q *req) error {
 	return back(q, versionURL(p, r, vs[0].ID)+"/overview", "recovered")
 }
 
+var errPageDone = errors.New("page done")
+
 // eventRow is an event in a history table.
 type eventRow struct {
 	Seq                    uint64
@@ -598,22 +601,32 @@ func (c *Console) history(q *req) error {
 		}
 	}
 	page, _, _ := pageArgs(q)
-	var all []ledger.Event
-	if err := c.in.Ledger.Log(q.ctx(), ledger.Filter{Project: p, Runtime: r}, func(e ledger.Event) error {
-		all = append(all, e)
-		return nil
-	}); err != nil {
+	// Two passes, so that a request holds one page of events whatever the history's
+	// length: count, then keep the page's (newest first).
+	f := ledger.Filter{Project: p, Runtime: r}
+	total := 0
+	if err := c.in.Ledger.Log(q.ctx(), f, func(ledger.Event) error { total++; return nil }); err != nil {
 		return err
 	}
-	total := len(all)
 	pages := max((total+historyPage-1)/historyPage, 1)
-	// Newest first.
-	hi := total - (page-1)*historyPage
+	page = min(page, pages)
+	hi := total - (page-1)*historyPage // events [lo, hi) in log order
 	lo := max(hi-historyPage, 0)
-	var rows []eventRow
-	for i := hi - 1; i >= lo && i >= 0; i-- {
-		rows = append(rows, c.eventRow(&all[i]))
+	rows := make([]eventRow, 0, hi-lo)
+	i := 0
+	if err := c.in.Ledger.Log(q.ctx(), f, func(e ledger.Event) error {
+		if i >= lo && i < hi {
+			rows = append(rows, c.eventRow(&e))
+		}
+		i++
+		if i >= hi {
+			return errPageDone
+		}
+		return nil
+	}); err != nil && !errors.Is(err, errPageDone) {
+		return err
 	}
+	slices.Reverse(rows)
 	data := map[string]any{"Project": p, "Runtime": r, "Rows": rows, "Total": total, "Page": page, "Pages": pages}
 	if page > 1 {
 		data["Prev"] = "?page=" + strconv.Itoa(page-1)

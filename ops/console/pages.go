@@ -75,7 +75,6 @@ var funcs = template.FuncMap{
 	"when":  when,
 	"short": func(s string) string { return s[:min(12, len(s))] },
 	"join":  strings.Join,
-	"add":   func(a, b int) int { return a + b },
 	"pct": func(a, b int64) string {
 		if b <= 0 {
 			return "–"
@@ -394,8 +393,7 @@ func listDir(m *cas.Manifest, dir string) ([]treeRow, bool) {
 			continue
 		}
 		rest := e.Path[len(prefix):]
-		name, below, deeper := strings.Cut(rest, "/")
-		_ = below
+		name, _, deeper := strings.Cut(rest, "/")
 		if !deeper {
 			row := treeRow{Name: name, Path: e.Path, Kind: kindName(e.Kind), Size: e.Size, Target: e.Target,
 				Mode: fmt.Sprintf("%04o", e.Mode&0o7777)}

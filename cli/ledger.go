@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -182,38 +181,11 @@ func (c *LedgerProveCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	note, err := ops.SignedCheckpoint(e.ctx, in)
+	p, err := ops.ProveLedger(e.ctx, in, c.Seq, c.From)
 	if err != nil {
 		return err
 	}
-	key, err := ops.LedgerKey(e.ctx, in)
-	if err != nil {
-		return err
-	}
-	cp, err := ops.OpenCheckpoint(note, key)
-	if err != nil {
-		return err
-	}
-	out := map[string]any{"checkpoint": string(note), "key": key}
-	if c.Seq != 0 {
-		p, err := ops.ProveInclusion(e.ctx, in, c.Seq, cp.Size)
-		if err != nil {
-			return err
-		}
-		out["inclusion"] = p
-	} else {
-		p, err := ops.ProveConsistency(e.ctx, in, c.From, cp.Size)
-		if err != nil {
-			return err
-		}
-		old, err := ops.TreeRootAt(e.ctx, in, c.From)
-		if err != nil {
-			return err
-		}
-		out["consistency"] = p
-		out["old_root"] = base64.StdEncoding.EncodeToString(old[:])
-	}
-	return e.printJSON(out)
+	return e.printJSON(p)
 }
 
 // LedgerLogCmd is `ledger log`.

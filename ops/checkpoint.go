@@ -176,16 +176,63 @@ func RotateLedgerKey(ctx context.Context, in *Instance) (old, new string, err er
 
 // SignedCheckpoint returns the current checkpoint of the instance's ledger, signed.
 func SignedCheckpoint(ctx context.Context, in *Instance) ([]byte, error) {
-	signer, _, err := ledgerKey(ctx, in)
+	msg, _, _, err := signedHead(ctx, in)
+	return msg, err
+}
+
+// CheckpointAndKey returns the signed checkpoint and the key that verifies it.
+func CheckpointAndKey(ctx context.Context, in *Instance) (msg []byte, key string, err error) {
+	msg, key, _, err = signedHead(ctx, in)
+	return msg, key, err
+}
+
+// signedHead signs the tree's head: the note, its verifier key, and the tree it names.
+func signedHead(ctx context.Context, in *Instance) ([]byte, string, ledger.Tree, error) {
+	signer, vkey, err := ledgerKey(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, "", ledger.Tree{}, err
 	}
 	t, err := in.Ledger.TreeHead(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", ledger.Tree{}, err
 	}
 	text := fmt.Sprintf("%s\n%d\n%s\n", ledgerOrigin(in), t.Size, base64.StdEncoding.EncodeToString(t.Hash[:]))
-	return note.Sign(&note.Note{Text: text}, signer)
+	msg, err := note.Sign(&note.Note{Text: text}, signer)
+	return msg, vkey, t, err
+}
+
+// LedgerProof is what 'swcli ledger prove' prints and the console serves: today's signed
+// checkpoint, the key that verifies it, and one proof against it, all a verifier needs
+// (scripts/verify-ledger-proof.py). Fields in JSON's key order.
+type LedgerProof struct {
+	Checkpoint  string       `json:"checkpoint"`
+	Consistency *Consistency `json:"consistency,omitempty"`
+	Inclusion   *Inclusion   `json:"inclusion,omitempty"`
+	Key         string       `json:"key"`
+	OldRoot     string       `json:"old_root,omitempty"` // with Consistency: the tree of From events' root
+}
+
+// ProveLedger proves, against today's checkpoint, that event seq is in the log (seq > 0),
+// or else that the log of from events is a prefix of today's.
+func ProveLedger(ctx context.Context, in *Instance, seq, from uint64) (*LedgerProof, error) {
+	msg, key, t, err := signedHead(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out := &LedgerProof{Checkpoint: string(msg), Key: key}
+	if seq != 0 {
+		out.Inclusion, err = ProveInclusion(ctx, in, seq, t.Size)
+		return out, err
+	}
+	if out.Consistency, err = ProveConsistency(ctx, in, from, t.Size); err != nil {
+		return nil, err
+	}
+	old, err := in.Ledger.TreeHashAt(ctx, from)
+	if err != nil {
+		return nil, ledgerErr(err)
+	}
+	out.OldRoot = base64.StdEncoding.EncodeToString(old[:])
+	return out, nil
 }
 
 // OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and parses it.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/swcli/swcli/ledger"
 )
 
@@ -37,10 +35,4 @@ func ExportLedger(ctx context.Context, in *Instance, w io.Writer) error {
 // ReplayLedger rebuilds the projections from the events, in memory, as of to.
 func ReplayLedger(ctx context.Context, in *Instance, to ledger.ReplayTo) (*ledger.Snapshot, error) {
 	return in.Ledger.Replay(ctx, to)
-}
-
-// TreeRootAt is the root hash of the ledger's tree of its first n events.
-func TreeRootAt(ctx context.Context, in *Instance, n uint64) (tlog.Hash, error) {
-	h, err := in.Ledger.TreeHashAt(ctx, n)
-	return h, ledgerErr(err)
 }

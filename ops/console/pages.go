@@ -657,11 +657,8 @@ func (c *Console) eventRow(e *ledger.Event) eventRow {
 // ledgerState adds the signed checkpoint and, when asked (?verify=1), a verification of
 // the whole chain to a page's data.
 func (c *Console) ledgerState(q *req, data map[string]any) {
-	if note, err := ops.SignedCheckpoint(q.ctx(), c.in); err == nil {
-		data["Checkpoint"] = string(note)
-		if key, err := ops.LedgerKey(q.ctx(), c.in); err == nil {
-			data["Key"] = key
-		}
+	if note, key, err := ops.CheckpointAndKey(q.ctx(), c.in); err == nil {
+		data["Checkpoint"], data["Key"] = string(note), key
 	} else {
 		_, text, _ := ops.ErrorAnswer(q.w, err)
 		data["CheckpointError"] = text
@@ -721,23 +718,11 @@ func (c *Console) proof(q *req) error {
 			return errNotFound
 		}
 	}
-	note, err := ops.SignedCheckpoint(q.ctx(), c.in)
+	proof, err := ops.ProveLedger(q.ctx(), c.in, seq, 0)
 	if err != nil {
 		return err
 	}
-	key, err := ops.LedgerKey(q.ctx(), c.in)
-	if err != nil {
-		return err
-	}
-	cp, err := ops.OpenCheckpoint(note, key)
-	if err != nil {
-		return err
-	}
-	p, err := ops.ProveInclusion(q.ctx(), c.in, seq, cp.Size)
-	if err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(map[string]any{"checkpoint": string(note), "key": key, "inclusion": p}, "", "  ")
+	b, err := json.MarshalIndent(proof, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -160,7 +160,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // logged logs every request of next in the access log (the user is the one next names
-// with SetLogUser), with internal errors' texts sent to OnError.
+// with SetLogUser), with internal errors' texts sent to OnError: the API's requests
+// (authenticate) and the pages' alike.
 func (s *Server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -174,7 +175,7 @@ func (s *Server) logged(next http.Handler) http.Handler {
 	})
 }
 
-// SetLogUser names the user of a request in the access log (for handlers of Pages).
+// SetLogUser names the user of a request in the access log (w: what logged handed on).
 func SetLogUser(w http.ResponseWriter, name string) {
 	if cw, ok := w.(*countingWriter); ok {
 		cw.user = name
@@ -218,17 +219,9 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// authenticate checks the bearer token of every request and logs it.
+// authenticate checks the bearer token of every request and logs it (logged).
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		cw := &countingWriter{ResponseWriter: w, status: 200, internal: func(msg string) { s.logf("%s", msg) }}
-		user := ""
-		defer func() {
-			if s.Log != nil {
-				s.Log(AccessEntry{Method: r.Method, Path: r.URL.Path, User: user, Status: cw.status, Bytes: cw.n, Took: time.Since(start)})
-			}
-		}()
+	return s.logged(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := writeErr
 		sw := isStarwhalePath(r.URL.Path)
 		if sw {
@@ -242,22 +235,22 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		auth, byTok, err := s.auth.get(r.Context())
 		if err != nil {
-			fail(cw, err)
+			fail(w, err)
 			return
 		}
 		if sw && r.Method == http.MethodPost && r.URL.Path == SWRouteLogin.Path {
-			user = s.swLogin(cw, r, auth, byTok)
+			SetLogUser(w, s.swLogin(w, r, auth, byTok))
 			return
 		}
 		name, known := byTok[cas.Sum([]byte(tok))]
 		if !ok || !known {
-			fail(cw, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
+			fail(w, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
 			return
 		}
-		user = name
+		SetLogUser(w, name)
 		p := principal{name: name, admin: auth.Users[name].Admin}
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
-	})
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+	}))
 }
 
 func who(r *http.Request) principal { p, _ := r.Context().Value(ctxKey{}).(principal); return p }

@@ -558,3 +558,30 @@ func TestCopyManyVersionsThroughPages(t *testing.T) {
 		t.Fatalf("copy into a missing project: %v", err)
 	}
 }
+
+// TestAccessLogNamesTheUser: each request is logged once, with the token's user (none for
+// a refused token).
+func TestAccessLogNamesTheUser(t *testing.T) {
+	c := newCloud(t)
+	var mu sync.Mutex
+	var log []ops.AccessEntry
+	c.serve(t, func(s *ops.Server) {
+		s.Log = func(a ops.AccessEntry) { mu.Lock(); log = append(log, a); mu.Unlock() }
+	})
+	readAll(rawGet(t, c.url+"/api/v1/projects", c.tokens["alice"]))
+	readAll(rawGet(t, c.url+"/api/v1/projects", "nope"))
+	// (an entry is written once its handler returns, which may be after the client read)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(log)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(log) != 2 || log[0].User != "alice" || log[0].Status != 200 || log[1].User != "" || log[1].Status != 401 {
+		t.Fatalf("access log: %+v", log)
+	}
+}

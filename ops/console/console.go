@@ -242,16 +242,24 @@ func (c *Console) failErr(q *req, err error) {
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, u ops.User, status int, text, hint string) {
-	var buf bytes.Buffer
-	d := &page{Title: http.StatusText(status), User: u, Instance: c.in.Name}
-	d.Data = map[string]any{"Status": status, "Text": text, "Hint": hint}
-	if err := c.pages["error"].Execute(&buf, d); err != nil {
+	d := &page{Title: http.StatusText(status), User: u, Instance: c.in.Name,
+		Data: map[string]any{"Status": status, "Text": text, "Hint": hint}}
+	if err := c.write(w, "error", status, d); err != nil {
 		http.Error(w, text, status)
-		return
+	}
+}
+
+// write renders a page whole into memory first, so that a template's error is a clean
+// error page and not half a page, then sends it with status.
+func (c *Console) write(w http.ResponseWriter, name string, status int, d *page) error {
+	var buf bytes.Buffer
+	if err := c.pages[name].Execute(&buf, d); err != nil {
+		return fmt.Errorf("render %s: %w", name, err)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // page is what every template gets.
@@ -267,18 +275,10 @@ type page struct {
 
 type crumb struct{ Name, Href string }
 
-// render writes a page whole (rendered into memory first, so that an error is a clean
-// error page).
+// render writes a page of a signed-in user.
 func (c *Console) render(q *req, name, title string, crumbs []crumb, data any) error {
-	var buf bytes.Buffer
-	d := &page{Title: title, User: q.user, CSRF: q.csrf, Instance: c.in.Name, Crumbs: crumbs, Data: data,
-		Flash: q.URL.Query().Get("done")}
-	if err := c.pages[name].Execute(&buf, d); err != nil {
-		return fmt.Errorf("render %s: %w", name, err)
-	}
-	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, err := q.w.Write(buf.Bytes())
-	return err
+	return c.write(q.w, name, http.StatusOK, &page{Title: title, User: q.user, CSRF: q.csrf, Instance: c.in.Name,
+		Crumbs: crumbs, Data: data, Flash: q.URL.Query().Get("done")})
 }
 
 // back sends the browser to a page after a change (Post/Redirect/Get), with a message.
@@ -331,14 +331,9 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 		_, text, _ := ops.ErrorAnswer(w, err)
 		data["Error"] = text
 	}
-	var buf bytes.Buffer
-	if err := c.pages["login"].Execute(&buf, &page{Title: "Sign in", Instance: c.in.Name, Data: data}); err != nil {
+	if err := c.write(w, "login", status, &page{Title: "Sign in", Instance: c.in.Name, Data: data}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
 }
 
 func (c *Console) logout(q *req) error {

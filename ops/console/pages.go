@@ -296,25 +296,22 @@ func (c *Console) versions(q *req) error {
 }
 
 // info resolves the version of the path and reads its manifest and small files.
-func (c *Console) info(q *req) (ops.LocalEndpoint, string, string, *ops.Info, error) {
-	l, p, err := c.project(q)
+func (c *Console) info(q *req) (string, string, *ops.Info, error) {
+	_, p, err := c.project(q)
 	if err != nil {
-		return l, "", "", nil, err
+		return "", "", nil, err
 	}
 	r := q.PathValue("r")
 	v, err := ops.ResolveAny(c.in, p, r, q.PathValue("v"))
 	if err != nil {
-		return l, p, r, nil, err
+		return p, r, nil, err
 	}
 	info, err := ops.InfoOf(q.ctx(), c.in, v)
-	if err != nil {
-		return l, p, r, nil, err
-	}
-	return l, p, r, info, nil
+	return p, r, info, err
 }
 
 func (c *Console) overview(q *req) error {
-	_, p, r, info, err := c.info(q)
+	p, r, info, err := c.info(q)
 	if err != nil {
 		return err
 	}
@@ -342,7 +339,7 @@ type treeRow struct {
 // tree lists one directory of a version: lazy by construction, so that a tree of any size
 // costs one pass over its manifest and a page as long as the directory.
 func (c *Console) tree(q *req) error {
-	_, p, r, info, err := c.info(q)
+	p, r, info, err := c.info(q)
 	if err != nil {
 		return err
 	}
@@ -452,7 +449,7 @@ func findEntry(m *cas.Manifest, p string) (cas.Entry, bool) {
 func isText(b []byte) bool { return utf8.Valid(b) && !slices.Contains(b, 0) }
 
 func (c *Console) file(q *req) error {
-	_, p, r, info, err := c.info(q)
+	p, r, info, err := c.info(q)
 	if err != nil {
 		return err
 	}
@@ -502,7 +499,7 @@ func (c *Console) file(q *req) error {
 }
 
 func (c *Console) download(q *req) error {
-	_, _, r, info, err := c.info(q)
+	_, r, info, err := c.info(q)
 	if err != nil {
 		return err
 	}
@@ -538,7 +535,7 @@ func (c *Console) tag(q *req) error {
 }
 
 func (c *Console) confirmRemove(q *req) error {
-	_, p, r, info, err := c.info(q)
+	p, r, info, err := c.info(q)
 	if err != nil {
 		return err
 	}

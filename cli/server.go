@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"golang.org/x/mod/sumdb/note"
-
 	"bufio"
 	"context"
 	"errors"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/console"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 )
 
@@ -167,9 +166,6 @@ func (c *InstanceCheckpointsCmd) Run(e *env) error {
 			e.log.Warn().Msg("the last checkpoint seen was not signed with this key (as after a rotation)")
 		}
 		ic.LedgerKey = c.Trust
-		if err := cfg.Save(); err != nil {
-			return err
-		}
 	}
 	if len(c.Witness) > 0 || c.MinCosignatures != nil {
 		if len(c.Witness) > 0 {
@@ -186,6 +182,8 @@ func (c *InstanceCheckpointsCmd) Run(e *env) error {
 			}
 			ic.MinCosignatures = *c.MinCosignatures
 		}
+	}
+	if c.Trust != "" || len(c.Witness) > 0 || c.MinCosignatures != nil {
 		if err := cfg.Save(); err != nil {
 			return err
 		}

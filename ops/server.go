@@ -328,21 +328,17 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
-	u := who(r)
-	auth, _, err := s.auth.get(r.Context())
+	ps, err := s.projectsFor(r.Context(), who(r))
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	names := []string{}
+	names := make([]string, 0, len(ps))
 	ids := map[string]int{}
-	for name, p := range auth.Projects {
-		if u.mayRead(auth, name) {
-			names = append(names, name)
-			ids[name] = p.ID
-		}
+	for _, p := range ps {
+		names = append(names, p.Name)
+		ids[p.Name] = p.ID
 	}
-	slices.Sort(names)
 	writeJSON(w, map[string]any{"projects": names, "ids": ids})
 }
 

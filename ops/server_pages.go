@@ -48,15 +48,19 @@ func (s *Server) Enter(ctx context.Context, u User, p string) (LocalEndpoint, st
 	return s.enter(ctx, u.principal(), p)
 }
 
-// ProjectsFor lists the projects u may use, by name.
+// ProjectsFor lists the projects u may use, by name (what the API's project list answers).
 func (s *Server) ProjectsFor(ctx context.Context, u User) ([]ProjectInfo, error) {
+	return s.projectsFor(ctx, u.principal())
+}
+
+func (s *Server) projectsFor(ctx context.Context, u principal) ([]ProjectInfo, error) {
 	auth, _, err := s.auth.get(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []ProjectInfo{}
 	for name, p := range auth.Projects {
-		if u.principal().mayRead(auth, name) {
+		if u.mayRead(auth, name) {
 			out = append(out, projectInfo(name, p))
 		}
 	}

@@ -122,19 +122,19 @@ func (c *Console) diff(q *req, a, b *cas.Manifest, want string) (*Comparison, er
 		switch {
 		case j == len(b.Entries) || (i < len(a.Entries) && a.Entries[i].Path < b.Entries[j].Path):
 			e := &a.Entries[i]
-			add(&cmp.Removed, &cmp.NRemoved, change{Path: e.Path, Kind: kindName(e.Kind), SizeA: e.Size})
+			add(&cmp.Removed, &cmp.NRemoved, change{Path: e.Path, Kind: e.Kind.String(), SizeA: e.Size})
 			i++
 		case i == len(a.Entries) || b.Entries[j].Path < a.Entries[i].Path:
 			e := &b.Entries[j]
 			cmp.AddedBytes += e.Size
-			add(&cmp.Added, &cmp.NAdded, change{Path: e.Path, Kind: kindName(e.Kind), SizeB: e.Size})
+			add(&cmp.Added, &cmp.NAdded, change{Path: e.Path, Kind: e.Kind.String(), SizeB: e.Size})
 			j++
 		default:
 			ea, eb := &a.Entries[i], &b.Entries[j]
 			if sameEntry(ea, eb) {
 				cmp.NSame++
 			} else {
-				ch := change{Path: eb.Path, Kind: kindName(eb.Kind), SizeA: ea.Size, SizeB: eb.Size,
+				ch := change{Path: eb.Path, Kind: eb.Kind.String(), SizeA: ea.Size, SizeB: eb.Size,
 					Diffable: ea.Kind == cas.KindFile && eb.Kind == cas.KindFile && ea.Size <= maxDiffed && eb.Size <= maxDiffed}
 				add(&cmp.Changed, &cmp.NChanged, ch)
 				if ch.Diffable && (shownDiff(ch.Path) || ch.Path == want) {

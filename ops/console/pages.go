@@ -392,7 +392,7 @@ func listDir(m *cas.Manifest, dir string) ([]treeRow, bool) {
 		rest := e.Path[len(prefix):]
 		name, _, deeper := strings.Cut(rest, "/")
 		if !deeper {
-			row := treeRow{Name: name, Path: e.Path, Kind: kindName(e.Kind), Size: e.Size, Target: e.Target,
+			row := treeRow{Name: name, Path: e.Path, Kind: e.Kind.String(), Size: e.Size, Target: e.Target,
 				Mode: fmt.Sprintf("%04o", e.Mode&0o7777)}
 			if e.Kind == cas.KindDir {
 				if i, ok := idx[name]; ok {
@@ -425,16 +425,6 @@ func listDir(m *cas.Manifest, dir string) ([]treeRow, bool) {
 		return strings.Compare(a.Name, b.Name)
 	})
 	return rows, found
-}
-
-func kindName(k cas.Kind) string {
-	switch k {
-	case cas.KindDir:
-		return "dir"
-	case cas.KindLink:
-		return "link"
-	}
-	return "file"
 }
 
 func findEntry(m *cas.Manifest, p string) (cas.Entry, bool) {
@@ -474,7 +464,7 @@ func (c *Console) file(q *req) error {
 		}
 		return nil
 	}
-	data := map[string]any{"Project": p, "Runtime": r, "Path": fp, "E": e, "Kind": kindName(e.Kind),
+	data := map[string]any{"Project": p, "Runtime": r, "Path": fp, "E": e, "Kind": e.Kind.String(),
 		"Mode": fmt.Sprintf("%04o", e.Mode&0o7777), "Base": base, "Dir": path.Dir(fp)}
 	if e.Kind == cas.KindFile {
 		if e.Size <= maxShownFile {

@@ -66,7 +66,7 @@ func treeRowsHTML(rows []treeRow) template.HTML {
 			esc(&b, r.SizeText)
 			b.WriteString(`</td><td>`)
 			b.WriteString(strconv.Itoa(r.Files))
-		case "link":
+		case "symlink":
 			esc(&b, r.Name)
 			b.WriteString(` → `)
 			esc(&b, r.Target)

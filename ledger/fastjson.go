@@ -310,8 +310,10 @@ func parseTime(b []byte) (time.Time, bool) {
 	return t, true
 }
 
-// object calls fn for each key; fn must consume the value.
-func (s *scanner) object(fn func(key string)) {
+// object calls fn for each key; fn must consume the value. Keys are passed as the bytes
+// they are stored as (canonical keys have no escapes; one with an escape makes the fast
+// path fail): a million events would otherwise allocate ten million key strings.
+func (s *scanner) object(fn func(key []byte)) {
 	s.expect('{')
 	first := true
 	for s.err == nil && s.peek() != '}' {
@@ -319,7 +321,7 @@ func (s *scanner) object(fn func(key string)) {
 			s.expect(',')
 		}
 		first = false
-		k := s.str()
+		k := s.rawString()
 		s.expect(':')
 		if s.err != nil {
 			return
@@ -361,8 +363,8 @@ func fastDecodeBody(b []byte, intern map[string]string) (Event, bool) {
 	s := &scanner{b: b, intern: intern}
 	var e Event
 	var tm []byte
-	s.object(func(k string) {
-		switch k {
+	s.object(func(k []byte) {
+		switch string(k) {
 		case "actor":
 			e.Actor = s.name()
 		case "data":
@@ -408,8 +410,8 @@ func fastPayload(t Type, data []byte, intern map[string]string, c *CopiedData) (
 	switch t {
 	case RuntimeBuilt, RuntimeCopied:
 		*c = CopiedData{}
-		s.object(func(k string) {
-			switch k {
+		s.object(func(k []byte) {
+			switch string(k) {
 			case "files":
 				c.Files = s.int()
 			case "gen_all_bundles":
@@ -445,8 +447,8 @@ func fastPayload(t Type, data []byte, intern map[string]string, c *CopiedData) (
 		}
 	case RuntimeTagged, RuntimeUntagged:
 		var d TagsData
-		s.object(func(k string) {
-			if k != "tags" {
+		s.object(func(k []byte) {
+			if string(k) != "tags" {
 				s.fail()
 				return
 			}

@@ -75,6 +75,19 @@ func appendKey(dst []byte, prefix byte, parts ...string) []byte {
 // vnTag is the built-in tag of the n-th version.
 func vnTag(n int) string { return "v" + strconv.Itoa(n) }
 
+// builtin names a built-in tag without spelling it: a version number, or latest. Replay
+// moves a million of them and stores none, so it should not format them.
+type builtin int
+
+const latest builtin = -1
+
+func (b builtin) String() string {
+	if b == latest {
+		return "latest"
+	}
+	return vnTag(int(b))
+}
+
 func projectKey(p string) []byte        { return joinKey(keyProject, p) }
 func runtimeKey(p, r string) []byte     { return joinKey(keyRuntime, p, r) }
 func versionKey(p, r, id string) []byte { return joinKey(keyVersion, p, r, id) }

@@ -226,6 +226,11 @@ func decodeStoredIntern(v []byte, intern map[string]string) (Event, error) {
 type memKV struct {
 	m       map[string]any
 	derived bool
+	last    struct { // what memProjections handed out last: each is in m under its key
+		proj *Project
+		rt   *Runtime
+		v    *Version
+	}
 }
 
 func newMemKV(hint int) *memKV { return &memKV{m: make(map[string]any, hint)} }
@@ -296,7 +301,7 @@ func (k *memKV) get(key []byte) ([]byte, bool, error) {
 	}
 	return encodeObj(v), true, nil
 }
-func (k *memKV) set(key, v []byte) { k.m[string(key)] = v }
+func (k *memKV) set(key, v []byte) { k.m[string(key)] = v; k.forget() }
 
 // put stores an object; an object already stored under key was changed in place, and
 // skipping the assignment saves allocating the key again.
@@ -306,7 +311,10 @@ func (k *memKV) put(key []byte, v any) {
 	}
 	k.m[string(key)] = v
 }
-func (k *memKV) del(key []byte) { delete(k.m, string(key)) }
+func (k *memKV) del(key []byte) { delete(k.m, string(key)); k.forget() }
+
+// forget drops what memProjections remembers: a raw set or delete may have replaced it.
+func (k *memKV) forget() { k.last.proj, k.last.rt, k.last.v = nil, nil, nil }
 
 func (k *memKV) scan(p []byte, fn func(k, v []byte) error) error {
 	if derivedPrefix(p) {

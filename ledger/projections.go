@@ -29,8 +29,8 @@ type projections interface {
 	setAlias(project, runtime, origin, id string)
 	// setBuiltin and deleteBuiltin move latest and vN, which follow from the runtimes and
 	// versions: a store may derive them instead of storing them.
-	setBuiltin(project, runtime, tag, id string)
-	deleteBuiltin(project, runtime, tag string)
+	setBuiltin(project, runtime string, tag builtin, id string)
+	deleteBuiltin(project, runtime string, tag builtin)
 }
 
 // kvProjections stores projections as encoded values under the keys of keys.go.
@@ -97,8 +97,10 @@ func (s kvProjections) deleteOrder(p, r string, seq uint64) { s.kv.del(orderKey(
 func (s kvProjections) setTag(p, r, tag, id string)         { s.kv.set(tagKey(p, r, tag), []byte(id)) }
 func (s kvProjections) deleteTag(p, r, tag string)          { s.kv.del(tagKey(p, r, tag)) }
 func (s kvProjections) setAlias(p, r, o, id string)         { s.kv.set(aliasKey(p, r, o), []byte(id)) }
-func (s kvProjections) setBuiltin(p, r, tag, id string)     { s.kv.set(tagKey(p, r, tag), []byte(id)) }
-func (s kvProjections) deleteBuiltin(p, r, tag string)      { s.kv.del(tagKey(p, r, tag)) }
+func (s kvProjections) setBuiltin(p, r string, tag builtin, id string) {
+	s.kv.set(tagKey(p, r, tag.String()), []byte(id))
+}
+func (s kvProjections) deleteBuiltin(p, r string, tag builtin) { s.kv.del(tagKey(p, r, tag.String())) }
 
 // memProjections keeps projections as objects in a memKV: replay's hot path reads and
 // writes them without encoding. It leaves out what follows from them — each version's
@@ -108,21 +110,36 @@ type memProjections struct{ m *memKV }
 
 var _ projections = memProjections{}
 
+// Events come in runs on one runtime of one project, and a version is mostly stored right
+// after it was read: memKV remembers the last project, runtime and version it handed out,
+// so those look-ups and puts skip a map of a million entries.
+
 func (s memProjections) project(name string) (*Project, error) {
+	c := &s.m.last
+	if c.proj != nil && c.proj.Name == name {
+		return c.proj, nil
+	}
 	var buf [128]byte
 	p, _ := s.m.m[string(appendKey(buf[:0], keyProject, name))].(*Project)
+	c.proj = p
 	return p, nil
 }
 
 func (s memProjections) runtime(p, r string) (*Runtime, error) {
+	c := &s.m.last
+	if c.rt != nil && c.rt.Project == p && c.rt.Name == r {
+		return c.rt, nil
+	}
 	var buf [256]byte
 	x, _ := s.m.m[string(appendKey(buf[:0], keyRuntime, p, r))].(*Runtime)
+	c.rt = x
 	return x, nil
 }
 
 func (s memProjections) version(p, r, id string) (*Version, error) {
 	var buf [256]byte
 	v, _ := s.m.m[string(appendKey(buf[:0], keyVersion, p, r, id))].(*Version)
+	s.m.last.v = v
 	return v, nil
 }
 
@@ -143,16 +160,27 @@ func (s memProjections) tag(p, r, tag string) (string, bool, error) {
 }
 
 func (s memProjections) putProject(p *Project) {
+	if s.m.last.proj == p && p != nil { // read from the map and changed in place
+		return
+	}
 	var buf [128]byte
 	s.m.put(appendKey(buf[:0], keyProject, p.Name), p)
+	s.m.last.proj = p
 }
 
 func (s memProjections) putRuntime(r *Runtime) {
+	if s.m.last.rt == r && r != nil {
+		return
+	}
 	var buf [256]byte
 	s.m.put(appendKey(buf[:0], keyRuntime, r.Project, r.Name), r)
+	s.m.last.rt = r
 }
 
 func (s memProjections) putVersion(v *Version) {
+	if s.m.last.v == v && v != nil {
+		return
+	}
 	var buf [256]byte
 	s.m.put(appendKey(buf[:0], keyVersion, v.Project, v.Runtime, v.ID), v) // 'o': memKV.derive
 }
@@ -181,6 +209,6 @@ func (s memProjections) alias(p, r, o string) (string, bool, error) {
 	}
 	return *id, true, nil
 }
-func (s memProjections) deleteOrder(string, string, uint64)        {}
-func (s memProjections) setBuiltin(string, string, string, string) {}
-func (s memProjections) deleteBuiltin(string, string, string)      {}
+func (s memProjections) deleteOrder(string, string, uint64)         {}
+func (s memProjections) setBuiltin(string, string, builtin, string) {}
+func (s memProjections) deleteBuiltin(string, string, builtin)      {}

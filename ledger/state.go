@@ -265,9 +265,9 @@ func (s state) apply(e *Event) error {
 			v.Tags = nil
 			if rt.Latest == v.ID {
 				rt.Latest = ""
-				s.p.deleteBuiltin(v.Project, v.Runtime, "latest")
+				s.p.deleteBuiltin(v.Project, v.Runtime, latest)
 			}
-			s.p.deleteBuiltin(v.Project, v.Runtime, vnTag(v.VN))
+			s.p.deleteBuiltin(v.Project, v.Runtime, builtin(v.VN))
 			s.p.putVersion(v)
 		}
 		return nil
@@ -293,19 +293,11 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	if len(e.Version) != 32 {
 		return fmt.Errorf("%w: version id %q", ErrInvalid, e.Version)
 	}
-	var d BuiltData
-	var tags []string
-	var source string
-	if e.Type == RuntimeCopied {
-		var c CopiedData
-		if err := e.Decode(&c); err != nil {
-			return err
-		}
-		d, tags, source = c.BuiltData, c.Tags, c.Source
-		if err := checkTags(tags); err != nil {
-			return err
-		}
-	} else if err := e.Decode(&d); err != nil {
+	d, tags, source, err := builtPayload(e)
+	if err != nil {
+		return err
+	}
+	if err := checkTags(tags); err != nil {
 		return err
 	}
 	v, err := s.p.version(e.Project, e.Runtime, e.Version)
@@ -319,7 +311,7 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
 			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
 		rt.NextVN++
-		s.p.setBuiltin(v.Project, v.Runtime, vnTag(v.VN), v.ID)
+		s.p.setBuiltin(v.Project, v.Runtime, builtin(v.VN), v.ID)
 	}
 	v.Status = StatusLive
 	v.Updated = e.Time
@@ -335,12 +327,40 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 	if rt.Mode == "" {
 		rt.Mode = d.Mode
 	}
-	s.p.setBuiltin(v.Project, v.Runtime, "latest", v.ID)
+	s.p.setBuiltin(v.Project, v.Runtime, latest, v.ID)
 	if len(tags) > 0 {
 		return s.addTags(v, tags)
 	}
 	s.p.putVersion(v)
 	return nil
+}
+
+// builtPayload is a built or copied event's payload (with a copy's tags and source): the
+// one replay decoded ahead when there is one, read in place rather than copied, so that a
+// million builds do not allocate a million payloads.
+func builtPayload(e *Event) (d *BuiltData, tags []string, source string, err error) {
+	switch x := e.payload.(type) {
+	case *BuiltData:
+		if e.Type == RuntimeBuilt {
+			return x, nil, "", nil
+		}
+	case *CopiedData:
+		if e.Type == RuntimeCopied {
+			return &x.BuiltData, x.Tags, x.Source, nil
+		}
+	}
+	if e.Type == RuntimeCopied {
+		var c CopiedData
+		if err := e.Decode(&c); err != nil {
+			return nil, nil, "", err
+		}
+		return &c.BuiltData, c.Tags, c.Source, nil
+	}
+	d = new(BuiltData)
+	if err := e.Decode(d); err != nil {
+		return nil, nil, "", err
+	}
+	return d, nil, "", nil
 }
 
 // CheckOrigin refuses an origin id that could be taken for something else: it must look

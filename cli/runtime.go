@@ -13,6 +13,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // RuntimeCmd is `swcli runtime` (alias rt).
@@ -488,10 +489,10 @@ func (e *env) prepare(uri string, force, runCommands bool) (*ops.Prepared, error
 	}
 	defer in.Close()
 	var b *bar
-	req := ops.RestoreRequest{RunCommands: runCommands,
+	req := formats.RestoreRequest{RunCommands: runCommands,
 		Log:  func(s string) { e.log.Info().Msg(s) },
 		Warn: func(s string) { e.log.Warn().Msg(s) },
-		Notice: func(s string) ops.StepProgress {
+		Notice: func(s string) formats.StepProgress {
 			if !e.quiet {
 				fmt.Fprintf(e.stderr, "swcli: %s\n", s)
 			}
@@ -606,13 +607,13 @@ func (c *RtRestoreCmd) Run(e *env) error {
 	}
 	c.Quiet.apply(e)
 	b := e.newBar("restoring", "steps", false)
-	req := ops.RestoreRequest{Dir: dir, RunCommands: c.RunCommands,
+	req := formats.RestoreRequest{Dir: dir, RunCommands: c.RunCommands,
 		Log:  func(s string) { e.log.Info().Msg(s) },
 		Warn: func(s string) { e.log.Warn().Msg(s) }}
 	if b != nil {
 		req.Progress = b
 	}
-	res, err := ops.Restore(e.ctx, req)
+	res, err := formats.Restore(e.ctx, req)
 	b.finish(err == nil)
 	if err != nil {
 		return err

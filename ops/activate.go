@@ -6,12 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-)
 
-// RestoredName marks an extraction whose restore finished; it holds the environment's
-// path. A restore that failed or was interrupted leaves no marker, and the next activate or
-// run restores again (Starwhale's .runtime_restore_status).
-const RestoredName = ".swcli-restored"
+	"github.com/swcli/swcli/ops/formats"
+)
 
 // Prepared is a runtime ready to use: extracted and restored.
 type Prepared struct {
@@ -21,27 +18,7 @@ type Prepared struct {
 }
 
 // Activate is the shell command that activates the environment.
-func (p *Prepared) Activate() string { return activateCommand(p.Mode, p.EnvDir) }
-
-// activateCommand is the shell command that activates the environment env of mode, its
-// path quoted for sh: a space, a quote or a $ in a path is a character of the path, never
-// shell syntax.
-func activateCommand(mode, env string) string {
-	if mode == "conda" {
-		return "conda activate " + ShellQuote(env)
-	}
-	return ". " + ShellQuote(filepath.Join(env, "bin", "activate"))
-}
-
-// ShellQuote quotes s for a POSIX shell: one word, taken literally.
-func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:@%=,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+func (p *Prepared) Activate() string { return formats.ActivateCommand(p.Mode, p.EnvDir) }
 
 // Environ is os.Environ with the environment active: its bin first on PATH, VIRTUAL_ENV
 // (or CONDA_PREFIX) set, PYTHONHOME unset.
@@ -66,13 +43,13 @@ func (p *Prepared) Environ() []string {
 
 // Prepare extracts a version into the instance's workdir area (if it is not there) and
 // restores it (if it was not restored, or force): what activate and run do on first use.
-func Prepare(ctx context.Context, in *Instance, project, name, ref string, force bool, req RestoreRequest) (*Prepared, error) {
+func Prepare(ctx context.Context, in *Instance, project, name, ref string, force bool, req formats.RestoreRequest) (*Prepared, error) {
 	ex, err := Extract(ctx, in, project, name, ref, "", false, nil)
 	if err != nil {
 		return nil, err
 	}
 	p := &Prepared{Dir: ex.Dir, Version: ex.Version.ID, Mode: ex.Version.Mode}
-	if b, err := readNoFollow(filepath.Join(ex.Dir, RestoredName)); err == nil && !force {
+	if b, err := formats.ReadNoFollow(filepath.Join(ex.Dir, formats.RestoredName)); err == nil && !force {
 		p.EnvDir = strings.TrimSpace(string(b))
 		if _, err := os.Stat(filepath.Join(p.EnvDir, "bin")); err == nil {
 			return p, nil
@@ -84,7 +61,7 @@ func Prepare(ctx context.Context, in *Instance, project, name, ref string, force
 			req.Progress = p
 		}
 	}
-	res, err := Restore(ctx, req)
+	res, err := formats.Restore(ctx, req)
 	if err != nil {
 		return nil, err
 	}

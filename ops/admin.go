@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Administration of a cloud instance: users, tokens, projects and members (auth.json),
@@ -310,14 +311,14 @@ func (r AdminRemote) Projects(ctx context.Context) ([]ProjectInfo, error) {
 }
 func (r AdminRemote) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, RouteAdminAddProject.URL(), map[string]any{"name": name, "members": nonNil(members)}, &out)
+	return &out, r.postJSON(ctx, RouteAdminAddProject.URL(), map[string]any{"name": name, "members": formats.NonNil(members)}, &out)
 }
 func (r AdminRemote) RemoveProject(ctx context.Context, name string) error {
 	return r.postJSON(ctx, RouteAdminRmProject.URL(name), map[string]any{}, nil)
 }
 func (r AdminRemote) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, RouteAdminMembers.URL(project), map[string]any{"add": nonNil(add), "remove": nonNil(remove)}, &out)
+	return &out, r.postJSON(ctx, RouteAdminMembers.URL(project), map[string]any{"add": formats.NonNil(add), "remove": formats.NonNil(remove)}, &out)
 }
 func (r AdminRemote) GC(ctx context.Context) (cas.ReclaimReport, error) {
 	var out cas.ReclaimReport

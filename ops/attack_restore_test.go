@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Attacks on restore and activate (issue 25): restore never follows a link of the bundle
@@ -69,7 +70,7 @@ func TestRestoreFilesStayInside(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = ops.Restore(ctx, ops.RestoreRequest{Dir: res.Dir})
+			_, err = formats.Restore(ctx, formats.RestoreRequest{Dir: res.Dir})
 			if err == nil || ops.KindOf(err) != ops.KindCorrupt || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("restore: %v (kind %v), want one line of kind corrupt", err, ops.KindOf(err))
 			}
@@ -99,7 +100,7 @@ func TestRestoreRunsNoBundleInterpreter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ops.Restore(ctx, ops.RestoreRequest{Dir: res.Dir}) // the wheel is no wheel: pip fails
+			formats.Restore(ctx, formats.RestoreRequest{Dir: res.Dir}) // the wheel is no wheel: pip fails
 			if _, err := os.Stat(marker); err == nil {
 				t.Fatal("restore ran a script of the bundle as the interpreter")
 			}
@@ -123,7 +124,7 @@ func TestActivateQuotesPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rr, err := ops.Restore(ctx, ops.RestoreRequest{Dir: res.Dir})
+		rr, err := formats.Restore(ctx, formats.RestoreRequest{Dir: res.Dir})
 		if err != nil && dir == "a b" {
 			t.Fatal(err)
 		}

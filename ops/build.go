@@ -12,6 +12,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // VersionID derives a version id from a bundle's tree hash: lowercase, unpadded base32 of
@@ -69,7 +70,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			yml = filepath.Join(wd, yml)
 		}
 	}
-	ry, raw, err := LoadRuntimeYAML(yml, wd)
+	ry, raw, err := formats.LoadRuntimeYAML(yml, wd)
 	if err != nil {
 		if req.YAML != "" && KindOf(err) == KindNotFound {
 			return nil, Errorf(KindNotFound, "swcli runtime build "+req.Workdir+" -f FILE, with FILE in the current directory or in the workdir",
@@ -95,7 +96,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		if say == nil {
 			say = func(string) {}
 		}
-		if envDir, err = buildEnv(ctx, wd, ry, raw, say); err != nil {
+		if envDir, err = formats.BuildEnv(ctx, wd, ry, raw, say); err != nil {
 			return nil, err
 		}
 	}
@@ -108,12 +109,12 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	var lock []byte
 	key := ""
 	if ry.Mode == "venv" {
-		key = lockKey(envDir, req.IncludeEditable)
+		key = formats.LockKey(envDir, req.IncludeEditable)
 	}
-	lockInput := cas.Input{Dest: LockName(ry.Mode)}
+	lockInput := cas.Input{Dest: formats.LockName(ry.Mode)}
 	var lockErr error
 	var done chan struct{} // closed when the lock is made, if it is made during the ingest
-	if e, ok := readLockCache(in.Root, key); ok {
+	if e, ok := formats.ReadLockCache(in.Root, key); ok {
 		python, lock = e.Python, e.Lock
 		lockInput.Data = lock
 	} else {
@@ -124,10 +125,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		check := "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 		if ry.Mode == "venv" {
 			check = "import sys, pip; print('%d.%d.%d' % sys.version_info[:3])"
-		} else if _, err := lookConda(); err != nil {
+		} else if _, err := formats.LookConda(); err != nil {
 			return nil, err
 		}
-		pyver, err := run(ctx, wd, nil, py, "-c", check)
+		pyver, err := formats.RunCommand(ctx, wd, nil, py, "-c", check)
 		if err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err, Hint: "the environment's python (and, for a venv, its pip) must run"}
 		}
@@ -153,9 +154,9 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		if req.IncludeLocalWheel {
 			return lock
 		}
-		out, dropped := travellingLock(lock)
+		out, dropped := formats.TravellingLock(lock)
 		if req.Warn != nil {
-			for _, w := range describeDropped(dropped, ry) {
+			for _, w := range formats.DescribeDropped(dropped, ry) {
 				req.Warn(w)
 			}
 		}
@@ -173,10 +174,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			return filter(b), nil
 		}
 	}
-	manifest := newBundleManifest(ry, python, true, req.GenAllBundles)
+	manifest := formats.NewBundleManifest(ry, python, true, req.GenAllBundles)
 	inputs := []cas.Input{
 		{Data: raw, Dest: "runtime.yaml"},
-		{Data: manifest.Encode(), Dest: ManifestName},
+		{Data: manifest.Encode(), Dest: formats.ManifestName},
 		lockInput,
 	}
 	if ry.Condarc != "" {
@@ -195,7 +196,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	for _, d := range ry.Dependencies {
 		if d.File != "" {
 			dest := path.Join("dependencies", path.Clean(filepath.ToSlash(d.File)))
-			if dest == LockName(ry.Mode) {
+			if dest == formats.LockName(ry.Mode) {
 				// Starwhale's lock (before --disable-auto-inject) named its own lock in
 				// runtime.yaml: the lock made now takes its place.
 				if req.Warn != nil {
@@ -206,10 +207,10 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			inputs = append(inputs, cas.Input{Src: resolve(d.File), Dest: dest})
 		}
 		for _, w := range d.Wheels {
-			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: wheelDest(w)})
+			inputs = append(inputs, cas.Input{Src: resolve(w), Dest: formats.WheelDest(w)})
 		}
 		for _, f := range d.Files {
-			inputs = append(inputs, cas.Input{Src: resolve(f.Src), Dest: fileDest(f)})
+			inputs = append(inputs, cas.Input{Src: resolve(f.Src), Dest: formats.FileDest(f)})
 		}
 	}
 	if req.GenAllBundles {
@@ -231,7 +232,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			return nil, lockErr
 		}
 		if err == nil {
-			writeLockCache(in.Root, key, lockEntry{Python: python, Lock: lock})
+			formats.WriteLockCache(in.Root, key, formats.LockEntry{Python: python, Lock: lock})
 		}
 	}
 	if err != nil {
@@ -259,11 +260,11 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 // lockEnv pins the environment: pip freeze of the venv, or conda env export.
 func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable bool) ([]byte, error) {
 	if mode == "conda" {
-		conda, err := lookConda()
+		conda, err := formats.LookConda()
 		if err != nil {
 			return nil, err
 		}
-		out, err := run(ctx, wd, nil, conda, "env", "export", "--prefix", envDir)
+		out, err := formats.RunCommand(ctx, wd, nil, conda, "env", "export", "--prefix", envDir)
 		if err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err}
 		}
@@ -284,8 +285,8 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable b
 }
 
 // checkEnvPython refuses an environment whose python contradicts runtime.yaml.
-func checkEnvPython(ry *RuntimeYAML, yml, envDir, python string) error {
-	if ry.Python == "" || majorMinor(python) == ry.Python {
+func checkEnvPython(ry *formats.RuntimeYAML, yml, envDir, python string) error {
+	if ry.Python == "" || formats.MajorMinorOf(python) == ry.Python {
 		return nil
 	}
 	return Errorf(KindInvalid, "make the environment with python "+ry.Python+", or change environment.python",

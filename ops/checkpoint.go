@@ -19,6 +19,7 @@ import (
 
 	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Signed checkpoints (C2SP tlog-checkpoint): the ledger's Merkle tree head, signed with the
@@ -86,7 +87,7 @@ func ledgerKey(ctx context.Context, in *Instance) (note.Signer, string, error) {
 		return signer, vkey, err
 	}
 	path := filepath.Join(in.Root, LedgerKeyFile)
-	b, err := readNoFollow(path)
+	b, err := formats.ReadNoFollow(path)
 	if errors.Is(err, os.ErrNotExist) {
 		skey, vkey, err := note.GenerateKey(rand.Reader, ledgerOrigin(in))
 		if err != nil {

@@ -6,9 +6,11 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
-	"golang.org/x/sync/errgroup"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // CopyRequest is `swcli runtime copy`.
@@ -194,7 +196,7 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	// 5. Commit: the single point where versions appear at the destination.
 	var commits []CommitVersion
 	for _, v := range todo {
-		tags := nonNil(v.Tags)
+		tags := formats.NonNil(v.Tags)
 		if req.IgnoreTags {
 			tags = []string{}
 		}

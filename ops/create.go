@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // CreateRequest is `swcli runtime create`.
@@ -25,7 +26,7 @@ type CreateRequest struct {
 type CreateResult struct {
 	Workdir  string
 	EnvDir   string // WORKDIR/venv or WORKDIR/conda
-	Python   Python
+	Python   formats.Python
 	Activate string // the command that activates the environment
 	Seq      uint64
 }
@@ -42,8 +43,8 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 		return nil, Errorf(KindUsage, "use -m venv or -m conda", "unknown mode %q", req.Mode)
 	}
 	if req.Python != "" {
-		if _, err := NormalizePython(req.Python); err != nil {
-			return nil, Errorf(KindUsage, "give one of "+strings.Join(SupportedPythons, ", ")+", e.g. --python 3.11", "--python: %v", err)
+		if _, err := formats.NormalizePython(req.Python); err != nil {
+			return nil, Errorf(KindUsage, "give one of "+strings.Join(formats.SupportedPythons, ", ")+", e.g. --python 3.11", "--python: %v", err)
 		}
 	}
 	if _, err := in.Ledger.Project(req.Project); err != nil {
@@ -65,18 +66,18 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 	res := &CreateResult{Workdir: wd, EnvDir: envDir}
 	var conda string
 	if req.Mode == "conda" {
-		if conda, err = lookConda(); err != nil {
+		if conda, err = formats.LookConda(); err != nil {
 			return nil, err
 		}
-		res.Python = Python{Version: req.Python}
+		res.Python = formats.Python{Version: req.Python}
 		if res.Python.Version == "" {
-			p, err := FindPython(ctx, "")
+			p, err := formats.FindPython(ctx, "")
 			if err != nil {
 				return nil, err
 			}
 			res.Python.Version = p.MajorMinor()
 		}
-	} else if res.Python, err = FindPython(ctx, req.Python); err != nil {
+	} else if res.Python, err = formats.FindPython(ctx, req.Python); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(wd, 0o755); err != nil {
@@ -86,17 +87,17 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 		return nil, fmt.Errorf("replace %s: %w", envDir, err)
 	}
 	if req.Mode == "venv" {
-		if _, err := run(ctx, wd, nil, res.Python.Path, "-m", "venv", envDir); err != nil {
+		if _, err := formats.RunCommand(ctx, wd, nil, res.Python.Path, "-m", "venv", envDir); err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err, Hint: "Debian needs the python3-venv package"}
 		}
-		res.Activate = activateCommand("venv", envDir)
+		res.Activate = formats.ActivateCommand("venv", envDir)
 	} else {
-		if _, err := run(ctx, wd, nil, conda, "create", "--yes", "--quiet", "--prefix", envDir, "python="+res.Python.MajorMinor()); err != nil {
+		if _, err := formats.RunCommand(ctx, wd, nil, conda, "create", "--yes", "--quiet", "--prefix", envDir, "python="+res.Python.MajorMinor()); err != nil {
 			return nil, &Error{Kind: KindEnv, Err: err}
 		}
-		res.Activate = activateCommand("conda", envDir)
+		res.Activate = formats.ActivateCommand("conda", envDir)
 	}
-	if err := os.WriteFile(yml, []byte(runtimeYAMLTemplate(req.Name, req.Mode, res.Python.MajorMinor())), 0o644); err != nil {
+	if err := os.WriteFile(yml, []byte(formats.RuntimeYAMLTemplate(req.Name, req.Mode, res.Python.MajorMinor())), 0o644); err != nil {
 		return nil, fmt.Errorf("write runtime.yaml: %w", err)
 	}
 	ev, err := in.append(ctx, ledger.RuntimeCreated, req.Project, req.Name, "", ledger.CreatedData{
@@ -117,16 +118,16 @@ func ActivateCommand(workdir, yamlPath string) (string, error) {
 	if yamlPath == "" {
 		yamlPath = filepath.Join(wd, "runtime.yaml")
 	}
-	ry, _, err := LoadRuntimeYAML(yamlPath, wd)
+	ry, _, err := formats.LoadRuntimeYAML(yamlPath, wd)
 	if err != nil {
 		return "", err
 	}
 	if ry.Mode == "conda" {
-		return activateCommand("conda", filepath.Join(wd, "conda")), nil
+		return formats.ActivateCommand("conda", filepath.Join(wd, "conda")), nil
 	}
 	act := filepath.Join(wd, "venv", "bin", "activate")
 	if _, err := os.Stat(act); errors.Is(err, os.ErrNotExist) {
 		return "", Errorf(KindNotFound, "run 'swcli runtime create' to make the venv", "%s does not exist", act)
 	}
-	return activateCommand("venv", filepath.Join(wd, "venv")), nil
+	return formats.ActivateCommand("venv", filepath.Join(wd, "venv")), nil
 }

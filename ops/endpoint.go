@@ -10,6 +10,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Endpoint is an instance as the runtime commands and copy see it: the standalone one
@@ -102,7 +103,7 @@ func DTO(v *ledger.Version) VersionDTO {
 		tags = []string{}
 	}
 	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
-		Tags: tags, UserTags: nonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
+		Tags: tags, UserTags: formats.NonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
 		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
 		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source, Origin: v.Origin, Event: v.Seq}
 }
@@ -339,7 +340,7 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVe
 		}
 		e, err := ledger.New(ledger.RuntimeCopied, project, c.Runtime, c.Version, ledger.CopiedData{
 			BuiltData: ledger.BuiltData{Files: d.Files, Manifest: c.Manifest, Mode: d.Mode, Origin: d.Origin, Python: d.Python, Size: d.Size, ToolVersion: l.In.ToolVersion},
-			Source:    d.Source, SourceActor: d.SourceActor, Tags: nonNil(c.Tags)})
+			Source:    d.Source, SourceActor: d.SourceActor, Tags: formats.NonNil(c.Tags)})
 		if err != nil {
 			return err
 		}
@@ -445,7 +446,7 @@ func bundledPython(ctx context.Context, st cas.Getter, m *cas.Manifest) (string,
 		if err != nil {
 			return "", false
 		}
-		if mm := pyvenvVersionRE.FindSubmatch(b); mm != nil {
+		if mm := formats.PyvenvVersionRE.FindSubmatch(b); mm != nil {
 			return string(mm[1]), true
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // EnvSelector names an existing Python environment, as Starwhale's build and lock select
@@ -41,11 +43,11 @@ func (s EnvSelector) Resolve(ctx context.Context) (prefix, mode string, err erro
 	case s.CondaPrefix != "":
 		prefix, mode = s.CondaPrefix, "conda"
 	case s.CondaName != "":
-		conda, err := lookConda()
+		conda, err := formats.LookConda()
 		if err != nil {
 			return "", "", err
 		}
-		out, err := run(ctx, "", nil, conda, "run", "--name", s.CondaName, "printenv", "CONDA_PREFIX")
+		out, err := formats.RunCommand(ctx, "", nil, conda, "run", "--name", s.CondaName, "printenv", "CONDA_PREFIX")
 		if err != nil {
 			return "", "", Errorf(KindNotFound, "list them with 'conda env list'", "conda environment %q: %v", s.CondaName, err)
 		}
@@ -75,7 +77,7 @@ func (s EnvSelector) Resolve(ctx context.Context) (prefix, mode string, err erro
 
 // EnvPython is an environment's python version (major.minor.micro).
 func EnvPython(ctx context.Context, prefix string) (string, error) {
-	out, err := run(ctx, prefix, nil, filepath.Join(prefix, "bin", "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
+	out, err := formats.RunCommand(ctx, prefix, nil, filepath.Join(prefix, "bin", "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])")
 	if err != nil {
 		return "", &Error{Kind: KindEnv, Err: err, Hint: "the environment's python must run"}
 	}
@@ -101,7 +103,7 @@ func BuildFromEnv(ctx context.Context, in *Instance, sel EnvSelector, name strin
 	if err != nil {
 		return nil, err
 	}
-	mm, err := NormalizePython(py)
+	mm, err := formats.NormalizePython(py)
 	if err != nil {
 		return nil, Errorf(KindEnv, "", "%s: %v", prefix, err)
 	}
@@ -111,11 +113,11 @@ func BuildFromEnv(ctx context.Context, in *Instance, sel EnvSelector, name strin
 	}
 	defer os.RemoveAll(tmp)
 	y := fmt.Sprintf("api_version: %q\nname: %s\nmode: %s\nenvironment:\n  python: %q\n  arch: noarch\n  os: %s\ndependencies: []\n",
-		RuntimeAPIVersion, name, mode, mm, DefaultOS)
+		formats.RuntimeAPIVersion, name, mode, mm, formats.DefaultOS)
 	if err := os.WriteFile(filepath.Join(tmp, "runtime.yaml"), []byte(y), 0o644); err != nil {
 		return nil, err
 	}
-	if _, err := ParseRuntimeYAML("runtime.yaml", []byte(y), ""); err != nil {
+	if _, err := formats.ParseRuntimeYAML("runtime.yaml", []byte(y), ""); err != nil {
 		return nil, Errorf(KindUsage, "pass --name with a valid runtime name", "%v", err)
 	}
 	req.Workdir, req.YAML, req.EnvDir = tmp, "", prefix
@@ -142,7 +144,7 @@ type LockResult struct {
 
 // LockPath is where lock writes the lock in a workdir (Starwhale's place).
 func LockPath(dir, mode string) string {
-	return filepath.Join(dir, ".starwhale", "lock", filepath.Base(LockName(mode)))
+	return filepath.Join(dir, ".starwhale", "lock", filepath.Base(formats.LockName(mode)))
 }
 
 // Lock pins the workdir's environment (or the selected one) and, unless stdout, writes the
@@ -158,7 +160,7 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	} else if !filepath.IsAbs(yml) {
 		yml = filepath.Join(dir, yml)
 	}
-	var ry *RuntimeYAML
+	var ry *formats.RuntimeYAML
 	if _, statErr := os.Stat(yml); errors.Is(statErr, os.ErrNotExist) && req.Env.Set() && req.YAML == "" {
 		// An environment named and no runtime.yaml: lock the environment as it is (its
 		// mode is its own), as if runtime.yaml said nothing.
@@ -166,8 +168,8 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 		if err != nil {
 			return nil, err
 		}
-		ry = &RuntimeYAML{Mode: mode, Arch: []string{}}
-	} else if ry, _, err = LoadRuntimeYAML(yml, dir); err != nil {
+		ry = &formats.RuntimeYAML{Mode: mode, Arch: []string{}}
+	} else if ry, _, err = formats.LoadRuntimeYAML(yml, dir); err != nil {
 		return nil, err
 	}
 	envDir := filepath.Join(dir, ry.Mode)
@@ -197,9 +199,9 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	}
 	if !req.IncludeLocalWheel {
 		var dropped []string
-		lock, dropped = travellingLock(lock)
+		lock, dropped = formats.TravellingLock(lock)
 		if req.Warn != nil {
-			for _, w := range describeDropped(dropped, ry) {
+			for _, w := range formats.DescribeDropped(dropped, ry) {
 				req.Warn(w)
 			}
 		}
@@ -213,7 +215,7 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 		return nil, err
 	}
 	tmp := res.Path + ".tmp"
-	if err := writeNoFollow(tmp, lock, 0o644); err != nil {
+	if err := formats.WriteNoFollow(tmp, lock, 0o644); err != nil {
 		return nil, err
 	}
 	return res, os.Rename(tmp, res.Path)

@@ -3,70 +3,38 @@
 // nothing here prints or exits. The HTTP server's handlers live here too.
 package ops
 
-import (
-	"errors"
-	"fmt"
-)
+import "github.com/swcli/swcli/ops/errs"
 
-// Kind classifies an error for the user: the CLI maps each kind to a documented exit code.
-type Kind int
+// The error kinds live in ops/errs, beneath every package that returns them; these names
+// let ops and its callers keep saying ops.Errorf, ops.KindUsage …
+type (
+	Kind  = errs.Kind
+	Error = errs.Error
+)
 
 const (
-	KindFailure   Kind = iota // anything else
-	KindUsage                 // bad arguments: names, URIs, flags
-	KindNotFound              // no such runtime, version, tag, project or file
-	KindExists                // the target exists; -f replaces it
-	KindCorrupt               // stored data or history failed verification
-	KindInvalid               // a malformed input file (runtime.yaml, manifest)
-	KindEnv                   // the host lacks what is needed (python, conda, pip)
-	KindAuth                  // the server refused the credentials (HTTP 401)
-	KindForbidden             // the credentials are good but do not allow this (HTTP 403)
-	KindRemote                // the server or the network failed
-	KindBusy                  // the store is in use
-	KindTooLarge              // a request over a server limit
-	KindTooMany               // the server is at its limit of such requests (HTTP 429)
+	KindFailure   = errs.KindFailure
+	KindUsage     = errs.KindUsage
+	KindNotFound  = errs.KindNotFound
+	KindExists    = errs.KindExists
+	KindCorrupt   = errs.KindCorrupt
+	KindInvalid   = errs.KindInvalid
+	KindEnv       = errs.KindEnv
+	KindAuth      = errs.KindAuth
+	KindForbidden = errs.KindForbidden
+	KindRemote    = errs.KindRemote
+	KindBusy      = errs.KindBusy
+	KindTooLarge  = errs.KindTooLarge
+	KindTooMany   = errs.KindTooMany
 )
-
-// Error is an error with a kind and a hint telling the user what to do next.
-type Error struct {
-	Kind Kind
-	Err  error
-	Hint string
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error of kind k.
 func Errorf(k Kind, hint, format string, args ...any) error {
-	return &Error{Kind: k, Err: fmt.Errorf(format, args...), Hint: hint}
+	return errs.Errorf(k, hint, format, args...)
 }
 
 // KindOf returns the kind of err (KindFailure when it has none).
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return KindFailure
-}
+func KindOf(err error) Kind { return errs.KindOf(err) }
 
 // HintOf returns the first hint in err's chain.
-func HintOf(err error) string {
-	var e *Error
-	for errors.As(err, &e) {
-		if e.Hint != "" {
-			return e.Hint
-		}
-		err = e.Err
-	}
-	return ""
-}
-
-// String names the kind as the server's answers and JSON errors do ("not_found").
-func (k Kind) String() string {
-	if n, ok := kindNames[k]; ok {
-		return n
-	}
-	return "failure"
-}
+func HintOf(err error) string { return errs.HintOf(err) }

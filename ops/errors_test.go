@@ -35,7 +35,7 @@ func TestErrorKindsTravel(t *testing.T) {
 		if st != c.status {
 			t.Errorf("%v: status %d, want %d", c.err, st, c.status)
 		}
-		if k := kindFromAnswer(st, kindNames[KindOf(c.err)]); k != c.kind {
+		if k := kindFromAnswer(st, KindOf(c.err).String()); k != c.kind {
 			t.Errorf("%v: back as kind %v, want %v", c.err, k, c.kind)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Every decoder of bytes from outside is fuzzed: it returns an error or a value, never
@@ -81,7 +82,7 @@ func FuzzLoadRuntimeYAML(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ry, _, err := LoadRuntimeYAML(p, "")
+		ry, _, err := formats.LoadRuntimeYAML(p, "")
 		if err != nil {
 			if k := KindOf(err); k != KindInvalid && k != KindNotFound {
 				t.Fatalf("error of kind %v: %v", k, err)

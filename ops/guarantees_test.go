@@ -11,6 +11,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // bundle stores a tree made of files (path -> content) and links (path -> target) as a
@@ -76,7 +77,7 @@ func TestRestoreNeverWritesThroughBundleLinks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = ops.Restore(ctx, ops.RestoreRequest{Dir: res.Dir})
+			_, err = formats.Restore(ctx, formats.RestoreRequest{Dir: res.Dir})
 			if ops.KindOf(err) != ops.KindCorrupt {
 				t.Fatalf("restore of a bundle with a link at %s: %v, want it refused", name, err)
 			}

@@ -115,8 +115,8 @@ func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ct
 // kindFromAnswer is the kind of an error answer: the kind the server named when it is one
 // this client knows and agrees with the status, otherwise the status's.
 func kindFromAnswer(status int, name string) Kind {
-	for k, n := range kindNames {
-		if n == name && kindStatus[k] == status {
+	for k, st := range kindStatus {
+		if k.String() == name && st == status {
 			return k
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Resolve finds the version a runtime URI names on this instance ("" means latest).
@@ -183,7 +184,7 @@ type Info struct {
 
 // Commands are runtime.yaml's commands, in order (restore runs them only when allowed).
 func (i *Info) Commands() []string {
-	ry, err := ParseRuntimeYAML("runtime.yaml", []byte(i.YAML), "")
+	ry, err := formats.ParseRuntimeYAML("runtime.yaml", []byte(i.YAML), "")
 	if err != nil {
 		return nil
 	}
@@ -215,7 +216,7 @@ func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*Info, error)
 			continue
 		}
 		switch e.Path {
-		case "runtime.yaml", LockName("venv"), LockName("conda"), legacyLockName("venv"), legacyLockName("conda"):
+		case "runtime.yaml", formats.LockName("venv"), formats.LockName("conda"), formats.LegacyLockName("venv"), formats.LegacyLockName("conda"):
 			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Server limits.
@@ -418,7 +419,7 @@ func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p 
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"changed": nonNil(res.Changed), "skipped": nonNil(res.Skipped)})
+	writeJSON(w, map[string]any{"changed": formats.NonNil(res.Changed), "skipped": formats.NonNil(res.Skipped)})
 }
 
 type removeReq struct {
@@ -779,13 +780,8 @@ type errorBody struct {
 	Kind  string `json:"kind"`
 }
 
-// kindNames and kindStatus say how each kind of error travels: its name in the JSON
-// answer and its HTTP status. The client maps the status back (remote.go).
-var kindNames = map[Kind]string{KindFailure: "failure", KindUsage: "usage", KindNotFound: "not_found",
-	KindExists: "exists", KindCorrupt: "corrupt", KindInvalid: "invalid", KindEnv: "env",
-	KindAuth: "auth", KindForbidden: "forbidden", KindRemote: "remote", KindBusy: "busy", KindTooLarge: "too_large",
-	KindTooMany: "too_many"}
-
+// kindStatus says how each kind of error travels: its HTTP status beside its name
+// (Kind.String) in the JSON answer. The client maps the status back (remote.go).
 var kindStatus = map[Kind]int{
 	KindUsage: http.StatusBadRequest, KindInvalid: http.StatusBadRequest,
 	KindNotFound: http.StatusNotFound, KindExists: http.StatusConflict,
@@ -835,7 +831,7 @@ func writeErr(w http.ResponseWriter, err error) {
 // kept back: the answer carries a reference, and the whole text goes to the log under it.
 func errAnswer(w http.ResponseWriter, err error) (int, errorBody) {
 	if classify(err) != KindFailure {
-		return statusOf(err), errorBody{Error: err.Error(), Hint: HintOf(err), Kind: kindNames[classify(err)]}
+		return statusOf(err), errorBody{Error: err.Error(), Hint: HintOf(err), Kind: classify(err).String()}
 	}
 	var b [6]byte
 	rand.Read(b[:])
@@ -844,9 +840,9 @@ func errAnswer(w http.ResponseWriter, err error) (int, errorBody) {
 		cw.internal(fmt.Sprintf("request failed (ref %s): %v", ref, err))
 	}
 	if engineDown(err) {
-		return http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: kindNames[KindBusy]}
+		return http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: KindBusy.String()}
 	}
-	return http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: kindNames[KindFailure]}
+	return http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: KindFailure.String()}
 }
 
 // engineDown reports an error of reaching an engine: a network error (refused, reset,

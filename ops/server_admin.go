@@ -16,6 +16,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Online gc (DESIGN.md, "Admin without downtime"). A copy into a server is several requests:
@@ -269,7 +270,7 @@ func (s *Server) cosignatures() (map[string]string, error) {
 
 func (s *Server) readCosignatures() (map[string]string, error) {
 	m := map[string]string{}
-	b, err := readNoFollow(filepath.Join(s.in.Root, CosignaturesFile))
+	b, err := formats.ReadNoFollow(filepath.Join(s.in.Root, CosignaturesFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return m, nil
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // Starwhale's runtime API: the requests Starwhale's own Python client (0.6.15) makes for
@@ -316,7 +317,7 @@ func (s *Server) swProjectInfo(w http.ResponseWriter, r *http.Request, l LocalEn
 }
 
 func swVersionVO(v *ledger.Version, meta string) map[string]any {
-	vo := map[string]any{"tags": nonNil(v.Tags), "latest": v.Latest, "id": v.ID, "runtimeId": v.Runtime,
+	vo := map[string]any{"tags": formats.NonNil(v.Tags), "latest": v.Latest, "id": v.ID, "runtimeId": v.Runtime,
 		"name": v.ID, "alias": fmt.Sprintf("v%d", v.VN), "image": "", "createdTime": ms(v.Created),
 		"owner": swUser(v.Actor, false), "shared": false}
 	if meta != "" {
@@ -454,7 +455,7 @@ func (s *Server) swTags(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 		swFail(w, err)
 		return
 	}
-	swOK(w, nonNil(v.Tags))
+	swOK(w, formats.NonNil(v.Tags))
 }
 
 func (s *Server) swAddTag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {

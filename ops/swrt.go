@@ -17,10 +17,11 @@ import (
 	"time"
 
 	kgzip "github.com/klauspost/compress/gzip"
+	"gopkg.in/yaml.v3"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
-	"gopkg.in/yaml.v3"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // .swrt files: Starwhale's unit of exchange, an uncompressed PAX tar of a bundle with
@@ -62,7 +63,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 	tmp := fmt.Sprintf("%s.swcli-tmp-%d", file, os.Getpid())
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return nil, Errorf(KindUsage, "give -o a path in a directory you can write", "export: %v", unwrapPathErr(err))
+		return nil, Errorf(KindUsage, "give -o a path in a directory you can write", "export: %v", formats.UnwrapPathErr(err))
 	}
 	ok := false
 	defer func() {
@@ -97,7 +98,7 @@ func ExportSwrt(ctx context.Context, in *Instance, project, name, ref, file stri
 func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas.Manifest) ([]byte, error) {
 	var raw []byte
 	for _, e := range m.Entries {
-		if e.Path == ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
+		if e.Path == formats.ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
 			b, err := readEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
@@ -114,7 +115,7 @@ func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas
 	}
 	doc := map[string]any{}
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, Errorf(KindCorrupt, "", "%s of %s: %v", ManifestName, v.ID, err)
+		return nil, Errorf(KindCorrupt, "", "%s of %s: %v", formats.ManifestName, v.ID, err)
 	}
 	doc["version"] = v.ID
 	if _, ok := doc["created_at"].(string); !ok || v.Origin == "" {
@@ -127,7 +128,7 @@ func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas
 	if build == nil {
 		build = map[string]any{}
 	}
-	defaults := map[string]any{"os": "Linux", "sw_version": StarwhaleVersion, "python": v.Python}
+	defaults := map[string]any{"os": "Linux", "sw_version": formats.StarwhaleVersion, "python": v.Python}
 	for k, val := range defaults {
 		if _, ok := build[k]; !ok {
 			build[k] = val
@@ -153,7 +154,7 @@ func encodeYAML(v any) []byte {
 // mergeManifests lays the fields of an imported bundle's manifest over the one import
 // made: every field Starwhale (or another tool) wrote is kept as written, those only swcli
 // writes are added, and local_packaged_env says what the bundle holds.
-func mergeManifests(ours *BundleManifest, theirs []byte) ([]byte, error) {
+func mergeManifests(ours *formats.BundleManifest, theirs []byte) ([]byte, error) {
 	var base, over map[string]any
 	if err := yaml.Unmarshal(ours.Encode(), &base); err != nil {
 		return nil, err
@@ -219,14 +220,14 @@ func WriteSwrt(ctx context.Context, in *Instance, v *ledger.Version, w io.Writer
 		}
 	}
 	tw := tar.NewWriter(w)
-	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o644, Size: int64(len(mb)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: formats.ManifestName, Mode: 0o644, Size: int64(len(mb)), ModTime: mtime, Format: tar.FormatPAX, Typeflag: tar.TypeReg}); err != nil {
 		return nil, err
 	}
 	if _, err := tw.Write(mb); err != nil {
 		return nil, err
 	}
 	for _, e := range m.Entries {
-		if e.Path == ManifestName || envDir != "" && (e.Path == envDir || strings.HasPrefix(e.Path, envDir+"/")) {
+		if e.Path == formats.ManifestName || envDir != "" && (e.Path == envDir || strings.HasPrefix(e.Path, envDir+"/")) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -333,8 +334,8 @@ func packEnv(ctx context.Context, in *Instance, m *cas.Manifest, dir string, mti
 }
 
 // manifestForOldBundle describes a version built before bundles carried _manifest.yaml.
-func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v *ledger.Version) (*BundleManifest, error) {
-	var ry *RuntimeYAML
+func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v *ledger.Version) (*formats.BundleManifest, error) {
+	var ry *formats.RuntimeYAML
 	locked, packaged := false, false
 	for _, e := range m.Entries {
 		switch {
@@ -343,10 +344,10 @@ func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v 
 			if err != nil {
 				return nil, err
 			}
-			if ry, err = ParseRuntimeYAML("runtime.yaml of "+v.ID, b, ""); err != nil {
+			if ry, err = formats.ParseRuntimeYAML("runtime.yaml of "+v.ID, b, ""); err != nil {
 				return nil, err
 			}
-		case e.Path == legacyLockName("venv") || e.Path == legacyLockName("conda") || e.Path == LockName("venv") || e.Path == LockName("conda"):
+		case e.Path == formats.LegacyLockName("venv") || e.Path == formats.LegacyLockName("conda") || e.Path == formats.LockName("venv") || e.Path == formats.LockName("conda"):
 			locked = true
 		case e.Path == "export/venv" || e.Path == "export/conda":
 			packaged = true
@@ -355,7 +356,7 @@ func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v 
 	if ry == nil {
 		return nil, Errorf(KindCorrupt, "", "version %s has no runtime.yaml", v.ID)
 	}
-	return newBundleManifest(ry, v.Python, locked, packaged), nil
+	return formats.NewBundleManifest(ry, v.Python, locked, packaged), nil
 }
 
 // ImportRequest is `swcli runtime import`.
@@ -427,7 +428,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	f, err := os.Open(src)
 	if err != nil {
-		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %s: %v", req.File, unwrapPathErr(err))
+		return nil, Errorf(KindNotFound, "give the path of a .swrt file", "import: %s: %v", req.File, formats.UnwrapPathErr(err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || fi.IsDir() {
@@ -453,20 +454,20 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	var incoming incomingManifest
 
 	var incomingRaw []byte
-	if b, err := readInRoot(rr, ManifestName, maxSwrtManifest); err == nil {
+	if b, err := readInRoot(rr, formats.ManifestName, maxSwrtManifest); err == nil {
 		incomingRaw = b
 		if err := yaml.Unmarshal(b, &incoming); err != nil {
-			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, ManifestName, err)
+			return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, formats.ManifestName, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, ManifestName, err)
+		return nil, Errorf(KindInvalid, "give a .swrt made by Starwhale or 'swcli runtime export'", "%s: %s: %v", shown, formats.ManifestName, err)
 	}
-	rr.Remove(ManifestName)
+	rr.Remove(formats.ManifestName)
 	python := incoming.Environment.Lock.PythonVersion
 	if python == "" {
 		python = incoming.Environment.Lock.Shell.PythonVersion
 	}
-	if python == "" || majorMinor(python) != majorMinor(incoming.Environment.Python) && incoming.Environment.Python != "" {
+	if python == "" || formats.MajorMinorOf(python) != formats.MajorMinorOf(incoming.Environment.Python) && incoming.Environment.Python != "" {
 		python = incoming.Environment.Python
 	}
 	if _, err := rr.Lstat("runtime.yaml"); errors.Is(err, os.ErrNotExist) {
@@ -496,11 +497,11 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	} else if req.Name != "" {
 		return nil, Errorf(KindUsage, "leave out --name: the bundle's runtime.yaml names it", "%s: --name is for 2022 bundles, which carry no runtime.yaml", shown)
 	}
-	yb, err := readInRoot(rr, "runtime.yaml", MaxRuntimeYAML)
+	yb, err := readInRoot(rr, "runtime.yaml", formats.MaxRuntimeYAML)
 	if err != nil {
 		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml: %v", shown, err)
 	}
-	ry, err := ParseRuntimeYAML(shown+"!runtime.yaml", yb, "")
+	ry, err := formats.ParseRuntimeYAML(shown+"!runtime.yaml", yb, "")
 	if err != nil {
 		return nil, err
 	}
@@ -508,26 +509,26 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		return nil, Errorf(KindUsage, "copy it to a runtime of its own name", "%s: the bundle is runtime %s, not %s", shown, ry.Name, req.Runtime)
 	}
 	if python != "" && !pythonVersionRE.MatchString(python) {
-		return nil, Errorf(KindInvalid, "", "%s: %s: python version %q is not a version (digits and dots)", shown, ManifestName, python)
+		return nil, Errorf(KindInvalid, "", "%s: %s: python version %q is not a version (digits and dots)", shown, formats.ManifestName, python)
 	}
-	if p := majorMinor(python); ry.Python != "" && p != "" && p != ry.Python {
+	if p := formats.MajorMinorOf(python); ry.Python != "" && p != "" && p != ry.Python {
 		return nil, Errorf(KindInvalid, "", "%s: runtime.yaml says python %s, the manifest %s", shown, ry.Python, python)
 	}
 	if err := unpackPackagedEnv(rr, raw, ry.Mode, shown); err != nil {
 		return nil, err
 	}
-	locked := regularInRoot(rr, LockName(ry.Mode))
+	locked := regularInRoot(rr, formats.LockName(ry.Mode))
 	packaged := dirInRoot(rr, "export/"+ry.Mode)
-	bm := newBundleManifest(ry, python, locked, packaged)
+	bm := formats.NewBundleManifest(ry, python, locked, packaged)
 	manifest := bm.Encode()
 	if incomingRaw != nil && res.Layout == "current" && !incoming.madeBySwcli() {
 		// Keep what another maker (Starwhale) wrote: a re-export gives its manifest back.
 		// A bundle swcli exported is the version it came from: its manifest is made again.
 		if manifest, err = mergeManifests(bm, incomingRaw); err != nil {
-			return nil, Errorf(KindInvalid, "", "%s: %s: %v", shown, ManifestName, err)
+			return nil, Errorf(KindInvalid, "", "%s: %s: %v", shown, formats.ManifestName, err)
 		}
 	}
-	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: manifest, Dest: ManifestName}}
+	inputs := []cas.Input{{Src: raw, Dest: ""}, {Data: manifest, Dest: formats.ManifestName}}
 	ing, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{})
 	if err != nil {
 		return nil, err
@@ -572,9 +573,9 @@ func from2022(raw *os.Root, name, mode, python string, warn func(string)) error 
 	}
 	var deps []string
 	for _, m := range []struct{ from, to string }{
-		{"dep/python/requirements-lock.txt", LockName("venv")},
-		{"dep/python/pip-req-lock.txt", LockName("venv")},
-		{"dep/conda/env-lock.yaml", LockName("conda")},
+		{"dep/python/requirements-lock.txt", formats.LockName("venv")},
+		{"dep/python/pip-req-lock.txt", formats.LockName("venv")},
+		{"dep/conda/env-lock.yaml", formats.LockName("conda")},
 		{"dep/python/venv", "export/venv"},
 	} {
 		if _, err := move(m.from, m.to); err != nil {
@@ -603,8 +604,8 @@ func from2022(raw *os.Root, name, mode, python string, warn func(string)) error 
 	if err := raw.RemoveAll("dep"); err != nil {
 		return err
 	}
-	y := map[string]any{"api_version": RuntimeAPIVersion, "name": name, "mode": mode}
-	if mm := majorMinor(python); mm != "" {
+	y := map[string]any{"api_version": formats.RuntimeAPIVersion, "name": name, "mode": mode}
+	if mm := formats.MajorMinorOf(python); mm != "" {
 		y["environment"] = map[string]any{"python": mm}
 	}
 	if len(deps) > 0 {
@@ -641,23 +642,7 @@ func readInRoot(r *os.Root, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return readLimited(f, name, limit)
-}
-
-// readLimited reads f whole, refusing one over limit bytes without reading it all.
-func readLimited(f *os.File, name string, limit int64) ([]byte, error) {
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, Errorf(KindInvalid, "", "%s is not a regular file", name)
-	} else if fi.Size() > limit {
-		return nil, Errorf(KindInvalid, "", "%s is %d bytes, over the limit of %d", name, fi.Size(), limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err == nil && int64(len(b)) > limit {
-		return nil, Errorf(KindInvalid, "", "%s is over the limit of %d bytes", name, limit)
-	}
-	return b, err
+	return formats.ReadLimited(f, name, limit)
 }
 
 func regularInRoot(r *os.Root, name string) bool {

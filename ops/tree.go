@@ -9,13 +9,14 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/formats"
 )
 
 // StoreTree stores the directory dir as one tree and returns what was stored.
 func StoreTree(ctx context.Context, in *Instance, dir string, p cas.Progress) (*cas.IngestResult, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return nil, Errorf(KindNotFound, "", "store %s: %w", dir, unwrapPathErr(err))
+		return nil, Errorf(KindNotFound, "", "store %s: %w", dir, formats.UnwrapPathErr(err))
 	}
 	if !fi.IsDir() {
 		return nil, Errorf(KindUsage, "give a directory", "store %s: not a directory", dir)
@@ -276,14 +277,6 @@ func chunkUses(ctx context.Context, in *Instance, want map[cas.Hash]string) (map
 		}
 	}
 	return out, nil
-}
-
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // GC deletes every chunk that no live or removed version uses (purged versions' chunks,

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/swcli/swcli/ops/formats"
 )
 
 func TestParseRuntimeURI(t *testing.T) {
@@ -74,10 +76,10 @@ func TestLoadRuntimeYAML(t *testing.T) {
 	os.WriteFile(filepath.Join(wd, "w-1.0-py3-none-any.whl"), []byte("PK"), 0o644)
 	cases := []struct {
 		name, yaml string
-		check      func(t *testing.T, ry *RuntimeYAML)
+		check      func(t *testing.T, ry *formats.RuntimeYAML)
 		err        string // "file:line: key" part of the error; "" for none
 	}{
-		{name: "minimal", yaml: "name: app\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "minimal", yaml: "name: app\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.Name != "app" || ry.Mode != "venv" || len(ry.Arch) != 0 { // Starwhale: no arch is []
 				t.Fatalf("%+v", ry)
 			}
@@ -102,14 +104,14 @@ configs:
     trusted_host: [a.example]
   conda:
     channels: [conda-forge]
-`, check: func(t *testing.T, ry *RuntimeYAML) {
+`, check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.Mode != "conda" || ry.Python != "3.11" || ry.Arch[0] != "amd64" || len(ry.Dependencies) != 3 ||
 				ry.Dependencies[0].File != "requirements.txt" || ry.Dependencies[1].Pip[0] != "numpy==1.26" ||
 				ry.Pip.IndexURL != "https://pypi.example/simple" || ry.CondaChannels[0] != "conda-forge" {
 				t.Fatalf("%+v", ry)
 			}
 		}},
-		{name: "unknown key warns", yaml: "name: app\ncolour: blue\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "unknown key warns", yaml: "name: app\ncolour: blue\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if len(ry.Warnings) != 1 || !strings.Contains(ry.Warnings[0], ":2: unknown key colour") {
 				t.Fatalf("warnings %v", ry.Warnings)
 			}
@@ -136,7 +138,7 @@ configs:
   conda:
     condarc: {channel_alias: https://mirror.example}
   pip: {extra_index_url: https://one.example, trusted_host: one.example}
-`, check: func(t *testing.T, ry *RuntimeYAML) {
+`, check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.Name != "mnist-demo" || ry.Python != "3.9" || ry.OS != "ubuntu:20.04" || len(ry.Arch) != 2 ||
 				ry.CUDA != "11.4" || ry.CUDNN != "8" || ry.DockerImage != "ghcr.io/star-whale/starwhale:latest" {
 				t.Fatalf("%+v", ry)
@@ -154,27 +156,27 @@ configs:
 		}},
 		{name: "unquoted 3.10 is 3.1", yaml: "name: a\nenvironment:\n  python: 3.10\n", err: ":3: environment.python: python \"3.1\" is not supported"},
 		{name: "python 3.12", yaml: "name: a\nenvironment:\n  python: '3.12'\n", err: ":3: environment.python: python \"3.12\" is not supported"},
-		{name: "python full version", yaml: "name: a\nenvironment:\n  python: 3.10.4\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "python full version", yaml: "name: a\nenvironment:\n  python: 3.10.4\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.Python != "3.10" {
 				t.Fatalf("python %q", ry.Python)
 			}
 		}},
 		{name: "api_version 1.0", yaml: "api_version: '1.0'\nname: a\n", err: ":1: api_version: \"1.0\" is not supported"},
-		{name: "api_version 1.10 reads as 1.1", yaml: "api_version: 1.10\nname: a\n", check: func(t *testing.T, ry *RuntimeYAML) {}},
+		{name: "api_version 1.10 reads as 1.1", yaml: "api_version: 1.10\nname: a\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {}},
 		{name: "os other", yaml: "name: a\nenvironment:\n  os: debian\n", err: ":3: environment.os: \"debian\" is not supported"},
 		{name: "cudnn without cuda", yaml: "name: a\nenvironment:\n  cudnn: '8'\n", err: "environment.cudnn: needs environment.cuda"},
 		{name: "cuda unknown", yaml: "name: a\nenvironment:\n  cuda: '12.1'\n", err: "environment.cuda: \"12.1\" is not supported"},
 		{name: "wheel not a wheel", yaml: "name: a\ndependencies:\n  - wheels: [requirements.txt]\n", err: ":3: dependencies[0].wheels[0]: \"requirements.txt\" is not a wheel"},
 		{name: "wheels a scalar", yaml: "name: a\ndependencies:\n  - wheels: w-1.0-py3-none-any.whl\n", err: ":3: dependencies[0].wheels: must be a list"},
 		{name: "commands a scalar", yaml: "name: a\ndependencies:\n  - commands: echo hi\n", err: ":3: dependencies[0].commands: must be a list"},
-		{name: "unknown kind", yaml: "name: a\ndependencies:\n  - apt: [curl]\n  - pip: [x]\n    note: y\n  - files:\n      - {src: runtime.yaml, dest: r, mode: 644}\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "unknown kind", yaml: "name: a\ndependencies:\n  - apt: [curl]\n  - pip: [x]\n    note: y\n  - files:\n      - {src: runtime.yaml, dest: r, mode: 644}\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			// Keys Starwhale ignores inside dependency items are warnings, with their line.
 			if len(ry.Dependencies) != 2 || len(ry.Warnings) != 3 || !strings.Contains(ry.Warnings[0], ":3: unknown key dependencies[0].apt") ||
 				!strings.Contains(ry.Warnings[2], "dependencies[2].files[0].mode") {
 				t.Fatalf("%+v %q", ry.Dependencies, ry.Warnings)
 			}
 		}},
-		{name: "starwhale_version", yaml: "name: a\nenvironment:\n  starwhale_version: 0.6.10\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "starwhale_version", yaml: "name: a\nenvironment:\n  starwhale_version: 0.6.10\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.StarwhaleVersion != "0.6.10" || len(ry.Warnings) != 0 {
 				t.Fatalf("%+v", ry)
 			}
@@ -183,7 +185,7 @@ configs:
 		{name: "files without dest", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt}\n", err: "dependencies[0].files[0]: needs both src and dest"},
 		{name: "files dest leaves", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: bin/../../x}\n", err: "dependencies[0].files[0].dest: \"bin/../../x\" must be a relative path"},
 		{name: "files dest absolute", yaml: "name: a\ndependencies:\n  - files:\n      - {src: requirements.txt, dest: /etc/x}\n", err: "dependencies[0].files[0].dest"},
-		{name: "2022 create's runtime.yaml", yaml: "base_image: ghcr.io/star-whale/starwhale:0.2.0b9\nmode: venv\nname: pytorch-mnist\npip_req: absent.txt\npython_version: '3.8'\n", check: func(t *testing.T, ry *RuntimeYAML) {
+		{name: "2022 create's runtime.yaml", yaml: "base_image: ghcr.io/star-whale/starwhale:0.2.0b9\nmode: venv\nname: pytorch-mnist\npip_req: absent.txt\npython_version: '3.8'\n", check: func(t *testing.T, ry *formats.RuntimeYAML) {
 			if ry.Python != "3.8" || len(ry.Dependencies) != 0 || len(ry.Warnings) != 1 || !strings.Contains(ry.Warnings[0], "pip_req absent.txt does not exist") {
 				t.Fatalf("%+v", ry)
 			}
@@ -215,7 +217,7 @@ configs:
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(wd, "runtime.yaml")
 			os.WriteFile(p, []byte(c.yaml), 0o644)
-			ry, raw, err := LoadRuntimeYAML(p, wd)
+			ry, raw, err := formats.LoadRuntimeYAML(p, wd)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) || !strings.HasPrefix(err.Error(), p) {
 					t.Fatalf("error %v, want %s%s", err, p, c.err)
@@ -234,7 +236,7 @@ configs:
 			c.check(t, ry)
 		})
 	}
-	if _, _, err := LoadRuntimeYAML(filepath.Join(wd, "nope.yaml"), wd); KindOf(err) != KindNotFound {
+	if _, _, err := formats.LoadRuntimeYAML(filepath.Join(wd, "nope.yaml"), wd); KindOf(err) != KindNotFound {
 		t.Fatalf("missing file: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"encoding/json"
@@ -16,13 +16,13 @@ import (
 // metadata directory in site-packages are as they were. Installing, upgrading or removing
 // a package adds or removes such a directory, so the key changes.
 
-type lockEntry struct {
+type LockEntry struct {
 	Python string `json:"python"`
 	Lock   []byte `json:"lock"`
 }
 
-// lockKey names the state of a venv's package metadata, or "" if it cannot be read.
-func lockKey(envDir string, includeEditable bool) string {
+// LockKey names the state of a venv's package metadata, or "" if it cannot be read.
+func LockKey(envDir string, includeEditable bool) string {
 	var parts []string
 	add := func(p string) bool {
 		fi, err := os.Stat(p)
@@ -64,7 +64,7 @@ func lockCachePath(root, key string) string {
 	return filepath.Join(root, "cache", "lock", key+".json")
 }
 
-func readLockCache(root, key string) (*lockEntry, bool) {
+func ReadLockCache(root, key string) (*LockEntry, bool) {
 	if key == "" {
 		return nil, false
 	}
@@ -72,14 +72,14 @@ func readLockCache(root, key string) (*lockEntry, bool) {
 	if err != nil {
 		return nil, false
 	}
-	var e lockEntry
+	var e LockEntry
 	if json.Unmarshal(b, &e) != nil || e.Python == "" {
 		return nil, false
 	}
 	return &e, true
 }
 
-func writeLockCache(root, key string, e lockEntry) {
+func WriteLockCache(root, key string, e LockEntry) {
 	if key == "" {
 		return
 	}

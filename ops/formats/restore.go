@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // RestoreRequest is `swcli runtime restore`: Dir is an extracted bundle.
@@ -25,7 +27,7 @@ type RestoreRequest struct {
 	// Notice, if set, is told before a first-use restore starts (activate, run): the user
 	// is about to wait. What it returns, if not nil, hears the restore's steps.
 	Notice func(string) StepProgress
-	// RunCommands runs runtime.yaml's commands (also when SW_RUNTIME_FORCE_RUN_COMMAND=1,
+	// runs runs runtime.yaml's commands (also when SW_RUNTIME_FORCE_RUN_COMMAND=1,
 	// as Starwhale does); otherwise they are listed and skipped.
 	RunCommands bool
 }
@@ -61,7 +63,7 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	if err := noLinks(dir, "runtime.yaml", ManifestName, RestoredName, "activate.host", "activate.sw", "venv", "conda",
 		"export", "export/venv", "export/venv/bin", "export/venv/pyvenv.cfg", "export/conda", "export/conda/bin",
 		"dependencies", "wheels", "files", "configs", "configs/condarc", LockName("venv"), LockName("conda"),
-		legacyLockName("venv"), legacyLockName("conda")); err != nil {
+		LegacyLockName("venv"), LegacyLockName("conda")); err != nil {
 		return nil, err
 	}
 	ry, _, err := loadBundleYAML(dir)
@@ -74,10 +76,10 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	}
 	// The python: the one the build locked (the manifest's), else runtime.yaml's.
 	want := ry.Python
-	if bm != nil && majorMinor(bm.Environment.Lock.PythonVersion) != "" {
-		want = majorMinor(bm.Environment.Lock.PythonVersion)
-	} else if bm != nil && majorMinor(bm.Environment.Python) != "" && want == "" {
-		want = majorMinor(bm.Environment.Python)
+	if bm != nil && MajorMinorOf(bm.Environment.Lock.PythonVersion) != "" {
+		want = MajorMinorOf(bm.Environment.Lock.PythonVersion)
+	} else if bm != nil && MajorMinorOf(bm.Environment.Python) != "" && want == "" {
+		want = MajorMinorOf(bm.Environment.Python)
 	}
 	res := &RestoreResult{Dir: dir}
 	say := func(s string) {
@@ -117,7 +119,7 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	}
 	// Both scripts print a command for eval; every path in them is quoted (ShellQuote), so
 	// that no character of a path, a space, a quote or a $, is read as shell syntax.
-	act := activateCommand(ry.Mode, res.EnvDir)
+	act := ActivateCommand(ry.Mode, res.EnvDir)
 	res.ActivateHost = filepath.Join(dir, "activate.host")
 	res.ActivateSW = filepath.Join(dir, "activate.sw")
 	host := "#!/bin/sh\n# Prints the command that activates this runtime: eval \"$(sh activate.host)\"\nprintf '%s\\n' " + ShellQuote(act) + "\n"
@@ -130,13 +132,13 @@ func Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	swAct := fmt.Sprintf(`if [ -n "${SW_RUNTIME_DIR:-}" ]; then %s "$SW_RUNTIME_DIR"/%s; else %s %s; fi`,
 		verb, ShellQuote(target), verb, ShellQuote(filepath.Join(dir, target)))
 	sw := "#!/bin/sh\n# In a container where the runtime is mounted at $SW_RUNTIME_DIR: prints the activation command.\nprintf '%s\\n' " + ShellQuote(swAct) + "\n"
-	if err := writeNoFollow(res.ActivateHost, []byte(host), 0o755); err != nil {
+	if err := WriteNoFollow(res.ActivateHost, []byte(host), 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeNoFollow(res.ActivateSW, []byte(sw), 0o755); err != nil {
+	if err := WriteNoFollow(res.ActivateSW, []byte(sw), 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeNoFollow(filepath.Join(dir, RestoredName), []byte(res.EnvDir+"\n"), 0o644); err != nil {
+	if err := WriteNoFollow(filepath.Join(dir, RestoredName), []byte(res.EnvDir+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -159,7 +161,7 @@ func noLinks(dir string, paths ...string) error {
 			}
 			if fi.Mode()&os.ModeSymlink != 0 {
 				rel, _ := filepath.Rel(dir, at)
-				return Errorf(KindCorrupt, "restore only what 'swcli runtime extract' wrote, from a runtime you trust",
+				return errs.Errorf(errs.KindCorrupt, "restore only what 'swcli runtime extract' wrote, from a runtime you trust",
 					"%s: %s is a symbolic link; restore writes there and does not follow links", dir, rel)
 			}
 		}
@@ -167,8 +169,8 @@ func noLinks(dir string, paths ...string) error {
 	return nil
 }
 
-// writeNoFollow writes a file that is not a symbolic link (it fails on one).
-func writeNoFollow(path string, data []byte, perm os.FileMode) error {
+// WriteNoFollow writes a file that is not a symbolic link (it fails on one).
+func WriteNoFollow(path string, data []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -186,20 +188,20 @@ func loadBundleYAML(dir string) (*RuntimeYAML, []byte, error) {
 	return LoadRuntimeYAML(filepath.Join(dir, "runtime.yaml"), "")
 }
 
-// pyvenvVersionRE reads the python version of a venv from its pyvenv.cfg: the whole
+// PyvenvVersionRE reads the python version of a venv from its pyvenv.cfg: the whole
 // version, and its major.minor.
-var pyvenvVersionRE = regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*(([0-9]+\.[0-9]+)(?:\.[0-9]+)?)`)
+var PyvenvVersionRE = regexp.MustCompile(`(?m)^version(?:_info)?\s*=\s*(([0-9]+\.[0-9]+)(?:\.[0-9]+)?)`)
 
 // relocateVenv points a venv copied from elsewhere at its new place and at an interpreter
 // of the same version on this host.
 func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) error {
 	cfgPath := filepath.Join(venv, "pyvenv.cfg")
-	cfg, err := readNoFollow(cfgPath)
+	cfg, err := ReadNoFollow(cfgPath)
 	if err != nil {
 		return err
 	}
 	version := want
-	if m := pyvenvVersionRE.FindSubmatch(cfg); m != nil {
+	if m := PyvenvVersionRE.FindSubmatch(cfg); m != nil {
 		version = string(m[1])
 	}
 	was := ""
@@ -217,7 +219,7 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 	if i := strings.IndexAny(venv, "\"'`$\\\n"); i >= 0 && old != "" {
 		// A venv's activation scripts hold their path inside double quotes (sh, csh, fish):
 		// written there, this character would end the quote, and what follows would run.
-		return Errorf(KindUsage, "extract the runtime to a path without quotes, $, backslashes or newlines (--target-dir)",
+		return errs.Errorf(errs.KindUsage, "extract the runtime to a path without quotes, $, backslashes or newlines (--target-dir)",
 			"%s: the path holds %q, which the venv's activation scripts cannot carry", venv, venv[i])
 	}
 
@@ -238,7 +240,7 @@ func relocateVenv(ctx context.Context, venv, want string, res *RestoreResult) er
 		}
 		out = append(out, line)
 	}
-	if err := writeNoFollow(cfgPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+	if err := WriteNoFollow(cfgPath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		return err
 	}
 	bin := filepath.Join(venv, "bin")
@@ -298,7 +300,7 @@ func oldVenvPrefix(venv string) string {
 // rewriteScript replaces the old venv path: everywhere in activation scripts, and in the
 // shebang line of other scripts.
 func rewriteScript(p, old, new string, whole bool) error {
-	b, err := readNoFollow(p)
+	b, err := ReadNoFollow(p)
 	if err != nil {
 		return err
 	}
@@ -322,7 +324,7 @@ func rewriteScript(p, old, new string, whole bool) error {
 	if err != nil {
 		return err
 	}
-	return writeNoFollow(p, nb, fi.Mode().Perm())
+	return WriteNoFollow(p, nb, fi.Mode().Perm())
 }
 
 // pipIndexArgs are pip's index options: SW_PYPI_* variables win over configs.pip.
@@ -352,8 +354,8 @@ func pipIndexArgs(ry *RuntimeYAML) []string {
 	return args
 }
 
-// readNoFollow reads a file that is not a symbolic link.
-func readNoFollow(path string) ([]byte, error) {
+// ReadNoFollow reads a file that is not a symbolic link.
+func ReadNoFollow(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err

@@ -1,9 +1,11 @@
-package ops
+package formats
 
 import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // Restore takes the interpreter the build used when it is still there, else one of the
@@ -31,7 +33,7 @@ func TestPreferPython(t *testing.T) {
 	if err != nil || got.MajorMinor() != p.MajorMinor() || !strings.Contains(how, "the build used "+gone) {
 		t.Fatalf("a version the host lacks: %+v %q %v", got, how, err)
 	}
-	if _, _, err := PreferPython(ctx, "3.2.1", ""); KindOf(err) != KindEnv {
+	if _, _, err := PreferPython(ctx, "3.2.1", ""); errs.KindOf(err) != errs.KindEnv {
 		t.Fatalf("no such major.minor: %v", err)
 	}
 }

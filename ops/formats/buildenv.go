@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // BuildEnvDir is where build makes the environment of a workdir that has none: Starwhale's
@@ -17,14 +18,14 @@ func BuildEnvDir(workdir, mode string) string {
 	return filepath.Join(workdir, ".starwhale", mode)
 }
 
-// buildEnv makes the environment a build locks when the workdir has none, as Starwhale's
+// BuildEnv makes the environment a build locks when the workdir has none, as Starwhale's
 // build does (StandaloneRuntime.lock): WORKDIR/.starwhale/MODE with runtime.yaml's python,
 // then runtime.yaml's dependencies installed in their order (pip specs, requirements
 // files, wheels; conda packages and env files in conda mode), with configs.pip and the
 // SW_PYPI_* settings; files and commands are left to restore, as Starwhale leaves them.
 // The install runs again only when what it installs changed (a stamp in the environment),
 // so an unchanged rebuild costs nothing here. say hears each step.
-func buildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say func(string)) (string, error) {
+func BuildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say func(string)) (string, error) {
 	prefix := BuildEnvDir(wd, ry.Mode)
 	stamp := filepath.Join(prefix, ".swcli-installed")
 	want := depsStamp(wd, ry, raw)
@@ -50,7 +51,7 @@ func buildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say f
 	}
 	conda := ""
 	if ry.Mode == "conda" {
-		if conda, err = lookConda(); err != nil {
+		if conda, err = LookConda(); err != nil {
 			return "", err
 		}
 	}
@@ -60,12 +61,12 @@ func buildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say f
 		full = append(full, args...)
 		var err error
 		if ry.Mode == "conda" {
-			_, err = run(ctx, wd, nil, conda, append([]string{"run", "--prefix", prefix, "python3"}, full...)...)
+			_, err = RunCommand(ctx, wd, nil, conda, append([]string{"run", "--prefix", prefix, "python3"}, full...)...)
 		} else {
-			_, err = run(ctx, wd, nil, filepath.Join(prefix, "bin", "python"), full...)
+			_, err = RunCommand(ctx, wd, nil, filepath.Join(prefix, "bin", "python"), full...)
 		}
 		if err != nil {
-			return &Error{Kind: KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
+			return &errs.Error{Kind: errs.KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
 		}
 		return nil
 	}
@@ -88,11 +89,11 @@ func buildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say f
 			for _, c := range ry.CondaChannels {
 				args = append(args, "--channel", c)
 			}
-			_, err = run(ctx, wd, nil, conda, append(append(args, "--yes", "--override-channels"), d.Conda...)...)
+			_, err = RunCommand(ctx, wd, nil, conda, append(append(args, "--yes", "--override-channels"), d.Conda...)...)
 			err = envErr(err)
 		case d.File != "" && ry.Mode == "conda":
 			say("conda env update --file " + d.File)
-			_, err = run(ctx, wd, nil, conda, "env", "update", "--quiet", "--file", filepath.Join(wd, filepath.FromSlash(d.File)), "--prefix", prefix)
+			_, err = RunCommand(ctx, wd, nil, conda, "env", "update", "--quiet", "--file", filepath.Join(wd, filepath.FromSlash(d.File)), "--prefix", prefix)
 			err = envErr(err)
 		}
 		if err != nil {
@@ -111,7 +112,7 @@ func buildEnv(ctx context.Context, wd string, ry *RuntimeYAML, raw []byte, say f
 // makeBuildEnv creates the environment at prefix with runtime.yaml's python.
 func makeBuildEnv(ctx context.Context, wd, prefix string, ry *RuntimeYAML, say func(string)) error {
 	if ry.Mode == "conda" {
-		conda, err := lookConda()
+		conda, err := LookConda()
 		if err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func makeBuildEnv(ctx context.Context, wd, prefix string, ry *RuntimeYAML, say f
 			py = p.MajorMinor()
 		}
 		say(fmt.Sprintf("creating the conda environment %s with python %s", prefix, py))
-		_, err = run(ctx, wd, nil, conda, "create", "--yes", "--quiet", "--prefix", prefix, "python="+py)
+		_, err = RunCommand(ctx, wd, nil, conda, "create", "--yes", "--quiet", "--prefix", prefix, "python="+py)
 		return envErr(err)
 	}
 	p, err := FindPython(ctx, ry.Python)
@@ -132,13 +133,13 @@ func makeBuildEnv(ctx context.Context, wd, prefix string, ry *RuntimeYAML, say f
 		return err
 	}
 	say(fmt.Sprintf("creating the venv %s with python %s (%s)", prefix, p.Version, p.Path))
-	if _, err := run(ctx, wd, nil, p.Path, "-m", "venv", prefix); err != nil {
-		return &Error{Kind: KindEnv, Err: err, Hint: "Debian needs the python3-venv package"}
+	if _, err := RunCommand(ctx, wd, nil, p.Path, "-m", "venv", prefix); err != nil {
+		return &errs.Error{Kind: errs.KindEnv, Err: err, Hint: "Debian needs the python3-venv package"}
 	}
 	return nil
 }
 
-// depsStamp names what buildEnv installs: runtime.yaml, and the content of the
+// depsStamp names what BuildEnv installs: runtime.yaml, and the content of the
 // requirements files and wheels it names, and the index settings.
 func depsStamp(wd string, ry *RuntimeYAML, raw []byte) string {
 	var h bytes.Buffer // hashed whole: requirements files and wheels are small beside an env

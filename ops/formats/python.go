@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // Python is an interpreter found on the host.
@@ -20,7 +22,7 @@ type Python struct {
 
 // MajorMinor is e.g. "3.11".
 func (p Python) MajorMinor() string {
-	if mm := majorMinor(p.Version); mm != "" {
+	if mm := MajorMinorOf(p.Version); mm != "" {
 		return mm
 	}
 	return p.Version
@@ -175,7 +177,7 @@ func FindPython(ctx context.Context, want string) (Python, error) {
 	if len(have) > 0 {
 		list = strings.Join(have, ", ")
 	}
-	return Python{}, Errorf(KindEnv, "install python"+want+" or pass --python with one of the versions found",
+	return Python{}, errs.Errorf(errs.KindEnv, "install python"+want+" or pass --python with one of the versions found",
 		"no python %s on this host; found: %s", want, list)
 }
 
@@ -193,7 +195,7 @@ func PreferPython(ctx context.Context, full, path string) (Python, string, error
 	}
 	// The likely one first (python3.X, asked alone: fast); every python on PATH only when it
 	// is not the build's version (asking them all takes seconds through pyenv's shims).
-	p, err := FindPython(ctx, majorMinor(full))
+	p, err := FindPython(ctx, MajorMinorOf(full))
 	if err != nil {
 		return p, "", err
 	}
@@ -210,15 +212,15 @@ func PreferPython(ctx context.Context, full, path string) (Python, string, error
 	how := "python3 on PATH"
 	if full != "" {
 		how = "the same major.minor"
-		if full != majorMinor(full) {
+		if full != MajorMinorOf(full) {
 			how += fmt.Sprintf("; the build used %s, which this host does not have", full)
 		}
 	}
 	return p, how, nil
 }
 
-// run runs a command, returning a one-line error with the tail of its output on failure.
-func run(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
+// RunCommand runs a command, returning a one-line error with the tail of its output on failure.
+func RunCommand(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -233,11 +235,11 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	return out, nil
 }
 
-// lookConda finds conda, or says how to get it.
-func lookConda() (string, error) {
+// LookConda finds conda, or says how to get it.
+func LookConda() (string, error) {
 	p, err := exec.LookPath("conda")
 	if err != nil {
-		return "", Errorf(KindEnv, "install Miniconda (or put conda on PATH), or use -m venv", "conda not found on PATH")
+		return "", errs.Errorf(errs.KindEnv, "install Miniconda (or put conda on PATH), or use -m venv", "conda not found on PATH")
 	}
 	return p, nil
 }

@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"errors"
@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/swcli/swcli/ledger"
 	"gopkg.in/yaml.v3"
+
+	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // RuntimeYAML is runtime.yaml as Starwhale reads it (its current schema and the 2022 one:
@@ -130,7 +132,7 @@ func yamlErr(file string, n *yaml.Node, key, format string, args ...any) error {
 	if n != nil {
 		line = n.Line
 	}
-	return &Error{Kind: KindInvalid, Err: fmt.Errorf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)),
+	return &errs.Error{Kind: errs.KindInvalid, Err: fmt.Errorf("%s:%d: %s: %s", file, line, key, fmt.Sprintf(format, args...)),
 		Hint: "swcli runtime create -n NAME DIR writes a valid runtime.yaml to start from"}
 }
 
@@ -142,10 +144,10 @@ const MaxRuntimeYAML = 1 << 20
 func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, Errorf(KindNotFound, "swcli runtime create -n NAME "+filepath.Dir(path)+" (makes one)", "%s: %v", path, unwrapPathErr(err))
+		return nil, nil, errs.Errorf(errs.KindNotFound, "swcli runtime create -n NAME "+filepath.Dir(path)+" (makes one)", "%s: %v", path, UnwrapPathErr(err))
 	}
 	defer f.Close()
-	raw, err := readLimited(f, path, MaxRuntimeYAML)
+	raw, err := ReadLimited(f, path, MaxRuntimeYAML)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,7 +160,7 @@ func LoadRuntimeYAML(path, workdir string) (*RuntimeYAML, []byte, error) {
 func ParseRuntimeYAML(path string, raw []byte, workdir string) (*RuntimeYAML, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, &Error{Kind: KindInvalid, Err: fmt.Errorf("%s: %v", path, err), Hint: "fix the YAML syntax"}
+		return nil, &errs.Error{Kind: errs.KindInvalid, Err: fmt.Errorf("%s: %v", path, err), Hint: "fix the YAML syntax"}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, yamlErr(path, &doc, "(top)", "must be a mapping")
@@ -524,7 +526,7 @@ func checkDepPath(path, workdir, rel string, node *yaml.Node, what string, dirOK
 	}
 	root, err := filepath.EvalSymlinks(workdir)
 	if err != nil {
-		return yamlErr(path, node, what, "workdir %s: %v", workdir, unwrapPathErr(err))
+		return yamlErr(path, node, what, "workdir %s: %v", workdir, UnwrapPathErr(err))
 	}
 	full, err := filepath.EvalSymlinks(filepath.Join(workdir, rel))
 	if err != nil {
@@ -535,7 +537,7 @@ func checkDepPath(path, workdir, rel string, node *yaml.Node, what string, dirOK
 	}
 	fi, err := os.Stat(full)
 	if err != nil {
-		return yamlErr(path, node, what, "%s: %v", rel, unwrapPathErr(err))
+		return yamlErr(path, node, what, "%s: %v", rel, UnwrapPathErr(err))
 	}
 	if !fi.Mode().IsRegular() && !(dirOK && fi.IsDir()) {
 		kind := "not a regular file"
@@ -547,8 +549,8 @@ func checkDepPath(path, workdir, rel string, node *yaml.Node, what string, dirOK
 	return nil
 }
 
-// runtimeYAMLTemplate is what create writes.
-func runtimeYAMLTemplate(name, mode, python string) string {
+// RuntimeYAMLTemplate is what create writes.
+func RuntimeYAMLTemplate(name, mode, python string) string {
 	return fmt.Sprintf(`api_version: "1.1"
 name: %s
 mode: %s

@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"os"
@@ -35,7 +35,7 @@ dependencies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := newBundleManifest(ry, "3.11.7", true, false).Encode()
+	got := NewBundleManifest(ry, "3.11.7", true, false).Encode()
 	golden := filepath.Join("testdata", "golden_manifest.yaml")
 	if os.Getenv("SWCLI_UPDATE_GOLDEN") == "1" {
 		os.WriteFile(golden, got, 0o644)

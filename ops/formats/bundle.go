@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // A bundle's layout is Starwhale's (client/starwhale/core/runtime/model.py, _copy_src):
@@ -38,8 +40,8 @@ func LockName(mode string) string {
 	return "dependencies/.starwhale/lock/requirements-sw-lock.txt"
 }
 
-// legacyLockName is where bundles built before the Starwhale layout keep the lock.
-func legacyLockName(mode string) string {
+// LegacyLockName is where bundles built before the Starwhale layout keep the lock.
+func LegacyLockName(mode string) string {
 	if mode == "conda" {
 		return "dependencies/conda-env-lock.yaml"
 	}
@@ -48,7 +50,7 @@ func legacyLockName(mode string) string {
 
 // findLock returns the path of the lock in an extracted bundle, or "".
 func findLock(dir, mode string) string {
-	for _, n := range []string{LockName(mode), legacyLockName(mode)} {
+	for _, n := range []string{LockName(mode), LegacyLockName(mode)} {
 		p := filepath.Join(dir, filepath.FromSlash(n))
 		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 			return p
@@ -57,9 +59,9 @@ func findLock(dir, mode string) string {
 	return ""
 }
 
-// wheelDest and fileDest are where a wheel and a files entry live in a bundle.
-func wheelDest(w string) string { return path.Join("wheels", path.Clean(filepath.ToSlash(w))) }
-func fileDest(f FileEntry) string {
+// WheelDest and FileDest are where a wheel and a files entry live in a bundle.
+func WheelDest(w string) string { return path.Join("wheels", path.Clean(filepath.ToSlash(w))) }
+func FileDest(f FileEntry) string {
 	return path.Join("files", path.Clean(filepath.ToSlash(f.Src)))
 }
 
@@ -172,10 +174,10 @@ type ManifestConfigs struct {
 	Docker map[string]any `yaml:"docker"`
 }
 
-// newBundleManifest describes a bundle built from ry, locked with python pyFull.
-func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *BundleManifest {
+// NewBundleManifest describes a bundle built from ry, locked with python pyFull.
+func NewBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *BundleManifest {
 	m := &BundleManifest{Name: ry.Name}
-	m.Environment = ManifestEnv{Mode: ry.Mode, Python: majorMinor(pyFull), Arch: nonNil(ry.Arch), AutoLock: locked}
+	m.Environment = ManifestEnv{Mode: ry.Mode, Python: MajorMinorOf(pyFull), Arch: NonNil(ry.Arch), AutoLock: locked}
 	if m.Environment.Python == "" {
 		m.Environment.Python = ry.Python
 	}
@@ -215,7 +217,7 @@ func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *B
 		case d.Wheels != nil:
 			rd.Deps = d.Wheels
 			for _, w := range d.Wheels {
-				m.Artifacts.Wheels = append(m.Artifacts.Wheels, wheelDest(w))
+				m.Artifacts.Wheels = append(m.Artifacts.Wheels, WheelDest(w))
 			}
 		case d.Files != nil:
 			var fs []map[string]string
@@ -236,7 +238,7 @@ func newBundleManifest(ry *RuntimeYAML, pyFull string, locked, packaged bool) *B
 	if locked {
 		m.Artifacts.Dependencies = append(m.Artifacts.Dependencies, LockName(ry.Mode))
 	}
-	m.Configs.Pip = map[string]any{"index_url": ry.Pip.IndexURL, "extra_index_url": nonNil(ry.Pip.ExtraIndexURL), "trusted_host": nonNil(ry.Pip.TrustedHost)}
+	m.Configs.Pip = map[string]any{"index_url": ry.Pip.IndexURL, "extra_index_url": NonNil(ry.Pip.ExtraIndexURL), "trusted_host": NonNil(ry.Pip.TrustedHost)}
 	condarc := map[string]any{}
 	if ry.Condarc != "" {
 		yaml.Unmarshal([]byte(ry.Condarc), &condarc) // re-encoded by the parser: it decodes
@@ -266,7 +268,7 @@ func runImages(ry *RuntimeYAML) (ManifestDocker, string) {
 	return d, full
 }
 
-func nonNil(s []string) []string {
+func NonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
@@ -287,7 +289,7 @@ func (m *BundleManifest) Encode() []byte {
 
 // readBundleManifest reads DIR/_manifest.yaml if the bundle has one (nil if not).
 func readBundleManifest(dir string) (*BundleManifest, error) {
-	b, err := readNoFollow(filepath.Join(dir, ManifestName))
+	b, err := ReadNoFollow(filepath.Join(dir, ManifestName))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -295,29 +297,29 @@ func readBundleManifest(dir string) (*BundleManifest, error) {
 		return nil, err
 	}
 	if len(b) > 4<<20 {
-		return nil, Errorf(KindCorrupt, "", "%s: %s is larger than 4 MiB", dir, ManifestName)
+		return nil, errs.Errorf(errs.KindCorrupt, "", "%s: %s is larger than 4 MiB", dir, ManifestName)
 	}
 	var m BundleManifest
 	if err := yaml.Unmarshal(b, &m); err != nil {
-		return nil, Errorf(KindCorrupt, "re-extract the runtime", "%s: %v", filepath.Join(dir, ManifestName), err)
+		return nil, errs.Errorf(errs.KindCorrupt, "re-extract the runtime", "%s: %v", filepath.Join(dir, ManifestName), err)
 	}
 	return &m, nil
 }
 
 var versionMMRE = regexp.MustCompile(`^([0-9]+\.[0-9]+)`)
 
-// majorMinor cuts "3.11.7" to "3.11" ("" when v is not a version).
-func majorMinor(v string) string {
+// MajorMinorOf cuts "3.11.7" to "3.11" ("" when v is not a version).
+func MajorMinorOf(v string) string {
 	if m := versionMMRE.FindStringSubmatch(strings.TrimSpace(v)); m != nil {
 		return m[1]
 	}
 	return ""
 }
 
-// travellingLock drops the lines of a lock that pin files of the build host (Starwhale
+// TravellingLock drops the lines of a lock that pin files of the build host (Starwhale
 // does the same: the bundle carries its wheels, installed after the lock). It returns the
 // lock and the names of the packages dropped.
-func travellingLock(lock []byte) ([]byte, []string) {
+func TravellingLock(lock []byte) ([]byte, []string) {
 	var out []string
 	var dropped []string
 	for _, line := range strings.SplitAfter(string(lock), "\n") {
@@ -346,7 +348,7 @@ func normProject(s string) string {
 	return strings.NewReplacer("_", "-", ".", "-").Replace(s)
 }
 
-func describeDropped(dropped []string, ry *RuntimeYAML) []string {
+func DescribeDropped(dropped []string, ry *RuntimeYAML) []string {
 	have := map[string]bool{}
 	for _, d := range ry.Dependencies {
 		for _, w := range d.Wheels {

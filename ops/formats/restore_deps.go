@@ -1,4 +1,4 @@
-package ops
+package formats
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // restorer installs an extracted bundle's dependencies the way Starwhale's restore does
@@ -55,7 +57,7 @@ func (r *restorer) venv() error {
 		var py Python
 		var how string
 		var err error
-		if r.pythonFull != "" && majorMinor(r.pythonFull) == r.python {
+		if r.pythonFull != "" && MajorMinorOf(r.pythonFull) == r.python {
 			py, how, err = PreferPython(r.ctx, r.pythonFull, "")
 		} else {
 			py, err = FindPython(r.ctx, r.python)
@@ -73,7 +75,7 @@ func (r *restorer) venv() error {
 		if err := r.do("create the venv", func() error {
 			r.made = venv
 			r.say("creating venv " + venv + " with python " + py.Version)
-			_, err := run(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv)
+			_, err := RunCommand(r.ctx, r.dir, r.req.Env, py.Path, "-m", "venv", venv)
 			return envErr(err)
 		}); err != nil {
 			return err
@@ -83,7 +85,7 @@ func (r *restorer) venv() error {
 }
 
 func (r *restorer) conda() error {
-	conda, err := lookConda()
+	conda, err := LookConda()
 	if err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func (r *restorer) conda() error {
 	if lock != "" {
 		if err := r.do("conda env create", func() error {
 			r.made = env
-			_, err := run(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock)
+			_, err := RunCommand(r.ctx, r.dir, r.req.Env, conda, "env", "create", "--yes", "--prefix", env, "--file", lock)
 			return envErr(err)
 		}); err != nil {
 			return err
@@ -121,7 +123,7 @@ func (r *restorer) conda() error {
 	}
 	if err := r.do("conda create", func() error {
 		r.made = env
-		_, err := run(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py)
+		_, err := RunCommand(r.ctx, r.dir, r.req.Env, conda, "create", "--yes", "--quiet", "--prefix", env, "python="+py)
 		return envErr(err)
 	}); err != nil {
 		return err
@@ -181,7 +183,7 @@ func (r *restorer) dependency(d Dependency, locked bool) error {
 		return r.pip("-r", filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)))
 	case d.File != "":
 		if r.ry.Mode == "conda" {
-			_, err := run(r.ctx, r.dir, r.req.Env, r.condaBin, "env", "update", "--quiet", "--file",
+			_, err := RunCommand(r.ctx, r.dir, r.req.Env, r.condaBin, "env", "update", "--quiet", "--file",
 				filepath.Join(r.dir, "dependencies", filepath.FromSlash(d.File)), "--prefix", r.res.EnvDir)
 			return envErr(err)
 		}
@@ -195,7 +197,7 @@ func (r *restorer) dependency(d Dependency, locked bool) error {
 				args = append(args, "--channel", c)
 			}
 			args = append(append(args, "--yes", "--override-channels"), d.Conda...)
-			_, err := run(r.ctx, r.dir, r.req.Env, r.condaBin, args...)
+			_, err := RunCommand(r.ctx, r.dir, r.req.Env, r.condaBin, args...)
 			return envErr(err)
 		}
 		r.warn(fmt.Sprintf("conda dependencies %v skipped: the runtime is in venv mode", d.Conda))
@@ -224,7 +226,7 @@ func (r *restorer) do(label string, fn func() error) error {
 
 func envErr(err error) error {
 	if err != nil {
-		return &Error{Kind: KindEnv, Err: err}
+		return &errs.Error{Kind: errs.KindEnv, Err: err}
 	}
 	return nil
 }
@@ -251,12 +253,12 @@ func (r *restorer) pip(args ...string) error {
 	r.say("pip install " + strings.Join(args, " "))
 	var err error
 	if r.ry.Mode == "conda" {
-		_, err = run(r.ctx, r.dir, r.req.Env, r.condaBin, append([]string{"run", "--prefix", r.res.EnvDir, "python3"}, full...)...)
+		_, err = RunCommand(r.ctx, r.dir, r.req.Env, r.condaBin, append([]string{"run", "--prefix", r.res.EnvDir, "python3"}, full...)...)
 	} else {
-		_, err = run(r.ctx, r.dir, r.req.Env, filepath.Join(r.res.EnvDir, "bin", "python"), full...)
+		_, err = RunCommand(r.ctx, r.dir, r.req.Env, filepath.Join(r.res.EnvDir, "bin", "python"), full...)
 	}
 	if err != nil {
-		return &Error{Kind: KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
+		return &errs.Error{Kind: errs.KindEnv, Err: err, Hint: "check the package index settings (configs.pip, SW_PYPI_INDEX_URL, PIP_FIND_LINKS)"}
 	}
 	return nil
 }
@@ -266,12 +268,12 @@ func (r *restorer) pip(args ...string) error {
 func (r *restorer) wheels(ws []string) error {
 	var paths []string
 	for _, w := range ws {
-		p := filepath.Join(r.dir, filepath.FromSlash(wheelDest(w)))
+		p := filepath.Join(r.dir, filepath.FromSlash(WheelDest(w)))
 		if !fileExists(p) {
 			p = filepath.Join(r.dir, "wheels", filepath.Base(w))
 		}
 		if !fileExists(p) {
-			return Errorf(KindCorrupt, "rebuild the runtime", "%s: the bundle lacks the wheel %s", r.dir, wheelDest(w))
+			return errs.Errorf(errs.KindCorrupt, "rebuild the runtime", "%s: the bundle lacks the wheel %s", r.dir, WheelDest(w))
 		}
 		paths = append(paths, p)
 	}
@@ -294,13 +296,13 @@ func (r *restorer) files(fs []FileEntry) error {
 	}
 	defer env.Close()
 	for _, f := range fs {
-		src := fileDest(f)
+		src := FileDest(f)
 		if _, err := bundle.Lstat(src); err != nil {
 			src = path.Join("files", f.Dest) // first layout
 		}
 		fi, err := bundle.Lstat(src)
 		if err != nil {
-			return Errorf(KindCorrupt, "rebuild the runtime", "%s: the bundle lacks %s", r.dir, fileDest(f))
+			return errs.Errorf(errs.KindCorrupt, "rebuild the runtime", "%s: the bundle lacks %s", r.dir, FileDest(f))
 		}
 		dest := path.Clean(f.Dest)
 		r.say(fmt.Sprintf("placing %s at %s", f.Src, filepath.Join(r.res.EnvDir, dest)))
@@ -329,10 +331,10 @@ func (r *restorer) files(fs []FileEntry) error {
 // placeErr says that a files entry could not be placed: a link of the bundle that leads
 // out is the bundle's fault.
 func placeErr(r *restorer, what string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || KindOf(err) != KindFailure {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errs.KindOf(err) != errs.KindFailure {
 		return err
 	}
-	return Errorf(KindCorrupt, "restore only runtimes you trust; rebuild this one",
+	return errs.Errorf(errs.KindCorrupt, "restore only runtimes you trust; rebuild this one",
 		"%s: files entry %s: %v (restore does not follow links out of the bundle or the environment)", r.dir, what, err)
 }
 
@@ -386,8 +388,8 @@ func (r *restorer) commands(cmds []string) error {
 		} else {
 			env = append(env, "CONDA_PREFIX="+r.res.EnvDir)
 		}
-		if _, err := run(r.ctx, r.dir, env, "/bin/sh", "-c", c); err != nil {
-			return &Error{Kind: KindEnv, Err: err, Hint: "the command comes from runtime.yaml's commands"}
+		if _, err := RunCommand(r.ctx, r.dir, env, "/bin/sh", "-c", c); err != nil {
+			return &errs.Error{Kind: errs.KindEnv, Err: err, Hint: "the command comes from runtime.yaml's commands"}
 		}
 	}
 	return nil

@@ -69,6 +69,9 @@ func risesTo100(t *testing.T, what, out string) {
 // draw a bar whose percentage only rises and ends at 100 %; off a terminal, nothing but
 // the summary.
 func TestProgressOnATerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a build, a server and two copies on a terminal: the full suite runs it")
+	}
 	base, py, err := baseVenv()
 	if err != nil {
 		t.Skip(err)

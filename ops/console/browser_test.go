@@ -18,10 +18,13 @@ import (
 
 // The console in a real browser: Debian's chromium, headless, driven over the DevTools
 // protocol. Without chromium the test is skipped, unless SWCLI_REQUIRE_BROWSER is set
-// (CI sets it, having installed chromium). Screenshots go to SWCLI_SCREENSHOTS if set,
+// (CI sets it, having installed chromium); -short skips it unless that is set. Screenshots go to SWCLI_SCREENSHOTS if set,
 // else to the test's temporary directory.
 
 func chromium(t *testing.T) string {
+	if testing.Short() && os.Getenv("SWCLI_REQUIRE_BROWSER") == "" {
+		t.Skip("a real browser takes ten seconds: -short leaves it to the full suite (or SWCLI_REQUIRE_BROWSER=1)")
+	}
 	for _, n := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(n); err == nil {
 			return p

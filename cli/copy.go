@@ -5,6 +5,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // RtCopyCmd is `runtime copy`.
@@ -79,7 +80,7 @@ func (c *RtCopyCmd) Run(e *env) error {
 		return err
 	}
 	defer srcEP.Close()
-	var dstEP ops.Endpoint
+	var dstEP api.Endpoint
 	var dstProject string
 	if l, ok := srcEP.(ops.LocalEndpoint); ok && dstURI.Instance.IsLocal(cfg.CurrentInstance) {
 		// One standalone instance: both sides share it (it is opened once).

@@ -8,6 +8,8 @@ import (
 
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // open opens the standalone instance named by the globals, shared with other processes,
@@ -122,17 +124,17 @@ func (e *env) restoreDir(target string) (string, error) {
 
 // followLedger checks, at each contact with a server, that its signed checkpoint extends
 // the last one this client saw (ops.Remote.FollowLedger), and remembers the new one.
-func (e *env) followLedger(cfg *ops.Config, r *ops.Remote) error {
+func (e *env) followLedger(cfg *ops.Config, r *client.Remote) error {
 	ic := cfg.Instances[r.Alias]
 	if ic == nil {
 		return nil
 	}
-	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	key, cp, err := ops.FollowLedger(e.ctx, r, ic.LedgerKey, ic.Checkpoint)
 	if err != nil || key == "" {
 		return err
 	}
 	if ic.MinCosignatures > 0 {
-		if _, err := r.CheckWitnesses(e.ctx, key, cp, ic.Witnesses, ic.MinCosignatures); err != nil {
+		if _, err := ops.CheckWitnesses(e.ctx, r, key, cp, ic.Witnesses, ic.MinCosignatures); err != nil {
 			return err
 		}
 	}
@@ -155,7 +157,7 @@ func looksLikePath(s string) bool {
 
 // endpoint opens the instance a project URI names: the standalone one, or a server the
 // user logged in to (ops.OpenEndpoint). The project defaults to the instance's selected one.
-func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
+func (e *env) endpoint(u ops.ProjectURI) (api.Endpoint, string, error) {
 	cfg, err := e.config()
 	if err != nil {
 		return nil, "", err
@@ -164,7 +166,7 @@ func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if r, ok := ep.(*ops.Remote); ok {
+	if r, ok := ep.(*client.Remote); ok {
 		if err := e.followLedger(cfg, r); err != nil {
 			ep.Close()
 			return nil, "", err
@@ -180,7 +182,7 @@ func (e *env) endpoint(u ops.ProjectURI) (ops.Endpoint, string, error) {
 }
 
 // runtimeEndpoint parses a runtime URI and opens its instance.
-func (e *env) runtimeEndpoint(uri string) (ops.RuntimeURI, ops.Endpoint, string, error) {
+func (e *env) runtimeEndpoint(uri string) (ops.RuntimeURI, api.Endpoint, string, error) {
 	u, err := ops.ParseRuntimeURI(uri)
 	if err != nil {
 		return u, nil, "", err

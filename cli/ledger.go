@@ -11,6 +11,8 @@ import (
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // LedgerCmd is `swcli ledger`: the audit trail.
@@ -51,8 +53,8 @@ func (c *LedgerCosignCmd) Run(e *env) error {
 	if ic == nil || ic.URL == "" {
 		return ops.Errorf(ops.KindUsage, "log in to it first: swcli instance login URL --alias NAME", "%s is not a server", c.Server)
 	}
-	r := ops.NewRemote(alias, ic.URL, ic.Token)
-	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	r := client.NewRemote(alias, ic.URL, ic.Token)
+	key, cp, err := ops.FollowLedger(e.ctx, r, ic.LedgerKey, ic.Checkpoint)
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func (c *LedgerCheckpointCmd) Run(e *env) error {
 }
 
 // checkpointRemote is the server a checkpoint is asked of: --instance, or the one on the root.
-func (e *env) checkpointRemote(t AdminTarget) (*ops.Remote, error) {
+func (e *env) checkpointRemote(t AdminTarget) (*client.Remote, error) {
 	a, err := e.admin(t)
 	if err != nil {
 		return nil, err
@@ -396,7 +398,7 @@ func (c *LedgerReplayCmd) Run(e *env) error {
 		return err
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"seq": snap.Head.Seq, "time": snap.Time, "project": project, "versions": ops.DTOs(vs)})
+		return e.printJSON(map[string]any{"seq": snap.Head.Seq, "time": snap.Time, "project": project, "versions": api.DTOs(vs)})
 	}
 	e.printf("state after event %d (%s), replayed in %s:\n", snap.Head.Seq, humanTime(snap.Time), time.Since(start).Round(time.Millisecond))
 	if len(vs) == 0 {

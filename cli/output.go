@@ -13,6 +13,7 @@ import (
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // jsonOut reports whether -o json was given.
@@ -83,7 +84,7 @@ func localURI(project, name, version string) string {
 }
 
 // uriOf is a runtime's (or version's) complete URI on an endpoint.
-func (e *env) uriOf(ep ops.Endpoint, project, name, version string) string {
+func (e *env) uriOf(ep api.Endpoint, project, name, version string) string {
 	s := fmt.Sprintf("%s/project/%s/runtime/%s", ep.Name(), project, name)
 	if version != "" {
 		s += "/version/" + version

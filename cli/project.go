@@ -5,6 +5,7 @@ import (
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // ProjectCmd is `swcli project`: projects of the selected instance (or of the instance a
@@ -31,9 +32,9 @@ func (e *env) projectTarget(uri string) (*ops.Config, string, ops.ProjectURI, er
 	return cfg, alias, u, err
 }
 
-func (e *env) remoteOf(cfg *ops.Config, alias string) *ops.Remote {
+func (e *env) remoteOf(cfg *ops.Config, alias string) *client.Remote {
 	ic := cfg.Instances[alias]
-	return ops.NewRemote(alias, ic.URL, ic.Token)
+	return client.NewRemote(alias, ic.URL, ic.Token)
 }
 
 // ProjectCreateCmd creates a project.

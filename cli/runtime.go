@@ -13,6 +13,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -193,7 +194,7 @@ func (c *RtListCmd) Run(e *env) error {
 		return err
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"project": project, "page": c.Page, "size": c.Size, "total": total, "versions": ops.DTOs(vs)})
+		return e.printJSON(map[string]any{"project": project, "page": c.Page, "size": c.Size, "total": total, "versions": api.DTOs(vs)})
 	}
 	if total == 0 {
 		e.printf("no runtimes in project %s\n", project)
@@ -233,7 +234,7 @@ func (c *RtInfoCmd) Run(e *env) error {
 	}
 	v := info.Version
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"project": project, "version": ops.DTO(v), "dirs": info.Totals.Dirs,
+		return e.printJSON(map[string]any{"project": project, "version": api.DTO(v), "dirs": info.Totals.Dirs,
 			"links": info.Totals.Links, "new_stored_bytes": v.NewBytes, "lock": info.Lock, "runtime_yaml": info.YAML,
 			"commands": nonNil(info.Commands())})
 	}
@@ -285,7 +286,7 @@ func (c *RtHistoryCmd) Run(e *env) error {
 	return e.history(ep, project, u.Name, u.Version, c.Fullname)
 }
 
-func (e *env) history(ep ops.Endpoint, project, name, ref string, full bool) error {
+func (e *env) history(ep api.Endpoint, project, name, ref string, full bool) error {
 	vs, err := ep.History(e.ctx, project, name)
 	if err != nil {
 		return err
@@ -299,7 +300,7 @@ func (e *env) history(ep ops.Endpoint, project, name, ref string, full bool) err
 		vs = []*ledger.Version{v}
 	}
 	if e.jsonOut() {
-		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": ops.DTOs(vs)})
+		return e.printJSON(map[string]any{"project": project, "runtime": name, "versions": api.DTOs(vs)})
 	}
 	if len(vs) == 0 {
 		e.printf("runtime %s has no versions yet: run 'swcli runtime build'\n", name)

@@ -16,10 +16,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swcli/swcli/ops"
-	"github.com/swcli/swcli/ops/console"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
+
+	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/console"
 )
 
 // ServerCmd is `swcli server`: run a cloud instance and manage its users and projects.
@@ -227,7 +229,7 @@ func (c *InstanceLoginCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	r := ops.NewRemote(c.Alias, strings.TrimRight(c.URL, "/"), tok)
+	r := client.NewRemote(c.Alias, strings.TrimRight(c.URL, "/"), tok)
 	user, admin, err := r.Whoami(e.ctx)
 	if err != nil {
 		return err
@@ -252,7 +254,7 @@ func (c *InstanceLoginCmd) Run(e *env) error {
 		// Logging in again changes no pin: the key and the last checkpoint stay.
 		ic.LedgerKey, ic.Checkpoint = old.LedgerKey, old.Checkpoint
 	}
-	key, cp, err := r.FollowLedger(e.ctx, ic.LedgerKey, ic.Checkpoint)
+	key, cp, err := ops.FollowLedger(e.ctx, r, ic.LedgerKey, ic.Checkpoint)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,10 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // Tenant isolation on a server. A chunk's hash is not a capability: a user reads a chunk,
@@ -154,7 +156,7 @@ func (a *access) compactUploads() error {
 		}
 		p := filepath.Join(a.dir, user+".uploads")
 		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, EncodeHashes(keep), 0o600); err != nil {
+		if err := os.WriteFile(tmp, api.EncodeHashes(keep), 0o600); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, p); err != nil {
@@ -182,7 +184,7 @@ func (a *access) addUploads(ctx context.Context, user string, hs []cas.Hash) err
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write(EncodeHashes(hs)); err != nil {
+		if _, err := f.Write(api.EncodeHashes(hs)); err != nil {
 			f.Close()
 			return err
 		}

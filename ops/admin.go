@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -279,54 +281,54 @@ func (d AdminDirect) LedgerExport(ctx context.Context, w io.Writer) error {
 }
 
 // AdminRemote administers a running server through its admin API.
-type AdminRemote struct{ *Remote }
+type AdminRemote struct{ *client.Remote }
 
 func (r AdminRemote) Where() string { return r.Name() }
 func (r AdminRemote) Users(ctx context.Context) ([]UserInfo, error) {
 	var out struct {
 		Users []UserInfo `json:"users"`
 	}
-	return out.Users, r.getJSON(ctx, RouteAdminUsers.URL(), &out)
+	return out.Users, r.GetJSON(ctx, api.RouteAdminUsers.URL(), &out)
 }
 func (r AdminRemote) AddUser(ctx context.Context, name string, admin bool) (string, error) {
 	var out struct {
 		Token string `json:"token"`
 	}
-	return out.Token, r.postJSON(ctx, RouteAdminAddUser.URL(), map[string]any{"name": name, "admin": admin}, &out)
+	return out.Token, r.PostJSON(ctx, api.RouteAdminAddUser.URL(), map[string]any{"name": name, "admin": admin}, &out)
 }
 func (r AdminRemote) IssueToken(ctx context.Context, name string) (string, error) {
 	var out struct {
 		Token string `json:"token"`
 	}
-	return out.Token, r.postJSON(ctx, RouteAdminToken.URL(name), map[string]any{}, &out)
+	return out.Token, r.PostJSON(ctx, api.RouteAdminToken.URL(name), map[string]any{}, &out)
 }
 func (r AdminRemote) Revoke(ctx context.Context, name string) error {
-	return r.postJSON(ctx, RouteAdminRevoke.URL(name), map[string]any{}, nil)
+	return r.PostJSON(ctx, api.RouteAdminRevoke.URL(name), map[string]any{}, nil)
 }
 func (r AdminRemote) Projects(ctx context.Context) ([]ProjectInfo, error) {
 	var out struct {
 		Projects []ProjectInfo `json:"projects"`
 	}
-	return out.Projects, r.getJSON(ctx, RouteAdminProjects.URL(), &out)
+	return out.Projects, r.GetJSON(ctx, api.RouteAdminProjects.URL(), &out)
 }
 func (r AdminRemote) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, RouteAdminAddProject.URL(), map[string]any{"name": name, "members": formats.NonNil(members)}, &out)
+	return &out, r.PostJSON(ctx, api.RouteAdminAddProject.URL(), map[string]any{"name": name, "members": formats.NonNil(members)}, &out)
 }
 func (r AdminRemote) RemoveProject(ctx context.Context, name string) error {
-	return r.postJSON(ctx, RouteAdminRmProject.URL(name), map[string]any{}, nil)
+	return r.PostJSON(ctx, api.RouteAdminRmProject.URL(name), map[string]any{}, nil)
 }
 func (r AdminRemote) SetMembers(ctx context.Context, project string, add, remove []string) (*ProjectInfo, error) {
 	var out ProjectInfo
-	return &out, r.postJSON(ctx, RouteAdminMembers.URL(project), map[string]any{"add": formats.NonNil(add), "remove": formats.NonNil(remove)}, &out)
+	return &out, r.PostJSON(ctx, api.RouteAdminMembers.URL(project), map[string]any{"add": formats.NonNil(add), "remove": formats.NonNil(remove)}, &out)
 }
 func (r AdminRemote) GC(ctx context.Context) (cas.ReclaimReport, error) {
 	var out cas.ReclaimReport
-	return out, r.postJSON(ctx, RouteAdminGC.URL(), map[string]any{}, &out)
+	return out, r.PostJSON(ctx, api.RouteAdminGC.URL(), map[string]any{}, &out)
 }
 func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
 	var out FsckSummary
-	if err := r.postJSON(ctx, RouteAdminFsck.URL(), map[string]any{}, &out); err != nil {
+	if err := r.PostJSON(ctx, api.RouteAdminFsck.URL(), map[string]any{}, &out); err != nil {
 		return nil, err
 	}
 	if out.Corrupt > 0 || out.LostPacks > 0 {
@@ -337,12 +339,12 @@ func (r AdminRemote) Fsck(ctx context.Context) (*FsckSummary, error) {
 
 func (r AdminRemote) LedgerVerify(ctx context.Context) (*LedgerReport, error) {
 	var out LedgerReport
-	return &out, r.postJSON(ctx, RouteAdminVerify.URL(), map[string]any{}, &out)
+	return &out, r.PostJSON(ctx, api.RouteAdminVerify.URL(), map[string]any{}, &out)
 }
 
 // LedgerExport streams the server's export to w.
 func (r AdminRemote) LedgerExport(ctx context.Context, w io.Writer) error {
-	resp, err := r.do(ctx, "GET", RouteAdminExport.URL(), nil, "")
+	resp, err := r.Do(ctx, "GET", api.RouteAdminExport.URL(), nil, "")
 	if err != nil {
 		return err
 	}
@@ -383,14 +385,14 @@ func Serving(root string) bool {
 }
 
 // NewSocketRemote is a client of the server serving root, through its socket.
-func NewSocketRemote(root string) *Remote {
+func NewSocketRemote(root string) *client.Remote {
 	sock := socketAddr(root)
-	r := NewRemote("", "http://server.sock", "")
+	r := client.NewRemote("", "http://server.sock", "")
 	r.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
-	r.socket = root
+	r.Socket = root
 	return r
 }
 

@@ -10,17 +10,18 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // commitHook is a copy destination on which the server's admin runs gc between the
 // copy's uploads and its commit: the worst moment.
 type commitHook struct {
-	ops.Endpoint
+	api.Endpoint
 	before func()
 	ran    int
 }
 
-func (h *commitHook) Commit(c context.Context, project string, vs []ops.CommitVersion) error {
+func (h *commitHook) Commit(c context.Context, project string, vs []api.CommitVersion) error {
 	h.before()
 	h.ran++
 	return h.Endpoint.Commit(c, project, vs)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // Attacks on what a server takes in (issue 25): names, manifests, repeated claims and
@@ -44,7 +45,7 @@ func TestCommittedNamesAreNormalised(t *testing.T) {
 	in := openInstance(t, t.TempDir())
 	h := storeManifest(t, in, 1)
 	ep := ops.LocalEndpoint{In: in}
-	if err := ep.Commit(ctx, "self", []ops.CommitVersion{{Runtime: "CON", Version: ops.VersionID(h), Manifest: h, Mode: "venv"}}); err != nil {
+	if err := ep.Commit(ctx, "self", []api.CommitVersion{{Runtime: "CON", Version: ops.VersionID(h), Manifest: h, Mode: "venv"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"con", "CON", "Con"} {
@@ -65,7 +66,7 @@ func TestCommitOfAMalformedManifestIsInvalid(t *testing.T) {
 	h := cas.Sum(junk)
 	in.Store.Put(ctx, h, junk)
 	in.Store.Flush(ctx)
-	err := ops.LocalEndpoint{In: in}.Commit(ctx, "self", []ops.CommitVersion{{Runtime: "x", Version: ops.VersionID(h), Manifest: h}})
+	err := ops.LocalEndpoint{In: in}.Commit(ctx, "self", []api.CommitVersion{{Runtime: "x", Version: ops.VersionID(h), Manifest: h}})
 	if ops.KindOf(err) != ops.KindInvalid {
 		t.Fatalf("commit of a malformed manifest: %v (kind %v), want invalid", err, ops.KindOf(err))
 	}
@@ -80,9 +81,9 @@ func TestCommitChecksEachManifestOnce(t *testing.T) {
 	}
 	in := openInstance(t, t.TempDir())
 	h := storeManifest(t, in, 100_000)
-	var vs []ops.CommitVersion
+	var vs []api.CommitVersion
 	for i := range 2000 {
-		vs = append(vs, ops.CommitVersion{Runtime: fmt.Sprintf("r%d", i), Version: ops.VersionID(h), Manifest: h, Mode: "venv"})
+		vs = append(vs, api.CommitVersion{Runtime: fmt.Sprintf("r%d", i), Version: ops.VersionID(h), Manifest: h, Mode: "venv"})
 	}
 	// Once per commit is well under a second here (the test logs it); the bound leaves a
 	// wide margin for a loaded machine, and none for a check per name.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -252,12 +252,8 @@ func OpenCheckpoint(msg []byte, vkey string) (Checkpoint, error) {
 	return c, err
 }
 
-// Consistency is a proof that the tree of From events is a prefix of the tree of To.
-type Consistency struct {
-	From  uint64   `json:"from"`
-	To    uint64   `json:"to"`
-	Proof []string `json:"proof"` // base64 hashes
-}
+// Consistency is the proof GET /api/v1/ledger/consistency answers (api.Consistency).
+type Consistency = api.Consistency
 
 // Inclusion is a proof that event Seq is in the tree of Size events.
 type Inclusion struct {
@@ -381,40 +377,11 @@ func parseCheckpoint(text string) (Checkpoint, error) {
 	return c, nil
 }
 
-// LedgerKey is the server's checkpoint verifier key ("" and no error if it publishes none).
-func (c *Remote) LedgerKey(ctx context.Context) (string, error) {
-	var out struct {
-		Key string `json:"key"`
-	}
-	err := c.getJSON(ctx, RouteLedgerKey.URL(), &out)
-	if KindOf(err) == KindNotFound {
-		return "", nil
-	}
-	return out.Key, err
-}
-
-// Checkpoint is the server's signed checkpoint, as sent.
-func (c *Remote) Checkpoint(ctx context.Context) ([]byte, error) {
-	resp, err := c.do(ctx, "GET", RouteCheckpoint.URL(), nil, "")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-}
-
-// Consistency asks the server to prove that its tree of from events is a prefix of its
-// tree of to events.
-func (c *Remote) Consistency(ctx context.Context, from, to uint64) (*Consistency, error) {
-	var out Consistency
-	return &out, c.getJSON(ctx, fmt.Sprintf("%s?from=%d&to=%d", RouteConsistency.URL(), from, to), &out)
-}
-
 // FollowLedger is what a client does at each contact: it fetches the server's checkpoint,
 // verifies it with the pinned key (pinning the server's key on first contact, trust on
 // first use), and checks that it extends the last checkpoint seen. It returns the key and
 // the checkpoint to remember; pinned is "" only at first contact.
-func (c *Remote) FollowLedger(ctx context.Context, pinned, last string) (key string, cp Checkpoint, err error) {
+func FollowLedger(ctx context.Context, c *client.Remote, pinned, last string) (key string, cp Checkpoint, err error) {
 	key = pinned
 	if key == "" {
 		if key, err = c.LedgerKey(ctx); err != nil || key == "" {
@@ -513,11 +480,11 @@ func takeCosignature(ctx context.Context, in *Instance, msg []byte) (string, err
 // CheckWitnesses checks that at least min of the witnesses (verifier keys) have cosigned a
 // checkpoint of serverKey's that cp extends (or equals), with the cosigned notes the server
 // keeps; it returns how many vouch.
-func (c *Remote) CheckWitnesses(ctx context.Context, serverKey string, cp Checkpoint, witnesses []string, min int) (int, error) {
+func CheckWitnesses(ctx context.Context, c *client.Remote, serverKey string, cp Checkpoint, witnesses []string, min int) (int, error) {
 	var out struct {
 		Cosigned []string `json:"cosigned"`
 	}
-	if err := c.getJSON(ctx, RouteCosignatures.URL(), &out); err != nil {
+	if err := c.GetJSON(ctx, api.RouteCosignatures.URL(), &out); err != nil {
 		return 0, err
 	}
 	sv, err := note.NewVerifier(serverKey)
@@ -556,18 +523,4 @@ func (c *Remote) CheckWitnesses(ctx context.Context, serverKey string, cp Checkp
 			Hint: "the server may show you a history the witnesses have not seen: ask them to cosign ('swcli ledger cosign ALIAS'), or tell its admin"}
 	}
 	return vouch, nil
-}
-
-// PostCosignature sends a witness's cosigned checkpoint to the server; it returns the
-// name the server filed it under.
-func (c *Remote) PostCosignature(ctx context.Context, msg []byte) (string, error) {
-	resp, err := c.do(ctx, "POST", RouteCosign.URL(), msg, "text/plain")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Witness string `json:"witness"`
-	}
-	return out.Witness, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // A client pins the server's key at first contact and, at every contact after, takes a
@@ -20,8 +21,8 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	in := openServerInstance(t, c.root)
 	srv := httptest.NewServer(ops.NewServer(in).Handler())
 	defer srv.Close()
-	r := ops.NewRemote("team", srv.URL, c.tokens["alice"])
-	key, cp1, err := r.FollowLedger(ctx, "", "")
+	r := client.NewRemote("team", srv.URL, c.tokens["alice"])
+	key, cp1, err := ops.FollowLedger(ctx, r, "", "")
 	if err != nil || key == "" || cp1.Size == 0 {
 		t.Fatalf("first contact: %q %+v %v", key, cp1, err)
 	}
@@ -35,7 +36,7 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 		}
 	}
 	grow(in, "p1", "p2")
-	_, cp2, err := r.FollowLedger(ctx, key, cp1.Note)
+	_, cp2, err := ops.FollowLedger(ctx, r, key, cp1.Note)
 	if err != nil || cp2.Size != cp1.Size+2 {
 		t.Fatalf("an honest growth: %+v %v", cp2, err)
 	}
@@ -53,10 +54,10 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	fork := openServerInstance(t, forkRoot)
 	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
 	defer forkSrv.Close()
-	fr := ops.NewRemote("team", forkSrv.URL, c.tokens["alice"])
+	fr := client.NewRemote("team", forkSrv.URL, c.tokens["alice"])
 	check := func(what, says string) {
 		t.Helper()
-		_, _, err := fr.FollowLedger(ctx, key, cp2.Note)
+		_, _, err := ops.FollowLedger(ctx, fr, key, cp2.Note)
 		if err == nil || ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), says) ||
 			!strings.Contains(err.Error(), cp2.String()) {
 			t.Fatalf("%s: %v, want refused (%q, naming the checkpoint seen)", what, err, says)
@@ -77,7 +78,7 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	oi := openServerInstance(t, other)
 	os2 := httptest.NewServer(ops.NewServer(oi).Handler())
 	defer os2.Close()
-	if _, _, err := ops.NewRemote("team", os2.URL, c.tokens["alice"]).FollowLedger(ctx, key, ""); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "pinned key") {
+	if _, _, err := ops.FollowLedger(ctx, client.NewRemote("team", os2.URL, c.tokens["alice"]), key, ""); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "pinned key") {
 		t.Fatalf("another key: %v", err)
 	}
 }
@@ -104,8 +105,8 @@ func TestLedgerKeyRotation(t *testing.T) {
 	in := openServerInstance(t, c.root)
 	srv := httptest.NewServer(ops.NewServer(in).Handler())
 	defer srv.Close()
-	r := ops.NewRemote("team", srv.URL, c.tokens["alice"])
-	key, cp, err := r.FollowLedger(ctx, "", "")
+	r := client.NewRemote("team", srv.URL, c.tokens["alice"])
+	key, cp, err := ops.FollowLedger(ctx, r, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +114,10 @@ func TestLedgerKeyRotation(t *testing.T) {
 	if err != nil || old != key || nk == key {
 		t.Fatalf("rotate: %q %q %v", old, nk, err)
 	}
-	if _, _, err := r.FollowLedger(ctx, key, cp.Note); ops.KindOf(err) != ops.KindCorrupt {
+	if _, _, err := ops.FollowLedger(ctx, r, key, cp.Note); ops.KindOf(err) != ops.KindCorrupt {
 		t.Fatalf("the old pin after a rotation: %v", err)
 	}
-	if _, cp2, err := r.FollowLedger(ctx, nk, cp.Note); err != nil || cp2.Size <= cp.Size {
+	if _, cp2, err := ops.FollowLedger(ctx, r, nk, cp.Note); err != nil || cp2.Size <= cp.Size {
 		t.Fatalf("the new pin: %+v %v", cp2, err)
 	}
 	n := 0
@@ -150,8 +151,8 @@ func TestWitnessesCatchAFork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := ops.NewRemote("team", srv.URL, c.tokens["bob"]) // any user may witness
-	key, cp, err := w.FollowLedger(ctx, "", "")
+	w := client.NewRemote("team", srv.URL, c.tokens["bob"]) // any user may witness
+	key, cp, err := ops.FollowLedger(ctx, w, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,12 +170,12 @@ func TestWitnessesCatchAFork(t *testing.T) {
 	if _, err := in.Ledger.Append(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	client := ops.NewRemote("team", srv.URL, c.tokens["alice"])
-	_, now, err := client.FollowLedger(ctx, key, "")
+	alice := client.NewRemote("team", srv.URL, c.tokens["alice"])
+	_, now, err := ops.FollowLedger(ctx, alice, key, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := client.CheckWitnesses(ctx, key, now, []string{wkey}, 1); err != nil || n != 1 {
+	if n, err := ops.CheckWitnesses(ctx, alice, key, now, []string{wkey}, 1); err != nil || n != 1 {
 		t.Fatalf("a history the witness vouched for, grown since: %d %v", n, err)
 	}
 	// The fork: the server's key and users, its cosignatures file, another history.
@@ -191,12 +192,12 @@ func TestWitnessesCatchAFork(t *testing.T) {
 	}
 	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
 	defer forkSrv.Close()
-	victim := ops.NewRemote("team", forkSrv.URL, c.tokens["alice"])
-	_, fcp, err := victim.FollowLedger(ctx, key, "") // a new client: nothing seen before
+	victim := client.NewRemote("team", forkSrv.URL, c.tokens["alice"])
+	_, fcp, err := ops.FollowLedger(ctx, victim, key, "") // a new client: nothing seen before
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := victim.CheckWitnesses(ctx, key, fcp, []string{wkey}, 1); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "0 of the 1 witnesses") {
+	if _, err := ops.CheckWitnesses(ctx, victim, key, fcp, []string{wkey}, 1); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "0 of the 1 witnesses") {
 		t.Fatalf("a fork the witness never saw: %v", err)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"slices"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // Config is the client's configuration file (SWCLI_CONFIG, default
@@ -140,7 +143,7 @@ func (c *Config) AliasOf(r InstanceRef) (string, error) {
 // OpenEndpoint opens the instance a project URI names: the standalone one (through
 // openLocal), or a server the user logged in to. The project defaults to the instance's
 // selected one.
-func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)) (Endpoint, string, error) {
+func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)) (api.Endpoint, string, error) {
 	if u.Instance.IsLocal(cfg.CurrentInstance) {
 		in, err := openLocal()
 		if err != nil {
@@ -168,5 +171,5 @@ func OpenEndpoint(cfg *Config, u ProjectURI, openLocal func() (*Instance, error)
 		return nil, "", Errorf(KindUsage, "swcli project select cloud://"+alias+"/project/NAME ('swcli project list "+alias+"' shows them)",
 			"no project selected on cloud://%s", alias)
 	}
-	return NewRemote(alias, ic.URL, ic.Token), p, nil
+	return client.NewRemote(alias, ic.URL, ic.Token), p, nil
 }

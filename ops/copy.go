@@ -10,15 +10,16 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
 // CopyRequest is `swcli runtime copy`.
 type CopyRequest struct {
-	Src        Endpoint
+	Src        api.Endpoint
 	SrcProject string
 	SrcURI     RuntimeURI // Name "" copies the whole project
-	Dst        Endpoint
+	Dst        api.Endpoint
 	DstProject string
 	DstName    string       // the runtime's name at the destination (a rename; one runtime only)
 	IgnoreTags bool         // leave the user tags behind (Starwhale's --ignore-tag)
@@ -42,13 +43,10 @@ type CopyResult struct {
 	SentBytes  int64    // stored bytes that travelled
 }
 
-// batchBytes is the size of one upload of chunks (copy, RemoteStore).
-const batchBytes = 16 << 20
-
 // allVersions lists every live version of a runtime (of the project when runtime is "")
 // at ep, page by page: a server answers a page at most MaxPageSize long, DefaultPageSize
 // when asked for all. With missingOK a runtime ep lacks has none.
-func allVersions(ctx context.Context, ep Endpoint, project, runtime string, missingOK bool) ([]*ledger.Version, error) {
+func allVersions(ctx context.Context, ep api.Endpoint, project, runtime string, missingOK bool) ([]*ledger.Version, error) {
 	var out []*ledger.Version
 	for page := 1; ; page++ {
 		vs, total, err := ep.Versions(ctx, project, runtime, ledger.ListOptions{Page: page, Size: MaxPageSize, MissingOK: missingOK})
@@ -69,7 +67,7 @@ func allVersions(ctx context.Context, ep Endpoint, project, runtime string, miss
 // copy sends only what did not arrive.
 func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 	if req.BatchBytes <= 0 {
-		req.BatchBytes = batchBytes
+		req.BatchBytes = api.BatchBytes
 	}
 	if req.InFlight <= 0 {
 		req.InFlight = 4
@@ -194,13 +192,13 @@ func Copy(ctx context.Context, req CopyRequest) (*CopyResult, error) {
 		return nil, err
 	}
 	// 5. Commit: the single point where versions appear at the destination.
-	var commits []CommitVersion
+	var commits []api.CommitVersion
 	for _, v := range todo {
 		tags := formats.NonNil(v.Tags)
 		if req.IgnoreTags {
 			tags = []string{}
 		}
-		commits = append(commits, CommitVersion{Runtime: dstName(v), Version: v.ID, Manifest: v.Manifest,
+		commits = append(commits, api.CommitVersion{Runtime: dstName(v), Version: v.ID, Manifest: v.Manifest,
 			Size: v.Size, Files: v.Files, Python: v.Python, Mode: v.Mode,
 			Source:      fmt.Sprintf("%s/project/%s/runtime/%s/version/%s", req.Src.Name(), req.SrcProject, v.Runtime, v.ID),
 			SourceActor: v.Actor, Tags: tags, Origin: v.Origin})
@@ -224,7 +222,7 @@ func counted(n int, what string) string {
 // copySources lists what a copy source names: one version, every live version of a
 // runtime, or of the project; oldest first and each runtime's latest last, so that latest
 // ends at the destination where it is at the source.
-func copySources(ctx context.Context, src Endpoint, project string, u RuntimeURI) ([]*ledger.Version, error) {
+func copySources(ctx context.Context, src api.Endpoint, project string, u RuntimeURI) ([]*ledger.Version, error) {
 	if u.Version != "" {
 		v, err := src.Resolve(ctx, project, u.Name, u.Version)
 		if err != nil {
@@ -255,7 +253,7 @@ func copySources(ctx context.Context, src Endpoint, project string, u RuntimeURI
 
 // chunkSource is implemented by endpoints that can read a manifest directly.
 type chunkSource interface {
-	GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error
+	GetChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) error
 }
 
 func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (map[cas.Hash]*cas.Manifest, error) {
@@ -267,7 +265,7 @@ func loadManifests(ctx context.Context, src chunkSource, vs []*ledger.Version) (
 			hs = append(hs, v.Manifest)
 		}
 	}
-	err := src.GetChunks(ctx, hs, func(c Chunk) error {
+	err := src.GetChunks(ctx, hs, func(c api.Chunk) error {
 		h := c.Hash
 		if c.Raw.Enc == cas.EncGroup {
 			return fmt.Errorf("manifest %s: sent as a group", h)
@@ -292,7 +290,7 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []Chunk, req.InFlight)
+	batches := make(chan []api.Chunk, req.InFlight)
 	var sent atomic.Int64 // stored bytes the destination acknowledged
 	for range req.InFlight {
 		g.Go(func() error {
@@ -316,13 +314,13 @@ func send(ctx context.Context, req CopyRequest, missing []cas.Hash, res *CopyRes
 	}
 	g.Go(func() error {
 		defer close(batches)
-		var cur []Chunk
+		var cur []api.Chunk
 		size := 0
 		// One call for the lot: a local source sends a group whole only when it sees all of
 		// its chunks asked for; a remote one asks its server in bounded requests itself.
-		err := req.Src.GetChunks(gctx, missing, func(c Chunk) error {
+		err := req.Src.GetChunks(gctx, missing, func(c api.Chunk) error {
 			cur = append(cur, c)
-			size += len(c.Raw.Data) + frameHeader
+			size += len(c.Raw.Data) + api.FrameHeader
 			if size >= req.BatchBytes {
 				select {
 				case batches <- cur:

@@ -5,135 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"time"
 	"unicode/utf8"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
-
-// Endpoint is an instance as the runtime commands and copy see it: the standalone one
-// (LocalEndpoint) or a server reached over HTTP (Remote). The server's handlers call a
-// LocalEndpoint.
-type Endpoint interface {
-	Name() string // local, or cloud://ALIAS
-
-	Versions(ctx context.Context, project, runtime string, opt ledger.ListOptions) ([]*ledger.Version, int, error)
-	History(ctx context.Context, project, runtime string) ([]*ledger.Version, error)
-	Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error)
-	Info(ctx context.Context, project, runtime, ref string) (*Info, error)
-	Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error)
-	RemoveTargets(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
-	Remove(ctx context.Context, project, runtime, ref string, purge bool) ([]*ledger.Version, error)
-	Recover(ctx context.Context, project, runtime, ref string) ([]*ledger.Version, error)
-
-	// Missing answers which chunks the endpoint lacks, sorted.
-	Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error)
-	// GetChunks streams chunks as stored: only those of hs, each once (a group of several
-	// of them counts for each); fn verifies them (PutChunks does).
-	GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error
-	// PutChunks verifies every chunk, then stores them durably, or stores none.
-	PutChunks(ctx context.Context, cs []Chunk) error
-	// Commit makes versions appear in a project, each once its manifest and every chunk
-	// it uses are present: one runtime.copied event each, in one batch.
-	Commit(ctx context.Context, project string, vs []CommitVersion) error
-
-	Close() error
-}
-
-// Chunk is a chunk as stored, with its name.
-type Chunk struct {
-	Hash cas.Hash
-	Raw  cas.Raw
-	// Group is set when a group was verified already (a download checks what it is sent
-	// as it arrives); PutChunks then does not decompress it again.
-	Group *cas.Group
-}
-
-// MaxBatchDecoded bounds what the chunks of one batch may decode to: what one PutChunks
-// may hold in memory and spend CPU on, whatever their stored size.
-const MaxBatchDecoded = 128 << 20
-
-// CommitVersion is what a copy commits at the destination.
-type CommitVersion struct {
-	Runtime     string   `json:"runtime"`
-	Version     string   `json:"version"`
-	Manifest    cas.Hash `json:"manifest"`
-	Size        int64    `json:"size"`
-	Files       int64    `json:"files"`
-	Python      string   `json:"python"`
-	Mode        string   `json:"mode"`
-	Source      string   `json:"source"`
-	SourceActor string   `json:"source_actor"`
-	Tags        []string `json:"tags"`
-	Origin      string   `json:"origin,omitempty"` // the id it had where it was made
-}
-
-// VersionDTO is a version as JSON: the CLI's -o json output and the server's answers.
-type VersionDTO struct {
-	Project  string    `json:"project"`
-	Runtime  string    `json:"runtime"`
-	Version  string    `json:"version"`
-	Status   string    `json:"status"`
-	Tags     []string  `json:"tags"`
-	UserTags []string  `json:"user_tags"`
-	VN       int       `json:"vn"`
-	Latest   bool      `json:"latest"`
-	Size     int64     `json:"size"`
-	Files    int64     `json:"files"`
-	NewBytes int64     `json:"new_bytes"`
-	Python   string    `json:"python"`
-	Mode     string    `json:"mode"`
-	Manifest cas.Hash  `json:"manifest"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-	Actor    string    `json:"actor"`
-	Source   string    `json:"source,omitempty"`
-	Origin   string    `json:"origin,omitempty"`
-	// Event is the ledger event that made the version (its sequence number; the tree's
-	// record Event-1): 'swcli ledger prove EVENT' proves it.
-	Event uint64 `json:"event"`
-}
-
-// DTO converts a version for JSON.
-func DTO(v *ledger.Version) VersionDTO {
-	tags := v.AllTags()
-	if tags == nil {
-		tags = []string{}
-	}
-	return VersionDTO{Project: v.Project, Runtime: v.Runtime, Version: v.ID, Status: v.Status.String(),
-		Tags: tags, UserTags: formats.NonNil(v.Tags), VN: v.VN, Latest: v.Latest, Size: v.Size,
-		Files: v.Files, NewBytes: v.NewBytes, Python: v.Python, Mode: v.Mode, Manifest: v.Manifest,
-		Created: v.Created, Updated: v.Updated, Actor: v.Actor, Source: v.Source, Origin: v.Origin, Event: v.Seq}
-}
-
-// DTOs converts versions for JSON.
-func DTOs(vs []*ledger.Version) []VersionDTO {
-	out := make([]VersionDTO, 0, len(vs))
-	for _, v := range vs {
-		out = append(out, DTO(v))
-	}
-	return out
-}
-
-// FromDTO converts back.
-func FromDTO(d VersionDTO) *ledger.Version {
-	status := map[string]ledger.Status{"live": ledger.StatusLive, "removed": ledger.StatusRemoved, "purged": ledger.StatusPurged}[d.Status]
-	tags := d.UserTags
-	if len(tags) == 0 {
-		tags = nil
-	}
-	return &ledger.Version{Project: d.Project, Runtime: d.Runtime, ID: d.Version, Status: status,
-		Created: d.Created, Updated: d.Updated, Manifest: d.Manifest, Size: d.Size, NewBytes: d.NewBytes,
-		Files: d.Files, VN: d.VN, Tags: tags, Python: d.Python, Mode: d.Mode, Actor: d.Actor,
-		Source: d.Source, Origin: d.Origin, Latest: d.Latest, Seq: d.Event}
-}
 
 // Local is the Endpoint of an open standalone instance.
 type LocalEndpoint struct{ In *Instance }
 
-var _ Endpoint = LocalEndpoint{}
+var _ api.Endpoint = LocalEndpoint{}
 
 func (l LocalEndpoint) Name() string { return l.In.Name }
 
@@ -182,14 +65,14 @@ func (l LocalEndpoint) Resolve(ctx context.Context, project, runtime, ref string
 	return l.In.Resolve(project, runtime, ref)
 }
 
-func (l LocalEndpoint) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
+func (l LocalEndpoint) Info(ctx context.Context, project, runtime, ref string) (*api.Info, error) {
 	if err := l.project(project); err != nil {
 		return nil, err
 	}
 	return versionInfo(ctx, l.In, project, runtime, ref)
 }
 
-func (l LocalEndpoint) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
+func (l LocalEndpoint) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*api.TagResult, error) {
 	return tagVersion(ctx, l.In, project, runtime, ref, tags, remove, quiet, force)
 }
 
@@ -211,20 +94,20 @@ func (l LocalEndpoint) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, 
 
 // GetChunks sends what hs names as it should travel: a group whose chunks hs names all
 // goes whole (cas.Local.Transfer). hs must not repeat a hash.
-func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error {
-	return l.In.Chunks.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(Chunk{Hash: h, Raw: r}) })
+func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) error {
+	return l.In.Chunks.Transfer(ctx, hs, func(_ int, h cas.Hash, r cas.Raw) error { return fn(api.Chunk{Hash: h, Raw: r}) })
 }
 
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
 // chunk stores nothing, then makes it durable.
-func (l LocalEndpoint) PutChunks(ctx context.Context, cs []Chunk) error {
+func (l LocalEndpoint) PutChunks(ctx context.Context, cs []api.Chunk) error {
 	_, err := l.putChunks(ctx, cs)
 	return err
 }
 
 // putChunks is PutChunks that also returns the hashes of the chunks the batch held (a
 // group's chunks one by one): what a server records as the uploader's.
-func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, error) {
+func (l LocalEndpoint) putChunks(ctx context.Context, cs []api.Chunk) ([]cas.Hash, error) {
 	var declared int64
 	for _, c := range cs {
 		if c.Raw.Len < 0 || c.Raw.Len > cas.MaxBlob {
@@ -234,8 +117,8 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 			declared += c.Raw.Len
 		}
 	}
-	if declared > MaxBatchDecoded {
-		return nil, &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, MaxBatchDecoded),
+	if declared > api.MaxBatchDecoded {
+		return nil, &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, api.MaxBatchDecoded),
 			Hint: "send smaller batches"}
 	}
 	var scratch []byte
@@ -278,13 +161,13 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []Chunk) ([]cas.Hash, e
 	return stored, put.Flush(ctx)
 }
 
-func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []CommitVersion) error {
+func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []api.CommitVersion) error {
 	return l.commit(ctx, project, vs, nil)
 }
 
 // commit is Commit with the manifests the caller has loaded already (a server, which
 // checked them for access).
-func (l LocalEndpoint) commit(ctx context.Context, project string, vs []CommitVersion, loaded map[cas.Hash]*cas.Manifest) error {
+func (l LocalEndpoint) commit(ctx context.Context, project string, vs []api.CommitVersion, loaded map[cas.Hash]*cas.Manifest) error {
 	if err := l.project(project); err != nil {
 		return err
 	}
@@ -358,7 +241,7 @@ func (l LocalEndpoint) Close() error { return l.In.Close() }
 
 // loadCommitManifest loads the manifest a commit names: one not stored yet is "run the copy
 // again" (exists), one that is no manifest is the client's fault (invalid).
-func loadCommitManifest(ctx context.Context, st cas.Getter, c CommitVersion) (*cas.Manifest, error) {
+func loadCommitManifest(ctx context.Context, st cas.Getter, c api.CommitVersion) (*cas.Manifest, error) {
 	m, err := cas.LoadManifest(ctx, st, c.Manifest)
 	if errors.Is(err, cas.ErrNotFound) {
 		return nil, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version)
@@ -379,7 +262,7 @@ const (
 // deriveCommit is what a commit records: sizes and file counts from the manifest, the
 // python version from the bundled venv when there is one, and only checked values from
 // the client (mode, python, source, tags), never its word on anything it can prove.
-func deriveCommit(m *cas.Manifest, c CommitVersion, py string, bundled bool) (CommitVersion, error) {
+func deriveCommit(m *cas.Manifest, c api.CommitVersion, py string, bundled bool) (api.CommitVersion, error) {
 	t := m.Totals()
 	d := c
 	d.Size, d.Files = t.Size, int64(t.Files)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // Every kind travels as its own status and name and comes back as itself; statuses come
@@ -35,7 +36,7 @@ func TestErrorKindsTravel(t *testing.T) {
 		if st != c.status {
 			t.Errorf("%v: status %d, want %d", c.err, st, c.status)
 		}
-		if k := kindFromAnswer(st, KindOf(c.err).String()); k != c.kind {
+		if k := client.KindFromAnswer(st, KindOf(c.err).String()); k != c.kind {
 			t.Errorf("%v: back as kind %v, want %v", c.err, k, c.kind)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -15,18 +16,18 @@ import (
 
 func FuzzReadFrames(f *testing.F) {
 	var buf bytes.Buffer
-	WriteFrame(&buf, cas.Sum([]byte("a")), cas.Raw{Enc: cas.EncRaw, Len: 1, Data: []byte("a")})
-	WriteFrame(&buf, cas.Hash{}, cas.Raw{Len: 1})
+	api.WriteFrame(&buf, cas.Sum([]byte("a")), cas.Raw{Enc: cas.EncRaw, Len: 1, Data: []byte("a")})
+	api.WriteFrame(&buf, cas.Hash{}, cas.Raw{Len: 1})
 	f.Add(buf.Bytes())
 	f.Add([]byte{})
-	f.Add(make([]byte, frameHeader))
-	hdr := make([]byte, frameHeader)
+	f.Add(make([]byte, api.FrameHeader))
+	hdr := make([]byte, api.FrameHeader)
 	hdr[cas.HashSize+5] = 0xff // claims a huge chunk, sends nothing
 	f.Add(hdr)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := 0
-		err := ReadFrames(bytes.NewReader(b), func(h cas.Hash, r cas.Raw) error {
-			if int64(len(r.Data)) > MaxWireChunk {
+		err := api.ReadFrames(bytes.NewReader(b), func(h cas.Hash, r cas.Raw) error {
+			if int64(len(r.Data)) > api.MaxWireChunk {
 				t.Fatalf("frame of %d bytes passed", len(r.Data))
 			}
 			n += len(r.Data)
@@ -39,11 +40,11 @@ func FuzzReadFrames(f *testing.F) {
 }
 
 func FuzzDecodeHashes(f *testing.F) {
-	f.Add(EncodeHashes([]cas.Hash{cas.Sum([]byte("a")), cas.Sum([]byte("b"))}))
+	f.Add(api.EncodeHashes([]cas.Hash{cas.Sum([]byte("a")), cas.Sum([]byte("b"))}))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hs, err := DecodeHashes(b)
-		if err == nil && !bytes.Equal(EncodeHashes(hs), b) {
+		hs, err := api.DecodeHashes(b)
+		if err == nil && !bytes.Equal(api.EncodeHashes(hs), b) {
 			t.Fatal("hash list does not round-trip")
 		}
 	})

@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // post sends a raw request to the test server as alice.
@@ -36,10 +39,10 @@ func post(t *testing.T, c *cloud, path string, body []byte) (int, map[string]any
 	return resp.StatusCode, m
 }
 
-func frames(cs ...ops.Chunk) []byte {
+func frames(cs ...api.Chunk) []byte {
 	var buf bytes.Buffer
 	for _, c := range cs {
-		ops.WriteFrame(&buf, c.Hash, c.Raw)
+		api.WriteFrame(&buf, c.Hash, c.Raw)
 	}
 	return buf.Bytes()
 }
@@ -70,9 +73,9 @@ func TestServerSurvivesHostileUploads(t *testing.T) {
 
 	// Many honest-looking 64 MiB frames in one batch: refused by what they declare, before
 	// any is decoded.
-	var many []ops.Chunk
+	var many []api.Chunk
 	for range 40 {
-		many = append(many, ops.Chunk{Hash: h, Raw: cas.Raw{Enc: cas.EncZstd, Len: cas.MaxBlob, Data: bomb}})
+		many = append(many, api.Chunk{Hash: h, Raw: cas.Raw{Enc: cas.EncZstd, Len: cas.MaxBlob, Data: bomb}})
 	}
 	start := time.Now()
 	if st, m := post(t, c, "/api/v1/chunks", frames(many...)); st != http.StatusRequestEntityTooLarge || m["kind"] != "too_large" {
@@ -83,25 +86,25 @@ func TestServerSurvivesHostileUploads(t *testing.T) {
 	}
 	// A frame that inflates past the length it declares stops at that length.
 	small := cas.Sum([]byte("x"))
-	if st, m := post(t, c, "/api/v1/chunks", frames(ops.Chunk{Hash: small, Raw: cas.Raw{Enc: cas.EncZstd, Len: 1024, Data: bomb}})); st != http.StatusUnprocessableEntity {
+	if st, m := post(t, c, "/api/v1/chunks", frames(api.Chunk{Hash: small, Raw: cas.Raw{Enc: cas.EncZstd, Len: 1024, Data: bomb}})); st != http.StatusUnprocessableEntity {
 		t.Fatalf("a 1 KiB chunk that inflates to 64 MiB: %d %v", st, m)
 	}
 	// A group of no chunks, and a group that claims more than a group may hold.
 	emptyGroup := enc.EncodeAll([]byte{0}, nil)
-	if st, m := post(t, c, "/api/v1/chunks", frames(ops.Chunk{Hash: cas.Sum([]byte("g")), Raw: cas.Raw{Enc: cas.EncGroup, Len: 1, Data: emptyGroup}})); st != http.StatusUnprocessableEntity {
+	if st, m := post(t, c, "/api/v1/chunks", frames(api.Chunk{Hash: cas.Sum([]byte("g")), Raw: cas.Raw{Enc: cas.EncGroup, Len: 1, Data: emptyGroup}})); st != http.StatusUnprocessableEntity {
 		t.Fatalf("an empty group: %d %v", st, m)
 	}
-	if st, m := post(t, c, "/api/v1/chunks", frames(ops.Chunk{Hash: cas.Sum([]byte("g")), Raw: cas.Raw{Enc: cas.EncGroup, Len: cas.MaxBlob, Data: bomb}})); st != http.StatusUnprocessableEntity {
+	if st, m := post(t, c, "/api/v1/chunks", frames(api.Chunk{Hash: cas.Sum([]byte("g")), Raw: cas.Raw{Enc: cas.EncGroup, Len: cas.MaxBlob, Data: bomb}})); st != http.StatusUnprocessableEntity {
 		t.Fatalf("a 64 MiB group: %d %v", st, m)
 	}
 	// A body over the limit is 413, not 400.
 	big := make([]byte, ops.MaxBatchBody+(4<<20))
-	copy(big, frames(ops.Chunk{Hash: h, Raw: cas.Raw{Enc: cas.EncRaw, Len: cas.MaxBlob, Data: zeros}}))
+	copy(big, frames(api.Chunk{Hash: h, Raw: cas.Raw{Enc: cas.EncRaw, Len: cas.MaxBlob, Data: zeros}}))
 	if st, m := post(t, c, "/api/v1/chunks", big); st != http.StatusRequestEntityTooLarge {
 		t.Fatalf("a body over the limit: %d %v", st, m)
 	}
 	// An unknown chunk is not found, by its kind too.
-	if st, m := post(t, c, "/api/v1/chunks/get", ops.EncodeHashes([]cas.Hash{cas.Sum([]byte("nobody has this"))})); st != http.StatusNotFound || m["kind"] != "not_found" {
+	if st, m := post(t, c, "/api/v1/chunks/get", api.EncodeHashes([]cas.Hash{cas.Sum([]byte("nobody has this"))})); st != http.StatusNotFound || m["kind"] != "not_found" {
 		t.Fatalf("an unknown chunk: %d %v", st, m)
 	}
 	// Nothing of it was stored, and the server still serves.
@@ -113,7 +116,7 @@ func TestServerSurvivesHostileUploads(t *testing.T) {
 	}
 	rss := peakRSS(cmd.Process.Pid)
 	t.Logf("server peak RSS after the hostile uploads: %d MiB", rss>>20)
-	if bound := int64(ops.MaxUploads*(ops.MaxBatchBody+ops.MaxBatchDecoded) + 256<<20); rss > bound {
+	if bound := int64(ops.MaxUploads*(ops.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound {
 		t.Fatalf("server peak RSS %d MiB, over its bound of %d MiB", rss>>20, bound>>20)
 	}
 }
@@ -130,7 +133,7 @@ func TestTinyUploadsDoNotMakeTinyPacks(t *testing.T) {
 	for i := range n {
 		data := fmt.Appendf(nil, "tiny %d", i)
 		h := cas.Sum(data)
-		if err := alice.PutChunks(ctx, []ops.Chunk{{Hash: h, Raw: cas.Raw{Enc: cas.EncRaw, Len: int64(len(data)), Data: data}}}); err != nil {
+		if err := alice.PutChunks(ctx, []api.Chunk{{Hash: h, Raw: cas.Raw{Enc: cas.EncRaw, Len: int64(len(data)), Data: data}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,7 +182,7 @@ func TestClientTakesOnlyWhatItAsked(t *testing.T) {
 	a, b, x := []byte("chunk a"), []byte("chunk b"), []byte("chunk x, never asked")
 	ha, hb, hx := cas.Sum(a), cas.Sum(b), cas.Sum(x)
 	raw := func(d []byte) cas.Raw { return cas.Raw{Enc: cas.EncRaw, Len: int64(len(d)), Data: d} }
-	cases := map[string][]ops.Chunk{
+	cases := map[string][]api.Chunk{
 		"not asked": {{Hash: ha, Raw: raw(a)}, {Hash: hx, Raw: raw(x)}},
 		"twice":     {{Hash: ha, Raw: raw(a)}, {Hash: ha, Raw: raw(a)}},
 	}
@@ -187,11 +190,11 @@ func TestClientTakesOnlyWhatItAsked(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Write(frames(answer...))
-				ops.WriteFrame(w, cas.Hash{}, cas.Raw{Len: 2})
+				api.WriteFrame(w, cas.Hash{}, cas.Raw{Len: 2})
 			}))
 			defer srv.Close()
 			got := map[cas.Hash]bool{}
-			err := ops.NewRemote("evil", srv.URL, "t").GetChunks(ctx, []cas.Hash{ha, hb}, func(c ops.Chunk) error {
+			err := client.NewRemote("evil", srv.URL, "t").GetChunks(ctx, []cas.Hash{ha, hb}, func(c api.Chunk) error {
 				got[c.Hash] = true
 				return nil
 			})
@@ -214,22 +217,22 @@ func TestCommitDerivesWhatItCan(t *testing.T) {
 	if err != nil || len(res.Versions) != 1 {
 		t.Fatalf("copy: %+v %v", res, err)
 	}
-	good := ops.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Size: -5, Files: 1 << 40, Python: "2.7", Mode: "venv", Source: "local/project/self"}
-	if err := alice.Commit(ctx, "mnist", []ops.CommitVersion{good}); err != nil {
+	good := api.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Size: -5, Files: 1 << 40, Python: "2.7", Mode: "venv", Source: "local/project/self"}
+	if err := alice.Commit(ctx, "mnist", []api.CommitVersion{good}); err != nil {
 		t.Fatalf("commit with wrong sizes: %v", err)
 	}
 	got, err := alice.Resolve(ctx, "mnist", "app", v.ID)
 	if err != nil || got.Size != v.Size || got.Files != v.Files || got.Python != "3.11.4" {
 		t.Fatalf("committed %+v; want size %d, files %d, python from pyvenv.cfg", got, v.Size, v.Files)
 	}
-	for field, bad := range map[string]ops.CommitVersion{
+	for field, bad := range map[string]api.CommitVersion{
 		"source with a script":   {Source: "<script>alert(1)</script>"},
 		"actor with an escape":   {SourceActor: "\x1b[31mroot\x1b[0m"},
 		"a long source":          {Source: strings.Repeat("x", ops.MaxTextField+1)},
 		"a mode that is no mode": {Mode: "docker"},
 	} {
 		bad.Runtime, bad.Version, bad.Manifest = "app", v.ID, v.Manifest
-		if err := alice.Commit(ctx, "mnist", []ops.CommitVersion{bad}); ops.KindOf(err) != ops.KindUsage {
+		if err := alice.Commit(ctx, "mnist", []api.CommitVersion{bad}); ops.KindOf(err) != ops.KindUsage {
 			t.Fatalf("commit with %s: %v, want it refused", field, err)
 		}
 	}
@@ -264,7 +267,7 @@ func TestTenantsDoNotShareChunks(t *testing.T) {
 	if miss, err := bob.Missing(ctx, hs); err != nil || len(miss) != len(hs) {
 		t.Fatalf("bob's missing-check: %d of %d missing, %v; want all", len(miss), len(hs), err)
 	}
-	if err := bob.GetChunks(ctx, hs[:1], func(ops.Chunk) error { return nil }); ops.KindOf(err) != ops.KindNotFound {
+	if err := bob.GetChunks(ctx, hs[:1], func(api.Chunk) error { return nil }); ops.KindOf(err) != ops.KindNotFound {
 		t.Fatalf("bob reads alice's chunk: %v", err)
 	}
 	// alice: exact answers in her own project.
@@ -272,8 +275,8 @@ func TestTenantsDoNotShareChunks(t *testing.T) {
 		t.Fatalf("alice's missing-check: %d missing, %v", len(miss), err)
 	}
 	// bob commits alice's manifest without sending it: refused.
-	cv := ops.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Mode: "venv"}
-	if err := bob.Commit(ctx, "secret", []ops.CommitVersion{cv}); err == nil {
+	cv := api.CommitVersion{Runtime: "app", Version: v.ID, Manifest: v.Manifest, Mode: "venv"}
+	if err := bob.Commit(ctx, "secret", []api.CommitVersion{cv}); err == nil {
 		t.Fatal("bob committed chunks he never sent")
 	}
 	// bob copies the same content into his project: he sends it, and then has it.
@@ -281,7 +284,7 @@ func TestTenantsDoNotShareChunks(t *testing.T) {
 	if err != nil || res.SentChunks == 0 || len(res.Versions) != 1 {
 		t.Fatalf("bob's copy: %+v %v", res, err)
 	}
-	if err := bob.GetChunks(ctx, hs, func(ops.Chunk) error { return nil }); err != nil {
+	if err := bob.GetChunks(ctx, hs, func(api.Chunk) error { return nil }); err != nil {
 		t.Fatalf("bob reads his own copy: %v", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // TestLoad16Clients: 16 clients for 60 s (SWCLI_LOAD_SECONDS) against a server process on
@@ -40,27 +42,27 @@ func TestLoad16Clients(t *testing.T) {
 	var bytesUp int64
 	deadline := time.Now().Add(time.Duration(secs) * time.Second)
 	var wg sync.WaitGroup
-	for client := range 16 {
+	for n := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			local := openInstance(t, t.TempDir())
-			remote := ops.NewRemote("team", url, c.tokens["alice"])
+			remote := client.NewRemote("team", url, c.tokens["alice"])
 			defer remote.Close()
-			name := fmt.Sprintf("rt%d", client)
+			name := fmt.Sprintf("rt%d", n)
 			record := func(op string, start time.Time, err error) {
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
-					failures = append(failures, fmt.Sprintf("client %d %s: %v", client, op, err))
+					failures = append(failures, fmt.Sprintf("client %d %s: %v", n, op, err))
 					return
 				}
 				samples = append(samples, sample{op, time.Since(start)})
 			}
 			for i := 0; time.Now().Before(deadline); i++ {
-				files := map[string]string{"runtime.yaml": "name: " + name + "\n", "big.bin": fmt.Sprintf("%d-%d ", client, i) + string(noiseBytes(256<<10))}
+				files := map[string]string{"runtime.yaml": "name: " + name + "\n", "big.bin": fmt.Sprintf("%d-%d ", n, i) + string(noiseBytes(256<<10))}
 				for j := range 20 {
-					files[fmt.Sprintf("pkg/m%d.py", j)] = fmt.Sprintf("# client %d round %d file %d\n", client, i, j)
+					files[fmt.Sprintf("pkg/m%d.py", j)] = fmt.Sprintf("# client %d round %d file %d\n", n, i, j)
 				}
 				bundle(t, local, name, files, nil, nil)
 				start := time.Now()
@@ -107,7 +109,7 @@ func TestLoad16Clients(t *testing.T) {
 		t.Logf("  %-9s %5d ops, %6.1f/s, p50 %7.1f ms, p99 %7.1f ms", op, len(d), float64(len(d))/float64(secs),
 			float64(d[len(d)/2].Microseconds())/1000, float64(d[len(d)*99/100].Microseconds())/1000)
 	}
-	if bound := int64(ops.MaxUploads*(ops.MaxBatchBody+ops.MaxBatchDecoded) + 256<<20); rss > bound {
+	if bound := int64(ops.MaxUploads*(ops.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound {
 		t.Fatalf("server peak RSS %d MiB over its bound %d MiB", rss>>20, bound>>20)
 	}
 	packs, _ := filepath.Glob(filepath.Join(c.root, "store", "packs", "*.pack"))

@@ -9,11 +9,12 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/storetest"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/client"
 )
 
 // serveStore starts a server on loopback over a fresh root and returns its chunk store as
 // seen by an admin, and by a plain user.
-func serveStore(t *testing.T) (admin, user *ops.RemoteStore) {
+func serveStore(t *testing.T) (admin, user *client.RemoteStore) {
 	t.Helper()
 	root := t.TempDir()
 	adminTok, err := ops.AddUser(ctx, ops.FileAuth{Root: root}, "root", true)
@@ -26,7 +27,7 @@ func serveStore(t *testing.T) (admin, user *ops.RemoteStore) {
 	}
 	srv := httptest.NewServer(ops.NewServer(openServerInstance(t, root)).Handler())
 	t.Cleanup(srv.Close)
-	a, u := ops.NewRemote("team", srv.URL, adminTok), ops.NewRemote("team", srv.URL, userTok)
+	a, u := client.NewRemote("team", srv.URL, adminTok), client.NewRemote("team", srv.URL, userTok)
 	t.Cleanup(func() { a.Close(); u.Close() })
 	return a.Store(), u.Store()
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/swcli/swcli/internal/engines"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 var engineSuite engines.Suite
@@ -63,8 +65,8 @@ func newReplicas(t *testing.T, n int) *replicas {
 	return r
 }
 
-func (r *replicas) client(i int, user string) *ops.Remote {
-	return ops.NewRemote("team", r.urls[i], r.tokens[user])
+func (r *replicas) client(i int, user string) *client.Remote {
+	return client.NewRemote("team", r.urls[i], r.tokens[user])
 }
 
 // checkClean runs fsck and ledger verify on the shared instance.
@@ -105,11 +107,11 @@ func TestReplicasServeOneInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob := ops.NewRemote("team", r.urls[1], bobTok)
+	bob := client.NewRemote("team", r.urls[1], bobTok)
 	if miss, err := bob.Missing(ctx, []cas.Hash{v1.Manifest}); err != nil || len(miss) != 1 {
 		t.Fatalf("bob's missing-check of alice's manifest through the other replica: %v %v", miss, err)
 	}
-	if err := bob.GetChunks(ctx, []cas.Hash{v1.Manifest}, func(ops.Chunk) error { return nil }); err == nil {
+	if err := bob.GetChunks(ctx, []cas.Hash{v1.Manifest}, func(api.Chunk) error { return nil }); err == nil {
 		t.Fatal("bob read alice's manifest through the other replica")
 	}
 	// The next version through the other replica sends only what is new: it knows what
@@ -163,11 +165,11 @@ func TestReplicasServeOneInstance(t *testing.T) {
 
 // splitEndpoint sends chunks through one replica and commits through another.
 type splitEndpoint struct {
-	*ops.Remote
-	commit *ops.Remote
+	*client.Remote
+	commit *client.Remote
 }
 
-func (s *splitEndpoint) Commit(c context.Context, project string, vs []ops.CommitVersion) error {
+func (s *splitEndpoint) Commit(c context.Context, project string, vs []api.CommitVersion) error {
 	return s.commit.Commit(c, project, vs)
 }
 
@@ -194,7 +196,7 @@ func TestReplicaGCNeverDropsWhatACopyIsAboutToUse(t *testing.T) {
 	}
 	gc := func() cas.ReclaimReport {
 		t.Helper()
-		rep, err := ops.AdminRemote{Remote: ops.NewRemote("team", r.urls[0], admTok)}.GC(ctx)
+		rep, err := ops.AdminRemote{Remote: client.NewRemote("team", r.urls[0], admTok)}.GC(ctx)
 		if err != nil {
 			t.Fatalf("gc: %v", err)
 		}
@@ -204,7 +206,7 @@ func TestReplicaGCNeverDropsWhatACopyIsAboutToUse(t *testing.T) {
 	// between its missing-check (which finds everything present) and its commit, gc runs
 	// twice through the first replica: the first condemns the chunks, the second finds them
 	// condemned within the grace.
-	hook := &commitHook{Endpoint: ops.NewRemote("team", r.urls[1], admTok), before: func() {
+	hook := &commitHook{Endpoint: client.NewRemote("team", r.urls[1], admTok), before: func() {
 		if rep := gc(); rep.Condemned == 0 {
 			t.Errorf("gc condemned nothing after a purge: %+v", rep)
 		}
@@ -273,7 +275,7 @@ func TestNginxReplicaKilledMidCopy(t *testing.T) {
 	local := openInstance(t, t.TempDir())
 	buildVersion(t, local, "ml", dir)
 	prog := &countProgress{}
-	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", ng.URL, r.tokens["alice"]), "mnist")
+	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, client.NewRemote("team", ng.URL, r.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
 	done := copyUntilAcknowledged(t, req, prog, 20)
 	// Kill the first replica while a batch is in flight to it: stop it, wait until the
@@ -314,7 +316,7 @@ func TestNginxReplicaKilledMidCopy(t *testing.T) {
 func TestReplicasSignAlike(t *testing.T) {
 	engines.Skip(t)
 	r := newReplicas(t, 2)
-	key, cp, err := r.client(0, "alice").FollowLedger(ctx, "", "")
+	key, cp, err := ops.FollowLedger(ctx, r.client(0, "alice"), "", "")
 	if err != nil || key == "" {
 		t.Fatalf("first contact: %q %v", key, err)
 	}
@@ -322,7 +324,7 @@ func TestReplicasSignAlike(t *testing.T) {
 	if _, err := r.ins[0].Ledger.Append(ctx, e); err != nil {
 		t.Fatal(err)
 	}
-	key2, cp2, err := r.client(1, "alice").FollowLedger(ctx, key, cp.Note)
+	key2, cp2, err := ops.FollowLedger(ctx, r.client(1, "alice"), key, cp.Note)
 	if err != nil || key2 != key || cp2.Size <= cp.Size {
 		t.Fatalf("the other replica: %q %+v %v", key2, cp2, err)
 	}
@@ -336,7 +338,7 @@ func TestReplicasSignAlike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.client(1, "alice").FollowLedger(ctx, nk, cp2.Note); err != nil {
+	if _, _, err := ops.FollowLedger(ctx, r.client(1, "alice"), nk, cp2.Note); err != nil {
 		t.Fatalf("after a rotation, the other replica: %v", err)
 	}
 	r.checkClean(t)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // Every route of the table is served, by that method: the server registers the table and
@@ -19,7 +20,7 @@ func TestRoutesServedAsListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.serve(t)
-	for _, r := range append(ops.Routes, ops.StarwhaleRoutes...) {
+	for _, r := range append(api.Routes, ops.StarwhaleRoutes...) {
 		args := make([]string, strings.Count(r.Path, "{"))
 		for i := range args {
 			args[i] = "x y/z" // escaped by URL: one segment
@@ -40,7 +41,7 @@ func TestRoutesServedAsListed(t *testing.T) {
 }
 
 func TestRouteURL(t *testing.T) {
-	if got := ops.RouteInfo.URL("p 1", "a/b", "v%1"); got != "/api/v1/projects/p%201/runtimes/a%2Fb/versions/v%251/info" {
+	if got := api.RouteInfo.URL("p 1", "a/b", "v%1"); got != "/api/v1/projects/p%201/runtimes/a%2Fb/versions/v%251/info" {
 		t.Fatalf("URL %s", got)
 	}
 	defer func() {
@@ -48,5 +49,5 @@ func TestRouteURL(t *testing.T) {
 			t.Fatal("a route filled with too few arguments did not panic")
 		}
 	}()
-	ops.RouteInfo.URL("p")
+	api.RouteInfo.URL("p")
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -26,14 +27,9 @@ func (in *Instance) Resolve(project, name, ref string) (*ledger.Version, error) 
 	return v, nil
 }
 
-// TagResult says which tags changed and which were skipped (with -q).
-type TagResult struct {
-	Changed, Skipped []string
-}
-
 // tagVersion adds (or with remove, removes) user tags on a version. Built-in tags and removing
 // tags the version lacks are errors unless quiet, which skips them.
-func tagVersion(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
+func tagVersion(ctx context.Context, in *Instance, project, name, ref string, tags []string, remove, quiet, force bool) (*api.TagResult, error) {
 	v, err := in.Resolve(project, name, ref)
 	if err != nil {
 		return nil, err
@@ -41,7 +37,7 @@ func tagVersion(ctx context.Context, in *Instance, project, name, ref string, ta
 	if v.Status != ledger.StatusLive {
 		return nil, Errorf(KindNotFound, "recover it first", "version %s is %s", v.ID, v.Status)
 	}
-	res := &TagResult{}
+	res := &api.TagResult{}
 	var apply []string
 	for _, t := range tags {
 		var problem string
@@ -173,30 +169,8 @@ func recoverVersions(ctx context.Context, in *Instance, project, name, ref strin
 	return vs, nil
 }
 
-// Info is a version's manifest summary.
-type Info struct {
-	Version  *ledger.Version
-	Totals   cas.Totals
-	Lock     string // the lock file's content
-	YAML     string // runtime.yaml as built
-	Manifest *cas.Manifest
-}
-
-// Commands are runtime.yaml's commands, in order (restore runs them only when allowed).
-func (i *Info) Commands() []string {
-	ry, err := formats.ParseRuntimeYAML("runtime.yaml", []byte(i.YAML), "")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, d := range ry.Dependencies {
-		out = append(out, d.Commands...)
-	}
-	return out
-}
-
 // versionInfo reads a version's manifest and the small files worth showing.
-func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (*Info, error) {
+func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (*api.Info, error) {
 	v, err := in.Resolve(project, name, ref)
 	if err != nil {
 		return nil, err
@@ -205,12 +179,12 @@ func versionInfo(ctx context.Context, in *Instance, project, name, ref string) (
 }
 
 // InfoOf reads version v's manifest and the small files worth showing.
-func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*Info, error) {
+func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*api.Info, error) {
 	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err
 	}
-	info := &Info{Version: v, Totals: m.Totals(), Manifest: m}
+	info := &api.Info{Version: v, Totals: m.Totals(), Manifest: m}
 	for _, e := range m.Entries {
 		if e.Kind != cas.KindFile || e.Size > 1<<20 {
 			continue

@@ -24,6 +24,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -186,21 +187,21 @@ func SetLogUser(w http.ResponseWriter, name string) {
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	s.adminRoutes(mux)
-	mux.HandleFunc(RouteWhoami.Pattern(), s.whoami)
-	mux.HandleFunc(RouteProjects.Pattern(), s.projects)
-	mux.HandleFunc(RouteVersions.Pattern(), s.project(s.versions))
-	mux.HandleFunc(RouteHistory.Pattern(), s.project(s.history))
-	mux.HandleFunc(RouteResolve.Pattern(), s.project(s.resolve))
-	mux.HandleFunc(RouteInfo.Pattern(), s.project(s.info))
-	mux.HandleFunc(RouteTag.Pattern(), s.project(s.tag))
-	mux.HandleFunc(RouteRemove.Pattern(), s.project(s.remove))
-	mux.HandleFunc(RouteRecover.Pattern(), s.project(s.recover))
-	mux.HandleFunc(RouteCommit.Pattern(), s.project(s.commit))
-	mux.HandleFunc(RouteMissing.Pattern(), s.missing)
-	mux.HandleFunc(RouteGetChunks.Pattern(), s.getChunks)
-	mux.HandleFunc(RoutePutChunks.Pattern(), s.putChunks)
-	mux.HandleFunc(RouteWalkChunks.Pattern(), adminOnly(s.walkChunks))
-	mux.HandleFunc(RouteDeleteChunk.Pattern(), adminOnly(s.deleteChunks))
+	mux.HandleFunc(api.RouteWhoami.Pattern(), s.whoami)
+	mux.HandleFunc(api.RouteProjects.Pattern(), s.projects)
+	mux.HandleFunc(api.RouteVersions.Pattern(), s.project(s.versions))
+	mux.HandleFunc(api.RouteHistory.Pattern(), s.project(s.history))
+	mux.HandleFunc(api.RouteResolve.Pattern(), s.project(s.resolve))
+	mux.HandleFunc(api.RouteInfo.Pattern(), s.project(s.info))
+	mux.HandleFunc(api.RouteTag.Pattern(), s.project(s.tag))
+	mux.HandleFunc(api.RouteRemove.Pattern(), s.project(s.remove))
+	mux.HandleFunc(api.RouteRecover.Pattern(), s.project(s.recover))
+	mux.HandleFunc(api.RouteCommit.Pattern(), s.project(s.commit))
+	mux.HandleFunc(api.RouteMissing.Pattern(), s.missing)
+	mux.HandleFunc(api.RouteGetChunks.Pattern(), s.getChunks)
+	mux.HandleFunc(api.RoutePutChunks.Pattern(), s.putChunks)
+	mux.HandleFunc(api.RouteWalkChunks.Pattern(), adminOnly(s.walkChunks))
+	mux.HandleFunc(api.RouteDeleteChunk.Pattern(), adminOnly(s.deleteChunks))
 	s.starwhaleRoutes(mux)
 	return mux
 }
@@ -359,7 +360,7 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"total": total, "versions": DTOs(vs)})
+	writeJSON(w, map[string]any{"total": total, "versions": api.DTOs(vs)})
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
@@ -368,7 +369,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+	writeJSON(w, map[string]any{"versions": api.DTOs(vs)})
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
@@ -377,18 +378,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, DTO(v))
-}
-
-// InfoDTO is a version's info as JSON.
-type InfoDTO struct {
-	Version VersionDTO `json:"version"`
-	Files   int        `json:"files"`
-	Dirs    int        `json:"dirs"`
-	Links   int        `json:"links"`
-	Size    int64      `json:"size"`
-	Lock    string     `json:"lock"`
-	YAML    string     `json:"runtime_yaml"`
+	writeJSON(w, api.DTO(v))
 }
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
@@ -397,20 +387,12 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, InfoDTO{Version: DTO(info.Version), Files: info.Totals.Files, Dirs: info.Totals.Dirs,
+	writeJSON(w, api.InfoDTO{Version: api.DTO(info.Version), Files: info.Totals.Files, Dirs: info.Totals.Dirs,
 		Links: info.Totals.Links, Size: info.Totals.Size, Lock: info.Lock, YAML: info.YAML})
 }
 
-type tagReq struct {
-	Version string   `json:"version"`
-	Tags    []string `json:"tags"`
-	Remove  bool     `json:"remove"`
-	Quiet   bool     `json:"quiet"`
-	Force   bool     `json:"force"`
-}
-
 func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	var req tagReq
+	var req api.TagRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -422,14 +404,8 @@ func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p 
 	writeJSON(w, map[string]any{"changed": formats.NonNil(res.Changed), "skipped": formats.NonNil(res.Skipped)})
 }
 
-type removeReq struct {
-	Version string `json:"version"`
-	Purge   bool   `json:"purge"`
-	DryRun  bool   `json:"dry_run"`
-}
-
 func (s *Server) remove(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	var req removeReq
+	var req api.RemoveRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -444,11 +420,11 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+	writeJSON(w, map[string]any{"versions": api.DTOs(vs)})
 }
 
 func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	var req removeReq
+	var req api.RemoveRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -457,13 +433,13 @@ func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"versions": DTOs(vs)})
+	writeJSON(w, map[string]any{"versions": api.DTOs(vs)})
 }
 
 // commit makes versions appear in project p, once every chunk each names is one the user
 // may use (access.go): a hash alone never lets a user into another tenant's content.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	var req []CommitVersion
+	var req []api.CommitVersion
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -540,7 +516,7 @@ func (s *Server) readHashes(w http.ResponseWriter, r *http.Request) (hs []cas.Ha
 		writeErr(w, bodyErr(err))
 		return nil, nil, false
 	}
-	hs, err = DecodeHashes(body)
+	hs, err = api.DecodeHashes(body)
 	if err != nil {
 		release()
 		writeErr(w, &Error{Kind: KindUsage, Err: err})
@@ -588,7 +564,7 @@ func (s *Server) missing(w http.ResponseWriter, r *http.Request) {
 	}
 	s.promised.add(present) // an online gc keeps them a while (server_admin.go)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(EncodeHashes(miss))
+	w.Write(api.EncodeHashes(miss))
 }
 
 // getChunks streams the chunks asked for, as stored, in the order asked: a group whose
@@ -627,7 +603,7 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	answered := 0 // hashes of hs the frames written so far cover
 	errFull := errors.New("answer full")
 	err = s.in.Chunks.Transfer(r.Context(), hs, func(i int, h cas.Hash, raw cas.Raw) error {
-		if err := WriteFrame(w, h, raw); err != nil {
+		if err := api.WriteFrame(w, h, raw); err != nil {
 			return err
 		}
 		answered = i + 1
@@ -645,7 +621,7 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	case !errors.Is(err, errFull):
 		return // the client sees no end frame and fails
 	}
-	WriteFrame(w, cas.Hash{}, cas.Raw{Len: int64(answered)})
+	api.WriteFrame(w, cas.Hash{}, cas.Raw{Len: int64(answered)})
 }
 
 // putChunks receives a batch: every chunk is decoded and hashed before any is stored;
@@ -659,14 +635,14 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, &Error{Kind: KindTooMany, Err: fmt.Errorf("the server is receiving %d batches already", MaxUploads), Hint: "send again in a moment"})
 		return
 	}
-	var batch []Chunk
-	err := ReadFrames(http.MaxBytesReader(w, r.Body, MaxBatchBody), func(h cas.Hash, raw cas.Raw) error {
-		batch = append(batch, Chunk{Hash: h, Raw: raw})
+	var batch []api.Chunk
+	err := api.ReadFrames(http.MaxBytesReader(w, r.Body, MaxBatchBody), func(h cas.Hash, raw cas.Raw) error {
+		batch = append(batch, api.Chunk{Hash: h, Raw: raw})
 		return nil
 	})
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.Is(err, ErrBadFrame) && !errors.As(err, &mbe) {
+		if errors.Is(err, api.ErrBadFrame) && !errors.As(err, &mbe) {
 			writeErr(w, &Error{Kind: KindUsage, Err: err})
 		} else {
 			writeErr(w, bodyErr(err))
@@ -706,12 +682,12 @@ func adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// walkChunks lists every stored chunk in hash order (walkRecord each), then a record with
+// walkChunks lists every stored chunk in hash order (api.WalkRecord each), then a record with
 // a zero hash and the count, so that a list cut short is never taken for the whole.
 func (s *Server) walkChunks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	bw := bufio.NewWriterSize(w, 1<<16)
-	var rec [walkRecord]byte
+	var rec [api.WalkRecord]byte
 	var n uint64
 	err := s.in.Chunks.Walk(r.Context(), func(ci cas.ChunkInfo) error {
 		copy(rec[:], ci.Hash[:])
@@ -773,23 +749,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// errorBody is the JSON of an error answer.
-type errorBody struct {
-	Error string `json:"error"`
-	Hint  string `json:"hint,omitempty"`
-	Kind  string `json:"kind"`
-}
-
-// kindStatus says how each kind of error travels: its HTTP status beside its name
-// (Kind.String) in the JSON answer. The client maps the status back (remote.go).
-var kindStatus = map[Kind]int{
-	KindUsage: http.StatusBadRequest, KindInvalid: http.StatusBadRequest,
-	KindNotFound: http.StatusNotFound, KindExists: http.StatusConflict,
-	KindCorrupt: http.StatusUnprocessableEntity, KindTooLarge: http.StatusRequestEntityTooLarge,
-	KindAuth: http.StatusUnauthorized, KindForbidden: http.StatusForbidden,
-	KindBusy: http.StatusServiceUnavailable, KindTooMany: http.StatusTooManyRequests,
-}
-
 // classify is the kind of an error as it travels: its own, or the one its sentinel means.
 func classify(err error) Kind {
 	if k := KindOf(err); k != KindFailure {
@@ -810,7 +769,7 @@ func classify(err error) Kind {
 
 // statusOf is the HTTP status of an error, by its kind.
 func statusOf(err error) int {
-	if st, ok := kindStatus[classify(err)]; ok {
+	if st, ok := api.KindStatus[classify(err)]; ok {
 		return st
 	}
 	return http.StatusInternalServerError
@@ -829,9 +788,9 @@ func writeErr(w http.ResponseWriter, err error) {
 
 // errAnswer is the status and body an error is answered with. An internal error's text is
 // kept back: the answer carries a reference, and the whole text goes to the log under it.
-func errAnswer(w http.ResponseWriter, err error) (int, errorBody) {
+func errAnswer(w http.ResponseWriter, err error) (int, api.ErrorBody) {
 	if classify(err) != KindFailure {
-		return statusOf(err), errorBody{Error: err.Error(), Hint: HintOf(err), Kind: classify(err).String()}
+		return statusOf(err), api.ErrorBody{Error: err.Error(), Hint: HintOf(err), Kind: classify(err).String()}
 	}
 	var b [6]byte
 	rand.Read(b[:])
@@ -840,9 +799,9 @@ func errAnswer(w http.ResponseWriter, err error) (int, errorBody) {
 		cw.internal(fmt.Sprintf("request failed (ref %s): %v", ref, err))
 	}
 	if engineDown(err) {
-		return http.StatusServiceUnavailable, errorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: KindBusy.String()}
+		return http.StatusServiceUnavailable, api.ErrorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: KindBusy.String()}
 	}
-	return http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: KindFailure.String()}
+	return http.StatusInternalServerError, api.ErrorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: KindFailure.String()}
 }
 
 // engineDown reports an error of reaching an engine: a network error (refused, reset,

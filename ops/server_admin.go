@@ -16,6 +16,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -124,11 +125,11 @@ func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.
 }
 
 func (s *Server) adminRoutes(mux *http.ServeMux) {
-	mux.HandleFunc(RouteAdminUsers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminUsers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		us, err := ListUsers(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"users": us}, err)
 	}))
-	mux.HandleFunc(RouteAdminAddUser.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminAddUser.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Name  string `json:"name"`
 			Admin bool   `json:"admin"`
@@ -139,18 +140,18 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		tok, err := AddUser(r.Context(), s.in.Auth, req.Name, req.Admin)
 		answer(w, map[string]any{"user": req.Name, "token": tok}, err)
 	}))
-	mux.HandleFunc(RouteAdminToken.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminToken.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := IssueToken(r.Context(), s.in.Auth, r.PathValue("u"))
 		answer(w, map[string]any{"user": r.PathValue("u"), "token": tok}, err)
 	}))
-	mux.HandleFunc(RouteAdminRevoke.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminRevoke.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Auth, r.PathValue("u")))
 	}))
-	mux.HandleFunc(RouteAdminProjects.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminProjects.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		ps, err := ListServerProjects(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"projects": ps}, err)
 	}))
-	mux.HandleFunc(RouteAdminAddProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminAddProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Name    string   `json:"name"`
 			Members []string `json:"members"`
@@ -161,12 +162,12 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		pi, err := createServerProject(r.Context(), s.in.Auth, req.Name, req.Members)
 		answer(w, pi, err)
 	}))
-	mux.HandleFunc(RouteAdminRmProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminRmProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		in := *s.in
 		in.Actor = who(r).name
 		answer(w, map[string]any{"removed": r.PathValue("p")}, RemoveServerProject(r.Context(), &in, r.PathValue("p")))
 	}))
-	mux.HandleFunc(RouteAdminMembers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminMembers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Add    []string `json:"add"`
 			Remove []string `json:"remove"`
@@ -177,11 +178,11 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		pi, err := SetProjectMembers(r.Context(), s.in.Auth, r.PathValue("p"), req.Add, req.Remove)
 		answer(w, pi, err)
 	}))
-	mux.HandleFunc(RouteAdminGC.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminGC.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := s.gc(r.Context())
 		answer(w, rep, err)
 	}))
-	mux.HandleFunc(RouteAdminFsck.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminFsck.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := Fsck(r.Context(), s.in)
 		if rep == nil {
 			writeErr(w, err)
@@ -191,17 +192,17 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	}))
 	// The ledger of a served root, for auditors: verified here, or exported as it is now
 	// (a consistent read: the events up to the head when the export began).
-	mux.HandleFunc(RouteAdminVerify.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminVerify.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		rep, err := VerifyLedger(r.Context(), s.in)
 		answer(w, rep, err) // problems are in the report; the client decides the exit code
 	}))
 	// Checkpoints and proofs: for every user (hashes only); the inclusion proof carries the
 	// event, so it is for admins.
-	mux.HandleFunc(RouteLedgerKey.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteLedgerKey.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		k, err := LedgerKey(r.Context(), s.in)
 		answer(w, map[string]any{"key": k}, err)
 	})
-	mux.HandleFunc(RouteCheckpoint.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteCheckpoint.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		b, err := SignedCheckpoint(r.Context(), s.in)
 		if err != nil {
 			writeErr(w, err)
@@ -210,7 +211,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(b)
 	})
-	mux.HandleFunc(RouteConsistency.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteConsistency.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		from, err1 := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
 		to, err2 := strconv.ParseUint(r.URL.Query().Get("to"), 10, 64)
 		if err1 != nil || err2 != nil {
@@ -220,7 +221,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		p, err := ProveConsistency(r.Context(), s.in, from, to)
 		answer(w, p, err)
 	})
-	mux.HandleFunc(RouteCosignatures.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteCosignatures.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		m, err := s.cosignatures()
 		out := []string{}
 		for _, n := range m {
@@ -229,7 +230,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		slices.Sort(out)
 		answer(w, map[string]any{"cosigned": out}, err)
 	})
-	mux.HandleFunc(RouteCosign.Pattern(), func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteCosign.Pattern(), func(w http.ResponseWriter, r *http.Request) {
 		msg, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
 		if err != nil {
 			writeErr(w, bodyErr(err))
@@ -242,7 +243,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		}
 		answer(w, map[string]any{"witness": name}, s.keepCosignature(name, string(msg)))
 	})
-	mux.HandleFunc(RouteInclusion.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteInclusion.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		seq, err1 := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
 		size, err2 := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
 		if err1 != nil || err2 != nil {
@@ -252,7 +253,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		p, err := ProveInclusion(r.Context(), s.in, seq, size)
 		answer(w, p, err)
 	}))
-	mux.HandleFunc(RouteAdminExport.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(api.RouteAdminExport.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		if err := s.in.Ledger.Export(r.Context(), w); err != nil {
 			s.logf("ledger export: %v", err)

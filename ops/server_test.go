@@ -24,6 +24,8 @@ import (
 	"github.com/swcli/swcli/internal/corpus"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/client"
 )
 
 var ctx = context.Background()
@@ -109,8 +111,8 @@ func (c *cloud) serve(t *testing.T, tune ...func(*ops.Server)) {
 	c.url = srv.URL
 }
 
-func (c *cloud) client(user string) *ops.Remote {
-	return ops.NewRemote("team", c.url, c.tokens[user])
+func (c *cloud) client(user string) *client.Remote {
+	return client.NewRemote("team", c.url, c.tokens[user])
 }
 
 // writeTree writes a runtime-like tree: many small files and a few large ones.
@@ -174,7 +176,7 @@ func sources(t *testing.T) (string, string) {
 	return v1, v2
 }
 
-func copyReq(src ops.Endpoint, srcProject string, u ops.RuntimeURI, dst ops.Endpoint, dstProject string) ops.CopyRequest {
+func copyReq(src api.Endpoint, srcProject string, u ops.RuntimeURI, dst api.Endpoint, dstProject string) ops.CopyRequest {
 	return ops.CopyRequest{Src: src, SrcProject: srcProject, SrcURI: u, Dst: dst, DstProject: dstProject}
 }
 
@@ -254,7 +256,7 @@ func TestCopyThroughServer(t *testing.T) {
 
 	// cloud -> cloud, project to project (an admin sees both).
 	admTok, _ := ops.AddUser(ctx, ops.FileAuth{Root: c.root}, "root", true)
-	adm := ops.NewRemote("team", c.url, admTok)
+	adm := client.NewRemote("team", c.url, admTok)
 	if _, err := ops.Copy(ctx, copyReq(adm, "mnist", ops.RuntimeURI{Name: "ml"}, adm, "secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +268,7 @@ func TestCopyThroughServer(t *testing.T) {
 func TestServerAuth(t *testing.T) {
 	c := newCloud(t)
 	c.serve(t)
-	bad := ops.NewRemote("team", c.url, "swt_not_a_token")
+	bad := client.NewRemote("team", c.url, "swt_not_a_token")
 	_, _, err := bad.Whoami(ctx)
 	if ops.KindOf(err) != ops.KindAuth || !strings.Contains(err.Error(), "refused the token") {
 		t.Fatalf("wrong token: %v", err)
@@ -318,8 +320,8 @@ func TestServerRejectsBadBatch(t *testing.T) {
 	good := []byte("a good chunk")
 	bad := []byte("bytes that are not what the hash says")
 	var body bytes.Buffer
-	ops.WriteFrame(&body, cas.Sum(good), cas.Raw{Enc: cas.EncRaw, Len: int64(len(good)), Data: good})
-	ops.WriteFrame(&body, cas.Sum([]byte("other")), cas.Raw{Enc: cas.EncRaw, Len: int64(len(bad)), Data: bad})
+	api.WriteFrame(&body, cas.Sum(good), cas.Raw{Enc: cas.EncRaw, Len: int64(len(good)), Data: good})
+	api.WriteFrame(&body, cas.Sum([]byte("other")), cas.Raw{Enc: cas.EncRaw, Len: int64(len(bad)), Data: bad})
 	req, _ := http.NewRequest("POST", c.url+"/api/v1/chunks", &body)
 	req.Header.Set("Authorization", "Bearer "+c.tokens["alice"])
 	resp, err := http.DefaultClient.Do(req)
@@ -334,7 +336,7 @@ func TestServerRejectsBadBatch(t *testing.T) {
 		t.Fatalf("the good chunk of a rejected batch was stored: %v %v", miss, err)
 	}
 	// A truncated stream and an oversized body are refused too.
-	err = c.client("alice").PutChunks(ctx, []ops.Chunk{{Hash: cas.Sum(bad), Raw: cas.Raw{Enc: cas.EncZstd, Len: 5, Data: []byte("zz")}}})
+	err = c.client("alice").PutChunks(ctx, []api.Chunk{{Hash: cas.Sum(bad), Raw: cas.Raw{Enc: cas.EncZstd, Len: 5, Data: []byte("zz")}}})
 	if ops.KindOf(err) != ops.KindCorrupt {
 		t.Fatalf("garbled zstd: %v", err)
 	}
@@ -349,10 +351,10 @@ func TestServerRejectsBadBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var group []ops.Chunk
+	var group []api.Chunk
 	err = src.Store.Transfer(ctx, m.Chunks(), func(_ int, h cas.Hash, r cas.Raw) error {
 		if r.Enc == cas.EncGroup && group == nil {
-			group = []ops.Chunk{{Hash: cas.Sum([]byte("not its name")), Raw: r}}
+			group = []api.Chunk{{Hash: cas.Sum([]byte("not its name")), Raw: r}}
 		}
 		return nil
 	})
@@ -393,7 +395,7 @@ func TestOverlappingCopies(t *testing.T) {
 
 // copiesAtOnce builds dir as runtime name in a fresh root per destination and copies each
 // to its destination's project mnist, all at once, in 1 MiB batches.
-func copiesAtOnce(t *testing.T, dir, name string, dsts ...ops.Endpoint) []error {
+func copiesAtOnce(t *testing.T, dir, name string, dsts ...api.Endpoint) []error {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(dsts))
@@ -461,7 +463,7 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 
 	cmd, url := startChild(t, c.root)
 	prog := &countProgress{}
-	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, ops.NewRemote("team", url, c.tokens["alice"]), "mnist")
+	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml"}, client.NewRemote("team", url, c.tokens["alice"]), "mnist")
 	req.BatchBytes, req.InFlight, req.Progress = 1<<20, 1, prog
 	done := copyUntilAcknowledged(t, req, prog, 20)
 	cmd.Process.Kill()
@@ -473,7 +475,7 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 
 	cmd, url = startChild(t, c.root)
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	req.Dst, req.Progress = ops.NewRemote("team", url, c.tokens["alice"]), nil
+	req.Dst, req.Progress = client.NewRemote("team", url, c.tokens["alice"]), nil
 	res, err := ops.Copy(ctx, req)
 	if err != nil {
 		t.Fatal(err)

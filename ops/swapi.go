@@ -16,6 +16,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
 
@@ -32,26 +33,26 @@ import (
 // The routes, in net/http's pattern syntax: {p} a project (name or number), {r} a runtime,
 // {v} a version (id, Starwhale's id, tag), {tag} a tag.
 var (
-	SWRouteLogin         = Route{"POST", "/api/v1/login"}
-	SWRouteCurrentUser   = Route{"GET", "/api/v1/user/current"}
-	SWRouteProjects      = Route{"GET", "/api/v1/project"}
-	SWRouteAddProject    = Route{"POST", "/api/v1/project"}
-	SWRouteProject       = Route{"GET", "/api/v1/project/{p}"}
-	SWRouteRuntimes      = Route{"GET", "/api/v1/project/{p}/runtime"}
-	SWRouteRuntime       = Route{"GET", "/api/v1/project/{p}/runtime/{r}"}
-	SWRouteRemoveRuntime = Route{"DELETE", "/api/v1/project/{p}/runtime/{r}"}
-	SWRouteRecover       = Route{"PUT", "/api/v1/project/{p}/runtime/{r}/recover"}
-	SWRouteVersions      = Route{"GET", "/api/v1/project/{p}/runtime/{r}/version"}
-	SWRouteVersion       = Route{"GET", "/api/v1/project/{p}/runtime/{r}/version/{v}"} // HEAD too
-	SWRouteUpload        = Route{"POST", "/api/v1/project/{p}/runtime/{r}/version/{v}/file"}
-	SWRouteDownload      = Route{"GET", "/api/v1/project/{p}/runtime/{r}/version/{v}/file"}
-	SWRouteTags          = Route{"GET", "/api/v1/project/{p}/runtime/{r}/version/{v}/tag"}
-	SWRouteAddTag        = Route{"POST", "/api/v1/project/{p}/runtime/{r}/version/{v}/tag"}
-	SWRouteRemoveTag     = Route{"DELETE", "/api/v1/project/{p}/runtime/{r}/version/{v}/tag/{tag}"}
+	SWRouteLogin         = api.Route{Method: "POST", Path: "/api/v1/login"}
+	SWRouteCurrentUser   = api.Route{Method: "GET", Path: "/api/v1/user/current"}
+	SWRouteProjects      = api.Route{Method: "GET", Path: "/api/v1/project"}
+	SWRouteAddProject    = api.Route{Method: "POST", Path: "/api/v1/project"}
+	SWRouteProject       = api.Route{Method: "GET", Path: "/api/v1/project/{p}"}
+	SWRouteRuntimes      = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime"}
+	SWRouteRuntime       = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime/{r}"}
+	SWRouteRemoveRuntime = api.Route{Method: "DELETE", Path: "/api/v1/project/{p}/runtime/{r}"}
+	SWRouteRecover       = api.Route{Method: "PUT", Path: "/api/v1/project/{p}/runtime/{r}/recover"}
+	SWRouteVersions      = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime/{r}/version"}
+	SWRouteVersion       = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}"} // HEAD too
+	SWRouteUpload        = api.Route{Method: "POST", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}/file"}
+	SWRouteDownload      = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}/file"}
+	SWRouteTags          = api.Route{Method: "GET", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}/tag"}
+	SWRouteAddTag        = api.Route{Method: "POST", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}/tag"}
+	SWRouteRemoveTag     = api.Route{Method: "DELETE", Path: "/api/v1/project/{p}/runtime/{r}/version/{v}/tag/{tag}"}
 )
 
 // StarwhaleRoutes lists them (the server serves each).
-var StarwhaleRoutes = []Route{SWRouteLogin, SWRouteCurrentUser, SWRouteProjects, SWRouteAddProject,
+var StarwhaleRoutes = []api.Route{SWRouteLogin, SWRouteCurrentUser, SWRouteProjects, SWRouteAddProject,
 	SWRouteProject, SWRouteRuntimes, SWRouteRuntime, SWRouteRemoveRuntime, SWRouteRecover, SWRouteVersions,
 	SWRouteVersion, SWRouteUpload, SWRouteDownload, SWRouteTags, SWRouteAddTag, SWRouteRemoveTag}
 

@@ -25,7 +25,7 @@ import (
 )
 
 // .swrt files: Starwhale's unit of exchange, an uncompressed PAX tar of a bundle with
-// _manifest.yaml at its root. Export writes the current layout (see bundle.go); import reads
+// _manifest.yaml at its root. Export writes the current layout (see ops/formats/bundle.go); import reads
 // it and the 2022 one (dep/python/…, dep/conda/…, no runtime.yaml). Import regenerates
 // _manifest.yaml the way build writes it, so exporting a version and importing the file
 // yields the same version id.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/swcli/swcli/ops/api"
 )
 
 // An engine that stopped answered 500 with the database's host, port and user in the
@@ -25,7 +27,7 @@ func TestErrorsKeepInternalsBack(t *testing.T) {
 		var logged string
 		rec := httptest.NewRecorder()
 		writeErr(&countingWriter{ResponseWriter: rec, internal: func(s string) { logged = s }}, c.err)
-		var body errorBody
+		var body api.ErrorBody
 		json.Unmarshal(rec.Body.Bytes(), &body)
 		if rec.Code != c.status {
 			t.Errorf("%v: status %d, want %d", c.err, rec.Code, c.status)

@@ -9,6 +9,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // maxDiffed bounds each side of a text diff.
@@ -26,7 +27,7 @@ type textDiff struct {
 
 // Comparison is what two versions of a runtime differ in.
 type Comparison struct {
-	A, B                    ops.VersionDTO
+	A, B                    api.VersionDTO
 	Added, Removed, Changed []change
 	NAdded, NRemoved        int
 	NChanged, NSame         int
@@ -68,7 +69,7 @@ func (c *Console) compare(q *req) error {
 	if err != nil {
 		return err
 	}
-	cmp.A, cmp.B = ops.DTO(vs[0]), ops.DTO(vs[1])
+	cmp.A, cmp.B = api.DTO(vs[0]), api.DTO(vs[1])
 	data := map[string]any{"Project": p, "Runtime": r, "C": cmp, "Base": runtimeURL(p, r)}
 	return c.render(q, "compare", r+" · compare", append(runtimeCrumbs(p, r), crumb{"compare", ""}), data)
 }

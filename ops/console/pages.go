@@ -18,6 +18,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // Page sizes.
@@ -143,7 +144,7 @@ func (c *Console) projects(q *req) error {
 type runtimeRow struct {
 	Name, Mode string
 	Versions   int
-	Latest     *ops.VersionDTO
+	Latest     *api.VersionDTO
 	Created    time.Time
 }
 
@@ -164,7 +165,7 @@ func (c *Console) runtimes(q *req) error {
 		}
 		row := runtimeRow{Name: rt.Name, Mode: rt.Mode, Versions: total, Created: rt.Created}
 		if len(vs) > 0 {
-			d := ops.DTO(vs[0])
+			d := api.DTO(vs[0])
 			row.Latest = &d
 		}
 		rows = append(rows, row)
@@ -174,7 +175,7 @@ func (c *Console) runtimes(q *req) error {
 
 // versionRow is a version in a table, with the commands that use it.
 type versionRow struct {
-	ops.VersionDTO
+	api.VersionDTO
 	Href string
 	Copy string // the command that copies it to the reader's own instance
 	// Shown as text, made here: a template's function calls cost more than the page.
@@ -183,7 +184,7 @@ type versionRow struct {
 	Overview                                       template.URL
 }
 
-func newVersionRow(d ops.VersionDTO) versionRow {
+func newVersionRow(d api.VersionDTO) versionRow {
 	return versionRow{VersionDTO: d, Short: d.Version[:min(12, len(d.Version))], TagList: strings.Join(d.Tags, ", "),
 		SizeText: humanBytes(d.Size), NewText: humanBytes(d.NewBytes), CreatedText: when(d.Created), Removed: d.Status == "removed"}
 }
@@ -216,7 +217,7 @@ func pageArgs(q *req) (page, size int, filter string) {
 
 // matches says whether a version answers to a filter: a prefix of its id or origin, one
 // of its tags, its python, mode, actor or status.
-func matches(v *ops.VersionDTO, f string) bool {
+func matches(v *api.VersionDTO, f string) bool {
 	if f == "" {
 		return true
 	}
@@ -249,7 +250,7 @@ func (c *Console) versions(q *req) error {
 	if filter != "" { // filter every version, then page
 		total = 0
 		for _, v := range vs {
-			d := ops.DTO(v)
+			d := api.DTO(v)
 			if !matches(&d, filter) {
 				continue
 			}
@@ -260,7 +261,7 @@ func (c *Console) versions(q *req) error {
 		}
 	} else {
 		for _, v := range vs {
-			rows = append(rows, newVersionRow(ops.DTO(v)))
+			rows = append(rows, newVersionRow(api.DTO(v)))
 		}
 	}
 	for i := range rows {
@@ -296,7 +297,7 @@ func (c *Console) versions(q *req) error {
 }
 
 // info resolves the version of the path and reads its manifest and small files.
-func (c *Console) info(q *req) (string, string, *ops.Info, error) {
+func (c *Console) info(q *req) (string, string, *api.Info, error) {
 	_, p, err := c.project(q)
 	if err != nil {
 		return "", "", nil, err
@@ -320,7 +321,7 @@ func (c *Console) overview(q *req) error {
 	if err != nil {
 		manifest = []byte("(unreadable: " + err.Error() + ")")
 	}
-	d := ops.DTO(v)
+	d := api.DTO(v)
 	data := map[string]any{"Project": p, "Runtime": r, "V": d, "Info": info, "Totals": info.Totals,
 		"Manifest": string(manifest), "Base": versionURL(p, r, v.ID), "Commands": c.commands(q, p, r, v.ID),
 		"Removed": v.Status == ledger.StatusRemoved, "RuntimeBase": runtimeURL(p, r)}
@@ -366,7 +367,7 @@ func (c *Console) tree(q *req) error {
 			rows[i].Href = template.URL(base + "/file?path=" + url.QueryEscape(rows[i].Path))
 		}
 	}
-	data := map[string]any{"Project": p, "Runtime": r, "V": ops.DTO(info.Version), "Dir": dir, "RowsHTML": treeRowsHTML(rows),
+	data := map[string]any{"Project": p, "Runtime": r, "V": api.DTO(info.Version), "Dir": dir, "RowsHTML": treeRowsHTML(rows),
 		"Parts": parts, "Base": base, "Totals": info.Totals}
 	return c.render(q, "files", r+" · files", append(runtimeCrumbs(p, r), crumb{info.Version.ID[:12], base + "/overview"}, crumb{"files", ""}), data)
 }
@@ -530,7 +531,7 @@ func (c *Console) confirmRemove(q *req) error {
 		return err
 	}
 	return c.render(q, "confirm", "Remove "+info.Version.ID[:12], runtimeCrumbs(p, r),
-		map[string]any{"V": ops.DTO(info.Version), "Base": versionURL(p, r, info.Version.ID)})
+		map[string]any{"V": api.DTO(info.Version), "Base": versionURL(p, r, info.Version.ID)})
 }
 
 func (c *Console) remove(q *req) error {

@@ -24,7 +24,7 @@ import (
 	"github.com/swcli/swcli/internal/corpus"
 	"github.com/swcli/swcli/internal/engines"
 	"github.com/swcli/swcli/ledger"
-	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/client"
 )
 
 func main() {
@@ -344,7 +344,7 @@ func load(log io.Writer, swcli, work string, pg *engines.Postgres, s3 *engines.S
 		res.firstErr = v
 	}
 	for _, s := range srvs {
-		_, total, err := ops.NewRemote("r", "http://"+s.Addr, tok).Versions(ctx, "p", "", ledger.ListOptions{Size: 1, Page: 1})
+		_, total, err := client.NewRemote("r", "http://"+s.Addr, tok).Versions(ctx, "p", "", ledger.ListOptions{Size: 1, Page: 1})
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-package ops
+package api
 
 import (
 	"bufio"
@@ -28,8 +28,8 @@ import (
 // asked and ends with a frame of zero hash and no bytes whose content length is how many
 // of the hashes asked for it answered.
 
-// frameHeader is the size of a chunk frame's header.
-const frameHeader = cas.HashSize + 1 + 4 + 4
+// FrameHeader is the size of a chunk frame's header.
+const FrameHeader = cas.HashSize + 1 + 4 + 4
 
 // MaxWireChunk bounds one chunk on the wire (manifests are the largest): what a store
 // accepts, so that anything stored can travel.
@@ -37,7 +37,7 @@ const MaxWireChunk = cas.MaxBlob
 
 // WriteFrame writes one chunk frame.
 func WriteFrame(w io.Writer, h cas.Hash, r cas.Raw) error {
-	var hdr [frameHeader]byte
+	var hdr [FrameHeader]byte
 	copy(hdr[:], h[:])
 	hdr[cas.HashSize] = byte(r.Enc)
 	binary.BigEndian.PutUint32(hdr[cas.HashSize+1:], uint32(r.Len))
@@ -55,7 +55,7 @@ var ErrBadFrame = errors.New("malformed chunk stream")
 // ReadFrames calls fn for each frame of r until its end.
 func ReadFrames(r io.Reader, fn func(h cas.Hash, raw cas.Raw) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
-	var hdr [frameHeader]byte
+	var hdr [FrameHeader]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:1]); err == io.EOF {
 			return nil
@@ -113,3 +113,7 @@ func DecodeHashes(b []byte) ([]cas.Hash, error) {
 	}
 	return hs, nil
 }
+
+// WalkRecord is the size of one entry of GET /api/v1/chunks: hash[32] size[8] stored[8],
+// big-endian; the list ends with a zero hash whose size field is the count.
+const WalkRecord = cas.HashSize + 16

@@ -1,4 +1,4 @@
-package ops
+package client
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // RemoteStore is a server's chunk store seen through its HTTP API: a cas.Store, held to
@@ -36,10 +38,10 @@ func (c *Remote) Store() *RemoteStore {
 
 // chunkErr turns the server's not-found and corrupt answers about h into cas errors.
 func chunkErr(h cas.Hash, err error) error {
-	switch KindOf(err) {
-	case KindNotFound:
+	switch errs.KindOf(err) {
+	case errs.KindNotFound:
 		return &cas.NotFoundError{Hash: h}
-	case KindCorrupt:
+	case errs.KindCorrupt:
 		return &cas.CorruptError{Hash: h, Reason: err.Error()}
 	}
 	return err
@@ -77,8 +79,8 @@ func (s *RemoteStore) add(ctx context.Context, h cas.Hash, r cas.Raw) error {
 	}
 	s.pending[h] = r
 	s.order = append(s.order, h)
-	s.size += len(r.Data) + frameHeader
-	if s.size >= batchBytes {
+	s.size += len(r.Data) + api.FrameHeader
+	if s.size >= api.BatchBytes {
 		return s.sendLocked(ctx)
 	}
 	return nil
@@ -87,22 +89,22 @@ func (s *RemoteStore) add(ctx context.Context, h cas.Hash, r cas.Raw) error {
 // sendLocked uploads the pending chunks; the server answers once they are durable.
 func (s *RemoteStore) sendLocked(ctx context.Context) error {
 	for len(s.order) > 0 {
-		var cs []Chunk
+		var cs []api.Chunk
 		n := 0
 		for _, h := range s.order {
 			r := s.pending[h]
-			if len(cs) > 0 && n+len(r.Data)+frameHeader > batchBytes {
+			if len(cs) > 0 && n+len(r.Data)+api.FrameHeader > api.BatchBytes {
 				break
 			}
-			cs = append(cs, Chunk{Hash: h, Raw: r})
-			n += len(r.Data) + frameHeader
+			cs = append(cs, api.Chunk{Hash: h, Raw: r})
+			n += len(r.Data) + api.FrameHeader
 		}
 		if err := s.c.PutChunks(ctx, cs); err != nil {
 			return err
 		}
 		for _, ch := range cs {
 			delete(s.pending, ch.Hash)
-			s.size -= len(ch.Raw.Data) + frameHeader
+			s.size -= len(ch.Raw.Data) + api.FrameHeader
 		}
 		s.order = s.order[len(cs):]
 	}
@@ -124,7 +126,7 @@ func (s *RemoteStore) GetRaw(ctx context.Context, h cas.Hash) (cas.Raw, error) {
 		return r, nil
 	}
 	got := false
-	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(c Chunk) error {
+	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(c api.Chunk) error {
 		raw := c.Raw
 		if raw.Enc == cas.EncGroup { // a group of this one chunk (verified): take it out
 			data, ok := c.Group.Chunk(h)
@@ -166,28 +168,24 @@ func (s *RemoteStore) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, e
 	return s.c.Missing(ctx, hs)
 }
 
-// walkRecord is one entry of GET /api/v1/chunks: hash[32] size[8] stored[8], big-endian;
-// the list ends with a zero hash whose size field is the count.
-const walkRecord = cas.HashSize + 16
-
 func (s *RemoteStore) Walk(ctx context.Context, fn func(cas.ChunkInfo) error) error {
-	resp, err := s.c.do(ctx, RouteWalkChunks.Method, RouteWalkChunks.URL(), nil, "")
+	resp, err := s.c.Do(ctx, api.RouteWalkChunks.Method, api.RouteWalkChunks.URL(), nil, "")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReaderSize(resp.Body, 1<<16)
-	var rec [walkRecord]byte
+	var rec [api.WalkRecord]byte
 	var n uint64
 	for {
 		if _, err := io.ReadFull(br, rec[:]); err != nil {
-			return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: chunk list cut short after %d chunks: %v", s.c.Name(), n, err)}
+			return &errs.Error{Kind: errs.KindRemote, Err: fmt.Errorf("%s: chunk list cut short after %d chunks: %v", s.c.Name(), n, err)}
 		}
 		var ci cas.ChunkInfo
 		copy(ci.Hash[:], rec[:cas.HashSize])
 		if ci.Hash.IsZero() { // the end record carries the count
 			if got := binary.BigEndian.Uint64(rec[cas.HashSize:]); got != n {
-				return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: chunk list of %d chunks says %d", s.c.Name(), n, got)}
+				return &errs.Error{Kind: errs.KindRemote, Err: fmt.Errorf("%s: chunk list of %d chunks says %d", s.c.Name(), n, got)}
 			}
 			return nil
 		}
@@ -205,12 +203,12 @@ func (s *RemoteStore) Delete(ctx context.Context, hs []cas.Hash) error {
 	for _, h := range hs {
 		if r, ok := s.pending[h]; ok {
 			delete(s.pending, h)
-			s.size -= len(r.Data) + frameHeader
+			s.size -= len(r.Data) + api.FrameHeader
 			s.order = slices.DeleteFunc(s.order, func(x cas.Hash) bool { return x == h })
 		}
 	}
 	s.mu.Unlock()
-	resp, err := s.c.do(ctx, RouteDeleteChunk.Method, RouteDeleteChunk.URL(), EncodeHashes(hs), "application/octet-stream")
+	resp, err := s.c.Do(ctx, api.RouteDeleteChunk.Method, api.RouteDeleteChunk.URL(), api.EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return err
 	}

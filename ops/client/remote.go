@@ -1,4 +1,4 @@
-package ops
+package client
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/errs"
 )
 
 // Remote is the Endpoint of a server, reached over HTTP(S) with a token.
@@ -23,10 +25,10 @@ type Remote struct {
 	Token string
 	HTTP  *http.Client
 
-	socket string // the root, for a client of a server's admin socket
+	Socket string // the root, for a client of a server's admin socket
 }
 
-var _ Endpoint = (*Remote)(nil)
+var _ api.Endpoint = (*Remote)(nil)
 
 // NewRemote returns a client of the server at base.
 func NewRemote(alias, base, token string) *Remote {
@@ -36,8 +38,8 @@ func NewRemote(alias, base, token string) *Remote {
 }
 
 func (c *Remote) Name() string {
-	if c.socket != "" {
-		return "the server of " + c.socket
+	if c.Socket != "" {
+		return "the server of " + c.Socket
 	}
 	if c.Alias != "" {
 		return "cloud://" + c.Alias
@@ -50,10 +52,10 @@ func (c *Remote) Close() error { c.HTTP.CloseIdleConnections(); return nil }
 // maxBusyRetries bounds how often a request is sent again to a server that answers 429.
 const maxBusyRetries = 60
 
-// do sends a request and turns error answers into *Error with the server's words. A
+// Do sends a request and turns error answers into *Error with the server's words. A
 // server that is busy (429) is asked again after the pause it names (at most a few seconds
 // each, for about a minute in all).
-func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ctype string) (*http.Response, error) {
+func (c *Remote) Do(ctx context.Context, method, path string, payload []byte, ctype string) (*http.Response, error) {
 	var resp *http.Response
 	for attempt := 0; ; attempt++ {
 		var rd io.Reader
@@ -62,7 +64,7 @@ func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ct
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.URL+path, rd)
 		if err != nil {
-			return nil, Errorf(KindUsage, "", "bad server URL %s: %v", c.URL, err)
+			return nil, errs.Errorf(errs.KindUsage, "", "bad server URL %s: %v", c.URL, err)
 		}
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 		if ctype != "" {
@@ -73,7 +75,7 @@ func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ct
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %v", c.Name(), unwrapURLErr(err)), Hint: "is the server running and the URL right? 'swcli instance list' shows it"}
+			return nil, &errs.Error{Kind: errs.KindRemote, Err: fmt.Errorf("%s: %v", c.Name(), unwrapURLErr(err)), Hint: "is the server running and the URL right? 'swcli instance list' shows it"}
 		}
 		if resp.StatusCode != http.StatusTooManyRequests || attempt >= maxBusyRetries {
 			break
@@ -94,44 +96,44 @@ func (c *Remote) do(ctx context.Context, method, path string, payload []byte, ct
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var eb errorBody
+	var eb api.ErrorBody
 	json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
 	msg := eb.Error
 	if msg == "" {
 		msg = resp.Status
 	}
-	kind := kindFromAnswer(resp.StatusCode, eb.Kind)
+	kind := KindFromAnswer(resp.StatusCode, eb.Kind)
 	hint := eb.Hint
 	if resp.StatusCode == 413 && hint == "" {
 		hint = "the server's request limit is lower than this client's batches"
 	}
-	if resp.StatusCode == http.StatusUnauthorized && c.Alias != "" && c.socket == "" {
+	if resp.StatusCode == http.StatusUnauthorized && c.Alias != "" && c.Socket == "" {
 		// The server cannot know how this client names it: say it with the real URL and alias.
 		hint = fmt.Sprintf("log in again: swcli instance login %s --alias %s --token-stdin (the token on stdin)", c.URL, c.Alias)
 	}
-	return nil, &Error{Kind: kind, Err: fmt.Errorf("%s: %s", c.Name(), msg), Hint: hint}
+	return nil, &errs.Error{Kind: kind, Err: fmt.Errorf("%s: %s", c.Name(), msg), Hint: hint}
 }
 
-// kindFromAnswer is the kind of an error answer: the kind the server named when it is one
+// KindFromAnswer is the kind of an error answer: the kind the server named when it is one
 // this client knows and agrees with the status, otherwise the status's.
-func kindFromAnswer(status int, name string) Kind {
-	for k, st := range kindStatus {
+func KindFromAnswer(status int, name string) errs.Kind {
+	for k, st := range api.KindStatus {
 		if k.String() == name && st == status {
 			return k
 		}
 	}
-	for k, st := range kindStatus {
-		if st == status && k != KindInvalid && k != KindBusy {
+	for k, st := range api.KindStatus {
+		if st == status && k != errs.KindInvalid && k != errs.KindBusy {
 			return k
 		}
 	}
 	if status == http.StatusServiceUnavailable {
-		return KindBusy
+		return errs.KindBusy
 	}
 	if status >= 500 {
-		return KindRemote
+		return errs.KindRemote
 	}
-	return KindFailure
+	return errs.KindFailure
 }
 
 func unwrapURLErr(err error) error {
@@ -142,8 +144,8 @@ func unwrapURLErr(err error) error {
 	return err
 }
 
-func (c *Remote) getJSON(ctx context.Context, path string, v any) error {
-	resp, err := c.do(ctx, "GET", path, nil, "")
+func (c *Remote) GetJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.Do(ctx, "GET", path, nil, "")
 	if err != nil {
 		return err
 	}
@@ -151,12 +153,12 @@ func (c *Remote) getJSON(ctx context.Context, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func (c *Remote) postJSON(ctx context.Context, path string, in, out any) error {
+func (c *Remote) PostJSON(ctx context.Context, path string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, "POST", path, b, "application/json")
+	resp, err := c.Do(ctx, "POST", path, b, "application/json")
 	if err != nil {
 		return err
 	}
@@ -174,7 +176,7 @@ func (c *Remote) Whoami(ctx context.Context) (string, bool, error) {
 		User  string `json:"user"`
 		Admin bool   `json:"admin"`
 	}
-	err := c.getJSON(ctx, RouteWhoami.URL(), &out)
+	err := c.GetJSON(ctx, api.RouteWhoami.URL(), &out)
 	return out.User, out.Admin, err
 }
 
@@ -190,14 +192,14 @@ func (c *Remote) ProjectIDs(ctx context.Context) ([]string, map[string]int, erro
 		Projects []string       `json:"projects"`
 		IDs      map[string]int `json:"ids"`
 	}
-	err := c.getJSON(ctx, RouteProjects.URL(), &out)
+	err := c.GetJSON(ctx, api.RouteProjects.URL(), &out)
 	return out.Projects, out.IDs, err
 }
 
-func fromDTOs(ds []VersionDTO) []*ledger.Version {
+func fromDTOs(ds []api.VersionDTO) []*ledger.Version {
 	out := make([]*ledger.Version, len(ds))
 	for i, d := range ds {
-		out[i] = FromDTO(d)
+		out[i] = api.FromDTO(d)
 	}
 	return out
 }
@@ -211,18 +213,18 @@ func (c *Remote) Versions(ctx context.Context, project, runtime string, opt ledg
 		q.Set("missing_ok", "1")
 	}
 	var out struct {
-		Total    int          `json:"total"`
-		Versions []VersionDTO `json:"versions"`
+		Total    int              `json:"total"`
+		Versions []api.VersionDTO `json:"versions"`
 	}
-	err := c.getJSON(ctx, RouteVersions.URL(project)+"?"+q.Encode(), &out)
+	err := c.GetJSON(ctx, api.RouteVersions.URL(project)+"?"+q.Encode(), &out)
 	return fromDTOs(out.Versions), out.Total, err
 }
 
 func (c *Remote) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
 	var out struct {
-		Versions []VersionDTO `json:"versions"`
+		Versions []api.VersionDTO `json:"versions"`
 	}
-	err := c.getJSON(ctx, RouteHistory.URL(project, runtime), &out)
+	err := c.GetJSON(ctx, api.RouteHistory.URL(project, runtime), &out)
 	return fromDTOs(out.Versions), err
 }
 
@@ -230,45 +232,45 @@ func (c *Remote) Resolve(ctx context.Context, project, runtime, ref string) (*le
 	if ref == "" {
 		ref = "latest"
 	}
-	var out VersionDTO
-	if err := c.getJSON(ctx, RouteResolve.URL(project, runtime, ref), &out); err != nil {
+	var out api.VersionDTO
+	if err := c.GetJSON(ctx, api.RouteResolve.URL(project, runtime, ref), &out); err != nil {
 		return nil, err
 	}
-	return FromDTO(out), nil
+	return api.FromDTO(out), nil
 }
 
-func (c *Remote) Info(ctx context.Context, project, runtime, ref string) (*Info, error) {
+func (c *Remote) Info(ctx context.Context, project, runtime, ref string) (*api.Info, error) {
 	if ref == "" {
 		ref = "latest"
 	}
-	var out InfoDTO
-	if err := c.getJSON(ctx, RouteInfo.URL(project, runtime, ref), &out); err != nil {
+	var out api.InfoDTO
+	if err := c.GetJSON(ctx, api.RouteInfo.URL(project, runtime, ref), &out); err != nil {
 		return nil, err
 	}
-	return &Info{Version: FromDTO(out.Version), Totals: cas.Totals{Files: out.Files, Dirs: out.Dirs, Links: out.Links, Size: out.Size},
+	return &api.Info{Version: api.FromDTO(out.Version), Totals: cas.Totals{Files: out.Files, Dirs: out.Dirs, Links: out.Links, Size: out.Size},
 		Lock: out.Lock, YAML: out.YAML}, nil
 }
 
-func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*TagResult, error) {
+func (c *Remote) Tag(ctx context.Context, project, runtime, ref string, tags []string, remove, quiet, force bool) (*api.TagResult, error) {
 	var out struct {
 		Changed []string `json:"changed"`
 		Skipped []string `json:"skipped"`
 	}
-	err := c.postJSON(ctx, RouteTag.URL(project, runtime),
-		tagReq{Version: ref, Tags: tags, Remove: remove, Quiet: quiet, Force: force}, &out)
-	return &TagResult{Changed: out.Changed, Skipped: out.Skipped}, err
+	err := c.PostJSON(ctx, api.RouteTag.URL(project, runtime),
+		api.TagRequest{Version: ref, Tags: tags, Remove: remove, Quiet: quiet, Force: force}, &out)
+	return &api.TagResult{Changed: out.Changed, Skipped: out.Skipped}, err
 }
 
 func (c *Remote) removeCall(ctx context.Context, op, project, runtime, ref string, purge, dry bool) ([]*ledger.Version, error) {
 	var out struct {
-		Versions []VersionDTO `json:"versions"`
+		Versions []api.VersionDTO `json:"versions"`
 	}
-	route := RouteRemove
+	route := api.RouteRemove
 	if op == "recover" {
-		route = RouteRecover
+		route = api.RouteRecover
 	}
-	err := c.postJSON(ctx, route.URL(project, runtime),
-		removeReq{Version: ref, Purge: purge, DryRun: dry}, &out)
+	err := c.PostJSON(ctx, route.URL(project, runtime),
+		api.RemoveRequest{Version: ref, Purge: purge, DryRun: dry}, &out)
 	return fromDTOs(out.Versions), err
 }
 
@@ -285,16 +287,16 @@ func (c *Remote) Recover(ctx context.Context, project, runtime, ref string) ([]*
 }
 
 func (c *Remote) Missing(ctx context.Context, hs []cas.Hash) ([]cas.Hash, error) {
-	resp, err := c.do(ctx, RouteMissing.Method, RouteMissing.URL(), EncodeHashes(hs), "application/octet-stream")
+	resp, err := c.Do(ctx, api.RouteMissing.Method, api.RouteMissing.URL(), api.EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, &Error{Kind: KindRemote, Err: err}
+		return nil, &errs.Error{Kind: errs.KindRemote, Err: err}
 	}
-	return DecodeHashes(b)
+	return api.DecodeHashes(b)
 }
 
 // getBatch is how many hashes one /chunks/get asks for: enough that most groups on the
@@ -304,14 +306,14 @@ const getBatch = 16384
 // GetChunks asks in batches. The server answers a batch in order, a group whole where the
 // batch names all its chunks (fn then gets the group's name and Raw{Enc: cas.EncGroup}),
 // and may answer part of a batch (it bounds each answer): it is asked again for the rest.
-func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) error {
+func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) error {
 	for len(hs) > 0 {
 		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], fn)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			return &Error{Kind: KindRemote, Err: fmt.Errorf("%s: answered none of %d chunks", c.Name(), len(hs)), Hint: "run the copy again: it resumes"}
+			return &errs.Error{Kind: errs.KindRemote, Err: fmt.Errorf("%s: answered none of %d chunks", c.Name(), len(hs)), Hint: "run the copy again: it resumes"}
 		}
 		hs = hs[n:]
 	}
@@ -319,8 +321,8 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) er
 }
 
 // getChunks makes one request and returns how many of hs the server answered.
-func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) error) (int, error) {
-	resp, err := c.do(ctx, RouteGetChunks.Method, RouteGetChunks.URL(), EncodeHashes(hs), "application/octet-stream")
+func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) (int, error) {
+	resp, err := c.Do(ctx, api.RouteGetChunks.Method, api.RouteGetChunks.URL(), api.EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return 0, err
 	}
@@ -333,23 +335,23 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) er
 	}
 	take := func(h cas.Hash) error {
 		if !asked[h] {
-			return fmt.Errorf("%w: server sent %s, which was not asked for (or twice)", ErrBadFrame, h)
+			return fmt.Errorf("%w: server sent %s, which was not asked for (or twice)", api.ErrBadFrame, h)
 		}
 		asked[h] = false
 		return nil
 	}
 	answered := -1
-	err = ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
+	err = api.ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
 		switch {
 		case answered >= 0:
-			return fmt.Errorf("%w: frames after the end frame", ErrBadFrame)
+			return fmt.Errorf("%w: frames after the end frame", api.ErrBadFrame)
 		case h.IsZero():
 			if answered = int(r.Len); answered < 0 || answered > len(hs) {
-				return fmt.Errorf("%w: end frame says %d of %d", ErrBadFrame, answered, len(hs))
+				return fmt.Errorf("%w: end frame says %d of %d", api.ErrBadFrame, answered, len(hs))
 			}
 			for _, a := range hs[:answered] {
 				if asked[a] {
-					return fmt.Errorf("%w: end frame covers %s, which was not sent", ErrBadFrame, a)
+					return fmt.Errorf("%w: end frame covers %s, which was not sent", api.ErrBadFrame, a)
 				}
 			}
 			return nil
@@ -364,28 +366,28 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(Chunk) er
 				}
 			}
 			r.Count = len(g.Chunks())
-			return fn(Chunk{Hash: h, Raw: r, Group: g})
+			return fn(api.Chunk{Hash: h, Raw: r, Group: g})
 		}
 		if err := take(h); err != nil {
 			return err
 		}
-		return fn(Chunk{Hash: h, Raw: r})
+		return fn(api.Chunk{Hash: h, Raw: r})
 	})
 	if err == nil && answered < 0 {
-		err = fmt.Errorf("%w: the answer was cut short", ErrBadFrame)
+		err = fmt.Errorf("%w: the answer was cut short", api.ErrBadFrame)
 	}
 	if err != nil {
-		return 0, &Error{Kind: KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err), Hint: "run the copy again: it resumes"}
+		return 0, &errs.Error{Kind: errs.KindRemote, Err: fmt.Errorf("%s: %w", c.Name(), err), Hint: "run the copy again: it resumes"}
 	}
 	return answered, nil
 }
 
-func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
+func (c *Remote) PutChunks(ctx context.Context, cs []api.Chunk) error {
 	var buf bytes.Buffer
 	for _, ch := range cs {
-		WriteFrame(&buf, ch.Hash, ch.Raw)
+		api.WriteFrame(&buf, ch.Hash, ch.Raw)
 	}
-	resp, err := c.do(ctx, RoutePutChunks.Method, RoutePutChunks.URL(), buf.Bytes(), "application/octet-stream")
+	resp, err := c.Do(ctx, api.RoutePutChunks.Method, api.RoutePutChunks.URL(), buf.Bytes(), "application/octet-stream")
 	if err != nil {
 		return err
 	}
@@ -393,6 +395,49 @@ func (c *Remote) PutChunks(ctx context.Context, cs []Chunk) error {
 	return resp.Body.Close()
 }
 
-func (c *Remote) Commit(ctx context.Context, project string, vs []CommitVersion) error {
-	return c.postJSON(ctx, RouteCommit.URL(project), vs, nil)
+func (c *Remote) Commit(ctx context.Context, project string, vs []api.CommitVersion) error {
+	return c.PostJSON(ctx, api.RouteCommit.URL(project), vs, nil)
+}
+
+// LedgerKey is the server's checkpoint verifier key ("" and no error if it publishes none).
+func (c *Remote) LedgerKey(ctx context.Context) (string, error) {
+	var out struct {
+		Key string `json:"key"`
+	}
+	err := c.GetJSON(ctx, api.RouteLedgerKey.URL(), &out)
+	if errs.KindOf(err) == errs.KindNotFound {
+		return "", nil
+	}
+	return out.Key, err
+}
+
+// Checkpoint is the server's signed checkpoint, as sent.
+func (c *Remote) Checkpoint(ctx context.Context) ([]byte, error) {
+	resp, err := c.Do(ctx, "GET", api.RouteCheckpoint.URL(), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+}
+
+// Consistency asks the server to prove that its tree of from events is a prefix of its
+// tree of to events.
+func (c *Remote) Consistency(ctx context.Context, from, to uint64) (*api.Consistency, error) {
+	var out api.Consistency
+	return &out, c.GetJSON(ctx, fmt.Sprintf("%s?from=%d&to=%d", api.RouteConsistency.URL(), from, to), &out)
+}
+
+// PostCosignature sends a witness's cosigned checkpoint to the server; it returns the
+// name the server filed it under.
+func (c *Remote) PostCosignature(ctx context.Context, msg []byte) (string, error) {
+	resp, err := c.Do(ctx, "POST", api.RouteCosign.URL(), msg, "text/plain")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Witness string `json:"witness"`
+	}
+	return out.Witness, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/console"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // BenchmarkConsole renders the web console's heaviest pages on the server (the handler
@@ -84,7 +85,7 @@ func BenchmarkConsole(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv := ops.NewServer(in)
+	srv := server.NewServer(in)
 	srv.Pages = console.New(srv)
 	h := srv.Handler()
 	// Sign in once; every request carries the session's cookie.

@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 )
 
 // CompletionCmd prints a completion script generated from the grammar itself.
@@ -206,7 +207,7 @@ func (e *env) completeRuntimes(word string) []string {
 		}
 		return out
 	}
-	vs, _, err := ep.Versions(e.ctx, project, "", ledger.ListOptions{Size: ops.MaxPageSize})
+	vs, _, err := ep.Versions(e.ctx, project, "", ledger.ListOptions{Size: api.MaxPageSize})
 	if err != nil {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // procEnv is a standalone root and a client config for swcli processes run by a test.
@@ -116,7 +117,7 @@ func (p *procEnv) serve() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	srv := httptest.NewServer(server.NewServer(in).Handler())
 	p.t.Cleanup(func() { srv.Close(); in.Close() })
 	p.must("instance", "login", srv.URL, "--alias", "team", "--token", tok)
 }

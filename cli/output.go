@@ -12,8 +12,8 @@ import (
 	"unicode"
 
 	"github.com/swcli/swcli/ledger"
-	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // jsonOut reports whether -o json was given.
@@ -50,7 +50,7 @@ func printable(s string) string {
 }
 
 // humanBytes formats n as every page and table of swcli does (ops.HumanBytes).
-func humanBytes(n int64) string { return ops.HumanBytes(n) }
+func humanBytes(n int64) string { return server.HumanBytes(n) }
 
 // humanCount writes n with thousands separators: 14,046.
 func humanCount(n int) string {

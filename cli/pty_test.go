@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // onTerminal runs swcli with stdin, stdout and stderr on a pseudo-terminal, as a person at
@@ -112,7 +114,7 @@ func TestProgressOnATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	srv := httptest.NewServer(server.NewServer(in).Handler())
 	defer srv.Close()
 	login := exec.Command("swcli", "instance", "login", srv.URL, "--alias", "team")
 	login.Env = append(append(os.Environ(), env...), "SWCLI_TOKEN="+tok)

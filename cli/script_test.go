@@ -21,9 +21,11 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
 	"github.com/swcli/swcli/cli"
 	"github.com/swcli/swcli/internal/corpus"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/server"
 )
 
 func TestMain(m *testing.M) {
@@ -167,7 +169,7 @@ func scriptParams(dir string) testscript.Params {
 				if err != nil {
 					ts.Fatalf("serve: %v", err)
 				}
-				srv := httptest.NewServer(ops.NewServer(in).Handler())
+				srv := httptest.NewServer(server.NewServer(in).Handler())
 				ts.Setenv("SERVER", srv.URL)
 				ts.Defer(func() { srv.Close(); in.Close() })
 			},

@@ -22,6 +22,7 @@ import (
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/client"
 	"github.com/swcli/swcli/ops/console"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // ServerCmd is `swcli server`: run a cloud instance and manage its users and projects.
@@ -47,7 +48,7 @@ type ServerRunCmd struct {
 // Run serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 func (c *ServerRunCmd) Run(e *env) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(ops.ServerMemoryLimit)
+		debug.SetMemoryLimit(server.ServerMemoryLimit)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return ops.Errorf(ops.KindUsage, "give both --tls-cert and --tls-key, or neither", "TLS needs a certificate and a key")
@@ -67,12 +68,12 @@ func (c *ServerRunCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	s := ops.NewServer(in)
+	s := server.NewServer(in)
 	if !c.NoConsole {
 		s.Pages = console.New(s)
 	}
 	s.OnError = func(msg string) { e.log.Error().Msg(msg) }
-	s.Log = func(a ops.AccessEntry) {
+	s.Log = func(a server.AccessEntry) {
 		e.log.Info().Str("method", a.Method).Str("path", a.Path).Str("user", a.User).Int("status", a.Status).
 			Int64("bytes", a.Bytes).Str("took", a.Took.Round(time.Microsecond).String()).Msg("request")
 	}
@@ -80,7 +81,7 @@ func (c *ServerRunCmd) Run(e *env) error {
 	if err != nil {
 		return ops.Errorf(ops.KindUsage, "choose another --listen address", "listen on %s: %v", c.Listen, err)
 	}
-	ln = ops.LimitConns(ln, ops.MaxConns, ops.MaxConnsPerIP)
+	ln = server.LimitConns(ln, server.MaxConns, server.MaxConnsPerIP)
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ReadTimeout: 10 * time.Minute, WriteTimeout: 30 * time.Minute}
 	scheme := "http"

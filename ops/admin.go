@@ -124,13 +124,14 @@ func ListServerProjects(ctx context.Context, as AuthStore) ([]ProjectInfo, error
 	}
 	out := []ProjectInfo{}
 	for n, p := range a.Projects {
-		out = append(out, projectInfo(n, p))
+		out = append(out, ProjectInfoOf(n, p))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-func projectInfo(name string, p *AuthProject) ProjectInfo {
+// ProjectInfoOf is a project of the server's auth store as admins see it.
+func ProjectInfoOf(name string, p *AuthProject) ProjectInfo {
 	m := append([]string{}, p.Members...)
 	return ProjectInfo{ID: p.ID, Name: name, Members: m, Created: p.Created}
 }
@@ -144,7 +145,7 @@ func serverProject(ctx context.Context, as AuthStore, name string) (*ProjectInfo
 	if p == nil {
 		return nil, Errorf(KindNotFound, "'swcli server project list' shows them", "no project %s", name)
 	}
-	pi := projectInfo(name, p)
+	pi := ProjectInfoOf(name, p)
 	return &pi, nil
 }
 
@@ -240,11 +241,11 @@ func (d AdminDirect) IssueToken(ctx context.Context, name string) (string, error
 	return with(d, false, func(in *Instance) (string, error) { return IssueToken(ctx, in.Auth, name) })
 }
 func (d AdminDirect) CreateProject(ctx context.Context, name string, members []string) (*ProjectInfo, error) {
-	return with(d, false, func(in *Instance) (*ProjectInfo, error) { return createServerProject(ctx, in.Auth, name, members) })
+	return with(d, false, func(in *Instance) (*ProjectInfo, error) { return NewServerProject(ctx, in.Auth, name, members) })
 }
 
-// createServerProject creates a project and returns it as admins see it.
-func createServerProject(ctx context.Context, as AuthStore, name string, members []string) (*ProjectInfo, error) {
+// NewServerProject creates a project and returns it as admins see it.
+func NewServerProject(ctx context.Context, as AuthStore, name string, members []string) (*ProjectInfo, error) {
 	if err := CreateServerProject(ctx, as, name, members); err != nil {
 		return nil, err
 	}

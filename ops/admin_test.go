@@ -11,6 +11,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // commitHook is a copy destination on which the server's admin runs gc between the
@@ -103,7 +104,7 @@ func TestSocketUnderALongRoot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listen under a %d-byte root: %v", len(root), err)
 	}
-	go http.Serve(ln, ops.NewServer(in).SocketHandler())
+	go http.Serve(ln, server.NewServer(in).SocketHandler())
 	if !ops.Serving(root) {
 		t.Fatal("not serving")
 	}

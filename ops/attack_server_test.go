@@ -13,6 +13,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // Attacks on what a server takes in (issue 25): names, manifests, repeated claims and
@@ -119,7 +120,7 @@ func TestConnectionFloodLeavesRoom(t *testing.T) {
 	// legit client differ by source address instead (127.0.0.1 and 127.0.0.2).
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }),
 		ReadHeaderTimeout: time.Minute}
-	go srv.Serve(ops.LimitConns(ln, 256, 64))
+	go srv.Serve(server.LimitConns(ln, 256, 64))
 	defer srv.Close()
 	before := openFDs()
 	var flood []net.Conn

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
@@ -15,8 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"context"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
@@ -268,18 +267,18 @@ func CreateServerProject(ctx context.Context, as AuthStore, name string, members
 	})
 }
 
-// authCache asks the store for its stamp on every request and loads the Auth again only
+// AuthCache asks the store for its stamp on every request and loads the Auth again only
 // when the stamp changed.
-type authCache struct {
-	store AuthStore
+type AuthCache struct {
+	Store AuthStore
 	mu    sync.Mutex
 	stamp string
 	auth  *Auth
 	byTok map[cas.Hash]string
 }
 
-func (c *authCache) get(ctx context.Context) (*Auth, map[cas.Hash]string, error) {
-	stamp, err := c.store.Stamp(ctx)
+func (c *AuthCache) Get(ctx context.Context) (*Auth, map[cas.Hash]string, error) {
+	stamp, err := c.Store.Stamp(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,7 +287,7 @@ func (c *authCache) get(ctx context.Context) (*Auth, map[cas.Hash]string, error)
 	if c.auth != nil && stamp == c.stamp {
 		return c.auth, c.byTok, nil
 	}
-	a, err := c.store.Load(ctx)
+	a, err := c.Store.Load(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

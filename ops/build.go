@@ -84,7 +84,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 	}
 	if _, err := in.Ledger.Project(req.Project); err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	envDir := filepath.Join(wd, ry.Mode)
 	if req.EnvDir != "" {
@@ -240,7 +240,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	id := VersionID(res.Hash)
 	host, _ := os.Hostname()
-	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
+	ev, err := in.Append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
 		Files: int64(res.Files), GenAllBundles: req.GenAllBundles, Host: host, Manifest: res.Hash,
 		Mode: ry.Mode, NewBytes: res.NewStored, Python: python, Size: res.Size,
 		ToolVersion: in.ToolVersion, Workdir: workdirOf(wd, req.EnvDir),
@@ -250,7 +250,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	v, err := in.Ledger.Resolve(req.Project, ry.Name, id)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	return &BuildResult{Project: req.Project, Runtime: ry.Name, Version: id, Manifest: res.Hash,
 		Files: res.Files, Size: res.Size, NewBytes: res.NewBytes, NewStored: res.NewStored,

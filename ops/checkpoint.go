@@ -142,7 +142,7 @@ func writeKeyFile(path, skey, vkey string, replace bool) error {
 }
 
 func (in *Instance) appendLedger(ctx context.Context, d ledger.KeyData) (ledger.Event, error) {
-	return in.append(ctx, ledger.LedgerKeyed, "", "", "", d)
+	return in.Append(ctx, ledger.LedgerKeyed, "", "", "", d)
 }
 
 // LedgerKey returns the verifier key of the instance's checkpoints (made on first use).
@@ -230,7 +230,7 @@ func ProveLedger(ctx context.Context, in *Instance, seq, from uint64) (*LedgerPr
 	}
 	old, err := in.Ledger.TreeHashAt(ctx, from)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	out.OldRoot = base64.StdEncoding.EncodeToString(old[:])
 	return out, nil
@@ -288,7 +288,7 @@ func unb64s(ss []string) ([]tlog.Hash, error) {
 func ProveConsistency(ctx context.Context, in *Instance, from, to uint64) (*Consistency, error) {
 	p, err := in.Ledger.ProveConsistency(ctx, from, to)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	return &Consistency{From: from, To: to, Proof: b64s(p)}, nil
 }
@@ -297,11 +297,11 @@ func ProveConsistency(ctx context.Context, in *Instance, from, to uint64) (*Cons
 func ProveInclusion(ctx context.Context, in *Instance, seq, size uint64) (*Inclusion, error) {
 	p, err := in.Ledger.ProveInclusion(ctx, seq, size)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	e, err := in.Ledger.Event(seq)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	return &Inclusion{Seq: seq, Size: size, Line: string(e.ExportLine()), Proof: b64s(p)}, nil
 }
@@ -446,10 +446,10 @@ func Cosign(ctx context.Context, in *Instance, cp Checkpoint, serverKey string) 
 	return note.Sign(n, signer)
 }
 
-// takeCosignature checks a cosigned note a witness sent: the server's own signature, on a
+// TakeCosignature checks a cosigned note a witness sent: the server's own signature, on a
 // checkpoint of its own tree; it returns the witness's signature name (the key's name and
 // hash) to file it under.
-func takeCosignature(ctx context.Context, in *Instance, msg []byte) (string, error) {
+func TakeCosignature(ctx context.Context, in *Instance, msg []byte) (string, error) {
 	_, vkey, err := ledgerKey(ctx, in)
 	if err != nil {
 		return "", err
@@ -471,8 +471,8 @@ func takeCosignature(ctx context.Context, in *Instance, msg []byte) (string, err
 		return "", Errorf(KindInvalid, "send the server's note with your signature added", "cosignature: %d signatures besides the server's, want 1", len(n.UnverifiedSigs))
 	}
 	s := n.UnverifiedSigs[0]
-	if checkText(s.Name) != nil || len(s.Name) > 128 {
-		return "", Errorf(KindInvalid, "", "cosignature: a witness name %q", truncate(s.Name))
+	if CheckText(s.Name) != nil || len(s.Name) > 128 {
+		return "", Errorf(KindInvalid, "", "cosignature: a witness name %q", Truncate(s.Name))
 	}
 	return fmt.Sprintf("%s+%08x", s.Name, s.Hash), nil
 }

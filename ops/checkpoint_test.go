@@ -10,6 +10,7 @@ import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // A client pins the server's key at first contact and, at every contact after, takes a
@@ -19,7 +20,7 @@ import (
 func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	c := newCloud(t)
 	in := openServerInstance(t, c.root)
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	srv := httptest.NewServer(server.NewServer(in).Handler())
 	defer srv.Close()
 	r := client.NewRemote("team", srv.URL, c.tokens["alice"])
 	key, cp1, err := ops.FollowLedger(ctx, r, "", "")
@@ -52,7 +53,7 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(forkRoot, "auth.json"), must(os.ReadFile(filepath.Join(c.root, "auth.json"))), 0o600)
 	fork := openServerInstance(t, forkRoot)
-	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
+	forkSrv := httptest.NewServer(server.NewServer(fork).Handler())
 	defer forkSrv.Close()
 	fr := client.NewRemote("team", forkSrv.URL, c.tokens["alice"])
 	check := func(what, says string) {
@@ -76,7 +77,7 @@ func TestClientsRefuseRewrittenHistory(t *testing.T) {
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "auth.json"), must(os.ReadFile(filepath.Join(c.root, "auth.json"))), 0o600)
 	oi := openServerInstance(t, other)
-	os2 := httptest.NewServer(ops.NewServer(oi).Handler())
+	os2 := httptest.NewServer(server.NewServer(oi).Handler())
 	defer os2.Close()
 	if _, _, err := ops.FollowLedger(ctx, client.NewRemote("team", os2.URL, c.tokens["alice"]), key, ""); ops.KindOf(err) != ops.KindCorrupt || !strings.Contains(err.Error(), "pinned key") {
 		t.Fatalf("another key: %v", err)
@@ -103,7 +104,7 @@ func must(b []byte, err error) []byte {
 func TestLedgerKeyRotation(t *testing.T) {
 	c := newCloud(t)
 	in := openServerInstance(t, c.root)
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	srv := httptest.NewServer(server.NewServer(in).Handler())
 	defer srv.Close()
 	r := client.NewRemote("team", srv.URL, c.tokens["alice"])
 	key, cp, err := ops.FollowLedger(ctx, r, "", "")
@@ -144,7 +145,7 @@ func TestLedgerKeyRotation(t *testing.T) {
 func TestWitnessesCatchAFork(t *testing.T) {
 	c := newCloud(t)
 	in := openServerInstance(t, c.root)
-	srv := httptest.NewServer(ops.NewServer(in).Handler())
+	srv := httptest.NewServer(server.NewServer(in).Handler())
 	defer srv.Close()
 	witness := openInstance(t, t.TempDir())
 	wkey, err := ops.LedgerKey(ctx, witness)
@@ -190,7 +191,7 @@ func TestWitnessesCatchAFork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	forkSrv := httptest.NewServer(ops.NewServer(fork).Handler())
+	forkSrv := httptest.NewServer(server.NewServer(fork).Handler())
 	defer forkSrv.Close()
 	victim := client.NewRemote("team", forkSrv.URL, c.tokens["alice"])
 	_, fcp, err := ops.FollowLedger(ctx, victim, key, "") // a new client: nothing seen before

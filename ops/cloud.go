@@ -60,7 +60,7 @@ func openCloud(ctx context.Context, root string, opt OpenOptions) (*Instance, er
 		return nil, Errorf(KindUsage, "check --packs and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY", "%v", err)
 	}
 	in := &Instance{Root: root, Name: opt.Name, Chunks: st, Ledger: ledger.OnPostgres(pool, ledger.Options{}),
-		Auth: PGAuth{DB: pool}, Actor: Actor(), ToolVersion: opt.ToolVersion, db: pool}
+		Auth: PGAuth{DB: pool}, Actor: Actor(), ToolVersion: opt.ToolVersion, DB: pool}
 	if in.Name == "" {
 		in.Name = "local"
 	}
@@ -86,6 +86,6 @@ func redactURL(s string) string {
 // closeCloud closes what openCloud opened.
 func (in *Instance) closeCloud() error {
 	err := errors.Join(in.Chunks.Close(), in.Ledger.Close())
-	in.db.Close()
+	in.DB.Close()
 	return err
 }

@@ -44,12 +44,12 @@ type CopyResult struct {
 }
 
 // allVersions lists every live version of a runtime (of the project when runtime is "")
-// at ep, page by page: a server answers a page at most MaxPageSize long, DefaultPageSize
+// at ep, page by page: a server answers a page at most api.MaxPageSize long, api.DefaultPageSize
 // when asked for all. With missingOK a runtime ep lacks has none.
 func allVersions(ctx context.Context, ep api.Endpoint, project, runtime string, missingOK bool) ([]*ledger.Version, error) {
 	var out []*ledger.Version
 	for page := 1; ; page++ {
-		vs, total, err := ep.Versions(ctx, project, runtime, ledger.ListOptions{Page: page, Size: MaxPageSize, MissingOK: missingOK})
+		vs, total, err := ep.Versions(ctx, project, runtime, ledger.ListOptions{Page: page, Size: api.MaxPageSize, MissingOK: missingOK})
 		if err != nil {
 			return nil, err
 		}

@@ -48,7 +48,7 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 		}
 	}
 	if _, err := in.Ledger.Project(req.Project); err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	wd, err := filepath.Abs(req.Workdir)
 	if err != nil {
@@ -100,7 +100,7 @@ func Create(ctx context.Context, in *Instance, req CreateRequest) (*CreateResult
 	if err := os.WriteFile(yml, []byte(formats.RuntimeYAMLTemplate(req.Name, req.Mode, res.Python.MajorMinor())), 0o644); err != nil {
 		return nil, fmt.Errorf("write runtime.yaml: %w", err)
 	}
-	ev, err := in.append(ctx, ledger.RuntimeCreated, req.Project, req.Name, "", ledger.CreatedData{
+	ev, err := in.Append(ctx, ledger.RuntimeCreated, req.Project, req.Name, "", ledger.CreatedData{
 		Mode: req.Mode, Python: res.Python.MajorMinor(), Workdir: wd})
 	if err != nil {
 		return nil, err

@@ -47,7 +47,7 @@ func (l LocalEndpoint) Versions(ctx context.Context, project, runtime string, op
 		}
 	}
 	vs, n, err := l.In.Ledger.Versions(project, runtime, opt)
-	return vs, n, ledgerErr(err)
+	return vs, n, LedgerErr(err)
 }
 
 func (l LocalEndpoint) History(ctx context.Context, project, runtime string) ([]*ledger.Version, error) {
@@ -55,7 +55,7 @@ func (l LocalEndpoint) History(ctx context.Context, project, runtime string) ([]
 		return nil, err
 	}
 	vs, err := l.In.Ledger.History(project, runtime)
-	return vs, ledgerErr(err)
+	return vs, LedgerErr(err)
 }
 
 func (l LocalEndpoint) Resolve(ctx context.Context, project, runtime, ref string) (*ledger.Version, error) {
@@ -101,13 +101,13 @@ func (l LocalEndpoint) GetChunks(ctx context.Context, hs []cas.Hash, fn func(api
 // PutChunks verifies the whole batch first (every chunk of a group too), so that a bad
 // chunk stores nothing, then makes it durable.
 func (l LocalEndpoint) PutChunks(ctx context.Context, cs []api.Chunk) error {
-	_, err := l.putChunks(ctx, cs)
+	_, err := l.PutChunksHeld(ctx, cs)
 	return err
 }
 
-// putChunks is PutChunks that also returns the hashes of the chunks the batch held (a
+// PutChunksHeld is PutChunks that also returns the hashes of the chunks the batch held (a
 // group's chunks one by one): what a server records as the uploader's.
-func (l LocalEndpoint) putChunks(ctx context.Context, cs []api.Chunk) ([]cas.Hash, error) {
+func (l LocalEndpoint) PutChunksHeld(ctx context.Context, cs []api.Chunk) ([]cas.Hash, error) {
 	var declared int64
 	for _, c := range cs {
 		if c.Raw.Len < 0 || c.Raw.Len > cas.MaxBlob {
@@ -162,12 +162,12 @@ func (l LocalEndpoint) putChunks(ctx context.Context, cs []api.Chunk) ([]cas.Has
 }
 
 func (l LocalEndpoint) Commit(ctx context.Context, project string, vs []api.CommitVersion) error {
-	return l.commit(ctx, project, vs, nil)
+	return l.CommitLoaded(ctx, project, vs, nil)
 }
 
-// commit is Commit with the manifests the caller has loaded already (a server, which
-// checked them for access).
-func (l LocalEndpoint) commit(ctx context.Context, project string, vs []api.CommitVersion, loaded map[cas.Hash]*cas.Manifest) error {
+// CommitLoaded is Commit with the manifests the caller has loaded already (a server,
+// which checked them for access).
+func (l LocalEndpoint) CommitLoaded(ctx context.Context, project string, vs []api.CommitVersion, loaded map[cas.Hash]*cas.Manifest) error {
 	if err := l.project(project); err != nil {
 		return err
 	}
@@ -188,17 +188,17 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []api.Comm
 	for _, c := range vs {
 		c.Runtime = NormalizeName(c.Runtime)
 		if !ledger.ValidName(c.Runtime) {
-			return Errorf(KindUsage, "", "commit: invalid runtime name %q", truncate(c.Runtime))
+			return Errorf(KindUsage, "", "commit: invalid runtime name %q", Truncate(c.Runtime))
 		}
 		if VersionID(c.Manifest) != c.Version {
-			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", truncate(c.Version), c.Manifest)
+			return Errorf(KindUsage, "", "commit %s: version id does not match manifest %s", Truncate(c.Version), c.Manifest)
 		}
 		ck := seen[c.Manifest]
 		if ck == nil {
 			m, ok := loaded[c.Manifest]
 			if !ok {
 				var err error
-				if m, err = loadCommitManifest(ctx, l.In.Chunks, c); err != nil {
+				if m, err = LoadCommitManifest(ctx, l.In.Chunks, c); err != nil {
 					return err
 				}
 			}
@@ -234,14 +234,14 @@ func (l LocalEndpoint) commit(ctx context.Context, project string, vs []api.Comm
 		return nil
 	}
 	_, err := l.In.Ledger.Append(ctx, evs...)
-	return ledgerErr(err)
+	return LedgerErr(err)
 }
 
 func (l LocalEndpoint) Close() error { return l.In.Close() }
 
-// loadCommitManifest loads the manifest a commit names: one not stored yet is "run the copy
+// LoadCommitManifest loads the manifest a commit names: one not stored yet is "run the copy
 // again" (exists), one that is no manifest is the client's fault (invalid).
-func loadCommitManifest(ctx context.Context, st cas.Getter, c api.CommitVersion) (*cas.Manifest, error) {
+func LoadCommitManifest(ctx context.Context, st cas.Getter, c api.CommitVersion) (*cas.Manifest, error) {
 	m, err := cas.LoadManifest(ctx, st, c.Manifest)
 	if errors.Is(err, cas.ErrNotFound) {
 		return nil, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version)
@@ -270,21 +270,21 @@ func deriveCommit(m *cas.Manifest, c api.CommitVersion, py string, bundled bool)
 		return Errorf(KindUsage, "", "commit %s/%s: %s %s", c.Runtime, c.Version, field, why)
 	}
 	if d.Mode != "" && d.Mode != "venv" && d.Mode != "conda" {
-		return d, bad("mode", fmt.Sprintf("%q is neither venv nor conda", truncate(d.Mode)))
+		return d, bad("mode", fmt.Sprintf("%q is neither venv nor conda", Truncate(d.Mode)))
 	}
 	if bundled {
 		d.Python = py
 	} else if d.Python != "" && !pythonVersionRE.MatchString(d.Python) {
-		return d, bad("python", fmt.Sprintf("%q is not a version", truncate(d.Python)))
+		return d, bad("python", fmt.Sprintf("%q is not a version", Truncate(d.Python)))
 	}
 	for field, v := range map[string]string{"source": d.Source, "source_actor": d.SourceActor} {
-		if err := checkText(v); err != nil {
+		if err := CheckText(v); err != nil {
 			return d, bad(field, err.Error())
 		}
 	}
 	if d.Origin != "" {
 		if err := ledger.CheckOrigin(d.Origin, d.Version); err != nil {
-			return d, bad("origin", fmt.Sprintf("%q is not an id", truncate(d.Origin)))
+			return d, bad("origin", fmt.Sprintf("%q is not an id", Truncate(d.Origin)))
 		}
 	}
 	if len(d.Tags) > MaxTags {
@@ -295,9 +295,9 @@ func deriveCommit(m *cas.Manifest, c api.CommitVersion, py string, bundled bool)
 
 var pythonVersionRE = regexp.MustCompile(`^3\.[0-9]{1,2}(\.[0-9]{1,3})?$`)
 
-// checkText refuses free text that is long, or holds control characters (ANSI escapes
+// CheckText refuses free text that is long, or holds control characters (ANSI escapes
 // among them) or markup.
-func checkText(s string) error {
+func CheckText(s string) error {
 	if len(s) > MaxTextField {
 		return fmt.Errorf("is %d bytes; %d at most", len(s), MaxTextField)
 	}
@@ -312,7 +312,7 @@ func checkText(s string) error {
 	return nil
 }
 
-func truncate(s string) string {
+func Truncate(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "…"
 	}
@@ -325,7 +325,7 @@ func bundledPython(ctx context.Context, st cas.Getter, m *cas.Manifest) (string,
 		if e.Path != "export/venv/pyvenv.cfg" || e.Kind != cas.KindFile || e.Size > 64<<10 {
 			continue
 		}
-		b, err := readEntry(ctx, st, e)
+		b, err := ReadEntry(ctx, st, e)
 		if err != nil {
 			return "", false
 		}

@@ -1,6 +1,7 @@
 // Package ops holds swcli's use cases: store a tree, build, copy, extract, restore, list …
 // Each takes a request, returns a result and reports progress through an interface it owns;
-// nothing here prints or exits. The HTTP server's handlers live here too.
+// nothing here prints or exits. The front ends are cli and ops/server (the HTTP server,
+// with ops/console); the client of a server is ops/client.
 package ops
 
 import "github.com/swcli/swcli/ops/errs"

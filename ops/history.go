@@ -13,13 +13,13 @@ import (
 // Project is the ledger's project name (a name, as ProjectName gives).
 func (in *Instance) Project(name string) (*ledger.Project, error) {
 	p, err := in.Ledger.Project(name)
-	return p, ledgerErr(err)
+	return p, LedgerErr(err)
 }
 
 // Projects lists the instance's projects.
 func (in *Instance) Projects() ([]*ledger.Project, error) {
 	ps, err := in.Ledger.Projects()
-	return ps, ledgerErr(err)
+	return ps, LedgerErr(err)
 }
 
 // LedgerLog calls fn for every event f selects, in order.

@@ -21,6 +21,7 @@ import (
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // post sends a raw request to the test server as alice.
@@ -98,7 +99,7 @@ func TestServerSurvivesHostileUploads(t *testing.T) {
 		t.Fatalf("a 64 MiB group: %d %v", st, m)
 	}
 	// A body over the limit is 413, not 400.
-	big := make([]byte, ops.MaxBatchBody+(4<<20))
+	big := make([]byte, server.MaxBatchBody+(4<<20))
 	copy(big, frames(api.Chunk{Hash: h, Raw: cas.Raw{Enc: cas.EncRaw, Len: cas.MaxBlob, Data: zeros}}))
 	if st, m := post(t, c, "/api/v1/chunks", big); st != http.StatusRequestEntityTooLarge {
 		t.Fatalf("a body over the limit: %d %v", st, m)
@@ -116,7 +117,7 @@ func TestServerSurvivesHostileUploads(t *testing.T) {
 	}
 	rss := peakRSS(cmd.Process.Pid)
 	t.Logf("server peak RSS after the hostile uploads: %d MiB", rss>>20)
-	if bound := int64(ops.MaxUploads*(ops.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound {
+	if bound := int64(server.MaxUploads*(server.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound {
 		t.Fatalf("server peak RSS %d MiB, over its bound of %d MiB", rss>>20, bound>>20)
 	}
 }
@@ -149,7 +150,7 @@ func TestServerListsArePages(t *testing.T) {
 	in := openInstance(t, c.root)
 	e, _ := ledger.New(ledger.ProjectCreated, "mnist", "", "", ledger.EmptyData{})
 	evs := []ledger.Event{e}
-	for i := range ops.DefaultPageSize + 10 {
+	for i := range api.DefaultPageSize + 10 {
 		m := cas.Sum(fmt.Appendf(nil, "manifest %d", i))
 		e, _ := ledger.New(ledger.RuntimeBuilt, "mnist", "app", ops.VersionID(m), ledger.BuiltData{Manifest: m, Mode: "venv"})
 		evs = append(evs, e)
@@ -162,7 +163,7 @@ func TestServerListsArePages(t *testing.T) {
 	}
 	in.Close()
 	c.serve(t)
-	for q, want := range map[string]int{"size=0": ops.DefaultPageSize, "size=100000": ops.DefaultPageSize + 10, "": ops.DefaultPageSize} {
+	for q, want := range map[string]int{"size=0": api.DefaultPageSize, "size=100000": api.DefaultPageSize + 10, "": api.DefaultPageSize} {
 		resp := rawGet(t, c.url+"/api/v1/projects/mnist/versions?"+q, c.tokens["alice"])
 		var body struct {
 			Total    int
@@ -170,7 +171,7 @@ func TestServerListsArePages(t *testing.T) {
 		}
 		json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || len(body.Versions) != want || body.Total != ops.DefaultPageSize+10 {
+		if resp.StatusCode != 200 || len(body.Versions) != want || body.Total != api.DefaultPageSize+10 {
 			t.Fatalf("?%s: %d, %d versions of %d, want %d", q, resp.StatusCode, len(body.Versions), body.Total, want)
 		}
 	}

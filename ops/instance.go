@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
@@ -37,7 +38,7 @@ type Instance struct {
 	// ToolVersion is swcli's version, recorded in build and copy events.
 	ToolVersion string
 
-	db *pgxpool.Pool // the database replicas share; nil for an instance on one disk
+	DB *pgxpool.Pool // the database replicas share; nil for an instance on one disk
 }
 
 // OpenOptions tune Open.
@@ -120,7 +121,7 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	}
 	SweepWorkTemps(root) // what killed imports left
 	if h.Seq == 0 {
-		if _, err := in.append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		if _, err := in.Append(ctx, ledger.ProjectCreated, "self", "", "", ledger.EmptyData{}); err != nil && !errors.Is(err, ledger.ErrConflict) {
 			in.Close()
 			return nil, err
 		}
@@ -148,14 +149,14 @@ func Actor() string {
 
 // Close flushes and closes the instance.
 func (in *Instance) Close() error {
-	if in.db != nil {
+	if in.DB != nil {
 		return in.closeCloud()
 	}
 	return errors.Join(in.Store.Close(), in.Ledger.Close())
 }
 
-// append records one event by this instance's actor.
-func (in *Instance) append(ctx context.Context, t ledger.Type, project, runtime, version string, payload any) (ledger.Event, error) {
+// Append records one event by this instance's actor.
+func (in *Instance) Append(ctx context.Context, t ledger.Type, project, runtime, version string, payload any) (ledger.Event, error) {
 	e, err := ledger.New(t, project, runtime, version, payload)
 	if err != nil {
 		return ledger.Event{}, err
@@ -163,13 +164,13 @@ func (in *Instance) append(ctx context.Context, t ledger.Type, project, runtime,
 	e.Actor, e.Instance = in.Actor, in.Name
 	out, err := in.Ledger.Append(ctx, e)
 	if err != nil {
-		return ledger.Event{}, ledgerErr(err)
+		return ledger.Event{}, LedgerErr(err)
 	}
 	return out[0], nil
 }
 
-// ledgerErr gives ledger errors their kind for the CLI.
-func ledgerErr(err error) error {
+// LedgerErr gives ledger errors their kind for the CLI.
+func LedgerErr(err error) error {
 	var amb *ledger.AmbiguousError
 	switch {
 	case err == nil:

@@ -16,7 +16,7 @@ func CreateProject(ctx context.Context, in *Instance, name string) error {
 	if _, err := in.Ledger.Project(name); err == nil {
 		return Errorf(KindExists, "", "project %s already exists", name)
 	}
-	_, err := in.append(ctx, ledger.ProjectCreated, name, "", "", ledger.EmptyData{})
+	_, err := in.Append(ctx, ledger.ProjectCreated, name, "", "", ledger.EmptyData{})
 	return err
 }
 
@@ -30,7 +30,7 @@ func RemoveProject(ctx context.Context, in *Instance, name string) error {
 	} else if total > 0 {
 		return Errorf(KindExists, "remove its runtimes first", "project %s has %d live versions", name, total)
 	}
-	_, err := in.append(ctx, ledger.ProjectRemoved, name, "", "", ledger.EmptyData{})
+	_, err := in.Append(ctx, ledger.ProjectRemoved, name, "", "", ledger.EmptyData{})
 	return err
 }
 

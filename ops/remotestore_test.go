@@ -10,6 +10,7 @@ import (
 	"github.com/swcli/swcli/cas/storetest"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // serveStore starts a server on loopback over a fresh root and returns its chunk store as
@@ -25,7 +26,7 @@ func serveStore(t *testing.T) (admin, user *client.RemoteStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(ops.NewServer(openServerInstance(t, root)).Handler())
+	srv := httptest.NewServer(server.NewServer(openServerInstance(t, root)).Handler())
 	t.Cleanup(srv.Close)
 	a, u := client.NewRemote("team", srv.URL, adminTok), client.NewRemote("team", srv.URL, userTok)
 	t.Cleanup(func() { a.Close(); u.Close() })

@@ -17,6 +17,7 @@ import (
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/server"
 )
 
 var engineSuite engines.Suite
@@ -25,7 +26,7 @@ var engineSuite engines.Suite
 type replicas struct {
 	opt    ops.OpenOptions
 	ins    []*ops.Instance
-	srvs   []*ops.Server
+	srvs   []*server.Server
 	urls   []string
 	tokens map[string]string
 }
@@ -49,7 +50,7 @@ func newReplicas(t *testing.T, n int) *replicas {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { in.Close() })
-		s := ops.NewServer(in)
+		s := server.NewServer(in)
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)
 		r.ins, r.srvs, r.urls = append(r.ins, in), append(r.srvs, s), append(r.urls, srv.URL)

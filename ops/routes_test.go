@@ -8,6 +8,7 @@ import (
 
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // Every route of the table is served, by that method: the server registers the table and
@@ -20,7 +21,7 @@ func TestRoutesServedAsListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.serve(t)
-	for _, r := range append(api.Routes, ops.StarwhaleRoutes...) {
+	for _, r := range append(api.Routes, server.StarwhaleRoutes...) {
 		args := make([]string, strings.Count(r.Path, "{"))
 		for i := range args {
 			args[i] = "x y/z" // escaped by URL: one segment

@@ -22,7 +22,7 @@ func (in *Instance) Resolve(project, name, ref string) (*ledger.Version, error) 
 		if errors.Is(err, ledger.ErrNotFound) {
 			return nil, &Error{Kind: KindNotFound, Err: err, Hint: "'swcli runtime list --show-removed' shows the versions"}
 		}
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	return v, nil
 }
@@ -78,7 +78,7 @@ func tagVersion(ctx context.Context, in *Instance, project, name, ref string, ta
 	if remove {
 		typ = ledger.RuntimeUntagged
 	}
-	if _, err := in.append(ctx, typ, project, name, v.ID, ledger.TagsData{Tags: apply}); err != nil {
+	if _, err := in.Append(ctx, typ, project, name, v.ID, ledger.TagsData{Tags: apply}); err != nil {
 		return nil, err
 	}
 	res.Changed = apply
@@ -93,7 +93,7 @@ func (in *Instance) targets(project, name, ref string, want ...ledger.Status) ([
 		var err error
 		if slices.Contains(want, ledger.StatusRemoved) {
 			v, err = in.Ledger.ResolveRemoved(project, name, ref)
-			err = ledgerErr(err)
+			err = LedgerErr(err)
 		} else {
 			v, err = in.Resolve(project, name, ref)
 		}
@@ -106,7 +106,7 @@ func (in *Instance) targets(project, name, ref string, want ...ledger.Status) ([
 		return []*ledger.Version{v}, nil
 	}
 	if _, err := in.Ledger.Runtime(project, name); err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	all, err := in.Ledger.History(project, name)
 	if err != nil {
@@ -146,7 +146,7 @@ func removeVersions(ctx context.Context, in *Instance, project, name, ref string
 	if ref != "" {
 		id = vs[0].ID
 	}
-	if _, err := in.append(ctx, typ, project, name, id, ledger.EmptyData{}); err != nil {
+	if _, err := in.Append(ctx, typ, project, name, id, ledger.EmptyData{}); err != nil {
 		return nil, err
 	}
 	return vs, nil
@@ -163,7 +163,7 @@ func recoverVersions(ctx context.Context, in *Instance, project, name, ref strin
 	if ref != "" {
 		id = vs[0].ID
 	}
-	if _, err := in.append(ctx, ledger.RuntimeRecovered, project, name, id, ledger.EmptyData{}); err != nil {
+	if _, err := in.Append(ctx, ledger.RuntimeRecovered, project, name, id, ledger.EmptyData{}); err != nil {
 		return nil, err
 	}
 	return vs, nil
@@ -191,7 +191,7 @@ func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*api.Info, er
 		}
 		switch e.Path {
 		case "runtime.yaml", formats.LockName("venv"), formats.LockName("conda"), formats.LegacyLockName("venv"), formats.LegacyLockName("conda"):
-			b, err := readEntry(ctx, in.Chunks, e)
+			b, err := ReadEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}
@@ -205,8 +205,8 @@ func InfoOf(ctx context.Context, in *Instance, v *ledger.Version) (*api.Info, er
 	return info, nil
 }
 
-// readEntry reads a (small) file of a manifest from the store.
-func readEntry(ctx context.Context, st cas.Getter, e cas.Entry) ([]byte, error) {
+// ReadEntry reads a (small) file of a manifest from the store.
+func ReadEntry(ctx context.Context, st cas.Getter, e cas.Entry) ([]byte, error) {
 	var b []byte
 	for _, h := range e.Chunks {
 		d, err := st.Get(ctx, h)

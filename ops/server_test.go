@@ -26,6 +26,7 @@ import (
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/client"
+	"github.com/swcli/swcli/ops/server"
 )
 
 var ctx = context.Background()
@@ -35,14 +36,14 @@ const childServerEnv = "SWCLI_TEST_SERVER_ROOT"
 // TestMain doubles as a server process for the kill test.
 func TestMain(m *testing.M) {
 	if root := os.Getenv(childServerEnv); root != "" {
-		debug.SetMemoryLimit(ops.ServerMemoryLimit) // as 'swcli server run' does
+		debug.SetMemoryLimit(server.ServerMemoryLimit) // as 'swcli server run' does
 		in, err := ops.Open(ctx, root, ops.OpenOptions{Name: "child", Exclusive: true,
 			Ledger: os.Getenv("SWCLI_LEDGER"), Packs: os.Getenv("SWCLI_PACKS")})
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
 		}
-		srv := httptest.NewUnstartedServer(ops.NewServer(in).Handler())
+		srv := httptest.NewUnstartedServer(server.NewServer(in).Handler())
 		srv.Start()
 		fmt.Println(srv.URL)
 		select {}
@@ -100,9 +101,9 @@ func newCloud(t *testing.T) *cloud {
 	return c
 }
 
-func (c *cloud) serve(t *testing.T, tune ...func(*ops.Server)) {
+func (c *cloud) serve(t *testing.T, tune ...func(*server.Server)) {
 	in := openServerInstance(t, c.root)
-	s := ops.NewServer(in)
+	s := server.NewServer(in)
 	for _, f := range tune {
 		f(s)
 	}
@@ -495,7 +496,7 @@ func TestCopyResumesAfterServerKill(t *testing.T) {
 // answer limit) is asked again for the rest, and the copy completes.
 func TestCopyFromServerWithShortAnswers(t *testing.T) {
 	c := newCloud(t)
-	c.serve(t, func(s *ops.Server) { s.MaxGetResponse = 64 << 10 })
+	c.serve(t, func(s *server.Server) { s.MaxGetResponse = 64 << 10 })
 	dir := t.TempDir()
 	writeTree(t, dir, 3, 2)
 	local := openInstance(t, t.TempDir())
@@ -525,7 +526,7 @@ func TestCopyManyVersionsThroughPages(t *testing.T) {
 	c := newCloud(t)
 	c.serve(t)
 	local := openInstance(t, t.TempDir())
-	const n = ops.DefaultPageSize + 12
+	const n = api.DefaultPageSize + 12
 	for i := range n {
 		res, err := cas.Ingest(ctx, local.Store, []cas.Input{{Data: []byte(fmt.Sprintf("name: app\n# %d\n", i)), Dest: "runtime.yaml"}}, cas.IngestOptions{})
 		if err != nil {
@@ -566,9 +567,9 @@ func TestCopyManyVersionsThroughPages(t *testing.T) {
 func TestAccessLogNamesTheUser(t *testing.T) {
 	c := newCloud(t)
 	var mu sync.Mutex
-	var log []ops.AccessEntry
-	c.serve(t, func(s *ops.Server) {
-		s.Log = func(a ops.AccessEntry) { mu.Lock(); log = append(log, a); mu.Unlock() }
+	var log []server.AccessEntry
+	c.serve(t, func(s *server.Server) {
+		s.Log = func(a server.AccessEntry) { mu.Lock(); log = append(log, a); mu.Unlock() }
 	})
 	readAll(rawGet(t, c.url+"/api/v1/projects", c.tokens["alice"]))
 	readAll(rawGet(t, c.url+"/api/v1/projects", "nope"))

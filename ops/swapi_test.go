@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/ledger"
-	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // The Starwhale API speaks Starwhale's envelope over HTTP; these tests drive it as
@@ -247,7 +247,7 @@ func TestStarwhaleAPIRoundTrip(t *testing.T) {
 
 func TestStarwhaleAPIRefuses(t *testing.T) {
 	c := newCloud(t)
-	c.serve(t, func(s *ops.Server) { s.MaxUpload = 64 << 10 })
+	c.serve(t, func(s *server.Server) { s.MaxUpload = 64 << 10 })
 	base := "/api/v1/project/mnist/runtime/hello"
 	for _, tc := range []struct {
 		name, user, method, path string

@@ -99,7 +99,7 @@ func ExportManifest(ctx context.Context, in *Instance, v *ledger.Version, m *cas
 	var raw []byte
 	for _, e := range m.Entries {
 		if e.Path == formats.ManifestName && e.Kind == cas.KindFile && e.Size <= maxSwrtManifest {
-			b, err := readEntry(ctx, in.Chunks, e)
+			b, err := ReadEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}
@@ -207,7 +207,7 @@ func WriteSwrt(ctx context.Context, in *Instance, v *ledger.Version, w io.Writer
 			}
 		}
 		if envDir != "" {
-			tmp, err := newWorkTemp(in.Root, "export")
+			tmp, err := NewWorkTemp(in.Root, "export")
 			if err != nil {
 				return nil, err
 			}
@@ -340,7 +340,7 @@ func manifestForOldBundle(ctx context.Context, in *Instance, m *cas.Manifest, v 
 	for _, e := range m.Entries {
 		switch {
 		case e.Path == "runtime.yaml" && e.Kind == cas.KindFile:
-			b, err := readEntry(ctx, in.Chunks, e)
+			b, err := ReadEntry(ctx, in.Chunks, e)
 			if err != nil {
 				return nil, err
 			}
@@ -416,7 +416,7 @@ func (m *incomingManifest) madeBySwcli() bool {
 // instance), maps the 2022 layout onto the current one, and stores it as a version.
 func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportResult, error) {
 	if _, err := in.Ledger.Project(req.Project); err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	src, err := filepath.Abs(req.File)
 	if err != nil {
@@ -434,7 +434,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	if fi, err := f.Stat(); err != nil || fi.IsDir() {
 		return nil, Errorf(KindInvalid, "give the path of a .swrt file", "import: %s is a directory", req.File)
 	}
-	tmp, err := newWorkTemp(in.Root, "import")
+	tmp, err := NewWorkTemp(in.Root, "import")
 	if err != nil {
 		return nil, err
 	}
@@ -541,7 +541,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 		origin = ""
 	}
 	host, _ := os.Hostname()
-	ev, err := in.append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
+	ev, err := in.Append(ctx, ledger.RuntimeBuilt, req.Project, ry.Name, id, ledger.BuiltData{
 		Files: int64(ing.Files), GenAllBundles: packaged, Host: host, Manifest: ing.Hash,
 		Mode: ry.Mode, NewBytes: ing.NewStored, Origin: origin, Python: python, Size: ing.Size,
 		ToolVersion: in.ToolVersion, Workdir: shown,
@@ -551,7 +551,7 @@ func ImportSwrt(ctx context.Context, in *Instance, req ImportRequest) (*ImportRe
 	}
 	v, err := in.Ledger.Resolve(req.Project, ry.Name, id)
 	if err != nil {
-		return nil, ledgerErr(err)
+		return nil, LedgerErr(err)
 	}
 	res.Runtime, res.Version, res.Files, res.Size, res.NewBytes, res.New = ry.Name, id, ing.Files, ing.Size, ing.NewStored, v.Seq == ev.Seq
 	res.Origin = v.Origin
@@ -770,7 +770,7 @@ func untar(r io.Reader, dir, name string) error {
 		}
 		for _, part := range strings.Split(p, "/") {
 			if len(part) > maxNameComponent {
-				return bad("entry %q: a path component of %d bytes (at most %d)", truncate(p), len(part), maxNameComponent)
+				return bad("entry %q: a path component of %d bytes (at most %d)", Truncate(p), len(part), maxNameComponent)
 			}
 		}
 		if h.Typeflag == tar.TypeGNUSparse || isSparse(h) {
@@ -809,10 +809,10 @@ func untar(r io.Reader, dir, name string) error {
 			if cerr := out.Close(); err == nil {
 				err = cerr
 			}
-			var re *readErr
+			var re *ReadErr
 			switch {
 			case errors.As(err, &re):
-				return bad("entry %q: %v", p, re.err)
+				return bad("entry %q: %v", p, re.Err)
 			case err != nil:
 				return fmt.Errorf("import %s: %w", p, err) // the disk: ENOSPC is exit 11
 			}
@@ -887,10 +887,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readErr marks an error of the archive (not of the disk).
-type readErr struct{ err error }
+// ReadErr marks an error of the archive (not of the disk).
+type ReadErr struct{ Err error }
 
-func (e *readErr) Error() string { return e.err.Error() }
+func (e *ReadErr) Error() string { return e.Err.Error() }
 
 // copyBounded copies an entry from tr to out, keeping *written (the bytes written so far)
 // at most the bytes read from the archive: an entry cannot write what the bundle does not
@@ -901,7 +901,7 @@ func copyBounded(out io.Writer, tr io.Reader, in *countingReader, written *int64
 		n, err := tr.Read(buf)
 		if n > 0 {
 			if *written+int64(n) > in.n {
-				return &readErr{fmt.Errorf("it expands to more bytes than the bundle carries (%d read so far)", in.n)}
+				return &ReadErr{fmt.Errorf("it expands to more bytes than the bundle carries (%d read so far)", in.n)}
 			}
 			if _, werr := out.Write(buf[:n]); werr != nil {
 				return werr
@@ -912,7 +912,7 @@ func copyBounded(out io.Writer, tr io.Reader, in *countingReader, written *int64
 			return nil
 		}
 		if err != nil {
-			return &readErr{err}
+			return &ReadErr{err}
 		}
 	}
 }

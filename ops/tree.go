@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
@@ -282,12 +283,70 @@ func chunkUses(ctx context.Context, in *Instance, want map[cas.Hash]string) (map
 // GC deletes every chunk that no live or removed version uses (purged versions' chunks,
 // and trees stored with 'swcli store put').
 func GC(ctx context.Context, in *Instance) (cas.ReclaimReport, error) {
-	if _, ok := in.Chunks.(collector); ok {
-		return collectShared(ctx, in, DefaultGCGrace)
+	if _, ok := in.Chunks.(Collector); ok {
+		return CollectShared(ctx, in, DefaultGCGrace)
 	}
 	roots, err := in.Ledger.Manifests()
 	if err != nil {
 		return cas.ReclaimReport{}, err
 	}
 	return cas.Reclaim(ctx, in.Store, roots)
+}
+
+// DefaultGCGrace is how long a chunk the server said it has is kept by an online gc (and,
+// on a store replicas share, how long a condemned chunk waits before it is deleted).
+const DefaultGCGrace = 30 * time.Minute
+
+// Collector is a store replicas share (cas.ObjectPacks over S3): gc in two steps a grace apart.
+type Collector interface {
+	Collect(ctx context.Context, keep func(cas.Hash) bool, grace time.Duration) (cas.ReclaimReport, error)
+}
+
+// CollectShared collects a store replicas share: it keeps every chunk of a live or
+// removed version and every upload not yet committed (server_uploads), condemns the rest,
+// and deletes what was condemned more than grace ago (cas.ObjectPacks.Collect).
+func CollectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.ReclaimReport, error) {
+	c := in.Chunks.(Collector)
+	roots, err := in.Ledger.Manifests()
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	live := map[cas.Hash]bool{}
+	for _, root := range roots {
+		m, err := cas.LoadManifest(ctx, in.Chunks, root)
+		if err != nil {
+			return cas.ReclaimReport{}, fmt.Errorf("gc: %w", err)
+		}
+		live[root] = true
+		for _, h := range m.Chunks() {
+			live[h] = true
+		}
+	}
+	pending, err := PendingUploads(ctx, in)
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
+	return c.Collect(ctx, func(h cas.Hash) bool { return live[h] || pending[h] }, grace)
+}
+
+// PendingUploads lists the chunks users of a server on PostgreSQL have sent and not yet
+// committed (server_uploads): a gc of the store the replicas share keeps them.
+func PendingUploads(ctx context.Context, in *Instance) (map[cas.Hash]bool, error) {
+	out := map[cas.Hash]bool{}
+	if in.DB == nil {
+		return out, nil
+	}
+	rows, err := in.DB.Query(ctx, "SELECT DISTINCT hash FROM server_uploads")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		out[cas.Hash(b)] = true
+	}
+	return out, rows.Err()
 }

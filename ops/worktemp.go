@@ -29,8 +29,8 @@ type WorkTemp struct {
 	held *os.File
 }
 
-// newWorkTemp makes a work temporary of kind in root, held by this process.
-func newWorkTemp(root, kind string) (*WorkTemp, error) {
+// NewWorkTemp makes a work temporary of kind in root, held by this process.
+func NewWorkTemp(root, kind string) (*WorkTemp, error) {
 	dir, err := os.MkdirTemp(root, kind+"-*.tmp")
 	if err != nil {
 		return nil, err

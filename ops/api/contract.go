@@ -206,3 +206,9 @@ type Consistency struct {
 	To    uint64   `json:"to"`
 	Proof []string `json:"proof"` // base64 hashes
 }
+
+// Pages of versions: what a server answers when the client gives no size, and at most.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)

@@ -10,6 +10,7 @@ import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // maxDiffed bounds each side of a text diff.
@@ -52,7 +53,7 @@ func (c *Console) compare(q *req) error {
 	}
 	var vs [2]*ledger.Version
 	for i, ref := range refs {
-		if vs[i], err = ops.ResolveAny(c.in, p, r, ref); err != nil {
+		if vs[i], err = server.ResolveAny(c.in, p, r, ref); err != nil {
 			return err
 		}
 	}
@@ -104,7 +105,7 @@ func (c *Console) diff(q *req, a, b *cas.Manifest, want string) (*Comparison, er
 				cmp.NewContent += e.Size
 				continue
 			}
-			n, err := ops.ChunkLen(q.ctx(), c.in, h)
+			n, err := server.ChunkLen(q.ctx(), c.in, h)
 			if err != nil {
 				return nil, err
 			}
@@ -149,11 +150,11 @@ func (c *Console) diff(q *req, a, b *cas.Manifest, want string) (*Comparison, er
 	for _, ch := range diffs {
 		ea, _ := findEntry(a, ch.Path)
 		eb, _ := findEntry(b, ch.Path)
-		ta, err := ops.ReadVersionFile(q.ctx(), c.in, ea, maxDiffed)
+		ta, err := server.ReadVersionFile(q.ctx(), c.in, ea, maxDiffed)
 		if err != nil {
 			return nil, err
 		}
-		tb, err := ops.ReadVersionFile(q.ctx(), c.in, eb, maxDiffed)
+		tb, err := server.ReadVersionFile(q.ctx(), c.in, eb, maxDiffed)
 		if err != nil {
 			return nil, err
 		}

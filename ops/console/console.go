@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/server"
 )
 
 //go:embed templates/*.html static/*
@@ -41,7 +42,7 @@ const (
 
 // Console serves the pages of one server.
 type Console struct {
-	srv      *ops.Server
+	srv      *server.Server
 	in       *ops.Instance
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
@@ -58,7 +59,7 @@ type session struct {
 }
 
 // New returns the console of srv; serve it as srv.Pages.
-func New(srv *ops.Server) *Console {
+func New(srv *server.Server) *Console {
 	c := &Console{srv: srv, in: srv.Instance(), sessions: map[string]*session{}, now: time.Now}
 	c.pages = parsePages()
 	c.mux = http.NewServeMux()
@@ -130,10 +131,10 @@ func secure(r *http.Request) bool {
 
 // current returns the session of r's cookie, if it is one the server opened and has not
 // ended, and the user its token stands for now.
-func (c *Console) current(r *http.Request) (string, *session, ops.User, bool) {
+func (c *Console) current(r *http.Request) (string, *session, server.User, bool) {
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
-		return "", nil, ops.User{}, false
+		return "", nil, server.User{}, false
 	}
 	c.mu.Lock()
 	s := c.sessions[ck.Value]
@@ -143,12 +144,12 @@ func (c *Console) current(r *http.Request) (string, *session, ops.User, bool) {
 	}
 	c.mu.Unlock()
 	if s == nil {
-		return "", nil, ops.User{}, false
+		return "", nil, server.User{}, false
 	}
 	u, err := c.srv.UserByToken(r.Context(), s.token)
 	if err != nil { // revoked since: the session ends with it
 		c.end(ck.Value)
-		return "", nil, ops.User{}, false
+		return "", nil, server.User{}, false
 	}
 	return ck.Value, s, u, true
 }
@@ -179,7 +180,7 @@ func sameOrigin(r *http.Request) bool {
 type req struct {
 	*http.Request
 	w    http.ResponseWriter
-	user ops.User
+	user server.User
 	csrf string
 	sid  string
 }
@@ -201,10 +202,10 @@ func (c *Console) auth(h handler) http.HandlerFunc {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
-			c.fail(w, r, ops.User{}, http.StatusForbidden, "sign in first: the session is unknown or has ended", "")
+			c.fail(w, r, server.User{}, http.StatusForbidden, "sign in first: the session is unknown or has ended", "")
 			return
 		}
-		ops.SetLogUser(w, u.Name)
+		server.SetLogUser(w, u.Name)
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 			if err := r.ParseForm(); err != nil {
@@ -230,7 +231,7 @@ func (c *Console) failErr(q *req, err error) {
 		c.fail(q.w, q.Request, q.user, http.StatusNotFound, "not found: no such page, or not one of your projects'", "")
 		return
 	}
-	status, text, hint := ops.ErrorAnswer(q.w, err)
+	status, text, hint := server.ErrorAnswer(q.w, err)
 	if status == http.StatusForbidden || status == http.StatusNotFound {
 		if !strings.Contains(text, "not found") {
 			text = "not found: " + text
@@ -241,7 +242,7 @@ func (c *Console) failErr(q *req, err error) {
 	c.fail(q.w, q.Request, q.user, status, text, hint)
 }
 
-func (c *Console) fail(w http.ResponseWriter, r *http.Request, u ops.User, status int, text, hint string) {
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, u server.User, status int, text, hint string) {
 	d := &page{Title: http.StatusText(status), User: u, Instance: c.in.Name,
 		Data: map[string]any{"Status": status, "Text": text, "Hint": hint}}
 	if err := c.write(w, "error", status, d); err != nil {
@@ -265,7 +266,7 @@ func (c *Console) write(w http.ResponseWriter, name string, status int, d *page)
 // page is what every template gets.
 type page struct {
 	Title    string
-	User     ops.User
+	User     server.User
 	CSRF     string
 	Instance string
 	Crumbs   []crumb
@@ -313,7 +314,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if err := r.ParseForm(); err != nil || !sameOrigin(r) {
-			c.fail(w, r, ops.User{}, http.StatusForbidden, "refused: the sign-in did not come from this console", "")
+			c.fail(w, r, server.User{}, http.StatusForbidden, "refused: the sign-in did not come from this console", "")
 			return
 		}
 		next := localPath(r.PostForm.Get("next"))
@@ -322,13 +323,13 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 		u, err := c.srv.UserByToken(r.Context(), tok)
 		if err == nil {
 			if err = c.open(w, r, tok); err == nil {
-				ops.SetLogUser(w, u.Name)
+				server.SetLogUser(w, u.Name)
 				http.Redirect(w, r, next, http.StatusSeeOther)
 				return
 			}
 		}
 		status = http.StatusUnauthorized
-		_, text, _ := ops.ErrorAnswer(w, err)
+		_, text, _ := server.ErrorAnswer(w, err)
 		data["Error"] = text
 	}
 	if err := c.write(w, "login", status, &page{Title: "Sign in", Instance: c.in.Name, Data: data}); err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/console"
+	"github.com/swcli/swcli/ops/server"
 )
 
 var ctx = context.Background()
@@ -103,7 +104,7 @@ func newSite(t testing.TB) *site {
 
 // serve serves s.in with its console on a loopback port (s.url).
 func (s *site) serve(t testing.TB) {
-	srv := ops.NewServer(s.in)
+	srv := server.NewServer(s.in)
 	srv.Pages = console.New(srv)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
@@ -359,7 +360,7 @@ func TestPagesShowVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := ops.CreateProject(ctx, other, "self"); err != nil && !errors.Is(err, ledger.ErrConflict) && ops.HTTPStatus(err) != 409 {
+	if err := ops.CreateProject(ctx, other, "self"); err != nil && !errors.Is(err, ledger.ErrConflict) && server.HTTPStatus(err) != 409 {
 		t.Fatal(err)
 	}
 	if _, err := ops.ImportSwrt(ctx, other, ops.ImportRequest{File: f, Project: "self"}); err != nil {
@@ -371,8 +372,8 @@ func TestPagesShowVersions(t *testing.T) {
 		"torch/__init__.py", "-scipy==1.10.1", "+scipy==1.11.0", "+torch==2.1.0", "Changed (", "Added (")
 	// New content: torch's file (8000 B), scipy's and the lock's new bytes.
 	want := int64(8000 + len("import numpy  # 1.11\n") + len("numpy==1.24.2\nscipy==1.11.0\ntorch==2.1.0\n"))
-	if !strings.Contains(body, "New content</dt><dd>"+ops.HumanBytes(want)+" ") {
-		t.Errorf("compare: want new content %s\n%s", ops.HumanBytes(want), body)
+	if !strings.Contains(body, "New content</dt><dd>"+server.HumanBytes(want)+" ") {
+		t.Errorf("compare: want new content %s\n%s", server.HumanBytes(want), body)
 	}
 	alice.page("/projects/mnist/runtimes/pytorch/compare?a="+s.v1.ID+"&b="+s.v2.ID+"&diff=export/venv/lib/python3.11/site-packages/scipy/__init__.py",
 		"+import numpy  # 1.11")

@@ -19,6 +19,7 @@ import (
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
+	"github.com/swcli/swcli/ops/server"
 )
 
 // Page sizes.
@@ -86,13 +87,13 @@ var funcs = template.FuncMap{
 	"qesc": url.QueryEscape,
 }
 
-func humanBytes(n int64) string { return ops.HumanBytes(n) }
+func humanBytes(n int64) string { return server.HumanBytes(n) }
 
 // project enters the project of the path for the user (name or number; not theirs: 404).
 func (c *Console) project(q *req) (ops.LocalEndpoint, string, error) {
 	l, p, err := c.srv.Enter(q.ctx(), q.user, q.PathValue("p"))
 	if err != nil {
-		if ops.HTTPStatus(err) == http.StatusForbidden {
+		if server.HTTPStatus(err) == http.StatusForbidden {
 			return l, "", errNotFound
 		}
 		return l, "", err
@@ -303,7 +304,7 @@ func (c *Console) info(q *req) (string, string, *api.Info, error) {
 		return "", "", nil, err
 	}
 	r := q.PathValue("r")
-	v, err := ops.ResolveAny(c.in, p, r, q.PathValue("v"))
+	v, err := server.ResolveAny(c.in, p, r, q.PathValue("v"))
 	if err != nil {
 		return p, r, nil, err
 	}
@@ -469,7 +470,7 @@ func (c *Console) file(q *req) error {
 		"Mode": fmt.Sprintf("%04o", e.Mode&0o7777), "Base": base, "Dir": path.Dir(fp)}
 	if e.Kind == cas.KindFile {
 		if e.Size <= maxShownFile {
-			b, err := ops.ReadVersionFile(q.ctx(), c.in, e, maxShownFile)
+			b, err := server.ReadVersionFile(q.ctx(), c.in, e, maxShownFile)
 			if err != nil {
 				return err
 			}
@@ -648,7 +649,7 @@ func (c *Console) ledgerState(q *req, data map[string]any) {
 	if note, key, err := ops.CheckpointAndKey(q.ctx(), c.in); err == nil {
 		data["Checkpoint"], data["Key"] = string(note), key
 	} else {
-		_, text, _ := ops.ErrorAnswer(q.w, err)
+		_, text, _ := server.ErrorAnswer(q.w, err)
 		data["CheckpointError"] = text
 	}
 	if q.URL.Query().Get("verify") != "1" {
@@ -661,7 +662,7 @@ func (c *Console) ledgerState(q *req, data map[string]any) {
 	defer c.verifyMu.Unlock()
 	rep, err := ops.VerifyLedger(q.ctx(), c.in)
 	if err != nil {
-		_, text, _ := ops.ErrorAnswer(q.w, err)
+		_, text, _ := server.ErrorAnswer(q.w, err)
 		data["VerifyError"] = text
 		return
 	}

@@ -1,10 +1,9 @@
-package ops
+package server
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/fsutil"
+	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
@@ -29,10 +29,6 @@ import (
 //     send it and will commit a version that uses it);
 // and it runs under gcMu's write lock, while missing, chunk uploads and commits hold its
 // read lock, so that none of them sees the store half-collected.
-
-// DefaultGCGrace is how long a chunk the server said it has is kept by an online gc (and,
-// on a store replicas share, how long a condemned chunk waits before it is deleted).
-const DefaultGCGrace = 30 * time.Minute
 
 // maxPromised bounds the chunks remembered for DefaultGCGrace (32 bytes and a time each).
 const maxPromised = 4 << 20
@@ -51,7 +47,7 @@ func (p *promises) add(hs []cas.Hash) {
 	now := time.Now()
 	if len(p.at)+len(hs) > maxPromised {
 		for h, t := range p.at {
-			if now.Sub(t) > DefaultGCGrace {
+			if now.Sub(t) > ops.DefaultGCGrace {
 				delete(p.at, h)
 			}
 		}
@@ -68,14 +64,14 @@ func (p *promises) kept(h cas.Hash) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.at[h]
-	return ok && time.Since(t) <= DefaultGCGrace
+	return ok && time.Since(t) <= ops.DefaultGCGrace
 }
 
 // gc collects the store while the server runs (see above). A store replicas share is
 // collected by condemning and sweeping a grace apart instead (collectShared).
 func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
-	if _, ok := s.in.Chunks.(collector); ok {
-		return collectShared(ctx, s.in, s.GCGrace) // reads pending uploads from the database
+	if _, ok := s.in.Chunks.(ops.Collector); ok {
+		return ops.CollectShared(ctx, s.in, s.GCGrace) // reads pending uploads from the database
 	}
 	if err := s.access.load(ctx, s.in); err != nil { // the pending uploads gc keeps
 		return cas.ReclaimReport{}, err
@@ -91,42 +87,9 @@ func (s *Server) gc(ctx context.Context) (cas.ReclaimReport, error) {
 	})
 }
 
-// collector is a store replicas share (cas.ObjectPacks over S3): gc in two steps a grace apart.
-type collector interface {
-	Collect(ctx context.Context, keep func(cas.Hash) bool, grace time.Duration) (cas.ReclaimReport, error)
-}
-
-// collectShared collects a store replicas share: it keeps every chunk of a live or
-// removed version and every upload not yet committed (server_uploads), condemns the rest,
-// and deletes what was condemned more than grace ago (cas.ObjectPacks.Collect).
-func collectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.ReclaimReport, error) {
-	c := in.Chunks.(collector)
-	roots, err := in.Ledger.Manifests()
-	if err != nil {
-		return cas.ReclaimReport{}, err
-	}
-	live := map[cas.Hash]bool{}
-	for _, root := range roots {
-		m, err := cas.LoadManifest(ctx, in.Chunks, root)
-		if err != nil {
-			return cas.ReclaimReport{}, fmt.Errorf("gc: %w", err)
-		}
-		live[root] = true
-		for _, h := range m.Chunks() {
-			live[h] = true
-		}
-	}
-	up := access{in: in, db: in.db}
-	pending, err := up.allUploads(ctx)
-	if err != nil {
-		return cas.ReclaimReport{}, err
-	}
-	return c.Collect(ctx, func(h cas.Hash) bool { return live[h] || pending[h] }, grace)
-}
-
 func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc(api.RouteAdminUsers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		us, err := ListUsers(r.Context(), s.in.Auth)
+		us, err := ops.ListUsers(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"users": us}, err)
 	}))
 	mux.HandleFunc(api.RouteAdminAddUser.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -137,18 +100,18 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		tok, err := AddUser(r.Context(), s.in.Auth, req.Name, req.Admin)
+		tok, err := ops.AddUser(r.Context(), s.in.Auth, req.Name, req.Admin)
 		answer(w, map[string]any{"user": req.Name, "token": tok}, err)
 	}))
 	mux.HandleFunc(api.RouteAdminToken.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		tok, err := IssueToken(r.Context(), s.in.Auth, r.PathValue("u"))
+		tok, err := ops.IssueToken(r.Context(), s.in.Auth, r.PathValue("u"))
 		answer(w, map[string]any{"user": r.PathValue("u"), "token": tok}, err)
 	}))
 	mux.HandleFunc(api.RouteAdminRevoke.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		answer(w, map[string]any{"revoked": r.PathValue("u")}, RevokeTokens(r.Context(), s.in.Auth, r.PathValue("u")))
+		answer(w, map[string]any{"revoked": r.PathValue("u")}, ops.RevokeTokens(r.Context(), s.in.Auth, r.PathValue("u")))
 	}))
 	mux.HandleFunc(api.RouteAdminProjects.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		ps, err := ListServerProjects(r.Context(), s.in.Auth)
+		ps, err := ops.ListServerProjects(r.Context(), s.in.Auth)
 		answer(w, map[string]any{"projects": ps}, err)
 	}))
 	mux.HandleFunc(api.RouteAdminAddProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -159,13 +122,13 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		pi, err := createServerProject(r.Context(), s.in.Auth, req.Name, req.Members)
+		pi, err := ops.NewServerProject(r.Context(), s.in.Auth, req.Name, req.Members)
 		answer(w, pi, err)
 	}))
 	mux.HandleFunc(api.RouteAdminRmProject.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		in := *s.in
 		in.Actor = who(r).name
-		answer(w, map[string]any{"removed": r.PathValue("p")}, RemoveServerProject(r.Context(), &in, r.PathValue("p")))
+		answer(w, map[string]any{"removed": r.PathValue("p")}, ops.RemoveServerProject(r.Context(), &in, r.PathValue("p")))
 	}))
 	mux.HandleFunc(api.RouteAdminMembers.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -175,7 +138,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		pi, err := SetProjectMembers(r.Context(), s.in.Auth, r.PathValue("p"), req.Add, req.Remove)
+		pi, err := ops.SetProjectMembers(r.Context(), s.in.Auth, r.PathValue("p"), req.Add, req.Remove)
 		answer(w, pi, err)
 	}))
 	mux.HandleFunc(api.RouteAdminGC.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -183,27 +146,27 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		answer(w, rep, err)
 	}))
 	mux.HandleFunc(api.RouteAdminFsck.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		rep, err := Fsck(r.Context(), s.in)
+		rep, err := ops.Fsck(r.Context(), s.in)
 		if rep == nil {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, FsckSummaryOf(rep)) // problems are in the summary; the client decides the exit code
+		writeJSON(w, ops.FsckSummaryOf(rep)) // problems are in the summary; the client decides the exit code
 	}))
 	// The ledger of a served root, for auditors: verified here, or exported as it is now
 	// (a consistent read: the events up to the head when the export began).
 	mux.HandleFunc(api.RouteAdminVerify.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
-		rep, err := VerifyLedger(r.Context(), s.in)
+		rep, err := ops.VerifyLedger(r.Context(), s.in)
 		answer(w, rep, err) // problems are in the report; the client decides the exit code
 	}))
 	// Checkpoints and proofs: for every user (hashes only); the inclusion proof carries the
 	// event, so it is for admins.
 	mux.HandleFunc(api.RouteLedgerKey.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		k, err := LedgerKey(r.Context(), s.in)
+		k, err := ops.LedgerKey(r.Context(), s.in)
 		answer(w, map[string]any{"key": k}, err)
 	})
 	mux.HandleFunc(api.RouteCheckpoint.Pattern(), func(w http.ResponseWriter, r *http.Request) {
-		b, err := SignedCheckpoint(r.Context(), s.in)
+		b, err := ops.SignedCheckpoint(r.Context(), s.in)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -215,10 +178,10 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		from, err1 := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
 		to, err2 := strconv.ParseUint(r.URL.Query().Get("to"), 10, 64)
 		if err1 != nil || err2 != nil {
-			writeErr(w, Errorf(KindUsage, "", "consistency needs from and to, two sizes"))
+			writeErr(w, ops.Errorf(ops.KindUsage, "", "consistency needs from and to, two sizes"))
 			return
 		}
-		p, err := ProveConsistency(r.Context(), s.in, from, to)
+		p, err := ops.ProveConsistency(r.Context(), s.in, from, to)
 		answer(w, p, err)
 	})
 	mux.HandleFunc(api.RouteCosignatures.Pattern(), func(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +199,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 			writeErr(w, bodyErr(err))
 			return
 		}
-		name, err := takeCosignature(r.Context(), s.in, msg)
+		name, err := ops.TakeCosignature(r.Context(), s.in, msg)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -247,10 +210,10 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		seq, err1 := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
 		size, err2 := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
 		if err1 != nil || err2 != nil {
-			writeErr(w, Errorf(KindUsage, "", "inclusion needs seq and size"))
+			writeErr(w, ops.Errorf(ops.KindUsage, "", "inclusion needs seq and size"))
 			return
 		}
-		p, err := ProveInclusion(r.Context(), s.in, seq, size)
+		p, err := ops.ProveInclusion(r.Context(), s.in, seq, size)
 		answer(w, p, err)
 	}))
 	mux.HandleFunc(api.RouteAdminExport.Pattern(), adminOnly(func(w http.ResponseWriter, r *http.Request) {
@@ -271,7 +234,7 @@ func (s *Server) cosignatures() (map[string]string, error) {
 
 func (s *Server) readCosignatures() (map[string]string, error) {
 	m := map[string]string{}
-	b, err := formats.ReadNoFollow(filepath.Join(s.in.Root, CosignaturesFile))
+	b, err := formats.ReadNoFollow(filepath.Join(s.in.Root, ops.CosignaturesFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return m, nil
 	}
@@ -289,15 +252,15 @@ func (s *Server) keepCosignature(name, msg string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := m[name]; !ok && len(m) >= MaxWitnesses {
-		return Errorf(KindTooMany, "", "this server keeps the cosignatures of %d witnesses at most", MaxWitnesses)
+	if _, ok := m[name]; !ok && len(m) >= ops.MaxWitnesses {
+		return ops.Errorf(ops.KindTooMany, "", "this server keeps the cosignatures of %d witnesses at most", ops.MaxWitnesses)
 	}
 	m[name] = msg
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(s.in.Root, CosignaturesFile), b, 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(s.in.Root, ops.CosignaturesFile), b, 0o600)
 }
 
 func answer(w http.ResponseWriter, v any, err error) {

@@ -1,4 +1,4 @@
-package ops
+package server
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 )
 
@@ -51,19 +52,19 @@ type access struct {
 	projects map[cas.Hash][]string            // projects whose versions use the chunk
 	uploads  map[string]map[cas.Hash]struct{} // chunks each user sent and has not committed yet
 
-	in       *Instance
+	in       *ops.Instance
 	db       *pgxpool.Pool // replicas: uploads live in server_uploads
 	followMu sync.Mutex
 	seen     uint64 // the ledger event the membership covers (replicas)
 }
 
 // load builds the membership from every live or removed version.
-func (a *access) load(ctx context.Context, in *Instance) error {
+func (a *access) load(ctx context.Context, in *ops.Instance) error {
 	a.once.Do(func() {
 		a.projects = map[cas.Hash][]string{}
 		a.uploads = map[string]map[cas.Hash]struct{}{}
 		a.dir = filepath.Join(in.Root, "access")
-		a.in, a.db = in, in.db
+		a.in, a.db = in, in.DB
 		if a.db == nil {
 			if err := a.loadUploads(); err != nil {
 				a.err = err
@@ -294,7 +295,7 @@ func (a *access) allUploads(ctx context.Context) (map[cas.Hash]bool, error) {
 		}
 		return out, nil
 	}
-	return a.hashSet(ctx, "SELECT DISTINCT hash FROM server_uploads")
+	return ops.PendingUploads(ctx, a.in)
 }
 
 // allowed returns, for each hash, whether u may use it; readable says which projects u

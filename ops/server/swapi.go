@@ -1,4 +1,4 @@
-package ops
+package server
 
 import (
 	"encoding/json"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
@@ -96,16 +97,16 @@ func (s *Server) starwhaleRoutes(mux *http.ServeMux) {
 	// Anything else under Starwhale's paths (its models, datasets, jobs): a clear answer
 	// in its envelope.
 	mux.HandleFunc("/api/v1/project/", func(w http.ResponseWriter, r *http.Request) {
-		swFail(w, Errorf(KindNotFound, "swcli server keeps runtimes only", "%s %s: not served here", r.Method, r.URL.Path))
+		swFail(w, ops.Errorf(ops.KindNotFound, "swcli server keeps runtimes only", "%s %s: not served here", r.Method, r.URL.Path))
 	})
 }
 
 // swMangled serves the paths of swcli remove/recover as Starwhale's 0.6.15 client spells
 // them, when they name a runtime.
-func (s *Server) swMangled(h func(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string)) http.HandlerFunc {
+func (s *Server) swMangled(h func(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if typ := r.PathValue("typ"); typ != "runtime" && typ != "ResourceType.runtime" {
-			swFail(w, Errorf(KindNotFound, "swcli server keeps runtimes only", "%s %s: not served here", r.Method, r.URL.Path))
+			swFail(w, ops.Errorf(ops.KindNotFound, "swcli server keeps runtimes only", "%s %s: not served here", r.Method, r.URL.Path))
 			return
 		}
 		s.swProject(h)(w, r)
@@ -141,7 +142,7 @@ func swFail(w http.ResponseWriter, err error) {
 	json.NewEncoder(w).Encode(swEnvelope{Code: code, Message: msg})
 }
 
-func (s *Server) swProject(h func(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string)) http.HandlerFunc {
+func (s *Server) swProject(h func(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		l, p, err := s.enterProject(r)
 		if err != nil {
@@ -174,16 +175,16 @@ func swUser(name string, admin bool) map[string]any {
 // swLogin is Starwhale's `instance login --username U --password P`: the password is one
 // of the user's tokens (as git hosts take a token for a password), answered in the
 // Authorization header as Starwhale's server answers.
-func (s *Server) swLogin(w http.ResponseWriter, r *http.Request, auth *Auth, byTok map[cas.Hash]string) string {
+func (s *Server) swLogin(w http.ResponseWriter, r *http.Request, auth *ops.Auth, byTok map[cas.Hash]string) string {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormField*4)
 	if err := r.ParseForm(); err != nil {
-		swFail(w, Errorf(KindUsage, "", "login: bad form: %v", err))
+		swFail(w, ops.Errorf(ops.KindUsage, "", "login: bad form: %v", err))
 		return ""
 	}
-	user, tok := NormalizeName(r.PostForm.Get("userName")), r.PostForm.Get("userPwd")
+	user, tok := ops.NormalizeName(r.PostForm.Get("userName")), r.PostForm.Get("userPwd")
 	name, ok := byTok[cas.Sum([]byte(tok))]
 	if tok == "" || !ok || name != user {
-		swFail(w, &Error{Kind: KindAuth, Err: errors.New("login: the server refused the user name or token"),
+		swFail(w, &ops.Error{Kind: ops.KindAuth, Err: errors.New("login: the server refused the user name or token"),
 			Hint: "give your swcli token as the password, or log in with --token"})
 		return ""
 	}
@@ -229,7 +230,7 @@ func swPaging(r *http.Request) (page, size int) {
 	if size <= 0 {
 		size = 20
 	}
-	return max(page, 1), min(size, MaxPageSize)
+	return max(page, 1), min(size, api.MaxPageSize)
 }
 
 func pageOf[T any](all []T, page, size int) []T {
@@ -237,7 +238,7 @@ func pageOf[T any](all []T, page, size int) []T {
 	return all[lo:min(lo+size, len(all))]
 }
 
-func (s *Server) swProjectVO(name string, ap *AuthProject) map[string]any {
+func (s *Server) swProjectVO(name string, ap *ops.AuthProject) map[string]any {
 	owner := "admin"
 	if len(ap.Members) > 0 {
 		owner = ap.Members[0]
@@ -254,7 +255,7 @@ func (s *Server) swProjectVO(name string, ap *AuthProject) map[string]any {
 
 func (s *Server) swProjects(w http.ResponseWriter, r *http.Request) {
 	u := who(r)
-	auth, _, err := s.auth.get(r.Context())
+	auth, _, err := s.auth.Get(r.Context())
 	if err != nil {
 		swFail(w, err)
 		return
@@ -277,26 +278,26 @@ func (s *Server) swProjects(w http.ResponseWriter, r *http.Request) {
 // swAddProject is Starwhale's `project create`: for admins, as `swcli server project add`.
 func (s *Server) swAddProject(w http.ResponseWriter, r *http.Request) {
 	if !who(r).admin {
-		swFail(w, &Error{Kind: KindForbidden, Err: errAdminOnly, Hint: "ask the server's admin to create the project"})
+		swFail(w, &ops.Error{Kind: ops.KindForbidden, Err: errAdminOnly, Hint: "ask the server's admin to create the project"})
 		return
 	}
 	var req struct {
 		Name string `json:"projectName"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody)).Decode(&req); err != nil {
-		swFail(w, Errorf(KindUsage, "", "bad request body: %v", err))
+		swFail(w, ops.Errorf(ops.KindUsage, "", "bad request body: %v", err))
 		return
 	}
-	if err := CreateServerProject(r.Context(), s.in.Auth, req.Name, nil); err != nil {
+	if err := ops.CreateServerProject(r.Context(), s.in.Auth, req.Name, nil); err != nil {
 		swFail(w, err)
 		return
 	}
-	auth, _, err := s.auth.get(r.Context())
+	auth, _, err := s.auth.Get(r.Context())
 	if err != nil {
 		swFail(w, err)
 		return
 	}
-	name := NormalizeName(req.Name)
+	name := ops.NormalizeName(req.Name)
 	id := 0
 	if ap := auth.Projects[name]; ap != nil {
 		id = ap.ID
@@ -304,15 +305,15 @@ func (s *Server) swAddProject(w http.ResponseWriter, r *http.Request) {
 	swOK(w, strconv.Itoa(id))
 }
 
-func (s *Server) swProjectInfo(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	auth, _, err := s.auth.get(r.Context())
+func (s *Server) swProjectInfo(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
+	auth, _, err := s.auth.Get(r.Context())
 	if err != nil {
 		swFail(w, err)
 		return
 	}
 	ap := auth.Projects[p]
 	if ap == nil { // an admin's project of the ledger that auth.json does not list
-		ap = &AuthProject{}
+		ap = &ops.AuthProject{}
 	}
 	swOK(w, s.swProjectVO(p, ap))
 }
@@ -332,13 +333,13 @@ func swVersionVO(v *ledger.Version, meta string) map[string]any {
 
 // swRuntimes lists the project's runtimes, each with its latest version (runtimes with no
 // live version are left out), by name; ?name= keeps those whose name starts with it.
-func (s *Server) swRuntimes(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swRuntimes(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	rts, err := l.In.Ledger.Runtimes(p)
 	if err != nil {
-		swFail(w, ledgerErr(err))
+		swFail(w, ops.LedgerErr(err))
 		return
 	}
-	prefix := NormalizeName(r.URL.Query().Get("name"))
+	prefix := ops.NormalizeName(r.URL.Query().Get("name"))
 	var list []map[string]any
 	for _, rt := range rts {
 		if rt.Latest == "" || !strings.HasPrefix(rt.Name, prefix) {
@@ -367,18 +368,18 @@ func swRef(r *http.Request) string {
 }
 
 // swLive resolves the request's version and refuses one that is not live.
-func (s *Server) swLive(r *http.Request, l LocalEndpoint, p string) (*ledger.Version, error) {
-	v, err := l.Resolve(r.Context(), p, NormalizeName(r.PathValue("r")), swRef(r))
+func (s *Server) swLive(r *http.Request, l ops.LocalEndpoint, p string) (*ledger.Version, error) {
+	v, err := l.Resolve(r.Context(), p, ops.NormalizeName(r.PathValue("r")), swRef(r))
 	if err != nil {
 		return nil, err
 	}
 	if v.Status != ledger.StatusLive {
-		return nil, Errorf(KindNotFound, "recover it first", "version %s of %s is %s", v.ID, v.Runtime, v.Status)
+		return nil, ops.Errorf(ops.KindNotFound, "recover it first", "version %s of %s is %s", v.ID, v.Runtime, v.Status)
 	}
 	return v, nil
 }
 
-func (s *Server) swRuntimeInfo(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swRuntimeInfo(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	v, err := s.swLive(r, l, p)
 	if err != nil {
 		swFail(w, err)
@@ -389,7 +390,7 @@ func (s *Server) swRuntimeInfo(w http.ResponseWriter, r *http.Request, l LocalEn
 		swFail(w, err)
 		return
 	}
-	mb, err := ExportManifest(r.Context(), l.In, v, m)
+	mb, err := ops.ExportManifest(r.Context(), l.In, v, m)
 	if err != nil {
 		swFail(w, err)
 		return
@@ -406,9 +407,9 @@ func (s *Server) swRuntimeInfo(w http.ResponseWriter, r *http.Request, l LocalEn
 }
 
 // swVersions is a runtime's history: its live versions, newest first, a page of them.
-func (s *Server) swVersions(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swVersions(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	page, size := swPaging(r)
-	vs, total, err := l.Versions(r.Context(), p, NormalizeName(r.PathValue("r")), ledger.ListOptions{Page: page, Size: size})
+	vs, total, err := l.Versions(r.Context(), p, ops.NormalizeName(r.PathValue("r")), ledger.ListOptions{Page: page, Size: size})
 	if err != nil {
 		swFail(w, err)
 		return
@@ -423,7 +424,7 @@ func (s *Server) swVersions(w http.ResponseWriter, r *http.Request, l LocalEndpo
 }
 
 // swVersion answers whether a version is there (Starwhale asks with HEAD before a copy).
-func (s *Server) swVersion(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swVersion(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	v, err := s.swLive(r, l, p)
 	if err != nil {
 		swFail(w, err)
@@ -432,8 +433,8 @@ func (s *Server) swVersion(w http.ResponseWriter, r *http.Request, l LocalEndpoi
 	swOK(w, swVersionVO(v, ""))
 }
 
-func (s *Server) swRemove(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	vs, err := l.Remove(r.Context(), p, NormalizeName(r.PathValue("r")), "", false)
+func (s *Server) swRemove(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
+	vs, err := l.Remove(r.Context(), p, ops.NormalizeName(r.PathValue("r")), "", false)
 	if err != nil {
 		swFail(w, err)
 		return
@@ -441,8 +442,8 @@ func (s *Server) swRemove(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 	swOK(w, fmt.Sprintf("%d versions removed", len(vs)))
 }
 
-func (s *Server) swRecover(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	vs, err := l.Recover(r.Context(), p, NormalizeName(r.PathValue("r")), "")
+func (s *Server) swRecover(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
+	vs, err := l.Recover(r.Context(), p, ops.NormalizeName(r.PathValue("r")), "")
 	if err != nil {
 		swFail(w, err)
 		return
@@ -450,7 +451,7 @@ func (s *Server) swRecover(w http.ResponseWriter, r *http.Request, l LocalEndpoi
 	swOK(w, fmt.Sprintf("%d versions recovered", len(vs)))
 }
 
-func (s *Server) swTags(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swTags(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	v, err := s.swLive(r, l, p)
 	if err != nil {
 		swFail(w, err)
@@ -459,24 +460,24 @@ func (s *Server) swTags(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	swOK(w, formats.NonNil(v.Tags))
 }
 
-func (s *Server) swAddTag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swAddTag(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	var req struct {
 		Tag   string `json:"tag"`
 		Force bool   `json:"force"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody)).Decode(&req); err != nil {
-		swFail(w, Errorf(KindUsage, "", "bad request body: %v", err))
+		swFail(w, ops.Errorf(ops.KindUsage, "", "bad request body: %v", err))
 		return
 	}
-	if _, err := l.Tag(r.Context(), p, NormalizeName(r.PathValue("r")), swRef(r), []string{req.Tag}, false, false, req.Force); err != nil {
+	if _, err := l.Tag(r.Context(), p, ops.NormalizeName(r.PathValue("r")), swRef(r), []string{req.Tag}, false, false, req.Force); err != nil {
 		swFail(w, err)
 		return
 	}
 	swOK(w, "")
 }
 
-func (s *Server) swRemoveTag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	if _, err := l.Tag(r.Context(), p, NormalizeName(r.PathValue("r")), swRef(r), []string{r.PathValue("tag")}, true, false, false); err != nil {
+func (s *Server) swRemoveTag(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
+	if _, err := l.Tag(r.Context(), p, ops.NormalizeName(r.PathValue("r")), swRef(r), []string{r.PathValue("tag")}, true, false, false); err != nil {
 		swFail(w, err)
 		return
 	}
@@ -484,7 +485,7 @@ func (s *Server) swRemoveTag(w http.ResponseWriter, r *http.Request, l LocalEndp
 }
 
 // swDownload streams the version as a .swrt while it is made.
-func (s *Server) swDownload(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) swDownload(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	v, err := s.swLive(r, l, p)
 	if err != nil {
 		swFail(w, err)
@@ -492,7 +493,7 @@ func (s *Server) swDownload(w http.ResponseWriter, r *http.Request, l LocalEndpo
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": v.ID + ".swrt"}))
-	if _, err := WriteSwrt(r.Context(), l.In, v, w); err != nil {
+	if _, err := ops.WriteSwrt(r.Context(), l.In, v, w); err != nil {
 		// The status is sent: the cut stream is what the client sees (its tar is short).
 		s.logf("download %s/%s/%s: %v", p, v.Runtime, v.ID, err)
 		panic(http.ErrAbortHandler)
@@ -503,8 +504,8 @@ func (s *Server) swDownload(w http.ResponseWriter, r *http.Request, l LocalEndpo
 // "NAME:VERSION", project and force, then the file), streamed to a temporary file of the
 // root within MaxUpload, then imports it as `swcli runtime import` does. A malformed body
 // or bundle stores nothing.
-func (s *Server) swUpload(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
-	name := NormalizeName(r.PathValue("r"))
+func (s *Server) swUpload(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
+	name := ops.NormalizeName(r.PathValue("r"))
 	select {
 	case s.swUploads <- struct{}{}:
 		defer func() { <-s.swUploads }()
@@ -516,16 +517,16 @@ func (s *Server) swUpload(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 		limit = DefaultMaxUpload
 	}
 	if r.ContentLength > limit+1<<20 {
-		swFail(w, Errorf(KindTooLarge, "", "upload of %d bytes: this server takes %d at most", r.ContentLength, limit))
+		swFail(w, ops.Errorf(ops.KindTooLarge, "", "upload of %d bytes: this server takes %d at most", r.ContentLength, limit))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit+1<<20)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		swFail(w, Errorf(KindUsage, "send the bundle as multipart/form-data", "upload: %v", err))
+		swFail(w, ops.Errorf(ops.KindUsage, "send the bundle as multipart/form-data", "upload: %v", err))
 		return
 	}
-	tmp, err := newWorkTemp(l.In.Root, "upload")
+	tmp, err := ops.NewWorkTemp(l.In.Root, "upload")
 	if err != nil {
 		swFail(w, err)
 		return
@@ -545,16 +546,16 @@ func (s *Server) swUpload(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 			return
 		}
 		if n >= maxFormParts {
-			swFail(w, Errorf(KindUsage, "", "upload: more than %d parts", maxFormParts))
+			swFail(w, ops.Errorf(ops.KindUsage, "", "upload: more than %d parts", maxFormParts))
 			return
 		}
 		if part.FormName() == "file" {
 			if got {
-				swFail(w, Errorf(KindUsage, "", "upload: two files"))
+				swFail(w, ops.Errorf(ops.KindUsage, "", "upload: two files"))
 				return
 			}
 			got = true
-			if fn := filepath.Base(part.FileName()); checkText(fn) == nil && fn != "." && fn != "/" && len(fn) <= 128 {
+			if fn := filepath.Base(part.FileName()); ops.CheckText(fn) == nil && fn != "." && fn != "/" && len(fn) <= 128 {
 				label = fn
 			}
 			if err := saveUpload(part, file, limit); err != nil {
@@ -569,22 +570,22 @@ func (s *Server) swUpload(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 			return
 		}
 		if len(b) > maxFormField {
-			swFail(w, Errorf(KindTooLarge, "", "upload: field %q is over %d bytes", truncate(part.FormName()), maxFormField))
+			swFail(w, ops.Errorf(ops.KindTooLarge, "", "upload: field %q is over %d bytes", ops.Truncate(part.FormName()), maxFormField))
 			return
 		}
 		fields[part.FormName()] = string(b)
 	}
 	if !got {
-		swFail(w, Errorf(KindUsage, "send the bundle in a part named file", "upload: no file part"))
+		swFail(w, ops.Errorf(ops.KindUsage, "send the bundle in a part named file", "upload: no file part"))
 		return
 	}
-	if rt, _, ok := strings.Cut(fields["runtime"], ":"); ok && NormalizeName(rt) != name {
-		swFail(w, Errorf(KindUsage, "", "upload: the form names runtime %q, the path %q", truncate(rt), name))
+	if rt, _, ok := strings.Cut(fields["runtime"], ":"); ok && ops.NormalizeName(rt) != name {
+		swFail(w, ops.Errorf(ops.KindUsage, "", "upload: the form names runtime %q, the path %q", ops.Truncate(rt), name))
 		return
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	res, err := ImportSwrt(r.Context(), l.In, ImportRequest{File: file, Project: p, Runtime: name, Label: label})
+	res, err := ops.ImportSwrt(r.Context(), l.In, ops.ImportRequest{File: file, Project: p, Runtime: name, Label: label})
 	if err != nil {
 		swFail(w, err)
 		return
@@ -604,12 +605,12 @@ func saveUpload(part io.Reader, path string, limit int64) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	var re *readErr
+	var re *ops.ReadErr
 	if errors.As(err, &re) {
-		return uploadErr(re.err, limit)
+		return uploadErr(re.Err, limit)
 	}
 	if err == nil && n > limit {
-		err = Errorf(KindTooLarge, "", "upload: the bundle is over %d bytes, this server's limit", limit)
+		err = ops.Errorf(ops.KindTooLarge, "", "upload: the bundle is over %d bytes, this server's limit", limit)
 	}
 	return err
 }
@@ -620,7 +621,7 @@ type readErrs struct{ r io.Reader }
 func (x readErrs) Read(p []byte) (int, error) {
 	n, err := x.r.Read(p)
 	if err != nil && err != io.EOF {
-		err = &readErr{err}
+		err = &ops.ReadErr{Err: err}
 	}
 	return n, err
 }
@@ -629,7 +630,7 @@ func (x readErrs) Read(p []byte) (int, error) {
 func uploadErr(err error, limit int64) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return Errorf(KindTooLarge, "", "upload: the body is over this server's limit (%d bytes)", limit)
+		return ops.Errorf(ops.KindTooLarge, "", "upload: the body is over this server's limit (%d bytes)", limit)
 	}
-	return Errorf(KindUsage, "", "upload: malformed multipart body: %v", err)
+	return ops.Errorf(ops.KindUsage, "", "upload: malformed multipart body: %v", err)
 }

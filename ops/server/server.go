@@ -1,4 +1,4 @@
-package ops
+package server
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
 	"github.com/swcli/swcli/ledger"
+	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/formats"
 )
@@ -34,8 +35,6 @@ const (
 	MaxHashesBody = 32 << 20 // a hash list: 1M hashes
 	MaxJSONBody   = 4 << 20  // any JSON request
 
-	DefaultPageSize = 50   // versions per answer when the client gives no size
-	MaxPageSize     = 1000 // versions per answer at most
 )
 
 // DefaultMaxGetResponse bounds the chunks one /chunks/get answers (Server.MaxGetResponse);
@@ -53,8 +52,8 @@ type AccessEntry struct {
 // Server is a cloud instance: the same store and ledger as a standalone one, behind an
 // authenticated JSON and chunk API.
 type Server struct {
-	in   *Instance
-	auth authCache
+	in   *ops.Instance
+	auth ops.AuthCache
 	Log  func(AccessEntry) // optional
 	// OnError is told of errors no request returns (optional).
 	OnError func(msg string)
@@ -90,7 +89,7 @@ func (s *Server) logf(format string, args ...any) {
 
 // readable returns whether u may read project p, by auth.json as it is now.
 func (s *Server) readable(ctx context.Context, u principal) (func(string) bool, error) {
-	auth, _, err := s.auth.get(ctx)
+	auth, _, err := s.auth.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +97,7 @@ func (s *Server) readable(ctx context.Context, u principal) (func(string) bool, 
 }
 
 // mayRead says whether u may use project p: an admin, or a member by auth.json.
-func (u principal) mayRead(auth *Auth, p string) bool {
+func (u principal) mayRead(auth *ops.Auth, p string) bool {
 	if u.admin {
 		return true
 	}
@@ -131,8 +130,8 @@ const MaxUploads = 4
 const ServerMemoryLimit = 1 << 30
 
 // NewServer serves the instance in (whose root holds auth.json).
-func NewServer(in *Instance) *Server {
-	return &Server{in: in, auth: authCache{store: in.Auth}, MaxGetResponse: DefaultMaxGetResponse, GCGrace: DefaultGCGrace,
+func NewServer(in *ops.Instance) *Server {
+	return &Server{in: in, auth: ops.AuthCache{Store: in.Auth}, MaxGetResponse: DefaultMaxGetResponse, GCGrace: ops.DefaultGCGrace,
 		uploads: make(chan struct{}, MaxUploads), lists: make(chan struct{}, MaxLists),
 		MaxUpload: DefaultMaxUpload, swUploads: make(chan struct{}, MaxUploadsAtOnce)}
 }
@@ -235,7 +234,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if !ok && h != "" && !strings.ContainsRune(h, ' ') {
 			tok, ok = h, true
 		}
-		auth, byTok, err := s.auth.get(r.Context())
+		auth, byTok, err := s.auth.Get(r.Context())
 		if err != nil {
 			fail(w, err)
 			return
@@ -246,7 +245,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		name, known := byTok[cas.Sum([]byte(tok))]
 		if !ok || !known {
-			fail(w, &Error{Kind: KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
+			fail(w, &ops.Error{Kind: ops.KindAuth, Err: errors.New("the server refused the token"), Hint: "log in again: swcli instance login URL --alias NAME --token-stdin (the token on stdin)"})
 			return
 		}
 		SetLogUser(w, name)
@@ -260,12 +259,12 @@ func who(r *http.Request) principal { p, _ := r.Context().Value(ctxKey{}).(princ
 // errForbidden is what a user gets for a project that is not theirs, whether or not it
 // exists: nothing of it is revealed.
 func errForbidden(p string) error {
-	return &Error{Kind: KindForbidden, Err: fmt.Errorf("no access to project %s", p), Hint: "ask the server's admin to add you to the project"}
+	return &ops.Error{Kind: ops.KindForbidden, Err: fmt.Errorf("no access to project %s", p), Hint: "ask the server's admin to add you to the project"}
 }
 
 // project wraps handlers of /projects/{p}/…: the user must be a member (or an admin), and
 // the project is created in the ledger the first time it is used.
-func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string)) http.HandlerFunc {
+func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		l, p, err := s.enterProject(r)
 		if err != nil {
@@ -279,36 +278,36 @@ func (s *Server) project(h func(w http.ResponseWriter, r *http.Request, l LocalE
 // enterProject checks that the user of r may use the project of its path ({p}: a name or
 // a number), creates it in the ledger on first use, and returns the endpoint that acts
 // for the user there.
-func (s *Server) enterProject(r *http.Request) (LocalEndpoint, string, error) {
+func (s *Server) enterProject(r *http.Request) (ops.LocalEndpoint, string, error) {
 	return s.enter(r.Context(), who(r), r.PathValue("p"))
 }
 
-func (s *Server) enter(ctx context.Context, u principal, p string) (LocalEndpoint, string, error) {
-	auth, _, err := s.auth.get(ctx)
+func (s *Server) enter(ctx context.Context, u principal, p string) (ops.LocalEndpoint, string, error) {
+	auth, _, err := s.auth.Get(ctx)
 	if err != nil {
-		return LocalEndpoint{}, "", err
+		return ops.LocalEndpoint{}, "", err
 	}
-	if IsProjectID(p) {
+	if ops.IsProjectID(p) {
 		id, _ := strconv.Atoi(p)
 		if name := auth.ProjectByID(id); name != "" {
 			p = name
 		} else if !u.admin {
-			return LocalEndpoint{}, "", errForbidden(p) // ids that do not exist say no more than others
+			return ops.LocalEndpoint{}, "", errForbidden(p) // ids that do not exist say no more than others
 		} else {
-			return LocalEndpoint{}, "", Errorf(KindNotFound, "'swcli project list' shows the projects and their ids", "no project with id %s", p)
+			return ops.LocalEndpoint{}, "", ops.Errorf(ops.KindNotFound, "'swcli project list' shows the projects and their ids", "no project with id %s", p)
 		}
 	}
 	if !u.mayRead(auth, p) {
-		return LocalEndpoint{}, "", errForbidden(p)
+		return ops.LocalEndpoint{}, "", errForbidden(p)
 	}
 	if auth.Projects[p] != nil {
 		if err := s.ensureProject(ctx, p); err != nil {
-			return LocalEndpoint{}, "", err
+			return ops.LocalEndpoint{}, "", err
 		}
 	}
 	in := *s.in
 	in.Actor = u.name
-	return LocalEndpoint{In: &in}, p, nil
+	return ops.LocalEndpoint{In: &in}, p, nil
 }
 
 func (s *Server) ensureProject(ctx context.Context, p string) error {
@@ -320,7 +319,7 @@ func (s *Server) ensureProject(ctx context.Context, p string) error {
 	if _, err := s.in.Ledger.Project(p); err == nil {
 		return nil
 	}
-	_, err := s.in.append(ctx, ledger.ProjectCreated, p, "", "", ledger.EmptyData{})
+	_, err := s.in.Append(ctx, ledger.ProjectCreated, p, "", "", ledger.EmptyData{})
 	return err
 }
 
@@ -344,15 +343,15 @@ func (s *Server) projects(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"projects": names, "ids": ids})
 }
 
-func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) versions(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	q := r.URL.Query()
 	page, _ := strconv.Atoi(q.Get("page"))
 	size, _ := strconv.Atoi(q.Get("size"))
 	// An answer is a page, never the whole project: size defaults to and stops at a bound.
 	if size <= 0 {
-		size = DefaultPageSize
+		size = api.DefaultPageSize
 	}
-	size = min(size, MaxPageSize)
+	size = min(size, api.MaxPageSize)
 	page = max(page, 1)
 	vs, total, err := l.Versions(r.Context(), p, q.Get("runtime"), ledger.ListOptions{ShowRemoved: q.Get("show_removed") == "1",
 		MissingOK: q.Get("missing_ok") == "1", Page: page, Size: size})
@@ -363,7 +362,7 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, l LocalEndpoin
 	writeJSON(w, map[string]any{"total": total, "versions": api.DTOs(vs)})
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) history(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	vs, err := l.History(r.Context(), p, r.PathValue("r"))
 	if err != nil {
 		writeErr(w, err)
@@ -372,7 +371,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 	writeJSON(w, map[string]any{"versions": api.DTOs(vs)})
 }
 
-func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	v, err := l.Resolve(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, err)
@@ -381,7 +380,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 	writeJSON(w, api.DTO(v))
 }
 
-func (s *Server) info(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) info(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	info, err := l.Info(r.Context(), p, r.PathValue("r"), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, err)
@@ -391,7 +390,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p
 		Links: info.Totals.Links, Size: info.Totals.Size, Lock: info.Lock, YAML: info.YAML})
 }
 
-func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) tag(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	var req api.TagRequest
 	if !readJSON(w, r, &req) {
 		return
@@ -404,7 +403,7 @@ func (s *Server) tag(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p 
 	writeJSON(w, map[string]any{"changed": formats.NonNil(res.Changed), "skipped": formats.NonNil(res.Skipped)})
 }
 
-func (s *Server) remove(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	var req api.RemoveRequest
 	if !readJSON(w, r, &req) {
 		return
@@ -423,7 +422,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 	writeJSON(w, map[string]any{"versions": api.DTOs(vs)})
 }
 
-func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) recover(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	var req api.RemoveRequest
 	if !readJSON(w, r, &req) {
 		return
@@ -438,15 +437,15 @@ func (s *Server) recover(w http.ResponseWriter, r *http.Request, l LocalEndpoint
 
 // commit makes versions appear in project p, once every chunk each names is one the user
 // may use (access.go): a hash alone never lets a user into another tenant's content.
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint, p string) {
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, l ops.LocalEndpoint, p string) {
 	var req []api.CommitVersion
 	if !readJSON(w, r, &req) {
 		return
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	if len(req) > MaxCommitVersions {
-		writeErr(w, Errorf(KindTooLarge, "copy fewer versions at once", "commit of %d versions: %d at most", len(req), MaxCommitVersions))
+	if len(req) > ops.MaxCommitVersions {
+		writeErr(w, ops.Errorf(ops.KindTooLarge, "copy fewer versions at once", "commit of %d versions: %d at most", len(req), ops.MaxCommitVersions))
 		return
 	}
 	manifests := map[cas.Hash]*cas.Manifest{}
@@ -459,16 +458,16 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 			writeErr(w, err)
 			return
 		} else if !ok[0] {
-			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
+			writeErr(w, ops.Errorf(ops.KindExists, "run the copy again: it sends what is missing", "commit %s/%s: manifest not there yet", c.Runtime, c.Version))
 			return
 		}
-		m, err := loadCommitManifest(r.Context(), s.in.Chunks, c)
+		m, err := ops.LoadCommitManifest(r.Context(), s.in.Chunks, c)
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		if entries += len(m.Entries); entries > MaxCommitEntries {
-			writeErr(w, Errorf(KindTooLarge, "copy fewer versions at once", "commit: its manifests hold over %d entries", MaxCommitEntries))
+		if entries += len(m.Entries); entries > ops.MaxCommitEntries {
+			writeErr(w, ops.Errorf(ops.KindTooLarge, "copy fewer versions at once", "commit: its manifests hold over %d entries", ops.MaxCommitEntries))
 			return
 		}
 		allowed, err := s.allowedChunks(r, m.Chunks())
@@ -477,12 +476,12 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, l LocalEndpoint,
 			return
 		}
 		if slices.Contains(allowed, false) {
-			writeErr(w, Errorf(KindExists, "run the copy again: it sends what is missing", "commit %s/%s: chunks not there yet", c.Runtime, c.Version))
+			writeErr(w, ops.Errorf(ops.KindExists, "run the copy again: it sends what is missing", "commit %s/%s: chunks not there yet", c.Runtime, c.Version))
 			return
 		}
 		manifests[c.Manifest] = m
 	}
-	if err := l.commit(r.Context(), p, req, manifests); err != nil {
+	if err := l.CommitLoaded(r.Context(), p, req, manifests); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -506,7 +505,7 @@ func (s *Server) readHashes(w http.ResponseWriter, r *http.Request) (hs []cas.Ha
 	case s.lists <- struct{}{}:
 	default:
 		w.Header().Set("Retry-After", "1")
-		writeErr(w, &Error{Kind: KindTooMany, Err: fmt.Errorf("the server is reading %d hash lists already", MaxLists), Hint: "send again in a moment"})
+		writeErr(w, &ops.Error{Kind: ops.KindTooMany, Err: fmt.Errorf("the server is reading %d hash lists already", MaxLists), Hint: "send again in a moment"})
 		return nil, nil, false
 	}
 	release = func() { <-s.lists }
@@ -519,7 +518,7 @@ func (s *Server) readHashes(w http.ResponseWriter, r *http.Request) (hs []cas.Ha
 	hs, err = api.DecodeHashes(body)
 	if err != nil {
 		release()
-		writeErr(w, &Error{Kind: KindUsage, Err: err})
+		writeErr(w, &ops.Error{Kind: ops.KindUsage, Err: err})
 		return nil, nil, false
 	}
 	return hs, release, true
@@ -581,7 +580,7 @@ func (s *Server) getChunks(w http.ResponseWriter, r *http.Request) {
 	seen := make(map[cas.Hash]bool, len(hs))
 	for _, h := range hs {
 		if seen[h] {
-			writeErr(w, &Error{Kind: KindUsage, Err: fmt.Errorf("chunk %s asked for twice", h)})
+			writeErr(w, &ops.Error{Kind: ops.KindUsage, Err: fmt.Errorf("chunk %s asked for twice", h)})
 			return
 		}
 		seen[h] = true
@@ -632,7 +631,7 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-s.uploads }()
 	default:
 		w.Header().Set("Retry-After", "1")
-		writeErr(w, &Error{Kind: KindTooMany, Err: fmt.Errorf("the server is receiving %d batches already", MaxUploads), Hint: "send again in a moment"})
+		writeErr(w, &ops.Error{Kind: ops.KindTooMany, Err: fmt.Errorf("the server is receiving %d batches already", MaxUploads), Hint: "send again in a moment"})
 		return
 	}
 	var batch []api.Chunk
@@ -643,7 +642,7 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.Is(err, api.ErrBadFrame) && !errors.As(err, &mbe) {
-			writeErr(w, &Error{Kind: KindUsage, Err: err})
+			writeErr(w, &ops.Error{Kind: ops.KindUsage, Err: err})
 		} else {
 			writeErr(w, bodyErr(err))
 		}
@@ -651,7 +650,7 @@ func (s *Server) putChunks(w http.ResponseWriter, r *http.Request) {
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	sent, err := (LocalEndpoint{In: s.in}).putChunks(r.Context(), batch)
+	sent, err := (ops.LocalEndpoint{In: s.in}).PutChunksHeld(r.Context(), batch)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -675,7 +674,7 @@ var errAdminOnly = errors.New("no access: this is for the server's admins")
 func adminOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !who(r).admin {
-			writeErr(w, &Error{Kind: KindForbidden, Err: errAdminOnly, Hint: "use an admin's token"})
+			writeErr(w, &ops.Error{Kind: ops.KindForbidden, Err: errAdminOnly, Hint: "use an admin's token"})
 			return
 		}
 		h(w, r)
@@ -725,9 +724,9 @@ func (s *Server) deleteChunks(w http.ResponseWriter, r *http.Request) {
 func bodyErr(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return &Error{Kind: KindTooLarge, Err: fmt.Errorf("request body over the server's %d-byte limit", mbe.Limit)}
+		return &ops.Error{Kind: ops.KindTooLarge, Err: fmt.Errorf("request body over the server's %d-byte limit", mbe.Limit)}
 	}
-	return &Error{Kind: KindRemote, Err: err}
+	return &ops.Error{Kind: ops.KindRemote, Err: err}
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -737,7 +736,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		if errors.As(err, &mbe) {
 			writeErr(w, bodyErr(err))
 		} else {
-			writeErr(w, &Error{Kind: KindUsage, Err: fmt.Errorf("bad request body: %v", err)})
+			writeErr(w, &ops.Error{Kind: ops.KindUsage, Err: fmt.Errorf("bad request body: %v", err)})
 		}
 		return false
 	}
@@ -750,21 +749,21 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // classify is the kind of an error as it travels: its own, or the one its sentinel means.
-func classify(err error) Kind {
-	if k := KindOf(err); k != KindFailure {
+func classify(err error) ops.Kind {
+	if k := ops.KindOf(err); k != ops.KindFailure {
 		return k
 	}
 	switch {
 	case errors.Is(err, cas.ErrCorrupt):
-		return KindCorrupt
+		return ops.KindCorrupt
 	case errors.Is(err, cas.ErrNotFound):
-		return KindNotFound
+		return ops.KindNotFound
 	case errors.Is(err, cas.ErrTooLarge):
-		return KindTooLarge
+		return ops.KindTooLarge
 	case errors.Is(err, flock.ErrBusy):
-		return KindBusy
+		return ops.KindBusy
 	}
-	return KindFailure
+	return ops.KindFailure
 }
 
 // statusOf is the HTTP status of an error, by its kind.
@@ -789,8 +788,8 @@ func writeErr(w http.ResponseWriter, err error) {
 // errAnswer is the status and body an error is answered with. An internal error's text is
 // kept back: the answer carries a reference, and the whole text goes to the log under it.
 func errAnswer(w http.ResponseWriter, err error) (int, api.ErrorBody) {
-	if classify(err) != KindFailure {
-		return statusOf(err), api.ErrorBody{Error: err.Error(), Hint: HintOf(err), Kind: classify(err).String()}
+	if classify(err) != ops.KindFailure {
+		return statusOf(err), api.ErrorBody{Error: err.Error(), Hint: ops.HintOf(err), Kind: classify(err).String()}
 	}
 	var b [6]byte
 	rand.Read(b[:])
@@ -799,9 +798,9 @@ func errAnswer(w http.ResponseWriter, err error) (int, api.ErrorBody) {
 		cw.internal(fmt.Sprintf("request failed (ref %s): %v", ref, err))
 	}
 	if engineDown(err) {
-		return http.StatusServiceUnavailable, api.ErrorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: KindBusy.String()}
+		return http.StatusServiceUnavailable, api.ErrorBody{Error: fmt.Sprintf("the server's storage is unavailable (ref %s)", ref), Hint: "try again later; its admin finds the reference in the server's log", Kind: ops.KindBusy.String()}
 	}
-	return http.StatusInternalServerError, api.ErrorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: KindFailure.String()}
+	return http.StatusInternalServerError, api.ErrorBody{Error: fmt.Sprintf("the server failed (ref %s)", ref), Hint: "its admin finds the reference in the server's log", Kind: ops.KindFailure.String()}
 }
 
 // engineDown reports an error of reaching an engine: a network error (refused, reset,

@@ -332,15 +332,20 @@ func CollectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.
 // PendingUploads lists the chunks users of a server on PostgreSQL have sent and not yet
 // committed (server_uploads): a gc of the store the replicas share keeps them.
 func PendingUploads(ctx context.Context, in *Instance) (map[cas.Hash]bool, error) {
-	out := map[cas.Hash]bool{}
 	if in.DB == nil {
-		return out, nil
+		return map[cas.Hash]bool{}, nil
 	}
-	rows, err := in.DB.Query(ctx, "SELECT DISTINCT hash FROM server_uploads")
+	return QueryHashes(ctx, in, "SELECT DISTINCT hash FROM server_uploads")
+}
+
+// QueryHashes runs a query of the instance's database whose rows are hashes.
+func QueryHashes(ctx context.Context, in *Instance, sql string, args ...any) (map[cas.Hash]bool, error) {
+	rows, err := in.DB.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	out := map[cas.Hash]bool{}
 	for rows.Next() {
 		var b []byte
 		if err := rows.Scan(&b); err != nil {

@@ -257,45 +257,11 @@ func (a *access) follow(ctx context.Context) error {
 
 // uploaded returns which of hs user has sent and not committed, by server_uploads.
 func (a *access) uploaded(ctx context.Context, user string, hs []cas.Hash) (map[cas.Hash]bool, error) {
-	out, err := a.hashSet(ctx, "SELECT hash FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, cas.HashBytes(hs))
+	out, err := ops.QueryHashes(ctx, a.in, "SELECT hash FROM server_uploads WHERE username = $1 AND hash = ANY($2)", user, cas.HashBytes(hs))
 	if err != nil {
 		return nil, fmt.Errorf("read uploads of %s: %w", user, err)
 	}
 	return out, nil
-}
-
-// hashSet runs a query whose rows are hashes.
-func (a *access) hashSet(ctx context.Context, sql string, args ...any) (map[cas.Hash]bool, error) {
-	rows, err := a.db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[cas.Hash]bool{}
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, err
-		}
-		out[cas.Hash(b)] = true
-	}
-	return out, rows.Err()
-}
-
-// allUploads lists every user's pending uploads (gc keeps them).
-func (a *access) allUploads(ctx context.Context) (map[cas.Hash]bool, error) {
-	out := map[cas.Hash]bool{}
-	if a.db == nil {
-		a.mu.RLock()
-		defer a.mu.RUnlock()
-		for _, set := range a.uploads {
-			for h := range set {
-				out[h] = true
-			}
-		}
-		return out, nil
-	}
-	return ops.PendingUploads(ctx, a.in)
 }
 
 // allowed returns, for each hash, whether u may use it; readable says which projects u

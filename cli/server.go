@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/term"
 
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/client"
 	"github.com/swcli/swcli/ops/console"
@@ -99,9 +100,11 @@ func (c *ServerRunCmd) Run(e *env) error {
 		return err
 	}
 	defer sock.Close()
-	// ROOT/server.url says where it listens, for scripts and admins on this host.
+	// ROOT/server.url says where it listens, for scripts and admins on this host. It is
+	// written whole (a temporary, then a rename): a script that waits for it to appear
+	// never reads it half written.
 	urlFile := filepath.Join(e.g.root(), "server.url")
-	if err := os.WriteFile(urlFile, []byte(fmt.Sprintf("%s://%s\n", scheme, ln.Addr())), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(urlFile, []byte(fmt.Sprintf("%s://%s\n", scheme, ln.Addr())), 0o600); err != nil {
 		ln.Close()
 		sock.Close()
 		return err

@@ -37,6 +37,22 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// socketTemp is a temporary directory for chromium's own: it binds a unix socket there,
+// and a socket's address holds at most 107 bytes, so under a long $TMPDIR it would not
+// start ("Socket path too long"). Then /tmp serves, as it does for the admin socket.
+func socketTemp(t *testing.T) string {
+	parent := os.TempDir()
+	if len(parent) > 40 {
+		parent = "/tmp"
+	}
+	dir, err := os.MkdirTemp(parent, "swcli-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // newTab starts a browser of its own (its own profile: cookies are not shared) and
 // returns a tab in it. The browser dies with the test (chromedp kills it on cancel, and
 // the kernel when the test binary dies: Pdeathsig).
@@ -44,7 +60,7 @@ func newTab(t *testing.T, exe string, w, h int) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, // a fresh profile each, which chromedp removes
 		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(w, h))
+		chromedp.WindowSize(w, h), chromedp.Env("TMPDIR="+socketTemp(t)))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	tctx, cancelT := chromedp.NewContext(actx)
 	tctx, cancelD := context.WithTimeout(tctx, 3*time.Minute)

@@ -64,7 +64,7 @@ func TestReadmeTeamDay(t *testing.T) {
 	for _, line := range blocks[2] {
 		run(line)
 	}
-	s.WriteString("stdout 'trained on mnist'\nkill server\n")
+	s.WriteString("stdout 'trained on mnist'\nkill -INT server\n")
 	s.WriteString("-- admin/.keep --\n-- alice/.keep --\n-- bob/train.py --\nprint('trained on mnist')\n")
 
 	dir := t.TempDir()
@@ -72,6 +72,7 @@ func TestReadmeTeamDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("the script made of README:\n%s", s.String())
+	t.Setenv("GOTMPDIR", t.TempDir()) // see TestScripts
 	testscript.Run(t, scriptParams(dir))
 }
 

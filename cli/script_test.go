@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +32,14 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(removeVenvAfter{m}, map[string]func(){
-		"swcli": func() { os.Exit(cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		// As cmd/swcli's main: SIGINT and SIGTERM cancel the context, so a background
+		// server the script ends shuts down as a user's does (its socket removed).
+		"swcli": func() {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
+		},
 	})
 }
 
@@ -91,6 +100,9 @@ func baseVenv() (string, string, error) {
 
 // TestScripts runs testdata/script/*.txtar against the real entry point.
 func TestScripts(t *testing.T) {
+	// testscript removes the parent of the scripts' work directories only after every
+	// script ran, so a -run that picks some would leave it in $TMPDIR: make it in ours.
+	t.Setenv("GOTMPDIR", t.TempDir())
 	testscript.Run(t, scriptParams("testdata/script"))
 }
 

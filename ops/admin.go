@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/swcli/swcli/cas"
@@ -413,6 +414,9 @@ func ListenSocket(root string) (net.Listener, error) {
 		if fi.Mode()&(os.ModeSocket|os.ModeSymlink) == 0 {
 			return nil, Errorf(KindUsage, "remove it if it is yours", "%s is not a socket (%s): refused", link, fi.Mode().Type())
 		}
+		if fi.Mode()&os.ModeSymlink != 0 { // a dead server's socket in a short directory
+			removeStaleSocketDir(link)
+		}
 		if err := os.Remove(link); err != nil {
 			return nil, err
 		}
@@ -465,11 +469,33 @@ func ListenSocket(root string) (net.Listener, error) {
 	return &socketListener{Listener: ln, link: link, addr: link}, nil
 }
 
+// removeStaleSocketDir removes the private directory a dead server's socket link points
+// into (a server killed with SIGKILL leaves it): only one of ours, with nothing in it but
+// the socket.
+func removeStaleSocketDir(link string) {
+	target, err := os.Readlink(link)
+	if err != nil || filepath.Base(target) != "server.sock" {
+		return
+	}
+	dir := filepath.Dir(target)
+	if !strings.HasPrefix(filepath.Base(dir), "swcli-sock-") {
+		return
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 1 {
+		return
+	}
+	os.Remove(target)
+	os.Remove(dir)
+}
+
 // socketListener removes the socket, its link and its private directory when closed.
 type socketListener struct {
 	net.Listener
 	link, addr string
 }
+
+// Unwrap is the bound listener, without the cleanup (tests play a killed server with it).
+func (l *socketListener) Unwrap() net.Listener { return l.Listener }
 
 func (l *socketListener) Close() error {
 	err := l.Listener.Close()

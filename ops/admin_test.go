@@ -2,6 +2,7 @@ package ops_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -118,5 +119,28 @@ func TestSocketUnderALongRoot(t *testing.T) {
 	}
 	if _, err := os.Lstat(ops.SocketPath(root)); !os.IsNotExist(err) {
 		t.Fatalf("left %s: %v", ops.SocketPath(root), err)
+	}
+
+	// A server killed with SIGKILL leaves its short directory and the link to it; the
+	// next server on the root removes both.
+	ln, err = ops.ListenSocket(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := os.Readlink(ops.SocketPath(root))
+	if err != nil {
+		t.Fatalf("under a long root the socket is a link: %v", err)
+	}
+	ln.(interface{ Unwrap() net.Listener }).Unwrap().Close() // as a kill -9 would: no cleanup
+	if _, err := os.Stat(filepath.Dir(target)); err != nil {
+		t.Fatalf("the dead server's directory should still be there: %v", err)
+	}
+	ln, err = ops.ListenSocket(root)
+	if err != nil {
+		t.Fatalf("listen after a dead server: %v", err)
+	}
+	defer ln.Close()
+	if _, err := os.Stat(filepath.Dir(target)); !os.IsNotExist(err) {
+		t.Fatalf("the dead server's directory %s is left: %v", filepath.Dir(target), err)
 	}
 }

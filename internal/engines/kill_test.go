@@ -42,15 +42,18 @@ func TestKillHelper(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Printf("engine weed %d %s\n", s3.Pid(), s3.Dir)
+		for _, f := range s3.Sockets() {
+			fmt.Printf("file weed %s\n", f)
+		}
 	}
 	fmt.Println("ready")
 	time.Sleep(10 * time.Minute)
 }
 
 // A test binary killed with SIGKILL while its engines run (what a CI timeout or a closed
-// terminal does) leaves no engine process and no engine directory behind: each engine dies
-// with it (Pdeathsig), and a reaper kills what outlived the leader (PostgreSQL's backends)
-// and removes the directories.
+// terminal does) leaves no engine process, no engine directory and none of the sockets
+// SeaweedFS makes in /tmp behind: each engine dies with it (Pdeathsig), and a reaper kills
+// what outlived the leader (PostgreSQL's backends) and removes the directories and files.
 func TestNothingLeftAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and nginx in a child test binary; CI runs it without -short")
@@ -73,6 +76,7 @@ func TestNothingLeftAfterKill(t *testing.T) {
 		dir  string
 	}
 	var es []engine
+	var files []string // what engines make outside their directories
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -82,6 +86,9 @@ func TestNothingLeftAfterKill(t *testing.T) {
 		if len(f) == 4 && f[0] == "engine" {
 			pid, _ := strconv.Atoi(f[2])
 			es = append(es, engine{f[1], pid, f[3]})
+		}
+		if len(f) == 3 && f[0] == "file" {
+			files = append(files, f[2])
 		}
 	}
 	if len(es) < 2 {
@@ -110,6 +117,11 @@ func TestNothingLeftAfterKill(t *testing.T) {
 		for _, e := range es {
 			if _, err := os.Stat(e.dir); err == nil {
 				left = append(left, e.name+" directory "+e.dir)
+			}
+		}
+		for _, f := range files {
+			if _, err := os.Lstat(f); err == nil {
+				left = append(left, "file "+f)
 			}
 		}
 		if len(left) == 0 {

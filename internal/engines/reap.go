@@ -16,19 +16,25 @@ import (
 
 // Reap starts the reaper of the process group pgid (0: none) and directory dir, for when
 // this process is gone. A normal stop removes dir, and the reaper then does nothing.
-func Reap(pgid int, dir string) error { return ReapUnless(pgid, dir, "") }
+// extra are files the engine makes outside dir (SeaweedFS's sockets), removed with it.
+func Reap(pgid int, dir string, extra ...string) error { return reap(pgid, dir, "", extra) }
 
 // ReapUnless is Reap for a directory that is meant to stay once done (the corpus): the
 // reaper leaves it, and the group, alone when the file done exists.
-func ReapUnless(pgid int, dir, done string) error {
+func ReapUnless(pgid int, dir, done string) error { return reap(pgid, dir, done, nil) }
+
+func reap(pgid int, dir, done string, extra []string) error {
 	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done
 if [ -d "$3" ] && { [ -z "$4" ] || [ ! -e "$4" ]; }; then
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
   sleep 1
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
   rm -rf -- "$3"
+  shift 4
+  [ "$#" -gt 0 ] && rm -f -- "$@"
 fi`
-	cmd := exec.Command("sh", "-c", script, "swcli-reaper", fmt.Sprint(os.Getpid()), fmt.Sprint(pgid), dir, done)
+	args := append([]string{"-c", script, "swcli-reaper", fmt.Sprint(os.Getpid()), fmt.Sprint(pgid), dir, done}, extra...)
+	cmd := exec.Command("sh", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the reaper of %s: %w", dir, err)

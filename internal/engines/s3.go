@@ -21,6 +21,7 @@ type S3 struct {
 	AccessKey, Secret string
 	cmd               *exec.Cmd
 	log               *bytes.Buffer
+	sockets           []string // weed's own, outside Dir (weedSockets)
 }
 
 // WeedBin finds or builds the weed binary (scripts/engine-weed.sh, cached per version).
@@ -71,7 +72,7 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 		fmt.Sprintf("-master.port=%d", ports[0]), fmt.Sprintf("-master.port.grpc=%d", ports[1]),
 		fmt.Sprintf("-volume.port=%d", ports[2]), fmt.Sprintf("-volume.port.grpc=%d", ports[3]),
 		"-filer", fmt.Sprintf("-filer.port=%d", ports[4]), fmt.Sprintf("-filer.port.grpc=%d", ports[5]),
-		"-s3", fmt.Sprintf("-s3.port=%d", ports[6]), "-s3.config=" + filepath.Join(dir, "s3.json"),
+		"-s3", fmt.Sprintf("-s3.port=%d", ports[6]), fmt.Sprintf("-s3.port.grpc=%d", ports[7]), "-s3.config=" + filepath.Join(dir, "s3.json"),
 		"-volume.max=0", "-master.volumeSizeLimitMB=512", "-filer.maxMB=16"}
 	s.cmd = exec.Command(weed, args...)
 	s.cmd.Dir = dir
@@ -80,7 +81,8 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
-	if err := Reap(s.cmd.Process.Pid, dir); err != nil {
+	s.sockets = weedSockets(ports)
+	if err := Reap(s.cmd.Process.Pid, dir, s.sockets...); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -119,7 +121,27 @@ func (s *S3) Stop() {
 		<-done
 	}
 	os.RemoveAll(s.Dir)
+	for _, p := range s.sockets {
+		os.Remove(p)
+	}
 }
+
+// weedSockets are the unix sockets weed binds beside its ports, in /tmp whatever its
+// directory (its own default: the filer's, the gateway's and one per gRPC port), named by
+// the ports it was given: Stop and the reaper remove them.
+func weedSockets(ports []int) []string {
+	return []string{
+		fmt.Sprintf("/tmp/seaweedfs-master-grpc-%d.sock", ports[1]),
+		fmt.Sprintf("/tmp/seaweedfs-volume-grpc-%d.sock", ports[3]),
+		fmt.Sprintf("/tmp/seaweedfs-filer-%d.sock", ports[4]),
+		fmt.Sprintf("/tmp/seaweedfs-filer-grpc-%d.sock", ports[5]),
+		fmt.Sprintf("/tmp/seaweedfs-s3-%d.sock", ports[6]),
+		fmt.Sprintf("/tmp/seaweedfs-s3-grpc-%d.sock", ports[7]),
+	}
+}
+
+// Sockets are the files weed makes outside its directory (weedSockets).
+func (s *S3) Sockets() []string { return s.sockets }
 
 // Pid is the engine's process id (the leader of its process group).
 func (s *S3) Pid() int {

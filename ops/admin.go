@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/swcli/swcli/cas"
@@ -437,6 +438,9 @@ func ListenSocket(root string) (net.Listener, error) {
 			parent = "/tmp"
 		}
 	}
+	if long {
+		sweepSocketDirs(parent)
+	}
 	dir, err := os.MkdirTemp(parent, "swcli-sock-")
 	if err != nil {
 		return nil, err
@@ -486,6 +490,41 @@ func removeStaleSocketDir(link string) {
 	}
 	os.Remove(target)
 	os.Remove(dir)
+}
+
+// sweepSocketDirs removes what servers killed with SIGKILL left in parent: directories
+// of ours (swcli-sock-*, this user's, an hour old) holding nothing but a socket nobody
+// answers on. A server whose root is served again removes its own at once
+// (removeStaleSocketDir); this catches those whose root is gone.
+func sweepSocketDirs(parent string) {
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "swcli-sock-") {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() || time.Since(fi.ModTime()) < time.Hour {
+			continue
+		}
+		inside, err := os.ReadDir(dir)
+		if err != nil || len(inside) > 1 || (len(inside) == 1 && inside[0].Name() != "server.sock") {
+			continue
+		}
+		sock := filepath.Join(dir, "server.sock")
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close() // a live server
+			continue
+		}
+		os.Remove(sock)
+		os.Remove(dir)
+	}
 }
 
 // socketListener removes the socket, its link and its private directory when closed.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
@@ -135,6 +136,26 @@ func TestSocketUnderALongRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(target)); err != nil {
 		t.Fatalf("the dead server's directory should still be there: %v", err)
 	}
+	// Another dead server's, whose root is gone: swept once it is an hour old; a recent
+	// one is left (a server may be about to listen in it).
+	parent := filepath.Dir(filepath.Dir(target))
+	deadDir := func(age time.Duration) string {
+		d, err := os.MkdirTemp(parent, "swcli-sock-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		l, err := net.Listen("unix", filepath.Join(d, "server.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+		then := time.Now().Add(-age)
+		os.Chtimes(d, then, then)
+		return d
+	}
+	old, recent := deadDir(2*time.Hour), deadDir(time.Minute)
 	ln, err = ops.ListenSocket(root)
 	if err != nil {
 		t.Fatalf("listen after a dead server: %v", err)
@@ -142,5 +163,11 @@ func TestSocketUnderALongRoot(t *testing.T) {
 	defer ln.Close()
 	if _, err := os.Stat(filepath.Dir(target)); !os.IsNotExist(err) {
 		t.Fatalf("the dead server's directory %s is left: %v", filepath.Dir(target), err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("an hour-old dead socket directory %s is left: %v", old, err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Fatalf("a recent socket directory was removed: %v", err)
 	}
 }

@@ -429,7 +429,9 @@ func ListenSocket(root string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	long := len(abs) > maxSocketPath
+	// The socket is made in a private directory beside it and then renamed into place, so
+	// that directory's path is the one that must fit.
+	long := len(filepath.Join(filepath.Dir(abs), "swcli-sock-0123456789", "server.sock")) > maxSocketPath
 	if long {
 		// A short private directory: in the temporary directory, or in /tmp when even
 		// that is too long for a socket's address.

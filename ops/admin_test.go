@@ -93,6 +93,35 @@ func TestOnlineGCBesideCopy(t *testing.T) {
 	}
 }
 
+// TestSocketAtEveryRootLength: whatever the root's length, near the limit of a socket's
+// address on either side, the server gets its socket (a root whose socket path fit but
+// whose temporary directory beside it did not once failed with "bind: invalid argument").
+func TestSocketAtEveryRootLength(t *testing.T) {
+	base := t.TempDir()
+	for n := 70; n <= 105; n++ {
+		pad := n - len(base) - len("/server.sock") - 1
+		if pad < 1 {
+			continue
+		}
+		root := filepath.Join(base, strings.Repeat("r", pad))
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := ops.ListenSocket(root)
+		if err != nil {
+			t.Fatalf("socket path of %d bytes: %v", len(ops.SocketPath(root)), err)
+		}
+		go http.Serve(ln, http.NotFoundHandler())
+		if !ops.Serving(root) {
+			t.Fatalf("socket path of %d bytes: not serving", len(ops.SocketPath(root)))
+		}
+		ln.Close()
+		if _, err := os.Lstat(ops.SocketPath(root)); !os.IsNotExist(err) {
+			t.Fatalf("left %s: %v", ops.SocketPath(root), err)
+		}
+	}
+}
+
 // TestSocketUnderALongRoot: a root whose path is too long for a unix socket address still
 // gets its admin socket (in a short private directory, linked from the root), and closing
 // it leaves nothing behind.

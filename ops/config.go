@@ -1,14 +1,19 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/swcli/swcli/internal/flock"
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/client"
 )
@@ -20,6 +25,9 @@ type Config struct {
 	Instances       map[string]*InstanceConfig `yaml:"instances"`
 
 	path string
+	// loaded is the file as this process read it: Save applies only what changed since,
+	// onto what is on disk then, so that two processes saving at once lose neither's change.
+	loaded *Config
 }
 
 // InstanceConfig is one registered instance. "local" is always the standalone instance.
@@ -71,26 +79,91 @@ func LoadConfig(path string) (*Config, error) {
 	if c.CurrentInstance == "" {
 		c.CurrentInstance = "local"
 	}
+	c.loaded = c.clone()
 	return c, nil
 }
 
-// Save writes the config atomically with mode 0600.
+// clone copies the config's fields (not its path or loaded state).
+func (c *Config) clone() *Config {
+	d := &Config{CurrentInstance: c.CurrentInstance, Instances: map[string]*InstanceConfig{}}
+	for a, ic := range c.Instances {
+		if ic != nil {
+			cp := *ic
+			cp.Witnesses = slices.Clone(ic.Witnesses)
+			d.Instances[a] = &cp
+		}
+	}
+	return d
+}
+
+// mergeInto applies to disk what changed in c since it was loaded: the selected
+// instance, instances added or removed, and each field of an instance on its own.
+func (c *Config) mergeInto(disk *Config) {
+	was := c.loaded
+	if was == nil {
+		was = &Config{Instances: map[string]*InstanceConfig{}}
+	}
+	if c.CurrentInstance != was.CurrentInstance {
+		disk.CurrentInstance = c.CurrentInstance
+	}
+	for a, before := range was.Instances {
+		if c.Instances[a] == nil {
+			delete(disk.Instances, a)
+			if disk.CurrentInstance == a {
+				disk.CurrentInstance = "local"
+			}
+			continue
+		}
+		if disk.Instances[a] == nil {
+			continue // removed by another process meanwhile: its removal stands
+		}
+		now, there := reflect.ValueOf(c.Instances[a]).Elem(), reflect.ValueOf(disk.Instances[a]).Elem()
+		old := reflect.ValueOf(before).Elem()
+		for i := range now.NumField() {
+			if !reflect.DeepEqual(now.Field(i).Interface(), old.Field(i).Interface()) {
+				there.Field(i).Set(now.Field(i))
+			}
+		}
+	}
+	for a, ic := range c.Instances {
+		if was.Instances[a] == nil && ic != nil {
+			cp := *ic
+			disk.Instances[a] = &cp
+		}
+	}
+}
+
+// Save writes the config atomically with mode 0600. Under a lock beside the file it reads
+// the file again and applies to it only what this process changed since it loaded it, so
+// that concurrent commands (two copies remembering a checkpoint, a login meanwhile) keep
+// each other's changes.
 func (c *Config) Save() error {
 	if c.path == "" {
 		return errors.New("no config path")
 	}
-	b, err := yaml.Marshal(c)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	tmp := c.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	lock, err := flock.Acquire(context.Background(), c.path+".lock", flock.Options{Timeout: 30 * time.Second})
+	if err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	return os.Rename(tmp, c.path)
+	defer lock.Release()
+	disk, err := LoadConfig(c.path)
+	if err != nil {
+		return err
+	}
+	c.mergeInto(disk)
+	b, err := yaml.Marshal(disk)
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(c.path, b, 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	c.CurrentInstance, c.Instances = disk.CurrentInstance, disk.Instances
+	c.loaded = disk.clone()
+	return nil
 }
 
 // Project returns the selected project of an instance: "self" by default on the standalone

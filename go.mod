@@ -3,6 +3,7 @@ module github.com/swcli/swcli
 go 1.26.0
 
 require (
+	github.com/DataDog/zstd v1.5.7
 	github.com/alecthomas/kong v1.17.0
 	github.com/aymanbagabas/go-udiff v0.4.2
 	github.com/chromedp/cdproto v0.0.0-20260321001828-e3e3800016bc
@@ -22,7 +23,6 @@ require (
 )
 
 require (
-	github.com/DataDog/zstd v1.5.7 // indirect
 	github.com/RaduBerinde/axisds v0.1.0 // indirect
 	github.com/RaduBerinde/btreemap v0.0.0-20250419174037-3d62b7205d54 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -175,8 +175,7 @@ func (s *Local) putGroup(hs []Hash, sizes []int64, buf []byte, bufs *groupBufs) 
 	if copied {
 		bufs.content = content
 	}
-	codecs()
-	stored := fastEncoder.EncodeAll(content, bufs.stored[:0])
+	stored := compressGroup(content, bufs.stored)
 	bufs.stored = stored
 	isNew, err := s.storeGroup(&Group{name: groupName(hs), raw: Raw{Enc: EncGroup, Len: int64(len(content)), Data: stored},
 		hashes: hs, sizes: sizes, offs: offs})

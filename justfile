@@ -41,3 +41,8 @@ bench-cloud:
 # directory, compare and history (target: 200 ms a page).
 bench-console:
     go test -run '^$' -bench Console -benchtime 20x ./bench/
+
+# issue 24's scale figures: ml-v1 beside a generated tree of 10 x its bytes and files
+# (~3.5 GB, made in a temporary directory and removed), build, rebuild, extract, restic, tar.
+bench-scale:
+    go run ./bench/cmd/scalebench -x 10

@@ -108,8 +108,13 @@ const Reps = 5
 // Median runs prep (untimed, e.g. emptying the destination) then step, Reps times, and
 // returns the median wall time with the largest peak RSS seen.
 func Median(prep func() error, step func() (Result, error)) (Result, error) {
+	return MedianN(Reps, prep, step)
+}
+
+// MedianN is Median with n runs, for steps too long to run Reps times.
+func MedianN(n int, prep func() error, step func() (Result, error)) (Result, error) {
 	var rs []Result
-	for range Reps {
+	for range n {
 		if err := prep(); err != nil {
 			return Result{}, err
 		}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -141,6 +142,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 				defer pprof.StopCPUProfile()
 			}
 		}
+	}
+	if path := os.Getenv("SWCLI_MEMPROFILE"); path != "" {
+		defer func() { // what is still held when the command ends (after a GC)
+			if f, err := os.Create(path); err == nil {
+				runtime.GC()
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
 	}
 	e := &env{ctx: ctx, g: &cli.Globals, stdin: stdin, stdout: stdout, stderr: stderr, log: newLogger(stderr, cli.Verbose, false), command: kctx.Command()}
 	switch {

@@ -48,9 +48,9 @@ func run(verbose bool) error {
 	if err != nil {
 		return err
 	}
-	for _, tool := range []string{"restic", "tar", "zstd"} {
+	for _, tool := range []string{"restic", "tar", "zstd", "rsync"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (apt-get install restic zstd)", tool)
+			return fmt.Errorf("%s is not installed (apt-get install restic zstd rsync)", tool)
 		}
 	}
 	// Warm the page cache so that every tool reads from memory, as in PRIOR-ART's figures.

@@ -110,7 +110,7 @@ func TestLoad16Clients(t *testing.T) {
 		t.Logf("  %-9s %5d ops, %6.1f/s, p50 %7.1f ms, p99 %7.1f ms", op, len(d), float64(len(d))/float64(secs),
 			float64(d[len(d)/2].Microseconds())/1000, float64(d[len(d)*99/100].Microseconds())/1000)
 	}
-	if bound := int64(server.MaxUploads*(server.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound {
+	if bound := int64(server.MaxUploads*(server.MaxBatchBody+api.MaxBatchDecoded) + 256<<20); rss > bound && !raceEnabled {
 		t.Fatalf("server peak RSS %d MiB over its bound %d MiB", rss>>20, bound>>20)
 	}
 	packs, _ := filepath.Glob(filepath.Join(c.root, "store", "packs", "*.pack"))

@@ -230,3 +230,32 @@ func TestMaterializeDetectsCorruptChunk(t *testing.T) {
 		t.Fatalf("materialise from a corrupt pack: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestIngestRootSpelling: a directory given with a trailing slash, a "." or a ".." in its
+// path, at the root of the tree or under a destination, stores the same tree as its clean
+// spelling, and in-memory inputs given before and after it land where they say.
+func TestIngestRootSpelling(t *testing.T) {
+	ctx := context.Background()
+	src := sampleTree(t)
+	s := openLocal(t, t.TempDir())
+	tree := func(src, dest string) cas.Hash {
+		t.Helper()
+		res, err := cas.Ingest(ctx, s, []cas.Input{
+			{Data: []byte("a\n"), Dest: "first.txt"},
+			{Src: src, Dest: dest},
+			{Data: []byte("b\n"), Dest: "z/last.txt"},
+		}, cas.IngestOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Hash
+	}
+	for _, dest := range []string{"", "export/venv"} {
+		want := tree(src, dest)
+		for _, spelling := range []string{src + "/", src + "/.", filepath.Join(src, "venv") + "/..", src + "//"} {
+			if got := tree(spelling, dest); got != want {
+				t.Errorf("Src %q, Dest %q: tree %s, want %s (as %q)", spelling, dest, got, want, src)
+			}
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/swcli/swcli/internal/corpus"
 )
 
 // Result is one measured command.
@@ -202,4 +204,54 @@ func BuildSwcli(dir string) (string, error) {
 		return "", fmt.Errorf("build swcli: %v\n%s", err, out)
 	}
 	return swcli, nil
+}
+
+// Session is what every benchmark command starts from: the corpus, a temporary work
+// directory and swcli built into it.
+type Session struct {
+	Corpus string // holds small, ml-v1 and ml-v2
+	Work   string // removed by Close unless kept
+	Swcli  string
+	keep   bool
+}
+
+// Start finds (or makes) the corpus, makes a work directory named for the benchmark and
+// builds swcli there unless swcli names a binary. With keep, Close leaves the directory.
+func Start(name, swcli string, keep bool) (*Session, error) {
+	dir, err := corpus.Dir()
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "swcli-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{Corpus: dir, Work: work, Swcli: swcli, keep: keep}
+	if s.Swcli == "" {
+		if s.Swcli, err = BuildSwcli(work); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Close removes the work directory (or, if kept, says where it is).
+func (s *Session) Close() {
+	if s.keep {
+		fmt.Fprintln(os.Stderr, "work:", s.Work)
+		return
+	}
+	os.RemoveAll(s.Work)
+}
+
+// Path names a tree of the corpus (small, ml-v1, ml-v2).
+func (s *Session) Path(tree string) string { return filepath.Join(s.Corpus, tree) }
+
+// Log is where commands' output goes: stderr when verbose, else nowhere.
+func Log(verbose bool) io.Writer {
+	if verbose {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 	"github.com/swcli/swcli/bench"
-	"github.com/swcli/swcli/internal/corpus"
 	"github.com/swcli/swcli/internal/engines"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops/client"
@@ -118,28 +117,14 @@ func setUp(swcli, root string, env []string) (string, error) {
 }
 
 func run(verbose bool, clients int, dur time.Duration) error {
-	var log io.Writer = io.Discard
-	if verbose {
-		log = os.Stderr
-	}
-	dir, err := corpus.Dir()
+	log := bench.Log(verbose)
+	ses, err := bench.Start("cloudbench", "", os.Getenv("KEEP") != "")
 	if err != nil {
 		return err
 	}
-	v1, v2, small := filepath.Join(dir, "ml-v1"), filepath.Join(dir, "ml-v2"), filepath.Join(dir, "small")
-	work, err := os.MkdirTemp("", "swcli-cloudbench-")
-	if err != nil {
-		return err
-	}
-	if os.Getenv("KEEP") == "" {
-		defer os.RemoveAll(work)
-	} else {
-		fmt.Fprintln(os.Stderr, "work:", work)
-	}
-	swcli, err := bench.BuildSwcli(work)
-	if err != nil {
-		return err
-	}
+	defer ses.Close()
+	v1, v2, small := ses.Path("ml-v1"), ses.Path("ml-v2"), ses.Path("small")
+	work, swcli := ses.Work, ses.Swcli
 	if _, err := exec.LookPath("restic"); err != nil {
 		return fmt.Errorf("restic is not installed (apt-get install restic)")
 	}

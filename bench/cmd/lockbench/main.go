@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/bench"
-	"github.com/swcli/swcli/internal/corpus"
 )
 
 func main() {
@@ -30,21 +29,12 @@ func main() {
 }
 
 func run(swcli string, runs int) error {
-	dir, err := corpus.Dir()
+	ses, err := bench.Start("lockbench", swcli, false)
 	if err != nil {
 		return err
 	}
-	v1 := filepath.Join(dir, "ml-v1")
-	work, err := os.MkdirTemp("", "swcli-lockbench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	if swcli == "" {
-		if swcli, err = bench.BuildSwcli(work); err != nil {
-			return err
-		}
-	}
+	defer ses.Close()
+	v1, work, swcli := ses.Path("ml-v1"), ses.Work, ses.Swcli
 	// Warm the page cache, as storebench does.
 	if _, err := bench.Run(io.Discard, nil, "sh", "-c", fmt.Sprintf("tar -C %q -cf - . | cat >/dev/null", v1)); err != nil {
 		return err

@@ -203,24 +203,13 @@ func run(x int, verbose bool) error {
 	if x < 2 {
 		return fmt.Errorf("-x %d: give 2 or more", x)
 	}
-	var log io.Writer = io.Discard
-	if verbose {
-		log = os.Stderr
-	}
-	dir, err := corpus.Dir()
+	log := bench.Log(verbose)
+	ses, err := bench.Start("scale", "", false)
 	if err != nil {
 		return err
 	}
-	v1 := filepath.Join(dir, "ml-v1")
-	work, err := os.MkdirTemp("", "swcli-scale-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	swcli, err := bench.BuildSwcli(work)
-	if err != nil {
-		return err
-	}
+	defer ses.Close()
+	v1, work, swcli := ses.Path("ml-v1"), ses.Work, ses.Swcli
 	big := filepath.Join(work, fmt.Sprintf("ml-v1-x%d", x))
 	fmt.Fprintf(os.Stderr, "scalebench: making %s ...\n", filepath.Base(big))
 	files, size, err := generate(v1, big, x)

@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/swcli/swcli/bench"
-	"github.com/swcli/swcli/internal/corpus"
 )
 
 func main() {
@@ -30,24 +29,14 @@ func main() {
 func noPrep() error { return nil }
 
 func run(verbose bool) error {
-	var log io.Writer = io.Discard
-	if verbose {
-		log = os.Stderr
-	}
-	dir, err := corpus.Dir()
+	log := bench.Log(verbose)
+	ses, err := bench.Start("bench", "", false)
 	if err != nil {
 		return err
 	}
-	v1, v2 := filepath.Join(dir, "ml-v1"), filepath.Join(dir, "ml-v2")
-	work, err := os.MkdirTemp("", "swcli-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	swcli, err := bench.BuildSwcli(work)
-	if err != nil {
-		return err
-	}
+	defer ses.Close()
+	dir, work, swcli := ses.Corpus, ses.Work, ses.Swcli
+	v1, v2 := ses.Path("ml-v1"), ses.Path("ml-v2")
 	for _, tool := range []string{"restic", "tar", "zstd", "rsync"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (apt-get install restic zstd rsync)", tool)

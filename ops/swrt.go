@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/swcli/swcli/cas"
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ledger"
 	"github.com/swcli/swcli/ops/formats"
 )
@@ -943,22 +944,5 @@ func parentsInside(dir, rel string) error {
 // copyRegular copies a regular file (not a link) to to, never through a link: flag is
 // os.O_EXCL (a new file) or os.O_TRUNC (replace one).
 func copyRegular(from, to string, flag int) error {
-	in, err := os.OpenFile(from, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", filepath.Base(from))
-	}
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|flag|syscall.O_NOFOLLOW, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return fsutil.CopyRegular(os.OpenFile, from, os.OpenFile, to, flag, filepath.Base(from))
 }

@@ -4,6 +4,7 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -90,4 +91,32 @@ func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(t.Name(), path)
+}
+
+// OpenFunc opens a file as os.OpenFile does; (*os.Root).OpenFile is one too, confined to
+// its root.
+type OpenFunc func(name string, flag int, perm os.FileMode) (*os.File, error)
+
+// CopyRegular copies the regular file src (opened with open) to dest (created with create,
+// flag os.O_EXCL for a new file or os.O_TRUNC to replace one, with src's permission bits),
+// following a link at neither. what names src in the error when it is not a regular file.
+func CopyRegular(open OpenFunc, src string, create OpenFunc, dest string, flag int, what string) error {
+	in, err := open(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", what)
+	}
+	out, err := create(dest, os.O_WRONLY|os.O_CREATE|flag|syscall.O_NOFOLLOW, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	iofs "io/fs"
 	"os"
 	"path"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/swcli/swcli/internal/fsutil"
 	"github.com/swcli/swcli/ops/errs"
 )
 
@@ -352,24 +352,7 @@ func placeFile(from, to *os.Root, src, dest string, d iofs.DirEntry) error {
 			return err
 		}
 	}
-	in, err := from.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", src)
-	}
-	out, err := to.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return fsutil.CopyRegular(from.OpenFile, src, to.OpenFile, dest, os.O_TRUNC, src)
 }
 
 // commands runs runtime.yaml's commands in the bundle directory with the environment

@@ -431,16 +431,14 @@ func ListenSocket(root string) (net.Listener, error) {
 	}
 	// The socket is made in a private directory beside it and then renamed into place, so
 	// that directory's path is the one that must fit.
-	long := len(filepath.Join(filepath.Dir(abs), "swcli-sock-0123456789", "server.sock")) > maxSocketPath
+	long := !socketFitsIn(filepath.Dir(abs))
 	if long {
 		// A short private directory: in the temporary directory, or in /tmp when even
 		// that is too long for a socket's address.
 		parent = os.TempDir()
-		if len(filepath.Join(parent, "swcli-sock-0123456789", "server.sock")) > maxSocketPath {
+		if !socketFitsIn(parent) {
 			parent = "/tmp"
 		}
-	}
-	if long {
 		sweepSocketDirs(parent)
 	}
 	dir, err := os.MkdirTemp(parent, "swcli-sock-")
@@ -473,6 +471,12 @@ func ListenSocket(root string) (net.Listener, error) {
 	}
 	os.Remove(dir)
 	return &socketListener{Listener: ln, link: link, addr: link}, nil
+}
+
+// socketFitsIn says whether a socket in a private directory (os.MkdirTemp's swcli-sock-N,
+// N up to ten digits) under parent has an address short enough.
+func socketFitsIn(parent string) bool {
+	return len(filepath.Join(parent, "swcli-sock-0123456789", "server.sock")) <= maxSocketPath
 }
 
 // removeStaleSocketDir removes the private directory a dead server's socket link points

@@ -223,9 +223,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 		data []byte
 	}
 	var held []heldInput
-	walked := false
 	storeHeld := func() error {
-		walked = true
 		for _, h := range held {
 			if err := in.storeBytes(ctx, h.e, h.data); err != nil {
 				return err
@@ -235,7 +233,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 		return nil
 	}
 	for _, input := range ordered {
-		if input.Later != nil && !walked {
+		if input.Later != nil { // after every other input (ordered): the held ones first
 			if err := storeHeld(); err != nil {
 				return nil, err
 			}
@@ -260,7 +258,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 			}
 			e := &Entry{Path: input.Dest, Kind: KindFile, Mode: mode, Size: int64(len(data))}
 			if len(data) > 0 {
-				if input.Later == nil && !walked {
+				if input.Later == nil {
 					held = append(held, heldInput{e, data}) // stored after the walks
 				} else if err := in.storeBytes(ctx, e, data); err != nil {
 					return nil, err

@@ -2,6 +2,7 @@ package cas
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -78,8 +79,15 @@ func FuzzVerifyGroup(f *testing.F) {
 			return
 		}
 		g, err := VerifyGroup(h, Raw{Enc: EncGroup, Len: n, Data: data})
+		checked, _, cerr := CheckGroup(h, Raw{Enc: EncGroup, Len: n, Data: data}, []byte("scratch in use"))
+		if (err == nil) != (cerr == nil) {
+			t.Fatalf("VerifyGroup says %v, CheckGroup %v", err, cerr)
+		}
 		if err != nil {
 			return
+		}
+		if !slices.Equal(g.Chunks(), checked.Chunks()) {
+			t.Fatal("VerifyGroup and CheckGroup found different chunks")
 		}
 		if len(g.Chunks()) == 0 || groupName(g.Chunks()) != h {
 			t.Fatalf("accepted a group of %d chunks named %s", len(g.Chunks()), h)

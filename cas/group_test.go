@@ -113,6 +113,7 @@ func TestTransferGroups(t *testing.T) {
 	}
 	chunks := res.Manifest.Chunks()
 	// move transfers hs from a to b and checks that exactly hs arrived.
+	var scratch []byte // the receiver checks every group in one buffer, as a server does
 	move := func(hs []cas.Hash, b *cas.Local) (groups, single int) {
 		t.Helper()
 		asked := map[cas.Hash]bool{}
@@ -127,10 +128,11 @@ func TestTransferGroups(t *testing.T) {
 				return b.PutRaw(ctx, h, r)
 			}
 			groups++
-			g, err := cas.VerifyGroup(h, r)
+			g, next, err := cas.CheckGroup(h, r, scratch)
 			if err != nil {
 				return err
 			}
+			scratch = next
 			if r.Count != len(g.Chunks()) {
 				t.Errorf("group of %d chunks sent with count %d", len(g.Chunks()), r.Count)
 			}
@@ -192,6 +194,11 @@ func TestTransferGroups(t *testing.T) {
 		bad.Data[len(bad.Data)/2] ^= 0xff
 		if _, err := cas.VerifyGroup(h, bad); !errors.Is(err, cas.ErrCorrupt) || !strings.Contains(err.Error(), h.String()) {
 			t.Fatalf("a garbled group: %v", err)
+		}
+		// Checked in a buffer that holds the good group's content, it is refused all the same.
+		_, scratch, _ = cas.CheckGroup(h, r, scratch)
+		if _, _, err := cas.CheckGroup(h, bad, scratch); !errors.Is(err, cas.ErrCorrupt) {
+			t.Fatalf("a garbled group checked in a used buffer: %v", err)
 		}
 		return errors.New("stop")
 	})

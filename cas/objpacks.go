@@ -994,6 +994,7 @@ func (s *ObjectPacks) repackInto(ctx context.Context, olds []Hash, sizes []int64
 	var parts [][]byte
 	var moves []moved
 	var next int64
+	var scratch []byte // groups are checked, not kept
 	for i, old := range olds {
 		size := sizes[i]
 		if size <= 0 || size > maxRepack {
@@ -1056,7 +1057,7 @@ func (s *ObjectPacks) repackInto(ctx context.Context, olds []Hash, sizes []int64
 			frame := data[e.off : e.off+e.stored]
 			var err error
 			if e.enc == EncGroup {
-				_, err = VerifyGroup(e.grp, Raw{Enc: EncGroup, Len: e.glen, Data: frame})
+				_, scratch, err = CheckGroup(e.grp, Raw{Enc: EncGroup, Len: e.glen, Data: frame}, scratch)
 			} else {
 				_, err = Decode(x.h, Raw{Enc: e.enc, Len: e.size, Data: frame}, nil)
 			}

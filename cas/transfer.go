@@ -122,38 +122,61 @@ func (g *Group) Chunk(h Hash) ([]byte, bool) {
 }
 
 // VerifyGroup decompresses a group that travelled, hashes every chunk in it and checks the
-// group's name against them; it fails with a CorruptError naming the group otherwise.
+// group's name against them; it fails with a CorruptError naming the group otherwise. The
+// group keeps its content, for Chunk.
 func VerifyGroup(name Hash, r Raw) (*Group, error) {
+	g, _, err := verifyGroup(name, r, nil, true)
+	return g, err
+}
+
+// CheckGroup is VerifyGroup for a receiver that stores the group as it travelled and needs
+// none of its chunks' bytes: the content is decompressed into scratch (grown when short)
+// and not kept, and scratch is returned for the next group. A server receiving a batch of
+// groups then touches one buffer instead of a fresh one of each group's size.
+func CheckGroup(name Hash, r Raw, scratch []byte) (*Group, []byte, error) {
+	return verifyGroup(name, r, scratch, false)
+}
+
+func verifyGroup(name Hash, r Raw, scratch []byte, keep bool) (*Group, []byte, error) {
 	bad := func(reason string) error { return &CorruptError{Hash: name, Reason: "group: " + reason} }
 	if r.Enc != EncGroup {
-		return nil, bad(fmt.Sprintf("encoding %d", r.Enc))
+		return nil, scratch, bad(fmt.Sprintf("encoding %d", r.Enc))
 	}
 	if r.Len < 0 || r.Len > MaxGroupContent {
-		return nil, bad(fmt.Sprintf("implausible length %d (groups hold at most %d bytes)", r.Len, MaxGroupContent))
+		return nil, scratch, bad(fmt.Sprintf("implausible length %d (groups hold at most %d bytes)", r.Len, MaxGroupContent))
+	}
+	if int64(cap(scratch)) < r.Len {
+		scratch = make([]byte, 0, r.Len)
 	}
 	_, dec := codecs()
-	content, err := dec.DecodeAll(r.Data, make([]byte, 0, r.Len)) // no further than r.Len
+	content, err := dec.DecodeAll(r.Data, scratch[:0]) // no further than r.Len
 	if err != nil {
-		return nil, bad("zstd: " + err.Error())
+		return nil, scratch, bad("zstd: " + err.Error())
+	}
+	if cap(content) <= MaxGroupContent {
+		scratch = content
 	}
 	if int64(len(content)) != r.Len {
-		return nil, bad(fmt.Sprintf("length %d, recorded %d", len(content), r.Len))
+		return nil, scratch, bad(fmt.Sprintf("length %d, recorded %d", len(content), r.Len))
 	}
 	offs, sizes, err := parseGroup(content)
 	if err != nil {
-		return nil, bad(err.Error())
+		return nil, scratch, bad(err.Error())
 	}
 	if len(offs) == 0 {
-		return nil, bad("it holds no chunk")
+		return nil, scratch, bad("it holds no chunk")
 	}
-	g := &Group{name: name, raw: r, hashes: make([]Hash, len(offs)), sizes: sizes, offs: offs, content: content}
+	g := &Group{name: name, raw: r, hashes: make([]Hash, len(offs)), sizes: sizes, offs: offs}
+	if keep {
+		g.content = content
+	}
 	for i, off := range offs {
 		g.hashes[i] = Sum(content[off : off+sizes[i]])
 	}
 	if groupName(g.hashes) != name {
-		return nil, bad("its chunks do not match its name")
+		return nil, scratch, bad("its chunks do not match its name")
 	}
-	return g, nil
+	return g, scratch, nil
 }
 
 // PutGroup stores a verified group as it travelled and indexes the chunks of it that the

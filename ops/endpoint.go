@@ -121,7 +121,7 @@ func (l LocalEndpoint) PutChunksHeld(ctx context.Context, cs []api.Chunk) ([]cas
 		return nil, &Error{Kind: KindTooLarge, Err: fmt.Errorf("batch rejected, nothing stored: its chunks decode to %d bytes, over the %d-byte limit", declared, api.MaxBatchDecoded),
 			Hint: "send smaller batches"}
 	}
-	var scratch []byte
+	var scratch, content []byte
 	groups := make([]*cas.Group, len(cs))
 	for i, c := range cs {
 		if err := ctx.Err(); err != nil {
@@ -131,7 +131,7 @@ func (l LocalEndpoint) PutChunksHeld(ctx context.Context, cs []api.Chunk) ([]cas
 		if c.Group != nil {
 			groups[i] = c.Group
 		} else if c.Raw.Enc == cas.EncGroup {
-			groups[i], err = cas.VerifyGroup(c.Hash, c.Raw)
+			groups[i], content, err = cas.CheckGroup(c.Hash, c.Raw, content)
 		} else {
 			var out []byte
 			out, err = cas.Decode(c.Hash, c.Raw, scratch[:0])

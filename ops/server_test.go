@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -586,5 +587,51 @@ func TestAccessLogNamesTheUser(t *testing.T) {
 	defer mu.Unlock()
 	if len(log) != 2 || log[0].User != "alice" || log[0].Status != 200 || log[1].User != "" || log[1].Status != 401 {
 		t.Fatalf("access log: %+v", log)
+	}
+}
+
+// A server too busy for a batch (429) gets the same batch again after the pause it names:
+// the body of an upload is read afresh for each attempt.
+func TestBusyServerGetsTheSameBatchAgain(t *testing.T) {
+	c := newCloud(t)
+	h := server.NewServer(openServerInstance(t, c.root)).Handler()
+	var mu sync.Mutex
+	var bodies [][]byte
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == api.RoutePutChunks.Method && r.URL.Path == api.RoutePutChunks.URL() {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			bodies = append(bodies, b)
+			first := len(bodies) == 1
+			mu.Unlock()
+			if first {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	c.url = front.URL
+	dir := t.TempDir()
+	writeTree(t, dir, 7, 1)
+	local := openInstance(t, t.TempDir())
+	v := buildVersion(t, local, "ml", dir)
+	req := copyReq(ops.LocalEndpoint{In: local}, "self", ops.RuntimeURI{Name: "ml", Version: v.ID}, c.client("alice"), "mnist")
+	req.InFlight = 1
+	res, err := ops.Copy(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Versions) != 1 || len(bodies) < 2 {
+		t.Fatalf("copied %d versions in %d uploads; want 1 version, the first upload sent twice", len(res.Versions), len(bodies))
+	}
+	if len(bodies[0]) == 0 || !bytes.Equal(bodies[0], bodies[1]) {
+		t.Fatalf("the batch sent again differs: %d bytes, then %d", len(bodies[0]), len(bodies[1]))
 	}
 }

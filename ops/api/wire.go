@@ -37,16 +37,22 @@ const MaxWireChunk = cas.MaxBlob
 
 // WriteFrame writes one chunk frame.
 func WriteFrame(w io.Writer, h cas.Hash, r cas.Raw) error {
-	var hdr [FrameHeader]byte
-	copy(hdr[:], h[:])
-	hdr[cas.HashSize] = byte(r.Enc)
-	binary.BigEndian.PutUint32(hdr[cas.HashSize+1:], uint32(r.Len))
-	binary.BigEndian.PutUint32(hdr[cas.HashSize+5:], uint32(len(r.Data)))
+	hdr := FrameHeaderOf(h, r)
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
 	_, err := w.Write(r.Data)
 	return err
+}
+
+// FrameHeaderOf is the header of the frame of chunk h, stored as r.
+func FrameHeaderOf(h cas.Hash, r cas.Raw) [FrameHeader]byte {
+	var hdr [FrameHeader]byte
+	copy(hdr[:], h[:])
+	hdr[cas.HashSize] = byte(r.Enc)
+	binary.BigEndian.PutUint32(hdr[cas.HashSize+1:], uint32(r.Len))
+	binary.BigEndian.PutUint32(hdr[cas.HashSize+5:], uint32(len(r.Data)))
+	return hdr
 }
 
 // ErrBadFrame reports a chunk stream that is not well formed.

@@ -111,7 +111,8 @@ type Group struct {
 // Chunks returns the hashes of the group's chunks.
 func (g *Group) Chunks() []Hash { return g.hashes }
 
-// Chunk returns the content of one of the group's chunks, verified with the group.
+// Chunk returns the content of one of the group's chunks, verified with the group; only
+// a group VerifyGroup made keeps its content (CheckGroup's answers false).
 func (g *Group) Chunk(h Hash) ([]byte, bool) {
 	for i, x := range g.hashes {
 		if x == h && g.content != nil {

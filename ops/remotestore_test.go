@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/cas/storetest"
 	"github.com/swcli/swcli/ops"
+	"github.com/swcli/swcli/ops/api"
 	"github.com/swcli/swcli/ops/client"
 	"github.com/swcli/swcli/ops/server"
 )
@@ -95,5 +98,39 @@ func TestRemoteStoreCarriesTheLargestBlob(t *testing.T) {
 	}
 	if err := admin.Put(ctx, h, append(data, 0)); !errors.Is(err, cas.ErrTooLarge) {
 		t.Fatalf("put of MaxBlob+1: %v, want ErrTooLarge", err)
+	}
+}
+
+// A chunk that a build stored in a group comes out of a server's store on its own: the
+// group it travels in is checked, then opened for that chunk alone.
+func TestRemoteStoreGetsAGroupedChunk(t *testing.T) {
+	root := t.TempDir()
+	tok, err := ops.AddUser(ctx, ops.FileAuth{Root: root}, "root", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := openServerInstance(t, root)
+	dir := t.TempDir()
+	data := []byte("print('a file small enough to be grouped')\n")
+	if err := os.WriteFile(filepath.Join(dir, "a.py"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cas.Ingest(ctx, in.Store, []cas.Input{{Src: dir}}, cas.IngestOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(server.NewServer(in).Handler())
+	t.Cleanup(srv.Close)
+	c := client.NewRemote("team", srv.URL, tok)
+	t.Cleanup(func() { c.Close() })
+	h := cas.Sum(data)
+	grouped := false
+	if err := c.GetChunks(ctx, []cas.Hash{h}, func(ch api.Chunk) error { grouped = ch.Raw.Enc == cas.EncGroup; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !grouped {
+		t.Fatal("the chunk did not travel in a group: this test checks nothing")
+	}
+	if got, err := c.Store().Get(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get of a grouped chunk: %q, %v", got, err)
 	}
 }

@@ -45,7 +45,8 @@ type Chunk struct {
 	Hash cas.Hash
 	Raw  cas.Raw
 	// Group is set when a group was verified already (a download checks what it is sent
-	// as it arrives); PutChunks then does not decompress it again.
+	// as it arrives, cas.CheckGroup, without keeping its content); PutChunks then does not
+	// decompress it again.
 	Group *cas.Group
 }
 

@@ -354,6 +354,7 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk
 		return nil
 	}
 	answered := -1
+	var scratch []byte // groups are checked here, one at a time, and handed on without their content
 	err = api.ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
 		switch {
 		case answered >= 0:
@@ -369,10 +370,11 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk
 			}
 			return nil
 		case r.Enc == cas.EncGroup:
-			g, err := cas.VerifyGroup(h, r)
+			g, next, err := cas.CheckGroup(h, r, scratch)
 			if err != nil {
 				return err
 			}
+			scratch = next
 			for _, c := range g.Chunks() {
 				if err := take(c); err != nil {
 					return err

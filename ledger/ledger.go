@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/internal/flock"
@@ -224,9 +225,11 @@ func decodeStoredIntern(v []byte, intern map[string]string) (Event, error) {
 // that needs it: each version's 'o' entry and the latest and vN tags. Apply never reads them,
 // so they are only derived once the replay is over.
 type memKV struct {
-	m       map[string]any
-	derived bool
-	last    struct { // what memProjections handed out last: each is in m under its key
+	m        map[string]any
+	keys     []byte    // the block new keys are copied into (keyString)
+	versions []Version // the block new versions come from (newVersion)
+	derived  bool
+	last     struct { // what memProjections handed out last: each is in m under its key
 		proj *Project
 		rt   *Runtime
 		v    *Version
@@ -306,10 +309,38 @@ func (k *memKV) set(key, v []byte) { k.m[string(key)] = v; k.forget() }
 // put stores an object; an object already stored under key was changed in place, and
 // skipping the assignment saves allocating the key again.
 func (k *memKV) put(key []byte, v any) {
-	if cur, ok := k.m[string(key)]; ok && cur == v {
+	if cur, ok := k.m[string(key)]; ok {
+		if cur != v {
+			k.m[string(key)] = v
+		}
 		return
 	}
-	k.m[string(key)] = v
+	k.m[k.keyString(key)] = v
+}
+
+// keyString copies a new key into the current block of keys. A replay puts a key for
+// each of a million versions; in blocks they cost a few allocations instead of a million.
+// The bytes of a block are never written again once handed out.
+func (k *memKV) keyString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > cap(k.keys)-len(k.keys) {
+		k.keys = make([]byte, 0, max(64<<10, len(b)))
+	}
+	off := len(k.keys)
+	k.keys = append(k.keys, b...)
+	return unsafe.String(&k.keys[off], len(b))
+}
+
+// newVersion hands out the next Version of the current block.
+func (k *memKV) newVersion() *Version {
+	if len(k.versions) == 0 {
+		k.versions = make([]Version, 256)
+	}
+	v := &k.versions[0]
+	k.versions = k.versions[1:]
+	return v
 }
 func (k *memKV) del(key []byte) { delete(k.m, string(key)); k.forget() }
 

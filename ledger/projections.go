@@ -15,6 +15,10 @@ type projections interface {
 	tag(project, runtime, tag string) (id string, ok bool, err error)
 	alias(project, runtime, origin string) (id string, ok bool, err error)
 
+	// newVersion returns a zero Version for a new version (a replay hands them out in
+	// blocks: a million builds are a million of them).
+	newVersion() *Version
+
 	putProject(p *Project)
 	putRuntime(r *Runtime)
 	// putVersion stores a version under its id and under its place in its runtime's
@@ -86,6 +90,8 @@ func (s kvProjections) putProject(p *Project) { s.kv.set(projectKey(p.Name), enc
 func (s kvProjections) putRuntime(r *Runtime) {
 	s.kv.set(runtimeKey(r.Project, r.Name), encodeRuntime(r))
 }
+
+func (s kvProjections) newVersion() *Version { return new(Version) }
 
 func (s kvProjections) putVersion(v *Version) {
 	b := encodeVersion(v)
@@ -176,6 +182,8 @@ func (s memProjections) putRuntime(r *Runtime) {
 	s.m.put(appendKey(buf[:0], keyRuntime, r.Project, r.Name), r)
 	s.m.last.rt = r
 }
+
+func (s memProjections) newVersion() *Version { return s.m.newVersion() }
 
 func (s memProjections) putVersion(v *Version) {
 	if s.m.last.v == v && v != nil {

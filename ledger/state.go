@@ -308,7 +308,8 @@ func (s state) applyBuilt(e *Event, rt *Runtime) error {
 		if v != nil {
 			s.p.deleteOrder(v.Project, v.Runtime, v.Seq)
 		}
-		v = &Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
+		v = s.p.newVersion()
+		*v = Version{Project: e.Project, Runtime: e.Runtime, ID: e.Version, Seq: e.Seq,
 			Created: e.Time, VN: rt.NextVN, NewBytes: d.NewBytes, Actor: e.Actor, Source: source}
 		rt.NextVN++
 		s.p.setBuiltin(v.Project, v.Runtime, builtin(v.VN), v.ID)

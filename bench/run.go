@@ -126,13 +126,68 @@ func MedianN(n int, prep func() error, step func() (Result, error)) (Result, err
 		}
 		rs = append(rs, r)
 	}
+	return medianOf(rs), nil
+}
+
+// Step is a timed run and what must happen before it.
+type Step struct {
+	Prep func() error
+	Run  func() (Result, error)
+}
+
+// Pair is two steps measured alternately: each one's median, and the ratio of a's time to
+// b's round by round.
+type Pair struct {
+	A, B   Result
+	Ratio  float64 // the median of the rounds' ratios
+	Spread float64 // half the range of the rounds' ratios, relative to their median
+}
+
+// MedianPair runs a and b n times each, alternately, a first in odd rounds and b in even
+// ones, so that a state of the machine that sways both (a file system just after a large
+// deletion creates files several times slower) falls on both alike.
+func MedianPair(n int, a, b Step) (Pair, error) {
+	var ras, rbs []Result
+	var ratios []float64
+	for i := range n {
+		order := []*Step{&a, &b}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		var got [2]Result
+		for _, s := range order {
+			if err := s.Prep(); err != nil {
+				return Pair{}, err
+			}
+			r, err := s.Run()
+			if err != nil {
+				return Pair{}, err
+			}
+			if s == &a {
+				got[0] = r
+			} else {
+				got[1] = r
+			}
+		}
+		ras, rbs = append(ras, got[0]), append(rbs, got[1])
+		ratios = append(ratios, got[0].Wall.Seconds()/got[1].Wall.Seconds())
+	}
+	slices.Sort(ratios)
+	p := Pair{A: medianOf(ras), B: medianOf(rbs), Ratio: ratios[len(ratios)/2]}
+	p.Spread = (ratios[len(ratios)-1] - ratios[0]) / 2 / p.Ratio
+	return p, nil
+}
+
+// medianOf is the run of median wall time, with the range of the runs and their largest
+// peak RSS.
+func medianOf(rs []Result) Result {
 	slices.SortFunc(rs, func(a, b Result) int { return cmp.Compare(a.Wall, b.Wall) })
 	m := rs[len(rs)/2]
 	for _, r := range rs {
 		m.PeakRSS = max(m.PeakRSS, r.PeakRSS)
 	}
 	m.Min, m.Max = rs[0].Wall, rs[len(rs)-1].Wall
-	return m, nil
+	return m
 }
 
 // Gate holds the targets of one run: each a figure against its bound, with the noise

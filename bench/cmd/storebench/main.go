@@ -1,7 +1,8 @@
 // Command storebench stores the ml corpus with swcli and with its peers in one run and
 // prints wall time, stored bytes, growth from ml-v1 to ml-v2 and peak RSS, with the targets.
 // Steps that start from nothing run bench.Reps times (median reported); their spread is
-// the run's noise, and storebench exits 1 when a target is missed by more than it.
+// the run's noise, and storebench exits 1 when a target is missed by more than it. Extract
+// and tar -x run by turns, and their target is the median of the rounds' ratios.
 package main
 
 import (
@@ -123,10 +124,25 @@ func run(verbose bool) error {
 	extract := func() (bench.Result, error) {
 		return bench.Run(log, benv, swcli, "runtime", "extract", "ml-v1", "--target-dir", ext)
 	}
-	bx, err := bench.Median(func() error { return os.RemoveAll(ext) }, extract)
+	// Extract and tar -x of the same tree, run by turns: both create 11k files, and how
+	// fast a file system does that swings with what was deleted just before.
+	tarFile := filepath.Join(work, "v1.tar")
+	if _, err := bench.Run(log, nil, "tar", "-C", v1, "-cf", tarFile, "."); err != nil {
+		return err
+	}
+	tarOut := filepath.Join(work, "tar-out")
+	px, err := bench.MedianPair(bench.Reps,
+		bench.Step{Prep: func() error { return os.RemoveAll(ext) }, Run: extract},
+		bench.Step{Prep: func() error {
+			if err := os.RemoveAll(tarOut); err != nil {
+				return err
+			}
+			return os.MkdirAll(tarOut, 0o755)
+		}, Run: func() (bench.Result, error) { return bench.Run(log, nil, "tar", "-C", tarOut, "-xf", tarFile) }})
 	if err != nil {
 		return err
 	}
+	bx, tx := px.A, px.B
 	add("swcli rt", "extract ml-v1", bx, "", "")
 	br, err := bench.Median(func() error { // restore changes the workdir: start each from an extract
 		if err := os.RemoveAll(ext); err != nil {
@@ -184,21 +200,7 @@ func run(verbose bool) error {
 	}
 	tS2 := bench.DirBytes(tz2)
 	add("tar|zstd -3", "ml-v2", t2, bench.MB(tS2), "+"+bench.MB(tS2))
-	tarFile := filepath.Join(work, "v1.tar")
-	if _, err := bench.Run(log, nil, "tar", "-C", v1, "-cf", tarFile, "."); err != nil {
-		return err
-	}
-	tarOut := filepath.Join(work, "tar-out")
-	tx, err := bench.Median(func() error {
-		if err := os.RemoveAll(tarOut); err != nil {
-			return err
-		}
-		return os.MkdirAll(tarOut, 0o755)
-	}, func() (bench.Result, error) { return bench.Run(log, nil, "tar", "-C", tarOut, "-xf", tarFile) })
-	if err != nil {
-		return err
-	}
-	add("tar -x", "ml-v1", tx, "", "")
+	add("tar -x", "ml-v1 (by turns with extract)", tx, "", "")
 
 	copyRows, cf, err := copyBench(log, work, swcli, benv, renv, v1, v2)
 	if err != nil {
@@ -224,7 +226,7 @@ func run(verbose bool) error {
 	g.Ratio("stored <= 0.9 x restic's repository", float64(bS1), float64(rS1), 0.9, 0)
 	g.Ratio("v2 growth <= 0.9 x restic's", float64(bS2-bS1), float64(rS2-rS1), 0.9, 0)
 	g.Ratio("ml-v1 to an empty server <= 0.25 x restic copy", cf.wall.Seconds(), cf.resticWall.Seconds(), 0.25, 2*noise)
-	g.Times("extract ml-v1 <= 1.0 x tar -x", bx, tx, 1.0)
+	g.Ratio("extract ml-v1 <= 1.0 x tar -x (by turns)", px.Ratio, 1, 1.0, px.Spread)
 	bpeak := max(b1.PeakRSS, b2.PeakRSS, bRe.PeakRSS)
 	g.AtMost("peak RSS of a build <= 160 MiB", float64(bpeak), 160<<20, 0.05, bench.MiB(bpeak))
 	g.AtMost("peak RSS of an extract <= 200 MiB", float64(bx.PeakRSS), 200<<20, 0.05, bench.MiB(bx.PeakRSS))

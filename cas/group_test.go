@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,5 +205,48 @@ func TestTransferGroups(t *testing.T) {
 	})
 	if !checked {
 		t.Fatal("no group went whole to check a garbled copy of")
+	}
+}
+
+// Content that repeats across a tree is stored once, however the workers meet it: files of
+// 30 contents, each written 20 times, ingested by 8 workers, take the room of 30.
+func TestIngestStoresRepeatedContentOnce(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	const distinct, copies, size = 30, 20, 48 << 10 // under GroupMax: grouped
+	for i := range distinct {
+		body := make([]byte, size)
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		for j := range body { // incompressible, so that a second copy shows in the packs
+			body[j] = byte(r.Uint32())
+		}
+		for c := range copies {
+			p := filepath.Join(src, fmt.Sprintf("d%02d", c), fmt.Sprintf("f%02d.bin", i))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	s := openLocal(t, dir)
+	res, err := cas.Ingest(ctx, s, []cas.Input{{Src: src}}, cas.IngestOptions{Workers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NewChunks != distinct {
+		t.Fatalf("%d new chunks for %d contents", res.NewChunks, distinct)
+	}
+	var packs int64
+	files, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			packs += fi.Size()
+		}
+	}
+	if limit := int64(distinct*size + len(res.Manifest.Encode()) + 16<<10); packs > limit {
+		t.Fatalf("packs hold %d bytes for %d of content (and the manifest): some content twice", packs, distinct*size)
 	}
 }

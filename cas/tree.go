@@ -24,7 +24,10 @@ import (
 // Invariants:
 //   - A chunk is stored only if this process does not know it (Local.known); new chunks go
 //     into per-worker groups (group.go), so a chunk's first copy may still be in a group
-//     that is being filled: inGroup keeps a second worker from storing it again.
+//     that is being filled: inGroup keeps a second worker from storing it again. A chunk
+//     leaves inGroup once its group is indexed (so the set holds the open groups' chunks,
+//     not the tree's), and a worker that claims a chunk looks at the index once more, in
+//     case its group was indexed between the two looks.
 //   - The manifest is stored last, after every chunk it names, and Flush makes it durable
 //     before Ingest returns: a tree whose hash is returned is whole in the store.
 //   - Stat cache entries are written after the Flush (statcache.go), so none names a chunk
@@ -134,6 +137,7 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		return nil, walkErr
 	}
 	m, err := buildManifest(entries)
+	entries = nil // the manifest holds copies: the walk's entries may go before it is encoded
 	if err != nil {
 		return nil, err
 	}
@@ -607,6 +611,9 @@ func (w *worker) flush(ctx context.Context, g *group) error {
 		}
 	}
 	w.in.newStored.Add(stored)
+	for _, h := range g.hashes { // indexed now: known answers for them from here on
+		w.in.inGroup.Delete(h)
+	}
 	g.hashes, g.sizes, g.data = g.hashes[:0], g.sizes[:0], g.data[:0]
 	return nil
 }
@@ -621,6 +628,10 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 		return nil
 	}
 	if _, dup := w.in.inGroup.LoadOrStore(h, true); dup {
+		return nil
+	}
+	if w.in.s.known(h) { // its group was stored between the two looks
+		w.in.inGroup.Delete(h)
 		return nil
 	}
 	g, target := &w.small, groupTarget

@@ -143,37 +143,31 @@ type Pair struct {
 	Spread float64 // half the range of the rounds' ratios, relative to their median
 }
 
-// MedianPair runs a and b n times each, alternately, a first in odd rounds and b in even
-// ones, so that a state of the machine that sways both (a file system just after a large
-// deletion creates files several times slower) falls on both alike.
+// MedianPair runs a and b n times each, alternately, each first in every other round, so
+// that a state of the machine that sways both (a file system just after a large deletion
+// creates files several times slower) falls on both alike.
 func MedianPair(n int, a, b Step) (Pair, error) {
-	var ras, rbs []Result
+	steps := [2]Step{a, b}
+	var rs [2][]Result
 	var ratios []float64
 	for i := range n {
-		order := []*Step{&a, &b}
-		if i%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-		}
 		var got [2]Result
-		for _, s := range order {
-			if err := s.Prep(); err != nil {
+		for k := range 2 {
+			j := (i + k) % 2 // a first in even rounds (counting from 0), b in odd ones
+			if err := steps[j].Prep(); err != nil {
 				return Pair{}, err
 			}
-			r, err := s.Run()
+			r, err := steps[j].Run()
 			if err != nil {
 				return Pair{}, err
 			}
-			if s == &a {
-				got[0] = r
-			} else {
-				got[1] = r
-			}
+			got[j] = r
+			rs[j] = append(rs[j], r)
 		}
-		ras, rbs = append(ras, got[0]), append(rbs, got[1])
 		ratios = append(ratios, got[0].Wall.Seconds()/got[1].Wall.Seconds())
 	}
 	slices.Sort(ratios)
-	p := Pair{A: medianOf(ras), B: medianOf(rbs), Ratio: ratios[len(ratios)/2]}
+	p := Pair{A: medianOf(rs[0]), B: medianOf(rs[1]), Ratio: ratios[len(ratios)/2]}
 	p.Spread = (ratios[len(ratios)-1] - ratios[0]) / 2 / p.Ratio
 	return p, nil
 }

@@ -72,12 +72,14 @@ func (c *Remote) do(ctx context.Context, method, path string, body func() io.Rea
 		if err != nil {
 			return nil, errs.Errorf(errs.KindUsage, "", "bad server URL %s: %v", c.URL, err)
 		}
-		if body != nil {
-			req.Body, req.ContentLength = io.NopCloser(body()), size
+		switch {
+		case body == nil:
+		case size == 0:
+			req.Body = http.NoBody
+		default:
 			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(body()), nil }
-			if size == 0 {
-				req.Body = http.NoBody
-			}
+			req.Body, _ = req.GetBody()
+			req.ContentLength = size
 		}
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 		if ctype != "" {

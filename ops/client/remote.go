@@ -321,9 +321,15 @@ const getBatch = 16384
 // GetChunks asks in batches. The server answers a batch in order, a group whole where the
 // batch names all its chunks (fn then gets the group's name and Raw{Enc: cas.EncGroup}),
 // and may answer part of a batch (it bounds each answer): it is asked again for the rest.
+// A group is checked as it arrives and handed on without its content (api.Chunk.Group).
 func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) error {
+	return c.getAll(ctx, hs, false, fn)
+}
+
+// getAll is GetChunks; with keep, a group keeps its content (cas.Group.Chunk answers).
+func (c *Remote) getAll(ctx context.Context, hs []cas.Hash, keep bool, fn func(api.Chunk) error) error {
 	for len(hs) > 0 {
-		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], fn)
+		n, err := c.getChunks(ctx, hs[:min(getBatch, len(hs))], keep, fn)
 		if err != nil {
 			return err
 		}
@@ -336,7 +342,7 @@ func (c *Remote) GetChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk
 }
 
 // getChunks makes one request and returns how many of hs the server answered.
-func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk) error) (int, error) {
+func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, keep bool, fn func(api.Chunk) error) (int, error) {
 	resp, err := c.Do(ctx, api.RouteGetChunks.Method, api.RouteGetChunks.URL(), api.EncodeHashes(hs), "application/octet-stream")
 	if err != nil {
 		return 0, err
@@ -356,7 +362,7 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk
 		return nil
 	}
 	answered := -1
-	var scratch []byte // groups are checked here, one at a time, and handed on without their content
+	var scratch []byte // unless kept, groups are checked here one at a time in one buffer
 	err = api.ReadFrames(resp.Body, func(h cas.Hash, r cas.Raw) error {
 		switch {
 		case answered >= 0:
@@ -372,11 +378,16 @@ func (c *Remote) getChunks(ctx context.Context, hs []cas.Hash, fn func(api.Chunk
 			}
 			return nil
 		case r.Enc == cas.EncGroup:
-			g, next, err := cas.CheckGroup(h, r, scratch)
+			var g *cas.Group
+			var err error
+			if keep {
+				g, err = cas.VerifyGroup(h, r)
+			} else {
+				g, scratch, err = cas.CheckGroup(h, r, scratch)
+			}
 			if err != nil {
 				return err
 			}
-			scratch = next
 			for _, c := range g.Chunks() {
 				if err := take(c); err != nil {
 					return err

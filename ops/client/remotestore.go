@@ -126,14 +126,10 @@ func (s *RemoteStore) GetRaw(ctx context.Context, h cas.Hash) (cas.Raw, error) {
 		return r, nil
 	}
 	got := false
-	err := s.c.GetChunks(ctx, []cas.Hash{h}, func(c api.Chunk) error {
+	err := s.c.getAll(ctx, []cas.Hash{h}, true, func(c api.Chunk) error {
 		raw := c.Raw
-		if raw.Enc == cas.EncGroup { // a group of this one chunk (checked): take it out
-			g, err := cas.VerifyGroup(c.Hash, raw) // again, keeping the content this time
-			if err != nil {
-				return err
-			}
-			data, ok := g.Chunk(h)
+		if raw.Enc == cas.EncGroup { // a group of this one chunk (verified, kept): take it out
+			data, ok := c.Group.Chunk(h)
 			if !ok {
 				return &cas.CorruptError{Hash: h, Reason: "not in the group sent for it"}
 			}

@@ -11,7 +11,7 @@ import (
 
 // TestConfigSavesDoNotLoseEachOther: commands that load the config, change different things
 // and save at once (a copy remembering a checkpoint while another logs in, or selects a
-// project) keep every change, and the file is whole at every moment.
+// project) keep every change, and leave no temporary file beside it.
 func TestConfigSavesDoNotLoseEachOther(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	c, err := ops.LoadConfig(path)

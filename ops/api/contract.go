@@ -45,7 +45,7 @@ type Chunk struct {
 	Hash cas.Hash
 	Raw  cas.Raw
 	// Group is set when a group was verified already (a download checks what it is sent
-	// as it arrives, cas.CheckGroup, without keeping its content); PutChunks then does not
+	// as it arrives; its content is kept only when asked for); PutChunks then does not
 	// decompress it again.
 	Group *cas.Group
 }

@@ -579,32 +579,28 @@ func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 	if e.enc != EncGroup {
 		return Raw{Enc: e.enc, Len: e.size, Data: b}, nil
 	}
-	content, err := s.groupContent(e, b)
+	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
+	data, err := s.group.chunk(k, e.goff, e.size, nil, func(buf []byte) ([]byte, error) {
+		if e.glen < 0 || e.glen > MaxGroupContent {
+			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group of implausible length %d", e.glen)}
+		}
+		if int64(cap(buf)) < e.glen {
+			buf = make([]byte, 0, e.glen)
+		}
+		_, dec := codecs()
+		c, err := dec.DecodeAll(b, buf[:0:e.glen])
+		if err != nil || int64(len(c)) != e.glen {
+			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
+		}
+		return c, nil
+	})
+	if errors.Is(err, errOutsideGroup) {
+		return Raw{}, &CorruptError{Hash: h, Reason: "grouped chunk out of its group"}
+	}
 	if err != nil {
 		return Raw{}, err
 	}
-	if e.goff < 0 || e.goff+e.size > int64(len(content)) {
-		return Raw{}, &CorruptError{Hash: h, Reason: "grouped chunk out of its group"}
-	}
-	return Encode(content[e.goff:e.goff+e.size], nil), nil
-}
-
-// groupContent decompresses a group (kept in a small cache: neighbours come next).
-func (s *ObjectPacks) groupContent(e s3Entry, frame []byte) ([]byte, error) {
-	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
-	if c, ok := s.group.get(k); ok {
-		return c, nil
-	}
-	if e.glen < 0 || e.glen > MaxGroupContent {
-		return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group of implausible length %d", e.glen)}
-	}
-	_, dec := codecs()
-	c, err := dec.DecodeAll(frame, make([]byte, 0, e.glen))
-	if err != nil || int64(len(c)) != e.glen {
-		return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
-	}
-	s.group.put(k, c)
-	return c, nil
+	return Encode(data, nil), nil
 }
 
 // Get returns a chunk's content, verified.

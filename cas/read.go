@@ -1,7 +1,6 @@
 package cas
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -216,15 +215,11 @@ func (s *Local) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 
 func (s *Local) rawAt(h Hash, l loc) (Raw, error) {
 	if l.enc == EncGroup {
-		data, err := s.groupChunk(h, l)
+		data, err := s.groupChunk(h, l, nil) // a copy of its own
 		if err != nil {
 			return Raw{}, err
 		}
-		r := Encode(data, nil)
-		if r.Enc == EncRaw {
-			r.Data = bytes.Clone(data)
-		}
-		return r, nil
+		return Encode(data, nil), nil
 	}
 	data := make([]byte, l.stored)
 	if err := s.readAt(h, l, data); err != nil {
@@ -284,11 +279,7 @@ func (s *Local) GetInto(ctx context.Context, h Hash, dst []byte) ([]byte, error)
 		return nil, &NotFoundError{Hash: h}
 	}
 	if l.enc == EncGroup {
-		data, err := s.groupChunk(h, l)
-		if err != nil {
-			return nil, err
-		}
-		return append(dst[:0], data...), nil
+		return s.groupChunk(h, l, dst)
 	}
 	if l.enc == EncRaw {
 		if int64(cap(dst)) < l.stored {

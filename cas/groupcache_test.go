@@ -1,0 +1,111 @@
+package cas
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// content of a fake group: distinct bytes per key, size n.
+func fakeGroup(k int, n int) []byte {
+	return bytes.Repeat([]byte{byte(k)}, n)
+}
+
+func TestGroupCacheDecompressesAGroupOnceForConcurrentReaders(t *testing.T) {
+	var c groupCache
+	var decodes atomic.Int32
+	decode := func(buf []byte) ([]byte, error) {
+		decodes.Add(1)
+		time.Sleep(20 * time.Millisecond) // long enough for every reader to ask meanwhile
+		return append(buf, fakeGroup(7, 1<<20)...), nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			got, err := c.chunk([2]uint64{1, 0}, int64(i*100), 100, nil, decode)
+			if err == nil && !bytes.Equal(got, fakeGroup(7, 100)) {
+				err = fmt.Errorf("reader %d got other bytes", i)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := decodes.Load(); n != 1 {
+		t.Fatalf("8 concurrent readers of one group decompressed it %d times, want 1", n)
+	}
+}
+
+func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
+	var c groupCache
+	decodes := map[uint64]int{}
+	read := func(k uint64) {
+		t.Helper()
+		_, err := c.chunk([2]uint64{k, 0}, 0, 10, nil, func(buf []byte) ([]byte, error) {
+			decodes[k]++
+			return append(buf, fakeGroup(int(k), 2<<20)...), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Group 0 is read between every new group, well past the cache's size in new groups.
+	for k := uint64(1); k <= 3*groupCacheBytes/(2<<20); k++ {
+		read(0)
+		read(k)
+	}
+	if decodes[0] != 1 {
+		t.Fatalf("a group read all along was decompressed %d times, want 1 (evicted while in use)", decodes[0])
+	}
+	if c.bytes > groupCacheBytes {
+		t.Fatalf("cache holds %d bytes, bound %d", c.bytes, groupCacheBytes)
+	}
+	if len(c.free) == 0 || len(c.free) > groupCacheFree {
+		t.Fatalf("%d evicted buffers kept for reuse, want 1..%d", len(c.free), groupCacheFree)
+	}
+}
+
+func TestGroupCacheHandsOutCopies(t *testing.T) {
+	var c groupCache
+	decode := func(buf []byte) ([]byte, error) { return append(buf, fakeGroup(3, 1000)...), nil }
+	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, decode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(got) // a reader scribbling on its chunk
+	again, err := c.chunk([2]uint64{1, 0}, 0, 10, make([]byte, 0, 64), decode)
+	if err != nil || !bytes.Equal(again, fakeGroup(3, 10)) {
+		t.Fatalf("second read: %v %v: the cached group was changed through a reader's copy", again, err)
+	}
+	if _, err := c.chunk([2]uint64{1, 0}, 995, 10, nil, decode); !errors.Is(err, errOutsideGroup) {
+		t.Fatalf("chunk past the group's end: %v, want errOutsideGroup", err)
+	}
+	if _, err := c.chunk([2]uint64{1, 0}, -1, 10, nil, decode); !errors.Is(err, errOutsideGroup) {
+		t.Fatalf("chunk at a negative offset: %v, want errOutsideGroup", err)
+	}
+}
+
+func TestGroupCacheFailedDecompressionIsNotCached(t *testing.T) {
+	var c groupCache
+	bad := errors.New("zstd: corrupt")
+	if _, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func([]byte) ([]byte, error) { return nil, bad }); !errors.Is(err, bad) {
+		t.Fatalf("got %v, want the decoder's error", err)
+	}
+	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func(buf []byte) ([]byte, error) { return append(buf, fakeGroup(5, 100)...), nil })
+	if err != nil || !bytes.Equal(got, fakeGroup(5, 10)) {
+		t.Fatalf("after a failed decompression: %v %v", got, err)
+	}
+	if len(c.loading) != 0 {
+		t.Fatalf("%d groups still marked as loading", len(c.loading))
+	}
+}

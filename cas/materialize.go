@@ -67,18 +67,20 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	jobs := make(chan *Entry, 256)
+	jobs := make(chan []*Entry, 64)
 	eg, ectx := errgroup.WithContext(ctx)
 	for range workers {
 		eg.Go(func() error {
 			var buf []byte
-			for e := range jobs {
-				var err error
-				if buf, err = writeFile(ectx, g, dir, e, buf); err != nil {
-					return err
-				}
-				if opt.Progress != nil {
-					opt.Progress.Done(1, e.Size)
+			for batch := range jobs {
+				for _, e := range batch {
+					var err error
+					if buf, err = writeFile(ectx, g, dir, e, buf); err != nil {
+						return err
+					}
+					if opt.Progress != nil {
+						opt.Progress.Done(1, e.Size)
+					}
 				}
 			}
 			return nil
@@ -86,12 +88,9 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 	}
 	eg.Go(func() error {
 		defer close(jobs)
-		for i := range m.Entries {
-			if m.Entries[i].Kind != KindFile {
-				continue
-			}
+		for _, batch := range fileBatches(m) {
 			select {
-			case jobs <- &m.Entries[i]:
+			case jobs <- batch:
 			case <-ectx.Done():
 				return ectx.Err()
 			}
@@ -111,6 +110,40 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 		}
 	}
 	return nil
+}
+
+// Writers take a directory's files together (in batches of at most batchFiles files or
+// batchBytes bytes, so that a large directory is still shared): writers creating files in
+// one directory at once contend for it in the kernel (two to four writers spent 1.5 × a
+// single writer's system time on ext4), and files of different directories do not.
+const (
+	batchFiles = 128
+	batchBytes = 32 << 20
+)
+
+// fileBatches lists m's files by directory, directories in the order their first file
+// comes in m, each directory's files in m's order.
+func fileBatches(m *Manifest) [][]*Entry {
+	byDir := map[string]int{} // a directory's open batch
+	var batches [][]*Entry
+	var bytes []int64
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Kind != KindFile {
+			continue
+		}
+		d, _, _ := cutLast(e.Path)
+		b, ok := byDir[d]
+		if !ok || len(batches[b]) >= batchFiles || bytes[b]+e.Size > batchBytes && len(batches[b]) > 0 {
+			b = len(batches)
+			byDir[d] = b
+			batches = append(batches, nil)
+			bytes = append(bytes, 0)
+		}
+		batches[b] = append(batches[b], e)
+		bytes[b] += e.Size
+	}
+	return batches
 }
 
 func prepareTarget(dir string) error {

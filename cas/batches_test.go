@@ -1,0 +1,61 @@
+package cas
+
+import (
+	"fmt"
+	"path"
+	"testing"
+)
+
+func TestFileBatchesKeepADirectoryTogether(t *testing.T) {
+	m := &Manifest{}
+	add := func(p string, k Kind, size int64) {
+		m.Entries = append(m.Entries, Entry{Path: p, Kind: k, Mode: 0o644, Size: size})
+	}
+	add("a", KindDir, 0)
+	add("a/x.py", KindFile, 10)
+	add("a/sub", KindDir, 0)
+	add("a/sub/y.py", KindFile, 10)
+	add("a/z.py", KindFile, 10)
+	add("big", KindDir, 0)
+	for i := range 300 { // more files than a batch holds
+		add(fmt.Sprintf("big/f%03d", i), KindFile, 1)
+	}
+	add("huge", KindDir, 0)
+	for i := range 3 { // more bytes than a batch holds
+		add(fmt.Sprintf("huge/h%d", i), KindFile, batchBytes/2+1)
+	}
+	add("link", KindLink, 0)
+	add("top.txt", KindFile, 5)
+
+	seen := map[string]bool{}
+	last := map[string]string{} // a directory's last file written
+	for _, b := range fileBatches(m) {
+		if len(b) == 0 || len(b) > batchFiles {
+			t.Fatalf("batch of %d files", len(b))
+		}
+		var size int64
+		for _, e := range b {
+			if e.Kind != KindFile {
+				t.Fatalf("%s (%s) in a batch of files", e.Path, e.Kind)
+			}
+			if d := path.Dir(e.Path); d != path.Dir(b[0].Path) {
+				t.Fatalf("batch mixes %s with %s", e.Path, b[0].Path)
+			}
+			if seen[e.Path] {
+				t.Fatalf("%s batched twice", e.Path)
+			}
+			seen[e.Path] = true
+			if p := last[path.Dir(e.Path)]; p > e.Path {
+				t.Fatalf("%s written after %s: out of the manifest's order", e.Path, p)
+			}
+			last[path.Dir(e.Path)] = e.Path
+			size += e.Size
+		}
+		if size > batchBytes && len(b) > 1 {
+			t.Fatalf("batch of %d bytes in %d files", size, len(b))
+		}
+	}
+	if want := 3 + 300 + 3 + 1; len(seen) != want {
+		t.Fatalf("%d files batched, want %d", len(seen), want)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // The ingest pipeline compresses new chunks in groups rather than one by one: a 3 KiB .py
@@ -117,7 +119,7 @@ type groupCache struct {
 }
 
 // groupCacheBytes bounds the decompressed groups kept (groups are 1-2.5 MiB).
-const groupCacheBytes = 24 << 20
+const groupCacheBytes = 32 << 20
 
 // groupCacheFree bounds the evicted buffers kept for reuse.
 const groupCacheFree = 4
@@ -126,9 +128,9 @@ const groupCacheFree = 4
 var errOutsideGroup = errors.New("outside its group")
 
 // chunk copies size bytes at inner of group k into dst (its capacity reused), decompressing
-// the group with decode (into the buffer it is given, which it may grow) unless it is
-// cached. The copy is not verified.
-func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode func(buf []byte) ([]byte, error)) ([]byte, error) {
+// the group with decode (into a buffer from c.buffer) unless it is cached. The copy is not
+// verified.
+func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode func() ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	for {
 		if b, ok := c.items[k]; ok {
@@ -149,13 +151,9 @@ func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode fu
 		c.loading = map[[2]uint64]chan struct{}{}
 	}
 	c.loading[k] = done
-	var buf []byte
-	if n := len(c.free); n > 0 {
-		buf, c.free = c.free[n-1], c.free[:n-1]
-	}
 	c.mu.Unlock()
 
-	content, err := decode(buf[:0])
+	content, err := decode()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -167,6 +165,38 @@ func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode fu
 	out, err := copyChunk(content, inner, size, dst)
 	c.putLocked(k, content)
 	return out, err
+}
+
+// buffer returns an evicted group's buffer with room for n bytes (the smallest such), or a
+// new one of n's class. Buffers are sized to their groups: their capacity is what the
+// cache counts, and what the collector counts as live.
+func (c *groupCache) buffer(n int) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := -1
+	for i, b := range c.free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(c.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]byte, 0, bufferClass(n))
+	}
+	b := c.free[best]
+	c.free = slices.Delete(c.free, best, best+1)
+	return b[:0]
+}
+
+// bufferClass rounds a new buffer up to the largest group of its kind that ingest makes
+// (small chunks' groups, larger chunks' groups), so that an evicted buffer fits the next
+// group of the same kind.
+func bufferClass(n int) int {
+	for _, c := range []int{groupHeadroom + groupTarget + MaxChunk, groupHeadroom + largeGroupTarget + MaxChunk} {
+		if n <= c {
+			return c
+		}
+	}
+	return n
 }
 
 func copyChunk(content []byte, inner, size int64, dst []byte) ([]byte, error) {
@@ -195,9 +225,9 @@ func (c *groupCache) putLocked(k [2]uint64, b []byte) {
 	if _, ok := c.items[k]; ok {
 		return
 	}
-	for len(c.order) > 0 && c.bytes+len(b) > groupCacheBytes {
+	for len(c.order) > 0 && c.bytes+cap(b) > groupCacheBytes {
 		old := c.items[c.order[0]]
-		c.bytes -= len(old)
+		c.bytes -= cap(old)
 		delete(c.items, c.order[0])
 		c.order = c.order[1:]
 		if len(c.free) < groupCacheFree {
@@ -206,13 +236,13 @@ func (c *groupCache) putLocked(k [2]uint64, b []byte) {
 	}
 	c.items[k] = b
 	c.order = append(c.order, k)
-	c.bytes += len(b)
+	c.bytes += cap(b)
 }
 
 // groupChunk returns the content of a grouped chunk, verified, in dst if it has room.
 func (s *Local) groupChunk(h Hash, l loc, dst []byte) ([]byte, error) {
 	key := [2]uint64{l.pack, uint64(l.off)}
-	data, err := s.groups.chunk(key, l.inner, l.size, dst, func(buf []byte) ([]byte, error) {
+	data, err := s.groups.chunk(key, l.inner, l.size, dst, func() ([]byte, error) {
 		bp := s.getBuf()
 		defer s.bufs.Put(bp)
 		if int64(cap(*bp)) < l.stored {
@@ -222,13 +252,15 @@ func (s *Local) groupChunk(h Hash, l loc, dst []byte) ([]byte, error) {
 		if err := s.readAt(h, l, stored); err != nil {
 			return nil, err
 		}
-		if buf == nil {
-			// Room for any group: a buffer that DecodeAll grows is garbage, and new memory
-			// costs more to fault in than to decompress into.
-			buf = make([]byte, 0, MaxGroupContent)
+		// The frame names its content's size (libzstd writes it): a buffer that DecodeAll
+		// grows is garbage, and new memory costs more to fault in than to decompress into.
+		var n int
+		var hdr zstd.Header
+		if hdr.Decode(stored) == nil && hdr.HasFCS && hdr.FrameContentSize <= MaxGroupContent {
+			n = int(hdr.FrameContentSize)
 		}
 		codecs()
-		content, err := storeDecoder.DecodeAll(stored, buf)
+		content, err := storeDecoder.DecodeAll(stored, s.groups.buffer(n))
 		if err != nil {
 			return nil, &CorruptError{Hash: h, Reason: "group: zstd: " + err.Error()}
 		}

@@ -18,10 +18,10 @@ func fakeGroup(k int, n int) []byte {
 func TestGroupCacheDecompressesAGroupOnceForConcurrentReaders(t *testing.T) {
 	var c groupCache
 	var decodes atomic.Int32
-	decode := func(buf []byte) ([]byte, error) {
+	decode := func() ([]byte, error) {
 		decodes.Add(1)
 		time.Sleep(20 * time.Millisecond) // long enough for every reader to ask meanwhile
-		return append(buf, fakeGroup(7, 1<<20)...), nil
+		return append(c.buffer(1<<20), fakeGroup(7, 1<<20)...), nil
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -51,9 +51,9 @@ func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
 	decodes := map[uint64]int{}
 	read := func(k uint64) {
 		t.Helper()
-		_, err := c.chunk([2]uint64{k, 0}, 0, 10, nil, func(buf []byte) ([]byte, error) {
+		_, err := c.chunk([2]uint64{k, 0}, 0, 10, nil, func() ([]byte, error) {
 			decodes[k]++
-			return append(buf, fakeGroup(int(k), 2<<20)...), nil
+			return append(c.buffer(2<<20), fakeGroup(int(k), 2<<20)...), nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -75,9 +75,20 @@ func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
 	}
 }
 
+func TestGroupCacheReusesEvictedBuffersThatFit(t *testing.T) {
+	var c groupCache
+	c.free = [][]byte{make([]byte, 0, 100), make([]byte, 0, 3000), make([]byte, 0, 2000)}
+	if b := c.buffer(1500); cap(b) != 2000 {
+		t.Fatalf("buffer for 1500 bytes has room for %d, want the smallest that fits (2000)", cap(b))
+	}
+	if b := c.buffer(5000); cap(b) != bufferClass(5000) || len(c.free) != 2 {
+		t.Fatalf("buffer for 5000 bytes: room for %d, %d left free; want a new one of %d, 2 left", cap(b), len(c.free), bufferClass(5000))
+	}
+}
+
 func TestGroupCacheHandsOutCopies(t *testing.T) {
 	var c groupCache
-	decode := func(buf []byte) ([]byte, error) { return append(buf, fakeGroup(3, 1000)...), nil }
+	decode := func() ([]byte, error) { return append(c.buffer(1000), fakeGroup(3, 1000)...), nil }
 	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, decode)
 	if err != nil {
 		t.Fatal(err)
@@ -98,10 +109,10 @@ func TestGroupCacheHandsOutCopies(t *testing.T) {
 func TestGroupCacheFailedDecompressionIsNotCached(t *testing.T) {
 	var c groupCache
 	bad := errors.New("zstd: corrupt")
-	if _, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func([]byte) ([]byte, error) { return nil, bad }); !errors.Is(err, bad) {
+	if _, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func() ([]byte, error) { return nil, bad }); !errors.Is(err, bad) {
 		t.Fatalf("got %v, want the decoder's error", err)
 	}
-	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func(buf []byte) ([]byte, error) { return append(buf, fakeGroup(5, 100)...), nil })
+	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func() ([]byte, error) { return append(c.buffer(100), fakeGroup(5, 100)...), nil })
 	if err != nil || !bytes.Equal(got, fakeGroup(5, 10)) {
 		t.Fatalf("after a failed decompression: %v %v", got, err)
 	}

@@ -572,23 +572,24 @@ func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 	if err != nil {
 		return Raw{}, err
 	}
-	b, err := s.stored(ctx, h, e, mem)
-	if err != nil {
-		return Raw{}, err
-	}
 	if e.enc != EncGroup {
+		b, err := s.stored(ctx, h, e, mem)
+		if err != nil {
+			return Raw{}, err
+		}
 		return Raw{Enc: e.enc, Len: e.size, Data: b}, nil
 	}
 	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
-	data, err := s.group.chunk(k, e.goff, e.size, nil, func(buf []byte) ([]byte, error) {
+	data, err := s.group.chunk(k, e.goff, e.size, nil, func() ([]byte, error) {
 		if e.glen < 0 || e.glen > MaxGroupContent {
 			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group of implausible length %d", e.glen)}
 		}
-		if int64(cap(buf)) < e.glen {
-			buf = make([]byte, 0, e.glen)
+		b, err := s.stored(ctx, h, e, mem) // the group's frame: fetched only to decompress it
+		if err != nil {
+			return nil, err
 		}
 		_, dec := codecs()
-		c, err := dec.DecodeAll(b, buf[:0:e.glen])
+		c, err := dec.DecodeAll(b, s.group.buffer(int(e.glen))[:0:e.glen])
 		if err != nil || int64(len(c)) != e.glen {
 			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
 		}

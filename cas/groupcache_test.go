@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // content of a fake group: distinct bytes per key, size n.
@@ -23,23 +24,18 @@ func TestGroupCacheDecompressesAGroupOnceForConcurrentReaders(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // long enough for every reader to ask meanwhile
 		return append(c.buffer(1<<20), fakeGroup(7, 1<<20)...), nil
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	var g errgroup.Group
 	for i := range 8 {
-		wg.Go(func() {
+		g.Go(func() error {
 			got, err := c.chunk([2]uint64{1, 0}, int64(i*100), 100, nil, decode)
 			if err == nil && !bytes.Equal(got, fakeGroup(7, 100)) {
 				err = fmt.Errorf("reader %d got other bytes", i)
 			}
-			errs <- err
+			return err
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	if n := decodes.Load(); n != 1 {
 		t.Fatalf("8 concurrent readers of one group decompressed it %d times, want 1", n)

@@ -208,7 +208,15 @@ func ValidPath(p string) error {
 // kinds, every parent present as a directory (so nothing is written through a link), chunks
 // only on files, targets only on links.
 func (m *Manifest) Validate() error {
-	kinds := make(map[string]Kind, len(m.Entries))
+	// Only directories and links go in the map (a tree is mostly files): a parent that is
+	// neither is looked up among the entries before it, which are sorted by then.
+	n := 0
+	for i := range m.Entries {
+		if m.Entries[i].Kind != KindFile {
+			n++
+		}
+	}
+	kinds := make(map[string]Kind, n)
 	for i, e := range m.Entries {
 		if err := ValidPath(e.Path); err != nil {
 			return fmt.Errorf("%w: entry %d: %v", ErrBadManifest, i, err)
@@ -217,10 +225,16 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("%w: %q is out of order", ErrBadManifest, e.Path)
 		}
 		if dir, _, ok := cutLast(e.Path); ok && kinds[dir] != KindDir {
-			if kinds[dir] == 0 {
+			k := kinds[dir]
+			if k == 0 {
+				if j, found := slices.BinarySearchFunc(m.Entries[:i], dir, func(e Entry, p string) int { return strings.Compare(e.Path, p) }); found {
+					k = m.Entries[j].Kind
+				}
+			}
+			if k == 0 {
 				return fmt.Errorf("%w: %q has no parent directory entry", ErrBadManifest, e.Path)
 			}
-			return fmt.Errorf("%w: %q would be written through %s %q", ErrBadManifest, e.Path, kinds[dir], dir)
+			return fmt.Errorf("%w: %q would be written through %s %q", ErrBadManifest, e.Path, k, dir)
 		}
 		switch e.Kind {
 		case KindDir:
@@ -238,7 +252,9 @@ func (m *Manifest) Validate() error {
 		default:
 			return fmt.Errorf("%w: %q has unknown kind %d", ErrBadManifest, e.Path, e.Kind)
 		}
-		kinds[e.Path] = e.Kind
+		if e.Kind != KindFile {
+			kinds[e.Path] = e.Kind
+		}
 	}
 	return nil
 }

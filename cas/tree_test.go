@@ -188,6 +188,7 @@ func TestManifestRefusesEscapes(t *testing.T) {
 		"inner dotdot":    {{Path: "a", Kind: cas.KindDir, Mode: 0o755}, file("a/../../evil")},
 		"through symlink": {{Path: "a", Kind: cas.KindLink, Mode: 0o777, Target: "/etc"}, file("a/passwd")},
 		"no parent":       {file("missing/f")},
+		"through file":    {{Path: "a", Kind: cas.KindDir, Mode: 0o755}, file("a/b"), file("a/b/c")},
 		"unsorted":        {file("b"), file("a")},
 		"duplicate":       {file("a"), file("a")},
 	}
@@ -206,6 +207,28 @@ func TestManifestRefusesEscapes(t *testing.T) {
 		}
 		if _, err := cas.DecodeManifest(m.Encode()); !errors.Is(err, cas.ErrBadManifest) {
 			t.Errorf("%s: decode gave %v, want ErrBadManifest", name, err)
+		}
+	}
+}
+
+func TestManifestNamesWhatAParentIs(t *testing.T) {
+	h := cas.Sum([]byte("x"))
+	dir := cas.Entry{Path: "a", Kind: cas.KindDir, Mode: 0o755}
+	cases := []struct {
+		entries []cas.Entry
+		want    string
+	}{
+		{[]cas.Entry{dir, {Path: "a/b", Kind: cas.KindFile, Mode: 0o644, Size: 1, Chunks: []cas.Hash{h}}, {Path: "a/b/c", Kind: cas.KindDir, Mode: 0o755}},
+			`"a/b/c" would be written through file "a/b"`},
+		{[]cas.Entry{dir, {Path: "a/l", Kind: cas.KindLink, Mode: 0o777, Target: "/tmp"}, {Path: "a/l/x", Kind: cas.KindDir, Mode: 0o755}},
+			`"a/l/x" would be written through symlink "a/l"`},
+		{[]cas.Entry{dir, {Path: "a/m/x", Kind: cas.KindDir, Mode: 0o755}},
+			`"a/m/x" has no parent directory entry`},
+	}
+	for _, c := range cases {
+		err := (&cas.Manifest{Entries: c.entries}).Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("validate: %v, want %s", err, c.want)
 		}
 	}
 }

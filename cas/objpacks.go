@@ -588,8 +588,11 @@ func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 		if err != nil {
 			return nil, err
 		}
+		// decoder stops at the buffer's capacity (at most MaxGroupContent, like every
+		// buffer the cache makes): a frame that inflates past e.glen fails below. The
+		// buffer keeps its capacity, which is what the cache counts.
 		_, dec := codecs()
-		c, err := dec.DecodeAll(b, s.group.buffer(int(e.glen))[:0:e.glen])
+		c, err := dec.DecodeAll(b, s.group.buffer(int(e.glen)))
 		if err != nil || int64(len(c)) != e.glen {
 			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
 		}

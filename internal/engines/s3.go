@@ -20,6 +20,7 @@ type S3 struct {
 	Endpoint          string // http://127.0.0.1:PORT
 	AccessKey, Secret string
 	cmd               *exec.Cmd
+	exited            chan struct{} // closed when weed has exited (and been waited for)
 	log               *bytes.Buffer
 	sockets           []string // weed's own, outside Dir (weedSockets)
 }
@@ -49,8 +50,20 @@ func lastLines(b []byte, n int) string {
 }
 
 // StartS3 starts `weed server -s3` in a new temporary directory, with one identity
-// (AccessKey, Secret) allowed everything, and waits until the gateway answers.
+// (AccessKey, Secret) allowed everything, and waits until the gateway answers. A weed that
+// exits while starting (one of its eight ports taken meanwhile by another process) is
+// started once more on new ports.
 func StartS3(ctx context.Context, weed string) (*S3, error) {
+	s, err := startS3(ctx, weed)
+	if errors.Is(err, errWeedExited) && ctx.Err() == nil {
+		s, err = startS3(ctx, weed)
+	}
+	return s, err
+}
+
+var errWeedExited = errors.New("weed exited while starting")
+
+func startS3(ctx context.Context, weed string) (*S3, error) {
 	dir, err := os.MkdirTemp("", "swcli-s3-")
 	if err != nil {
 		return nil, err
@@ -60,11 +73,9 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 	if err := os.WriteFile(filepath.Join(dir, "s3.json"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	ports := make([]int, 8)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := freePorts(8)
+	if err != nil {
+		return nil, err
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	// -logdir: its glog files go into its directory (removed with it), not $TMPDIR.
@@ -81,6 +92,8 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
+	s.exited = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.exited) }()
 	s.sockets = weedSockets(ports)
 	if err := Reap(s.cmd.Process.Pid, dir, s.sockets...); err != nil {
 		s.Stop()
@@ -96,9 +109,15 @@ func StartS3(ctx context.Context, weed string) (*S3, error) {
 				return s, nil
 			}
 		}
+		select {
+		case <-s.exited:
+			s.Stop()
+			return nil, fmt.Errorf("SeaweedFS S3 on %s: %w: %s", s.Endpoint, errWeedExited, weedFatal(s.log.Bytes()))
+		default:
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.Stop()
-			return nil, fmt.Errorf("SeaweedFS S3 did not answer on %s: %s", s.Endpoint, lastLines(s.log.Bytes(), 10))
+			return nil, fmt.Errorf("SeaweedFS S3 did not answer on %s: %s", s.Endpoint, weedFatal(s.log.Bytes()))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -112,18 +131,27 @@ func (s *S3) Stop() {
 	}
 	pgid := s.cmd.Process.Pid
 	syscall.Kill(-pgid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(2 * time.Second):
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
+		<-s.exited
 	}
 	os.RemoveAll(s.Dir)
 	for _, p := range s.sockets {
 		os.Remove(p)
 	}
+}
+
+// weedFatal is the line of weed's log that says why it stopped (glog's "F" lines come
+// before a stack dump of every goroutine), else its last lines.
+func weedFatal(log []byte) string {
+	for _, l := range strings.Split(string(log), "\n") {
+		if len(l) > 1 && l[0] == 'F' && l[1] >= '0' && l[1] <= '9' {
+			return l
+		}
+	}
+	return lastLines(log, 10)
 }
 
 // weedSockets are the unix sockets weed binds beside its ports, in /tmp whatever its

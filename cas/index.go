@@ -104,6 +104,13 @@ func (x *index) load(ctx context.Context) error {
 	return nil
 }
 
+// isLoaded reports whether the working copy has been loaded.
+func (x *index) isLoaded() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.loaded
+}
+
 // get returns where the working copy says h lives.
 func (x *index) get(h Hash) (loc, bool) {
 	x.mu.RLock()
@@ -223,6 +230,12 @@ func (x *index) fileChunks(h Hash) ([]Hash, bool) {
 
 // deleteChunks drops chunks from the index (gc; the store is held exclusively).
 func (x *index) deleteChunks(ctx context.Context, hs []Hash) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	if err := x.newEpoch(); err != nil { // before any entry goes (epoch.go)
+		return err
+	}
 	err := x.in(ctx, true, func(db *pebble.DB) error {
 		b := db.NewBatch()
 		defer b.Close()
@@ -265,6 +278,11 @@ func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
 		})
 		if err != nil {
 			return err
+		}
+		if len(gone) > 0 {
+			if err := x.newEpoch(); err != nil { // before any entry goes (epoch.go)
+				return err
+			}
 		}
 		for _, n := range nums {
 			if err := b.Delete(packKey(n), nil); err != nil {

@@ -15,7 +15,11 @@ import "encoding/binary"
 // The stat cache is a separate pebble database (LocalOptions.CacheDir), like restic's cache
 // directory: losing it costs only a re-read. Its keys:
 //
-//	's' path                 -> stat cache entry for an absolute path (see statcache.go)
+//	't' path                 -> stat cache entry for an absolute path: the store's epoch
+//	                            when it was written, the file's stat, its chunks (statcache.go)
+//	'b' hash[32]             -> epoch: content stored from memory (a lock, a manifest) was
+//	                            in the store as of that epoch (epoch.go)
+//	's' path                 -> the stat cache entries before epochs; dropped when found
 //
 // A chunk's 'c' key and its pack's 'p' key are written in one synced batch, after the pack
 // file is durable under its final name.
@@ -24,14 +28,16 @@ const (
 	prefixChunk   = 'c'
 	prefixPack    = 'p'
 	prefixFile    = 'f'
-	prefixStat    = 's'
+	prefixStat    = 't'
+	prefixBlob    = 'b'
+	prefixStatV0  = 's'
 )
 
 // indexPrefixes and cachePrefixes list the prefixes of each database; keys_test.go checks
 // that no two collide.
 var (
 	indexPrefixes = []byte{prefixVersion, prefixChunk, prefixPack, prefixFile}
-	cachePrefixes = []byte{prefixStat}
+	cachePrefixes = []byte{prefixStat, prefixBlob, prefixStatV0}
 )
 
 // indexSchema is the index's format version; a store written by a newer swcli is refused.
@@ -59,6 +65,13 @@ func fileKey(h Hash) []byte {
 }
 
 func statKey(path string) []byte { return append([]byte{prefixStat}, path...) }
+
+func blobKey(h Hash) []byte {
+	k := make([]byte, 1+HashSize)
+	k[0] = prefixBlob
+	copy(k[1:], h[:])
+	return k
+}
 
 // prefixBounds returns the iterator bounds covering every key with prefix p.
 func prefixBounds(p byte) (lo, hi []byte) { return []byte{p}, []byte{p + 1} }

@@ -16,7 +16,7 @@ func TestKeyPrefixesAreDistinct(t *testing.T) {
 		seen[p] = true
 	}
 	var h Hash
-	keys := map[byte][]byte{prefixChunk: chunkKey(h), prefixPack: packKey(1), prefixFile: fileKey(h), prefixStat: statKey("/a")}
+	keys := map[byte][]byte{prefixChunk: chunkKey(h), prefixPack: packKey(1), prefixFile: fileKey(h), prefixStat: statKey("/a"), prefixBlob: blobKey(h)}
 	for want, k := range keys {
 		for p := range seen {
 			if bytes.HasPrefix(k, []byte{p}) != (p == want) {

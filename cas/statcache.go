@@ -2,12 +2,15 @@ package cas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -21,8 +24,11 @@ import (
 //     A process that finds it held by another (pebble's own lock) ingests without it
 //     instead of waiting.
 //   - A hit is trusted only if the file's size, times, inode, device and mode are unchanged
-//     (git's rule) and every chunk it names is known to be stored.
-//   - Entries are written after the chunks they name are durable, and never synced.
+//     (git's rule) and every chunk it names is known to be stored: at once if the entry
+//     carries the store's epoch (epoch.go), else by the index, and the entry is then written
+//     again with the epoch.
+//   - Entries are written after the chunks they name are durable, and never synced. The
+//     epoch they carry was read before the ingest began.
 
 // fileStat is what must be unchanged for a file's cached chunk list to be trusted: the
 // fields git's index uses.
@@ -48,10 +54,11 @@ func fileStatOf(fi fs.FileInfo) (fileStat, bool) {
 	}, true
 }
 
-// stat cache value: size, mtime, ctime, ino, dev, mode as uvarints (times zig-zagged), then
-// the chunk hashes.
-func (k fileStat) encode(chunks []Hash) []byte {
-	b := make([]byte, 0, 48+len(chunks)*HashSize)
+// stat cache value: the store's epoch, then size, mtime, ctime, ino, dev, mode as uvarints
+// (times zig-zagged), then the chunk hashes.
+func (k fileStat) encode(e epoch, chunks []Hash) []byte {
+	b := make([]byte, 0, len(e)+48+len(chunks)*HashSize)
+	b = append(b, e[:]...)
 	b = binary.AppendVarint(b, k.size)
 	b = binary.AppendVarint(b, k.mtime)
 	b = binary.AppendVarint(b, k.ctime)
@@ -64,18 +71,23 @@ func (k fileStat) encode(chunks []Hash) []byte {
 	return b
 }
 
-func decodeStat(b []byte) (fileStat, []Hash, bool) {
-	d := reader{b: b}
+func decodeStat(b []byte) (epoch, fileStat, []Hash, bool) {
+	var e epoch
+	if len(b) < len(e) {
+		return e, fileStat{}, nil, false
+	}
+	copy(e[:], b)
+	d := reader{b: b[len(e):]}
 	k := fileStat{size: d.varint(), mtime: d.varint(), ctime: d.varint()}
 	k.ino, k.dev, k.mode = d.uvarint(), d.uvarint(), uint32(d.uvarint())
 	if d.err != nil || len(d.b)%HashSize != 0 {
-		return k, nil, false
+		return e, k, nil, false
 	}
 	chunks := make([]Hash, len(d.b)/HashSize)
 	for i := range chunks {
 		copy(chunks[i][:], d.b[i*HashSize:])
 	}
-	return k, chunks, true
+	return e, k, chunks, true
 }
 
 // statCache opens the stat cache on first use: only ingest needs it, not every command.
@@ -98,6 +110,14 @@ func (s *Local) statCache() *pebble.DB {
 			}
 			return
 		}
+		// Entries from before epochs name no epoch: they go, once.
+		lo, hi := prefixBounds(prefixStatV0)
+		if it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}); err == nil {
+			old := it.First()
+			if it.Close() == nil && old {
+				db.DeleteRange(lo, hi, pebble.NoSync)
+			}
+		}
 		s.cache = db
 	})
 	return s.cache
@@ -105,18 +125,57 @@ func (s *Local) statCache() *pebble.DB {
 
 // statSnapshot holds the stat cache entries under the directories being stored, read in
 // one pass: re-storing a tree looks up every file of it, and one scan costs a fraction of
-// a Get per file.
+// a Get per file. Entries are found by a 64-bit hash of their key, in a sorted table, with
+// their values end to end in blocks: building a map of ~10k path strings, or growing one
+// buffer by copying, cost more than the scan. Two paths of one hash are told apart only by the entry's stat (size, times,
+// inode, device, mode), which two files can share only if they are one file.
 type statSnapshot struct {
-	m        map[string][]byte // statKey -> value
-	complete bool              // every entry under the roots is in m
+	seed     maphash.Seed
+	blocks   [][]byte    // the entries' values, end to end
+	ents     []snapEntry // sorted by hash
+	complete bool        // every entry under the roots is in ents
+}
+
+type snapEntry struct {
+	h           uint64
+	blk, off, n uint32
+}
+
+const snapBlock = 256 << 10
+
+// add keeps value v under hash h.
+func (s *statSnapshot) add(h uint64, v []byte) {
+	last := len(s.blocks) - 1
+	if last < 0 || len(s.blocks[last])+len(v) > cap(s.blocks[last]) {
+		s.blocks = append(s.blocks, make([]byte, 0, max(snapBlock, len(v))))
+		last++
+	}
+	b := s.blocks[last]
+	s.ents = append(s.ents, snapEntry{h: h, blk: uint32(last), off: uint32(len(b)), n: uint32(len(v))})
+	s.blocks[last] = append(b, v...)
+}
+
+// get returns the value stored under key.
+func (s *statSnapshot) get(key []byte) ([]byte, bool) {
+	h := maphash.Bytes(s.seed, key)
+	i, ok := slices.BinarySearchFunc(s.ents, h, func(e snapEntry, h uint64) int { return cmp.Compare(e.h, h) })
+	if !ok {
+		return nil, false
+	}
+	e := s.ents[i]
+	return s.blocks[e.blk][e.off : e.off+e.n : e.off+e.n], true
 }
 
 // maxSnapshot bounds the entries a snapshot holds; past it, look-ups go to the cache.
 const maxSnapshot = 1 << 18
 
+// maxSnapshotBytes bounds the values it holds.
+const maxSnapshotBytes = 256 << 20
+
 // loadStats reads the stat cache entries of roots (files or directories) into memory.
 func (s *Local) loadStats(roots []string) *statSnapshot {
-	snap := &statSnapshot{m: map[string][]byte{}, complete: true}
+	snap := &statSnapshot{seed: maphash.MakeSeed(), ents: make([]snapEntry, 0, 4096), complete: true}
+	size := 0
 	cache := s.statCache()
 	if cache == nil {
 		return snap
@@ -135,45 +194,69 @@ func (s *Local) loadStats(roots []string) *statSnapshot {
 				continue
 			}
 			for it.First(); it.Valid(); it.Next() {
-				if len(snap.m) >= maxSnapshot {
+				v := it.Value()
+				if len(snap.ents) >= maxSnapshot || size+len(v) > maxSnapshotBytes {
 					snap.complete = false
 					break
 				}
-				snap.m[string(it.Key())] = bytes.Clone(it.Value())
+				snap.add(maphash.Bytes(snap.seed, it.Key()), v)
+				size += len(v)
 			}
 			if it.Close() != nil {
 				snap.complete = false
 			}
 		}
 	}
+	// Where two paths share a hash, either entry may answer: the stat tells them apart.
+	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
 	return snap
 }
 
 // cachedChunks returns the chunk list recorded for path if its stat is unchanged, looked up
-// in snap when it holds it.
-func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Hash, bool) {
+// in snap when it holds it, and the epoch the entry was written in.
+func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Hash, epoch, bool) {
 	var buf [512]byte
-	v, ok := snap.m[string(append(append(buf[:0], prefixStat), path...))]
+	v, ok := snap.get(append(append(buf[:0], prefixStat), path...))
 	if !ok {
 		if snap.complete {
-			return nil, false
+			return nil, epoch{}, false
 		}
 		cache := s.statCache()
 		if cache == nil {
-			return nil, false
+			return nil, epoch{}, false
 		}
 		b, closer, err := cache.Get(statKey(path))
 		if err != nil {
-			return nil, false
+			return nil, epoch{}, false
 		}
 		v = bytes.Clone(b)
 		closer.Close()
 	}
-	got, chunks, ok := decodeStat(v)
+	e, got, chunks, ok := decodeStat(v)
 	if !ok || got != k {
-		return nil, false
+		return nil, epoch{}, false
 	}
-	return chunks, true
+	return chunks, e, true
+}
+
+// blobsKnown reports whether every one of hs was recorded as stored in epoch e.
+func (s *Local) blobsKnown(hs []Hash, e epoch) bool {
+	cache := s.statCache()
+	if cache == nil || !e.known() || len(hs) == 0 {
+		return false
+	}
+	for _, h := range hs {
+		b, closer, err := cache.Get(blobKey(h))
+		if err != nil {
+			return false
+		}
+		same := bytes.Equal(b, e[:])
+		closer.Close()
+		if !same {
+			return false
+		}
+	}
+	return true
 }
 
 type statRecord struct {
@@ -187,17 +270,26 @@ type fileRecord struct {
 	chunks []Hash
 }
 
-// recordCaches writes stat cache and file map entries. It runs after Flush, so that every
-// chunk named is already durable; the entries themselves are only a cache and are not synced.
-func (s *Local) recordCaches(ctx context.Context, stats []statRecord, files []fileRecord) error {
-	if len(stats) == 0 && len(files) == 0 {
+// recordCaches writes stat cache, blob and file map entries. It runs after Flush, so that
+// every chunk named is already durable; the entries themselves are only a cache and are
+// not synced. e is the epoch read before the chunks were known to be stored.
+func (s *Local) recordCaches(ctx context.Context, e epoch, stats []statRecord, blobs []Hash, files []fileRecord) error {
+	if !e.known() {
+		blobs = nil // stat entries still save a read, checked against the index
+	}
+	if len(stats) == 0 && len(blobs) == 0 && len(files) == 0 {
 		return nil
 	}
-	if cache := s.statCache(); cache != nil && len(stats) > 0 {
+	if cache := s.statCache(); cache != nil && len(stats)+len(blobs) > 0 {
 		b := cache.NewBatch()
 		defer b.Close()
 		for _, r := range stats {
-			if err := b.Set(statKey(r.path), r.key.encode(r.chunks), nil); err != nil {
+			if err := b.Set(statKey(r.path), r.key.encode(e, r.chunks), nil); err != nil {
+				return err
+			}
+		}
+		for _, h := range blobs {
+			if err := b.Set(blobKey(h), e[:], nil); err != nil {
 				return err
 			}
 		}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +31,8 @@ import (
 //     before Ingest returns: a tree whose hash is returned is whole in the store.
 //   - Stat cache entries are written after the Flush (statcache.go), so none names a chunk
 //     that is not durable.
+//   - The index's working copy is loaded only for what the caches do not vouch for in the
+//     store's current epoch (epoch.go): an unchanged re-store never loads it.
 
 // Input is one thing to put in a tree: a file, link or directory on disk (walked, links kept
 // as links), or in-memory content.
@@ -59,9 +60,6 @@ type Progress interface {
 type IngestOptions struct {
 	Workers  int      // file workers; default 2 × GOMAXPROCS
 	Progress Progress // optional
-	// Skip, if set, leaves out a walked path (slash-separated, relative to its Input's Src)
-	// and, for a directory, everything under it.
-	Skip func(rel string, d fs.DirEntry) bool
 }
 
 // IngestResult is what Ingest stored.
@@ -79,10 +77,13 @@ type IngestResult struct {
 // inMemoryLimit: files up to this size are read whole; larger ones are streamed.
 const inMemoryLimit = 8 << 20
 
+// fileJob is a file for a worker: its entry (mode set), its path and its stat.
 type fileJob struct {
-	entry *Entry
-	src   string
-	d     fs.DirEntry // the worker stats the file (lstat), not the walk
+	entry  *Entry
+	src    string
+	size   int64
+	key    fileStat
+	hasKey bool // key is the file's stat (some systems give none)
 }
 
 // Ingest stores the inputs as one tree in s and returns its manifest, itself stored in s.
@@ -94,30 +95,36 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	in := &ingest{s: s, opt: opt}
+	in := &ingest{s: s, opt: opt, workers: workers}
 	for _, input := range inputs {
 		if input.Src != "" {
 			in.roots = append(in.roots, input.Src)
 		}
 	}
-	// The index's working copy and the stat cache's snapshot load while the walk starts:
-	// the walk needs neither (in-memory inputs are stored after it), the workers wait for
-	// the index before their first look-up.
+	// The epoch first: what the caches say is trusted only as of it (epoch.go). The stat
+	// cache's snapshot loads while the walk starts. The index's working copy loads when
+	// something must be looked up in it: a file the caches do not vouch for.
+	in.epoch = s.idx.readEpoch()
+	if s.idx.isLoaded() {
+		// A working copy loaded before the epoch was read may hold entries dropped since:
+		// what it vouches for is not recorded as known in this epoch.
+		in.epoch = epoch{}
+	}
 	var loads sync.WaitGroup
 	defer loads.Wait() // none outlives the ingest (the store may be closed after it)
-	loads.Go(func() { s.idx.load(ctx) })
 	loads.Go(func() { in.snapOnce.Do(func() { in.snap = s.loadStats(in.roots) }) })
-	jobs := make(chan fileJob, 1024)
+	// The walk stats files as it reads their directory (walk.go) and hands the workers a
+	// directory's files at a time; they wait for the snapshot, not the walk.
+	jobs := make(chan []fileJob, 256)
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
-			if err := s.idx.load(gctx); err != nil {
-				return err
-			}
 			w := in.newWorker()
-			for j := range jobs {
-				if err := w.file(gctx, j); err != nil {
-					return err
+			for batch := range jobs {
+				for _, j := range batch {
+					if err := w.file(gctx, j); err != nil {
+						return err
+					}
 				}
 			}
 			return w.flushGroup(gctx)
@@ -146,13 +153,16 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		return nil, fmt.Errorf("tree of %d entries: manifest %w", len(m.Entries), ErrTooLarge)
 	}
 	h := Sum(enc)
-	if err := s.Put(ctx, h, enc); err != nil {
-		return nil, fmt.Errorf("store manifest: %w", err)
+	if !s.blobsKnown([]Hash{h}, in.epoch) {
+		if err := s.Put(ctx, h, enc); err != nil {
+			return nil, fmt.Errorf("store manifest: %w", err)
+		}
+		in.blobs = append(in.blobs, h)
 	}
 	if err := s.Flush(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.recordCaches(ctx, in.stats, in.files); err != nil {
+	if err := s.recordCaches(ctx, in.epoch, in.stats, in.blobs, in.files); err != nil {
 		return nil, fmt.Errorf("record stat cache: %w", err)
 	}
 	return &IngestResult{
@@ -166,7 +176,9 @@ type ingest struct {
 	s   *Local
 	opt IngestOptions
 
+	workers  int
 	roots    []string // the Src inputs
+	epoch    epoch    // the store's, read before anything was looked up
 	snapOnce sync.Once
 	snap     *statSnapshot // their stat cache entries, read by the first worker to need them
 
@@ -176,6 +188,7 @@ type ingest struct {
 
 	mu      sync.Mutex
 	stats   []statRecord
+	blobs   []Hash // in-memory content stored or checked against the index
 	files   []fileRecord
 	skipped []string
 }
@@ -189,7 +202,7 @@ func modeOf(fi fs.FileInfo) uint32 {
 }
 
 // walk lists the inputs, sending files to the workers as it finds them.
-func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob) ([]*Entry, error) {
+func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJob) ([]*Entry, error) {
 	var entries []*Entry
 	dirs := map[string]bool{}
 	addParents := func(p string) {
@@ -198,12 +211,12 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 			entries = append(entries, &Entry{Path: dir, Kind: KindDir, Mode: 0o755})
 		}
 	}
-	send := func(j fileJob) error {
+	send := func(j fileJob, size int64) error {
 		if in.opt.Progress != nil {
-			in.opt.Progress.Planned(1, 0) // the worker adds the size
+			in.opt.Progress.Planned(1, size)
 		}
 		select {
-		case jobs <- j:
+		case jobs <- []fileJob{j}:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -280,78 +293,54 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- fileJob)
 			continue
 		}
 		root := input.Src
-		// WalkDir names what is under root by joining to the cleaned root: rel is the rest
-		// of the path, cut rather than computed (filepath.Rel and Join per entry were a
-		// tenth of an unchanged rebuild's walk).
-		prefix := filepath.Clean(root)
-		if !strings.HasSuffix(prefix, string(filepath.Separator)) {
-			prefix += string(filepath.Separator)
-		}
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return fmt.Errorf("walk %s: %w", p, err)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			rel := "."
-			if p != root {
-				if r, ok := strings.CutPrefix(p, prefix); ok {
-					rel = r
-				} else {
-					rel, _ = filepath.Rel(root, p)
-				}
-			}
-			rel = filepath.ToSlash(rel)
-			if rel != "." && in.opt.Skip != nil && in.opt.Skip(rel, d) {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			dest := input.Dest
-			switch {
-			case rel == ".":
-			case dest == "":
-				dest = rel
-			default:
-				dest = dest + "/" + rel
-			}
-			if d.Type().IsRegular() {
-				// The workers stat files: the walk is one goroutine, and a re-store is
-				// mostly stat calls.
-				if dest == "" {
-					return fmt.Errorf("tree input %s: a file needs a destination path", p)
-				}
-				e := &Entry{Path: dest, Kind: KindFile}
-				entries = append(entries, e)
-				return send(fileJob{entry: e, src: p, d: d})
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return fmt.Errorf("stat %s: %w", p, err)
-			}
-			mode := modeOf(fi)
-			switch {
-			case d.IsDir():
-				if dest == "" || dirs[dest] {
-					return nil
-				}
-				dirs[dest] = true
-				entries = append(entries, &Entry{Path: dest, Kind: KindDir, Mode: mode})
-			case d.Type()&fs.ModeSymlink != 0:
-				target, err := os.Readlink(p)
-				if err != nil {
-					return fmt.Errorf("read link %s: %w", p, err)
-				}
-				entries = append(entries, &Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target})
-			default:
-				in.skipped = append(in.skipped, p)
-			}
-			return nil
-		})
+		fi, err := os.Lstat(root)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("walk %s: %w", root, err)
+		}
+		dest := input.Dest
+		switch {
+		case fi.IsDir():
+			if dest != "" && !dirs[dest] {
+				dirs[dest] = true
+				entries = append(entries, &Entry{Path: dest, Kind: KindDir, Mode: modeOf(fi)})
+			}
+			// The stat cache is keyed by the paths the walk makes: the root cleaned, then
+			// names joined to it.
+			under, skipped, err := in.walkTree(ctx, filepath.Clean(root), dest, jobs)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range under {
+				if e.Kind == KindDir {
+					if dirs[e.Path] { // made already, as a parent of another input's Dest
+						continue
+					}
+					dirs[e.Path] = true
+				}
+				entries = append(entries, e)
+			}
+			in.skipped = append(in.skipped, skipped...)
+		case fi.Mode().IsRegular():
+			if dest == "" {
+				return nil, fmt.Errorf("tree input %s: a file needs a destination path", root)
+			}
+			e := &Entry{Path: dest, Kind: KindFile, Mode: modeOf(fi)}
+			entries = append(entries, e)
+			key, hasKey := fileStatOf(fi)
+			if err := send(fileJob{entry: e, src: root, size: fi.Size(), key: key, hasKey: hasKey}, fi.Size()); err != nil {
+				return nil, err
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if dest == "" {
+				return nil, fmt.Errorf("tree input %s: a link needs a destination path", root)
+			}
+			target, err := os.Readlink(root)
+			if err != nil {
+				return nil, fmt.Errorf("read link %s: %w", root, err)
+			}
+			entries = append(entries, &Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target})
+		default:
+			in.skipped = append(in.skipped, root)
 		}
 	}
 	if err := storeHeld(); err != nil {
@@ -385,8 +374,12 @@ func buildManifest(entries []*Entry) (*Manifest, error) {
 	return m, nil
 }
 
-// storeBytes stores in-memory content for e.
+// storeBytes stores in-memory content for e, unless the blob cache says the store has it.
 func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
+	if hs := chunkHashes(data); in.s.blobsKnown(hs, in.epoch) {
+		e.Chunks = hs
+		return nil
+	}
 	if err := in.s.idx.load(ctx); err != nil {
 		return err
 	}
@@ -396,7 +389,27 @@ func (in *ingest) storeBytes(ctx context.Context, e *Entry, data []byte) error {
 	if err != nil {
 		return err
 	}
+	in.mu.Lock()
+	in.blobs = append(in.blobs, chunks...)
+	in.mu.Unlock()
 	return w.flushGroup(ctx)
+}
+
+// chunkHashes names the chunks chunkBytes stores data as.
+func chunkHashes(data []byte) []Hash {
+	if len(data) == 0 {
+		return nil
+	}
+	if len(data) <= MaxChunk {
+		return []Hash{Sum(data)}
+	}
+	var hs []Hash
+	for rest := data; len(rest) > 0; {
+		n := Cut(rest)
+		hs = append(hs, Sum(rest[:n]))
+		rest = rest[n:]
+	}
+	return hs
 }
 
 type worker struct {
@@ -419,45 +432,52 @@ type group struct {
 
 func (in *ingest) newWorker() *worker { return &worker{in: in} }
 
+// file stores the file of j.
 func (w *worker) file(ctx context.Context, j fileJob) error {
 	s := w.in.s
-	fi, err := j.d.Info()
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", j.src, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("store %s: it is no longer a regular file", j.src)
-	}
-	j.entry.Mode = modeOf(fi)
-	if p := w.in.opt.Progress; p != nil {
-		p.Planned(0, fi.Size())
-	}
-	key, hasKey := fileStatOf(fi)
+	key, hasKey := j.key, j.hasKey
 	if hasKey {
 		w.in.snapOnce.Do(func() { w.in.snap = s.loadStats(w.in.roots) })
-		if chunks, ok := s.cachedChunks(w.in.snap, j.src, key); ok && w.allPresent(ctx, chunks) {
-			j.entry.Size, j.entry.Chunks = fi.Size(), chunks
-			w.done(fi.Size())
-			return nil
+		if chunks, e, ok := s.cachedChunks(w.in.snap, j.src, key); ok {
+			trusted := e.known() && e == w.in.epoch
+			if !trusted {
+				if err := s.idx.load(ctx); err != nil {
+					return err
+				}
+			}
+			if trusted || w.allPresent(ctx, chunks) {
+				j.entry.Size, j.entry.Chunks = j.size, chunks
+				if !trusted && w.in.epoch.known() { // checked now: trusted in this epoch from here on
+					w.in.mu.Lock()
+					w.in.stats = append(w.in.stats, statRecord{path: j.src, key: key, chunks: chunks})
+					w.in.mu.Unlock()
+				}
+				w.done(j.size)
+				return nil
+			}
 		}
 	}
-	f, err := os.Open(j.src)
+	if err := s.idx.load(ctx); err != nil {
+		return err
+	}
+	// Not through a link: the walk saw a regular file here.
+	f, err := os.OpenFile(j.src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", j.src, err)
 	}
 	defer f.Close()
 	var size int64
 	var chunks []Hash
-	if fi.Size() <= inMemoryLimit {
-		if cap(w.buf) < int(fi.Size())+1 {
-			w.buf = make([]byte, 0, max(int(fi.Size())+1, 64<<10))
+	if j.size <= inMemoryLimit {
+		if cap(w.buf) < int(j.size)+1 {
+			w.buf = make([]byte, 0, max(int(j.size)+1, 64<<10))
 		}
 		// Read one byte past the stated size to notice a file that grew.
-		n, err := io.ReadFull(f, w.buf[:fi.Size()+1])
+		n, err := io.ReadFull(f, w.buf[:j.size+1])
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read %s: %w", j.src, err)
 		}
-		if int64(n) != fi.Size() {
+		if int64(n) != j.size {
 			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
 		}
 		size = int64(n)
@@ -471,7 +491,7 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 		if err != nil {
 			return err
 		}
-		if size != fi.Size() {
+		if size != j.size {
 			return fmt.Errorf("read %s: file changed while it was being stored", j.src)
 		}
 	}

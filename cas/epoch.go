@@ -1,0 +1,93 @@
+package cas
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/swcli/swcli/internal/fsutil"
+)
+
+// The store's epoch lets an ingest trust what it learnt about the store before without
+// loading the index. Invariants:
+//   - STORE/epoch holds a random token. It is replaced by a new one, durably, before any
+//     chunk entry is dropped from the index (gc, quarantine, lost packs): entries only
+//     ever disappear after the token changes.
+//   - A cache entry (statcache.go) that says "these chunks are stored" carries the token
+//     read before they were known to be stored; with the same token now, none of them can
+//     have been dropped since. Any other token sends the entry back to the index.
+//   - A store made anew (its directory removed and made again) gets a new token, so a
+//     cache kept beside it trusts nothing of the old one.
+
+// epoch is the token; the zero value is "unknown" and never matches.
+type epoch [8]byte
+
+const epochFile = "epoch"
+
+// readEpoch returns the store's token, making one if the store has none yet. A token that
+// cannot be read or made is the zero epoch: nothing is trusted.
+func (x *index) readEpoch() epoch {
+	var e epoch
+	path := filepath.Join(x.dir, epochFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		// Made beside, then linked in: never replaces a token another process wrote.
+		var fresh epoch
+		rand.Read(fresh[:])
+		tmp := path + "." + fmt.Sprintf("%x", fresh) + ".tmp"
+		if err := writeSynced(tmp, fresh[:]); err != nil {
+			return e
+		}
+		os.Link(tmp, path)
+		os.Remove(tmp)
+		b, err = os.ReadFile(path)
+	}
+	if err == nil && len(b) != len(e) {
+		// Not a token (a crash while the file was made): a new one, as gc would.
+		if x.newEpoch() != nil {
+			return e
+		}
+		b, err = os.ReadFile(path)
+	}
+	if err != nil || len(b) != len(e) {
+		return e
+	}
+	copy(e[:], b)
+	return e
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// newEpoch replaces the token, durably: called before chunk entries are dropped.
+func (x *index) newEpoch() error {
+	var fresh epoch
+	rand.Read(fresh[:])
+	path := filepath.Join(x.dir, epochFile)
+	if err := fsutil.WriteFileAtomic(path, fresh[:], 0o644); err != nil {
+		return fmt.Errorf("store epoch: %w", err)
+	}
+	if err := fsutil.SyncDir(x.dir); err != nil {
+		return fmt.Errorf("store epoch: %w", err)
+	}
+	return nil
+}
+
+func (e epoch) known() bool { return e != epoch{} }

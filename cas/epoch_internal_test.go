@@ -1,0 +1,43 @@
+package cas
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// An unchanged re-ingest by a new process answers from the stat and blob caches alone: the
+// index's working copy (a map of every chunk) is never loaded.
+func TestUnchangedIngestLeavesTheIndexUnloaded(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	for i, name := range []string{"a", "b/c", "b/d/e"} {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte{byte(i), 'x'}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, cache := t.TempDir(), t.TempDir()
+	inputs := []Input{{Src: src, Dest: "t"}, {Data: []byte("lock\n"), Dest: "lock"}}
+	var loaded []bool
+	for range 3 {
+		s, err := OpenLocalWith(ctx, dir, LocalOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Ingest(ctx, s, inputs, IngestOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		loaded = append(loaded, s.idx.isLoaded())
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !loaded[0] || loaded[1] || loaded[2] {
+		t.Fatalf("index loaded by the first, second, third ingest: %v; want only the first", loaded)
+	}
+}

@@ -1,0 +1,181 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// walkTree lists a directory tree for Ingest. Invariants:
+//   - Directories are read by several goroutines at once, and each file is stat'ed by the
+//     goroutine that read its directory, relative to the directory's descriptor (fstatat):
+//     on a re-store the stat calls are most of the work, and a lookup of a whole path per
+//     file cost the kernel a walk of every component.
+//   - A directory is opened without following a link, so a directory swapped for a link
+//     while it is walked is an error, not a way out of the tree.
+//   - The walk hands each directory's files to the workers at once (one batch per
+//     directory), stat included; the entries it returns are in no particular order.
+
+// walkTask is a directory to read: its path on disk and its path in the tree.
+type walkTask struct{ abs, dest string }
+
+// walkTree walks the directory root (already lstat'ed), whose contents go under dest
+// ("" for the tree's root). It returns the entries under root, root excluded.
+func (in *ingest) walkTree(ctx context.Context, root, dest string, jobs chan<- []fileJob) ([]*Entry, []string, error) {
+	w := &treeWalk{in: in, jobs: jobs, queue: []walkTask{{abs: root, dest: dest}}, pending: 1}
+	w.cond = sync.NewCond(&w.mu)
+	walkers := max(2, min(8, in.workers/2))
+	var wg sync.WaitGroup
+	for range walkers {
+		wg.Go(func() { w.run(ctx) })
+	}
+	wg.Wait()
+	if w.err != nil {
+		return nil, nil, w.err
+	}
+	return w.entries, w.skipped, nil
+}
+
+type treeWalk struct {
+	in   *ingest
+	jobs chan<- []fileJob
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when the queue grows or the walk ends
+	queue   []walkTask // read last first: depth first, so the queue stays short
+	pending int        // tasks queued or being read
+	err     error
+	entries []*Entry
+	skipped []string
+}
+
+func (w *treeWalk) run(ctx context.Context) {
+	for {
+		w.mu.Lock()
+		for len(w.queue) == 0 && w.pending > 0 && w.err == nil {
+			w.cond.Wait()
+		}
+		if w.pending == 0 || w.err != nil {
+			w.mu.Unlock()
+			return
+		}
+		t := w.queue[len(w.queue)-1]
+		w.queue = w.queue[:len(w.queue)-1]
+		w.mu.Unlock()
+
+		res, err := w.readDir(ctx, t)
+		if err == nil && len(res.files) > 0 {
+			if p := w.in.opt.Progress; p != nil {
+				p.Planned(len(res.files), res.bytes)
+			}
+			select {
+			case w.jobs <- res.files:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+
+		w.mu.Lock()
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		w.entries = append(w.entries, res.entries...)
+		w.skipped = append(w.skipped, res.skipped...)
+		w.queue = append(w.queue, res.dirs...)
+		w.pending += len(res.dirs) - 1
+		w.mu.Unlock()
+		w.cond.Broadcast()
+	}
+}
+
+type dirListing struct {
+	entries []*Entry
+	files   []fileJob
+	bytes   int64
+	dirs    []walkTask
+	skipped []string
+}
+
+// readDir lists one directory: its entries, its files' stats, its subdirectories.
+func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) {
+	var res dirListing
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	f, err := os.OpenFile(t.abs, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return res, fmt.Errorf("walk %s: %w", t.abs, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return res, fmt.Errorf("walk %s: %w", t.abs, err)
+	}
+	fd := int(f.Fd())
+	under := t.abs
+	if !strings.HasSuffix(under, "/") {
+		under += "/"
+	}
+	ents := make([]Entry, len(names)) // one allocation for the directory's entries
+	res.entries = make([]*Entry, 0, len(names))
+	var st unix.Stat_t
+	for i, name := range names {
+		abs := under + name
+		if err := statAt(fd, name, &st); err != nil {
+			return res, fmt.Errorf("stat %s: %w", abs, err)
+		}
+		dest := name
+		if t.dest != "" {
+			dest = t.dest + "/" + name
+		}
+		e := &ents[i]
+		mode := uint32(st.Mode) & 0o7777
+		switch uint32(st.Mode) & unix.S_IFMT {
+		case unix.S_IFDIR:
+			*e = Entry{Path: dest, Kind: KindDir, Mode: mode}
+			res.dirs = append(res.dirs, walkTask{abs: abs, dest: dest})
+		case unix.S_IFREG:
+			*e = Entry{Path: dest, Kind: KindFile, Mode: mode}
+			res.files = append(res.files, fileJob{entry: e, src: abs, size: st.Size, key: fileStatOfUnix(&st), hasKey: true})
+			res.bytes += st.Size
+		case unix.S_IFLNK:
+			target, err := os.Readlink(abs)
+			if err != nil {
+				return res, fmt.Errorf("read link %s: %w", abs, err)
+			}
+			*e = Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}
+		default:
+			res.skipped = append(res.skipped, abs)
+			continue
+		}
+		res.entries = append(res.entries, e)
+	}
+	return res, nil
+}
+
+// statAt lstats name in the directory open as fd.
+func statAt(fd int, name string, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// fileStatOfUnix is fileStatOf for a stat made by statAt.
+func fileStatOfUnix(st *unix.Stat_t) fileStat {
+	return fileStat{
+		size:  st.Size,
+		mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
+		ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
+		ino:   st.Ino,
+		dev:   uint64(st.Dev),
+		mode:  uint32(st.Mode),
+	}
+}

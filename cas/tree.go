@@ -674,29 +674,43 @@ func (w *worker) put(ctx context.Context, h Hash, data []byte) error {
 }
 
 // PlanInputs counts the files and content bytes Ingest will read from inputs (a stat walk,
-// no reads): the total a progress bar needs before the work starts. Content made later
-// (Input.Later) is not counted.
+// no reads, by the walk Ingest uses): the total a progress bar needs before the work
+// starts. Content made later (Input.Later) is not counted; what cannot be read is not
+// either (Ingest reports it).
 func PlanInputs(inputs []Input) (files int, bytes int64) {
-	for _, in := range inputs {
-		if in.Src == "" {
-			if in.Later == nil {
-				files++
-				bytes += int64(len(in.Data))
+	var c planCount
+	for _, input := range inputs {
+		if input.Src == "" {
+			if input.Later == nil {
+				c.Planned(1, int64(len(input.Data)))
 			}
 			continue
 		}
-		filepath.WalkDir(in.Src, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			if d.Type().IsRegular() {
-				if fi, err := d.Info(); err == nil {
-					files++
-					bytes += fi.Size()
-				}
-			}
-			return nil
-		})
+		fi, err := os.Lstat(input.Src)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			in := &ingest{opt: IngestOptions{Progress: &c}, workers: 2 * runtime.GOMAXPROCS(0)}
+			in.walkTree(context.Background(), filepath.Clean(input.Src), "", nil)
+		case fi.Mode().IsRegular():
+			c.Planned(1, fi.Size())
+		}
 	}
-	return files, bytes
+	return c.files, c.bytes
 }
+
+// planCount adds up what a walk plans.
+type planCount struct {
+	mu    sync.Mutex
+	files int
+	bytes int64
+}
+
+func (c *planCount) Planned(n int, b int64) {
+	c.mu.Lock()
+	c.files += n
+	c.bytes += b
+	c.mu.Unlock()
+}
+
+func (c *planCount) Done(int, int64) {}

@@ -282,3 +282,21 @@ func TestIngestRootSpelling(t *testing.T) {
 		}
 	}
 }
+
+// The total a progress bar is given before a build is what the build then stores.
+func TestPlanInputsCountsWhatIngestStores(t *testing.T) {
+	src := sampleTree(t)
+	inputs := []cas.Input{
+		{Src: src, Dest: "tree"},
+		{Src: filepath.Join(src, "venv/bin/pip"), Dest: "files/pip"},
+		{Data: []byte("name: x\n"), Dest: "meta.yaml"},
+	}
+	files, bytes := cas.PlanInputs(inputs)
+	res, err := cas.Ingest(context.Background(), openLocal(t, t.TempDir()), inputs, cas.IngestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files != res.Files || bytes != res.Size {
+		t.Fatalf("planned %d files, %d bytes; ingest stored %d files, %d bytes", files, bytes, res.Files, res.Size)
+	}
+}

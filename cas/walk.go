@@ -18,8 +18,8 @@ import (
 //     file cost the kernel a walk of every component.
 //   - A directory is opened without following a link, so a directory swapped for a link
 //     while it is walked is an error, not a way out of the tree.
-//   - The walk hands each directory's files to the workers at once (one batch per
-//     directory), stat included; the entries it returns are in no particular order.
+//   - The walk hands a directory's files to the workers together (batches of at most
+//     maxBatch), stat included; the entries it returns are in no particular order.
 
 // walkTask is a directory to read: its path on disk and its path in the tree.
 type walkTask struct{ abs, dest string }
@@ -73,11 +73,7 @@ func (w *treeWalk) run(ctx context.Context) {
 			if p := w.in.opt.Progress; p != nil {
 				p.Planned(len(res.files), res.bytes)
 			}
-			select {
-			case w.jobs <- res.files:
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
+			err = w.send(ctx, res.files)
 		}
 
 		w.mu.Lock()
@@ -91,6 +87,25 @@ func (w *treeWalk) run(ctx context.Context) {
 		w.mu.Unlock()
 		w.cond.Broadcast()
 	}
+}
+
+// maxBatch bounds the files a worker takes at once: a directory of thousands of files is
+// shared among the workers, not left to one of them while the others wait.
+const maxBatch = 64
+
+// send hands files to the workers in batches of at most maxBatch (none: a walk that only
+// counts, PlanInputs).
+func (w *treeWalk) send(ctx context.Context, files []fileJob) error {
+	for w.jobs != nil && len(files) > 0 {
+		n := min(len(files), maxBatch)
+		select {
+		case w.jobs <- files[:n:n]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		files = files[n:]
+	}
+	return nil
 }
 
 type dirListing struct {

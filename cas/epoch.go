@@ -4,8 +4,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/swcli/swcli/internal/fsutil"
 )
@@ -31,7 +33,7 @@ const epochFile = "epoch"
 func (x *index) readEpoch() epoch {
 	var e epoch
 	path := filepath.Join(x.dir, epochFile)
-	b, err := os.ReadFile(path)
+	b, err := readSmall(path)
 	if errors.Is(err, os.ErrNotExist) {
 		// Made beside, then linked in: never replaces a token another process wrote.
 		var fresh epoch
@@ -42,20 +44,40 @@ func (x *index) readEpoch() epoch {
 		}
 		os.Link(tmp, path)
 		os.Remove(tmp)
-		b, err = os.ReadFile(path)
+		b, err = readSmall(path)
 	}
-	if err == nil && len(b) != len(e) {
-		// Not a token (a crash while the file was made): a new one, as gc would.
+	if err != nil || len(b) != len(e) {
+		// Not a token (a crash while the file was made, or something else put there): a
+		// new one in its place, as gc would make.
 		if x.newEpoch() != nil {
 			return e
 		}
-		b, err = os.ReadFile(path)
+		b, err = readSmall(path)
 	}
 	if err != nil || len(b) != len(e) {
 		return e
 	}
 	copy(e[:], b)
 	return e
+}
+
+// readSmall reads the first bytes of the regular file at path, not through a link: a
+// token is 8 bytes, and whatever else lies there is read no further than that tells.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b := make([]byte, 2*len(epoch{}))
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:n], nil
 }
 
 func writeSynced(path string, b []byte) error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/swcli/swcli/cas"
 )
@@ -131,5 +133,38 @@ func TestIngestAfterGCOrADamagedEpoch(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "epoch")); err != nil || len(b) != 8 {
 		t.Fatalf("epoch file after the ingest: %q, %v", b, err)
+	}
+}
+
+// Whatever lies at STORE/epoch, a link, a pipe or a large file, an ingest neither follows
+// it nor waits on it nor reads it whole: the caches are checked against the index, and a
+// new token takes its place.
+func TestIngestWithAHostileEpochFile(t *testing.T) {
+	src := sampleTree(t)
+	for _, plant := range []func(path string) error{
+		func(path string) error { return os.Symlink("/dev/zero", path) },
+		func(path string) error { return syscall.Mkfifo(path, 0o644) },
+		func(path string) error { return os.WriteFile(path, make([]byte, 1<<20), 0o644) },
+	} {
+		dir, cache := t.TempDir(), t.TempDir()
+		r1 := ingestOnce(t, dir, cache, []cas.Input{{Src: src}})
+		path := filepath.Join(dir, "epoch")
+		os.Remove(path)
+		if err := plant(path); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan *cas.IngestResult)
+		go func() { done <- ingestOnce(t, dir, cache, []cas.Input{{Src: src}}) }()
+		select {
+		case r2 := <-done:
+			if r2.Hash != r1.Hash || r2.NewChunks != 0 {
+				t.Fatalf("re-ingest beside a planted epoch: tree %v, %d new chunks", r2.Hash == r1.Hash, r2.NewChunks)
+			}
+			if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() || fi.Size() != 8 {
+				t.Fatalf("the planted epoch was not replaced by a token: %v, %v", fi, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("an ingest waited on the epoch file")
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Materialize: writing a manifest's tree into a directory. Invariants:
@@ -167,11 +168,16 @@ func prepareTarget(dir string) error {
 
 func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) ([]byte, error) {
 	p := filepath.Join(dir, filepath.FromSlash(e.Path))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	fd, err := createExcl(p) // a descriptor, not an os.File (rawfile.go)
 	if err != nil {
 		return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
 	}
-	defer f.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
 	bg, fast := g.(bufGetter)
 	var written int64
 	for _, h := range e.Chunks {
@@ -192,18 +198,27 @@ func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) 
 		if written+int64(len(data)) > e.Size {
 			return buf, fmt.Errorf("materialise %s: %w: its chunks hold more than the %d bytes the manifest says", e.Path, ErrCorrupt, e.Size)
 		}
-		if _, err := f.Write(data); err != nil {
-			return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
+		if err := writeAll(fd, data); err != nil {
+			return buf, fmt.Errorf("materialise %s: write %s: %w", e.Path, p, err)
 		}
 		written += int64(len(data))
 	}
 	if written != e.Size {
 		return buf, fmt.Errorf("materialise %s: %w: wrote %d bytes, manifest says %d", e.Path, ErrCorrupt, written, e.Size)
 	}
-	if err := syscall.Fchmod(int(f.Fd()), e.Mode&0o777); err != nil { // never setuid, setgid or sticky
+	if err := ignoringEINTR(func() error { return unix.Fchmod(fd, e.Mode&0o777) }); err != nil { // never setuid, setgid or sticky
 		return buf, fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
 	}
-	return buf, f.Close()
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return buf, fmt.Errorf("materialise %s: close %s: %w", e.Path, p, err)
+	}
+	return buf, nil
+}
+
+// createExcl creates the file p for writing: never one that exists, never through a link.
+func createExcl(p string) (int, error) {
+	return openRaw(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 }
 
 // LoadManifest reads and decodes the manifest named h.

@@ -461,10 +461,11 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 		return err
 	}
 	// Not through a link: the walk saw a regular file here.
-	f, err := os.OpenFile(j.src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fd, err := openRaw(j.src, syscall.O_RDONLY|syscall.O_NOFOLLOW, 0) // rawfile.go
 	if err != nil {
 		return fmt.Errorf("read %s: %w", j.src, err)
 	}
+	f := rawFile(fd)
 	defer f.Close()
 	var size int64
 	var chunks []Hash
@@ -550,7 +551,7 @@ func (w *worker) chunkBytes(ctx context.Context, data []byte) ([]Hash, error) {
 
 // chunkStream stores a large file: one pass to hash it whole, then, unless the file map
 // knows it, a second to chunk it.
-func (w *worker) chunkStream(ctx context.Context, f *os.File, src string) (int64, []Hash, error) {
+func (w *worker) chunkStream(ctx context.Context, f io.ReadSeeker, src string) (int64, []Hash, error) {
 	hasher := blake3.New()
 	if w.buf == nil || cap(w.buf) < 1<<20 {
 		w.buf = make([]byte, 0, 1<<20)

@@ -2,7 +2,6 @@ package cas
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -122,7 +121,7 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	f, err := os.OpenFile(t.abs, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	f, err := openDirFile(t.abs)
 	if err != nil {
 		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
@@ -131,18 +130,31 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 	if err != nil {
 		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
-	fd := int(f.Fd())
 	under := t.abs
 	if !strings.HasSuffix(under, "/") {
 		under += "/"
 	}
 	ents := make([]Entry, len(names)) // one allocation for the directory's entries
 	res.entries = make([]*Entry, 0, len(names))
+	// The descriptor through Control, not Fd: Fd would make it blocking again (it is).
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return res, fmt.Errorf("walk %s: %w", t.abs, err)
+	}
+	var listErr error
+	if err := rc.Control(func(fd uintptr) { listErr = w.list(int(fd), t, under, names, ents, &res) }); err != nil {
+		return res, fmt.Errorf("walk %s: %w", t.abs, err)
+	}
+	return res, listErr
+}
+
+// list stats names in the directory open as fd and sorts them into res.
+func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents []Entry, res *dirListing) error {
 	var st unix.Stat_t
 	for i, name := range names {
 		abs := under + name
 		if err := statAt(fd, name, &st); err != nil {
-			return res, fmt.Errorf("stat %s: %w", abs, err)
+			return fmt.Errorf("stat %s: %w", abs, err)
 		}
 		dest := name
 		if t.dest != "" {
@@ -161,7 +173,7 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 		case unix.S_IFLNK:
 			target, err := os.Readlink(abs)
 			if err != nil {
-				return res, fmt.Errorf("read link %s: %w", abs, err)
+				return fmt.Errorf("read link %s: %w", abs, err)
 			}
 			*e = Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}
 		default:
@@ -170,17 +182,12 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 		}
 		res.entries = append(res.entries, e)
 	}
-	return res, nil
+	return nil
 }
 
 // statAt lstats name in the directory open as fd.
 func statAt(fd int, name string, st *unix.Stat_t) error {
-	for {
-		err := unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
+	return ignoringEINTR(func() error { return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW) })
 }
 
 // fileStatOfUnix is fileStatOf for a stat made by statAt.

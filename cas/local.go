@@ -30,8 +30,10 @@ type Local struct {
 	lock      *flock.Lock
 	exclusive bool
 	cacheDir  string
-	cacheOnce sync.Once
-	cache     *pebble.DB // stat cache, opened by the first ingest; nil if none
+	cacheMu   sync.RWMutex // guards the stat cache's handle: readers hold it shared
+	cache     *pebble.DB   // stat cache, opened by the first ingest; nil if none
+	cacheOpen bool         // an open was tried (for reading at least)
+	cacheRW   bool         // cache is open for writing (or cannot be)
 	onError   func(string)
 
 	mu     sync.Mutex // guards the writer fields, pending and sealing
@@ -260,10 +262,13 @@ func (s *Local) Close() error {
 	if err := s.idx.close(); err != nil && ferr == nil {
 		ferr = err
 	}
-	s.cacheOnce.Do(func() {}) // no cache opens after Close
+	s.cacheMu.Lock()
+	s.cacheOpen, s.cacheRW = true, true // no cache opens after Close
 	if s.cache != nil {
 		s.cache.Close()
+		s.cache = nil
 	}
+	s.cacheMu.Unlock()
 	s.lock.Release()
 	return ferr
 }

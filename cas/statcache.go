@@ -90,37 +90,72 @@ func decodeStat(b []byte) (epoch, fileStat, []Hash, bool) {
 	return e, k, chunks, true
 }
 
-// statCache opens the stat cache on first use: only ingest needs it, not every command.
-// A cache that cannot be opened is no cache: ingest then reads every file.
-func (s *Local) statCache() *pebble.DB {
-	s.cacheOnce.Do(func() {
-		if s.cacheDir == "" {
-			return
-		}
-		if err := os.MkdirAll(s.cacheDir, 0o755); err != nil {
-			return
-		}
-		if err := fsutil.CheckFree(s.cacheDir); err != nil {
-			return // a cache is not worth a full disk (pebble fails hard when it cannot write)
-		}
-		db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblewin.Logger(s.onError)})
-		if err != nil {
-			if s.onError != nil {
-				s.onError(fmt.Sprintf("stat cache %s not used: %v", s.cacheDir, err))
-			}
-			return
-		}
-		// Entries from before epochs name no epoch: they go, once.
-		lo, hi := prefixBounds(prefixStatV0)
-		if it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}); err == nil {
-			old := it.First()
-			if it.Close() == nil && old {
-				db.DeleteRange(lo, hi, pebble.NoSync)
+// readCache runs fn with the stat cache open, nil if there is none. The cache is opened on
+// first use (only ingest needs it, not every command), for reading: an unchanged rebuild
+// writes nothing, and pebble's open for writing costs ~9 ms more (a new log and manifest,
+// synced). One held by another process (pebble's own lock) is no cache: ingest then reads
+// every file instead of waiting.
+func (s *Local) readCache(fn func(db *pebble.DB)) {
+	s.cacheMu.RLock()
+	if !s.cacheOpen {
+		s.cacheMu.RUnlock()
+		s.cacheMu.Lock()
+		if !s.cacheOpen {
+			s.cacheOpen = true
+			if s.cacheDir != "" {
+				s.cache, _ = pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest,
+					Logger: pebblewin.Logger(s.onError), ReadOnly: true}) // none yet: nothing to read
 			}
 		}
-		s.cache = db
-	})
-	return s.cache
+		s.cacheMu.Unlock()
+		s.cacheMu.RLock()
+	}
+	defer s.cacheMu.RUnlock()
+	fn(s.cache)
+}
+
+// writeCache runs fn with the stat cache open for writing (made if missing), nil if it
+// cannot be: a cache is not worth a full disk or a wait.
+func (s *Local) writeCache(fn func(db *pebble.DB) error) error {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if !s.cacheRW {
+		s.cacheOpen, s.cacheRW = true, true
+		if s.cache != nil {
+			s.cache.Close()
+			s.cache = nil
+		}
+		s.cache = s.openCacheForWriting()
+	}
+	return fn(s.cache)
+}
+
+func (s *Local) openCacheForWriting() *pebble.DB {
+	if s.cacheDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.cacheDir, 0o755); err != nil {
+		return nil
+	}
+	if err := fsutil.CheckFree(s.cacheDir); err != nil {
+		return nil // pebble fails hard when it cannot write
+	}
+	db, err := pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblewin.Logger(s.onError)})
+	if err != nil {
+		if s.onError != nil {
+			s.onError(fmt.Sprintf("stat cache %s not used: %v", s.cacheDir, err))
+		}
+		return nil
+	}
+	// Entries from before epochs name no epoch: they go, once.
+	lo, hi := prefixBounds(prefixStatV0)
+	if it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi}); err == nil {
+		old := it.First()
+		if it.Close() == nil && old {
+			db.DeleteRange(lo, hi, pebble.NoSync)
+		}
+	}
+	return db
 }
 
 // statSnapshot holds the stat cache entries under the directories being stored, read in
@@ -175,11 +210,18 @@ const maxSnapshotBytes = 256 << 20
 // loadStats reads the stat cache entries of roots (files or directories) into memory.
 func (s *Local) loadStats(roots []string) *statSnapshot {
 	snap := &statSnapshot{seed: maphash.MakeSeed(), ents: make([]snapEntry, 0, 4096), complete: true}
+	s.readCache(func(cache *pebble.DB) {
+		if cache != nil {
+			snap.load(cache, roots)
+		}
+	})
+	// Where two paths share a hash, either entry may answer: the stat tells them apart.
+	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
+	return snap
+}
+
+func (snap *statSnapshot) load(cache *pebble.DB, roots []string) {
 	size := 0
-	cache := s.statCache()
-	if cache == nil {
-		return snap
-	}
 	for _, root := range roots {
 		// The walk names the root as given, and what is under it cleaned (filepath.Join).
 		under := strings.TrimSuffix(filepath.Clean(root), "/") + "/"
@@ -207,9 +249,6 @@ func (s *Local) loadStats(roots []string) *statSnapshot {
 			}
 		}
 	}
-	// Where two paths share a hash, either entry may answer: the stat tells them apart.
-	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
-	return snap
 }
 
 // cachedChunks returns the chunk list recorded for path if its stat is unchanged, looked up
@@ -221,16 +260,18 @@ func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Has
 		if snap.complete {
 			return nil, epoch{}, false
 		}
-		cache := s.statCache()
-		if cache == nil {
+		s.readCache(func(cache *pebble.DB) {
+			if cache == nil {
+				return
+			}
+			if b, closer, err := cache.Get(statKey(path)); err == nil {
+				v, ok = bytes.Clone(b), true
+				closer.Close()
+			}
+		})
+		if !ok {
 			return nil, epoch{}, false
 		}
-		b, closer, err := cache.Get(statKey(path))
-		if err != nil {
-			return nil, epoch{}, false
-		}
-		v = bytes.Clone(b)
-		closer.Close()
 	}
 	e, got, chunks, ok := decodeStat(v)
 	if !ok || got != k {
@@ -241,22 +282,28 @@ func (s *Local) cachedChunks(snap *statSnapshot, path string, k fileStat) ([]Has
 
 // blobsKnown reports whether every one of hs was recorded as stored in epoch e.
 func (s *Local) blobsKnown(hs []Hash, e epoch) bool {
-	cache := s.statCache()
-	if cache == nil || !e.known() || len(hs) == 0 {
+	if !e.known() || len(hs) == 0 {
 		return false
 	}
-	for _, h := range hs {
-		b, closer, err := cache.Get(blobKey(h))
-		if err != nil {
-			return false
+	known := false
+	s.readCache(func(cache *pebble.DB) {
+		if cache == nil {
+			return
 		}
-		same := bytes.Equal(b, e[:])
-		closer.Close()
-		if !same {
-			return false
+		for _, h := range hs {
+			b, closer, err := cache.Get(blobKey(h))
+			if err != nil {
+				return
+			}
+			same := bytes.Equal(b, e[:])
+			closer.Close()
+			if !same {
+				return
+			}
 		}
-	}
-	return true
+		known = true
+	})
+	return known
 }
 
 type statRecord struct {
@@ -280,20 +327,26 @@ func (s *Local) recordCaches(ctx context.Context, e epoch, stats []statRecord, b
 	if len(stats) == 0 && len(blobs) == 0 && len(files) == 0 {
 		return nil
 	}
-	if cache := s.statCache(); cache != nil && len(stats)+len(blobs) > 0 {
-		b := cache.NewBatch()
-		defer b.Close()
-		for _, r := range stats {
-			if err := b.Set(statKey(r.path), r.key.encode(e, r.chunks), nil); err != nil {
-				return err
+	if len(stats)+len(blobs) > 0 {
+		err := s.writeCache(func(cache *pebble.DB) error {
+			if cache == nil {
+				return nil
 			}
-		}
-		for _, h := range blobs {
-			if err := b.Set(blobKey(h), e[:], nil); err != nil {
-				return err
+			b := cache.NewBatch()
+			defer b.Close()
+			for _, r := range stats {
+				if err := b.Set(statKey(r.path), r.key.encode(e, r.chunks), nil); err != nil {
+					return err
+				}
 			}
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+			for _, h := range blobs {
+				if err := b.Set(blobKey(h), e[:], nil); err != nil {
+					return err
+				}
+			}
+			return b.Commit(pebble.NoSync)
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -39,7 +39,7 @@ func (x *index) readEpoch() epoch {
 		var fresh epoch
 		rand.Read(fresh[:])
 		tmp := path + "." + fmt.Sprintf("%x", fresh) + ".tmp"
-		if err := writeSynced(tmp, fresh[:]); err != nil {
+		if err := fsutil.CreateSynced(tmp, fresh[:], 0o644); err != nil {
 			return e
 		}
 		os.Link(tmp, path)
@@ -78,24 +78,6 @@ func readSmall(path string) ([]byte, error) {
 		return nil, err
 	}
 	return b[:n], nil
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
 }
 
 // newEpoch replaces the token, durably: called before chunk entries are dropped.

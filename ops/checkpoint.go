@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -127,18 +126,7 @@ func writeKeyFile(path, skey, vkey string, replace bool) error {
 		return fsutil.WriteFileAtomic(path, data, 0o600)
 	}
 	// The first key: made only if no other process made one first (O_EXCL).
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsutil.CreateSynced(path, data, 0o600)
 }
 
 func (in *Instance) appendLedger(ctx context.Context, d ledger.KeyData) (ledger.Event, error) {

@@ -71,3 +71,28 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatal("a file in a missing directory was written")
 	}
 }
+
+func TestCreateSynced(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	if err := CreateSynced(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSynced(p, []byte("two"), 0o600); err == nil {
+		t.Fatal("CreateSynced replaced a file that exists")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Fatalf("the file holds %q", b)
+	}
+	target := filepath.Join(dir, "target")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSynced(link, []byte("x"), 0o600); err == nil {
+		t.Fatal("CreateSynced wrote through a link")
+	}
+	if _, err := os.Lstat(target); !os.IsNotExist(err) {
+		t.Fatalf("a file was made through the link: %v", err)
+	}
+}

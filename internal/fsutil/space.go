@@ -66,6 +66,26 @@ func SyncDir(dir string) error {
 	return nil
 }
 
+// CreateSynced writes b to a new file at path (O_EXCL|O_NOFOLLOW: never one that exists,
+// never through a link), synced. A file it could not write whole is removed.
+func CreateSynced(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
 // WriteFileAtomic replaces path with b: written to a new file of a random name beside it
 // (O_EXCL: nothing planted there is written through), synced, given perm, then renamed
 // over path. Readers see the old content or the new, never a part.

@@ -26,6 +26,9 @@ type Ledger struct {
 	mu sync.Mutex // serialises this process's appends (the backend serialises processes)
 	// treeOK: the tree has had every event once; every append adds its own since.
 	treeOK atomic.Bool
+	// openHead is the head as Open read it (in the window that checked the schema), nil
+	// if it could not.
+	openHead *Head
 }
 
 // Options tune Open.
@@ -58,6 +61,16 @@ func newLedger(be backend, opt Options) *Ledger {
 
 // Close closes the ledger.
 func (l *Ledger) Close() error { return l.be.close() }
+
+// OpenHead returns the head as Open read it, in the window it opened anyway: a command
+// that needs the head once at its start spares a window of its own. ok is false when Open
+// did not read it (PostgreSQL, or a head it could not read: Head then says why).
+func (l *Ledger) OpenHead() (h Head, ok bool) {
+	if l.openHead == nil {
+		return Head{}, false
+	}
+	return *l.openHead, true
+}
 
 // Head is the last event's sequence number and hash (zero for an empty ledger).
 type Head struct {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/swcli/swcli/cas"
@@ -716,5 +717,52 @@ func testEditedHistoryFailsConsistency(t *testing.T) {
 				t.Fatalf("the edited history proves consistent with the head the client saw")
 			}
 		})
+	}
+}
+
+// Open reads the head in the window it opens anyway (ops.Open uses it), and a head it cannot
+// read does not keep the ledger from opening: verify is there to name it.
+func TestOpenReadsTheHeadOnce(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := l.OpenHead(); !ok || h.Seq != 0 {
+		t.Fatalf("a new ledger's head at open: %+v, %v", h, ok)
+	}
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}), ev(t, RuntimeCreated, "self", "r", "", EmptyData{}))
+	want, err := l.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := l.OpenHead(); !ok || h != want || !l.treeOK.Load() {
+		t.Fatalf("head at open %+v (%v), want %+v; tree complete %v", h, ok, want, l.treeOK.Load())
+	}
+	l.Close()
+	// A damaged head: the ledger opens, OpenHead declines, Head names the damage.
+	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte{keyHead}, []byte("short"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l, err = Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatalf("a ledger with a damaged head did not open: %v", err)
+	}
+	defer l.Close()
+	if _, ok := l.OpenHead(); ok {
+		t.Fatal("OpenHead answered for a damaged head")
+	}
+	if _, err := l.Head(); err == nil {
+		t.Fatal("Head read a damaged head without an error")
 	}
 }

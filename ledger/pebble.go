@@ -34,17 +34,34 @@ type pebbleBackend struct {
 // Open opens (creating) the ledger in dir. It checks the schema in a first window (or, with
 // Hold, opens the database for good), waiting while another process holds it.
 func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
-	be, err := openPebble(ctx, dir, opt)
+	// The window that checks the schema also reads the head and whether the tree has every
+	// event: the first command's own windows for them are spared. What it cannot read is
+	// left to those (a damaged head is for verify to name, not for Open to refuse).
+	var head *Head
+	treeOK := false
+	be, err := openPebble(ctx, dir, opt, func(r reader) {
+		h, err := readHead(r)
+		if err != nil {
+			return
+		}
+		head = &h
+		if size, err := treeSize(r); err == nil && size >= h.Seq {
+			treeOK = true
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	return newLedger(be, opt), nil
+	l := newLedger(be, opt)
+	l.openHead = head
+	l.treeOK.Store(treeOK)
+	return l, nil
 }
 
 // ledgerBlockSize: a ledger is read mostly by long scans (replay, verify, log, export).
 const ledgerBlockSize = 32 << 10
 
-func openPebble(ctx context.Context, dir string, opt Options) (*pebbleBackend, error) {
+func openPebble(ctx context.Context, dir string, opt Options, atOpen func(reader)) (*pebbleBackend, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
@@ -58,7 +75,12 @@ func openPebble(ctx context.Context, dir string, opt Options) (*pebbleBackend, e
 		OnError: opt.OnError, SchemaKey: []byte{keySchema}, Schema: schemaVersion, BlockSize: ledgerBlockSize,
 	})
 	removeStaleCheckpoints(dir)
-	if err := b.win.In(ctx, false, func(*pebble.DB) error { return nil }); err != nil {
+	if err := b.win.In(ctx, false, func(db *pebble.DB) error {
+		if atOpen != nil {
+			atOpen(readerKV{db})
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -115,7 +137,7 @@ func (b *pebbleBackend) longRead(ctx context.Context, fn func(reader) error) err
 	if afterCheckpoint != nil {
 		afterCheckpoint(filepath.Join(dir, "db"))
 	}
-	r, err := openPebble(ctx, dir, Options{Hold: true, readOnly: true, OnError: b.opt.OnError})
+	r, err := openPebble(ctx, dir, Options{Hold: true, readOnly: true, OnError: b.opt.OnError}, nil)
 	if err != nil {
 		// A checkpoint that cannot be read (seen once after a process was killed at a random
 		// point) must not make the audit fail: read in a window instead, as on a full disk.

@@ -114,10 +114,12 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if in.ToolVersion == "" {
 		in.ToolVersion = "dev"
 	}
-	h, err := l.Head()
-	if err != nil {
-		in.Close()
-		return nil, busyErr(fmt.Errorf("read ledger head: %w", err))
+	h, ok := l.OpenHead()
+	if !ok {
+		if h, err = l.Head(); err != nil {
+			in.Close()
+			return nil, busyErr(fmt.Errorf("read ledger head: %w", err))
+		}
 	}
 	SweepWorkTemps(root) // what killed imports left
 	if h.Seq == 0 {

@@ -51,6 +51,8 @@ func newIndex(dir string, opt LocalOptions, held bool) *index {
 		What: "store index", Dir: filepath.Join(dir, "index"), LockPath: filepath.Join(dir, "index.lock"),
 		FreeDir: dir, Held: held, OnWait: opt.OnWait, LockTimeout: opt.LockTimeout, OnError: opt.OnError,
 		SchemaKey: []byte{prefixVersion}, Schema: indexSchema,
+		// Read mostly by whole scans (the working copy): 32 KiB blocks, as the ledger's.
+		BlockSize: 32 << 10,
 	})
 	return x
 }

@@ -168,3 +168,19 @@ func TestIngestWithAHostileEpochFile(t *testing.T) {
 		}
 	}
 }
+
+// A token a crashed process was making (epoch.<hex>.tmp) goes at the next open that has
+// the store to itself.
+func TestRecoveryRemovesAnUnfinishedEpochToken(t *testing.T) {
+	dir := t.TempDir()
+	s := reopen(t, dir, "", true)
+	s.Close()
+	left := filepath.Join(dir, "epoch.0123456789abcdef.tmp")
+	if err := os.WriteFile(left, []byte("12345678"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reopen(t, dir, "", true).Close()
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Fatalf("the unfinished token is still there: %v", err)
+	}
+}

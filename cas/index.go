@@ -371,9 +371,16 @@ func decodeHashes(v []byte) ([]Hash, bool) {
 // Recovery. It runs at open, and only while the store is held exclusively: then no other
 // process is writing a pack, so an unfinished pack is a crashed writer's.
 
-// recover deletes unfinished packs, re-indexes complete packs the index does not know, and
-// drops index entries of packs that are gone.
+// recover deletes unfinished packs and epoch tokens, re-indexes complete packs the index
+// does not know, and drops index entries of packs that are gone.
 func (s *Local) recover(ctx context.Context) error {
+	// A token being made is linked into place at once (epoch.go): one left beside it is a
+	// crashed process's.
+	if tmps, err := filepath.Glob(filepath.Join(s.dir, epochFile+".*.tmp")); err == nil {
+		for _, p := range tmps {
+			os.Remove(p)
+		}
+	}
 	dir := filepath.Join(s.dir, "packs")
 	ents, err := os.ReadDir(dir)
 	if err != nil {

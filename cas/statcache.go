@@ -166,8 +166,9 @@ func (s *Local) openCacheForWriting() *pebble.DB {
 // one pass: re-storing a tree looks up every file of it, and one scan costs a fraction of
 // a Get per file. Entries are found by a 64-bit hash of their key, in a sorted table, with
 // their values end to end in blocks: building a map of ~10k path strings, or growing one
-// buffer by copying, cost more than the scan. Two paths of one hash are told apart only by the entry's stat (size, times,
-// inode, device, mode), which two files can share only if they are one file.
+// buffer by copying, cost more than the scan. Of two paths of one hash, either entry may
+// answer a look-up; the entry's stat (size, times, inode, device, mode), which two files
+// share only if they are one file, turns a wrong answer into a miss (a re-read).
 type statSnapshot struct {
 	seed     maphash.Seed
 	blocks   [][]byte    // the entries' values, end to end
@@ -219,7 +220,6 @@ func (s *Local) loadStats(roots []string) *statSnapshot {
 			snap.load(cache, roots)
 		}
 	})
-	// Where two paths share a hash, either entry may answer: the stat tells them apart.
 	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
 	return snap
 }

@@ -399,11 +399,7 @@ func chunkHashes(data []byte) []Hash {
 		return []Hash{Sum(data)}
 	}
 	var hs []Hash
-	for rest := data; len(rest) > 0; {
-		n := Cut(rest)
-		hs = append(hs, Sum(rest[:n]))
-		rest = rest[n:]
-	}
+	cutEach(data, func(h Hash, _ []byte) error { hs = append(hs, h); return nil })
 	return hs
 }
 
@@ -531,17 +527,27 @@ func (w *worker) chunkBytes(ctx context.Context, data []byte) ([]Hash, error) {
 		return chunks, nil
 	}
 	var chunks []Hash
-	for rest := data; len(rest) > 0; {
-		n := Cut(rest)
-		h := Sum(rest[:n])
-		if err := w.put(ctx, h, rest[:n]); err != nil {
-			return nil, err
-		}
+	err := cutEach(data, func(h Hash, c []byte) error {
 		chunks = append(chunks, h)
-		rest = rest[n:]
+		return w.put(ctx, h, c)
+	})
+	if err != nil {
+		return nil, err
 	}
 	w.recordFile(whole, chunks)
 	return chunks, nil
+}
+
+// cutEach calls fn with each chunk of data held in memory (Cut's boundaries) and its hash.
+func cutEach(data []byte, fn func(h Hash, c []byte) error) error {
+	for rest := data; len(rest) > 0; {
+		n := Cut(rest)
+		if err := fn(Sum(rest[:n]), rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
 }
 
 // chunkStream stores a large file: one pass to hash it whole, then, unless the file map

@@ -2,6 +2,7 @@ package cas_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -153,10 +154,27 @@ func TestIngestWithAHostileEpochFile(t *testing.T) {
 		if err := plant(path); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan *cas.IngestResult)
-		go func() { done <- ingestOnce(t, dir, cache, []cas.Input{{Src: src}}) }()
+		// In a goroutine of its own (it may hang), so nothing there calls t.Fatal.
+		type result struct {
+			res *cas.IngestResult
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			s, err := cas.OpenLocalWith(context.Background(), dir, cas.LocalOptions{CacheDir: cache})
+			if err != nil {
+				done <- result{nil, err}
+				return
+			}
+			res, err := cas.Ingest(context.Background(), s, []cas.Input{{Src: src}}, cas.IngestOptions{})
+			done <- result{res, errors.Join(err, s.Close())}
+		}()
 		select {
-		case r2 := <-done:
+		case r := <-done:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			r2 := r.res
 			if r2.Hash != r1.Hash || r2.NewChunks != 0 {
 				t.Fatalf("re-ingest beside a planted epoch: tree %v, %d new chunks", r2.Hash == r1.Hash, r2.NewChunks)
 			}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,16 +61,60 @@ type Backend struct {
 type grammar struct {
 	Globals
 
-	Runtime    RuntimeCmd    `cmd:"" aliases:"rt" help:"Manage runtimes: create, build, list, tag, extract, restore, copy …"`
-	Project    ProjectCmd    `cmd:"" help:"Manage projects on the standalone instance."`
-	Instance   InstanceCmd   `cmd:"" help:"Log in to servers (cloud instances) and choose the default instance."`
-	Server     ServerCmd     `cmd:"" help:"Run a cloud instance; manage its users, tokens and projects."`
-	Ledger     LedgerCmd     `cmd:"" help:"Audit the history: log, verify, replay, export."`
-	Gc         GCCmd         `cmd:"" name:"gc" help:"Delete stored chunks that no live or removed version uses."`
-	Fsck       FsckCmd       `cmd:"" help:"Re-hash every stored chunk and report any that fail."`
-	Store      StoreCmd      `cmd:"" help:"Store a directory as a tree and read it back (plumbing)."`
-	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
-	Complete   CompleteCmd   `cmd:"" name:"__complete" hidden:"" help:"Completion candidates (used by the completion scripts)."`
+	// The commands, built into kong's model by commands() below.
+	Runtime    RuntimeCmd    `kong:"-"`
+	Project    ProjectCmd    `kong:"-"`
+	Instance   InstanceCmd   `kong:"-"`
+	Server     ServerCmd     `kong:"-"`
+	Ledger     LedgerCmd     `kong:"-"`
+	Gc         GCCmd         `kong:"-"`
+	Fsck       FsckCmd       `kong:"-"`
+	Store      StoreCmd      `kong:"-"`
+	Completion CompletionCmd `kong:"-"`
+	Complete   CompleteCmd   `kong:"-"`
+}
+
+// command is a top-level command: its name, help, grammar and further tags.
+type command struct {
+	name, help string
+	grammar    any
+	tags       []string
+}
+
+// commands are the top-level commands, in the order help lists them.
+func (g *grammar) commands() []command {
+	return []command{
+		{"runtime", "Manage runtimes: create, build, list, tag, extract, restore, copy …", &g.Runtime, []string{`aliases:"rt"`}},
+		{"project", "Manage projects on the standalone instance.", &g.Project, nil},
+		{"instance", "Log in to servers (cloud instances) and choose the default instance.", &g.Instance, nil},
+		{"server", "Run a cloud instance; manage its users, tokens and projects.", &g.Server, nil},
+		{"ledger", "Audit the history: log, verify, replay, export.", &g.Ledger, nil},
+		{"gc", "Delete stored chunks that no live or removed version uses.", &g.Gc, nil},
+		{"fsck", "Re-hash every stored chunk and report any that fail.", &g.Fsck, nil},
+		{"store", "Store a directory as a tree and read it back (plumbing).", &g.Store, nil},
+		{"completion", "Print a shell completion script: bash, zsh or fish.", &g.Completion, nil},
+		{"__complete", "Completion candidates (used by the completion scripts).", &g.Complete, []string{`hidden:""`}},
+	}
+}
+
+// named returns the top-level command args name (the first argument that is one), if
+// kong's model of it alone can parse them: kong builds its model of every command by
+// reflection on each run, ~10 ms of a command's start, most of it for commands not used.
+// The completion script lists every command, so it needs them all. An argument that is a
+// flag's value and a command's name at once may pick the wrong one: the parse then fails
+// and is made again with every command (Main).
+func named(cmds []command, args []string) (command, bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, c := range cmds {
+			if a == c.name || slices.Contains(c.tags, `aliases:"`+a+`"`) {
+				return c, c.name != "completion"
+			}
+		}
+	}
+	return command{}, false
 }
 
 // env is what every command's Run receives.
@@ -91,14 +136,12 @@ type exitPanic int
 // Main runs swcli with args and returns the process's exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	var cli grammar
-	parser, err := kong.New(&cli,
-		kong.Name("swcli"),
-		kong.Description("Manage Python runtimes on a content-addressed, event-sourced store."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(c int) { panic(exitPanic(c)) }),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": Version},
-	)
+	cmds := cli.commands()
+	c, one := named(cmds, args)
+	if one {
+		cmds = []command{c}
+	}
+	parser, err := newParser(&cli, cmds, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "swcli: error: %v\n", err)
 		return ExitFailure
@@ -116,6 +159,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}()
 	kctx, err := parser.Parse(args)
+	if err != nil && one { // the error, and its hint, as the model of every command has them
+		cli = grammar{}
+		if parser, err = newParser(&cli, cli.commands(), stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "swcli: error: %v\n", err)
+			return ExitFailure
+		}
+		kctx, err = parser.Parse(args)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "swcli: error: %v\n", err)
 		var pe *kong.ParseError
@@ -163,6 +214,22 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return reportError(stderr, interrupted(ctx, err), e.jsonOut())
 	}
 	return ExitOK
+}
+
+// newParser returns kong's parser of cli with the commands given.
+func newParser(cli *grammar, cmds []command, stdout, stderr io.Writer) (*kong.Kong, error) {
+	opts := []kong.Option{
+		kong.Name("swcli"),
+		kong.Description("Manage Python runtimes on a content-addressed, event-sourced store."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitPanic(c)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": Version},
+	}
+	for _, c := range cmds {
+		opts = append(opts, kong.DynamicCommand(c.name, c.help, "", c.grammar, c.tags...))
+	}
+	return kong.New(cli, opts...)
 }
 
 func newLogger(w io.Writer, verbosity int, quiet bool) zerolog.Logger {

@@ -60,6 +60,26 @@ func (f rawFile) Read(p []byte) (int, error) {
 	}
 }
 
+// readSized reads a file said to hold size bytes into buf (len(buf) > size) and returns
+// how many it holds: size, or another count if it changed. A read that stops exactly at
+// size is taken as the end, without a second read to hear it: for a file that grows at
+// that moment a second read would only move the moment (one read call per small file
+// instead of two, 11k fewer for ml-v1).
+func (f rawFile) readSized(buf []byte, size int) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := f.Read(buf[n:])
+		n += m
+		if err == io.EOF || (err == nil && n == size) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 func (f rawFile) Seek(off int64, whence int) (int64, error) {
 	return unix.Seek(int(f), off, whence)
 }

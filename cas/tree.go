@@ -464,9 +464,9 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 		if cap(w.buf) < int(j.size)+1 {
 			w.buf = make([]byte, 0, max(int(j.size)+1, 64<<10))
 		}
-		// Read one byte past the stated size to notice a file that grew.
-		n, err := io.ReadFull(f, w.buf[:j.size+1])
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		// Room for one byte past the stated size, to notice a file that grew.
+		n, err := f.readSized(w.buf[:j.size+1], int(j.size))
+		if err != nil {
 			return fmt.Errorf("read %s: %w", j.src, err)
 		}
 		if int64(n) != j.size {

@@ -141,7 +141,7 @@ type CompleteCmd struct {
 func (c *CompleteCmd) Run(e *env) error {
 	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
 	defer cancel()
-	e.ctx = ctx
+	e.ctx, e.ledgerOnly = ctx, true
 	var out []string
 	switch c.Kind {
 	case "project":
@@ -169,7 +169,7 @@ func (e *env) completeProjects() []string {
 		}
 		return out
 	}
-	in, err := e.openWith(ops.OpenOptions{LockTimeout: time.Second})
+	in, err := e.openWith(ops.OpenOptions{LockTimeout: time.Second, LedgerOnly: true})
 	if err != nil {
 		return nil
 	}

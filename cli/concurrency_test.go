@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swcli/swcli/cas"
 	"github.com/swcli/swcli/ops"
 	"github.com/swcli/swcli/ops/server"
 )
@@ -346,6 +347,30 @@ func TestBuildOfALinkedVenv(t *testing.T) {
 	p.must("rt", "restore", out)
 	if cfg, _ := os.ReadFile(filepath.Join(real, "pyvenv.cfg")); string(cfg) != string(cfgBefore) {
 		t.Fatal("restore rewrote the original venv")
+	}
+}
+
+// Listing reads only the ledger: it answers while another process holds the store to
+// itself (as gc's sweep does), where a command that reads the store waits and gives up.
+func TestListingDoesNotWaitForTheStore(t *testing.T) {
+	p := newProcEnv(t)
+	p.must("project", "create", "team")
+	st, err := cas.OpenLocalWith(context.Background(), filepath.Join(p.root, "store"), cas.LocalOptions{Exclusive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, args := range [][]string{{"runtime", "list"}, {"project", "list"}, {"runtime", "history", "nosuch"}, {"__complete", "project", ""}} {
+		r := p.swcli(time.Minute, append([]string{"--lock-timeout", "1500ms"}, args...)...)
+		if r.code == 10 || r.took > time.Second || strings.Contains(r.stderr, "in use by") {
+			t.Fatalf("swcli %s waited for the store: exit %d after %s\n%s", strings.Join(args, " "), r.code, r.took, r.stderr)
+		}
+	}
+	if r := p.swcli(time.Minute, "__complete", "project", ""); !strings.Contains(r.stdout, "team") {
+		t.Fatalf("completion of projects: %q", r.stdout)
+	}
+	if r := p.swcli(time.Minute, "--lock-timeout", "1500ms", "fsck"); r.code != 10 {
+		t.Fatalf("fsck with the store held: exit %d after %s, want 10\n%s", r.code, r.took, r.stderr)
 	}
 }
 

@@ -13,8 +13,11 @@ import (
 )
 
 // open opens the standalone instance named by the globals, shared with other processes,
-// telling the user on stderr when another process holds what it waits for.
-func (e *env) open() (*ops.Instance, error) { return e.openWith(ops.OpenOptions{}) }
+// telling the user on stderr when another process holds what it waits for. Commands that
+// read only the ledger set e.ledgerOnly first: the store is then not opened.
+func (e *env) open() (*ops.Instance, error) {
+	return e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly})
+}
 
 // openWith opens the standalone instance with the globals' lock settings added to opt.
 func (e *env) openWith(opt ops.OpenOptions) (*ops.Instance, error) {

@@ -129,6 +129,9 @@ type env struct {
 	// command is the command line's command path, as kong names it ("server project member add <project> <users> ...").
 	command string
 	quiet   bool // --quiet of the commands that show progress
+	// ledgerOnly: the command reads (and may append to) the ledger only, never the store
+	// (ops.OpenOptions.LedgerOnly).
+	ledgerOnly bool
 }
 
 type exitPanic int

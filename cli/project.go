@@ -126,6 +126,7 @@ func (c *ProjectListCmd) Run(e *env) error {
 			rows = append(rows, row{id: p.ID, name: p.Name, created: humanTime(p.Created)})
 		}
 	} else {
+		e.ledgerOnly = true
 		in, err := e.open()
 		if err != nil {
 			return err

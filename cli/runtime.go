@@ -184,6 +184,7 @@ func (c *RtListCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	e.ledgerOnly = true
 	ep, project, err := e.endpoint(pu)
 	if err != nil {
 		return err
@@ -278,6 +279,7 @@ type RtHistoryCmd struct {
 
 // Run shows history.
 func (c *RtHistoryCmd) Run(e *env) error {
+	e.ledgerOnly = true
 	u, ep, project, err := e.runtimeEndpoint(c.Runtime)
 	if err != nil {
 		return err

@@ -61,6 +61,9 @@ type Progress interface {
 type IngestOptions struct {
 	Workers  int      // file workers; default 2 × GOMAXPROCS
 	Progress Progress // optional
+	// Walked, if set, is called once every file is stored and before the manifest is
+	// made: a caller may then get ready for what follows the ingest.
+	Walked func()
 }
 
 // IngestResult is what Ingest stored.
@@ -143,6 +146,9 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	}
 	if walkErr != nil {
 		return nil, walkErr
+	}
+	if opt.Walked != nil {
+		opt.Walked()
 	}
 	m, err := buildManifest(entries)
 	entries = nil // the manifest holds copies: the walk's entries may go before it is encoded

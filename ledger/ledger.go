@@ -108,6 +108,20 @@ func (e *ConflictError) Error() string {
 // Unwrap makes errors.Is(err, ErrConflict) hold.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
+// PrepareWrite opens the ledger for writing ahead of an append expected soon, so that the
+// open overlaps the caller's last work; release lets it close. Other processes' appends
+// wait until release: it is for the moments just before an append. It never waits: when
+// another process has the ledger, or the backend opens nothing for a write (PostgreSQL),
+// it prepares nothing, and a failed open is left for the append to meet and report.
+func (l *Ledger) PrepareWrite() (release func()) {
+	if p, ok := l.be.(interface{ prepareWrite() (func(), bool) }); ok {
+		if rel, ok := p.prepareWrite(); ok {
+			return rel
+		}
+	}
+	return func() {}
+}
+
 // Append appends events in order, each with its effect on the projections, in one synced
 // batch: after a crash either all of them are there or none. It fills in Seq, Time (if
 // zero), Prev and Hash, and returns the events as stored. An event the projections refuse

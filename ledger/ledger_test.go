@@ -427,6 +427,39 @@ func TestHeldLedgerMakesOthersWaitAndSaysWhy(t *testing.T) {
 	}
 }
 
+// PrepareWrite opens the ledger for an append to come and never waits for it: another
+// handle (another process) finds it prepared by the first and waits for its release; the
+// first appends through it.
+func TestPrepareWriteHoldsUntilReleaseAndNeverWaits(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dir, Options{LockTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	release := a.PrepareWrite()
+	start := time.Now()
+	releaseB := b.PrepareWrite() // a has it: prepares nothing, at once
+	releaseB()
+	if time.Since(start) > time.Second {
+		t.Fatalf("PrepareWrite waited %s for another handle", time.Since(start))
+	}
+	if _, err := b.Append(ctx, ev(t, ProjectCreated, "other", "", "", EmptyData{})); !errors.Is(err, flock.ErrBusy) {
+		t.Fatalf("append by another handle while prepared: %v, want it to wait and give up", err)
+	}
+	mustAppend(t, a, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	release()
+	mustAppend(t, b, ev(t, ProjectCreated, "other", "", "", EmptyData{}))
+	if h, _ := a.Head(); h.Seq != 2 {
+		t.Fatalf("head after both appends: %d", h.Seq)
+	}
+}
+
 // A ledger that is not held is open only during a call: another handle on the same
 // directory (another process, in practice) appends between two calls of the first, and
 // the first sees it.

@@ -88,6 +88,14 @@ func openPebble(ctx context.Context, dir string, opt Options, atOpen func(reader
 
 func (b *pebbleBackend) close() error { return b.win.Close() }
 
+// prepareWrite opens a write window, if no one else has the ledger, until release.
+func (b *pebbleBackend) prepareWrite() (func(), bool) {
+	if _, ok, err := b.win.TryEnter(true); !ok || err != nil {
+		return nil, false
+	}
+	return func() { b.win.Leave() }, true
+}
+
 func (b *pebbleBackend) read(ctx context.Context, fn func(reader) error) error {
 	return b.win.In(ctx, false, func(db *pebble.DB) error { return fn(readerKV{db}) })
 }

@@ -225,7 +225,20 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	if t, ok := req.Progress.(interface{ Total(int, int64) }); ok {
 		t.Total(cas.PlanInputs(inputs)) // a bar's total before the work starts
 	}
-	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress})
+	// The ledger is opened for the build's event while the manifest is made and the last
+	// pack sealed (a writer's open is ~7 ms of synced writes), if no other process has it:
+	// from the walk's end to the event, so other processes' events wait at most that long.
+	var prepared chan func()
+	defer func() {
+		if prepared != nil {
+			(<-prepared)()
+		}
+	}()
+	walked := func() {
+		prepared = make(chan func(), 1)
+		go func() { prepared <- in.Ledger.PrepareWrite() }()
+	}
+	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked})
 	if done != nil {
 		<-done // an ingest that failed early never asked for the lock
 		if lockErr != nil {

@@ -92,6 +92,20 @@ func (w *Window) Held() bool {
 // Enter opens the database (unless this process has it open in a fitting mode) and
 // returns it; every Enter is matched by a Leave.
 func (w *Window) Enter(ctx context.Context, write bool) (*pebble.DB, error) {
+	db, _, err := w.enter(write, true, func() (*flock.Lock, bool, error) {
+		l, err := flock.Acquire(ctx, w.cfg.LockPath, flock.Options{OnWait: w.cfg.OnWait, Timeout: w.cfg.LockTimeout})
+		return l, err == nil, err
+	})
+	return db, err
+}
+
+// TryEnter is Enter for a caller that would rather not wait: when another process holds
+// the database, or (to write) a reader in this one, it returns ok false and holds nothing.
+func (w *Window) TryEnter(write bool) (db *pebble.DB, ok bool, err error) {
+	return w.enter(write, false, func() (*flock.Lock, bool, error) { return flock.TryAcquire(w.cfg.LockPath, false) })
+}
+
+func (w *Window) enter(write, wait bool, acquire func() (*flock.Lock, bool, error)) (*pebble.DB, bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	write = write || (w.cfg.Held && !w.cfg.ReadOnlyHeld)
@@ -100,29 +114,35 @@ func (w *Window) Enter(ctx context.Context, write bool) (*pebble.DB, error) {
 			w.closeLocked()
 			break
 		}
+		if !wait {
+			return nil, false, nil
+		}
 		w.cond.Wait()
 	}
 	if w.db == nil {
-		lock, err := flock.Acquire(ctx, w.cfg.LockPath, flock.Options{OnWait: w.cfg.OnWait, Timeout: w.cfg.LockTimeout})
+		lock, ok, err := acquire()
 		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", w.cfg.What, err)
+			return nil, false, fmt.Errorf("open %s: %w", w.cfg.What, err)
+		}
+		if !ok {
+			return nil, false, nil
 		}
 		db, rw, err := w.open(write)
 		if err != nil {
 			lock.Release()
-			return nil, err
+			return nil, false, err
 		}
 		w.db, w.rw, w.lock = db, rw, lock
 		if !w.ready && w.cfg.SchemaKey != nil {
 			if err := w.checkSchema(db, rw); err != nil {
 				w.closeLocked()
-				return nil, err
+				return nil, false, err
 			}
 		}
 		w.ready = true
 	}
 	w.refs++
-	return w.db, nil
+	return w.db, true, nil
 }
 
 // open opens the database: read-only for reads when it exists, for writing otherwise.

@@ -103,8 +103,7 @@ func (s *Local) readCache(fn func(db *pebble.DB)) {
 		if !s.cacheOpen {
 			s.cacheOpen = true
 			if s.cacheDir != "" {
-				s.cache, _ = pebble.Open(s.cacheDir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest,
-					Logger: pebblewin.Logger(s.onError), ReadOnly: true}) // none yet: nothing to read
+				s.cache, _ = pebble.Open(s.cacheDir, pebblewin.Options(s.onError, statBlockSize, true)) // none yet: nothing to read
 			}
 		}
 		s.cacheMu.Unlock()
@@ -130,6 +129,10 @@ func (s *Local) writeCache(fn func(db *pebble.DB) error) error {
 	return fn(s.cache)
 }
 
+// statBlockSize: the cache is read by one scan per ingest; 32 KiB blocks (the ledger's
+// size) make it an eighth of the block reads, each one a fresh C allocation and a checksum.
+const statBlockSize = 32 << 10
+
 func (s *Local) openCacheForWriting() *pebble.DB {
 	if s.cacheDir == "" {
 		return nil
@@ -140,11 +143,7 @@ func (s *Local) openCacheForWriting() *pebble.DB {
 	if err := fsutil.CheckFree(s.cacheDir); err != nil {
 		return nil // pebble fails hard when it cannot write
 	}
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebblewin.Logger(s.onError)}
-	// The cache is read by one scan per ingest: 32 KiB blocks (the ledger's size) make it
-	// an eighth of the block reads, each one a fresh C allocation and a checksum.
-	opts.Levels[0].BlockSize = 32 << 10 // the other levels take L0's
-	db, err := pebble.Open(s.cacheDir, opts)
+	db, err := pebble.Open(s.cacheDir, pebblewin.Options(s.onError, statBlockSize, false))
 	if err != nil {
 		if s.onError != nil {
 			s.onError(fmt.Sprintf("stat cache %s not used: %v", s.cacheDir, err))

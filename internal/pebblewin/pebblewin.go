@@ -147,22 +147,15 @@ func (w *Window) enter(write, wait bool, acquire func() (*flock.Lock, bool, erro
 
 // open opens the database: read-only for reads when it exists, for writing otherwise.
 func (w *Window) open(write bool) (*pebble.DB, bool, error) {
-	opts := func(ro bool) *pebble.Options {
-		o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{w.cfg.OnError}, ReadOnly: ro}
-		if w.cfg.BlockSize > 0 {
-			o.Levels[0].BlockSize = w.cfg.BlockSize // the other levels take L0's
-		}
-		return o
-	}
 	if !write {
-		if db, err := pebble.Open(w.cfg.Dir, opts(true)); err == nil {
+		if db, err := pebble.Open(w.cfg.Dir, Options(w.cfg.OnError, w.cfg.BlockSize, true)); err == nil {
 			return db, false, nil
 		}
 	}
 	if err := fsutil.CheckFree(w.cfg.FreeDir); err != nil {
 		return nil, false, fmt.Errorf("open %s for writing: %w", w.cfg.What, err)
 	}
-	db, err := pebble.Open(w.cfg.Dir, opts(false))
+	db, err := pebble.Open(w.cfg.Dir, Options(w.cfg.OnError, w.cfg.BlockSize, false))
 	if err != nil {
 		return nil, false, fmt.Errorf("open %s %s: %w", w.cfg.What, w.cfg.Dir, err)
 	}
@@ -229,7 +222,15 @@ func (logger) Fatalf(format string, args ...interface{}) {
 
 // Logger is the logger this package gives pebble, for databases opened elsewhere (the
 // stat cache).
-func Logger(onError func(string)) pebble.Logger { return logger{onError} }
+// Options are swcli's options for a pebble database: the newest format, pebble's errors to
+// onError, tables in blocks of blockSize (pebble's default, 4 KiB, when 0), read-only or not.
+func Options(onError func(string), blockSize int, readOnly bool) *pebble.Options {
+	o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{onError}, ReadOnly: readOnly}
+	if blockSize > 0 {
+		o.Levels[0].BlockSize = blockSize // the other levels take L0's
+	}
+	return o
+}
 
 // DB is the open database, for a caller inside a window (nil outside one).
 func (w *Window) DB() *pebble.DB {

@@ -169,7 +169,7 @@ func (e *env) completeProjects() []string {
 		}
 		return out
 	}
-	in, err := e.openWith(ops.OpenOptions{LockTimeout: time.Second, LedgerOnly: true})
+	in, err := e.open() // ledger only (Run), bounded by Run's context
 	if err != nil {
 		return nil
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"time"
 
@@ -74,26 +73,26 @@ type grammar struct {
 	Complete   CompleteCmd   `kong:"-"`
 }
 
-// command is a top-level command: its name, help, grammar and further tags.
+// command is a top-level command: its name, alias, help and grammar.
 type command struct {
-	name, help string
-	grammar    any
-	tags       []string
+	name, alias, help string
+	grammar           any
+	hidden            bool
 }
 
 // commands are the top-level commands, in the order help lists them.
 func (g *grammar) commands() []command {
 	return []command{
-		{"runtime", "Manage runtimes: create, build, list, tag, extract, restore, copy …", &g.Runtime, []string{`aliases:"rt"`}},
-		{"project", "Manage projects on the standalone instance.", &g.Project, nil},
-		{"instance", "Log in to servers (cloud instances) and choose the default instance.", &g.Instance, nil},
-		{"server", "Run a cloud instance; manage its users, tokens and projects.", &g.Server, nil},
-		{"ledger", "Audit the history: log, verify, replay, export.", &g.Ledger, nil},
-		{"gc", "Delete stored chunks that no live or removed version uses.", &g.Gc, nil},
-		{"fsck", "Re-hash every stored chunk and report any that fail.", &g.Fsck, nil},
-		{"store", "Store a directory as a tree and read it back (plumbing).", &g.Store, nil},
-		{"completion", "Print a shell completion script: bash, zsh or fish.", &g.Completion, nil},
-		{"__complete", "Completion candidates (used by the completion scripts).", &g.Complete, []string{`hidden:""`}},
+		{"runtime", "rt", "Manage runtimes: create, build, list, tag, extract, restore, copy …", &g.Runtime, false},
+		{"project", "", "Manage projects on the standalone instance.", &g.Project, false},
+		{"instance", "", "Log in to servers (cloud instances) and choose the default instance.", &g.Instance, false},
+		{"server", "", "Run a cloud instance; manage its users, tokens and projects.", &g.Server, false},
+		{"ledger", "", "Audit the history: log, verify, replay, export.", &g.Ledger, false},
+		{"gc", "", "Delete stored chunks that no live or removed version uses.", &g.Gc, false},
+		{"fsck", "", "Re-hash every stored chunk and report any that fail.", &g.Fsck, false},
+		{"store", "", "Store a directory as a tree and read it back (plumbing).", &g.Store, false},
+		{"completion", "", "Print a shell completion script: bash, zsh or fish.", &g.Completion, false},
+		{"__complete", "", "Completion candidates (used by the completion scripts).", &g.Complete, true},
 	}
 }
 
@@ -109,7 +108,7 @@ func named(cmds []command, args []string) (command, bool) {
 			break
 		}
 		for _, c := range cmds {
-			if a == c.name || slices.Contains(c.tags, `aliases:"`+a+`"`) {
+			if a == c.name || (c.alias != "" && a == c.alias) {
 				return c, c.name != "completion"
 			}
 		}
@@ -230,7 +229,14 @@ func newParser(cli *grammar, cmds []command, stdout, stderr io.Writer) (*kong.Ko
 		kong.Vars{"version": Version},
 	}
 	for _, c := range cmds {
-		opts = append(opts, kong.DynamicCommand(c.name, c.help, "", c.grammar, c.tags...))
+		var tags []string
+		if c.alias != "" {
+			tags = append(tags, `aliases:"`+c.alias+`"`)
+		}
+		if c.hidden {
+			tags = append(tags, `hidden:""`)
+		}
+		opts = append(opts, kong.DynamicCommand(c.name, c.help, "", c.grammar, tags...))
 	}
 	return kong.New(cli, opts...)
 }

@@ -31,7 +31,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 		t.Fatalf("ml-v1 stored as %d files and %d links: not the corpus", res.Files, res.Links)
 	}
 	out := filepath.Join(t.TempDir(), "ml-v1")
-	if err := cas.Materialize(ctx, s, res.Manifest, out, cas.MaterializeOptions{}); err != nil {
+	if err := cas.Materialize(ctx, s, manifestOf(t, s, res.Hash), out, cas.MaterializeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if diff := treecmp.Diff(src, out); diff != "" {

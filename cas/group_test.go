@@ -50,7 +50,8 @@ func TestGroupedChunks(t *testing.T) {
 	if res.NewStored*5 > res.NewBytes {
 		t.Fatalf("600 similar small files stored %d bytes of %d: not compressed together", res.NewStored, res.NewBytes)
 	}
-	chunks := res.Manifest.Chunks()
+	m := manifestOf(t, a, res.Hash)
+	chunks := m.Chunks()
 
 	// Each grouped chunk leaves the store on its own, verified, and enters another.
 	b := openLocal(t, t.TempDir())
@@ -84,7 +85,7 @@ func TestGroupedChunks(t *testing.T) {
 		t.Fatalf("after re-indexing packs of groups: %d missing, %v", len(miss), err)
 	}
 	out := filepath.Join(t.TempDir(), "o")
-	if err := cas.Materialize(ctx, c, res.Manifest, out, cas.MaterializeOptions{}); err != nil {
+	if err := cas.Materialize(ctx, c, m, out, cas.MaterializeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -112,7 +113,8 @@ func TestTransferGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunks := res.Manifest.Chunks()
+	m := manifestOf(t, a, res.Hash)
+	chunks := m.Chunks()
 	// move transfers hs from a to b and checks that exactly hs arrived.
 	var scratch []byte // the receiver checks every group in one buffer, as a server does
 	move := func(hs []cas.Hash, b *cas.Local) (groups, single int) {
@@ -163,7 +165,7 @@ func TestTransferGroups(t *testing.T) {
 		t.Fatalf("all chunks of a tree asked for: %d groups and %d single chunks sent", groups, single)
 	}
 	out := filepath.Join(t.TempDir(), "o")
-	if err := cas.Materialize(ctx, b, res.Manifest, out, cas.MaterializeOptions{}); err != nil {
+	if err := cas.Materialize(ctx, b, m, out, cas.MaterializeOptions{}); err != nil {
 		t.Fatalf("materialise from the receiving store: %v", err)
 	}
 
@@ -246,7 +248,7 @@ func TestIngestStoresRepeatedContentOnce(t *testing.T) {
 			packs += fi.Size()
 		}
 	}
-	if limit := int64(distinct*size + len(res.Manifest.Encode()) + 16<<10); packs > limit {
+	if limit := int64(distinct*size + len(manifestOf(t, s, res.Hash).Encode()) + 16<<10); packs > limit {
 		t.Fatalf("packs hold %d bytes for %d of content (and the manifest): some content twice", packs, distinct*size)
 	}
 }

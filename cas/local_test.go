@@ -27,6 +27,16 @@ func openLocal(t *testing.T, dir string) *cas.Local {
 	return s
 }
 
+// manifestOf loads the manifest h from g.
+func manifestOf(t *testing.T, g cas.Getter, h cas.Hash) *cas.Manifest {
+	t.Helper()
+	m, err := cas.LoadManifest(context.Background(), g, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestLocalConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) cas.Store { return openLocal(t, t.TempDir()) })
 }

@@ -58,25 +58,38 @@ const manifestMagic = "SWTREE1\n"
 //	entry: uvarint(len) path, kind byte, uvarint(mode), uvarint(size),
 //	       uvarint(len) target, uvarint(nchunks), hash[32]...
 func (m *Manifest) Encode() []byte {
-	n := len(manifestMagic) + 10
-	for _, e := range m.Entries {
-		n += len(e.Path) + len(e.Target) + 24 + len(e.Chunks)*HashSize
+	n := len(manifestMagic) + binary.MaxVarintLen64
+	for i := range m.Entries {
+		n += entryLen(&m.Entries[i])
 	}
 	b := make([]byte, 0, n)
 	b = append(b, manifestMagic...)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
-	for _, e := range m.Entries {
-		b = binary.AppendUvarint(b, uint64(len(e.Path)))
-		b = append(b, e.Path...)
-		b = append(b, byte(e.Kind))
-		b = binary.AppendUvarint(b, uint64(e.Mode))
-		b = binary.AppendUvarint(b, uint64(e.Size))
-		b = binary.AppendUvarint(b, uint64(len(e.Target)))
-		b = append(b, e.Target...)
-		b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
-		for _, h := range e.Chunks {
-			b = append(b, h[:]...)
-		}
+	for i := range m.Entries {
+		b = appendEntry(b, &m.Entries[i])
+	}
+	return b
+}
+
+// entryLen is the length of e's encoding.
+func entryLen(e *Entry) int {
+	return uvarintLen(uint64(len(e.Path))) + len(e.Path) + 1 + uvarintLen(uint64(e.Mode)) +
+		uvarintLen(uint64(e.Size)) + uvarintLen(uint64(len(e.Target))) + len(e.Target) +
+		uvarintLen(uint64(len(e.Chunks))) + len(e.Chunks)*HashSize
+}
+
+// appendEntry appends e's encoding to b.
+func appendEntry(b []byte, e *Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(e.Path)))
+	b = append(b, e.Path...)
+	b = append(b, byte(e.Kind))
+	b = binary.AppendUvarint(b, uint64(e.Mode))
+	b = binary.AppendUvarint(b, uint64(e.Size))
+	b = binary.AppendUvarint(b, uint64(len(e.Target)))
+	b = append(b, e.Target...)
+	b = binary.AppendUvarint(b, uint64(len(e.Chunks)))
+	for _, h := range e.Chunks {
+		b = append(b, h[:]...)
 	}
 	return b
 }
@@ -98,25 +111,9 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	m := &Manifest{Entries: make([]Entry, 0, count)}
 	for i := uint64(0); i < count && d.err == nil; i++ {
 		var e Entry
-		e.Path = string(d.bytes(d.uvarint()))
-		e.Kind = Kind(d.byte())
-		mode := d.uvarint()
-		e.Mode = uint32(mode)
-		size := d.uvarint()
-		e.Size = int64(size)
-		e.Target = string(d.bytes(d.uvarint()))
-		nch := d.uvarint()
-		if mode > 0o7777 || size > 1<<62 || nch > uint64(len(d.b))/HashSize {
-			d.err = fmt.Errorf("entry %d: field out of range", i)
-			break
+		if d.entry(i, &e, true); d.err == nil {
+			m.Entries = append(m.Entries, e)
 		}
-		if nch > 0 {
-			e.Chunks = make([]Hash, nch)
-			for j := range e.Chunks {
-				copy(e.Chunks[j][:], d.bytes(HashSize))
-			}
-		}
-		m.Entries = append(m.Entries, e)
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadManifest, d.err)
@@ -133,6 +130,37 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 type reader struct {
 	b   []byte
 	err error
+}
+
+// entry decodes the i-th entry into e, with its chunks if chunks is set (else e.Chunks
+// stays nil and the hashes are skipped). It returns the number of chunks.
+func (d *reader) entry(i uint64, e *Entry, chunks bool) int {
+	e.Path = string(d.bytes(d.uvarint()))
+	e.Kind = Kind(d.byte())
+	mode := d.uvarint()
+	e.Mode = uint32(mode)
+	size := d.uvarint()
+	e.Size = int64(size)
+	e.Target = string(d.bytes(d.uvarint()))
+	nch := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if mode > 0o7777 || size > 1<<62 || nch > uint64(len(d.b))/HashSize {
+		d.err = fmt.Errorf("entry %d: field out of range", i)
+		return 0
+	}
+	if !chunks {
+		d.bytes(nch * HashSize)
+		return int(nch)
+	}
+	if nch > 0 {
+		e.Chunks = make([]Hash, nch)
+		for j := range e.Chunks {
+			copy(e.Chunks[j][:], d.bytes(HashSize))
+		}
+	}
+	return int(nch)
 }
 
 func (d *reader) uvarint() uint64 {
@@ -216,46 +244,71 @@ func (m *Manifest) Validate() error {
 			n++
 		}
 	}
-	kinds := make(map[string]Kind, n)
-	for i, e := range m.Entries {
-		if err := ValidPath(e.Path); err != nil {
-			return fmt.Errorf("%w: entry %d: %v", ErrBadManifest, i, err)
-		}
-		if i > 0 && m.Entries[i-1].Path >= e.Path {
-			return fmt.Errorf("%w: %q is out of order", ErrBadManifest, e.Path)
-		}
-		if dir, _, ok := cutLast(e.Path); ok && kinds[dir] != KindDir {
-			k := kinds[dir]
-			if k == 0 {
-				if j, found := slices.BinarySearchFunc(m.Entries[:i], dir, func(e Entry, p string) int { return strings.Compare(e.Path, p) }); found {
-					k = m.Entries[j].Kind
-				}
+	v := validator{kinds: make(map[string]Kind, n)}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		err := v.next(e, len(e.Chunks), func(dir string) Kind {
+			if j, found := slices.BinarySearchFunc(m.Entries[:i], dir, func(e Entry, p string) int { return strings.Compare(e.Path, p) }); found {
+				return m.Entries[j].Kind
 			}
-			if k == 0 {
-				return fmt.Errorf("%w: %q has no parent directory entry", ErrBadManifest, e.Path)
-			}
-			return fmt.Errorf("%w: %q would be written through %s %q", ErrBadManifest, e.Path, k, dir)
-		}
-		switch e.Kind {
-		case KindDir:
-			if e.Size != 0 || e.Target != "" || len(e.Chunks) != 0 {
-				return fmt.Errorf("%w: directory %q has content", ErrBadManifest, e.Path)
-			}
-		case KindFile:
-			if e.Target != "" || (e.Size > 0) != (len(e.Chunks) > 0) {
-				return fmt.Errorf("%w: file %q: size %d with %d chunks", ErrBadManifest, e.Path, e.Size, len(e.Chunks))
-			}
-		case KindLink:
-			if e.Target == "" || e.Size != 0 || len(e.Chunks) != 0 || strings.ContainsRune(e.Target, 0) {
-				return fmt.Errorf("%w: symlink %q is malformed", ErrBadManifest, e.Path)
-			}
-		default:
-			return fmt.Errorf("%w: %q has unknown kind %d", ErrBadManifest, e.Path, e.Kind)
-		}
-		if e.Kind != KindFile {
-			kinds[e.Path] = e.Kind
+			return 0
+		})
+		if err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// validator checks a manifest's rules entry by entry (Validate), holding only the paths
+// of directories and links.
+type validator struct {
+	kinds map[string]Kind
+	prev  string
+	i     int
+}
+
+// next checks e (with nChunks chunks), the entry after those given before. kindOf gives
+// the kind of an earlier entry that is neither a directory nor a link (0: none); it is
+// asked only when e's parent is not a directory.
+func (v *validator) next(e *Entry, nChunks int, kindOf func(path string) Kind) error {
+	if err := ValidPath(e.Path); err != nil {
+		return fmt.Errorf("%w: entry %d: %v", ErrBadManifest, v.i, err)
+	}
+	if v.i > 0 && v.prev >= e.Path {
+		return fmt.Errorf("%w: %q is out of order", ErrBadManifest, e.Path)
+	}
+	if dir, _, ok := cutLast(e.Path); ok && v.kinds[dir] != KindDir {
+		k := v.kinds[dir]
+		if k == 0 {
+			k = kindOf(dir)
+		}
+		if k == 0 {
+			return fmt.Errorf("%w: %q has no parent directory entry", ErrBadManifest, e.Path)
+		}
+		return fmt.Errorf("%w: %q would be written through %s %q", ErrBadManifest, e.Path, k, dir)
+	}
+	switch e.Kind {
+	case KindDir:
+		if e.Size != 0 || e.Target != "" || nChunks != 0 {
+			return fmt.Errorf("%w: directory %q has content", ErrBadManifest, e.Path)
+		}
+	case KindFile:
+		if e.Target != "" || (e.Size > 0) != (nChunks > 0) {
+			return fmt.Errorf("%w: file %q: size %d with %d chunks", ErrBadManifest, e.Path, e.Size, nChunks)
+		}
+	case KindLink:
+		if e.Target == "" || e.Size != 0 || nChunks != 0 || strings.ContainsRune(e.Target, 0) {
+			return fmt.Errorf("%w: symlink %q is malformed", ErrBadManifest, e.Path)
+		}
+	default:
+		return fmt.Errorf("%w: %q has unknown kind %d", ErrBadManifest, e.Path, e.Kind)
+	}
+	if e.Kind != KindFile {
+		v.kinds[e.Path] = e.Kind
+	}
+	v.prev = e.Path
+	v.i++
 	return nil
 }
 

@@ -309,10 +309,14 @@ func (s *Local) blobsKnown(hs []Hash, e epoch) bool {
 	return known
 }
 
-type statRecord struct {
-	path   string
-	key    fileStat
-	chunks []Hash
+// recordStat keeps the stat cache entry of the file at path, stored as chunks when its stat
+// was key, for recordCaches: the entry's key and value, encoded.
+func (in *ingest) recordStat(path string, key fileStat, chunks []Hash) error {
+	k, v := statKey(path), key.encode(in.epoch, chunks)
+	return in.stats.addWith(uvarintLen(uint64(len(k)))+len(k)+len(v), func(b []byte) []byte {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		return append(append(b, k...), v...)
+	})
 }
 
 type fileRecord struct {
@@ -323,24 +327,36 @@ type fileRecord struct {
 // recordCaches writes stat cache, blob and file map entries. It runs after Flush, so that
 // every chunk named is already durable; the entries themselves are only a cache and are
 // not synced. e is the epoch read before the chunks were known to be stored.
-func (s *Local) recordCaches(ctx context.Context, e epoch, stats []statRecord, blobs []Hash, files []fileRecord) error {
+func (s *Local) recordCaches(ctx context.Context, e epoch, stats *spill, blobs []Hash, files []fileRecord) error {
 	if !e.known() {
 		blobs = nil // stat entries still save a read, checked against the index
 	}
-	if len(stats) == 0 && len(blobs) == 0 && len(files) == 0 {
+	if stats.count == 0 && len(blobs) == 0 && len(files) == 0 {
 		return nil
 	}
-	if len(stats)+len(blobs) > 0 {
+	if stats.count+len(blobs) > 0 {
 		err := s.writeCache(func(cache *pebble.DB) error {
 			if cache == nil {
 				return nil
 			}
 			b := cache.NewBatch()
 			defer b.Close()
-			for _, r := range stats {
-				if err := b.Set(statKey(r.path), r.key.encode(e, r.chunks), nil); err != nil {
+			err := stats.each(func(rec []byte) error {
+				n, k := binary.Uvarint(rec)
+				if err := b.Set(rec[k:k+int(n)], rec[k+int(n):], nil); err != nil {
 					return err
 				}
+				if b.Len() < spillLimit { // a tree's records in batches of bounded size
+					return nil
+				}
+				if err := b.Commit(pebble.NoSync); err != nil {
+					return err
+				}
+				b.Reset()
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			for _, h := range blobs {
 				if err := b.Set(blobKey(h), e[:], nil); err != nil {

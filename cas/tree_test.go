@@ -166,7 +166,7 @@ func TestIngestInputsAndDestinations(t *testing.T) {
 		t.Fatal(err)
 	}
 	var paths []string
-	for _, e := range res.Manifest.Entries {
+	for _, e := range manifestOf(t, s, res.Hash).Entries {
 		paths = append(paths, e.Path)
 	}
 	got := strings.Join(paths, " ")
@@ -242,13 +242,14 @@ func TestMaterializeDetectsCorruptChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := manifestOf(t, s, res.Hash) // read before the packs are damaged
 	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
 	for _, p := range packs {
 		b, _ := os.ReadFile(p)
 		b[len(b)/2] ^= 1
 		os.WriteFile(p, b, 0o644)
 	}
-	err = cas.Materialize(ctx, s, res.Manifest, filepath.Join(t.TempDir(), "o"), cas.MaterializeOptions{})
+	err = cas.Materialize(ctx, s, m, filepath.Join(t.TempDir(), "o"), cas.MaterializeOptions{})
 	if !errors.Is(err, cas.ErrCorrupt) {
 		t.Fatalf("materialise from a corrupt pack: %v, want ErrCorrupt", err)
 	}

@@ -18,14 +18,15 @@ import (
 //   - A directory is opened without following a link, so a directory swapped for a link
 //     while it is walked is an error, not a way out of the tree.
 //   - The walk hands a directory's files to the workers together (batches of at most
-//     maxBatch), stat included; the entries it returns are in no particular order.
+//     maxBatch), stat included, and gives the tree its directories and links as it finds
+//     them: it keeps nothing of what it has read.
 
 // walkTask is a directory to read: its path on disk and its path in the tree.
 type walkTask struct{ abs, dest string }
 
 // walkTree walks the directory root (already lstat'ed), whose contents go under dest
-// ("" for the tree's root). It returns the entries under root, root excluded.
-func (in *ingest) walkTree(ctx context.Context, root, dest string, jobs chan<- []fileJob) ([]*Entry, []string, error) {
+// ("" for the tree's root). It returns what it skipped (sockets, devices, pipes).
+func (in *ingest) walkTree(ctx context.Context, root, dest string, jobs chan<- []fileJob) ([]string, error) {
 	w := &treeWalk{in: in, jobs: jobs, queue: []walkTask{{abs: root, dest: dest}}, pending: 1}
 	w.cond = sync.NewCond(&w.mu)
 	walkers := max(2, min(8, in.workers/2))
@@ -35,9 +36,9 @@ func (in *ingest) walkTree(ctx context.Context, root, dest string, jobs chan<- [
 	}
 	wg.Wait()
 	if w.err != nil {
-		return nil, nil, w.err
+		return nil, w.err
 	}
-	return w.entries, w.skipped, nil
+	return w.skipped, nil
 }
 
 type treeWalk struct {
@@ -49,7 +50,6 @@ type treeWalk struct {
 	queue   []walkTask // read last first: depth first, so the queue stays short
 	pending int        // tasks queued or being read
 	err     error
-	entries []*Entry
 	skipped []string
 }
 
@@ -79,7 +79,6 @@ func (w *treeWalk) run(ctx context.Context) {
 		if err != nil && w.err == nil {
 			w.err = err
 		}
-		w.entries = append(w.entries, res.entries...)
 		w.skipped = append(w.skipped, res.skipped...)
 		w.queue = append(w.queue, res.dirs...)
 		w.pending += len(res.dirs) - 1
@@ -108,7 +107,6 @@ func (w *treeWalk) send(ctx context.Context, files []fileJob) error {
 }
 
 type dirListing struct {
-	entries []*Entry
 	files   []fileJob
 	bytes   int64
 	dirs    []walkTask
@@ -135,7 +133,6 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 		under += "/"
 	}
 	ents := make([]Entry, len(names)) // one allocation for the directory's entries
-	res.entries = make([]*Entry, 0, len(names))
 	// The descriptor through Control, not Fd: Fd would make it blocking again (it is).
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -165,6 +162,9 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
 			*e = Entry{Path: dest, Kind: KindDir, Mode: mode}
+			if err := w.in.addDir(e); err != nil {
+				return err
+			}
 			res.dirs = append(res.dirs, walkTask{abs: abs, dest: dest})
 		case unix.S_IFREG:
 			*e = Entry{Path: dest, Kind: KindFile, Mode: mode}
@@ -176,11 +176,12 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 				return fmt.Errorf("read link %s: %w", abs, err)
 			}
 			*e = Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}
+			if err := w.in.tree.add(e); err != nil {
+				return err
+			}
 		default:
 			res.skipped = append(res.skipped, abs)
-			continue
 		}
-		res.entries = append(res.entries, e)
 	}
 	return nil
 }

@@ -1,0 +1,95 @@
+package cas
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// treeSort: a manifest made from entries given in any order, as the walk finds them and
+// the workers finish them. Invariants:
+//   - An entry is kept as its encoding in the manifest (~160 bytes a file), in a spill
+//     (spill.go), sorted by path: a build's memory does not grow with its tree, but for
+//     the encoded manifest at the end, which is one blob.
+//   - The bytes made are Manifest.Encode's for the same entries, so a tree keeps its name,
+//     and they are checked by Validate's rules (validator) as they are made.
+type treeSort struct{ sp *spill }
+
+func newTreeSort(dir string) *treeSort {
+	sp := newSpill(dir, func(a, b []byte) int { return bytes.Compare(recordPath(a), recordPath(b)) })
+	sp.max = MaxBlob - int64(len(manifestMagic)) - binary.MaxVarintLen64 // a tree too large fails as it is walked
+	return &treeSort{sp: sp}
+}
+
+// recordPath is the path of an encoded entry.
+func recordPath(rec []byte) []byte {
+	n, k := binary.Uvarint(rec)
+	return rec[k : k+int(n)]
+}
+
+// add keeps e (copied).
+func (t *treeSort) add(e *Entry) error {
+	if t == nil { // a walk that only counts (PlanInputs)
+		return nil
+	}
+	err := t.sp.addWith(entryLen(e), func(b []byte) []byte { return appendEntry(b, e) })
+	if errors.Is(err, errSpillFull) {
+		return fmt.Errorf("tree: manifest %w: its entries pass %d MiB", ErrTooLarge, MaxBlob>>20)
+	}
+	return err
+}
+
+// encode returns the manifest of every entry added, and its totals.
+func (t *treeSort) encode() ([]byte, Totals, error) {
+	var tot Totals
+	out := make([]byte, 0, len(manifestMagic)+binary.MaxVarintLen64+int(t.sp.size))
+	out = append(out, manifestMagic...)
+	out = binary.AppendUvarint(out, uint64(t.sp.count))
+	start := len(out)
+	v := validator{kinds: map[string]Kind{}}
+	err := t.sp.each(func(rec []byte) error {
+		var e Entry
+		d := reader{b: rec}
+		nch := d.entry(uint64(v.i), &e, false)
+		if d.err != nil || len(d.b) != 0 {
+			return fmt.Errorf("%w: entry %d: spilled record is damaged", ErrBadManifest, v.i)
+		}
+		if v.i > 0 && e.Path == v.prev {
+			return fmt.Errorf("tree has %q twice", e.Path)
+		}
+		if err := v.next(&e, nch, func(p string) Kind { return kindIn(out[start:], p) }); err != nil {
+			return err
+		}
+		switch e.Kind {
+		case KindDir:
+			tot.Dirs++
+		case KindFile:
+			tot.Files++
+			tot.Size += e.Size
+		case KindLink:
+			tot.Links++
+		}
+		out = append(out, rec...)
+		return nil
+	})
+	if err != nil {
+		return nil, tot, err
+	}
+	return out, tot, nil
+}
+
+// kindIn finds the kind of the entry at path p among encoded entries (0: none).
+func kindIn(recs []byte, p string) Kind {
+	d := reader{b: recs}
+	for i := uint64(0); len(d.b) > 0 && d.err == nil; i++ {
+		var e Entry
+		if d.entry(i, &e, false); e.Path == p {
+			return e.Kind
+		}
+	}
+	return 0
+}
+
+// close lets go of what the sort holds.
+func (t *treeSort) close() { t.sp.close() }

@@ -79,7 +79,7 @@ type IngestResult struct {
 }
 
 // inMemoryLimit: files up to this size are read whole; larger ones are streamed.
-const inMemoryLimit = 8 << 20
+const inMemoryLimit = 1 << 20
 
 // fileJob is a file for a worker: its entry (mode set), its path and its stat.
 type fileJob struct {

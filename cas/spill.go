@@ -50,20 +50,17 @@ func newSpill(dir string, cmp func(a, b []byte) int) *spill {
 	return &spill{dir: dir, limit: spillLimit, cmp: cmp}
 }
 
-// add keeps rec (copied).
-func (s *spill) add(rec []byte) error {
-	return s.addWith(len(rec), func(b []byte) []byte { return append(b, rec...) })
-}
-
-// addWith keeps the record of n bytes that write appends to the slice it is given.
-func (s *spill) addWith(n int, write func([]byte) []byte) error {
+// add keeps the record of n bytes that write appends to the slice it is given.
+func (s *spill) add(n int, write func([]byte) []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.max > 0 && s.size+int64(n) > s.max {
 		return errSpillFull
 	}
 	if s.buf == nil {
-		s.buf = make([]byte, 0, s.limit+64<<10) // room for the records of a run, mostly
+		// Room for a run at once: grown by append instead, ml-v1's 1.8 MB of entries cost
+		// an unchanged rebuild 15–21 ms more (copies, and fresh pages).
+		s.buf = make([]byte, 0, s.limit+64<<10)
 	}
 	s.offs = append(s.offs, uint32(len(s.buf)))
 	s.buf = binary.AppendUvarint(s.buf, uint64(n))
@@ -79,17 +76,21 @@ func (s *spill) addWith(n int, write func([]byte) []byte) error {
 	return s.writeRun()
 }
 
-// record returns the record held at buf[off:].
-func (s *spill) record(off uint32) []byte {
+// record returns the record held at buf[off:], alone and with its length before it.
+func (s *spill) record(off uint32) (rec, framed []byte) {
 	n, k := binary.Uvarint(s.buf[off:])
-	start := int(off) + k
-	return s.buf[start : start+int(n)]
+	framed = s.buf[off : int(off)+k+int(n)]
+	return framed[k:], framed
 }
 
 // sorted orders the records held.
 func (s *spill) sorted() {
 	if s.cmp != nil {
-		slices.SortStableFunc(s.offs, func(a, b uint32) int { return s.cmp(s.record(a), s.record(b)) })
+		slices.SortFunc(s.offs, func(a, b uint32) int {
+			ra, _ := s.record(a)
+			rb, _ := s.record(b)
+			return s.cmp(ra, rb)
+		})
 	}
 }
 
@@ -113,8 +114,8 @@ func (s *spill) writeRun() error {
 	bw := bufio.NewWriterSize(io.NewOffsetWriter(s.f, s.end), 64<<10)
 	var n int64
 	for _, off := range s.offs {
-		rec := s.record(off)
-		k, _ := bw.Write(s.buf[off : int(off)+uvarintLen(uint64(len(rec)))+len(rec)])
+		_, framed := s.record(off)
+		k, _ := bw.Write(framed) // an error stays with bw: Flush returns it
 		n += int64(k)
 	}
 	if err := bw.Flush(); err != nil {
@@ -134,7 +135,8 @@ func (s *spill) each(fn func(rec []byte) error) error {
 	if len(s.runs) == 0 {
 		s.sorted()
 		for _, off := range s.offs {
-			if err := fn(s.record(off)); err != nil {
+			rec, _ := s.record(off)
+			if err := fn(rec); err != nil {
 				return err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -30,17 +31,8 @@ func treeOf(n int) *Manifest {
 		m.Entries = append(m.Entries, e)
 	}
 	m.Entries = append(m.Entries, Entry{Path: "a/b/link", Kind: KindLink, Mode: 0o777, Target: "../f00001.py"})
-	sortEntries(m)
+	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return m
-}
-
-func sortEntries(m *Manifest) {
-	ents := m.Entries
-	for i := 1; i < len(ents); i++ { // insertion sort: the test's own order, not the code's
-		for j := i; j > 0 && ents[j].Path < ents[j-1].Path; j-- {
-			ents[j], ents[j-1] = ents[j-1], ents[j]
-		}
-	}
 }
 
 // sorted feeds m's entries to a treeSort in a shuffled order, with a memory limit of limit
@@ -135,7 +127,7 @@ func TestSpillKeepsOrderAndLeavesNothing(t *testing.T) {
 	for i := range 500 {
 		rec := []byte(fmt.Sprintf("record %d %s", i, strings.Repeat("x", i%17)))
 		want = append(want, rec)
-		if err := s.add(rec); err != nil {
+		if err := s.add(len(rec), func(b []byte) []byte { return append(b, rec...) }); err != nil {
 			t.Fatal(err)
 		}
 	}

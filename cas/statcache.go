@@ -313,7 +313,7 @@ func (s *Local) blobsKnown(hs []Hash, e epoch) bool {
 // was key, for recordCaches: the entry's key and value, encoded.
 func (in *ingest) recordStat(path string, key fileStat, chunks []Hash) error {
 	k, v := statKey(path), key.encode(in.epoch, chunks)
-	return in.stats.addWith(uvarintLen(uint64(len(k)))+len(k)+len(v), func(b []byte) []byte {
+	return in.stats.add(uvarintLen(uint64(len(k)))+len(k)+len(v), func(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(k)))
 		return append(append(b, k...), v...)
 	})

@@ -33,7 +33,7 @@ func (t *treeSort) add(e *Entry) error {
 	if t == nil { // a walk that only counts (PlanInputs)
 		return nil
 	}
-	err := t.sp.addWith(entryLen(e), func(b []byte) []byte { return appendEntry(b, e) })
+	err := t.sp.add(entryLen(e), func(b []byte) []byte { return appendEntry(b, e) })
 	if errors.Is(err, errSpillFull) {
 		return fmt.Errorf("tree: manifest %w: its entries pass %d MiB", ErrTooLarge, MaxBlob>>20)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
+
+	"github.com/swcli/swcli/internal/membudget"
 )
 
 // Version is swcli's version, recorded in build events.
@@ -212,11 +214,19 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case strings.HasPrefix(e.command, "ledger"):
 		e.backend = cli.Ledger.Backend
 	}
+	if !strings.HasPrefix(e.command, "server") { // a server's operators size it with GOMEMLIMIT
+		defer membudget.Keep(memBudget)()
+	}
 	if err := kctx.Run(e); err != nil {
 		return reportError(stderr, interrupted(ctx, err), e.jsonOut())
 	}
 	return ExitOK
 }
+
+// memBudget is the Go memory a command keeps to while its live data fits in two thirds
+// of it (internal/membudget): above what a build of the ml corpus reaches by itself, so
+// that only larger trees pay for it with more collections.
+const memBudget = 96 << 20
 
 // newParser returns kong's parser of cli with the commands given.
 func newParser(cli *grammar, cmds []command, stdout, stderr io.Writer) (*kong.Kong, error) {

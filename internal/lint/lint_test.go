@@ -47,7 +47,7 @@ func layer(pkg string) (int, bool) {
 		return 3, true
 	case "/ledger":
 		return 2, true
-	case "/internal/flock", "/internal/fsutil", "/internal/pebblewin", "/internal/pgschema":
+	case "/internal/flock", "/internal/fsutil", "/internal/membudget", "/internal/pebblewin", "/internal/pgschema":
 		return 0, true
 	}
 	if p == "/cas" || strings.HasPrefix(p, "/cas/") {

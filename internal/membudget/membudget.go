@@ -1,0 +1,95 @@
+// Package membudget keeps a command's memory from growing with its input more than its
+// live data must.
+//
+// Two things let it grow by more. Go's collector lets the heap reach twice what was live
+// after the last collection (GOGC=100), so a command whose live data grows with its input
+// (a build's index of new chunks, its manifest) needs twice that growth, half of it
+// garbage waiting. And glibc's malloc, which serves pebble's memtables and block cache
+// (pebble's internal/manual, with cgo on) and libzstd's contexts, raises its mmap
+// threshold to the size of the first large block freed: the blocks of every later opening
+// of a database then come from its arenas, whose free space is kept and fragments.
+//
+// Keep sets a soft limit on Go's memory (debug.SetMemoryLimit), so that the collector
+// runs before the heap passes the budget rather than at twice the live heap. A limit below
+// the live heap would have it collect without pause, so after each collection the limit is
+// set again to the larger of the budget and 1.5 × the live heap: past the budget, the
+// heap's headroom is half its live size, as GOGC=50 gives. And it fixes malloc's mmap
+// threshold, so that large C blocks are mapped on their own and unmapped when freed.
+package membudget
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// mmapThreshold is the size from which C's allocations are mapped on their own: glibc's
+// initial value, kept.
+const mmapThreshold = 128 << 10
+
+// Keep holds the process's Go memory to budget bytes until the function it returns is
+// called. The limit is left alone when GOGC or GOMEMLIMIT is set: the user's word stands.
+func Keep(budget int64) (stop func()) {
+	fixMmapThreshold()
+	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" || os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	k := &keeper{budget: budget, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	k.adjust()
+	k.arm()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			k.mu.Lock()
+			k.stopped = true
+			k.mu.Unlock()
+			debug.SetMemoryLimit(math.MaxInt64)
+		})
+	}
+}
+
+type keeper struct {
+	budget int64
+	live   []metrics.Sample
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// sentinel is garbage as soon as it is made; its finalizer runs after the collection that
+// finds it, which is how the keeper hears of each collection. The pointer keeps it out of
+// the tiny allocator, whose objects may never be finalized.
+type sentinel struct {
+	_ *int
+	_ [8]byte
+}
+
+func (k *keeper) arm() {
+	runtime.SetFinalizer(new(sentinel), func(*sentinel) {
+		if k.adjust() {
+			k.arm()
+		}
+	})
+}
+
+// adjust sets the limit from the live heap the last collection left, reporting whether
+// the keeper still runs.
+func (k *keeper) adjust() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return false
+	}
+	metrics.Read(k.live)
+	limit := k.budget
+	if k.live[0].Value.Kind() == metrics.KindUint64 {
+		if v := k.live[0].Value.Uint64(); v <= math.MaxInt64/2 {
+			limit = max(limit, int64(v)+int64(v)/2)
+		}
+	}
+	debug.SetMemoryLimit(limit)
+	return true
+}

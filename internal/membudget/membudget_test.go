@@ -1,0 +1,78 @@
+package membudget
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func limit() int64 { return debug.SetMemoryLimit(-1) }
+
+// waitLimit collects until the keeper has set a limit that ok accepts (its finalizer runs
+// after a collection, on the finalizer goroutine).
+func waitLimit(t *testing.T, ok func(int64) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok(limit()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d MiB: want %s", limit()>>20, what)
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+var held [][]byte
+
+func TestKeepFollowsTheLiveHeap(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	const budget = 24 << 20
+	stop := Keep(budget)
+	defer stop()
+	waitLimit(t, func(l int64) bool { return l == budget }, "the budget while the live heap fits")
+
+	// 64 MiB live: a limit at the budget would leave the collector running without pause.
+	for range 64 {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		held = append(held, b)
+	}
+	waitLimit(t, func(l int64) bool { return l >= 96<<20 }, ">= 1.5 × 64 MiB with 64 MiB live")
+
+	held = nil
+	waitLimit(t, func(l int64) bool { return l == budget }, "the budget again once the heap is let go")
+
+	stop()
+	if l := limit(); l != math.MaxInt64 {
+		t.Fatalf("limit after stop: %d MiB, want none", l>>20)
+	}
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond)
+	if l := limit(); l != math.MaxInt64 {
+		t.Fatalf("limit set again after stop: %d MiB", l>>20)
+	}
+}
+
+func TestKeepLeavesTheUsersSetting(t *testing.T) {
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Run(env, func(t *testing.T) {
+			t.Setenv("GOGC", "")
+			t.Setenv("GOMEMLIMIT", "")
+			t.Setenv(env, "200")
+			before := limit()
+			stop := Keep(16 << 20)
+			defer stop()
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+			if l := limit(); l != before {
+				t.Fatalf("%s set: limit %d, want %d as it was", env, l, before)
+			}
+		})
+	}
+}

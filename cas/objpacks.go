@@ -347,17 +347,43 @@ func (s *ObjectPacks) uploadParts(ctx context.Context, parts [][]byte, size int6
 // putPack writes the pack made of parts as one object named by its blake3.
 func (s *ObjectPacks) putPack(ctx context.Context, parts [][]byte, size int64) (Hash, error) {
 	hr := blake3.New()
-	readers := make([]io.Reader, len(parts))
-	for i, p := range parts {
+	for _, p := range parts {
 		hr.Write(p)
-		readers[i] = bytes.NewReader(p)
 	}
 	var name Hash
 	hr.Sum(name[:0])
-	if err := s.objs.Put(ctx, s.key(name), io.MultiReader(readers...), size); err != nil {
+	if err := s.objs.Put(ctx, s.key(name), packBody(parts, size), size); err != nil {
 		return name, fmt.Errorf("upload pack %s: %w", name.Short(12), err)
 	}
 	return name, nil
+}
+
+// packBody is parts as one body that can be read again: the S3 client retries a request
+// that failed with a 5xx or on the network only when it can rewind the body.
+func packBody(parts [][]byte, size int64) io.Reader {
+	return io.NewSectionReader(partsAt(parts), 0, size)
+}
+
+// partsAt reads parts as one run of bytes.
+type partsAt [][]byte
+
+func (ps partsAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("partsAt: negative offset")
+	}
+	n := 0
+	for _, part := range ps {
+		if off >= int64(len(part)) {
+			off -= int64(len(part))
+			continue
+		}
+		n += copy(p[n:], part[off:])
+		off = 0
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	return n, io.EOF
 }
 
 // index commits the rows of a pack that is in the bucket.

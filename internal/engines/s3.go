@@ -79,12 +79,16 @@ func startS3(ctx context.Context, weed string) (*S3, error) {
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	// -logdir: its glog files go into its directory (removed with it), not $TMPDIR.
+	// -volume.max: a fixed number of volume slots. With 0 (auto) weed allows free disk /
+	// volume size limit, and every bucket takes seven volumes at once: with 40 GB free a
+	// package's twelfth bucket found none and every PUT to it failed with 500. Volumes
+	// grow as they are written, so slots cost no disk.
 	args := []string{"-logdir=" + dir, "server", "-dir=" + filepath.Join(dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		fmt.Sprintf("-master.port=%d", ports[0]), fmt.Sprintf("-master.port.grpc=%d", ports[1]),
 		fmt.Sprintf("-volume.port=%d", ports[2]), fmt.Sprintf("-volume.port.grpc=%d", ports[3]),
 		"-filer", fmt.Sprintf("-filer.port=%d", ports[4]), fmt.Sprintf("-filer.port.grpc=%d", ports[5]),
 		"-s3", fmt.Sprintf("-s3.port=%d", ports[6]), fmt.Sprintf("-s3.port.grpc=%d", ports[7]), "-s3.config=" + filepath.Join(dir, "s3.json"),
-		"-volume.max=0", "-master.volumeSizeLimitMB=512", "-filer.maxMB=16"}
+		"-volume.max=1000", "-master.volumeSizeLimitMB=512", "-filer.maxMB=16"}
 	s.cmd = exec.Command(weed, args...)
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -36,7 +36,8 @@ func treeOf(n int) *Manifest {
 }
 
 // sorted feeds m's entries to a treeSort in a shuffled order, with a memory limit of limit
-// bytes, and returns what it encodes.
+// bytes, and returns what it encodes. Its sum, made without the bytes, must be theirs, with
+// the same totals, or the same error.
 func sorted(t *testing.T, m *Manifest, limit int, seed uint64) ([]byte, Totals, error) {
 	t.Helper()
 	ts := newTreeSort(t.TempDir())
@@ -48,7 +49,15 @@ func sorted(t *testing.T, m *Manifest, limit int, seed uint64) ([]byte, Totals, 
 			return nil, Totals{}, err
 		}
 	}
-	return ts.encode()
+	h, sumTot, sumErr := ts.sum()
+	enc, tot, err := ts.encode()
+	switch {
+	case (sumErr == nil) != (err == nil) || err != nil && sumErr.Error() != err.Error():
+		t.Fatalf("limit %d: sum says %v, encode %v", limit, sumErr, err)
+	case err == nil && (h != Sum(enc) || sumTot != tot):
+		t.Fatalf("limit %d: sum %s %+v, encode's bytes hash to %s %+v", limit, h, sumTot, Sum(enc), tot)
+	}
+	return enc, tot, sumErr
 }
 
 // Entries given in any order, held in memory or spilled to disk in runs, encode to the

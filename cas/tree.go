@@ -154,18 +154,24 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		opt.Walked()
 	}
 	collectIfLarge()
-	enc, totals, err := in.tree.encode()
+	h, totals, err := in.tree.sum()
 	if err != nil {
 		return nil, err
 	}
-	in.tree.close()
-	h := Sum(enc)
-	if !s.blobsKnown([]Hash{h}, in.epoch) {
+	if !s.blobsKnown([]Hash{h}, in.epoch) { // a new tree: its manifest's bytes are needed
+		enc, _, err := in.tree.encode()
+		if err != nil {
+			return nil, err
+		}
+		if Sum(enc) != h {
+			return nil, fmt.Errorf("store manifest: its bytes do not hash to the sum of its entries")
+		}
 		if err := s.Put(ctx, h, enc); err != nil {
 			return nil, fmt.Errorf("store manifest: %w", err)
 		}
 		in.blobs = append(in.blobs, h)
 	}
+	in.tree.close()
 	if err := s.Flush(ctx); err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package cas
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/zeebo/blake3"
 )
 
 // treeSort: a manifest made from entries given in any order, as the walk finds them and
@@ -40,13 +43,49 @@ func (t *treeSort) add(e *Entry) error {
 	return err
 }
 
+// sum returns the hash of the manifest of every entry added, and its totals, without
+// making its bytes: an unchanged tree's manifest is stored already, and at 10 × the ml
+// corpus its 17 MB, in fresh pages, cost a rebuild ~50 ms.
+func (t *treeSort) sum() (Hash, Totals, error) {
+	hr := blake3.New()
+	bw := bufio.NewWriterSize(hr, 64<<10) // whole blocks for blake3, not one record at a time
+	bw.Write(t.header())
+	tot, err := t.merge(func(string) Kind { return 0 }, func(rec []byte) { bw.Write(rec) })
+	if err != nil {
+		// An entry under a file or a link: the error names which, which needs the
+		// entries before it; encode keeps them, and its checks are the same.
+		if _, _, encErr := t.encode(); encErr != nil {
+			return Hash{}, tot, encErr
+		}
+		return Hash{}, tot, err
+	}
+	bw.Flush() // a hash.Hash's Write never fails
+	var h Hash
+	hr.Sum(h[:0])
+	return h, tot, nil
+}
+
 // encode returns the manifest of every entry added, and its totals.
 func (t *treeSort) encode() ([]byte, Totals, error) {
-	var tot Totals
 	out := make([]byte, 0, len(manifestMagic)+binary.MaxVarintLen64+int(t.sp.size))
-	out = append(out, manifestMagic...)
-	out = binary.AppendUvarint(out, uint64(t.sp.count))
+	out = append(out, t.header()...)
 	start := len(out)
+	tot, err := t.merge(func(p string) Kind { return kindIn(out[start:], p) }, func(rec []byte) { out = append(out, rec...) })
+	if err != nil {
+		return nil, tot, err
+	}
+	return out, tot, nil
+}
+
+// header is what the manifest's bytes begin with: its magic and its count of entries.
+func (t *treeSort) header() []byte {
+	return binary.AppendUvarint([]byte(manifestMagic), uint64(t.sp.count))
+}
+
+// merge gives every entry's record to fn in the manifest's order, checked by Validate's
+// rules as it goes (kindOf: the kind of an earlier entry, for the error), and sums them.
+func (t *treeSort) merge(kindOf func(string) Kind, fn func(rec []byte)) (Totals, error) {
+	var tot Totals
 	v := validator{kinds: map[string]Kind{}}
 	err := t.sp.each(func(rec []byte) error {
 		var e Entry
@@ -58,7 +97,7 @@ func (t *treeSort) encode() ([]byte, Totals, error) {
 		if v.i > 0 && e.Path == v.prev {
 			return fmt.Errorf("tree has %q twice", e.Path)
 		}
-		if err := v.next(&e, nch, func(p string) Kind { return kindIn(out[start:], p) }); err != nil {
+		if err := v.next(&e, nch, kindOf); err != nil {
 			return err
 		}
 		switch e.Kind {
@@ -70,13 +109,10 @@ func (t *treeSort) encode() ([]byte, Totals, error) {
 		case KindLink:
 			tot.Links++
 		}
-		out = append(out, rec...)
+		fn(rec)
 		return nil
 	})
-	if err != nil {
-		return nil, tot, err
-	}
-	return out, tot, nil
+	return tot, err
 }
 
 // kindIn finds the kind of the entry at path p among encoded entries (0: none).

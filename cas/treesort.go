@@ -83,7 +83,8 @@ func (t *treeSort) header() []byte {
 }
 
 // merge gives every entry's record to fn in the manifest's order, checked by Validate's
-// rules as it goes (kindOf: the kind of an earlier entry, for the error), and sums them.
+// rules as it goes (kindOf: the kind of an earlier entry, for the error), and returns
+// their totals.
 func (t *treeSort) merge(kindOf func(string) Kind, fn func(rec []byte)) (Totals, error) {
 	var tot Totals
 	v := validator{kinds: map[string]Kind{}}

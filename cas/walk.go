@@ -148,13 +148,23 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 // list stats names in the directory open as fd and sorts them into res.
 func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents []Entry, res *dirListing) error {
 	var st unix.Stat_t
+	// When the path on disk ends with the path in the tree (an input put at the tree's
+	// root, as a workdir is), the latter is cut from the former instead of made again: one
+	// string a file fewer (a tenth of the CPU of an unchanged rebuild went to making paths).
+	cut := -1
+	if n := len(under) - len(t.dest) - 1; t.dest != "" && n > 0 && under[n-1] == '/' && under[n:len(under)-1] == t.dest {
+		cut = n
+	}
 	for i, name := range names {
 		abs := under + name
 		if err := statAt(fd, name, &st); err != nil {
 			return fmt.Errorf("stat %s: %w", abs, err)
 		}
 		dest := name
-		if t.dest != "" {
+		switch {
+		case cut >= 0:
+			dest = abs[cut:]
+		case t.dest != "":
 			dest = t.dest + "/" + name
 		}
 		e := &ents[i]

@@ -329,18 +329,23 @@ type Totals struct {
 // Totals counts m's entries and content bytes.
 func (m *Manifest) Totals() Totals {
 	var t Totals
-	for _, e := range m.Entries {
-		switch e.Kind {
-		case KindDir:
-			t.Dirs++
-		case KindFile:
-			t.Files++
-			t.Size += e.Size
-		case KindLink:
-			t.Links++
-		}
+	for i := range m.Entries {
+		t.add(&m.Entries[i])
 	}
 	return t
+}
+
+// add counts e.
+func (t *Totals) add(e *Entry) {
+	switch e.Kind {
+	case KindDir:
+		t.Dirs++
+	case KindFile:
+		t.Files++
+		t.Size += e.Size
+	case KindLink:
+		t.Links++
+	}
 }
 
 // Chunks returns every distinct chunk hash m references, in first-use order.

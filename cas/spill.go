@@ -19,8 +19,8 @@ import (
 //     spill has an order) and memory is reused: what a build holds does not grow with
 //     the number of files it walks.
 //   - The file is unlinked as soon as it is made: a crash leaves nothing behind.
-//   - each gives every record once, after the last add: in order (runs merged), or in
-//     the order they came.
+//   - each gives every record, after the last add, as often as it is called: in order
+//     (runs merged), or in the order they came.
 
 type spill struct {
 	dir   string
@@ -128,7 +128,9 @@ func (s *spill) writeRun() error {
 }
 
 // each calls fn with every record, in order if the spill has one; rec is valid only during
-// the call. Records held in memory are let go as they are given.
+// the call. It may be called again (a tree is summed, then encoded if new) and gives the
+// same records: once runs are written the last records held join them, and every call
+// reads the runs back from the file.
 func (s *spill) each(fn func(rec []byte) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -101,15 +101,7 @@ func (t *treeSort) merge(kindOf func(string) Kind, fn func(rec []byte)) (Totals,
 		if err := v.next(&e, nch, kindOf); err != nil {
 			return err
 		}
-		switch e.Kind {
-		case KindDir:
-			tot.Dirs++
-		case KindFile:
-			tot.Files++
-			tot.Size += e.Size
-		case KindLink:
-			tot.Links++
-		}
+		tot.add(&e)
 		fn(rec)
 		return nil
 	})

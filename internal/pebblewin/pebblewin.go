@@ -220,8 +220,6 @@ func (logger) Fatalf(format string, args ...interface{}) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// Logger is the logger this package gives pebble, for databases opened elsewhere (the
-// stat cache).
 // Options are swcli's options for a pebble database: the newest format, pebble's errors to
 // onError, tables in blocks of blockSize (pebble's default, 4 KiB, when 0), read-only or not.
 func Options(onError func(string), blockSize int, readOnly bool) *pebble.Options {

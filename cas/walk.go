@@ -150,7 +150,7 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 	var st unix.Stat_t
 	// When the path on disk ends with the path in the tree (an input put at the tree's
 	// root, as a workdir is), the latter is cut from the former instead of made again: one
-	// string a file fewer (a tenth of the CPU of an unchanged rebuild went to making paths).
+	// string a file fewer (paths took 0.09 s of the 1.1 s of CPU of a × 10 unchanged rebuild).
 	cut := -1
 	if n := len(under) - len(t.dest) - 1; t.dest != "" && n > 0 && under[n-1] == '/' && under[n:len(under)-1] == t.dest {
 		cut = n

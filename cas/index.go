@@ -40,7 +40,7 @@ type index struct {
 
 	mu     sync.RWMutex // guards the working copy
 	loaded bool
-	chunks map[Hash]loc
+	chunks chunkTable
 	files  map[Hash][]Hash  // multi-chunk files by content hash
 	packs  map[uint64]int64 // sealed packs: size
 }
@@ -78,11 +78,11 @@ func (x *index) load(ctx context.Context) error {
 	if x.loaded {
 		return nil
 	}
-	chunks := map[Hash]loc{}
+	var chunks chunkTable
 	files := map[Hash][]Hash{}
 	packs := map[uint64]int64{}
 	err := x.in(ctx, false, func(db *pebble.DB) error {
-		if err := scanChunks(db, func(h Hash, l loc) error { chunks[h] = l; return nil }); err != nil {
+		if err := scanChunks(db, func(h Hash, l loc) error { chunks.load(h, l); return nil }); err != nil {
 			return err
 		}
 		if err := scanPrefix(db, prefixPack, func(k, v []byte) error {
@@ -116,7 +116,7 @@ func (x *index) isLoaded() bool {
 // get returns where the working copy says h lives.
 func (x *index) get(h Hash) (loc, bool) {
 	x.mu.RLock()
-	l, ok := x.chunks[h]
+	l, ok := x.chunks.get(h)
 	x.mu.RUnlock()
 	return l, ok
 }
@@ -158,7 +158,7 @@ func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 	if len(found) > 0 {
 		x.mu.Lock()
 		for h, l := range found {
-			x.chunks[h] = l
+			x.chunks.set(h, l)
 		}
 		x.mu.Unlock()
 	}
@@ -188,7 +188,7 @@ func (x *index) commitPack(ctx context.Context, num uint64, size int64, chunks m
 	x.mu.Lock()
 	if x.loaded { // recovery indexes packs before the working copy is loaded
 		for h, l := range chunks {
-			x.chunks[h] = l
+			x.chunks.set(h, l)
 		}
 		x.packs[num] = size
 	}
@@ -254,7 +254,7 @@ func (x *index) deleteChunks(ctx context.Context, hs []Hash) error {
 	x.mu.Lock()
 	if x.loaded {
 		for _, h := range hs {
-			delete(x.chunks, h)
+			x.chunks.delete(h)
 		}
 	}
 	x.mu.Unlock()
@@ -299,7 +299,7 @@ func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
 	x.mu.Lock()
 	if x.loaded {
 		for _, h := range gone {
-			delete(x.chunks, h)
+			x.chunks.delete(h)
 		}
 		for _, n := range nums {
 			delete(x.packs, n)
@@ -313,7 +313,7 @@ func (x *index) deletePacks(ctx context.Context, nums []uint64) error {
 func (x *index) snapshot() map[Hash]loc {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return maps.Clone(x.chunks)
+	return x.chunks.all()
 }
 
 // packSizes returns the sealed packs and their sizes.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestFileBatchesKeepADirectoryTogether(t *testing.T) {
+func TestFileBatchesKeepADirectorysFilesTogether(t *testing.T) {
 	m := &Manifest{}
 	add := func(p string, k Kind, size int64) {
 		m.Entries = append(m.Entries, Entry{Path: p, Kind: k, Mode: 0o644, Size: size})
@@ -29,7 +29,17 @@ func TestFileBatchesKeepADirectoryTogether(t *testing.T) {
 
 	seen := map[string]bool{}
 	last := map[string]string{} // a directory's last file written
-	for _, b := range fileBatches(m) {
+	var bt batcher
+	var batches [][]*Entry
+	for i := range m.Entries {
+		if e := &m.Entries[i]; e.Kind == KindFile {
+			if b := bt.add(e); b != nil {
+				batches = append(batches, b)
+			}
+		}
+	}
+	batches = append(batches, bt.flush())
+	for _, b := range batches {
 		if len(b) == 0 || len(b) > batchFiles {
 			t.Fatalf("batch of %d files", len(b))
 		}

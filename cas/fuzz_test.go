@@ -32,8 +32,15 @@ func FuzzManifestDecode(f *testing.F) {
 	f.Add([]byte(manifestMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeManifest(b)
+		sm, serr := streamed(b)
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("decoded whole: %v; as a stream: %v", err, serr)
+		}
 		if err != nil {
 			return
+		}
+		if !slices.EqualFunc(m.Entries, sm.Entries, entryEqual) {
+			t.Fatal("the stream gives other entries than the decoded manifest")
 		}
 		if !bytes.Equal(m.Encode(), b) {
 			t.Fatal("a decoded manifest does not re-encode to its input")
@@ -98,4 +105,20 @@ func FuzzVerifyGroup(f *testing.F) {
 			}
 		}
 	})
+}
+
+// streamed reads an encoded manifest as a ManifestStream, into a Manifest.
+func streamed(b []byte) (*Manifest, error) {
+	s := &ManifestStream{hash: Sum(b), raw: Raw{Enc: EncRaw, Len: int64(len(b)), Data: b}}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	m := &Manifest{}
+	err := s.Each(func(e *Entry) error { m.Entries = append(m.Entries, *e); return nil })
+	return m, err
+}
+
+func entryEqual(a, b Entry) bool {
+	return a.Path == b.Path && a.Kind == b.Kind && a.Mode == b.Mode && a.Size == b.Size &&
+		a.Target == b.Target && slices.Equal(a.Chunks, b.Chunks)
 }

@@ -134,7 +134,22 @@ type reader struct {
 
 // entry decodes the i-th entry into e, with its chunks if chunks is set (else e.Chunks
 // stays nil and the hashes are skipped). It returns the number of chunks.
-func (d *reader) entry(i uint64, e *Entry, chunks bool) int {
+func (d *reader) entry(i uint64, e *Entry, chunks bool) int { return decodeEntry(d, i, e, chunks) }
+
+// fields reads an encoding's fields: from bytes in memory (reader) or from a stream
+// (streamReader, manifeststream.go). After an error every read gives zero values.
+type fields interface {
+	uvarint() uint64
+	bytes(n uint64) []byte // valid until the next read
+	skip(n uint64)
+	byte() byte
+	left() uint64 // bytes left at most
+	failed() bool
+	fail(error)
+}
+
+// decodeEntry decodes the i-th entry of d into e (see reader.entry).
+func decodeEntry(d fields, i uint64, e *Entry, chunks bool) int {
 	e.Path = string(d.bytes(d.uvarint()))
 	e.Kind = Kind(d.byte())
 	mode := d.uvarint()
@@ -143,15 +158,15 @@ func (d *reader) entry(i uint64, e *Entry, chunks bool) int {
 	e.Size = int64(size)
 	e.Target = string(d.bytes(d.uvarint()))
 	nch := d.uvarint()
-	if d.err != nil {
+	if d.failed() {
 		return 0
 	}
-	if mode > 0o7777 || size > 1<<62 || nch > uint64(len(d.b))/HashSize {
-		d.err = fmt.Errorf("entry %d: field out of range", i)
+	if mode > 0o7777 || size > 1<<62 || nch > d.left()/HashSize {
+		d.fail(fmt.Errorf("entry %d: field out of range", i))
 		return 0
 	}
 	if !chunks {
-		d.bytes(nch * HashSize)
+		d.skip(nch * HashSize)
 		return int(nch)
 	}
 	if nch > 0 {
@@ -212,6 +227,11 @@ func (d *reader) byte() byte {
 	}
 	return 0
 }
+
+func (d *reader) skip(n uint64)  { d.bytes(n) }
+func (d *reader) left() uint64   { return uint64(len(d.b)) }
+func (d *reader) failed() bool   { return d.err != nil }
+func (d *reader) fail(err error) { d.err = err }
 
 // ValidPath reports whether p may name an entry: relative, slash-separated, clean, with no
 // "." or ".." component and no NUL.

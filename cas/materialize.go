@@ -36,33 +36,28 @@ type bufGetter interface {
 
 // Materialize writes the tree m into dir, which must be missing or empty: directories,
 // files (every chunk verified as it is read), symlinks as symlinks (dangling ones too), and
-// permission bits (rwx only: setuid, setgid and sticky bits from a manifest are dropped). The manifest is validated first, so no entry with an absolute path, a ".."
-// component or a parent that is not a directory of the tree is ever written; files are
-// created with O_EXCL|O_NOFOLLOW besides.
+// permission bits (rwx only: setuid, setgid and sticky bits from a manifest are dropped).
+// The manifest is validated first, so no entry with an absolute path, a ".." component or
+// a parent that is not a directory of the tree is ever written; files are created with
+// O_EXCL|O_NOFOLLOW besides.
 func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt MaterializeOptions) error {
-	if err := m.Validate(); err != nil {
+	s, err := StreamOf(m)
+	if err != nil {
 		return err
 	}
+	return MaterializeStream(ctx, g, s, dir, opt)
+}
+
+// MaterializeStream is Materialize of a stored tree read as a stream (OpenManifest), so
+// that what it holds does not grow with the tree: the manifest as stored, the batches of
+// files in flight, and each directory's path and mode (set last).
+func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir string, opt MaterializeOptions) error {
 	if err := prepareTarget(dir); err != nil {
 		return err
 	}
 	if opt.Progress != nil {
-		t := m.Totals()
+		t := s.Totals()
 		opt.Progress.Planned(t.Files, t.Size)
-	}
-	// Directories first, writable by us until the end; links next; files in parallel.
-	for _, e := range m.Entries {
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		switch e.Kind {
-		case KindDir:
-			if err := os.Mkdir(p, 0o700); err != nil {
-				return fmt.Errorf("materialise %s: %w", e.Path, err)
-			}
-		case KindLink:
-			if err := os.Symlink(e.Target, p); err != nil {
-				return fmt.Errorf("materialise %s: %w", e.Path, err)
-			}
-		}
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -87,64 +82,96 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 			return nil
 		})
 	}
+	// Directories and links as the walk meets them (a directory before anything in it),
+	// directories writable by us until the end; files by the writers, in batches.
+	var dirs []*Entry
 	eg.Go(func() error {
 		defer close(jobs)
-		for _, batch := range fileBatches(m) {
+		send := func(batch []*Entry) error {
+			if len(batch) == 0 {
+				return nil
+			}
 			select {
 			case jobs <- batch:
+				return nil
 			case <-ectx.Done():
 				return ectx.Err()
 			}
 		}
-		return nil
+		var b batcher
+		err := s.Each(func(e *Entry) error {
+			p := filepath.Join(dir, filepath.FromSlash(e.Path))
+			switch e.Kind {
+			case KindDir:
+				if err := ectx.Err(); err != nil {
+					return err
+				}
+				if err := os.Mkdir(p, 0o700); err != nil {
+					return fmt.Errorf("materialise %s: %w", e.Path, err)
+				}
+				dirs = append(dirs, &Entry{Path: e.Path, Mode: e.Mode})
+			case KindLink:
+				if err := os.Symlink(e.Target, p); err != nil {
+					return fmt.Errorf("materialise %s: %w", e.Path, err)
+				}
+			case KindFile:
+				return send(b.add(e))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return send(b.flush())
 	})
 	if err := eg.Wait(); err != nil {
 		return err
 	}
 	// Directory modes last, deepest first, so read-only directories could be filled.
-	for i := len(m.Entries) - 1; i >= 0; i-- {
-		e := m.Entries[i]
-		if e.Kind == KindDir {
-			if err := syscall.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), e.Mode&0o777); err != nil {
-				return fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
-			}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		e := dirs[i]
+		if err := syscall.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), e.Mode&0o777); err != nil {
+			return fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
 		}
 	}
 	return nil
 }
 
-// Writers take a directory's files together (in batches of at most batchFiles files or
-// batchBytes bytes, so that a large directory is still shared): writers creating files in
-// one directory at once contend for it in the kernel (two to four writers spent 1.5 × a
-// single writer's system time on ext4), and files of different directories do not.
+// Writers take a directory's files together (a run of its files in the tree's order, in
+// batches of at most batchFiles files or batchBytes bytes, so that a large directory is
+// still shared): writers creating files in one directory at once contend for it in the
+// kernel (two to four writers spent 1.5 × a single writer's system time on ext4), and
+// files of different directories do not.
 const (
 	batchFiles = 128
 	batchBytes = 32 << 20
 )
 
-// fileBatches lists m's files by directory, directories in the order their first file
-// comes in m, each directory's files in m's order.
-func fileBatches(m *Manifest) [][]*Entry {
-	byDir := map[string]int{} // a directory's open batch
-	var batches [][]*Entry
-	var bytes []int64
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Kind != KindFile {
-			continue
-		}
-		d, _, _ := cutLast(e.Path)
-		b, ok := byDir[d]
-		if !ok || len(batches[b]) >= batchFiles || bytes[b]+e.Size > batchBytes && len(batches[b]) > 0 {
-			b = len(batches)
-			byDir[d] = b
-			batches = append(batches, nil)
-			bytes = append(bytes, 0)
-		}
-		batches[b] = append(batches[b], e)
-		bytes[b] += e.Size
+// batcher cuts the files of a tree, given in its order, into batches.
+type batcher struct {
+	cur   []*Entry
+	dir   string
+	bytes int64
+}
+
+// add adds the file e, and returns the batch it completes, if any.
+func (b *batcher) add(e *Entry) []*Entry {
+	d, _, _ := cutLast(e.Path)
+	var done []*Entry
+	if len(b.cur) > 0 && (d != b.dir || len(b.cur) >= batchFiles || b.bytes+e.Size > batchBytes) {
+		done = b.flush()
 	}
-	return batches
+	b.cur = append(b.cur, e)
+	b.dir = d
+	b.bytes += e.Size
+	return done
+}
+
+// flush returns the batch being filled.
+func (b *batcher) flush() []*Entry {
+	done := b.cur
+	b.cur, b.bytes = nil, 0
+	return done
 }
 
 func prepareTarget(dir string) error {

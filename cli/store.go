@@ -57,11 +57,10 @@ func (c *StoreGetCmd) Run(e *env) error {
 		return err
 	}
 	defer in.Close()
-	m, err := ops.ExtractTree(e.ctx, in, h, c.Dir, nil)
+	t, err := ops.ExtractTree(e.ctx, in, h, c.Dir, nil)
 	if err != nil {
 		return err
 	}
-	t := m.Totals()
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"tree": h, "dir": c.Dir, "files": t.Files, "bytes": t.Size})
 	}

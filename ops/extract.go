@@ -94,11 +94,11 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 		return nil, fmt.Errorf("extract to %s: %w", dir, err)
 	}
 	defer os.RemoveAll(tmp)
-	m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
+	m, err := cas.OpenManifest(ctx, in.Chunks, v.Manifest)
 	if err != nil {
 		return nil, err
 	}
-	if err := cas.Materialize(ctx, in.Chunks, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
+	if err := cas.MaterializeStream(ctx, in.Chunks, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil { // interrupted: nothing is published

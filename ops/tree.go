@@ -25,22 +25,23 @@ func StoreTree(ctx context.Context, in *Instance, dir string, p cas.Progress) (*
 	return cas.Ingest(ctx, in.Store, []cas.Input{{Src: dir}}, cas.IngestOptions{Progress: p})
 }
 
-// ExtractTree writes the stored tree h into dir, which must be missing or empty.
-func ExtractTree(ctx context.Context, in *Instance, h cas.Hash, dir string, p cas.Progress) (*cas.Manifest, error) {
-	m, err := cas.LoadManifest(ctx, in.Chunks, h)
+// ExtractTree writes the stored tree h into dir, which must be missing or empty, and
+// returns what it holds.
+func ExtractTree(ctx context.Context, in *Instance, h cas.Hash, dir string, p cas.Progress) (cas.Totals, error) {
+	m, err := cas.OpenManifest(ctx, in.Chunks, h)
 	if errors.Is(err, cas.ErrNotFound) {
-		return nil, Errorf(KindNotFound, "swcli store put prints the tree's hash", "no tree %s in %s", h, in.Root)
+		return cas.Totals{}, Errorf(KindNotFound, "swcli store put prints the tree's hash", "no tree %s in %s", h, in.Root)
 	}
 	if err != nil {
-		return nil, err
+		return cas.Totals{}, err
 	}
-	if err := cas.Materialize(ctx, in.Chunks, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
+	if err := cas.MaterializeStream(ctx, in.Chunks, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
 		if errors.Is(err, cas.ErrNotEmpty) {
-			return nil, Errorf(KindExists, "choose an empty or new directory", "%w", err)
+			return cas.Totals{}, Errorf(KindExists, "choose an empty or new directory", "%w", err)
 		}
-		return nil, err
+		return cas.Totals{}, err
 	}
-	return m, nil
+	return m.Totals(), nil
 }
 
 // FsckReport is what Fsck found.

@@ -69,3 +69,50 @@ func TestFileBatchesKeepADirectorysFilesTogether(t *testing.T) {
 		t.Fatalf("%d files batched, want %d", len(seen), want)
 	}
 }
+
+func TestWindowSortsByPlaceAndFills(t *testing.T) {
+	var w window
+	at := func(pack uint64, off, inner int64) place { return place{pack: pack, off: off, inner: inner} }
+	files := []struct {
+		path string
+		at   place
+	}{
+		{"a/1", at(2, 10, 0)},
+		{"a/2", at(1, 50, 7)},
+		{"a/3", place{}}, // an empty file, or one the store cannot place: first
+		{"b/1", at(1, 50, 3)},
+		{"b/2", at(2, 10, 0)}, // the same place as a/1: after it, as in the tree
+		{"b/3", at(1, 20, 0)},
+	}
+	for _, f := range files {
+		if w.add(&Entry{Path: f.path, Kind: KindFile, Size: 1}, f.at) {
+			t.Fatal("a window of six files is full")
+		}
+	}
+	var got []string
+	for _, e := range w.sorted() {
+		got = append(got, e.Path)
+	}
+	want := []string{"a/3", "b/3", "b/1", "a/2", "a/1", "b/2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sorted %v, want %v", got, want)
+	}
+	if len(w.sorted()) != 0 {
+		t.Fatal("sorted does not empty the window")
+	}
+	for i := range windowFiles - 1 {
+		if w.add(&Entry{Path: fmt.Sprint(i), Kind: KindFile}, place{}) {
+			t.Fatalf("full at %d files", i+1)
+		}
+	}
+	if !w.add(&Entry{Path: "last", Kind: KindFile}, place{}) {
+		t.Fatalf("not full at %d files", windowFiles)
+	}
+	w.sorted()
+	if !w.add(&Entry{Path: "big", Kind: KindFile, Size: windowBytes}, place{}) {
+		t.Fatal("not full at windowBytes")
+	}
+}
+
+// A local store places its chunks, so its extracts are sorted by place.
+var _ placer = (*Local)(nil)

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -49,8 +51,8 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 }
 
 // MaterializeStream is Materialize of a stored tree read as a stream (OpenManifest), so
-// that what it holds does not grow with the tree: the manifest as stored, the batches of
-// files in flight, and each directory's path and mode (set last).
+// that what it holds does not grow with the tree: the manifest as stored, a window of
+// files and the batches in flight, and each directory's path and mode (set last).
 func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir string, opt MaterializeOptions) error {
 	if err := prepareTarget(dir); err != nil {
 		return err
@@ -83,7 +85,8 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 		})
 	}
 	// Directories and links as the walk meets them (a directory before anything in it),
-	// directories writable by us until the end; files by the writers, in batches.
+	// directories writable by us until the end; files by the writers, in batches cut from
+	// windows sorted by where their chunks are.
 	var dirs []*Entry
 	eg.Go(func() error {
 		defer close(jobs)
@@ -99,6 +102,15 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 			}
 		}
 		var b batcher
+		var win window
+		flush := func() error {
+			for _, e := range win.sorted() {
+				if err := send(b.add(e)); err != nil {
+					return err
+				}
+			}
+			return send(b.flush())
+		}
 		err := s.Each(func(e *Entry) error {
 			p := filepath.Join(dir, filepath.FromSlash(e.Path))
 			switch e.Kind {
@@ -115,14 +127,16 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 					return fmt.Errorf("materialise %s: %w", e.Path, err)
 				}
 			case KindFile:
-				return send(b.add(e))
+				if win.add(e, placeOf(ectx, g, e)) {
+					return flush()
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		return send(b.flush())
+		return flush()
 	})
 	if err := eg.Wait(); err != nil {
 		return err
@@ -146,6 +160,79 @@ const (
 	batchFiles = 128
 	batchBytes = 32 << 20
 )
+
+// Files are written in windows of the tree's order (at most windowFiles files or
+// windowBytes bytes), each sorted by where its first chunk is stored: chunks are
+// decompressed a group at a time, groups hold the files ingest read one after another
+// (its walk's order, not the tree's), and a window's files in the tree's order asked for
+// each group 2.6 times over (ml-v1: 900 MB decompressed for 343 MB of files, with the
+// group cache's 32 MiB). The batches are then cut from the sorted window.
+const (
+	windowFiles = 8192
+	windowBytes = 256 << 20
+)
+
+// placer is the fast path of a Getter that can say where a chunk is stored (Local).
+type placer interface {
+	place(ctx context.Context, h Hash) (place, bool)
+}
+
+// place orders stored chunks: by pack, then offset in it, then offset in its group.
+type place struct {
+	pack       uint64
+	off, inner int64
+}
+
+func (a place) compare(b place) int {
+	if c := cmp.Compare(a.pack, b.pack); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.off, b.off); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.inner, b.inner)
+}
+
+// placeOf returns where e's first chunk is stored, if g can tell (else the zero place:
+// the window keeps the tree's order).
+func placeOf(ctx context.Context, g Getter, e *Entry) place {
+	if p, ok := g.(placer); ok && len(e.Chunks) > 0 {
+		if at, ok := p.place(ctx, e.Chunks[0]); ok {
+			return at
+		}
+	}
+	return place{}
+}
+
+// window gathers files to be sorted by place.
+type window struct {
+	files []placedFile
+	bytes int64
+}
+
+type placedFile struct {
+	e  *Entry
+	at place
+}
+
+// add adds e, stored at at, and reports whether the window is full.
+func (w *window) add(e *Entry, at place) bool {
+	w.files = append(w.files, placedFile{e, at})
+	w.bytes += e.Size
+	return len(w.files) >= windowFiles || w.bytes >= windowBytes
+}
+
+// sorted empties the window and returns its files by place (the tree's order among
+// files of one place).
+func (w *window) sorted() []*Entry {
+	slices.SortStableFunc(w.files, func(a, b placedFile) int { return a.at.compare(b.at) })
+	out := make([]*Entry, len(w.files))
+	for i, f := range w.files {
+		out[i] = f.e
+	}
+	w.files, w.bytes = w.files[:0], 0
+	return out
+}
 
 // batcher cuts the files of a tree, given in its order, into batches.
 type batcher struct {

@@ -146,6 +146,15 @@ func (s *Local) locateKnown(ctx context.Context, h Hash) (loc, bool, error) {
 	return l, ok, nil
 }
 
+// place says where h is stored, by the working copy only (Materialize's order).
+func (s *Local) place(ctx context.Context, h Hash) (place, bool) {
+	l, ok, err := s.locateKnown(ctx, h)
+	if err != nil || !ok {
+		return place{}, false
+	}
+	return place{pack: l.pack, off: l.off, inner: l.inner}, true
+}
+
 // locate finds many chunks, asking the database once for those the working copy lacks.
 // A chunk not found at all has ok false in its place.
 func (s *Local) locate(ctx context.Context, hs []Hash) ([]loc, []bool, error) {

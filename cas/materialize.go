@@ -151,11 +151,11 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 	return nil
 }
 
-// Writers take a directory's files together (a run of its files in the tree's order, in
-// batches of at most batchFiles files or batchBytes bytes, so that a large directory is
-// still shared): writers creating files in one directory at once contend for it in the
-// kernel (two to four writers spent 1.5 × a single writer's system time on ext4), and
-// files of different directories do not.
+// Writers take a directory's files together (a run of its files in the order they are
+// written, in batches of at most batchFiles files or batchBytes bytes, so that a large
+// directory is still shared): writers creating files in one directory at once contend
+// for it in the kernel (two to four writers spent 1.5 × a single writer's system time on
+// ext4), and files of different directories do not.
 const (
 	batchFiles = 128
 	batchBytes = 32 << 20
@@ -234,7 +234,7 @@ func (w *window) sorted() []*Entry {
 	return out
 }
 
-// batcher cuts the files of a tree, given in its order, into batches.
+// batcher cuts files, given in the order they are to be written, into batches.
 type batcher struct {
 	cur   []*Entry
 	dir   string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,6 +21,10 @@ import (
 //   - The walk hands a directory's files to the workers together (batches of at most
 //     maxBatch), stat included, and gives the tree its directories and links as it finds
 //     them: it keeps nothing of what it has read.
+//   - Names are read in sorted order, a directory's subdirectories first name first, so
+//     the walk goes nearly in the tree's order, and so do the groups the workers make of
+//     what it gives them: a reader in the tree's order (an export) decompresses each group
+//     fewer times (ml-v1's export 535 → 324 group decodes of its 220 groups).
 
 // walkTask is a directory to read: its path on disk and its path in the tree.
 type walkTask struct{ abs, dest string }
@@ -80,7 +85,9 @@ func (w *treeWalk) run(ctx context.Context) {
 			w.err = err
 		}
 		w.skipped = append(w.skipped, res.skipped...)
-		w.queue = append(w.queue, res.dirs...)
+		for i := len(res.dirs) - 1; i >= 0; i-- { // the first name is read first
+			w.queue = append(w.queue, res.dirs[i])
+		}
 		w.pending += len(res.dirs) - 1
 		w.mu.Unlock()
 		w.cond.Broadcast()
@@ -128,6 +135,7 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask) (dirListing, error) 
 	if err != nil {
 		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
+	slices.Sort(names)
 	under := t.abs
 	if !strings.HasSuffix(under, "/") {
 		under += "/"

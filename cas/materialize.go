@@ -20,7 +20,10 @@ import (
 //   - The target is missing or empty; entries are created, never opened for writing when
 //     they exist (O_EXCL|O_NOFOLLOW), and a manifest's every parent is a directory entry
 //     (manifest.go), so nothing is written through a link.
-//   - Every chunk is verified against its hash as it is read.
+//   - Every chunk is verified against its hash as it is read; the manifest is verified
+//     and every entry checked (OpenManifest, StreamOf) before anything is made.
+//   - A directory is made before anything in it: a sorted manifest gives it first, and a
+//     file goes to the writers only after the walk has passed it.
 
 // ErrNotEmpty reports a materialisation target that already holds something.
 var ErrNotEmpty = errors.New("target directory is not empty")

@@ -31,6 +31,9 @@ func TestKillHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("engine postgres %d %s\n", pg.Pid(), pg.Dir)
+	if id, ok := pg.ShmID(); ok {
+		fmt.Printf("shm postgres %d\n", id)
+	}
 	ng, err := engines.StartNginx(ctx, []string{fmt.Sprintf("127.0.0.1:%d", pg.Port)})
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +80,7 @@ func TestNothingLeftAfterKill(t *testing.T) {
 	}
 	var es []engine
 	var files []string // what engines make outside their directories
+	shm := -1          // PostgreSQL's System V segment
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -90,11 +94,14 @@ func TestNothingLeftAfterKill(t *testing.T) {
 		if len(f) == 3 && f[0] == "file" {
 			files = append(files, f[2])
 		}
+		if len(f) == 3 && f[0] == "shm" {
+			shm, _ = strconv.Atoi(f[2])
+		}
 	}
-	if len(es) < 2 {
+	if len(es) < 2 || shm < 0 {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("the helper started %d engines", len(es))
+		t.Fatalf("the helper started %d engines (PostgreSQL's shared memory: %d)", len(es), shm)
 	}
 	// The engines' own children, to check they die too.
 	pids := map[int]string{}
@@ -123,6 +130,9 @@ func TestNothingLeftAfterKill(t *testing.T) {
 			if _, err := os.Lstat(f); err == nil {
 				left = append(left, "file "+f)
 			}
+		}
+		if shmExists(t, shm) {
+			left = append(left, fmt.Sprintf("postgres shared memory segment %d", shm))
 		}
 		if len(left) == 0 {
 			return
@@ -162,4 +172,18 @@ func zombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+// shmExists reports whether System V shared memory segment id exists (/proc/sysvipc/shm).
+func shmExists(t *testing.T, id int) bool {
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Fatalf("list shared memory segments: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == strconv.Itoa(id) {
+			return true
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -93,8 +94,12 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	// postgres itself, not pg_ctl (which daemonises it out of reach): a child of this
 	// process, in its own group, killed with it (reap.go).
 	// Loopback TCP only: a unix socket's path is bounded (about 100 bytes), $TMPDIR is not.
+	// Dynamic shared memory in files of the data directory, not /dev/shm: a server killed
+	// with its test binary leaves its segments where its directory's removal takes them
+	// (the System V segment it keeps besides is the reaper's, reap.go).
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data"), "-k", "",
-		"-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200")
+		"-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+		"-c", "dynamic_shared_memory_type=mmap")
 	cmd.Dir = dir
 	logf, err := os.Create(filepath.Join(dir, "log"))
 	if err != nil {
@@ -173,6 +178,25 @@ func (p *Postgres) run(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, bytes.TrimSpace(out.Bytes()))
 	}
 	return nil
+}
+
+// ShmID is the System V shared memory segment the server keeps (postmaster.pid's seventh
+// line: key and id), if it says one.
+func (p *Postgres) ShmID() (int, bool) {
+	b, err := os.ReadFile(filepath.Join(p.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return 0, false
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return 0, false
+	}
+	id, err := strconv.Atoi(f[1])
+	return id, err == nil
 }
 
 // Stop stops the server (fast shutdown: SIGINT, then SIGKILL of its group after a grace)

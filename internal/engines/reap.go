@@ -24,11 +24,15 @@ func Reap(pgid int, dir string, extra ...string) error { return reap(pgid, dir, 
 func ReapUnless(pgid int, dir, done string) error { return reap(pgid, dir, done, nil) }
 
 func reap(pgid int, dir, done string, extra []string) error {
+	// A PostgreSQL data directory's postmaster.pid names the System V segment the server
+	// keeps (its seventh line: key and id), which outlives a killed server: it goes too.
 	script := `while kill -0 "$1" 2>/dev/null; do sleep 1; done
 if [ -d "$3" ] && { [ -z "$4" ] || [ ! -e "$4" ]; }; then
+  shm=$(sed -n 7p "$3/data/postmaster.pid" 2>/dev/null | awk '{print $2}')
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
   sleep 1
   [ "$2" -gt 0 ] && kill -KILL "-$2" 2>/dev/null
+  [ -n "$shm" ] && ipcrm -m "$shm" 2>/dev/null
   rm -rf -- "$3"
   shift 4
   [ "$#" -gt 0 ] && rm -f -- "$@"

@@ -110,7 +110,7 @@ func FuzzVerifyGroup(f *testing.F) {
 // streamed reads an encoded manifest as a ManifestStream, into a Manifest.
 func streamed(b []byte) (*Manifest, error) {
 	s := &ManifestStream{hash: Sum(b), raw: Raw{Enc: EncRaw, Len: int64(len(b)), Data: b}}
-	if err := s.validate(); err != nil {
+	if err := s.check(false); err != nil {
 		return nil, err
 	}
 	m := &Manifest{}

@@ -29,15 +29,12 @@ const streamMin = 1 << 20
 
 // OpenManifest reads the manifest named h for walking, verified and validated.
 func OpenManifest(ctx context.Context, g Getter, h Hash) (*ManifestStream, error) {
-	raw, err := getStored(ctx, g, h)
+	raw, verified, err := getStored(ctx, g, h)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", h, err)
 	}
 	s := &ManifestStream{hash: h, raw: raw}
-	if err := s.verify(); err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", h, err)
-	}
-	if err := s.validate(); err != nil {
+	if err := s.check(!verified); err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", h, err)
 	}
 	return s, nil
@@ -47,28 +44,26 @@ func OpenManifest(ctx context.Context, g Getter, h Hash) (*ManifestStream, error
 func StreamOf(m *Manifest) (*ManifestStream, error) {
 	b := m.Encode()
 	s := &ManifestStream{hash: Sum(b), raw: Raw{Enc: EncRaw, Len: int64(len(b)), Data: b}}
-	if err := s.validate(); err != nil {
+	if err := s.check(false); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// getStored returns h's bytes as stored when g can give them (every store can), else its
-// content; a small compressed one is decoded (and so verified) at once.
-func getStored(ctx context.Context, g Getter, h Hash) (Raw, error) {
-	rs, ok := g.(interface {
-		GetRaw(ctx context.Context, h Hash) (Raw, error)
-	})
-	if ok {
+// getStored returns h's bytes as stored (every store is a RawStore), else its content,
+// and whether they are verified already: content from Get is, and a small compressed
+// manifest is decoded, and so verified, at once.
+func getStored(ctx context.Context, g Getter, h Hash) (Raw, bool, error) {
+	if rs, ok := g.(RawStore); ok {
 		raw, err := rs.GetRaw(ctx, h)
 		if err != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
-			return raw, err
+			return raw, false, err
 		}
 		data, err := Decode(h, raw, nil)
-		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, err
+		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, true, err
 	}
 	data, err := g.Get(ctx, h)
-	return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, err
+	return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, true, err
 }
 
 // Hash is the tree's name.
@@ -97,35 +92,23 @@ func (s *ManifestStream) content() (io.Reader, func(), error) {
 	return nil, nil, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("unknown encoding %d", s.raw.Enc)}
 }
 
-// verify decodes the stored bytes once and checks their length and hash. Decoding the same
-// bytes again gives the same content, so every later walk reads verified bytes.
-func (s *ManifestStream) verify() error {
+// check reads the manifest once: every entry by Validate's rules, counted, and, if
+// verify is set, its bytes against the recorded length and the tree's hash. Bytes that do
+// not match are reported as corrupt, before any rule they break. Decoding the same bytes
+// again gives the same content, so every later walk reads verified bytes.
+func (s *ManifestStream) check(verify bool) error {
 	r, done, err := s.content()
 	if err != nil {
 		return err
 	}
 	defer done()
-	hr := blake3.New()
-	n, err := io.Copy(hr, r)
-	if err != nil {
-		return &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
+	hr := &hashingReader{r: r, h: blake3.New()}
+	if verify {
+		r = hr
 	}
-	if n != s.raw.Len {
-		return &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("length %d, recorded %d", n, s.raw.Len)}
-	}
-	var got Hash
-	hr.Sum(got[:0])
-	if got != s.hash {
-		return &CorruptError{Hash: s.hash, Reason: "content does not match its hash"}
-	}
-	return nil
-}
-
-// validate checks the header and every entry by Validate's rules, and counts them.
-func (s *ManifestStream) validate() error {
 	v := validator{kinds: map[string]Kind{}}
 	var tot Totals
-	err := s.walk(false, func(e *Entry, nch int) error {
+	werr := s.walkFrom(r, false, func(e *Entry, nch int) error {
 		if err := v.next(e, nch, s.kindOf); err != nil {
 			return err
 		}
@@ -133,7 +116,34 @@ func (s *ManifestStream) validate() error {
 		return nil
 	})
 	s.totals = tot
-	return err
+	if verify {
+		if _, err := io.Copy(io.Discard, r); err != nil { // what the walk left unread
+			return &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
+		}
+		if hr.n != s.raw.Len {
+			return &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("length %d, recorded %d", hr.n, s.raw.Len)}
+		}
+		var got Hash
+		hr.h.Sum(got[:0])
+		if got != s.hash {
+			return &CorruptError{Hash: s.hash, Reason: "content does not match its hash"}
+		}
+	}
+	return werr
+}
+
+// hashingReader hashes and counts what is read through it.
+type hashingReader struct {
+	r io.Reader
+	h *blake3.Hasher
+	n int64
+}
+
+func (t *hashingReader) Read(p []byte) (int, error) {
+	k, err := t.r.Read(p)
+	t.h.Write(p[:k]) // never fails
+	t.n += int64(k)
+	return k, err
 }
 
 // kindOf finds the kind of the entry at path p (0: none); only a bad tree's error asks.
@@ -163,6 +173,11 @@ func (s *ManifestStream) walk(chunks bool, fn func(e *Entry, nch int) error) err
 		return err
 	}
 	defer done()
+	return s.walkFrom(r, chunks, fn)
+}
+
+// walkFrom is walk over r, the manifest's encoding.
+func (s *ManifestStream) walkFrom(r io.Reader, chunks bool, fn func(e *Entry, nch int) error) error {
 	d := &streamReader{r: bufio.NewReaderSize(r, 64<<10), n: uint64(s.raw.Len)}
 	if magic := d.bytes(uint64(len(manifestMagic))); string(magic) != manifestMagic {
 		return fmt.Errorf("%w: no SWTREE1 header", ErrBadManifest)

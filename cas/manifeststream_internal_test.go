@@ -79,6 +79,7 @@ type rawGetter struct{ raw Raw }
 
 func (g rawGetter) Get(ctx context.Context, h Hash) ([]byte, error) { return Decode(h, g.raw, nil) }
 func (g rawGetter) GetRaw(ctx context.Context, h Hash) (Raw, error) { return g.raw, nil }
+func (g rawGetter) PutRaw(ctx context.Context, h Hash, r Raw) error { return errors.New("read only") }
 
 func TestManifestStreamRefusesWhatIsNotTheTree(t *testing.T) {
 	ctx := context.Background()

@@ -115,18 +115,17 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 			return send(b.flush())
 		}
 		err := s.Each(func(e *Entry) error {
-			p := filepath.Join(dir, filepath.FromSlash(e.Path))
 			switch e.Kind {
 			case KindDir:
 				if err := ectx.Err(); err != nil {
 					return err
 				}
-				if err := os.Mkdir(p, 0o700); err != nil {
+				if err := os.Mkdir(filepath.Join(dir, filepath.FromSlash(e.Path)), 0o700); err != nil {
 					return fmt.Errorf("materialise %s: %w", e.Path, err)
 				}
 				dirs = append(dirs, &Entry{Path: e.Path, Mode: e.Mode})
 			case KindLink:
-				if err := os.Symlink(e.Target, p); err != nil {
+				if err := os.Symlink(e.Target, filepath.Join(dir, filepath.FromSlash(e.Path))); err != nil {
 					return fmt.Errorf("materialise %s: %w", e.Path, err)
 				}
 			case KindFile:

@@ -28,16 +28,6 @@ func openRaw(path string, flag int, perm uint32) (int, error) {
 	return fd, nil
 }
 
-// openDirFile opens the directory path, not through a link, as an os.File (for its
-// directory reading) that is not registered with the poller.
-func openDirFile(path string) (*os.File, error) {
-	fd, err := openRaw(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
 // rawFile reads a file by its descriptor: an io.Reader and io.Seeker.
 type rawFile int
 

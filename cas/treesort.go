@@ -2,7 +2,6 @@ package cas
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +19,7 @@ import (
 type treeSort struct{ sp *spill }
 
 func newTreeSort(dir string) *treeSort {
-	sp := newSpill(dir, func(a, b []byte) int { return bytes.Compare(recordPath(a), recordPath(b)) })
+	sp := newSpill(dir, recordPath)
 	sp.max = MaxBlob - int64(len(manifestMagic)) - binary.MaxVarintLen64 // a tree too large fails as it is walked
 	return &treeSort{sp: sp}
 }
@@ -88,8 +87,9 @@ func (t *treeSort) header() []byte {
 func (t *treeSort) merge(kindOf func(string) Kind, fn func(rec []byte)) (Totals, error) {
 	var tot Totals
 	v := validator{kinds: map[string]Kind{}}
+	var e Entry // one for every record: made for each, it was a tenth of a rebuild's sum
 	err := t.sp.each(func(rec []byte) error {
-		var e Entry
+		e = Entry{}
 		d := reader{b: rec}
 		nch := d.entry(uint64(v.i), &e, false)
 		if d.err != nil || len(d.b) != 0 {

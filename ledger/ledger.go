@@ -29,6 +29,14 @@ type Ledger struct {
 	// openHead is the head as Open read it (in the window that checked the schema), nil
 	// if it could not.
 	openHead *Head
+	// openProjects are Options.Projects as Open read them, in the same window (guarded by
+	// mu; none after an append).
+	openProjects map[string]openProject
+}
+
+type openProject struct {
+	p   *Project
+	err error
 }
 
 // Options tune Open.
@@ -42,6 +50,9 @@ type Options struct {
 	Hold bool
 	// OnError is told of errors pebble meets in the background (flushes, compactions).
 	OnError func(msg string)
+	// Projects are read in the window Open opens anyway (OpenProject): a command that
+	// checks its project before it starts its work spares a window (~3 ms) of its own.
+	Projects []string
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// readOnly, with Hold, holds the database open read-only (a checkpoint being read).
@@ -70,6 +81,17 @@ func (l *Ledger) OpenHead() (h Head, ok bool) {
 		return Head{}, false
 	}
 	return *l.openHead, true
+}
+
+// OpenProject returns project name as Open read it (Options.Projects), or the error
+// Project gave then; read is false when Open did not read it. What it says may have
+// changed since (in this process, nothing is read after its first append): it is for a
+// check before a command's work, which its append checks again.
+func (l *Ledger) OpenProject(name string) (p *Project, read bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, read := l.openProjects[name]
+	return r.p, read, r.err
 }
 
 // Head is the last event's sequence number and hash (zero for an empty ledger).
@@ -154,6 +176,7 @@ func (l *Ledger) append(ctx context.Context, want *uint64, events []Event) (out 
 		out, err = l.appendTo(w, want, events)
 		return err
 	})
+	l.openProjects = nil // what Open read of them may have changed (a new instance's "self")
 	return out, err
 }
 

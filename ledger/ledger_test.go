@@ -799,3 +799,36 @@ func TestOpenReadsTheHeadOnce(t *testing.T) {
 		t.Fatal("Head read a damaged head without an error")
 	}
 }
+
+// Open reads the projects it is asked for in its window (a build checks its project there),
+// answers as Project did then, and answers nothing once this process has appended: a new
+// instance's "self" is made after the open.
+func TestOpenReadsProjects(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(ctx, dir, Options{Projects: []string{"self"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, read, err := l.OpenProject("self"); !read || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a new ledger's project at open: read %v, err %v (want not found)", read, err)
+	}
+	mustAppend(t, l, ev(t, ProjectCreated, "self", "", "", EmptyData{}))
+	if _, read, _ := l.OpenProject("self"); read {
+		t.Fatal("OpenProject answered with what Open read after an append")
+	}
+	l.Close()
+	l, err = Open(ctx, dir, Options{Projects: []string{"self", "team"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if p, read, err := l.OpenProject("self"); !read || err != nil || p.Name != "self" {
+		t.Fatalf("project self at open: %+v, read %v, err %v", p, read, err)
+	}
+	if _, read, err := l.OpenProject("team"); !read || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a missing project at open: read %v, err %v (want not found)", read, err)
+	}
+	if _, read, _ := l.OpenProject("other"); read {
+		t.Fatal("OpenProject answered for a project Open was not asked to read")
+	}
+}

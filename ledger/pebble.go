@@ -39,7 +39,12 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	// left to those (a damaged head is for verify to name, not for Open to refuse).
 	var head *Head
 	treeOK := false
+	projects := map[string]openProject{}
 	be, err := openPebble(ctx, dir, opt, func(r reader) {
+		for _, name := range opt.Projects {
+			p, err := viewOf(r).Project(name)
+			projects[name] = openProject{p, err}
+		}
 		h, err := readHead(r)
 		if err != nil {
 			return
@@ -54,6 +59,7 @@ func Open(ctx context.Context, dir string, opt Options) (*Ledger, error) {
 	}
 	l := newLedger(be, opt)
 	l.openHead = head
+	l.openProjects = projects
 	l.treeOK.Store(treeOK)
 	return l, nil
 }

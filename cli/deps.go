@@ -16,7 +16,7 @@ import (
 // telling the user on stderr when another process holds what it waits for. Commands that
 // read only the ledger set e.ledgerOnly first: the store is then not opened.
 func (e *env) open() (*ops.Instance, error) {
-	return e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly})
+	return e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly, StatRoots: e.statRoots})
 }
 
 // openWith opens the standalone instance with the globals' lock settings added to opt.
@@ -69,7 +69,11 @@ func (e *env) openProject(uri string) (*ops.Instance, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	in, err := e.open()
+	read := project // a name is read as the ledger opens; an id is resolved after
+	if ops.IsProjectID(project) {
+		read = ""
+	}
+	in, err := e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly, StatRoots: e.statRoots, Project: read})
 	if err != nil {
 		return nil, "", err
 	}

@@ -83,7 +83,11 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			req.Warn(w)
 		}
 	}
-	if _, err := in.Ledger.Project(req.Project); err != nil {
+	if _, read, err := in.Ledger.OpenProject(req.Project); !read {
+		if _, err := in.Ledger.Project(req.Project); err != nil {
+			return nil, LedgerErr(err)
+		}
+	} else if err != nil {
 		return nil, LedgerErr(err)
 	}
 	envDir := filepath.Join(wd, ry.Mode)

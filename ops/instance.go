@@ -68,6 +68,12 @@ type OpenOptions struct {
 	// (Store and Chunks are nil): its lock and the recovery check's look at the index were
 	// ~6 ms of such a command's ~50 (DESIGN.md).
 	LedgerOnly bool
+	// StatRoots are directories the command will store (a build's workdir): the stat
+	// cache's entries under them load while the ledger opens (cas.Local.PrefetchStats).
+	StatRoots []string
+	// Project is read as the ledger opens (ledger.Options.Projects): a build checks it
+	// there before it starts.
+	Project string
 }
 
 // Open opens (creating) the standalone instance at root. A new instance gets the project
@@ -97,20 +103,47 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		}
 		return func(h flock.Holder) { opt.OnWait(what, h) }
 	}
+	// The ledger opens once the store's lock is held (its lock comes after the store's),
+	// while the store is checked: the two opens are ~5 ms each of a command's start.
+	type opened struct {
+		l   *ledger.Ledger
+		err error
+	}
+	var ledgerOpened chan opened
+	openLedger := func() {
+		ledgerOpened = make(chan opened, 1)
+		go func() {
+			l, err := ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{
+				OnWait: wait("ledger " + root), LockTimeout: opt.LockTimeout, Hold: opt.Exclusive, OnError: opt.OnError,
+				Projects: nonEmpty(opt.Project),
+			})
+			ledgerOpened <- opened{l, err}
+		}()
+	}
 	var st *cas.Local
 	if !opt.LedgerOnly {
-		var err error
-		st, err = cas.OpenLocalWith(ctx, filepath.Join(root, "store"), cas.LocalOptions{
+		lo := cas.LocalOptions{
 			OnWait: wait("store " + root), LockTimeout: opt.LockTimeout, Exclusive: opt.Exclusive,
-			CacheDir: filepath.Join(root, "cache", "stat"), OnError: opt.OnError,
-		})
-		if err != nil {
+			CacheDir: filepath.Join(root, "cache", "stat"), OnError: opt.OnError, StatRoots: opt.StatRoots,
+		}
+		if !opt.Exclusive {
+			lo.Locked = openLedger
+		}
+		var err error
+		if st, err = cas.OpenLocalWith(ctx, filepath.Join(root, "store"), lo); err != nil {
+			if ledgerOpened != nil {
+				if o := <-ledgerOpened; o.l != nil {
+					o.l.Close()
+				}
+			}
 			return nil, busyErr(err)
 		}
 	}
-	l, err := ledger.Open(ctx, filepath.Join(root, "ledger"), ledger.Options{
-		OnWait: wait("ledger " + root), LockTimeout: opt.LockTimeout, Hold: opt.Exclusive, OnError: opt.OnError,
-	})
+	if ledgerOpened == nil {
+		openLedger()
+	}
+	o := <-ledgerOpened
+	l, err := o.l, o.err
 	if err != nil {
 		if st != nil {
 			st.Close()
@@ -143,6 +176,14 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 		}
 	}
 	return in, nil
+}
+
+// nonEmpty is s as a list: none if empty.
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }
 
 // busyErr gives a lock wait that timed out its kind.

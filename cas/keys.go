@@ -20,6 +20,8 @@ import "encoding/binary"
 //	'b' hash[32]             -> epoch: content stored from memory (a lock, a manifest) was
 //	                            in the store as of that epoch (epoch.go)
 //	's' path                 -> the stat cache entries before epochs; dropped when found
+//	'r' inputs[32]           -> tree cache entry: the epoch, the tree an ingest of these
+//	                            inputs made, and the sum of what its walk found (treecache.go)
 //
 // A chunk's 'c' key and its pack's 'p' key are written in one synced batch, after the pack
 // file is durable under its final name.
@@ -31,13 +33,14 @@ const (
 	prefixStat    = 't'
 	prefixBlob    = 'b'
 	prefixStatV0  = 's'
+	prefixTree    = 'r'
 )
 
 // indexPrefixes and cachePrefixes list the prefixes of each database; keys_test.go checks
 // that no two collide.
 var (
 	indexPrefixes = []byte{prefixVersion, prefixChunk, prefixPack, prefixFile}
-	cachePrefixes = []byte{prefixStat, prefixBlob, prefixStatV0}
+	cachePrefixes = []byte{prefixStat, prefixBlob, prefixStatV0, prefixTree}
 )
 
 // indexSchema is the index's format version; a store written by a newer swcli is refused.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -212,11 +213,14 @@ const maxSnapshot = 1 << 18
 const maxSnapshotBytes = 256 << 20
 
 // loadStats reads the stat cache entries of roots (files or directories) into memory.
-func (s *Local) loadStats(roots []string) *statSnapshot {
+func (s *Local) loadStats(roots []string) *statSnapshot { return s.loadStatsUntil(roots, nil) }
+
+// loadStatsUntil is loadStats, stopped early (an incomplete snapshot) once stop is set.
+func (s *Local) loadStatsUntil(roots []string, stop *atomic.Bool) *statSnapshot {
 	snap := &statSnapshot{seed: maphash.MakeSeed(), ents: make([]snapEntry, 0, 4096), complete: true}
 	s.readCache(func(cache *pebble.DB) {
 		if cache != nil {
-			snap.load(cache, roots)
+			snap.load(cache, roots, stop)
 		}
 	})
 	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
@@ -226,6 +230,7 @@ func (s *Local) loadStats(roots []string) *statSnapshot {
 // prefetch is a snapshot loading ahead of the ingest that will use it.
 type prefetch struct {
 	roots []string
+	stop  atomic.Bool   // set when the snapshot is no longer wanted
 	done  chan struct{} // closed when snap is loaded
 	snap  *statSnapshot
 }
@@ -249,7 +254,7 @@ func (s *Local) PrefetchStats(roots []string) {
 		if old != nil {
 			<-old.done
 		}
-		p.snap = s.loadStats(p.roots)
+		p.snap = s.loadStatsUntil(p.roots, &p.stop)
 	}()
 }
 
@@ -263,6 +268,18 @@ func (s *Local) takePrefetch() *prefetch {
 		<-p.done
 	}
 	return p
+}
+
+// dropPrefetch stops the prefetched snapshot's load and forgets it.
+func (s *Local) dropPrefetch() {
+	s.prefetchMu.Lock()
+	p := s.prefetched
+	s.prefetched = nil
+	s.prefetchMu.Unlock()
+	if p != nil {
+		p.stop.Store(true)
+		<-p.done
+	}
 }
 
 // snapshotFor returns the stat cache's entries under roots: the prefetched snapshot if it
@@ -292,7 +309,7 @@ func covers(dirs, roots []string) bool {
 	return true
 }
 
-func (snap *statSnapshot) load(cache *pebble.DB, roots []string) {
+func (snap *statSnapshot) load(cache *pebble.DB, roots []string, stop *atomic.Bool) {
 	size := 0
 	for _, root := range roots {
 		// The walk names the root as given, and what is under it cleaned (filepath.Join).
@@ -309,6 +326,10 @@ func (snap *statSnapshot) load(cache *pebble.DB, roots []string) {
 			}
 			for it.First(); it.Valid(); it.Next() {
 				v := it.Value()
+				if len(snap.ents)%256 == 0 && stop != nil && stop.Load() {
+					snap.complete = false
+					break
+				}
 				if len(snap.ents) >= maxSnapshot || size+len(v) > maxSnapshotBytes {
 					snap.complete = false
 					break
@@ -396,14 +417,14 @@ type fileRecord struct {
 // recordCaches writes stat cache, blob and file map entries. It runs after Flush, so that
 // every chunk named is already durable; the entries themselves are only a cache and are
 // not synced. e is the epoch read before the chunks were known to be stored.
-func (s *Local) recordCaches(ctx context.Context, e epoch, stats *spill, blobs []Hash, files []fileRecord) error {
+func (s *Local) recordCaches(ctx context.Context, e epoch, stats *spill, blobs []Hash, files []fileRecord, treeKey []byte, tree *treeEntry) error {
 	if !e.known() {
-		blobs = nil // stat entries still save a read, checked against the index
+		blobs, tree = nil, nil // stat entries still save a read, checked against the index
 	}
-	if stats.count == 0 && len(blobs) == 0 && len(files) == 0 {
+	if stats.count == 0 && len(blobs) == 0 && len(files) == 0 && tree == nil {
 		return nil
 	}
-	if stats.count+len(blobs) > 0 {
+	if stats.count+len(blobs) > 0 || tree != nil {
 		err := s.writeCache(func(cache *pebble.DB) error {
 			if cache == nil {
 				return nil
@@ -429,6 +450,11 @@ func (s *Local) recordCaches(ctx context.Context, e epoch, stats *spill, blobs [
 			}
 			for _, h := range blobs {
 				if err := b.Set(blobKey(h), e[:], nil); err != nil {
+					return err
+				}
+			}
+			if tree != nil {
+				if err := b.Set(treeKey, tree.encode(), nil); err != nil {
 					return err
 				}
 			}

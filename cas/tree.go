@@ -77,6 +77,9 @@ type IngestResult struct {
 	NewBytes  int64    // content bytes of those chunks
 	NewStored int64    // their stored (compressed) bytes
 	Skipped   []string // sockets, devices and pipes, which a tree cannot hold
+	// Reused: the tree cache vouched for the whole tree (treecache.go): its walk found what
+	// the last ingest of the same inputs found, and nothing else was looked at.
+	Reused bool
 }
 
 // inMemoryLimit: files up to this size are read whole; larger ones are streamed.
@@ -116,6 +119,10 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		// A working copy loaded before the epoch was read may hold entries dropped since:
 		// what it vouches for is not recorded as known in this epoch.
 		in.epoch = epoch{}
+	}
+	key := treeKey(inputs)
+	if res, ok, err := in.sameTree(ctx, inputs, key); err != nil || ok {
+		return res, err
 	}
 	var loads sync.WaitGroup
 	defer loads.Wait() // none outlives the ingest (the store may be closed after it)
@@ -175,7 +182,11 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	if err := s.Flush(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.recordCaches(ctx, in.epoch, in.stats, in.blobs, in.files); err != nil {
+	var te *treeEntry
+	if in.epoch.known() && !in.unvouched.Load() {
+		te = &treeEntry{epoch: in.epoch, tree: h, sum: in.sum, totals: totals, skipped: in.skipped}
+	}
+	if err := s.recordCaches(ctx, in.epoch, in.stats, in.blobs, in.files, key, te); err != nil {
 		return nil, fmt.Errorf("record stat cache: %w", err)
 	}
 	return &IngestResult{
@@ -201,8 +212,14 @@ type ingest struct {
 
 	tree  *treeSort // the manifest's entries
 	stats *spill    // stat cache records (statcache.go), written after the flush
+	// listOnly: a walk that stores nothing and only sums what it finds (treecache.go).
+	listOnly bool
+	// unvouched: a file's stat had no inode or times, so the sum cannot vouch for it.
+	unvouched atomic.Bool
 
 	mu      sync.Mutex
+	sum     walkSum         // of what the walk found (treecache.go)
+	rec     []byte          // a buffer for the records the walk's own goroutine sums
 	dirs    map[string]bool // directories in the tree so far
 	blobs   []Hash          // in-memory content stored or checked against the index
 	files   []fileRecord
@@ -295,6 +312,11 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 					return err
 				}
 			}
+			sum := Sum(data)
+			in.record(recMemory, "", input.Dest, mode, nil, string(sum[:]))
+			if in.listOnly {
+				continue
+			}
 			e := &Entry{Path: input.Dest, Kind: KindFile, Mode: mode, Size: int64(len(data))}
 			switch {
 			case len(data) > 0 && input.Later == nil:
@@ -328,6 +350,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 		switch {
 		case fi.IsDir():
 			if dest != "" {
+				in.record(recDir, root, dest, modeOf(fi), nil, "")
 				if err := in.addDir(&Entry{Path: dest, Kind: KindDir, Mode: modeOf(fi)}); err != nil {
 					return err
 				}
@@ -345,6 +368,13 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 			}
 			e := &Entry{Path: dest, Kind: KindFile, Mode: modeOf(fi)}
 			key, hasKey := fileStatOf(fi)
+			if !hasKey {
+				in.unvouched.Store(true)
+			}
+			in.record(recFile, root, dest, modeOf(fi), &key, "")
+			if in.listOnly {
+				continue
+			}
 			if err := send(fileJob{entry: e, src: root, size: fi.Size(), key: key, hasKey: hasKey}, fi.Size()); err != nil {
 				return err
 			}
@@ -356,14 +386,25 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 			if err != nil {
 				return fmt.Errorf("read link %s: %w", root, err)
 			}
+			in.record(recLink, root, dest, 0o777, nil, target)
 			if err := in.tree.add(&Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}); err != nil {
 				return err
 			}
 		default:
+			in.record(recSkipped, root, "", 0, nil, "")
 			in.skipped = append(in.skipped, root)
 		}
 	}
 	return storeHeld()
+}
+
+// record counts one thing the walk's own goroutine found (the walkers keep sums of their
+// own: listWalker).
+func (in *ingest) record(kind byte, abs, dest string, mode uint32, st *fileStat, target string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.rec = walkRecord(in.rec, kind, abs, "", dest, "", mode, st, target)
+	in.sum.add(in.rec)
 }
 
 // addDir gives the tree the directory e, unless it has it already (a parent of an input's

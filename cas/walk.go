@@ -60,6 +60,12 @@ type treeWalk struct {
 
 func (w *treeWalk) run(ctx context.Context) {
 	var buf []byte
+	lw := listWalker{}
+	defer func() {
+		w.in.mu.Lock()
+		w.in.sum.merge(lw.sum)
+		w.in.mu.Unlock()
+	}()
 	for {
 		w.mu.Lock()
 		for len(w.queue) == 0 && w.pending > 0 && w.err == nil {
@@ -73,7 +79,7 @@ func (w *treeWalk) run(ctx context.Context) {
 		w.queue = w.queue[:len(w.queue)-1]
 		w.mu.Unlock()
 
-		res, err := w.readDir(ctx, t, &buf)
+		res, err := w.readDir(ctx, t, &buf, &lw)
 		if err == nil && len(res.files) > 0 {
 			if p := w.in.opt.Progress; p != nil {
 				p.Planned(len(res.files), res.bytes)
@@ -123,7 +129,7 @@ type dirListing struct {
 
 // readDir lists one directory: its entries, its files' stats, its subdirectories. buf is
 // the walker's buffer for the directory's records.
-func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte) (dirListing, error) {
+func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte, lw *listWalker) (dirListing, error) {
 	var res dirListing
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -139,13 +145,64 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte) (dirLis
 	if err != nil {
 		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
-	slices.Sort(names)
 	under := t.abs
 	if !strings.HasSuffix(under, "/") {
 		under += "/"
 	}
+	if w.in.listOnly {
+		return res, w.sumDir(fd, t, under, names, &res, lw)
+	}
+	slices.Sort(names)
 	ents := make([]Entry, len(names)) // one allocation for the directory's entries
-	return res, w.list(fd, t, under, names, ents, &res)
+	return res, w.list(fd, t, under, names, ents, &res, lw)
+}
+
+// listWalker is what a walker keeps of what it lists: the sum of its records (the tree
+// cache's, treecache.go) and a buffer for them.
+type listWalker struct {
+	sum walkSum
+	rec []byte
+}
+
+// add counts one thing the walk found: name in the directory under (its path on disk,
+// ending in a slash) and dest (its path in the tree).
+func (lw *listWalker) add(kind byte, under, name, dest string, mode uint32, st *fileStat, target string) {
+	lw.rec = walkRecord(lw.rec, kind, under, name, dest, name, mode, st, target)
+	lw.sum.add(lw.rec)
+}
+
+// sumDir is list for a walk that only sums what it finds (ingest.listOnly, the tree
+// cache's check): no entries, no jobs, no strings but for directories and links.
+func (w *treeWalk) sumDir(fd int, t walkTask, under string, names []string, res *dirListing, lw *listWalker) error {
+	var st unix.Stat_t
+	for _, name := range names {
+		if err := statAt(fd, name, &st); err != nil {
+			return fmt.Errorf("stat %s%s: %w", under, name, err)
+		}
+		mode := uint32(st.Mode) & 0o7777
+		switch uint32(st.Mode) & unix.S_IFMT {
+		case unix.S_IFDIR:
+			lw.add(recDir, under, name, t.dest, mode, nil, "")
+			dest := name
+			if t.dest != "" {
+				dest = t.dest + "/" + name
+			}
+			res.dirs = append(res.dirs, walkTask{abs: under + name, dest: dest})
+		case unix.S_IFREG:
+			key := fileStatOfUnix(&st)
+			lw.add(recFile, under, name, t.dest, mode, &key, "")
+		case unix.S_IFLNK:
+			target, err := os.Readlink(under + name)
+			if err != nil {
+				return fmt.Errorf("read link %s%s: %w", under, name, err)
+			}
+			lw.add(recLink, under, name, t.dest, 0o777, nil, target)
+		default:
+			lw.add(recSkipped, under, name, "", 0, nil, "")
+			res.skipped = append(res.skipped, under+name)
+		}
+	}
+	return nil
 }
 
 // readNames reads the names in the directory open as fd ("." and ".." left out).
@@ -172,7 +229,7 @@ func readNames(fd int, buf *[]byte) ([]string, error) {
 }
 
 // list stats names in the directory open as fd and sorts them into res.
-func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents []Entry, res *dirListing) error {
+func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents []Entry, res *dirListing, lw *listWalker) error {
 	var st unix.Stat_t
 	// When the path on disk ends with the path in the tree (an input put at the tree's
 	// root, as a workdir is), the latter is cut from the former instead of made again: one
@@ -198,25 +255,30 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 		mode := uint32(st.Mode) & 0o7777
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
+			lw.add(recDir, under, name, t.dest, mode, nil, "")
 			*e = Entry{Path: dest, Kind: KindDir, Mode: mode}
 			if err := w.in.addDir(e); err != nil {
 				return err
 			}
 			res.dirs = append(res.dirs, walkTask{abs: abs, dest: dest})
 		case unix.S_IFREG:
+			key := fileStatOfUnix(&st)
+			lw.add(recFile, under, name, t.dest, mode, &key, "")
 			*e = Entry{Path: dest, Kind: KindFile, Mode: mode}
-			res.files = append(res.files, fileJob{entry: e, src: abs, size: st.Size, key: fileStatOfUnix(&st), hasKey: true})
+			res.files = append(res.files, fileJob{entry: e, src: abs, size: st.Size, key: key, hasKey: true})
 			res.bytes += st.Size
 		case unix.S_IFLNK:
 			target, err := os.Readlink(abs)
 			if err != nil {
 				return fmt.Errorf("read link %s: %w", abs, err)
 			}
+			lw.add(recLink, under, name, t.dest, 0o777, nil, target)
 			*e = Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}
 			if err := w.in.tree.add(e); err != nil {
 				return err
 			}
 		default:
+			lw.add(recSkipped, under, name, "", 0, nil, "")
 			res.skipped = append(res.skipped, abs)
 		}
 	}

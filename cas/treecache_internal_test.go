@@ -1,0 +1,136 @@
+package cas
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The tree cache hands back the last tree only when the walk finds on disk what the last
+// ingest of the same inputs found, in the same epoch: any change below sends the ingest
+// the usual way, which makes the tree a store without caches makes, and the ingest after
+// it is vouched for again.
+func TestTreeCacheVouchesOnlyForWhatItSaw(t *testing.T) {
+	ctx := context.Background()
+	dir, cache, wd := t.TempDir(), t.TempDir(), t.TempDir()
+	write := func(rel, data string) {
+		t.Helper()
+		p := filepath.Join(wd, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("env/a.py", "print('a')\n")
+	write("env/sub/b.py", "print('b')\n")
+	write("requirements.txt", "numpy\n")
+	if err := os.Symlink("a.py", filepath.Join(wd, "env/link")); err != nil {
+		t.Fatal(err)
+	}
+	yaml := []byte("name: demo\n")
+	inputs := func() []Input {
+		return []Input{
+			{Data: yaml, Dest: "runtime.yaml"},
+			{Src: filepath.Join(wd, "env"), Dest: "export/env"},
+			{Src: filepath.Join(wd, "requirements.txt"), Dest: "dependencies/requirements.txt"},
+		}
+	}
+	ingestIn := func(dir, cache string, in []Input) *IngestResult {
+		t.Helper()
+		s, err := OpenLocalWith(ctx, dir, LocalOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		res, err := Ingest(ctx, s, in, IngestOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// fresh is the tree of the inputs as they are, made by a store without caches.
+	fresh := func() Hash { return ingestIn(t.TempDir(), "", inputs()).Hash }
+
+	if r := ingestIn(dir, cache, inputs()); r.Reused {
+		t.Fatal("a first ingest was vouched for")
+	}
+	want := fresh()
+	if r := ingestIn(dir, cache, inputs()); !r.Reused || r.Hash != want || r.BytesRead != 0 || r.Files != 4 || r.Links != 1 {
+		t.Fatalf("unchanged: reused %v, tree %s (want %s), read %d, %d files", r.Reused, r.Hash, want, r.BytesRead, r.Files)
+	}
+	a := filepath.Join(wd, "env/a.py")
+	fi, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what   string
+		change func()
+	}{
+		{"same size, times put back", func() {
+			write("env/a.py", "print('A')\n")
+			os.Chtimes(a, fi.ModTime(), fi.ModTime())
+		}},
+		{"a file added", func() { write("env/sub/c.py", "c\n") }},
+		{"a file removed", func() { os.Remove(filepath.Join(wd, "env/sub/c.py")) }},
+		{"a mode changed", func() { os.Chmod(a, 0o755) }},
+		{"a link's target", func() {
+			os.Remove(filepath.Join(wd, "env/link"))
+			os.Symlink("sub/b.py", filepath.Join(wd, "env/link"))
+		}},
+		{"a directory renamed", func() { os.Rename(filepath.Join(wd, "env/sub"), filepath.Join(wd, "env/sub2")) }},
+		{"a single-file input", func() { write("requirements.txt", "numpy==2\n") }},
+		{"content held in memory", func() { yaml = []byte("name: demo2\n") }},
+		{"the store's epoch", func() {
+			s, err := OpenLocalWith(ctx, dir, LocalOptions{CacheDir: cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.idx.newEpoch(); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}},
+	} {
+		c.change()
+		want := fresh()
+		if r := ingestIn(dir, cache, inputs()); r.Reused || r.Hash != want {
+			t.Fatalf("%s: reused %v, tree %s (want %s)", c.what, r.Reused, r.Hash, want)
+		}
+		if r := ingestIn(dir, cache, inputs()); !r.Reused || r.Hash != want {
+			t.Fatalf("%s, then unchanged: reused %v, tree %s (want %s)", c.what, r.Reused, r.Hash, want)
+		}
+	}
+	// Content made during the ingest (a lock) is known only at its end: never vouched for.
+	later := append(inputs(), Input{Dest: "lock.txt", Later: func() ([]byte, error) { return []byte("x==1\n"), nil }})
+	ingestIn(dir, cache, later)
+	if r := ingestIn(dir, cache, later); r.Reused {
+		t.Fatal("an ingest with content made later was vouched for")
+	}
+}
+
+// A tree cache entry is read back as written; bytes that are not one (cut short, or with
+// more after it) are no entry, and never a panic.
+func TestTreeEntryEncoding(t *testing.T) {
+	te := treeEntry{epoch: epoch{1, 2, 3}, tree: Sum([]byte("t")), totals: Totals{Files: 3, Dirs: 2, Links: 1, Size: 1 << 40},
+		skipped: []string{"/w/sock", "/w/fifo"}}
+	te.sum.add([]byte("a"))
+	te.sum.add([]byte("b"))
+	b := te.encode()
+	got, ok := decodeTreeEntry(b)
+	if !ok || got.epoch != te.epoch || got.tree != te.tree || got.sum != te.sum || got.totals != te.totals ||
+		len(got.skipped) != 2 || got.skipped[1] != "/w/fifo" {
+		t.Fatalf("read back %+v (%v), wrote %+v", got, ok, te)
+	}
+	for n := range len(b) {
+		if _, ok := decodeTreeEntry(b[:n]); ok {
+			t.Fatalf("%d of %d bytes read as an entry", n, len(b))
+		}
+	}
+	if _, ok := decodeTreeEntry(append(b, 0)); ok {
+		t.Fatal("an entry with a byte after it was read")
+	}
+}

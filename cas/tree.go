@@ -64,8 +64,11 @@ type IngestOptions struct {
 	Workers  int      // file workers; default 2 × GOMAXPROCS
 	Progress Progress // optional
 	// Walked, if set, is called once every file is stored and before the manifest is
-	// made: a caller may then get ready for what follows the ingest.
-	Walked func()
+	// made: a caller may then get ready for what follows the ingest. With Unwalked set, it
+	// may come earlier, beside the walk that checks the tree cache (treecache.go) of a
+	// small tree; if the tree must then be made anew, Unwalked is called and Walked comes
+	// again when its files are stored.
+	Walked, Unwalked func()
 }
 
 // IngestResult is what Ingest stored.

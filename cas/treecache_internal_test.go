@@ -134,3 +134,45 @@ func TestTreeEntryEncoding(t *testing.T) {
 		t.Fatal("an entry with a byte after it was read")
 	}
 }
+
+// Walked comes once for a tree the cache vouches for (beside its walk, for a small tree),
+// and for a tree it then finds changed, Unwalked undoes it before Walked comes again: a
+// build holds the ledger for its event from one Walked to its end, never twice, never
+// through the usual ingest.
+func TestTreeCacheWalkedOnce(t *testing.T) {
+	ctx := context.Background()
+	dir, cache, wd := t.TempDir(), t.TempDir(), t.TempDir()
+	f := filepath.Join(wd, "a.py")
+	if err := os.WriteFile(f, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inputs := []Input{{Src: wd, Dest: "export/env"}}
+	ingest := func() (r *IngestResult, walked, unwalked int, order string) {
+		t.Helper()
+		s, err := OpenLocalWith(ctx, dir, LocalOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		r, err = Ingest(ctx, s, inputs, IngestOptions{
+			Walked:   func() { walked++; order += "w" },
+			Unwalked: func() { unwalked++; order += "u" },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, walked, unwalked, order
+	}
+	if _, w, u, _ := ingest(); w != 1 || u != 0 {
+		t.Fatalf("first ingest: Walked %d, Unwalked %d times", w, u)
+	}
+	if r, w, u, _ := ingest(); !r.Reused || w != 1 || u != 0 {
+		t.Fatalf("unchanged: reused %v, Walked %d, Unwalked %d times", r.Reused, w, u)
+	}
+	if err := os.WriteFile(f, []byte("b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _, order := ingest(); r.Reused || order != "wuw" {
+		t.Fatalf("changed: reused %v, calls %q (want wuw)", r.Reused, order)
+	}
+}

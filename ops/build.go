@@ -231,7 +231,8 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	// The ledger is opened for the build's event while the manifest is made and the last
 	// pack sealed (a writer's open is ~7 ms of synced writes), if no other process has it:
-	// from the walk's end to the event, so other processes' events wait at most that long.
+	// from the walk's end to the event, so other processes' events wait at most that long
+	// (for a small tree the tree cache vouches for, from the start of its ~45 ms walk).
 	var prepared chan func()
 	defer func() {
 		if prepared != nil {
@@ -242,7 +243,13 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		prepared = make(chan func(), 1)
 		go func() { prepared <- in.Ledger.PrepareWrite() }()
 	}
-	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked})
+	unwalked := func() { // readied beside the tree cache's walk, which found the tree changed
+		if prepared != nil {
+			(<-prepared)()
+			prepared = nil
+		}
+	}
+	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked, Unwalked: unwalked})
 	if done != nil {
 		<-done // an ingest that failed early never asked for the lock
 		if lockErr != nil {

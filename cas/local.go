@@ -35,9 +35,6 @@ type Local struct {
 	cacheOpen bool         // an open was tried (for reading at least)
 	cacheRW   bool         // cache is open for writing (or cannot be)
 	onError   func(string)
-	// prefetched: a snapshot of the stat cache loading for the next ingest (statcache.go).
-	prefetchMu sync.Mutex
-	prefetched *prefetch
 
 	mu     sync.Mutex // guards the writer fields, pending and sealing
 	cur    *os.File
@@ -82,8 +79,6 @@ type LocalOptions struct {
 	// checked: what the caller opens next (the ledger, whose lock comes after the store's)
 	// may open meanwhile.
 	Locked func()
-	// StatRoots: the stat cache's entries under them load from then on (PrefetchStats).
-	StatRoots []string
 }
 
 // OpenLocal opens (creating if needed) the store in dir for this process alone; see
@@ -125,11 +120,7 @@ func OpenLocalWith(ctx context.Context, dir string, opt LocalOptions) (*Local, e
 	if opt.Locked != nil {
 		opt.Locked()
 	}
-	if len(opt.StatRoots) > 0 {
-		s.PrefetchStats(opt.StatRoots)
-	}
 	fail := func(err error) (*Local, error) {
-		s.takePrefetch() // its load ends before the lock goes
 		s.idx.close()
 		lock.Release()
 		return nil, err
@@ -271,7 +262,6 @@ func (s *Local) Close() error {
 		return nil
 	}
 	ferr := s.Flush(context.Background())
-	s.takePrefetch() // its load ends before the cache closes
 	s.mu.Lock()
 	s.dropReuseLocked()
 	s.mu.Unlock()

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -213,103 +212,18 @@ const maxSnapshot = 1 << 18
 const maxSnapshotBytes = 256 << 20
 
 // loadStats reads the stat cache entries of roots (files or directories) into memory.
-func (s *Local) loadStats(roots []string) *statSnapshot { return s.loadStatsUntil(roots, nil) }
-
-// loadStatsUntil is loadStats, stopped early (an incomplete snapshot) once stop is set.
-func (s *Local) loadStatsUntil(roots []string, stop *atomic.Bool) *statSnapshot {
+func (s *Local) loadStats(roots []string) *statSnapshot {
 	snap := &statSnapshot{seed: maphash.MakeSeed(), ents: make([]snapEntry, 0, 4096), complete: true}
 	s.readCache(func(cache *pebble.DB) {
 		if cache != nil {
-			snap.load(cache, roots, stop)
+			snap.load(cache, roots)
 		}
 	})
 	slices.SortFunc(snap.ents, func(a, b snapEntry) int { return cmp.Compare(a.h, b.h) })
 	return snap
 }
 
-// prefetch is a snapshot loading ahead of the ingest that will use it.
-type prefetch struct {
-	roots []string
-	stop  atomic.Bool   // set when the snapshot is no longer wanted
-	done  chan struct{} // closed when snap is loaded
-	snap  *statSnapshot
-}
-
-// PrefetchStats starts loading the stat cache's entries under roots (the directories an
-// ingest is about to store), so that the next Ingest of inputs under them finds them
-// loaded: ~20 ms of CPU for ml-v1's, which a build (LocalOptions.StatRoots) spends while
-// the ledger opens and the workdir is checked, when a core is idle, not during the walk,
-// which wants both. A snapshot that does not cover the ingest's inputs is not used (the
-// ingest loads its own); a second ingest loads anew. Safe whenever it was read: a
-// snapshot is a cache, each entry checked against the file's stat and trusted only in
-// the epoch it names.
-func (s *Local) PrefetchStats(roots []string) {
-	p := &prefetch{roots: slices.Clone(roots), done: make(chan struct{})}
-	s.prefetchMu.Lock()
-	old := s.prefetched
-	s.prefetched = p
-	s.prefetchMu.Unlock()
-	go func() {
-		defer close(p.done)
-		if old != nil {
-			<-old.done
-		}
-		p.snap = s.loadStatsUntil(p.roots, &p.stop)
-	}()
-}
-
-// takePrefetch returns the prefetched snapshot, once loaded, and forgets it (nil: none).
-func (s *Local) takePrefetch() *prefetch {
-	s.prefetchMu.Lock()
-	p := s.prefetched
-	s.prefetched = nil
-	s.prefetchMu.Unlock()
-	if p != nil {
-		<-p.done
-	}
-	return p
-}
-
-// dropPrefetch stops the prefetched snapshot's load and forgets it.
-func (s *Local) dropPrefetch() {
-	s.prefetchMu.Lock()
-	p := s.prefetched
-	s.prefetched = nil
-	s.prefetchMu.Unlock()
-	if p != nil {
-		p.stop.Store(true)
-		<-p.done
-	}
-}
-
-// snapshotFor returns the stat cache's entries under roots: the prefetched snapshot if it
-// holds them, or one loaded now.
-func (s *Local) snapshotFor(roots []string) *statSnapshot {
-	if p := s.takePrefetch(); p != nil && covers(p.roots, roots) {
-		return p.snap
-	}
-	return s.loadStats(roots)
-}
-
-// covers reports whether every root is one of dirs or under one: the entries loaded for
-// dirs hold theirs. A root not in clean form is not: its entries' keys are made from the
-// name as given, which a load of what is under a clean directory would not find.
-func covers(dirs, roots []string) bool {
-	for _, r := range roots {
-		if r != filepath.Clean(r) {
-			return false
-		}
-		if !slices.ContainsFunc(dirs, func(d string) bool {
-			d = filepath.Clean(d)
-			return r == d || strings.HasPrefix(r, strings.TrimSuffix(d, "/")+"/")
-		}) {
-			return false
-		}
-	}
-	return true
-}
-
-func (snap *statSnapshot) load(cache *pebble.DB, roots []string, stop *atomic.Bool) {
+func (snap *statSnapshot) load(cache *pebble.DB, roots []string) {
 	size := 0
 	for _, root := range roots {
 		// The walk names the root as given, and what is under it cleaned (filepath.Join).
@@ -326,10 +240,6 @@ func (snap *statSnapshot) load(cache *pebble.DB, roots []string, stop *atomic.Bo
 			}
 			for it.First(); it.Valid(); it.Next() {
 				v := it.Value()
-				if len(snap.ents)%256 == 0 && stop != nil && stop.Load() {
-					snap.complete = false
-					break
-				}
 				if len(snap.ents) >= maxSnapshot || size+len(v) > maxSnapshotBytes {
 					snap.complete = false
 					break

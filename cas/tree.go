@@ -129,7 +129,7 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	}
 	var loads sync.WaitGroup
 	defer loads.Wait() // none outlives the ingest (the store may be closed after it)
-	loads.Go(func() { in.snapOnce.Do(func() { in.snap = s.snapshotFor(in.roots) }) })
+	loads.Go(func() { in.snapOnce.Do(func() { in.snap = s.loadStats(in.roots) }) })
 	// The walk stats files as it reads their directory (walk.go) and hands the workers a
 	// directory's files at a time; they wait for the snapshot, not the walk.
 	jobs := make(chan []fileJob, 256)
@@ -485,7 +485,7 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 	s := w.in.s
 	key, hasKey := j.key, j.hasKey
 	if hasKey {
-		w.in.snapOnce.Do(func() { w.in.snap = s.snapshotFor(w.in.roots) })
+		w.in.snapOnce.Do(func() { w.in.snap = s.loadStats(w.in.roots) })
 		if chunks, e, ok := s.cachedChunks(w.in.snap, j.src, key); ok {
 			trusted := e.known() && e == w.in.epoch
 			if !trusted {

@@ -203,7 +203,6 @@ func (in *ingest) sameTree(ctx context.Context, inputs []Input, key []byte) (res
 	if !ok || te.epoch != in.epoch || !s.blobsKnown([]Hash{te.tree}, in.epoch) {
 		return nil, false, nil
 	}
-	s.dropPrefetch() // a hit needs no snapshot; a miss loads its own
 	// What follows a hit (a build's ledger window, ~5-10 ms of synced writes to open) is
 	// readied beside the walk when the walk is short: about as long as the usual
 	// ingest's last steps, beside which the caller would have readied it anyway.

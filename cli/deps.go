@@ -16,7 +16,7 @@ import (
 // telling the user on stderr when another process holds what it waits for. Commands that
 // read only the ledger set e.ledgerOnly first: the store is then not opened.
 func (e *env) open() (*ops.Instance, error) {
-	return e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly, StatRoots: e.statRoots})
+	return e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly})
 }
 
 // openWith opens the standalone instance with the globals' lock settings added to opt.
@@ -73,7 +73,7 @@ func (e *env) openProject(uri string) (*ops.Instance, string, error) {
 	if ops.IsProjectID(project) {
 		read = ""
 	}
-	in, err := e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly, StatRoots: e.statRoots, Project: read})
+	in, err := e.openWith(ops.OpenOptions{LedgerOnly: e.ledgerOnly, Project: read})
 	if err != nil {
 		return nil, "", err
 	}

@@ -133,8 +133,6 @@ type env struct {
 	// ledgerOnly: the command reads (and may append to) the ledger only, never the store
 	// (ops.OpenOptions.LedgerOnly).
 	ledgerOnly bool
-	// statRoots: directories the command will store (ops.OpenOptions.StatRoots).
-	statRoots []string
 }
 
 type exitPanic int

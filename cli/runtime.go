@@ -83,11 +83,6 @@ type RtBuildCmd struct {
 
 // Run builds the runtime.
 func (c *RtBuildCmd) Run(e *env) error {
-	for _, d := range []string{c.Workdir, c.Venv, c.CondaPrefix} {
-		if d != "" { // type:"path": absolute already
-			e.statRoots = append(e.statRoots, d)
-		}
-	}
 	in, project, err := e.openProject(c.Project)
 	if err != nil {
 		return err

@@ -68,9 +68,6 @@ type OpenOptions struct {
 	// (Store and Chunks are nil): its lock and the recovery check's look at the index were
 	// ~6 ms of such a command's ~50 (DESIGN.md).
 	LedgerOnly bool
-	// StatRoots are directories the command will store (a build's workdir): the stat
-	// cache's entries under them load while the ledger opens (cas.Local.PrefetchStats).
-	StatRoots []string
 	// Project is read as the ledger opens (ledger.Options.Projects): a build checks it
 	// there before it starts.
 	Project string
@@ -124,7 +121,7 @@ func Open(ctx context.Context, root string, opt OpenOptions) (*Instance, error) 
 	if !opt.LedgerOnly {
 		lo := cas.LocalOptions{
 			OnWait: wait("store " + root), LockTimeout: opt.LockTimeout, Exclusive: opt.Exclusive,
-			CacheDir: filepath.Join(root, "cache", "stat"), OnError: opt.OnError, StatRoots: opt.StatRoots,
+			CacheDir: filepath.Join(root, "cache", "stat"), OnError: opt.OnError,
 		}
 		if !opt.Exclusive {
 			lo.Locked = openLedger

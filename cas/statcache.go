@@ -58,17 +58,21 @@ func fileStatOf(fi fs.FileInfo) (fileStat, bool) {
 // (times zig-zagged), then the chunk hashes.
 func (k fileStat) encode(e epoch, chunks []Hash) []byte {
 	b := make([]byte, 0, len(e)+48+len(chunks)*HashSize)
-	b = append(b, e[:]...)
+	b = k.append(append(b, e[:]...))
+	for _, h := range chunks {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+// append appends the stat's fields: size, mtime, ctime (zig-zagged), ino, dev, mode.
+func (k fileStat) append(b []byte) []byte {
 	b = binary.AppendVarint(b, k.size)
 	b = binary.AppendVarint(b, k.mtime)
 	b = binary.AppendVarint(b, k.ctime)
 	b = binary.AppendUvarint(b, k.ino)
 	b = binary.AppendUvarint(b, k.dev)
-	b = binary.AppendUvarint(b, uint64(k.mode))
-	for _, h := range chunks {
-		b = append(b, h[:]...)
-	}
-	return b
+	return binary.AppendUvarint(b, uint64(k.mode))
 }
 
 func decodeStat(b []byte) (epoch, fileStat, []Hash, bool) {

@@ -80,12 +80,7 @@ func walkRecord(buf []byte, kind byte, absDir, absName, destDir, destName string
 	}
 	b = binary.AppendUvarint(b, uint64(mode))
 	if st != nil {
-		b = binary.AppendVarint(b, st.size)
-		b = binary.AppendVarint(b, st.mtime)
-		b = binary.AppendVarint(b, st.ctime)
-		b = binary.AppendUvarint(b, st.ino)
-		b = binary.AppendUvarint(b, st.dev)
-		b = binary.AppendUvarint(b, uint64(st.mode))
+		b = st.append(b)
 	}
 	b = binary.AppendUvarint(b, uint64(len(target)))
 	return append(b, target...)

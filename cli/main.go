@@ -120,10 +120,10 @@ func named(cmds []command, args []string) (command, bool) {
 	return command{}, false
 }
 
-// narrowed is c with only the subcommand args name after it, when there is one kong's
-// model of it alone serves: kong's model of runtime's 17 subcommands is ~3 ms of each
-// start. The subcommand's values then live in a struct made for the parse, so a command
-// whose values Main reads after the parse (runtime export's file) keeps its group whole.
+// narrowed is c with only the subcommand args name after it, if there is one: kong's
+// model of runtime's 17 subcommands was 3–7 ms of each start. The subcommand's values
+// then live in a struct made for the parse; Main reaches them through kong's context
+// (selected), not through the grammar.
 func narrowed(c command, args []string) command {
 	v := reflect.ValueOf(c.grammar)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
@@ -143,12 +143,8 @@ func narrowed(c command, args []string) command {
 			if _, ok := f.Tag.Lookup("cmd"); !ok || f.Type.Kind() != reflect.Struct {
 				continue
 			}
-			name := strings.ToLower(f.Name)
-			if a != name && !slices.Contains(strings.Split(f.Tag.Get("aliases"), ","), a) {
+			if a != strings.ToLower(f.Name) && !slices.Contains(strings.Split(f.Tag.Get("aliases"), ","), a) {
 				continue
-			}
-			if c.name == "runtime" && name == "export" {
-				return c
 			}
 			one := reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}})
 			c.grammar = reflect.New(one).Interface()
@@ -156,6 +152,21 @@ func narrowed(c command, args []string) command {
 		}
 	}
 	return c
+}
+
+// selected returns the command kong selected if it is a T, wherever its values live (the
+// grammar, or a struct narrowed made).
+func selected[T any](kctx *kong.Context) *T {
+	n := kctx.Selected()
+	if n == nil {
+		return nil
+	}
+	v := n.Target
+	if v.Kind() != reflect.Pointer && v.CanAddr() {
+		v = v.Addr()
+	}
+	t, _ := v.Interface().(*T)
+	return t
 }
 
 // env is what every command's Run receives.
@@ -223,8 +234,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	if cli.Output != "table" && cli.Output != "json" {
 		// runtime export takes -o FILE.swrt, as its help says; everywhere else -o is the format.
-		if strings.HasPrefix(kctx.Command(), "runtime export") && cli.Runtime.Export.File == "" {
-			cli.Runtime.Export.File, cli.Output = cli.Output, "table"
+		if exp := selected[RtExportCmd](kctx); exp != nil && exp.File == "" {
+			exp.File, cli.Output = cli.Output, "table"
 		} else {
 			fmt.Fprintf(stderr, "swcli: error: --output must be one of \"table\",\"json\" but got %q\n", cli.Output)
 			fmt.Fprintln(stderr, "swcli: hint: -o json for machine output")

@@ -76,9 +76,4 @@ func TestNarrowedModelParsesAsTheWhole(t *testing.T) {
 	if !narrowedOnce {
 		t.Fatal("no command line was narrowed")
 	}
-	var g grammar
-	c, _ := named(g.commands(), []string{"runtime", "export", "x"})
-	if narrowed(c, []string{"runtime", "export", "x"}).grammar != c.grammar {
-		t.Fatal("runtime export was narrowed: Main reads its file after the parse")
-	}
 }

@@ -30,6 +30,31 @@ import (
 //   - Entries are written after the chunks they name are durable, and never synced. The
 //     epoch they carry was read before the ingest began.
 
+// Files changed as an ingest begins (git's "racy clean" entries): a file written again in
+// the same tick of its filesystem's clock as the write an ingest saw keeps its whole stat,
+// size included if the size is the same. Linux before 6.13 stamps files from a clock that
+// moves once a tick (1–10 ms); FAT stamps every 2 s, ext3 and HFS+ every second. So a file
+// whose ctime is not before the tick in which an ingest began (FSClock, read first) is
+// stored but recorded in neither the stat cache nor the tree cache, and the next ingest
+// reads it again; a file stamped in whole seconds, within 2 s of it. A write after an
+// ingest began moves the ctime of a file older than that. ctime, not mtime: every write
+// sets it from the clock, and nothing sets it back.
+
+// FSClock returns the time by the clock files are stamped with, in nanoseconds.
+func FSClock() int64 { return fsNow() }
+
+// fsNow is FSClock's clock; this package's tests move it (export_test.go).
+var fsNow = fsClock
+
+// Racy reports whether a file stamped ts (nanoseconds) may still change without its stamp
+// changing, judged by now, a reading of FSClock taken before the file was looked at.
+func Racy(ts, now int64) bool {
+	if ts%1e9 == 0 { // a filesystem stamping in seconds (or a stamp on the second)
+		return ts >= now-2e9
+	}
+	return ts >= now
+}
+
 // fileStat is what must be unchanged for a file's cached chunk list to be trusted: the
 // fields git's index uses.
 type fileStat struct {

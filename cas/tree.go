@@ -30,7 +30,7 @@ import (
 //   - The manifest is stored last, after every chunk it names, and Flush makes it durable
 //     before Ingest returns: a tree whose hash is returned is whole in the store.
 //   - Stat cache entries are written after the Flush (statcache.go), so none names a chunk
-//     that is not durable.
+//     that is not durable, and none for a file changed as the ingest began (Racy).
 //   - What the ingest keeps for its end, the manifest's entries and the stat cache's, is
 //     encoded as it is made and spilled past a bound (spill.go, treesort.go): the walk and
 //     the workers hold only the files in flight, whatever the tree's size.
@@ -106,7 +106,8 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	in := &ingest{s: s, opt: opt, workers: workers, tree: newTreeSort(s.dir), stats: newSpill(s.dir, nil), dirs: map[string]bool{}}
+	in := &ingest{s: s, opt: opt, workers: workers, tree: newTreeSort(s.dir), stats: newSpill(s.dir, nil), dirs: map[string]bool{},
+		began: FSClock()}
 	defer in.tree.close()
 	defer in.stats.close()
 	for _, input := range inputs {
@@ -206,6 +207,7 @@ type ingest struct {
 	workers  int
 	roots    []string // the Src inputs
 	epoch    epoch    // the store's, read before anything was looked up
+	began    int64    // FSClock when it began: files changed since are not vouched for (Racy)
 	snapOnce sync.Once
 	snap     *statSnapshot // their stat cache entries, read by the first worker to need them
 
@@ -217,7 +219,8 @@ type ingest struct {
 	stats *spill    // stat cache records (statcache.go), written after the flush
 	// listOnly: a walk that stores nothing and only sums what it finds (treecache.go).
 	listOnly bool
-	// unvouched: a file's stat had no inode or times, so the sum cannot vouch for it.
+	// unvouched: a file's stat had no inode or times, or was too recent (Racy), so
+	// the sum cannot vouch for it.
 	unvouched atomic.Bool
 
 	mu      sync.Mutex
@@ -545,7 +548,10 @@ func (w *worker) file(ctx context.Context, j fileJob) error {
 		}
 	}
 	j.entry.Size, j.entry.Chunks = size, chunks
-	if hasKey {
+	switch {
+	case hasKey && Racy(key.ctime, w.in.began):
+		w.in.unvouched.Store(true) // read again next time
+	case hasKey:
 		if err := w.in.recordStat(j.src, key, chunks); err != nil {
 			return err
 		}

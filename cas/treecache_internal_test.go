@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // The tree cache hands back the last tree only when the walk finds on disk what the last
@@ -174,5 +175,66 @@ func TestTreeCacheWalkedOnce(t *testing.T) {
 	}
 	if r, _, _, order := ingest(); r.Reused || order != "wuw" {
 		t.Fatalf("changed: reused %v, calls %q (want wuw)", r.Reused, order)
+	}
+}
+
+// A file changed as an ingest begins may change again without its stat changing (a
+// filesystem's clock that ticks coarsely): the ingest stores it but vouches for it neither
+// in the stat cache nor in the tree cache, and the next ingest reads it again. Once the
+// file is older than that, the ingest after the next is vouched for whole.
+func TestRecentFilesAreReadAgain(t *testing.T) {
+	ctx := context.Background()
+	dir, cache, wd := t.TempDir(), t.TempDir(), t.TempDir()
+	files := map[string]string{"old.py": "print('old')\n", "new.py": "print('new')\n"}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(wd, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := int64(len(files["old.py"]) + len(files["new.py"]))
+	ingest := func() *IngestResult {
+		t.Helper()
+		s, err := OpenLocalWith(ctx, dir, LocalOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		res, err := Ingest(ctx, s, []Input{{Src: wd, Dest: "env"}}, IngestOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	restore := ShiftFSClock(-time.Hour) // as if every file here had changed as the ingest began
+	defer restore()
+	first := ingest()
+	for i := range 2 {
+		if r := ingest(); r.Reused || r.BytesRead != size || r.Hash != first.Hash {
+			t.Fatalf("ingest %d after a recent change: reused %v, read %d of %d bytes, same tree %v", i+2, r.Reused, r.BytesRead, size, r.Hash == first.Hash)
+		}
+	}
+	ShiftFSClock(time.Hour) // the files are old now
+	if r := ingest(); r.Reused || r.BytesRead != size {
+		t.Fatalf("first ingest of old files: reused %v, read %d of %d bytes", r.Reused, r.BytesRead, size)
+	}
+	if r := ingest(); !r.Reused || r.BytesRead != 0 || r.Hash != first.Hash {
+		t.Fatalf("unchanged old files: reused %v, read %d bytes", r.Reused, r.BytesRead)
+	}
+}
+
+// Racy judges a stamp by the tick it falls in, and a stamp in whole seconds (a filesystem
+// that stamps in seconds or two) by the 2 s before.
+func TestRacyStamps(t *testing.T) {
+	const now = int64(1_700_000_000_123_456_789)
+	for _, c := range []struct {
+		ts   int64
+		racy bool
+	}{
+		{now - 1, false}, {now, true}, {now + 5e6, true},
+		{1_700_000_000e9, true}, {1_699_999_999e9, true}, {1_699_999_998e9, false},
+	} {
+		if got := Racy(c.ts, now); got != c.racy {
+			t.Errorf("Racy(%d, %d) = %v, want %v", c.ts, now, got, c.racy)
+		}
 	}
 }

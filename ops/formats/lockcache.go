@@ -14,21 +14,27 @@ import (
 // The lock cache saves a rebuild of an unchanged environment from running python and
 // pip freeze (half a second): the lock is reused while pyvenv.cfg and every package's
 // metadata directory in site-packages are as they were. Installing, upgrading or removing
-// a package adds or removes such a directory, so the key changes.
+// a package adds or removes such a directory, so the key changes. A venv changed as the
+// key is made has no key: a change in the same tick of its filesystem's clock would leave
+// every time and size as they were (cas.Racy).
 
 type LockEntry struct {
 	Python string `json:"python"`
 	Lock   []byte `json:"lock"`
 }
 
-// LockKey names the state of a venv's package metadata, or "" if it cannot be read.
+// LockKey names the state of a venv's package metadata, or "" if it cannot be read or
+// changed too recently to be named.
 func LockKey(envDir string, includeEditable bool) string {
 	var parts []string
+	now := cas.FSClock()
+	racy := false
 	add := func(p string) bool {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return false
 		}
+		racy = racy || cas.Racy(fi.ModTime().UnixNano(), now)
 		parts = append(parts, fmt.Sprintf("%s %d %d", p, fi.ModTime().UnixNano(), fi.Size()))
 		return true
 	}
@@ -54,6 +60,9 @@ func LockKey(envDir string, includeEditable bool) string {
 				}
 			}
 		}
+	}
+	if racy {
+		return ""
 	}
 	sort.Strings(parts)
 	parts = append(parts, fmt.Sprint("editable ", includeEditable))

@@ -88,22 +88,28 @@ func run(verbose bool) error {
 		return err
 	}
 	// Materialise and extract each run by turns with tar -x of the same tree: all three
-	// create 11k files, and how fast a file system does that swings with what was deleted
-	// just before.
+	// create 11k files, each into a directory of its own (bench.Fresh: how fast a file
+	// system creates files swings with what was deleted just before).
 	tarFile := filepath.Join(work, "v1.tar")
 	if _, err := bench.Run(log, nil, "tar", "-C", v1, "-cf", tarFile, "."); err != nil {
 		return err
 	}
-	tarOut := filepath.Join(work, "tar-out")
+	// Materialise and tar -x, extract and tar -x by turns, then restore's extracts.
+	fresh, err := bench.NewFresh(filepath.Join(work, "out"), 5*bench.Reps, bench.DirBytes(v1))
+	if err != nil {
+		return err
+	}
+	var tarOut string
 	tarX := bench.Step{Prep: func() error {
-		if err := os.RemoveAll(tarOut); err != nil {
+		var err error
+		if tarOut, err = fresh.Next("tar-x"); err != nil {
 			return err
 		}
 		return os.MkdirAll(tarOut, 0o755)
 	}, Run: func() (bench.Result, error) { return bench.Run(log, nil, "tar", "-C", tarOut, "-xf", tarFile) }}
-	swOut := filepath.Join(work, "swcli-out")
+	var swOut string
 	pm, err := bench.MedianPair(bench.Reps,
-		bench.Step{Prep: func() error { return os.RemoveAll(swOut) }, Run: func() (bench.Result, error) {
+		bench.Step{Prep: func() (err error) { swOut, err = fresh.Next("materialise"); return err }, Run: func() (bench.Result, error) {
 			return bench.Run(log, env, swcli, "store", "get", strings.TrimSpace(string(treeOut)), swOut)
 		}}, tarX)
 	if err != nil {
@@ -137,19 +143,19 @@ func run(verbose bool) error {
 		return err
 	}
 	add("swcli rt", "rebuild ml-v1", bRe, "", "")
-	ext := filepath.Join(work, "rt-extract")
+	var ext string
+	newExt := func() (err error) { ext, err = fresh.Next("extract"); return err }
 	extract := func() (bench.Result, error) {
 		return bench.Run(log, benv, swcli, "runtime", "extract", "ml-v1", "--target-dir", ext)
 	}
-	px, err := bench.MedianPair(bench.Reps,
-		bench.Step{Prep: func() error { return os.RemoveAll(ext) }, Run: extract}, tarX)
+	px, err := bench.MedianPair(bench.Reps, bench.Step{Prep: newExt, Run: extract}, tarX)
 	if err != nil {
 		return err
 	}
 	bx, tx := px.A, px.B
 	add("swcli rt", "extract ml-v1", bx, "", "")
 	br, err := bench.Median(func() error { // restore changes the workdir: start each from an extract
-		if err := os.RemoveAll(ext); err != nil {
+		if err := newExt(); err != nil {
 			return err
 		}
 		_, err := extract()
@@ -215,6 +221,11 @@ func run(verbose bool) error {
 	fmt.Printf("ml-v1: %s, ml-v2: %s (corpus %s)\n\n", bench.MB(bench.DirBytes(v1)), bench.MB(bench.DirBytes(v2)), dir)
 	bench.Table(os.Stdout, rows)
 	fmt.Printf("(steps that start from nothing and re-runs: median of %d runs, the largest peak RSS of them)\n", bench.Reps)
+	if fresh.Reusing() {
+		fmt.Println("(materialise, extract and tar -x: too little free disk for an output of each run: each deleted the last, and a file system just after a deletion makes files several times slower, more for some runs than others)")
+	} else {
+		fmt.Println("(materialise, extract and tar -x: each run into a directory of its own, nothing deleted meanwhile)")
+	}
 	fmt.Println()
 	fmt.Println("copy on loopback (wire bytes counted at the socket by a proxy; round trips from the server's log):")
 	fmt.Println()

@@ -48,41 +48,40 @@ func TestLockKeyFollowsThePackages(t *testing.T) {
 	write("six-1.16.0.dist-info/METADATA", "Name: six\nVersion: 1.16.0\n")
 	write("numpy/__init__.py", "")
 
-	stamp(recent)
-	if k := LockKey(env, false); k != "" {
-		t.Fatalf("a venv changed just now has key %q", k)
+	// settle returns the key of the venv as if just changed, then as if left alone since.
+	settle := func(what string) string {
+		t.Helper()
+		stamp(recent)
+		if k := LockKey(env, false); k != "" {
+			t.Fatalf("%s, just now: key %q", what, k)
+		}
+		stamp(old)
+		k := LockKey(env, false)
+		if k == "" || LockKey(env, false) != k {
+			t.Fatalf("%s, left alone: keys %q, then %q", what, k, LockKey(env, false))
+		}
+		return k
 	}
-	stamp(old)
-	k1 := LockKey(env, false)
-	if k1 == "" || LockKey(env, false) != k1 {
-		t.Fatalf("an unchanged venv: keys %q, then %q", k1, LockKey(env, false))
-	}
+	k1 := settle("a new venv")
 	if LockKey(env, true) == k1 {
 		t.Fatal("the key does not say whether editable installs are locked")
 	}
 	write("pandas-1.5.3.dist-info/METADATA", "Name: pandas\nVersion: 1.5.3\n")
-	stamp(recent)
-	if k := LockKey(env, false); k != "" {
-		t.Fatalf("just after an install: key %q", k)
-	}
-	stamp(old)
-	k2 := LockKey(env, false)
-	if k2 == "" || k2 == k1 {
-		t.Fatalf("after an install: key %q (before %q)", k2, k1)
+	k2 := settle("after an install")
+	if k2 == k1 {
+		t.Fatalf("after an install: key %q as before", k2)
 	}
 	if err := os.RemoveAll(filepath.Join(site, "six-1.16.0.dist-info")); err != nil {
 		t.Fatal(err)
 	}
-	stamp(old)
-	if k3 := LockKey(env, false); k3 == "" || k3 == k2 || k3 == k1 {
+	k3 := settle("after a removal")
+	if k3 == k2 || k3 == k1 {
 		t.Fatalf("after a removal: key %q (before %q, %q)", k3, k2, k1)
 	}
 	// A package's own files are not part of the key: only its metadata says what pip
 	// freeze would say.
-	k4 := LockKey(env, false)
 	write("numpy/extra.py", "x = 1\n")
-	stamp(old)
-	if k := LockKey(env, false); k != k4 {
-		t.Fatalf("a change inside a package's code changed the key: %q, then %q", k4, k)
+	if k := settle("after a change in a package's code"); k != k3 {
+		t.Fatalf("a change inside a package's code changed the key: %q, then %q", k3, k)
 	}
 }

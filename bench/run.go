@@ -133,7 +133,7 @@ func MedianN(n int, prep func() error, step func() (Result, error)) (Result, err
 // materialise, tar -x): each run writes into a directory never used before, and nothing is
 // deleted until the session ends. On this machine type's root file system (ext4 without a
 // journal, mounted with discard) a tool that creates 11k files soon after 11k were deleted
-// runs up to 4 x slower, by a margin that swings from run to run (ext4's inode allocator
+// ran 2–4.5 x slower by hand (five rounds), by a margin that swings from run to run (ext4's inode allocator
 // passes over recently freed inodes, fs/ext4/ialloc.c); outputs deleted before each run put
 // every measurement of these steps in that state. If the disk lacks room for every output,
 // Next deletes the last output of the same name instead, and Reusing says so.

@@ -43,50 +43,54 @@ func TestMedianPairTakesTurns(t *testing.T) {
 // Fresh hands out a directory never used before for each run, deleting nothing, unless
 // the disk lacks room for every output: then each run's output replaces the last.
 func TestFreshNamesNewDirectories(t *testing.T) {
-	f, err := NewFresh(t.TempDir(), 4, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Reusing() {
-		t.Skip("less than 2 GB free here")
-	}
-	seen := map[string]bool{}
-	for range 3 {
-		p, err := f.Next("extract")
+	t.Run("room", func(t *testing.T) {
+		f, err := NewFresh(t.TempDir(), 4, 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if seen[p] {
-			t.Fatalf("%s handed out twice", p)
+		if f.Reusing() {
+			t.Skip("less than 2 GB free here")
 		}
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Fatalf("%s exists: %v", p, err)
+		seen := map[string]bool{}
+		for range 3 {
+			p, err := f.Next("extract")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[p] {
+				t.Fatalf("%s handed out twice", p)
+			}
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Fatalf("%s exists: %v", p, err)
+			}
+			seen[p] = true
+			if err := os.MkdirAll(filepath.Join(p, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
-		seen[p] = true
-		if err := os.MkdirAll(filepath.Join(p, "sub"), 0o755); err != nil {
+		for p := range seen {
+			if _, err := os.Stat(filepath.Join(p, "sub")); err != nil {
+				t.Fatalf("an earlier output went: %v", err)
+			}
+		}
+	})
+	t.Run("no room", func(t *testing.T) { // runs wherever the first is skipped
+		tight, err := NewFresh(t.TempDir(), 4, 1<<62)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	for p := range seen {
-		if _, err := os.Stat(filepath.Join(p, "sub")); err != nil {
-			t.Fatalf("an earlier output went: %v", err)
+		if !tight.Reusing() {
+			t.Fatal("room for four outputs of 4 EiB")
 		}
-	}
-	tight, err := NewFresh(t.TempDir(), 4, 1<<62)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tight.Reusing() {
-		t.Fatal("room for four outputs of 4 EiB")
-	}
-	p1, _ := tight.Next("extract")
-	if err := os.MkdirAll(filepath.Join(p1, "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if p2, err := tight.Next("extract"); err != nil || p2 != p1 {
-		t.Fatalf("without room: %s then %s (%v), want the same path", p1, p2, err)
-	}
-	if _, err := os.Stat(p1); !os.IsNotExist(err) {
-		t.Fatalf("the last output is still there: %v", err)
-	}
+		p1, _ := tight.Next("extract")
+		if err := os.MkdirAll(filepath.Join(p1, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if p2, err := tight.Next("extract"); err != nil || p2 != p1 {
+			t.Fatalf("without room: %s then %s (%v), want the same path", p1, p2, err)
+		}
+		if _, err := os.Stat(p1); !os.IsNotExist(err) {
+			t.Fatalf("the last output is still there: %v", err)
+		}
+	})
 }

@@ -34,8 +34,9 @@ func LockKey(envDir string, includeEditable bool) string {
 		if err != nil {
 			return false
 		}
-		racy = racy || cas.Racy(fi.ModTime().UnixNano(), now)
-		parts = append(parts, fmt.Sprintf("%s %d %d", p, fi.ModTime().UnixNano(), fi.Size()))
+		mtime := fi.ModTime().UnixNano()
+		racy = racy || cas.Racy(mtime, now)
+		parts = append(parts, fmt.Sprintf("%s %d %d", p, mtime, fi.Size()))
 		return true
 	}
 	if !add(filepath.Join(envDir, "pyvenv.cfg")) {

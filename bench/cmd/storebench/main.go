@@ -100,8 +100,7 @@ func run(verbose bool) error {
 		return err
 	}
 	var tarOut string
-	tarX := bench.Step{Prep: func() error {
-		var err error
+	tarX := bench.Step{Prep: func() (err error) {
 		if tarOut, err = fresh.Next("tar-x"); err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		// is stored, and added to it last.
 		check := "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 		if ry.Mode == "venv" {
-			check = "import sys, pip; print('%d.%d.%d' % sys.version_info[:3])"
+			check = formats.VenvCheck
 		} else if _, err := formats.LookConda(); err != nil {
 			return nil, err
 		}
@@ -137,10 +137,17 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			return nil, &Error{Kind: KindEnv, Err: err, Hint: "the environment's python (and, for a venv, its pip) must run"}
 		}
 		python = strings.TrimSpace(string(pyver))
+		var venv *formats.Venv
+		if ry.Mode == "venv" {
+			if venv, err = formats.ParseVenvCheck(pyver); err != nil {
+				return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("%s: %w", py, err)}
+			}
+			python = venv.Python
+		}
 		done = make(chan struct{})
 		go func() {
 			defer close(done)
-			lock, lockErr = lockEnv(ctx, ry.Mode, wd, envDir, py, req.IncludeEditable)
+			lock, lockErr = lockEnv(ctx, ry.Mode, wd, envDir, py, venv, req.IncludeEditable)
 		}()
 		lockInput.Later = func() ([]byte, error) {
 			<-done
@@ -166,8 +173,11 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 		return out
 	}
-	if lockInput.Data != nil {
+	if lockInput.Later == nil { // from the lock cache (an empty venv's lock is empty)
 		lockInput.Data = filter(lockInput.Data)
+		if lockInput.Data == nil {
+			lockInput.Data = []byte{}
+		}
 	} else {
 		later := lockInput.Later
 		lockInput.Later = func() ([]byte, error) {
@@ -281,8 +291,9 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		Python: python, VN: v.VN, New: v.Seq == ev.Seq, Seq: ev.Seq}, nil
 }
 
-// lockEnv pins the environment: pip freeze of the venv, or conda env export.
-func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable bool) ([]byte, error) {
+// lockEnv pins the environment: pip freeze of the venv (read by formats.Freeze when it
+// can vouch for what pip would print), or conda env export.
+func lockEnv(ctx context.Context, mode, wd, envDir, py string, venv *formats.Venv, includeEditable bool) ([]byte, error) {
 	if mode == "conda" {
 		conda, err := formats.LookConda()
 		if err != nil {
@@ -293,6 +304,11 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, includeEditable b
 			return nil, &Error{Kind: KindEnv, Err: err}
 		}
 		return out, nil
+	}
+	if venv != nil {
+		if lock, err := formats.Freeze(venv, os.Environ()); err == nil {
+			return lock, nil
+		}
 	}
 	args := []string{"-m", "pip", "freeze"}
 	if !includeEditable {

@@ -193,7 +193,7 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	if err := checkEnvPython(ry, yml, envDir, py); err != nil {
 		return nil, err
 	}
-	lock, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), req.IncludeEditable)
+	lock, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), nil, req.IncludeEditable)
 	if err != nil {
 		return nil, err
 	}

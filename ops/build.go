@@ -124,25 +124,17 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	} else {
 		// What makes locking fail is checked here, before anything is stored: the
 		// interpreter runs, pip imports (venv), conda is there (conda). The lock itself
-		// (pip freeze takes ~0.4 s, conda env export longer) is then made while the bundle
-		// is stored, and added to it last.
-		check := "import sys; print('%d.%d.%d' % sys.version_info[:3])"
-		if ry.Mode == "venv" {
-			check = formats.VenvCheck
-		} else if _, err := formats.LookConda(); err != nil {
-			return nil, err
-		}
-		pyver, err := formats.RunCommand(ctx, wd, nil, py, "-c", check)
-		if err != nil {
-			return nil, &Error{Kind: KindEnv, Err: err, Hint: "the environment's python (and, for a venv, its pip) must run"}
-		}
-		python = strings.TrimSpace(string(pyver))
-		var venv *formats.Venv
-		if ry.Mode == "venv" {
-			if venv, err = formats.ParseVenvCheck(pyver); err != nil {
-				return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("%s: %w", py, err)}
+		// (read at once for a plain venv; pip freeze ~0.5 s, conda env export longer) is
+		// then made while the bundle is stored, and added to it last.
+		if ry.Mode != "venv" {
+			if _, err := formats.LookConda(); err != nil {
+				return nil, err
 			}
-			python = venv.Python
+		}
+		var venv *formats.Venv
+		var err error
+		if python, venv, err = checkEnv(ctx, ry.Mode, wd, envDir); err != nil {
+			return nil, err
 		}
 		done = make(chan struct{})
 		go func() {
@@ -322,6 +314,26 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, venv *formats.Ven
 		return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}
 	}
 	return out, nil
+}
+
+// checkEnv runs the environment's python before anything is stored or locked: it must
+// start, and a venv's pip must import. It gives python's version and, for a venv, what
+// formats.Freeze reads.
+func checkEnv(ctx context.Context, mode, wd, envDir string) (string, *formats.Venv, error) {
+	py := filepath.Join(envDir, "bin", "python")
+	if mode != "venv" {
+		python, err := EnvPython(ctx, envDir)
+		return python, nil, err
+	}
+	out, err := formats.RunCommand(ctx, wd, nil, py, "-c", formats.VenvCheck)
+	if err != nil {
+		return "", nil, &Error{Kind: KindEnv, Err: err, Hint: "the venv's python and its pip must run (python -m ensurepip)"}
+	}
+	venv, err := formats.ParseVenvCheck(out)
+	if err != nil {
+		return "", nil, &Error{Kind: KindEnv, Err: fmt.Errorf("%s: %w", py, err)}
+	}
+	return venv.Python, venv, nil
 }
 
 // checkEnvPython refuses an environment whose python contradicts runtime.yaml.

@@ -186,14 +186,14 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	if _, err := os.Stat(filepath.Join(envDir, "bin", "python")); err != nil {
 		return nil, Errorf(KindNotFound, "make the environment, or select one with -p PATH or --shell", "%s environment %s not found", ry.Mode, envDir)
 	}
-	py, err := EnvPython(ctx, envDir)
+	py, venv, err := checkEnv(ctx, ry.Mode, dir, envDir)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkEnvPython(ry, yml, envDir, py); err != nil {
 		return nil, err
 	}
-	lock, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), nil, req.IncludeEditable)
+	lock, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), venv, req.IncludeEditable)
 	if err != nil {
 		return nil, err
 	}

@@ -77,10 +77,16 @@ func Freeze(v *Venv, environ []string) ([]byte, error) {
 	dists := map[string]dist{} // by canonical name
 	seen := map[string]bool{}
 	for _, loc := range v.Path[1:] {
-		if seen[loc] {
-			continue // pip finds nothing new in it the second time
+		// A directory met again, by its name or through a link (lib64 to lib), holds only
+		// names pip has found already, and it keeps the first of each.
+		real, err := filepath.EvalSymlinks(loc)
+		if err != nil {
+			real = loc
 		}
-		seen[loc] = true
+		if seen[real] {
+			continue
+		}
+		seen[real] = true
 		if err := findDists(loc, dists); err != nil {
 			return nil, err
 		}

@@ -110,6 +110,8 @@ func TestFreezeIsPipFreeze(t *testing.T) {
 		{name: "pip's download options, by variable and file", fast: true, env: []string{"PIP_INDEX_URL=http://127.0.0.1:9/simple", "PIP_NO_CACHE_DIR=1"},
 			prefx: map[string]string{"pip.conf": "# a mirror\n[global]\nindex-url = https://mirror.example/simple\ntimeout: 60\ntrusted-host =\n  mirror.example\n[install]\nuser = true\n"},
 			site:  map[string]string{"x-1.dist-info/METADATA": meta("x", "1")}},
+		{name: "site-packages twice, by a link", fast: true,
+			site: map[string]string{"x-1.dist-info/METADATA": meta("x", "1"), "again.pth": "LINK\n"}},
 		{name: "a version pip would rewrite", site: map[string]string{
 			"foo-1.0.0-rc1.dist-info/METADATA": meta("foo", "1.0.0-rc1")}},
 		{name: "installed from a path", site: map[string]string{
@@ -150,8 +152,12 @@ func TestFreezeIsPipFreeze(t *testing.T) {
 				}
 			}
 			cwd := t.TempDir()
+			link := filepath.Join(t.TempDir(), "lib64")
+			if err := os.Symlink(site, link); err != nil {
+				t.Fatal(err)
+			}
 			for n, body := range c.site {
-				writeFile(t, filepath.Join(site, n), body)
+				writeFile(t, filepath.Join(site, n), strings.ReplaceAll(body, "LINK", link))
 			}
 			for n, body := range c.cwd {
 				writeFile(t, filepath.Join(cwd, n), body)

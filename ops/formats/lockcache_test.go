@@ -16,13 +16,7 @@ func TestLockKeyFollowsThePackages(t *testing.T) {
 	site := filepath.Join(env, "lib", "python3.11", "site-packages")
 	write := func(rel, data string) {
 		t.Helper()
-		p := filepath.Join(site, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(site, rel), data)
 	}
 	// stamp sets every time in the venv to at, directories after what they hold: an hour
 	// ago (a venv left alone), or a minute ahead (as if changed as the key is made: a

@@ -85,8 +85,13 @@ func TestFreezeIsPipFreeze(t *testing.T) {
 		cwd   map[string]string // files in the working directory
 		prefx map[string]string // files in the venv's directory
 		env   []string
+		pip   []string // wheels made by make-wheel.py ("name version"), then pip install's arguments
 		fast  bool
 	}{
+		{name: "wheels pip installed by name", fast: true,
+			pip: []string{"Dotted.Name 1.0.post1", "under_score 2.0rc1", "plain 3", "install", "--no-index", "--find-links", "WHEELS", "Dotted.Name", "under-score", "plain"}},
+		{name: "a wheel pip installed by its path",
+			pip: []string{"plain 3", "install", "--no-index", "WHEELS/plain-3-py3-none-any.whl"}},
 		{name: "plain distributions, names as written", fast: true, site: map[string]string{
 			"Foo_Bar-1.0.dist-info/METADATA":           meta("Foo_Bar", "1.0"),
 			"zope.interface-5.4.0.dist-info/METADATA":  meta("zope.interface", "5.4.0"),
@@ -165,7 +170,11 @@ func TestFreezeIsPipFreeze(t *testing.T) {
 			for n, body := range c.prefx {
 				writeFile(t, filepath.Join(venv, n), body)
 			}
-			fast, pip, declined := check(t, venv, cwd, append(append([]string{}, baseEnv...), c.env...))
+			env := append(append([]string{}, baseEnv...), c.env...)
+			if len(c.pip) > 0 {
+				installWheels(t, venv, env, c.pip)
+			}
+			fast, pip, declined := check(t, venv, cwd, env)
 			switch {
 			case !c.fast || !supported:
 				if declined == nil {
@@ -178,10 +187,37 @@ func TestFreezeIsPipFreeze(t *testing.T) {
 				t.Logf("declined: %v\npip freeze:\n%s", declined, pip)
 			case declined != nil:
 				t.Fatalf("declined: %v\npip freeze:\n%s", declined, pip)
-			case !bytes.Equal(fast, pip):
+			case !bytes.Equal(fast, pip) || len(pip) == 0:
 				t.Fatalf("Freeze:\n%s\npip freeze:\n%s", fast, pip)
 			}
 		})
+	}
+}
+
+// installWheels makes the wheels args names ("name version", up to "install") with
+// make-wheel.py and runs pip install in venv with the rest, WHEELS their directory.
+func installWheels(t *testing.T, venv string, env, args []string) {
+	t.Helper()
+	script, err := corpus.Script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wheels := t.TempDir()
+	for len(args) > 0 && args[0] != "install" {
+		name, version, _ := strings.Cut(args[0], " ")
+		mk := exec.Command("python3", filepath.Join(filepath.Dir(script), "make-wheel.py"), name, version, wheels)
+		if out, err := mk.CombinedOutput(); err != nil {
+			t.Fatalf("make-wheel.py %s: %v: %s", args[0], err, out)
+		}
+		args = args[1:]
+	}
+	cmd := exec.Command(filepath.Join(venv, "bin", "python"), append([]string{"-m", "pip", "-q"}, args...)...)
+	for i, a := range cmd.Args {
+		cmd.Args[i] = strings.ReplaceAll(a, "WHEELS", wheels)
+	}
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pip %v: %v: %s", args, err, out)
 	}
 }
 

@@ -117,7 +117,7 @@ func (c *RtBuildCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	e.log.Info().Str("took", time.Since(start).Round(time.Microsecond).String()).Str("manifest", res.Manifest.String()).Msg("built")
+	e.log.Info().Str("took", time.Since(start).Round(time.Microsecond).String()).Str("manifest", res.Manifest.String()).Str("lock", res.LockBy).Msg("built")
 	if e.jsonOut() {
 		return e.printJSON(map[string]any{"project": res.Project, "runtime": res.Runtime, "version": res.Version,
 			"tags": []string{"latest", fmt.Sprintf("v%d", res.VN)}, "new_version": res.New, "files": res.Files,

@@ -51,6 +51,7 @@ type BuildResult struct {
 	VN                        int
 	New                       bool // a new version (false: a rebuild of an existing one)
 	Seq                       uint64
+	LockBy                    string // how the lock was made: "cache", "metadata", or the command (and why)
 }
 
 // Build locks the workdir's environment, stores the bundle and records runtime.built.
@@ -117,6 +118,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	lockInput := cas.Input{Dest: formats.LockName(ry.Mode)}
 	var lockErr error
+	lockBy := "cache"      // the environment is as the last build found it
 	var done chan struct{} // closed when the lock is made, if it is made during the ingest
 	if e, ok := formats.ReadLockCache(in.Root, key); ok {
 		python, lock = e.Python, e.Lock
@@ -139,7 +141,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		done = make(chan struct{})
 		go func() {
 			defer close(done)
-			lock, lockErr = lockEnv(ctx, ry.Mode, wd, envDir, py, venv, req.IncludeEditable)
+			lock, lockBy, lockErr = lockEnv(ctx, ry.Mode, wd, envDir, py, venv, req.IncludeEditable)
 		}()
 		lockInput.Later = func() ([]byte, error) {
 			<-done
@@ -280,27 +282,30 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	}
 	return &BuildResult{Project: req.Project, Runtime: ry.Name, Version: id, Manifest: res.Hash,
 		Files: res.Files, Size: res.Size, NewBytes: res.NewBytes, NewStored: res.NewStored,
-		Python: python, VN: v.VN, New: v.Seq == ev.Seq, Seq: ev.Seq}, nil
+		Python: python, VN: v.VN, New: v.Seq == ev.Seq, Seq: ev.Seq, LockBy: lockBy}, nil
 }
 
 // lockEnv pins the environment: pip freeze of the venv (read by formats.Freeze when it
-// can vouch for what pip would print), or conda env export.
-func lockEnv(ctx context.Context, mode, wd, envDir, py string, venv *formats.Venv, includeEditable bool) ([]byte, error) {
+// can vouch for what pip would print), or conda env export. It says how, and for pip why.
+func lockEnv(ctx context.Context, mode, wd, envDir, py string, venv *formats.Venv, includeEditable bool) ([]byte, string, error) {
 	if mode == "conda" {
 		conda, err := formats.LookConda()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		out, err := formats.RunCommand(ctx, wd, nil, conda, "env", "export", "--prefix", envDir)
 		if err != nil {
-			return nil, &Error{Kind: KindEnv, Err: err}
+			return nil, "", &Error{Kind: KindEnv, Err: err}
 		}
-		return out, nil
+		return out, "conda env export", nil
 	}
+	by := "pip freeze"
 	if venv != nil {
-		if lock, err := formats.Freeze(venv, os.Environ()); err == nil {
-			return lock, nil
+		lock, err := formats.Freeze(venv, os.Environ())
+		if err == nil {
+			return lock, "metadata", nil
 		}
+		by = "pip freeze (" + err.Error() + ")"
 	}
 	args := []string{"-m", "pip", "freeze"}
 	if !includeEditable {
@@ -311,9 +316,9 @@ func lockEnv(ctx context.Context, mode, wd, envDir, py string, venv *formats.Ven
 	cmd.Dir = wd
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}
+		return nil, "", &Error{Kind: KindEnv, Err: fmt.Errorf("pip freeze in %s: %v", envDir, err), Hint: "the venv needs pip (python -m ensurepip)"}
 	}
-	return out, nil
+	return out, by, nil
 }
 
 // checkEnv runs the environment's python before anything is stored or locked: it must

@@ -193,7 +193,7 @@ func Lock(ctx context.Context, req LockRequest, write bool) (*LockResult, error)
 	if err := checkEnvPython(ry, yml, envDir, py); err != nil {
 		return nil, err
 	}
-	lock, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), venv, req.IncludeEditable)
+	lock, _, err := lockEnv(ctx, ry.Mode, dir, envDir, filepath.Join(envDir, "bin", "python"), venv, req.IncludeEditable)
 	if err != nil {
 		return nil, err
 	}

@@ -68,8 +68,9 @@ func firstLine(b []byte) string {
 // SWCLI_PIP_FREEZE=pip.
 const FreezeEnv = "SWCLI_PIP_FREEZE"
 
-// Freeze gives what `python -m pip freeze` prints in v's venv (run in any directory but
-// one on v.Path, with environ as its environment), or a reason it cannot vouch for that.
+// Freeze gives what `python -m pip freeze [--exclude-editable]` prints in v's venv with
+// environ as its environment (the same with or without the flag: it declines editables),
+// or the first reason it cannot vouch for that.
 func Freeze(v *Venv, environ []string) ([]byte, error) {
 	if err := freezable(v, environ); err != nil {
 		return nil, err

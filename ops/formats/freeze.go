@@ -258,14 +258,17 @@ func hasEnv(environ []string, k string) bool {
 	return false
 }
 
+// cfgValue reads key from pyvenv.cfg as Python's site module does: the last line that
+// sets it wins; "" if none does.
 func cfgValue(cfg []byte, key string) string {
+	val := ""
 	for _, line := range strings.Split(string(cfg), "\n") {
 		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.EqualFold(strings.TrimSpace(k), key) {
-			return strings.ToLower(strings.TrimSpace(v))
+		if ok && strings.ToLower(strings.TrimSpace(k)) == key {
+			val = strings.ToLower(strings.TrimSpace(v))
 		}
 	}
-	return ""
+	return val
 }
 
 func pythonMinor(ver string) (int, bool) {
@@ -445,8 +448,10 @@ func metadataHeaders(text []byte) (name, version string, err error) {
 	return name, version, nil
 }
 
+// readSmall reads a regular file of at most max bytes. A FIFO or a device in its place
+// is refused, not waited on (opened without blocking, then looked at).
 func readSmall(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -457,6 +462,9 @@ func readSmall(p string, max int64) ([]byte, error) {
 	}
 	if fi.IsDir() {
 		return nil, syscall.EISDIR
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
 	}
 	if fi.Size() > max {
 		return nil, fmt.Errorf("larger than %d bytes", max)

@@ -167,11 +167,8 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 		return out
 	}
-	if lockInput.Later == nil { // from the lock cache (an empty venv's lock is empty)
+	if lockInput.Later == nil { // from the lock cache (nil Data: an empty lock, an empty file)
 		lockInput.Data = filter(lockInput.Data)
-		if lockInput.Data == nil {
-			lockInput.Data = []byte{}
-		}
 	} else {
 		later := lockInput.Later
 		lockInput.Later = func() ([]byte, error) {

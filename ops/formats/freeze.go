@@ -104,9 +104,9 @@ func Freeze(v *Venv, environ []string) ([]byte, error) {
 		list = append(list, d)
 	}
 	sort.Slice(list, func(i, j int) bool { return strings.ToLower(list[i].name) < strings.ToLower(list[j].name) })
-	out := bytes.NewBuffer([]byte{}) // a venv of no packages has an empty lock, not none
+	var out bytes.Buffer
 	for _, d := range list {
-		fmt.Fprintf(out, "%s==%s\n", d.name, d.version)
+		fmt.Fprintf(&out, "%s==%s\n", d.name, d.version)
 	}
 	return out.Bytes(), nil
 }

@@ -343,9 +343,25 @@ func wheelProject(file string) string {
 	return normProject(name)
 }
 
+// normProject is a project name as PEP 503 compares them: lower case, each run of '-',
+// '_' and '.' one '-' (pip's canonicalize_name).
 func normProject(s string) string {
-	s = strings.ToLower(s)
-	return strings.NewReplacer("_", "-", ".", "-").Replace(s)
+	var b strings.Builder
+	b.Grow(len(s))
+	sep := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '-', '_', '.':
+			if !sep {
+				b.WriteByte('-')
+			}
+			sep = true
+		default:
+			b.WriteByte(c)
+			sep = false
+		}
+	}
+	return strings.ToLower(b.String())
 }
 
 func DescribeDropped(dropped []string, ry *RuntimeYAML) []string {

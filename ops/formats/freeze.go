@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unicode/utf8"
 )
@@ -324,7 +325,7 @@ func findDists(loc string, dists map[string]dist) error {
 			if err != nil {
 				return err
 			}
-			key := canonicalName(d.name)
+			key := normProject(d.name)
 			if prev, ok := dists[key]; ok {
 				return fmt.Errorf("%s and %s are one distribution twice", prev.dir, d.dir)
 			}
@@ -334,19 +335,37 @@ func findDists(loc string, dists map[string]dist) error {
 	return nil
 }
 
-var (
-	// PEP 508's names, as pip checks them (iter_all_distributions).
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
-	// A version as packaging's str(Version) writes it: what pip prints for a version
-	// that is already in this form is the version itself.
-	canonicalVersionRE = regexp.MustCompile(`^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?(\+(0|[1-9][0-9]*|[a-z0-9]*[a-z][a-z0-9]*)(\.(0|[1-9][0-9]*|[a-z0-9]*[a-z][a-z0-9]*))*)?$`)
-	separatorsRE       = regexp.MustCompile(`[-_.]+`)
-	// The email parser's header line (Python's email.feedparser headerRE, less its
-	// continuation and "From " cases, handled apart).
-	headerRE = regexp.MustCompile(`^[\x21-\x39\x3b-\x7e]*:`)
-)
+// canonicalVersionRE matches a version as packaging's str(Version) writes it: what pip
+// prints for a version already in this form is the version itself. Compiled when a lock
+// is first read, not at every command's start.
+var canonicalVersionRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?(\+(0|[1-9][0-9]*|[a-z0-9]*[a-z][a-z0-9]*)(\.(0|[1-9][0-9]*|[a-z0-9]*[a-z][a-z0-9]*))*)?$`)
+})
 
-func canonicalName(n string) string { return strings.ToLower(separatorsRE.ReplaceAllString(n, "-")) }
+// validName says whether n is a PEP 508 name, as pip checks them (iter_all_distributions):
+// letters and digits, with '.', '_' and '-' inside.
+func validName(n string) bool {
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		inner := c == '.' || c == '_' || c == '-'
+		if !alnum && (!inner || i == 0 || i == len(n)-1) {
+			return false
+		}
+	}
+	return n != ""
+}
+
+// headerName returns a line's header name as Python's email parser (compat32) finds one:
+// printable ASCII other than ':' up to the first ':' (feedparser's headerRE, less its
+// continuation and "From " cases, handled apart).
+func headerName(line string) (string, bool) {
+	k, _, ok := strings.Cut(line, ":")
+	for i := 0; ok && i < len(k); i++ {
+		ok = k[i] >= 0x21 && k[i] <= 0x7e
+	}
+	return k, ok
+}
 
 // metadataMax bounds what is read of one METADATA (a long description is most of it).
 const metadataMax = 16 << 20
@@ -383,14 +402,14 @@ func readDist(dir string) (dist, error) {
 	if err != nil {
 		return dist{}, fmt.Errorf("%s: %v", dir, err)
 	}
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		return dist{}, fmt.Errorf("%s: name %q", dir, name)
 	}
 	dirName, _, _ := strings.Cut(stem, "-")
-	if canonicalName(dirName) != canonicalName(name) {
+	if normProject(dirName) != normProject(name) {
 		return dist{}, fmt.Errorf("%s names %q in its metadata", dir, name)
 	}
-	if !canonicalVersionRE.MatchString(version) {
+	if !canonicalVersionRE().MatchString(version) {
 		return dist{}, fmt.Errorf("%s: version %q is not written as pip would print it", dir, version)
 	}
 	// pip from 24.2 takes a .dist-info's version from its directory's name, before from
@@ -425,11 +444,11 @@ func metadataHeaders(text []byte) (name, version string, err error) {
 			}
 			continue
 		}
-		if !headerRE.MatchString(line) {
+		k, ok := headerName(line)
+		if !ok {
 			break
 		}
-		k, val, _ := strings.Cut(line, ":")
-		val = strings.TrimLeft(val, " \t")
+		val := strings.TrimLeft(line[len(k)+1:], " \t")
 		last = ""
 		switch strings.ToLower(k) {
 		case "name":

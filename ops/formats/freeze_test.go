@@ -249,13 +249,13 @@ func writeFile(t *testing.T, p, body string) {
 func TestCanonicalVersions(t *testing.T) {
 	for _, v := range []string{"0", "1.0", "2022.7.1", "1.0a1", "1.0b2", "1.0rc10", "1.0.post1", "1.0.dev0",
 		"1!2.0", "1.0a1.post2.dev3", "1.0+ubuntu.1", "1.0+abc01.0", "0.0.0"} {
-		if !canonicalVersionRE.MatchString(v) {
+		if !canonicalVersionRE().MatchString(v) {
 			t.Errorf("%q refused", v)
 		}
 	}
 	for _, v := range []string{"01.0", "1.0-rc1", "1.0.0rc", "1.0alpha1", "1.0c1", "1.0-1", "1.0_post1", "v1.0", "0!1.0",
 		"1.0+01", "1.0+Ubuntu", "1.0+a-b", "1.0 ", " 1.0", "1.0.dev", "1.0pre1", "1.0.a1", "1.0rc01", ""} {
-		if canonicalVersionRE.MatchString(v) {
+		if canonicalVersionRE().MatchString(v) {
 			t.Errorf("%q accepted", v)
 		}
 	}
@@ -317,5 +317,21 @@ func TestFreezeDeclinesStrangeVenvs(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Freeze waits on a FIFO")
+	}
+}
+
+// Names compare as pip compares them (PEP 503), and only PEP 508 names are read.
+func TestProjectNames(t *testing.T) {
+	for in, want := range map[string]string{"Foo_Bar": "foo-bar", "zope.interface": "zope-interface",
+		"a__b.-C": "a-b-c", "x": "x", "Ünï_x": "ünï-x"} {
+		if got := normProject(in); got != want {
+			t.Errorf("normProject(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for n, ok := range map[string]bool{"x": true, "Foo_Bar.baz-2": true, "": false, "-x": false, "x.": false,
+		"a b": false, "foo ": false, "ü": false} {
+		if validName(n) != ok {
+			t.Errorf("validName(%q) = %v", n, !ok)
+		}
 	}
 }

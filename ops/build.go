@@ -330,11 +330,7 @@ func checkEnv(ctx context.Context, mode, wd, envDir string) (string, *formats.Ve
 	out, err := formats.RunCommand(ctx, wd, nil, py, "-c", formats.VenvCheck)
 	if err != nil {
 		// Named by the interpreter and what it said last, not by the check's program.
-		tail := strings.TrimSpace(string(out))
-		if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
-			tail = tail[i+1:]
-		}
-		if tail != "" {
+		if tail := formats.LastLine(out); tail != "" {
 			err = fmt.Errorf("%s: %s", py, tail)
 		}
 		return "", nil, &Error{Kind: KindEnv, Err: err, Hint: "the venv's python and its pip must run (python -m ensurepip)"}

@@ -133,7 +133,7 @@ func freezable(v *Venv, environ []string) error {
 			return fmt.Errorf("%s is set: it may change what pip freeze prints", k)
 		}
 	}
-	if !hasEnv(environ, "HOME") {
+	if getenv(environ, "HOME") == "" {
 		return errors.New("HOME is not set: where pip's configuration is cannot be told")
 	}
 	for _, f := range pipConfigFiles(v.Prefix, environ) {
@@ -169,20 +169,12 @@ func freezable(v *Venv, environ []string) error {
 // pipConfigFiles lists where pip reads its configuration (pip's configuration.py and
 // appdirs.py), on Linux and macOS.
 func pipConfigFiles(prefix string, environ []string) []string {
-	env := func(k string) string {
-		for _, kv := range environ {
-			if key, v, _ := strings.Cut(kv, "="); key == k {
-				return v
-			}
-		}
-		return ""
-	}
-	home := env("HOME")
-	xdgDirs := env("XDG_CONFIG_DIRS")
+	home := getenv(environ, "HOME")
+	xdgDirs := getenv(environ, "XDG_CONFIG_DIRS")
 	if xdgDirs == "" {
 		xdgDirs = "/etc/xdg"
 	}
-	xdgHome := env("XDG_CONFIG_HOME")
+	xdgHome := getenv(environ, "XDG_CONFIG_HOME")
 	if xdgHome == "" {
 		xdgHome = filepath.Join(home, ".config")
 	}
@@ -250,13 +242,14 @@ func neutralConfig(f string) error {
 	return nil
 }
 
-func hasEnv(environ []string, k string) bool {
+// getenv is os.Getenv over environ.
+func getenv(environ []string, k string) string {
 	for _, kv := range environ {
-		if key, v, _ := strings.Cut(kv, "="); key == k && v != "" {
-			return true
+		if key, v, _ := strings.Cut(kv, "="); key == k {
+			return v
 		}
 	}
-	return false
+	return ""
 }
 
 // cfgValue reads key from pyvenv.cfg as Python's site module does: the last line that

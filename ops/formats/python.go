@@ -226,13 +226,18 @@ func RunCommand(ctx context.Context, dir string, env []string, name string, args
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		tail := strings.TrimSpace(string(out))
-		if lines := strings.Split(tail, "\n"); len(lines) > 0 {
-			tail = lines[len(lines)-1]
-		}
-		return out, fmt.Errorf("%s %s: %v: %s", filepath.Base(name), strings.Join(args, " "), err, tail)
+		return out, fmt.Errorf("%s %s: %v: %s", filepath.Base(name), strings.Join(args, " "), err, LastLine(out))
 	}
 	return out, nil
+}
+
+// LastLine is what a failed command said last: the last line of its output, trimmed.
+func LastLine(out []byte) string {
+	tail := strings.TrimSpace(string(out))
+	if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	return tail
 }
 
 // LookConda finds conda, or says how to get it.

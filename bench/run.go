@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/swcli/swcli/internal/corpus"
+	"github.com/swcli/swcli/internal/fsutil"
 )
 
 // Result is one measured command.
@@ -133,9 +134,9 @@ func MedianN(n int, prep func() error, step func() (Result, error)) (Result, err
 // materialise, tar -x): each run writes into a directory never used before, and nothing is
 // deleted until the session ends. On this machine type's root file system (ext4 without a
 // journal, mounted with discard) a tool that creates 11k files soon after 11k were deleted
-// ran 2–4.5 x slower by hand (five rounds), by a margin that swings from run to run (ext4's inode allocator
-// passes over recently freed inodes, fs/ext4/ialloc.c); outputs deleted before each run put
-// every measurement of these steps in that state. If the disk lacks room for every output,
+// ran 2–4.5 x slower by hand (five rounds), by a margin that swings from run to run
+// (ext4's inode allocator passes over recently freed inodes, fs/ext4/ialloc.c); outputs
+// deleted before each run put every measurement of these steps in that state. If the disk lacks room for every output,
 // Next deletes the last output of the same name instead, and Reusing says so.
 type Fresh struct {
 	dir   string
@@ -148,11 +149,11 @@ func NewFresh(dir string, runs int, each int64) (*Fresh, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	free, err := fsutil.Free(dir)
+	if err != nil {
 		return nil, err
 	}
-	spare := int64(st.Bavail)*int64(st.Bsize) - 2e9
+	spare := free - 2e9
 	return &Fresh{dir: dir, reuse: spare < 0 || spare/int64(max(runs, 1)) < each}, nil
 }
 

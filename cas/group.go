@@ -105,32 +105,37 @@ func parseGroup(b []byte) (offs, sizes []int64, err error) {
 
 // groupCache keeps recently decompressed groups: files written one after another mostly
 // come from the same few groups. Readers get copies of chunks, never the cached content,
-// so an evicted group's buffer is decoded into again (fresh buffers cost page faults: an
-// extract spent as long faulting them in as decoding). Concurrent reads of one group
-// decompress it once: an extract's writers mostly ask for neighbouring files' chunks at
-// the same time (ml-v1 decompressed 1.5 × its groups' content before).
+// so an evicted group's buffer is decoded into again: the buffers it holds, cached and
+// free, are bounded together, and a group is decompressed into the buffer of the one it
+// evicts (new memory costs page faults, ~12 µs a page here: an extract spent as long
+// faulting fresh buffers in as decoding). Concurrent reads of one group decompress it
+// once: an extract's writers mostly ask for neighbouring files' chunks at the same time
+// (ml-v1 decompressed 1.5 × its groups' content before).
 type groupCache struct {
 	mu      sync.Mutex
 	items   map[[2]uint64][]byte
 	order   [][2]uint64
-	bytes   int
+	bytes   int                         // capacity of the buffers held: cached, free, being decompressed into
 	loading map[[2]uint64]chan struct{} // groups being decompressed, closed when done
-	free    [][]byte                    // evicted groups' buffers
+	free    [][]byte                    // buffers for the next groups
+	frames  [][]byte                    // buffers for groups' compressed frames
 }
 
-// groupCacheBytes bounds the decompressed groups kept (groups are 1-2.5 MiB).
+// groupCacheBytes bounds the buffers the cache holds (groups are 1-2.5 MiB).
 const groupCacheBytes = 32 << 20
 
-// groupCacheFree bounds the evicted buffers kept for reuse.
-const groupCacheFree = 4
+// groupCacheFrames bounds the frame buffers kept for reuse: one per reader decompressing
+// at once, as many as an extract has writers on a few cores.
+const groupCacheFrames = 8
 
 // errOutsideGroup: a chunk's place does not lie inside its group's content.
 var errOutsideGroup = errors.New("outside its group")
 
 // chunk copies size bytes at inner of group k into dst (its capacity reused), decompressing
-// the group with decode (into a buffer from c.buffer) unless it is cached. The copy is not
-// verified.
-func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode func() ([]byte, error)) ([]byte, error) {
+// the group with decode unless it is cached. decode asks buffer for room for the group's
+// content (once at most) and returns the content, in that buffer if it had room. The copy
+// is not verified.
+func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode func(buffer func(n int) []byte) ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	for {
 		if b, ok := c.items[k]; ok {
@@ -153,13 +158,26 @@ func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode fu
 	c.loading[k] = done
 	c.mu.Unlock()
 
-	content, err := decode()
+	var given []byte
+	content, err := decode(func(n int) []byte {
+		given = c.buffer(n)
+		return given
+	})
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.loading, k)
 	close(done)
+	if err == nil && !sameArray(content, given) { // decode made room of its own
+		c.bytes += cap(content)
+		if given != nil {
+			c.free = append(c.free, given)
+		}
+	} else if err != nil && given != nil {
+		c.free = append(c.free, given)
+	}
 	if err != nil {
+		c.trimLocked()
 		return nil, err
 	}
 	out, err := copyChunk(content, inner, size, dst)
@@ -167,24 +185,92 @@ func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode fu
 	return out, err
 }
 
-// buffer returns an evicted group's buffer with room for n bytes (the smallest such), or a
-// new one of n's class. Buffers are sized to their groups: their capacity is what the
-// cache counts, and what the collector counts as live.
+// sameArray reports whether a and b are slices of one array from its start.
+func sameArray(a, b []byte) bool {
+	return cap(a) > 0 && cap(b) > 0 && &a[:cap(a)][0] == &b[:cap(b)][0]
+}
+
+// buffer returns a buffer with room for n bytes to decompress a group into: the smallest
+// free one that fits; else a new one of n's class while the cache has room for it; else,
+// the cache being full, the buffer of the group least recently used among those whose
+// buffer fits (groups come in two sizes: a group evicts one of its own kind); else free
+// buffers, then groups least recently used, give way to a new one. Only when every
+// buffer is being decompressed into does the cache make one past its bound.
 func (c *groupCache) buffer(n int) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	best := -1
-	for i, b := range c.free {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(c.free[best])) {
-			best = i
+	for {
+		best := -1
+		for i, b := range c.free {
+			if cap(b) >= n && (best < 0 || cap(b) < cap(c.free[best])) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			b := c.free[best]
+			c.free = slices.Delete(c.free, best, best+1)
+			return b[:0]
+		}
+		class := bufferClass(n)
+		if c.bytes+class <= groupCacheBytes {
+			c.bytes += class
+			return make([]byte, 0, class)
+		}
+		for i, k := range c.order {
+			if b := c.items[k]; cap(b) >= n {
+				delete(c.items, k)
+				c.order = slices.Delete(c.order, i, i+1)
+				return b[:0]
+			}
+		}
+		switch {
+		case len(c.free) > 0:
+			c.bytes -= cap(c.free[len(c.free)-1])
+			c.free = c.free[:len(c.free)-1]
+		case len(c.order) > 0:
+			c.evictLocked()
+		default:
+			c.bytes += class
+			return make([]byte, 0, class)
 		}
 	}
-	if best < 0 {
-		return make([]byte, 0, bufferClass(n))
+}
+
+// frame returns a buffer of n bytes for a group's compressed frame, to be given back with
+// putFrame.
+func (c *groupCache) frame(n int64) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, b := range c.frames {
+		if int64(cap(b)) >= n {
+			c.frames = slices.Delete(c.frames, i, i+1)
+			return b[:n]
+		}
 	}
-	b := c.free[best]
-	c.free = slices.Delete(c.free, best, best+1)
-	return b[:0]
+	return make([]byte, n, max(n, MaxChunk+MaxChunk/8))
+}
+
+// putFrame keeps a frame buffer for the next group read, the largest ones if too many
+// (none larger than a group's content may be).
+func (c *groupCache) putFrame(b []byte) {
+	if cap(b) > MaxGroupContent {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.frames) < groupCacheFrames {
+		c.frames = append(c.frames, b)
+		return
+	}
+	smallest := 0
+	for i, f := range c.frames {
+		if cap(f) < cap(c.frames[smallest]) {
+			smallest = i
+		}
+	}
+	if cap(b) > cap(c.frames[smallest]) {
+		c.frames[smallest] = b
+	}
 }
 
 // bufferClass rounds a new buffer up to the largest group of its kind that ingest makes
@@ -218,37 +304,54 @@ func (c *groupCache) touchLocked(k [2]uint64) {
 	}
 }
 
+// putLocked caches group k's content b (counted already), evicting the groups least
+// recently used (and dropping free buffers first) while the cache holds more than its
+// bound.
 func (c *groupCache) putLocked(k [2]uint64, b []byte) {
 	if c.items == nil {
 		c.items = map[[2]uint64][]byte{}
 	}
 	if _, ok := c.items[k]; ok {
-		return
+		c.free = append(c.free, b)
+	} else {
+		c.items[k] = b
+		c.order = append(c.order, k)
 	}
-	for len(c.order) > 0 && c.bytes+cap(b) > groupCacheBytes {
-		old := c.items[c.order[0]]
-		c.bytes -= cap(old)
-		delete(c.items, c.order[0])
-		c.order = c.order[1:]
-		if len(c.free) < groupCacheFree {
-			c.free = append(c.free, old)
+	c.trimLocked()
+}
+
+// evictLocked moves the group least recently used out of the cache, its buffer to the
+// free ones.
+func (c *groupCache) evictLocked() {
+	k := c.order[0]
+	c.order = c.order[1:]
+	b := c.items[k]
+	delete(c.items, k)
+	c.free = append(c.free, b)
+}
+
+// trimLocked drops free buffers, then groups least recently used, while the cache holds
+// more than its bound (the group just cached stays).
+func (c *groupCache) trimLocked() {
+	for c.bytes > groupCacheBytes {
+		switch {
+		case len(c.free) > 0:
+			c.bytes -= cap(c.free[0])
+			c.free = c.free[1:]
+		case len(c.order) > 1:
+			c.evictLocked()
+		default:
+			return
 		}
 	}
-	c.items[k] = b
-	c.order = append(c.order, k)
-	c.bytes += cap(b)
 }
 
 // groupChunk returns the content of a grouped chunk, verified, in dst if it has room.
 func (s *Local) groupChunk(h Hash, l loc, dst []byte) ([]byte, error) {
 	key := [2]uint64{l.pack, uint64(l.off)}
-	data, err := s.groups.chunk(key, l.inner, l.size, dst, func() ([]byte, error) {
-		bp := s.getBuf()
-		defer s.bufs.Put(bp)
-		if int64(cap(*bp)) < l.stored {
-			*bp = make([]byte, 0, l.stored)
-		}
-		stored := (*bp)[:l.stored]
+	data, err := s.groups.chunk(key, l.inner, l.size, dst, func(buffer func(int) []byte) ([]byte, error) {
+		stored := s.groups.frame(l.stored)
+		defer s.groups.putFrame(stored)
 		if err := s.readAt(h, l, stored); err != nil {
 			return nil, err
 		}
@@ -260,7 +363,7 @@ func (s *Local) groupChunk(h Hash, l loc, dst []byte) ([]byte, error) {
 			n = int(hdr.FrameContentSize)
 		}
 		codecs()
-		content, err := storeDecoder.DecodeAll(stored, s.groups.buffer(n))
+		content, err := storeDecoder.DecodeAll(stored, buffer(n))
 		if err != nil {
 			return nil, &CorruptError{Hash: h, Reason: "group: zstd: " + err.Error()}
 		}

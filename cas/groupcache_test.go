@@ -19,10 +19,10 @@ func fakeGroup(k int, n int) []byte {
 func TestGroupCacheDecompressesAGroupOnceForConcurrentReaders(t *testing.T) {
 	var c groupCache
 	var decodes atomic.Int32
-	decode := func() ([]byte, error) {
+	decode := func(buffer func(int) []byte) ([]byte, error) {
 		decodes.Add(1)
 		time.Sleep(20 * time.Millisecond) // long enough for every reader to ask meanwhile
-		return append(c.buffer(1<<20), fakeGroup(7, 1<<20)...), nil
+		return append(buffer(1<<20), fakeGroup(7, 1<<20)...), nil
 	}
 	var g errgroup.Group
 	for i := range 8 {
@@ -45,11 +45,14 @@ func TestGroupCacheDecompressesAGroupOnceForConcurrentReaders(t *testing.T) {
 func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
 	var c groupCache
 	decodes := map[uint64]int{}
+	buffers := map[*byte]bool{} // the distinct buffers decompressed into
 	read := func(k uint64) {
 		t.Helper()
-		_, err := c.chunk([2]uint64{k, 0}, 0, 10, nil, func() ([]byte, error) {
+		_, err := c.chunk([2]uint64{k, 0}, 0, 10, nil, func(buffer func(int) []byte) ([]byte, error) {
 			decodes[k]++
-			return append(c.buffer(2<<20), fakeGroup(int(k), 2<<20)...), nil
+			b := append(buffer(2<<20), fakeGroup(int(k), 2<<20)...)
+			buffers[&b[0]] = true
+			return b, nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -66,25 +69,60 @@ func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
 	if c.bytes > groupCacheBytes {
 		t.Fatalf("cache holds %d bytes, bound %d", c.bytes, groupCacheBytes)
 	}
-	if len(c.free) == 0 || len(c.free) > groupCacheFree {
-		t.Fatalf("%d evicted buffers kept for reuse, want 1..%d", len(c.free), groupCacheFree)
+	if most := groupCacheBytes / bufferClass(2<<20); len(buffers) > most {
+		t.Fatalf("%d groups decompressed into %d buffers, want at most %d (the cache's room): evicted ones not reused",
+			len(decodes), len(buffers), most)
+	}
+}
+
+func TestGroupCacheDecompressesIntoTheBufferOfTheGroupItEvicts(t *testing.T) {
+	var c groupCache
+	fill := func(k uint64, n int) []byte {
+		t.Helper()
+		var got []byte
+		if _, err := c.chunk([2]uint64{k, 0}, 0, 1, nil, func(buffer func(int) []byte) ([]byte, error) {
+			got = append(buffer(n), fakeGroup(int(k), n)...)
+			return got, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	small, large := 1<<20, 2<<20
+	first := fill(1, small)
+	for k := uint64(2); c.bytes+bufferClass(small) <= groupCacheBytes; k++ {
+		fill(k, small)
+	}
+	held := c.bytes
+	if b := fill(100, small); !sameArray(b, first) {
+		t.Fatal("a full cache decompressed a group into new memory, not the buffer of the group least recently used")
+	}
+	if _, ok := c.items[[2]uint64{1, 0}]; ok || c.bytes != held {
+		t.Fatalf("after the evicting read: group 1 cached %v, %d bytes held, want evicted and %d", ok, c.bytes, held)
+	}
+	// A larger group than the free buffers: those too small give way, the bound holds.
+	fill(101, large)
+	if c.bytes > groupCacheBytes {
+		t.Fatalf("cache holds %d bytes, bound %d", c.bytes, groupCacheBytes)
 	}
 }
 
 func TestGroupCacheReusesEvictedBuffersThatFit(t *testing.T) {
 	var c groupCache
 	c.free = [][]byte{make([]byte, 0, 100), make([]byte, 0, 3000), make([]byte, 0, 2000)}
+	c.bytes = 5100
 	if b := c.buffer(1500); cap(b) != 2000 {
 		t.Fatalf("buffer for 1500 bytes has room for %d, want the smallest that fits (2000)", cap(b))
 	}
-	if b := c.buffer(5000); cap(b) != bufferClass(5000) || len(c.free) != 2 {
-		t.Fatalf("buffer for 5000 bytes: room for %d, %d left free; want a new one of %d, 2 left", cap(b), len(c.free), bufferClass(5000))
+	if b := c.buffer(5000); cap(b) != bufferClass(5000) || len(c.free) != 2 || c.bytes != 5100+bufferClass(5000) {
+		t.Fatalf("buffer for 5000 bytes: room for %d, %d left free, %d bytes held; want a new one of %d, 2 left, %d held",
+			cap(b), len(c.free), c.bytes, bufferClass(5000), 5100+bufferClass(5000))
 	}
 }
 
 func TestGroupCacheHandsOutCopies(t *testing.T) {
 	var c groupCache
-	decode := func() ([]byte, error) { return append(c.buffer(1000), fakeGroup(3, 1000)...), nil }
+	decode := func(buffer func(int) []byte) ([]byte, error) { return append(buffer(1000), fakeGroup(3, 1000)...), nil }
 	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, decode)
 	if err != nil {
 		t.Fatal(err)
@@ -105,14 +143,23 @@ func TestGroupCacheHandsOutCopies(t *testing.T) {
 func TestGroupCacheFailedDecompressionIsNotCached(t *testing.T) {
 	var c groupCache
 	bad := errors.New("zstd: corrupt")
-	if _, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func() ([]byte, error) { return nil, bad }); !errors.Is(err, bad) {
+	if _, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func(buffer func(int) []byte) ([]byte, error) { return nil, bad }); !errors.Is(err, bad) {
 		t.Fatalf("got %v, want the decoder's error", err)
 	}
-	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func() ([]byte, error) { return append(c.buffer(100), fakeGroup(5, 100)...), nil })
+	got, err := c.chunk([2]uint64{1, 0}, 0, 10, nil, func(buffer func(int) []byte) ([]byte, error) { return append(buffer(100), fakeGroup(5, 100)...), nil })
 	if err != nil || !bytes.Equal(got, fakeGroup(5, 10)) {
 		t.Fatalf("after a failed decompression: %v %v", got, err)
 	}
 	if len(c.loading) != 0 {
 		t.Fatalf("%d groups still marked as loading", len(c.loading))
+	}
+	// A failed decompression's buffer is given back and decompressed into next.
+	var failed []byte
+	c.chunk([2]uint64{2, 0}, 0, 10, nil, func(buffer func(int) []byte) ([]byte, error) {
+		failed = buffer(100)
+		return nil, bad
+	})
+	if b := c.buffer(100); !sameArray(b, failed) {
+		t.Fatal("a failed decompression's buffer was not reused")
 	}
 }

@@ -606,7 +606,7 @@ func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 		return Raw{Enc: e.enc, Len: e.size, Data: b}, nil
 	}
 	k := [2]uint64{binary.BigEndian.Uint64(e.pack[:8]), uint64(e.off)}
-	data, err := s.group.chunk(k, e.goff, e.size, nil, func() ([]byte, error) {
+	data, err := s.group.chunk(k, e.goff, e.size, nil, func(buffer func(int) []byte) ([]byte, error) {
 		if e.glen < 0 || e.glen > MaxGroupContent {
 			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group of implausible length %d", e.glen)}
 		}
@@ -618,7 +618,7 @@ func (s *ObjectPacks) GetRaw(ctx context.Context, h Hash) (Raw, error) {
 		// buffer the cache makes): a frame that inflates past e.glen fails below. The
 		// buffer keeps its capacity, which is what the cache counts.
 		_, dec := codecs()
-		c, err := dec.DecodeAll(b, s.group.buffer(int(e.glen)))
+		c, err := dec.DecodeAll(b, buffer(int(e.glen)))
 		if err != nil || int64(len(c)) != e.glen {
 			return nil, &CorruptError{Hash: e.grp, Reason: fmt.Sprintf("group does not decompress: %v", err)}
 		}

@@ -69,6 +69,9 @@ type IngestOptions struct {
 	// small tree; if the tree must then be made anew, Unwalked is called and Walked comes
 	// again when its files are stored.
 	Walked, Unwalked func()
+	// Prewalk, if set, is the tree cache's walk of a directory input, begun by the caller
+	// (prewalk.go); Ingest stops it.
+	Prewalk *Prewalk
 }
 
 // IngestResult is what Ingest stored.
@@ -102,6 +105,7 @@ type fileJob struct {
 // before they are chunked, and files whose stat is unchanged since s last stored them are
 // not read at all. When Ingest returns, the tree and all it references are durable.
 func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*IngestResult, error) {
+	defer opt.Prewalk.Stop()
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
@@ -125,7 +129,9 @@ func Ingest(ctx context.Context, s *Local, inputs []Input, opt IngestOptions) (*
 		in.epoch = epoch{}
 	}
 	key := treeKey(inputs)
-	if res, ok, err := in.sameTree(ctx, inputs, key); err != nil || ok {
+	res, ok, err := in.sameTree(ctx, inputs, key)
+	opt.Prewalk.Stop() // taken, or not needed: the cores are the ingest's now
+	if err != nil || ok {
 		return res, err
 	}
 	var loads sync.WaitGroup
@@ -359,6 +365,15 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 				in.record(recDir, root, dest, modeOf(fi), nil, "")
 				if err := in.addDir(&Entry{Path: dest, Kind: KindDir, Mode: modeOf(fi)}); err != nil {
 					return err
+				}
+			}
+			if in.listOnly {
+				if sum, skipped, ok := in.opt.Prewalk.take(filepath.Clean(root), dest); ok {
+					in.mu.Lock()
+					in.sum.merge(sum)
+					in.mu.Unlock()
+					in.skipped = append(in.skipped, skipped...)
+					continue
 				}
 			}
 			// The stat cache is keyed by the paths the walk makes: the root cleaned, then

@@ -205,7 +205,7 @@ func (in *ingest) sameTree(ctx context.Context, inputs []Input, key []byte) (res
 	if early {
 		in.opt.Walked()
 	}
-	ln := &ingest{s: s, workers: in.workers, listOnly: true}
+	ln := &ingest{s: s, workers: in.workers, listOnly: true, opt: IngestOptions{Prewalk: in.opt.Prewalk}}
 	err = ln.walk(ctx, inputs, nil)
 	if err != nil || ln.unvouched.Load() || ln.sum != te.sum {
 		if early {

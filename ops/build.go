@@ -37,6 +37,8 @@ type BuildRequest struct {
 	IncludeLocalWheel bool
 	// Say, if set, hears each step of making the environment (a workdir without one).
 	Say func(string)
+	// Prewalk, if set, is StartBuildWalk's walk; Build stops it.
+	Prewalk *cas.Prewalk
 }
 
 // BuildResult is what a build stored.
@@ -56,6 +58,7 @@ type BuildResult struct {
 
 // Build locks the workdir's environment, stores the bundle and records runtime.built.
 func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, error) {
+	defer req.Prewalk.Stop()
 	wd, err := filepath.Abs(req.Workdir)
 	if err != nil {
 		return nil, err
@@ -63,14 +66,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 	if fi, err := os.Stat(wd); err != nil || !fi.IsDir() {
 		return nil, Errorf(KindNotFound, "give the workdir that holds runtime.yaml", "workdir %s does not exist", req.Workdir)
 	}
-	yml := req.YAML
-	if yml == "" {
-		yml = filepath.Join(wd, "runtime.yaml")
-	} else if !filepath.IsAbs(yml) {
-		if _, err := os.Stat(yml); err != nil {
-			yml = filepath.Join(wd, yml)
-		}
-	}
+	yml := runtimeYAMLPath(wd, req.YAML)
 	ry, raw, err := formats.LoadRuntimeYAML(yml, wd)
 	if err != nil {
 		if req.YAML != "" && KindOf(err) == KindNotFound {
@@ -250,7 +246,8 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 			prepared = nil
 		}
 	}
-	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked, Unwalked: unwalked})
+	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked, Unwalked: unwalked,
+		Prewalk: req.Prewalk})
 	if done != nil {
 		<-done // an ingest that failed early never asked for the lock
 		if lockErr != nil {
@@ -356,4 +353,43 @@ func workdirOf(wd, envDir string) string {
 		return envDir
 	}
 	return wd
+}
+
+// runtimeYAMLPath is the runtime.yaml a build of the workdir wd reads: WORKDIR/runtime.yaml,
+// or -f's file as given if it exists, else in the workdir.
+func runtimeYAMLPath(wd, yml string) string {
+	if yml == "" {
+		return filepath.Join(wd, "runtime.yaml")
+	}
+	if !filepath.IsAbs(yml) {
+		if _, err := os.Stat(yml); err != nil {
+			return filepath.Join(wd, yml)
+		}
+	}
+	return yml
+}
+
+// StartBuildWalk starts, for a build of the workdir that stores its environment
+// (--gen-all-bundles), the tree cache's walk of that environment (cas.Prewalk): a
+// rebuild's walk then runs beside the instance's opening. Build takes it (req.Prewalk)
+// when it stores that same directory, as it does unless the environment is made during
+// the build; nil when there is nothing to walk or runtime.yaml does not load (Build says
+// why). It is stopped by Build, or by the caller's Stop.
+func StartBuildWalk(ctx context.Context, workdir, yml string, genAllBundles bool) *cas.Prewalk {
+	if !genAllBundles || workdir == "" {
+		return nil
+	}
+	wd, err := filepath.Abs(workdir)
+	if err != nil {
+		return nil
+	}
+	ry, _, err := formats.LoadRuntimeYAML(runtimeYAMLPath(wd, yml), wd)
+	if err != nil {
+		return nil
+	}
+	src, err := filepath.EvalSymlinks(filepath.Join(wd, ry.Mode))
+	if err != nil {
+		return nil
+	}
+	return cas.StartPrewalk(ctx, src, path.Join("export", ry.Mode))
 }

@@ -145,16 +145,16 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte, lw *lis
 		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
 	defer unix.Close(fd)
-	names, err := readNames(fd, buf)
-	if err != nil {
-		return res, fmt.Errorf("walk %s: %w", t.abs, err)
-	}
 	under := t.abs
 	if !strings.HasSuffix(under, "/") {
 		under += "/"
 	}
 	if w.in.listOnly {
-		return res, w.sumDir(fd, t, under, names, &res, lw)
+		return res, w.sumDir(fd, t, under, buf, &res, lw)
+	}
+	names, err := readNames(fd, buf)
+	if err != nil {
+		return res, fmt.Errorf("walk %s: %w", t.abs, err)
 	}
 	slices.Sort(names)
 	ents := make([]Entry, len(names)) // one allocation for the directory's entries
@@ -176,18 +176,16 @@ func (lw *listWalker) add(kind byte, under, name, destDir string, mode uint32, s
 }
 
 // sumDir is list for a walk that only sums what it finds (ingest.listOnly, the tree
-// cache's check): no entries, no jobs, no strings but for directories and links.
-func (w *treeWalk) sumDir(fd int, t walkTask, under string, names []string, res *dirListing, lw *listWalker) error {
+// cache's check): no entries, no jobs, no strings but for directories and links; names
+// are read and stat'ed where getdents put them (eachEntry).
+func (w *treeWalk) sumDir(fd int, t walkTask, under string, buf *[]byte, res *dirListing, lw *listWalker) error {
 	var st unix.Stat_t
-	for _, name := range names {
-		if err := statAt(fd, name, &st); err != nil {
-			return fmt.Errorf("stat %s%s: %w", under, name, err)
-		}
+	return eachEntry(fd, under, buf, &st, func(name string) error {
 		mode := uint32(st.Mode) & 0o7777
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
 			lw.add(recDir, under, name, t.dest, mode, nil, "")
-			dest := name
+			dest := strings.Clone(name) // name lies in the walker's buffer
 			if t.dest != "" {
 				dest = t.dest + "/" + name
 			}
@@ -205,8 +203,16 @@ func (w *treeWalk) sumDir(fd int, t walkTask, under string, names []string, res 
 			lw.add(recSkipped, under, name, "", 0, nil, "")
 			res.skipped = append(res.skipped, under+name)
 		}
+		return nil
+	})
+}
+
+// dirName is the directory under (a path ending in a slash) as a walk's errors name it.
+func dirName(under string) string {
+	if len(under) > 1 {
+		return under[:len(under)-1]
 	}
-	return nil
+	return under
 }
 
 // readNames reads the names in the directory open as fd ("." and ".." left out).

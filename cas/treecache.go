@@ -14,10 +14,11 @@ import (
 // makes the same tree, and need not make it again. Invariants:
 //   - An entry is keyed by the inputs' description (sources, destinations, modes: treeKey)
 //     and holds the store's epoch, the tree made, its totals and what was skipped, and the
-//     walk's sum: a sum mod 2^256 of the hashes of one record per thing the ingest met
-//     (each directory, file, link and skipped entry found on disk with its path on disk,
-//     its path in the tree, its mode, a file's stat and a link's target; each input held in
-//     memory with its content's hash), so that the walk's order does not matter.
+//     walk's sum: a sum mod 2^256 of hashes, so that the walk's order does not matter: one
+//     per directory read (its path on disk and in the tree, then a record of each of its
+//     directories, files, links and skipped entries in name order: name, mode, a file's
+//     stat, a link's target; walk.go's listWalker), one per input (its path on disk and in
+//     the tree, its mode and stat, or for content held in memory its hash).
 //   - A file is trusted on its stat, as the stat cache trusts it (statcache.go): the same
 //     path with the same size, times, inode, device and mode is taken to hold the same bytes.
 //   - It is used only in the epoch it names (epoch.go) and while the tree's manifest is
@@ -61,6 +62,7 @@ const (
 	recLink    = 'l'
 	recSkipped = 's'
 	recMemory  = 'm'
+	recDirList = 'D' // a directory read: its paths and its entries' records (listWalker)
 )
 
 // walkRecord appends to buf[:0] the record of one thing an ingest met: its kind, its path

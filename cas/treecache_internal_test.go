@@ -238,3 +238,35 @@ func TestRacyStamps(t *testing.T) {
 		}
 	}
 }
+
+// A directory's sum binds its entries to its paths: the same two entries in two
+// directories, the other way round, sum differently (on disk a rename changes a file's
+// ctime as well, but the sum does not rest on that).
+func TestDirectorySumsBindEntriesToTheirDirectory(t *testing.T) {
+	x, y := fileStat{size: 1, mtime: 1, ctime: 1, ino: 1}, fileStat{size: 1, mtime: 1, ctime: 1, ino: 2}
+	sum := func(inA, inB fileStat) walkSum {
+		var lw listWalker
+		lw.add(recFile, "f", 0o644, &inA, "")
+		lw.endDir("/w/a/", "a")
+		lw.add(recFile, "f", 0o644, &inB, "")
+		lw.endDir("/w/b/", "b")
+		return lw.sum
+	}
+	if sum(x, y) == sum(y, x) {
+		t.Fatal("a/f and b/f swapped: the same sum")
+	}
+	// The order entries are read in does not matter; their names do.
+	var ab, ba, renamed listWalker
+	ab.add(recFile, "a", 0o644, &x, "")
+	ab.add(recFile, "b", 0o644, &y, "")
+	ab.endDir("/w/", "")
+	ba.add(recFile, "b", 0o644, &y, "")
+	ba.add(recFile, "a", 0o644, &x, "")
+	ba.endDir("/w/", "")
+	renamed.add(recFile, "a", 0o644, &y, "")
+	renamed.add(recFile, "b", 0o644, &x, "")
+	renamed.endDir("/w/", "")
+	if ab.sum != ba.sum || ab.sum == renamed.sum {
+		t.Fatalf("read in another order: same sum %v (want true); names swapped: same sum %v (want false)", ab.sum == ba.sum, ab.sum == renamed.sum)
+	}
+}

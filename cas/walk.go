@@ -1,7 +1,9 @@
 package cas
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
@@ -25,10 +27,11 @@ import (
 //     the walk goes nearly in the tree's order, and so do the groups the workers make of
 //     what it gives them: a reader in the tree's order (an export) decompresses each group
 //     fewer times (ml-v1's export 535 → 324 group decodes of its 220 groups).
-//   - Each walker sums a record of everything it finds (listWalker, the tree cache's:
-//     treecache.go) and adds its sum to the ingest's when it stops. A walk that only sums
-//     (ingest.listOnly) makes no entries, jobs or path strings, and reads names in the
-//     kernel's order (sumDir): the same records, so the same sum.
+//   - Each walker sums each directory it reads, a hash of its paths and a record of each
+//     entry in name order (listWalker, the tree cache's: treecache.go), and adds its sum
+//     to the ingest's when it stops. A walk that only sums (ingest.listOnly) makes no
+//     entries, jobs or path strings, and reads names in the kernel's order (sumDir): the
+//     same records, put in the same order, so the same sum.
 
 // walkTask is a directory to read: its path on disk and its path in the tree.
 type walkTask struct{ abs, dest string }
@@ -149,6 +152,7 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte, lw *lis
 	if !strings.HasSuffix(under, "/") {
 		under += "/"
 	}
+	lw.recs, lw.spans = lw.recs[:0], lw.spans[:0] // a directory left unfinished by an error
 	if w.in.listOnly {
 		return res, w.sumDir(fd, t, under, buf, &res, lw)
 	}
@@ -161,18 +165,60 @@ func (w *treeWalk) readDir(ctx context.Context, t walkTask, buf *[]byte, lw *lis
 	return res, w.list(fd, t, under, names, ents, &res, lw)
 }
 
-// listWalker is what a walker keeps of what it lists: the sum of its records (the tree
-// cache's, treecache.go) and a buffer for them.
+// listWalker is what a walker keeps of what it lists: the sum (the tree cache's,
+// treecache.go) of one hash per directory it read, and the records of the directory being
+// read, hashed together when it ends (one blake3 of a directory's records, not one of
+// each: short messages are hashed a block at a time, long ones eight blocks at once).
 type listWalker struct {
-	sum walkSum
-	rec []byte
+	sum   walkSum
+	recs  []byte    // the directory's records so far
+	spans []recSpan // where each lies in recs, to put them in name order
+	msg   []byte    // the directory's message, hashed
 }
 
-// add counts one thing the walk found: name, in the directory under on disk (a path
-// ending in a slash) and destDir in the tree.
-func (lw *listWalker) add(kind byte, under, name, destDir string, mode uint32, st *fileStat, target string) {
-	lw.rec = walkRecord(lw.rec, kind, under, name, destDir, name, mode, st, target)
-	lw.sum.add(lw.rec)
+// recSpan is one record in listWalker.recs: its name at [name, name+nameLen), the record
+// up to end.
+type recSpan struct{ off, name, nameLen, end int }
+
+// add records one entry of the directory being read: its kind, name, mode, a file's stat
+// and a link's target.
+func (lw *listWalker) add(kind byte, name string, mode uint32, st *fileStat, target string) {
+	off := len(lw.recs)
+	b := append(lw.recs, kind)
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	at := len(b)
+	b = append(b, name...)
+	b = binary.AppendUvarint(b, uint64(mode))
+	if st != nil {
+		b = st.append(b)
+	}
+	b = binary.AppendUvarint(b, uint64(len(target)))
+	b = append(b, target...)
+	lw.recs = b
+	lw.spans = append(lw.spans, recSpan{off: off, name: at, nameLen: len(name), end: len(b)})
+}
+
+// endDir sums the directory read (under on disk, a path ending in a slash, and destDir in
+// the tree): a hash of the two paths and its records in name order, whichever order they
+// were read in.
+func (lw *listWalker) endDir(under, destDir string) {
+	name := func(r recSpan) []byte { return lw.recs[r.name : r.name+r.nameLen] }
+	cmp := func(a, b recSpan) int { return bytes.Compare(name(a), name(b)) }
+	if !slices.IsSortedFunc(lw.spans, cmp) {
+		slices.SortFunc(lw.spans, cmp)
+	}
+	m := append(lw.msg[:0], recDirList)
+	m = binary.AppendUvarint(m, uint64(len(under)))
+	m = append(m, under...)
+	m = binary.AppendUvarint(m, uint64(len(destDir)))
+	m = append(m, destDir...)
+	m = binary.AppendUvarint(m, uint64(len(lw.spans)))
+	for _, r := range lw.spans {
+		m = append(m, lw.recs[r.off:r.end]...)
+	}
+	lw.msg = m
+	lw.sum.add(m)
+	lw.recs, lw.spans = lw.recs[:0], lw.spans[:0]
 }
 
 // sumDir is list for a walk that only sums what it finds (ingest.listOnly, the tree
@@ -180,11 +226,11 @@ func (lw *listWalker) add(kind byte, under, name, destDir string, mode uint32, s
 // are read and stat'ed where getdents put them (eachEntry).
 func (w *treeWalk) sumDir(fd int, t walkTask, under string, buf *[]byte, res *dirListing, lw *listWalker) error {
 	var st unix.Stat_t
-	return eachEntry(fd, under, buf, &st, func(name string) error {
+	err := eachEntry(fd, under, buf, &st, func(name string) error {
 		mode := uint32(st.Mode) & 0o7777
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
-			lw.add(recDir, under, name, t.dest, mode, nil, "")
+			lw.add(recDir, name, mode, nil, "")
 			dest := strings.Clone(name) // name lies in the walker's buffer
 			if t.dest != "" {
 				dest = t.dest + "/" + name
@@ -192,19 +238,24 @@ func (w *treeWalk) sumDir(fd int, t walkTask, under string, buf *[]byte, res *di
 			res.dirs = append(res.dirs, walkTask{abs: under + name, dest: dest})
 		case unix.S_IFREG:
 			key := fileStatOfUnix(&st)
-			lw.add(recFile, under, name, t.dest, mode, &key, "")
+			lw.add(recFile, name, mode, &key, "")
 		case unix.S_IFLNK:
 			target, err := os.Readlink(under + name)
 			if err != nil {
 				return fmt.Errorf("read link %s%s: %w", under, name, err)
 			}
-			lw.add(recLink, under, name, t.dest, 0o777, nil, target)
+			lw.add(recLink, name, 0o777, nil, target)
 		default:
-			lw.add(recSkipped, under, name, "", 0, nil, "")
+			lw.add(recSkipped, name, 0, nil, "")
 			res.skipped = append(res.skipped, under+name)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	lw.endDir(under, t.dest)
+	return nil
 }
 
 // dirName is the directory under (a path ending in a slash) as a walk's errors name it.
@@ -265,7 +316,7 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 		mode := uint32(st.Mode) & 0o7777
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
-			lw.add(recDir, under, name, t.dest, mode, nil, "")
+			lw.add(recDir, name, mode, nil, "")
 			*e = Entry{Path: dest, Kind: KindDir, Mode: mode}
 			if err := w.in.addDir(e); err != nil {
 				return err
@@ -273,7 +324,7 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 			res.dirs = append(res.dirs, walkTask{abs: abs, dest: dest})
 		case unix.S_IFREG:
 			key := fileStatOfUnix(&st)
-			lw.add(recFile, under, name, t.dest, mode, &key, "")
+			lw.add(recFile, name, mode, &key, "")
 			*e = Entry{Path: dest, Kind: KindFile, Mode: mode}
 			res.files = append(res.files, fileJob{entry: e, src: abs, size: st.Size, key: key, hasKey: true})
 			res.bytes += st.Size
@@ -282,16 +333,17 @@ func (w *treeWalk) list(fd int, t walkTask, under string, names []string, ents [
 			if err != nil {
 				return fmt.Errorf("read link %s: %w", abs, err)
 			}
-			lw.add(recLink, under, name, t.dest, 0o777, nil, target)
+			lw.add(recLink, name, 0o777, nil, target)
 			*e = Entry{Path: dest, Kind: KindLink, Mode: 0o777, Target: target}
 			if err := w.in.tree.add(e); err != nil {
 				return err
 			}
 		default:
-			lw.add(recSkipped, under, name, "", 0, nil, "")
+			lw.add(recSkipped, name, 0, nil, "")
 			res.skipped = append(res.skipped, abs)
 		}
 	}
+	lw.endDir(under, t.dest)
 	return nil
 }
 

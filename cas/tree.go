@@ -424,7 +424,7 @@ func (in *ingest) walk(ctx context.Context, inputs []Input, jobs chan<- []fileJo
 func (in *ingest) record(kind byte, abs, dest string, mode uint32, st *fileStat, target string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.rec = walkRecord(in.rec, kind, abs, "", dest, "", mode, st, target)
+	in.rec = walkRecord(in.rec, kind, abs, dest, mode, st, target)
 	in.sum.add(in.rec)
 }
 

@@ -65,21 +65,16 @@ const (
 	recDirList = 'D' // a directory read: its paths and its entries' records (listWalker)
 )
 
-// walkRecord appends to buf[:0] the record of one thing an ingest met: its kind, its path
-// on disk (absDir+absName), its path in the tree (destDir/destName, or whichever is not
-// empty), its mode, a file's stat, and a link's target (or the hash of content held in
-// memory). The paths come in parts so that a walk that only sums makes no strings.
-func walkRecord(buf []byte, kind byte, absDir, absName, destDir, destName string, mode uint32, st *fileStat, target string) []byte {
+// walkRecord appends to buf[:0] the record of one input an ingest met: its kind, its path
+// on disk, its path in the tree, its mode, a file's stat, and a link's target (or the hash
+// of content held in memory). What the walks find inside a directory input is summed a
+// directory at a time (walk.go's listWalker).
+func walkRecord(buf []byte, kind byte, abs, dest string, mode uint32, st *fileStat, target string) []byte {
 	b := append(buf[:0], kind)
-	b = binary.AppendUvarint(b, uint64(len(absDir)+len(absName)))
-	b = append(append(b, absDir...), absName...)
-	if destDir != "" && destName != "" {
-		b = binary.AppendUvarint(b, uint64(len(destDir)+1+len(destName)))
-		b = append(append(append(b, destDir...), '/'), destName...)
-	} else {
-		b = binary.AppendUvarint(b, uint64(len(destDir)+len(destName)))
-		b = append(append(b, destDir...), destName...)
-	}
+	b = binary.AppendUvarint(b, uint64(len(abs)))
+	b = append(b, abs...)
+	b = binary.AppendUvarint(b, uint64(len(dest)))
+	b = append(b, dest...)
 	b = binary.AppendUvarint(b, uint64(mode))
 	if st != nil {
 		b = st.append(b)

@@ -168,17 +168,15 @@ func (c *groupCache) chunk(k [2]uint64, inner, size int64, dst []byte, decode fu
 	defer c.mu.Unlock()
 	delete(c.loading, k)
 	close(done)
-	if err == nil && !sameArray(content, given) { // decode made room of its own
-		c.bytes += cap(content)
-		if given != nil {
-			c.free = append(c.free, given)
-		}
-	} else if err != nil && given != nil {
-		c.free = append(c.free, given)
+	if given != nil && (err != nil || !sameArray(content, given)) {
+		c.free = append(c.free, given) // not cached: for the next group
 	}
 	if err != nil {
 		c.trimLocked()
 		return nil, err
+	}
+	if !sameArray(content, given) { // decode made room of its own
+		c.bytes += cap(content)
 	}
 	out, err := copyChunk(content, inner, size, dst)
 	c.putLocked(k, content)

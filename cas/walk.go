@@ -231,9 +231,9 @@ func (w *treeWalk) sumDir(fd int, t walkTask, under string, buf *[]byte, res *di
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
 			lw.add(recDir, name, mode, nil, "")
-			dest := strings.Clone(name) // name lies in the walker's buffer
-			if t.dest != "" {
-				dest = t.dest + "/" + name
+			dest := t.dest + "/" + name
+			if t.dest == "" {
+				dest = strings.Clone(name) // name lies in the walker's buffer
 			}
 			res.dirs = append(res.dirs, walkTask{abs: under + name, dest: dest})
 		case unix.S_IFREG:

@@ -107,6 +107,40 @@ func TestGroupCacheDecompressesIntoTheBufferOfTheGroupItEvicts(t *testing.T) {
 	}
 }
 
+// Groups come in two sizes: a full cache decompresses a large group into the buffer of
+// the least recently used large one, and keeps the small groups read before it (it does
+// not drop their buffers for being too small and make a new one).
+func TestGroupCacheEvictsAGroupOfTheSameSize(t *testing.T) {
+	var c groupCache
+	fill := func(k uint64, n int) []byte {
+		t.Helper()
+		var got []byte
+		if _, err := c.chunk([2]uint64{k, 0}, 0, 1, nil, func(buffer func(int) []byte) ([]byte, error) {
+			got = append(buffer(n), fakeGroup(int(k), n)...)
+			return got, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	small, large := 1<<20, 2<<20
+	var firstLarge []byte
+	for k := uint64(1); c.bytes+bufferClass(large) <= groupCacheBytes; k++ {
+		if k%2 == 1 {
+			fill(k, small)
+		} else if b := fill(k, large); firstLarge == nil {
+			firstLarge = b
+		}
+	}
+	cached := len(c.items)
+	if b := fill(100, large); !sameArray(b, firstLarge) {
+		t.Fatal("a large group was not decompressed into the buffer of the least recently used large group")
+	}
+	if _, ok := c.items[[2]uint64{1, 0}]; !ok || len(c.items) != cached {
+		t.Fatalf("small group 1 cached %v, %d groups cached (want it kept, %d)", ok, len(c.items), cached)
+	}
+}
+
 func TestGroupCacheReusesEvictedBuffersThatFit(t *testing.T) {
 	var c groupCache
 	c.free = [][]byte{make([]byte, 0, 100), make([]byte, 0, 3000), make([]byte, 0, 2000)}

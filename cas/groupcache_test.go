@@ -75,19 +75,23 @@ func TestGroupCacheKeepsTheGroupsBeingRead(t *testing.T) {
 	}
 }
 
+// fillGroup reads group k of n bytes through c, decompressing it if it is not cached,
+// and returns the buffer it was decompressed into (nil if it was cached).
+func fillGroup(t *testing.T, c *groupCache, k uint64, n int) []byte {
+	t.Helper()
+	var got []byte
+	if _, err := c.chunk([2]uint64{k, 0}, 0, 1, nil, func(buffer func(int) []byte) ([]byte, error) {
+		got = append(buffer(n), fakeGroup(int(k), n)...)
+		return got, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func TestGroupCacheDecompressesIntoTheBufferOfTheGroupItEvicts(t *testing.T) {
 	var c groupCache
-	fill := func(k uint64, n int) []byte {
-		t.Helper()
-		var got []byte
-		if _, err := c.chunk([2]uint64{k, 0}, 0, 1, nil, func(buffer func(int) []byte) ([]byte, error) {
-			got = append(buffer(n), fakeGroup(int(k), n)...)
-			return got, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	fill := func(k uint64, n int) []byte { t.Helper(); return fillGroup(t, &c, k, n) }
 	small, large := 1<<20, 2<<20
 	first := fill(1, small)
 	for k := uint64(2); c.bytes+bufferClass(small) <= groupCacheBytes; k++ {
@@ -112,17 +116,7 @@ func TestGroupCacheDecompressesIntoTheBufferOfTheGroupItEvicts(t *testing.T) {
 // not drop their buffers for being too small and make a new one).
 func TestGroupCacheEvictsAGroupOfTheSameSize(t *testing.T) {
 	var c groupCache
-	fill := func(k uint64, n int) []byte {
-		t.Helper()
-		var got []byte
-		if _, err := c.chunk([2]uint64{k, 0}, 0, 1, nil, func(buffer func(int) []byte) ([]byte, error) {
-			got = append(buffer(n), fakeGroup(int(k), n)...)
-			return got, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	fill := func(k uint64, n int) []byte { t.Helper(); return fillGroup(t, &c, k, n) }
 	small, large := 1<<20, 2<<20
 	var firstLarge []byte
 	for k := uint64(1); c.bytes+bufferClass(large) <= groupCacheBytes; k++ {

@@ -84,11 +84,11 @@ type RtBuildCmd struct {
 // Run builds the runtime.
 func (c *RtBuildCmd) Run(e *env) error {
 	sel := ops.EnvSelector{Venv: c.Venv, CondaName: c.Conda, CondaPrefix: c.CondaPrefix, Shell: c.Shell}
-	var walk *cas.Prewalk // a rebuild's check of its environment, beside the instance's opening
+	var early *ops.BuildStart // the environment's walk and check, beside the instance's opening
 	if !sel.Set() {
-		walk = ops.StartBuildWalk(e.ctx, c.Workdir, c.RuntimeYAML, c.GenAllBundles)
+		early = ops.StartBuild(e.ctx, e.g.root(), c.Workdir, c.RuntimeYAML, c.GenAllBundles, c.IncludeEditable)
 	}
-	defer walk.Stop()
+	defer early.Stop()
 	in, project, err := e.openProject(c.Project)
 	if err != nil {
 		return err
@@ -104,7 +104,7 @@ func (c *RtBuildCmd) Run(e *env) error {
 	req := ops.BuildRequest{Workdir: c.Workdir, Project: project, YAML: c.RuntimeYAML,
 		GenAllBundles: c.GenAllBundles, IncludeEditable: c.IncludeEditable, IncludeLocalWheel: c.IncludeLocalWheel,
 		Progress: p, Warn: func(s string) { e.log.Warn().Msg(s) },
-		Say: func(s string) { b.Step(s); e.log.Info().Msg(s) }, Prewalk: walk}
+		Say: func(s string) { b.Step(s); e.log.Info().Msg(s) }, Start: early}
 	var res *ops.BuildResult
 	switch {
 	case sel.Set() && (c.Workdir != "" || c.RuntimeYAML != ""):

@@ -37,8 +37,9 @@ type BuildRequest struct {
 	IncludeLocalWheel bool
 	// Say, if set, hears each step of making the environment (a workdir without one).
 	Say func(string)
-	// Prewalk, if set, is StartBuildWalk's walk; Build stops it.
-	Prewalk *cas.Prewalk
+	// Start, if set, is what StartBuild began before the instance opened; Build takes
+	// what applies to it and stops the rest.
+	Start *BuildStart
 }
 
 // BuildResult is what a build stored.
@@ -58,7 +59,7 @@ type BuildResult struct {
 
 // Build locks the workdir's environment, stores the bundle and records runtime.built.
 func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, error) {
-	defer req.Prewalk.Stop()
+	defer req.Start.Stop()
 	wd, err := filepath.Abs(req.Workdir)
 	if err != nil {
 		return nil, err
@@ -131,7 +132,12 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 		var venv *formats.Venv
 		var err error
-		if python, venv, err = checkEnv(ctx, ry.Mode, wd, envDir); err != nil {
+		if c, ok := req.Start.checked(ry.Mode, envDir, key); ok {
+			python, venv, err = c.python, c.venv, c.err
+		} else {
+			python, venv, err = checkEnv(ctx, ry.Mode, wd, envDir)
+		}
+		if err != nil {
 			return nil, err
 		}
 		done = make(chan struct{})
@@ -247,7 +253,7 @@ func Build(ctx context.Context, in *Instance, req BuildRequest) (*BuildResult, e
 		}
 	}
 	res, err := cas.Ingest(ctx, in.Store, inputs, cas.IngestOptions{Progress: req.Progress, Walked: walked, Unwalked: unwalked,
-		Prewalk: req.Prewalk})
+		Prewalk: req.Start.prewalk()})
 	if done != nil {
 		<-done // an ingest that failed early never asked for the lock
 		if lockErr != nil {
@@ -369,14 +375,33 @@ func runtimeYAMLPath(wd, yml string) string {
 	return yml
 }
 
-// StartBuildWalk starts, for a build of the workdir that stores its environment
-// (--gen-all-bundles), the tree cache's walk of that environment (cas.Prewalk): a
-// rebuild's walk then runs beside the instance's opening. Build takes it (req.Prewalk)
-// when it stores that same directory, as it does unless the environment is made during
-// the build; nil when there is nothing to walk or runtime.yaml does not load (Build says
-// why). It is stopped by Build, or by the caller's Stop.
-func StartBuildWalk(ctx context.Context, workdir, yml string, genAllBundles bool) *cas.Prewalk {
-	if !genAllBundles || workdir == "" {
+// BuildStart is what a build of a workdir begins before its instance is open (StartBuild),
+// for Build to take when it applies (req.Start): the tree cache's walk of the environment
+// (a rebuild's check, cas.Prewalk), and, when the environment's lock is not in the lock
+// cache, the environment's check (its python run, ~50 ms), which a first build otherwise
+// runs after the instance's creation.
+type BuildStart struct {
+	walk   *cas.Prewalk
+	cancel context.CancelFunc
+	mode   string
+	envDir string
+	key    string        // the lock cache's key when the check began
+	check  chan envCheck // the check's result, once; nil if none began
+	got    *envCheck
+}
+
+type envCheck struct {
+	python string
+	venv   *formats.Venv
+	err    error
+}
+
+// StartBuild starts what a build of workdir (runtime.yaml yml, -f's) into the instance at
+// root can begin before the instance opens. Nothing starts when runtime.yaml does not
+// load or the environment is not in the workdir: Build says why, or makes it. The caller
+// stops it (Stop) if Build is not called.
+func StartBuild(ctx context.Context, root, workdir, yml string, genAllBundles, includeEditable bool) *BuildStart {
+	if workdir == "" {
 		return nil
 	}
 	wd, err := filepath.Abs(workdir)
@@ -387,9 +412,60 @@ func StartBuildWalk(ctx context.Context, workdir, yml string, genAllBundles bool
 	if err != nil {
 		return nil
 	}
-	src, err := filepath.EvalSymlinks(filepath.Join(wd, ry.Mode))
-	if err != nil {
+	envDir := filepath.Join(wd, ry.Mode)
+	if _, err := os.Stat(filepath.Join(envDir, "bin", "python")); err != nil {
 		return nil
 	}
-	return cas.StartPrewalk(ctx, src, path.Join("export", ry.Mode))
+	ctx, cancel := context.WithCancel(ctx)
+	b := &BuildStart{cancel: cancel, mode: ry.Mode, envDir: envDir}
+	if genAllBundles {
+		if src, err := filepath.EvalSymlinks(envDir); err == nil {
+			b.walk = cas.StartPrewalk(ctx, src, path.Join("export", ry.Mode))
+		}
+	}
+	if ry.Mode == "venv" {
+		b.key = formats.LockKey(envDir, includeEditable)
+		if _, cached := formats.ReadLockCache(root, b.key); b.key != "" && !cached {
+			b.check = make(chan envCheck, 1)
+			go func() {
+				python, venv, err := checkEnv(ctx, ry.Mode, wd, envDir)
+				b.check <- envCheck{python, venv, err}
+			}()
+		}
+	}
+	return b
+}
+
+// prewalk is the walk begun, if any.
+func (b *BuildStart) prewalk() *cas.Prewalk {
+	if b == nil {
+		return nil
+	}
+	return b.walk
+}
+
+// checked returns the environment's check begun by StartBuild, if it checked envDir in
+// mode and the environment's lock key is still key (nothing in it changed since).
+func (b *BuildStart) checked(mode, envDir, key string) (*envCheck, bool) {
+	if b == nil || b.check == nil || mode != b.mode || envDir != b.envDir || key == "" || key != b.key {
+		return nil, false
+	}
+	if b.got == nil {
+		c := <-b.check
+		b.got = &c
+	}
+	return b.got, true
+}
+
+// Stop ends what is still running and waits for it. A nil BuildStart stops at once.
+func (b *BuildStart) Stop() {
+	if b == nil {
+		return
+	}
+	b.cancel()
+	b.walk.Stop()
+	if b.check != nil && b.got == nil {
+		c := <-b.check
+		b.got = &c
+	}
 }

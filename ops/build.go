@@ -385,12 +385,14 @@ type BuildStart struct {
 	cancel context.CancelFunc
 	mode   string
 	envDir string
-	key    string        // the lock cache's key when the check began
-	check  chan envCheck // the check's result, once; nil if none began
+	check  chan envCheck // the check's result, once; nil for an environment not a venv
 	got    *envCheck
 }
 
+// envCheck is the environment's check made early, for its lock cache key then ("" when
+// none was made: the lock was cached, or the environment changing).
 type envCheck struct {
+	key    string
 	python string
 	venv   *formats.Venv
 	err    error
@@ -423,15 +425,17 @@ func StartBuild(ctx context.Context, root, workdir, yml string, genAllBundles, i
 			b.walk = cas.StartPrewalk(ctx, src, path.Join("export", ry.Mode))
 		}
 	}
-	if ry.Mode == "venv" {
-		b.key = formats.LockKey(envDir, includeEditable)
-		if _, cached := formats.ReadLockCache(root, b.key); b.key != "" && !cached {
-			b.check = make(chan envCheck, 1)
-			go func() {
-				python, venv, err := checkEnv(ctx, ry.Mode, wd, envDir)
-				b.check <- envCheck{python, venv, err}
-			}()
-		}
+	if ry.Mode == "venv" { // the lock cache looked up beside the instance's opening too
+		b.check = make(chan envCheck, 1)
+		go func() {
+			key := formats.LockKey(envDir, includeEditable)
+			if _, cached := formats.ReadLockCache(root, key); key == "" || cached {
+				b.check <- envCheck{}
+				return
+			}
+			python, venv, err := checkEnv(ctx, ry.Mode, wd, envDir)
+			b.check <- envCheck{key, python, venv, err}
+		}()
 	}
 	return b
 }
@@ -447,14 +451,22 @@ func (b *BuildStart) prewalk() *cas.Prewalk {
 // checked returns the environment's check begun by StartBuild, if it checked envDir in
 // mode and the environment's lock key is still key (nothing in it changed since).
 func (b *BuildStart) checked(mode, envDir, key string) (*envCheck, bool) {
-	if b == nil || b.check == nil || mode != b.mode || envDir != b.envDir || key == "" || key != b.key {
+	if b == nil || b.check == nil || mode != b.mode || envDir != b.envDir || key == "" {
 		return nil, false
 	}
+	if c := b.wait(); c.key == key {
+		return c, true
+	}
+	return nil, false
+}
+
+// wait returns the early check's result, once it is there.
+func (b *BuildStart) wait() *envCheck {
 	if b.got == nil {
 		c := <-b.check
 		b.got = &c
 	}
-	return b.got, true
+	return b.got
 }
 
 // Stop ends what is still running and waits for it. A nil BuildStart stops at once.
@@ -464,8 +476,7 @@ func (b *BuildStart) Stop() {
 	}
 	b.cancel()
 	b.walk.Stop()
-	if b.check != nil && b.got == nil {
-		c := <-b.check
-		b.got = &c
+	if b.check != nil {
+		b.wait()
 	}
 }

@@ -6,8 +6,8 @@ import "testing"
 // Build checks, in the same mode, and only while its lock key is the one it had then (a
 // package added meanwhile changes the key: Build checks again).
 func TestBuildStartCheckTakenOnlyForTheSameEnvironment(t *testing.T) {
-	b := &BuildStart{mode: "venv", envDir: "/w/venv", key: "k1", check: make(chan envCheck, 1), cancel: func() {}}
-	b.check <- envCheck{python: "3.11.7"}
+	b := &BuildStart{mode: "venv", envDir: "/w/venv", check: make(chan envCheck, 1), cancel: func() {}}
+	b.check <- envCheck{key: "k1", python: "3.11.7"}
 	for _, c := range []struct{ mode, envDir, key string }{
 		{"conda", "/w/venv", "k1"},
 		{"venv", "/w/other", "k1"},

@@ -460,31 +460,16 @@ func metadataHeaders(text []byte) (name, version string, err error) {
 	return name, version, nil
 }
 
-// readSmall reads a regular file of at most max bytes. A FIFO or a device in its place
-// is refused, not waited on (opened without blocking, then looked at).
+// readSmall reads a regular file of at most max bytes (ReadLimited). A FIFO or a device
+// in its place is refused, not waited on (opened without blocking, then looked at).
 func readSmall(p string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return nil, syscall.EISDIR
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("larger than %d bytes", max)
-	}
-	b := make([]byte, fi.Size())
-	n, err := f.ReadAt(b, 0)
-	if int64(n) != fi.Size() {
-		return nil, fmt.Errorf("short read: %v", err)
-	}
-	return b, nil
+	return ReadLimited(f, p, max)
 }

@@ -72,47 +72,56 @@ func TestFileBatchesKeepADirectorysFilesTogether(t *testing.T) {
 
 func TestWindowSortsByPlaceAndFills(t *testing.T) {
 	var w window
-	at := func(pack uint64, off, inner int64) place { return place{pack: pack, off: off, inner: inner} }
+	at := func(pack uint64, off, inner int64) *loc { return &loc{pack: pack, off: off, inner: inner} }
 	files := []struct {
 		path string
-		at   place
+		at   *loc
 	}{
 		{"a/1", at(2, 10, 0)},
 		{"a/2", at(1, 50, 7)},
-		{"a/3", place{}}, // an empty file, or one the store cannot place: first
+		{"a/3", nil}, // an empty file, or one the store cannot place: first
 		{"b/1", at(1, 50, 3)},
 		{"b/2", at(2, 10, 0)}, // the same place as a/1: after it, as in the tree
 		{"b/3", at(1, 20, 0)},
 	}
+	locs := map[Hash]loc{}
 	for _, f := range files {
-		if w.add(&Entry{Path: f.path, Kind: KindFile, Size: 1}, f.at) {
+		e := &Entry{Path: f.path, Kind: KindFile, Size: 1}
+		if f.at != nil {
+			h := Sum([]byte(f.path))
+			e.Chunks = []Hash{h, Sum([]byte("second chunk, not the file's place"))}
+			locs[h] = *f.at
+		}
+		if w.add(e) {
 			t.Fatal("a window of six files is full")
 		}
 	}
 	var got []string
-	for _, e := range w.sorted() {
+	for _, e := range w.sorted(locs) {
 		got = append(got, e.Path)
 	}
 	want := []string{"a/3", "b/3", "b/1", "a/2", "a/1", "b/2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("sorted %v, want %v", got, want)
 	}
-	if len(w.sorted()) != 0 {
+	if len(w.sorted(locs)) != 0 {
 		t.Fatal("sorted does not empty the window")
 	}
 	for i := range windowFiles - 1 {
-		if w.add(&Entry{Path: fmt.Sprint(i), Kind: KindFile}, place{}) {
+		if w.add(&Entry{Path: fmt.Sprint(i), Kind: KindFile}) {
 			t.Fatalf("full at %d files", i+1)
 		}
 	}
-	if !w.add(&Entry{Path: "last", Kind: KindFile}, place{}) {
+	if !w.add(&Entry{Path: "last", Kind: KindFile}) {
 		t.Fatalf("not full at %d files", windowFiles)
 	}
-	w.sorted()
-	if !w.add(&Entry{Path: "big", Kind: KindFile, Size: windowBytes}, place{}) {
+	if got := w.sorted(nil); got[0].Path != "0" || got[len(got)-1].Path != "last" {
+		t.Fatal("a window without locations is not kept in the tree's order")
+	}
+	if !w.add(&Entry{Path: "big", Kind: KindFile, Size: windowBytes}) {
 		t.Fatal("not full at windowBytes")
 	}
 }
 
-// A local store places its chunks, so its extracts are sorted by place.
-var _ placer = (*Local)(nil)
+// A local store finds a window's chunks, so its extracts are sorted by place.
+var _ windowReader = (*Local)(nil)

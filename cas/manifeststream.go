@@ -55,7 +55,7 @@ func StreamOf(m *Manifest) (*ManifestStream, error) {
 // manifest is decoded, and so verified, at once.
 func getStored(ctx context.Context, g Getter, h Hash) (Raw, bool, error) {
 	if rs, ok := g.(RawStore); ok {
-		raw, err := rs.GetRaw(ctx, h)
+		raw, err := getRaw(ctx, rs, h)
 		if err != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
 			return raw, false, err
 		}
@@ -64,6 +64,24 @@ func getStored(ctx context.Context, g Getter, h Hash) (Raw, bool, error) {
 	}
 	data, err := g.Get(ctx, h)
 	return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, true, err
+}
+
+// getRaw is rs.GetRaw, through the window reader's look-up if rs has one (Local's, which
+// does not load the index's working copy for one chunk: see locateAll).
+func getRaw(ctx context.Context, rs RawStore, h Hash) (Raw, error) {
+	wr, ok := rs.(windowReader)
+	if !ok {
+		return rs.GetRaw(ctx, h)
+	}
+	locs, err := wr.locateAll(ctx, []Hash{h})
+	if err != nil {
+		return Raw{}, err
+	}
+	l, ok := locs[h]
+	if !ok {
+		return Raw{}, &NotFoundError{Hash: h}
+	}
+	return wr.rawAt(h, l)
 }
 
 // Hash is the tree's name.

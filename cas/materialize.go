@@ -68,15 +68,15 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	jobs := make(chan []*Entry, 64)
+	jobs := make(chan job, 64)
 	eg, ectx := errgroup.WithContext(ctx)
 	for range workers {
 		eg.Go(func() error {
 			var buf []byte
-			for batch := range jobs {
-				for _, e := range batch {
+			for j := range jobs {
+				for _, e := range j.files {
 					var err error
-					if buf, err = writeFile(ectx, g, dir, e, buf); err != nil {
+					if buf, err = writeFile(ectx, g, j.locs, dir, e, buf); err != nil {
 						return err
 					}
 					if opt.Progress != nil {
@@ -93,12 +93,13 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 	var dirs []*Entry
 	eg.Go(func() error {
 		defer close(jobs)
+		var locs map[Hash]loc // the window's chunks, if g finds them by the window
 		send := func(batch []*Entry) error {
 			if len(batch) == 0 {
 				return nil
 			}
 			select {
-			case jobs <- batch:
+			case jobs <- job{batch, locs}:
 				return nil
 			case <-ectx.Done():
 				return ectx.Err()
@@ -107,7 +108,11 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 		var b batcher
 		var win window
 		flush := func() error {
-			for _, e := range win.sorted() {
+			var err error
+			if locs, err = locateWindow(ectx, g, win.files); err != nil {
+				return err
+			}
+			for _, e := range win.sorted(locs) {
 				if err := send(b.add(e)); err != nil {
 					return err
 				}
@@ -129,7 +134,7 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 					return fmt.Errorf("materialise %s: %w", e.Path, err)
 				}
 			case KindFile:
-				if win.add(e, placeOf(ectx, g, e)) {
+				if win.add(e) {
 					return flush()
 				}
 			}
@@ -174,9 +179,32 @@ const (
 	windowBytes = 256 << 20
 )
 
-// placer is the fast path of a Getter that can say where a chunk is stored (Local).
-type placer interface {
-	place(ctx context.Context, h Hash) (place, bool)
+// job is a batch of files for a writer, with where the chunks of their window are.
+type job struct {
+	files []*Entry
+	locs  map[Hash]loc
+}
+
+// windowReader is the fast path of a Getter that finds a window's chunks at once and
+// reads a chunk where it was found (Local).
+type windowReader interface {
+	locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error)
+	getAt(h Hash, l loc, dst []byte) ([]byte, error)
+	rawAt(h Hash, l loc) (Raw, error)
+}
+
+// locateWindow finds the chunks of files, if g can (else nil: the window keeps the tree's
+// order and every chunk is looked up as it is read).
+func locateWindow(ctx context.Context, g Getter, files []*Entry) (map[Hash]loc, error) {
+	wr, ok := g.(windowReader)
+	if !ok || len(files) == 0 {
+		return nil, nil
+	}
+	var hs []Hash
+	for _, e := range files {
+		hs = append(hs, e.Chunks...)
+	}
+	return wr.locateAll(ctx, hs)
 }
 
 // place orders stored chunks: by pack, then offset in it, then offset in its group.
@@ -195,12 +223,11 @@ func (a place) compare(b place) int {
 	return cmp.Compare(a.inner, b.inner)
 }
 
-// placeOf returns where e's first chunk is stored, if g can tell (else the zero place:
-// the window keeps the tree's order).
-func placeOf(ctx context.Context, g Getter, e *Entry) place {
-	if p, ok := g.(placer); ok && len(e.Chunks) > 0 {
-		if at, ok := p.place(ctx, e.Chunks[0]); ok {
-			return at
+// placeOf returns where e's first chunk is stored, by locs (else the zero place).
+func placeOf(locs map[Hash]loc, e *Entry) place {
+	if len(e.Chunks) > 0 {
+		if l, ok := locs[e.Chunks[0]]; ok {
+			return place{pack: l.pack, off: l.off, inner: l.inner}
 		}
 	}
 	return place{}
@@ -208,8 +235,15 @@ func placeOf(ctx context.Context, g Getter, e *Entry) place {
 
 // window gathers files to be sorted by place.
 type window struct {
-	files []placedFile
+	files []*Entry
 	bytes int64
+}
+
+// add adds e, and reports whether the window is full.
+func (w *window) add(e *Entry) bool {
+	w.files = append(w.files, e)
+	w.bytes += e.Size
+	return len(w.files) >= windowFiles || w.bytes >= windowBytes
 }
 
 type placedFile struct {
@@ -217,21 +251,19 @@ type placedFile struct {
 	at place
 }
 
-// add adds e, stored at at, and reports whether the window is full.
-func (w *window) add(e *Entry, at place) bool {
-	w.files = append(w.files, placedFile{e, at})
-	w.bytes += e.Size
-	return len(w.files) >= windowFiles || w.bytes >= windowBytes
-}
-
-// sorted empties the window and returns its files by place (the tree's order among
-// files of one place).
-func (w *window) sorted() []*Entry {
-	slices.SortStableFunc(w.files, func(a, b placedFile) int { return a.at.compare(b.at) })
-	out := make([]*Entry, len(w.files))
-	for i, f := range w.files {
+// sorted empties the window and returns its files by the place of their first chunk in
+// locs (the tree's order among files of one place, and for all of them when locs is nil).
+func (w *window) sorted(locs map[Hash]loc) []*Entry {
+	files := make([]placedFile, len(w.files))
+	for i, e := range w.files {
+		files[i] = placedFile{e, placeOf(locs, e)}
+	}
+	slices.SortStableFunc(files, func(a, b placedFile) int { return a.at.compare(b.at) })
+	out := make([]*Entry, len(files))
+	for i, f := range files {
 		out[i] = f.e
 	}
+	clear(w.files)
 	w.files, w.bytes = w.files[:0], 0
 	return out
 }
@@ -282,7 +314,8 @@ func prepareTarget(dir string) error {
 	return nil
 }
 
-func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) ([]byte, error) {
+// writeFile writes the file e, its chunks read where locs says, if it does.
+func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, dir string, e *Entry, buf []byte) ([]byte, error) {
 	p := filepath.Join(dir, filepath.FromSlash(e.Path))
 	fd, err := createExcl(p) // a descriptor, not an os.File (rawfile.go)
 	if err != nil {
@@ -295,10 +328,16 @@ func writeFile(ctx context.Context, g Getter, dir string, e *Entry, buf []byte) 
 		}
 	}()
 	bg, fast := g.(bufGetter)
+	wr, _ := g.(windowReader)
 	var written int64
 	for _, h := range e.Chunks {
 		var data []byte
-		if fast {
+		if l, ok := locs[h]; ok && wr != nil {
+			data, err = wr.getAt(h, l, buf)
+			if err == nil && cap(data) > cap(buf) {
+				buf = data[:0]
+			}
+		} else if fast {
 			data, err = bg.GetInto(ctx, h, buf)
 			if err == nil && cap(data) > cap(buf) {
 				buf = data[:0]

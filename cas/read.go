@@ -146,13 +146,52 @@ func (s *Local) locateKnown(ctx context.Context, h Hash) (loc, bool, error) {
 	return l, ok, nil
 }
 
-// place says where h is stored, by the working copy only (Materialize's order).
-func (s *Local) place(ctx context.Context, h Hash) (place, bool) {
-	l, ok, err := s.locateKnown(ctx, h)
-	if err != nil || !ok {
-		return place{}, false
+// locateAll finds many chunks for a reader of them (Materialize) without loading the
+// index's working copy: in what this process has not indexed yet, in the working copy if
+// it is loaded, and the rest in the database, in one window. Chunks not found are absent
+// from the map. Reading only what a tree names, an extract then holds the locations of a
+// window of its files, not the whole store's index (64 bytes a chunk of the store).
+func (s *Local) locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
+	found := make(map[Hash]loc, len(hs))
+	loaded := s.idx.isLoaded()
+	var unknown []Hash
+	s.mu.Lock()
+	for _, h := range hs {
+		if l, ok := s.unindexedLocked(h); ok {
+			found[h] = l
+		} else {
+			unknown = append(unknown, h)
+		}
 	}
-	return place{pack: l.pack, off: l.off, inner: l.inner}, true
+	s.mu.Unlock()
+	if loaded {
+		rest := unknown[:0]
+		for _, h := range unknown {
+			if l, ok := s.idx.get(h); ok {
+				found[h] = l
+			} else {
+				rest = append(rest, h)
+			}
+		}
+		unknown = rest
+	}
+	if len(unknown) == 0 {
+		return found, nil
+	}
+	var more map[Hash]loc
+	var err error
+	if loaded {
+		more, err = s.idx.fetch(ctx, unknown)
+	} else {
+		more, err = s.idx.find(ctx, unknown)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for h, l := range more {
+		found[h] = l
+	}
+	return found, nil
 }
 
 // locate finds many chunks, asking the database once for those the working copy lacks.
@@ -287,6 +326,11 @@ func (s *Local) GetInto(ctx context.Context, h Hash, dst []byte) ([]byte, error)
 	if !ok {
 		return nil, &NotFoundError{Hash: h}
 	}
+	return s.getAt(h, l, dst)
+}
+
+// getAt is GetInto of h stored at l.
+func (s *Local) getAt(h Hash, l loc, dst []byte) ([]byte, error) {
 	if l.enc == EncGroup {
 		return s.groupChunk(h, l, dst)
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	// BlockSize is the tables' block size (pebble's default, 4 KiB, when 0): larger blocks
 	// make a long scan cheaper (fewer reads, allocations and checksums a byte).
 	BlockSize int
+	// CacheSize is the block cache's size (pebble's default, 8 MiB, when 0), allocated
+	// for each opening, outside Go's heap.
+	CacheSize int64
 	// SchemaKey holds the database's format version, a uvarint, checked against Schema on
 	// the first open (and written there by the first open that may write).
 	SchemaKey []byte
@@ -148,14 +151,14 @@ func (w *Window) enter(write, wait bool, acquire func() (*flock.Lock, bool, erro
 // open opens the database: read-only for reads when it exists, for writing otherwise.
 func (w *Window) open(write bool) (*pebble.DB, bool, error) {
 	if !write {
-		if db, err := pebble.Open(w.cfg.Dir, Options(w.cfg.OnError, w.cfg.BlockSize, true)); err == nil {
+		if db, err := pebble.Open(w.cfg.Dir, w.options(true)); err == nil {
 			return db, false, nil
 		}
 	}
 	if err := fsutil.CheckFree(w.cfg.FreeDir); err != nil {
 		return nil, false, fmt.Errorf("open %s for writing: %w", w.cfg.What, err)
 	}
-	db, err := pebble.Open(w.cfg.Dir, Options(w.cfg.OnError, w.cfg.BlockSize, false))
+	db, err := pebble.Open(w.cfg.Dir, w.options(false))
 	if err != nil {
 		return nil, false, fmt.Errorf("open %s %s: %w", w.cfg.What, w.cfg.Dir, err)
 	}
@@ -226,6 +229,14 @@ func Options(onError func(string), blockSize int, readOnly bool) *pebble.Options
 	o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: logger{onError}, ReadOnly: readOnly}
 	if blockSize > 0 {
 		o.Levels[0].BlockSize = blockSize // the other levels take L0's
+	}
+	return o
+}
+
+func (w *Window) options(readOnly bool) *pebble.Options {
+	o := Options(w.cfg.OnError, w.cfg.BlockSize, readOnly)
+	if w.cfg.CacheSize > 0 {
+		o.CacheSize = w.cfg.CacheSize
 	}
 	return o
 }

@@ -318,6 +318,66 @@ func (c *groupCache) putLocked(k [2]uint64, b []byte) {
 	c.trimLocked()
 }
 
+// drop moves group k out of the cache, its buffer to the free ones: a reader has read
+// what it wanted of it (readPlan).
+func (c *groupCache) drop(k [2]uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.items[k]
+	if !ok {
+		return
+	}
+	delete(c.items, k)
+	if i := slices.Index(c.order, k); i >= 0 {
+		c.order = slices.Delete(c.order, i, i+1)
+	}
+	c.free = append(c.free, b)
+}
+
+// readPlan counts the reads of each group a reader of many chunks (Materialize) has still
+// to make: once a group's are made it is dropped from the cache at once, its buffer the
+// next group's, rather than kept until the cache is full. An extract then holds the groups
+// being read (a few: its files are sorted by place), not the cache's bound of them.
+type readPlan struct {
+	mu   sync.Mutex
+	left map[[2]uint64]int
+}
+
+// add counts a read of the chunk at l to come.
+func (p *readPlan) add(l loc) {
+	if l.enc != EncGroup {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.left == nil {
+		p.left = map[[2]uint64]int{}
+	}
+	p.left[groupKey(l)]++
+}
+
+// done counts a read of the chunk at l made, reporting whether it was its group's last.
+func (p *readPlan) done(l loc) bool {
+	if l.enc != EncGroup {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := groupKey(l)
+	n, ok := p.left[k]
+	if !ok {
+		return false
+	}
+	if n <= 1 {
+		delete(p.left, k)
+		return true
+	}
+	p.left[k] = n - 1
+	return false
+}
+
+func groupKey(l loc) [2]uint64 { return [2]uint64{l.pack, uint64(l.off)} }
+
 // evictLocked moves the group least recently used out of the cache, its buffer to the
 // free ones.
 func (c *groupCache) evictLocked() {
@@ -346,8 +406,7 @@ func (c *groupCache) trimLocked() {
 
 // groupChunk returns the content of a grouped chunk, verified, in dst if it has room.
 func (s *Local) groupChunk(h Hash, l loc, dst []byte) ([]byte, error) {
-	key := [2]uint64{l.pack, uint64(l.off)}
-	data, err := s.groups.chunk(key, l.inner, l.size, dst, func(buffer func(int) []byte) ([]byte, error) {
+	data, err := s.groups.chunk(groupKey(l), l.inner, l.size, dst, func(buffer func(int) []byte) ([]byte, error) {
 		stored := s.groups.frame(l.stored)
 		defer s.groups.putFrame(stored)
 		if err := s.readAt(h, l, stored); err != nil {

@@ -191,3 +191,39 @@ func TestGroupCacheFailedDecompressionIsNotCached(t *testing.T) {
 		t.Fatal("a failed decompression's buffer was not reused")
 	}
 }
+
+func TestReadPlanCountsAGroupsReadsDown(t *testing.T) {
+	var p readPlan
+	g := loc{enc: EncGroup, pack: 3, off: 100, inner: 10}
+	other := loc{enc: EncGroup, pack: 3, off: 100, inner: 500} // another chunk of the group
+	p.add(g)
+	p.add(other)
+	p.add(loc{enc: EncZstd, pack: 3, off: 100}) // not in a group: not counted
+	if p.done(g) {
+		t.Fatal("the group's first of two reads was called its last")
+	}
+	if !p.done(other) {
+		t.Fatal("the group's second of two reads was not called its last")
+	}
+	if p.done(g) || p.done(loc{enc: EncZstd, pack: 3, off: 100}) {
+		t.Fatal("a read nobody planned was called a group's last")
+	}
+}
+
+func TestGroupCacheDropsAGroupItsReaderIsDoneWith(t *testing.T) {
+	var c groupCache
+	first := fillGroup(t, &c, 1, 1<<20)
+	held := c.bytes
+	c.drop([2]uint64{1, 0})
+	if _, ok := c.items[[2]uint64{1, 0}]; ok {
+		t.Fatal("a dropped group is still cached")
+	}
+	// The next group goes into the dropped one's buffer, not new memory.
+	if b := fillGroup(t, &c, 2, 1<<20); !sameArray(b, first) || c.bytes != held {
+		t.Fatalf("the group after a drop: same buffer %v, %d bytes held, want the dropped one's and %d", sameArray(b, first), c.bytes, held)
+	}
+	c.drop([2]uint64{9, 0}) // not cached: nothing happens
+	if _, ok := c.items[[2]uint64{2, 0}]; !ok {
+		t.Fatal("dropping a group not cached dropped another")
+	}
+}

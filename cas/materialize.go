@@ -69,6 +69,7 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	jobs := make(chan job, 64)
+	plan := &readPlan{}
 	eg, ectx := errgroup.WithContext(ctx)
 	for range workers {
 		eg.Go(func() error {
@@ -76,7 +77,7 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 			for j := range jobs {
 				for _, e := range j.files {
 					var err error
-					if buf, err = writeFile(ectx, g, j.locs, dir, e, buf); err != nil {
+					if buf, err = writeFile(ectx, g, j.locs, plan, dir, e, buf); err != nil {
 						return err
 					}
 					if opt.Progress != nil {
@@ -111,6 +112,13 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 			var err error
 			if locs, err = locateWindow(ectx, g, win.files); err != nil {
 				return err
+			}
+			for _, e := range win.files {
+				for _, h := range e.Chunks {
+					if l, ok := locs[h]; ok {
+						plan.add(l)
+					}
+				}
 			}
 			for _, e := range win.sorted(locs) {
 				if err := send(b.add(e)); err != nil {
@@ -191,6 +199,7 @@ type windowReader interface {
 	locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error)
 	getAt(h Hash, l loc, dst []byte) ([]byte, error)
 	rawAt(h Hash, l loc) (Raw, error)
+	release(l loc)
 }
 
 // locateWindow finds the chunks of files, if g can (else nil: the window keeps the tree's
@@ -314,8 +323,9 @@ func prepareTarget(dir string) error {
 	return nil
 }
 
-// writeFile writes the file e, its chunks read where locs says, if it does.
-func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, dir string, e *Entry, buf []byte) ([]byte, error) {
+// writeFile writes the file e, its chunks read where locs says, if it does (each read
+// counted done in plan).
+func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, plan *readPlan, dir string, e *Entry, buf []byte) ([]byte, error) {
 	p := filepath.Join(dir, filepath.FromSlash(e.Path))
 	fd, err := createExcl(p) // a descriptor, not an os.File (rawfile.go)
 	if err != nil {
@@ -336,6 +346,9 @@ func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, dir string, e *
 			data, err = wr.getAt(h, l, buf)
 			if err == nil && cap(data) > cap(buf) {
 				buf = data[:0]
+			}
+			if err == nil && plan.done(l) {
+				wr.release(l)
 			}
 		} else if fast {
 			data, err = bg.GetInto(ctx, h, buf)

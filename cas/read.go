@@ -329,6 +329,14 @@ func (s *Local) GetInto(ctx context.Context, h Hash, dst []byte) ([]byte, error)
 	return s.getAt(h, l, dst)
 }
 
+// release drops the group of the chunk at l from the cache of decompressed groups: its
+// reader has read all it wanted of it (readPlan).
+func (s *Local) release(l loc) {
+	if l.enc == EncGroup {
+		s.groups.drop(groupKey(l))
+	}
+}
+
 // getAt is GetInto of h stored at l.
 func (s *Local) getAt(h Hash, l loc, dst []byte) ([]byte, error) {
 	if l.enc == EncGroup {

@@ -139,9 +139,14 @@ func xorCopy(src, dst string, key byte, buf []byte) (int64, error) {
 type figures struct {
 	build, rebuild, extract, restic, tarx bench.Result
 	stored, resticStored                  int64
+	// other: extract of the other tree given to measure from this tree's store (A) and
+	// from a store of its own (B), by turns.
+	other bench.Pair
 }
 
-func measure(log io.Writer, work, swcli, tree, name string) (figures, error) {
+// measure measures tree; if other is set, it also builds other into tree's store and
+// measures its extract there (what an extract costs in a store larger than its tree).
+func measure(log io.Writer, work, swcli, tree, other, name string) (figures, error) {
 	var f figures
 	root := filepath.Join(work, name+"-root")
 	env := []string{"SWCLI_ROOT=" + root, "SWCLI_CONFIG=" + filepath.Join(work, "config.yaml")}
@@ -171,6 +176,11 @@ func measure(log io.Writer, work, swcli, tree, name string) (figures, error) {
 	if err := os.RemoveAll(ext); err != nil {
 		return f, err
 	}
+	if other != "" {
+		if f.other, err = measureOther(log, work, swcli, root, other); err != nil {
+			return f, err
+		}
+	}
 	repo := filepath.Join(work, name+"-restic")
 	renv := []string{"RESTIC_PASSWORD=bench", "RESTIC_REPOSITORY=" + repo, "RESTIC_CACHE_DIR=" + filepath.Join(work, name+"-restic-cache")}
 	if _, err := bench.Run(log, renv, "restic", "init", "-q"); err != nil {
@@ -199,6 +209,40 @@ func measure(log io.Writer, work, swcli, tree, name string) (figures, error) {
 	return f, nil
 }
 
+// measureOther builds tree into root, where another tree is, and into a root of its own,
+// then extracts it from each by turns, three times.
+func measureOther(log io.Writer, work, swcli, root, tree string) (bench.Pair, error) {
+	config := "SWCLI_CONFIG=" + filepath.Join(work, "config.yaml")
+	ownRoot := filepath.Join(work, "other-root")
+	env := []string{"SWCLI_ROOT=" + root, config}
+	own := []string{"SWCLI_ROOT=" + ownRoot, config}
+	for _, e := range [][]string{env, own} {
+		if _, err := bench.Run(log, e, swcli, "runtime", "build", "--gen-all-bundles", tree); err != nil {
+			return bench.Pair{}, err
+		}
+		if _, err := bench.Run(log, e, swcli, "runtime", "tag", "ml-v1", "other"); err != nil {
+			return bench.Pair{}, err
+		}
+	}
+	ext := filepath.Join(work, "other-extract")
+	step := func(e []string) bench.Step {
+		return bench.Step{
+			Prep: func() error { return os.RemoveAll(ext) },
+			Run: func() (bench.Result, error) {
+				return bench.Run(log, e, swcli, "runtime", "extract", "ml-v1/version/other", "--target-dir", ext)
+			},
+		}
+	}
+	p, err := bench.MedianPair(3, step(env), step(own))
+	if err == nil {
+		err = os.RemoveAll(ext)
+	}
+	if err == nil {
+		err = os.RemoveAll(ownRoot)
+	}
+	return p, err
+}
+
 func run(x int, verbose bool) error {
 	if x < 2 {
 		return fmt.Errorf("-x %d: give 2 or more", x)
@@ -225,12 +269,12 @@ func run(x int, verbose bool) error {
 		}
 	}
 	fmt.Fprintln(os.Stderr, "scalebench: ml-v1 ...")
-	a, err := measure(log, work, swcli, v1, "v1")
+	a, err := measure(log, work, swcli, v1, "", "v1")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "scalebench: ml-v1 x%d ...\n", x)
-	b, err := measure(log, work, swcli, big, "big")
+	b, err := measure(log, work, swcli, big, v1, "big")
 	if err != nil {
 		return err
 	}
@@ -250,6 +294,9 @@ func run(x int, verbose bool) error {
 	fmt.Printf("(bytes grew %.1f x; swcli steps: median of 3 runs, restic and tar: one)\n\n", grow)
 	fmt.Printf("stored: ml-v1 %s (%.3f x restic), x%d %s (%.3f x restic)\n\n",
 		bench.MB(a.stored), float64(a.stored)/float64(a.resticStored), x, bench.MB(b.stored), float64(b.stored)/float64(b.resticStored))
+	o := b.other
+	fmt.Printf("extract of ml-v1 from a store holding ml-v1 x%d besides: %s, %s; from a store of its own: %s, %s\n(by turns, median of 3)\n\n",
+		x, bench.Secs(o.A.Wall), bench.MiB(o.A.PeakRSS), bench.Secs(o.B.Wall), bench.MiB(o.B.PeakRSS))
 	fmt.Println("at scale:")
 	g := &bench.Gate{W: os.Stdout, Width: 48}
 	noise := bench.Noise(a.build, a.rebuild, a.extract, b.build, b.rebuild, b.extract)
@@ -257,6 +304,9 @@ func run(x int, verbose bool) error {
 	g.Times("unchanged rebuild <= 0.05 x first build", b.rebuild, b.build, 0.05)
 	g.Ratio("build peak RSS <= 1.25 x ml-v1's (flat)", float64(b.build.PeakRSS), float64(a.build.PeakRSS), 1.25, 0)
 	g.Ratio("extract peak RSS <= 1.25 x ml-v1's (flat)", float64(b.extract.PeakRSS), float64(a.extract.PeakRSS), 1.25, 0)
+	// An extract reads its own tree's chunks: a store ten times larger costs it nothing.
+	g.Ratio("extract ml-v1 in the large store <= 1.25 x", o.Ratio, 1, 1.25, o.Spread)
+	g.Ratio("  its peak RSS <= 1.25 x in its own store", float64(o.A.PeakRSS), float64(o.B.PeakRSS), 1.25, 0)
 	if f := g.Failed(); len(f) > 0 {
 		return fmt.Errorf("%d target(s) missed by more than the noise: %s", len(f), strings.Join(f, "; "))
 	}

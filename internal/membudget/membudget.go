@@ -15,6 +15,12 @@
 // set again to the larger of the budget and 1.5 × the live heap: past the budget, the
 // heap's headroom is half its live size, as GOGC=50 gives. And it fixes malloc's mmap
 // threshold, so that large C blocks are mapped on their own and unmapped when freed.
+//
+// At the other end it gives the heap a floor: Go collects first at 4 MiB and then at
+// twice the live heap, so a command collected four or five times in its first 100 ms
+// while its heap was a few MB (an extract of ml-v1, by GODEBUG=gctrace=1). Keep sets
+// GOGC so that the next collection comes at the larger of twice the live heap and
+// minGoal: a command whose heap stays under it never collects.
 package membudget
 
 import (
@@ -30,6 +36,23 @@ import (
 // initial value, kept.
 const mmapThreshold = 128 << 10
 
+// minGoal is the heap below which a command is not collected (see above); firstPercent
+// is the GOGC that sets it before the first collection (Go's first goal is 4 MiB ×
+// GOGC/100).
+const (
+	minGoal      = 32 << 20
+	firstPercent = minGoal / (4 << 20) * 100
+)
+
+// gcPercent is the GOGC that puts the next collection at the larger of twice live and
+// minGoal.
+func gcPercent(live uint64) int {
+	if live >= minGoal/2 {
+		return 100
+	}
+	return int(minGoal*100/max(live, minGoal/100)) - 100
+}
+
 // Keep holds the process's Go memory to budget bytes until the function it returns is
 // called. The limit is left alone when GOGC or GOMEMLIMIT is set: the user's word stands.
 func Keep(budget int64) (stop func()) {
@@ -38,6 +61,7 @@ func Keep(budget int64) (stop func()) {
 		return func() {}
 	}
 	k := &keeper{budget: budget, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	percent := debug.SetGCPercent(firstPercent)
 	k.adjust()
 	k.arm()
 	var once sync.Once
@@ -47,6 +71,7 @@ func Keep(budget int64) (stop func()) {
 			k.stopped = true
 			k.mu.Unlock()
 			debug.SetMemoryLimit(math.MaxInt64)
+			debug.SetGCPercent(percent)
 		})
 	}
 }
@@ -86,8 +111,12 @@ func (k *keeper) adjust() bool {
 	metrics.Read(k.live)
 	limit := k.budget
 	if k.live[0].Value.Kind() == metrics.KindUint64 {
-		if v := k.live[0].Value.Uint64(); v <= math.MaxInt64/2 {
+		v := k.live[0].Value.Uint64()
+		if v <= math.MaxInt64/2 {
 			limit = max(limit, int64(v)+int64(v)/2)
+		}
+		if v > 0 { // 0 before the first collection: GOGC stays at firstPercent
+			debug.SetGCPercent(gcPercent(v))
 		}
 	}
 	debug.SetMemoryLimit(limit)

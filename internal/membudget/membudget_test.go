@@ -76,3 +76,42 @@ func TestKeepLeavesTheUsersSetting(t *testing.T) {
 		})
 	}
 }
+
+func gcPercentNow() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+func TestKeepLetsASmallHeapGrowUncollected(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	held = nil
+	stop := Keep(96 << 20)
+	defer stop()
+	// After a collection the keeper puts the next one at minGoal (the live heap is small).
+	deadline := time.Now().Add(10 * time.Second)
+	for gcPercentNow() <= 100 {
+		if time.Now().After(deadline) {
+			t.Fatal("GOGC stayed at 100 with a small live heap")
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.NumGC
+	var keep []byte
+	for range 256 { // 16 MiB of garbage, 64 KiB at a time
+		keep = make([]byte, 64<<10)
+		keep[0] = 1
+	}
+	runtime.ReadMemStats(&ms)
+	if n := ms.NumGC - before; n != 0 {
+		t.Fatalf("16 MiB of garbage over a small live heap: %d collections, want none below %d MiB", n, minGoal>>20)
+	}
+	stop()
+	if p := gcPercentNow(); p != 100 {
+		t.Fatalf("GOGC after stop: %d, want 100 as it was", p)
+	}
+}

@@ -335,9 +335,10 @@ func (c *groupCache) drop(k [2]uint64) {
 }
 
 // readPlan counts the reads of each group a reader of many chunks (Materialize) has still
-// to make: once a group's are made it is dropped from the cache at once, its buffer the
-// next group's, rather than kept until the cache is full. An extract then holds the groups
-// being read (a few: its files are sorted by place), not the cache's bound of them.
+// to make: once a group's are made it is dropped from the cache at once, its buffer free
+// for the next group, rather than kept until it is the least recently used, while the
+// cache, full, gives up groups that still have reads to come. (The buffers stay: memory
+// is the cache's bound as before; fewer groups are decompressed twice.)
 type readPlan struct {
 	mu   sync.Mutex
 	left map[[2]uint64]int

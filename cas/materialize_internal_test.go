@@ -76,3 +76,80 @@ func TestMaterializeDoesNotLoadTheStoresIndex(t *testing.T) {
 		t.Fatalf("materialising a lost chunk: %v, want not found naming %s", err, lost)
 	}
 }
+
+// Copying one tree out of a store reads the index for that tree's chunks only, as
+// extract does: Transfer and Missing leave the working copy unloaded, and answer as a
+// loaded one would.
+func TestTransferAndMissingDoNotLoadTheStoresIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprint(i)), bytes.Repeat([]byte{byte(i)}, 1+i*9000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := filepath.Join(dir, "store")
+	s, err := OpenLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Ingest(ctx, s, []Input{{Src: src}}, IngestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadManifest(ctx, s, res.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hs := append([]Hash{res.Hash}, m.Chunks()...)
+
+	s, err = OpenLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lost := Sum([]byte("not stored"))
+	missing, err := s.Missing(ctx, append([]Hash{lost}, hs...))
+	if err != nil || len(missing) != 1 || missing[0] != lost {
+		t.Fatalf("Missing: %v (%v), want only %s", missing, err, lost)
+	}
+	got := map[Hash]bool{}
+	err = s.Transfer(ctx, hs, func(_ int, h Hash, r Raw) error {
+		if r.Enc == EncGroup {
+			g, err := VerifyGroup(h, r)
+			if err != nil {
+				return err
+			}
+			for _, c := range g.Chunks() {
+				got[c] = true
+			}
+			return nil
+		}
+		if _, err := Decode(h, r, nil); err != nil {
+			return err
+		}
+		got[h] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if !got[h] {
+			t.Fatalf("Transfer did not send %s", h)
+		}
+	}
+	if s.idx.isLoaded() {
+		t.Fatal("Missing and Transfer of one tree loaded the store's whole index")
+	}
+	if err := s.Transfer(ctx, []Hash{lost}, func(int, Hash, Raw) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Transfer of a chunk not stored: %v, want not found", err)
+	}
+}

@@ -194,11 +194,23 @@ func (s *Local) locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error) 
 	return found, nil
 }
 
-// locate finds many chunks, asking the database once for those the working copy lacks.
-// A chunk not found at all has ok false in its place.
+// locate finds many chunks, asking the database once for those the working copy lacks,
+// or for all of them when the copy is not loaded (locateAll: a copy of one runtime out of
+// a store of many reads the index for its own chunks only). A chunk not found at all has
+// ok false in its place.
 func (s *Local) locate(ctx context.Context, hs []Hash) ([]loc, []bool, error) {
 	locs := make([]loc, len(hs))
 	oks := make([]bool, len(hs))
+	if !s.idx.isLoaded() {
+		found, err := s.locateAll(ctx, hs)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, h := range hs {
+			locs[i], oks[i] = found[h]
+		}
+		return locs, oks, nil
+	}
 	var unknown []Hash
 	for i, h := range hs {
 		l, ok, err := s.locateKnown(ctx, h)

@@ -78,7 +78,7 @@ func (s *Local) Transfer(ctx context.Context, hs []Hash, fn func(i int, h Hash, 
 			}
 			g.split = true
 		}
-		r, err := s.GetRaw(ctx, h)
+		r, err := s.rawAt(h, l) // GetRaw, where locate found it
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -70,6 +72,7 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 	}
 	jobs := make(chan job, 64)
 	plan := &readPlan{}
+	umask := readUmask()
 	eg, ectx := errgroup.WithContext(ctx)
 	for range workers {
 		eg.Go(func() error {
@@ -77,7 +80,7 @@ func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir str
 			for j := range jobs {
 				for _, e := range j.files {
 					var err error
-					if buf, err = writeFile(ectx, g, j.locs, plan, dir, e, buf); err != nil {
+					if buf, err = writeFile(ectx, g, j.locs, plan, umask, dir, e, buf); err != nil {
 						return err
 					}
 					if opt.Progress != nil {
@@ -329,9 +332,14 @@ func prepareTarget(dir string) error {
 
 // writeFile writes the file e, its chunks read where locs says, if it does (each read
 // counted done in plan).
-func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, plan *readPlan, dir string, e *Entry, buf []byte) ([]byte, error) {
+func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, plan *readPlan, umask uint32, dir string, e *Entry, buf []byte) ([]byte, error) {
 	p := filepath.Join(dir, filepath.FromSlash(e.Path))
-	fd, err := createExcl(p) // a descriptor, not an os.File (rawfile.go)
+	perm := e.Mode & 0o777 // never setuid, setgid or sticky
+	created := uint32(0o600)
+	if perm&^umask == perm {
+		created = perm // the umask leaves it whole: no fchmod after
+	}
+	fd, err := createExcl(p, created) // a descriptor, not an os.File (rawfile.go)
 	if err != nil {
 		return buf, fmt.Errorf("materialise %s: %w", e.Path, err)
 	}
@@ -378,8 +386,10 @@ func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, plan *readPlan,
 	if written != e.Size {
 		return buf, fmt.Errorf("materialise %s: %w: wrote %d bytes, manifest says %d", e.Path, ErrCorrupt, written, e.Size)
 	}
-	if err := ignoringEINTR(func() error { return unix.Fchmod(fd, e.Mode&0o777) }); err != nil { // never setuid, setgid or sticky
-		return buf, fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
+	if created != perm {
+		if err := ignoringEINTR(func() error { return unix.Fchmod(fd, perm) }); err != nil {
+			return buf, fmt.Errorf("materialise %s: chmod: %w", e.Path, err)
+		}
 	}
 	closed = true
 	if err := unix.Close(fd); err != nil {
@@ -388,9 +398,29 @@ func writeFile(ctx context.Context, g Getter, locs map[Hash]loc, plan *readPlan,
 	return buf, nil
 }
 
-// createExcl creates the file p for writing: never one that exists, never through a link.
-func createExcl(p string) (int, error) {
-	return openRaw(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
+// createExcl creates the file p for writing, with mode perm less the umask: never one
+// that exists, never through a link.
+func createExcl(p string, perm uint32) (int, error) {
+	return openRaw(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, perm)
+}
+
+// readUmask is the process's umask as /proc/self/status gives it (Linux 4.7 on); 0o777
+// where it cannot be read (every file is then created 0600 and chmod'ed). Reading it by
+// setting it would race with other goroutines creating files; it is read once a
+// materialisation, as a server sets its own when it starts.
+func readUmask() uint32 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o777
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return uint32(m)
+			}
+		}
+	}
+	return 0o777
 }
 
 // LoadManifest reads and decodes the manifest named h.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -151,5 +152,49 @@ func TestTransferAndMissingDoNotLoadTheStoresIndex(t *testing.T) {
 	}
 	if err := s.Transfer(ctx, []Hash{lost}, func(int, Hash, Raw) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Transfer of a chunk not stored: %v, want not found", err)
+	}
+}
+
+// A file gets its manifest's permission bits exactly, whatever the umask: created with
+// them when the umask leaves them whole, else chmod'ed after.
+func TestMaterializeGivesExactModesUnderAnyUmask(t *testing.T) {
+	ctx := context.Background()
+	modes := []uint32{0o644, 0o755, 0o600, 0o444, 0o777, 0o640, 0o700, 0o4755}
+	dir := t.TempDir()
+	s, err := OpenLocal(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var m Manifest
+	for i, mode := range modes {
+		data := []byte(fmt.Sprintf("file %d", i))
+		h := Sum(data)
+		if err := s.Put(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+		m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("f%d", i), Kind: KindFile, Mode: mode, Size: int64(len(data)), Chunks: []Hash{h}})
+	}
+	for _, umask := range []int{0o022, 0o077, 0o027, 0} {
+		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
+			old := syscall.Umask(umask)
+			defer syscall.Umask(old)
+			if got := readUmask(); got != uint32(umask) {
+				t.Fatalf("readUmask %03o, want %03o", got, umask)
+			}
+			out := filepath.Join(dir, fmt.Sprintf("out-%03o", umask))
+			if err := Materialize(ctx, s, &m, out, MaterializeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for i, mode := range modes {
+				fi, err := os.Lstat(filepath.Join(out, fmt.Sprintf("f%d", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := uint32(fi.Mode().Perm()), mode&0o777; got != want || fi.Mode()&os.ModeSetuid != 0 {
+					t.Fatalf("f%d: mode %v, want %03o (no setuid)", i, fi.Mode(), want)
+				}
+			}
+		})
 	}
 }

@@ -11,6 +11,31 @@ import (
 	"testing"
 )
 
+// ingested stores the tree at src in a new store under dir and closes it, returning the
+// store's path, the tree's name and its chunks.
+func ingested(t *testing.T, dir, src string) (string, Hash, []Hash) {
+	t.Helper()
+	ctx := context.Background()
+	store := filepath.Join(dir, "store")
+	s, err := OpenLocal(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := Ingest(ctx, s, []Input{{Src: src}}, IngestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadManifest(ctx, s, res.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return store, res.Hash, m.Chunks()
+}
+
 // An extract reads only what its tree names: it finds the chunks of a window of files in
 // the index's database and never loads the working copy of the whole store's index.
 func TestMaterializeDoesNotLoadTheStoresIndex(t *testing.T) {
@@ -29,25 +54,13 @@ func TestMaterializeDoesNotLoadTheStoresIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := filepath.Join(dir, "store")
+	store, tree, _ := ingested(t, dir, src)
 	s, err := OpenLocal(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Ingest(ctx, s, []Input{{Src: src}}, IngestOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err = OpenLocal(store)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer s.Close()
-	m, err := OpenManifest(ctx, s, res.Hash)
+	m, err := OpenManifest(ctx, s, tree)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,25 +106,9 @@ func TestTransferAndMissingDoNotLoadTheStoresIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := filepath.Join(dir, "store")
+	store, tree, chunks := ingested(t, dir, src)
+	hs := append([]Hash{tree}, chunks...)
 	s, err := OpenLocal(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Ingest(ctx, s, []Input{{Src: src}}, IngestOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := LoadManifest(ctx, s, res.Hash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	hs := append([]Hash{res.Hash}, m.Chunks()...)
-
-	s, err = OpenLocal(store)
 	if err != nil {
 		t.Fatal(err)
 	}

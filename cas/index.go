@@ -57,7 +57,7 @@ func newIndex(dir string, opt LocalOptions, held bool) *index {
 		// Read by whole scans (the working copy) and sorted look-ups (locateAll), each
 		// block once a window: 32 KiB blocks, as the ledger's, and a small block cache.
 		// Pebble's 8 MiB, filled and freed by every window, left an extract of ten
-		// times the ml corpus, a look-up every 8,192 files, 12 MiB larger.
+		// times the ml corpus (a look-up every 8,192 files then) 12 MiB larger.
 		BlockSize: 32 << 10,
 		CacheSize: 1 << 20,
 	})

@@ -121,6 +121,17 @@ func TestWindowSortsByPlaceAndFills(t *testing.T) {
 	if !w.add(&Entry{Path: "big", Kind: KindFile, Size: windowBytes}) {
 		t.Fatal("not full at windowBytes")
 	}
+	w.sorted(nil)
+	if w.add(&Entry{Path: "many", Kind: KindFile, Chunks: make([]Hash, windowChunks-1)}) {
+		t.Fatalf("full at %d chunks", windowChunks-1)
+	}
+	if !w.add(&Entry{Path: "one more", Kind: KindFile, Chunks: make([]Hash, 1)}) {
+		t.Fatalf("not full at windowChunks (%d)", windowChunks)
+	}
+	w.sorted(nil)
+	if w.add(&Entry{Path: "after", Kind: KindFile, Chunks: make([]Hash, 1)}) {
+		t.Fatal("sorted does not empty the window's chunk count")
+	}
 }
 
 // A local store finds a window's chunks, so its extracts are sorted by place.

@@ -189,9 +189,12 @@ const (
 // decompressed its 2,125 groups 2,386 times, in windows of 16,384 2,265 times (ml-v1's
 // 219 groups: 231 and 219 times). A window's entries and their chunks' locations are
 // ~500 bytes a file (×10's extract: 6–8 MB live for them, by heap profiles mid-run).
+// A window is also cut at windowChunks chunks: its look-up holds a location for each
+// (~100 bytes), and a manifest may name up to MaxBlob/32 of them.
 const (
-	windowFiles = 16384
-	windowBytes = 512 << 20
+	windowFiles  = 16384
+	windowBytes  = 512 << 20
+	windowChunks = 1 << 17
 )
 
 // job is a batch of files for a writer, with where the chunks of their window are.
@@ -251,15 +254,17 @@ func placeOf(locs map[Hash]loc, e *Entry) place {
 
 // window gathers files to be sorted by place.
 type window struct {
-	files []*Entry
-	bytes int64
+	files  []*Entry
+	bytes  int64
+	chunks int
 }
 
 // add adds e, and reports whether the window is full.
 func (w *window) add(e *Entry) bool {
 	w.files = append(w.files, e)
 	w.bytes += e.Size
-	return len(w.files) >= windowFiles || w.bytes >= windowBytes
+	w.chunks += len(e.Chunks)
+	return len(w.files) >= windowFiles || w.bytes >= windowBytes || w.chunks >= windowChunks
 }
 
 type placedFile struct {
@@ -280,7 +285,7 @@ func (w *window) sorted(locs map[Hash]loc) []*Entry {
 		out[i] = f.e
 	}
 	clear(w.files)
-	w.files, w.bytes = w.files[:0], 0
+	w.files, w.bytes, w.chunks = w.files[:0], 0, 0
 	return out
 }
 

@@ -231,9 +231,11 @@ func (w *treeWalk) sumDir(fd int, t walkTask, under string, buf *[]byte, res *di
 		switch uint32(st.Mode) & unix.S_IFMT {
 		case unix.S_IFDIR:
 			lw.add(recDir, name, mode, nil, "")
-			dest := t.dest + "/" + name
+			var dest string
 			if t.dest == "" {
 				dest = strings.Clone(name) // name lies in the walker's buffer
+			} else {
+				dest = t.dest + "/" + name
 			}
 			res.dirs = append(res.dirs, walkTask{abs: under + name, dest: dest})
 		case unix.S_IFREG:

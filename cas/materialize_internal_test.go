@@ -21,7 +21,6 @@ func ingested(t *testing.T, dir, src string) (string, Hash, []Hash) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	res, err := Ingest(ctx, s, []Input{{Src: src}}, IngestOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -197,7 +197,8 @@ func (s *Local) locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error) 
 // locate finds many chunks, asking the database once for those the working copy lacks,
 // or for all of them when the copy is not loaded (locateAll: a copy of one runtime out of
 // a store of many reads the index for its own chunks only). A chunk not found at all has
-// ok false in its place.
+// ok false in its place. The loaded copy is asked here, not through locateAll, so that a
+// batch of the whole store (fsck's and gc's, after Walk loaded the copy) needs no map.
 func (s *Local) locate(ctx context.Context, hs []Hash) ([]loc, []bool, error) {
 	locs := make([]loc, len(hs))
 	oks := make([]bool, len(hs))

@@ -215,10 +215,8 @@ func (c *groupCache) buffer(n int) []byte {
 			return make([]byte, 0, class)
 		}
 		for i, k := range c.order {
-			if b := c.items[k]; cap(b) >= n {
-				delete(c.items, k)
-				c.order = slices.Delete(c.order, i, i+1)
-				return b[:0]
+			if cap(c.items[k]) >= n {
+				return c.takeLocked(i)[:0]
 			}
 		}
 		switch {
@@ -323,15 +321,9 @@ func (c *groupCache) putLocked(k [2]uint64, b []byte) {
 func (c *groupCache) drop(k [2]uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.items[k]
-	if !ok {
-		return
-	}
-	delete(c.items, k)
 	if i := slices.Index(c.order, k); i >= 0 {
-		c.order = slices.Delete(c.order, i, i+1)
+		c.free = append(c.free, c.takeLocked(i))
 	}
-	c.free = append(c.free, b)
 }
 
 // readPlan counts the reads of each group a reader of many chunks (Materialize) has still
@@ -382,11 +374,17 @@ func groupKey(l loc) [2]uint64 { return [2]uint64{l.pack, uint64(l.off)} }
 // evictLocked moves the group least recently used out of the cache, its buffer to the
 // free ones.
 func (c *groupCache) evictLocked() {
-	k := c.order[0]
-	c.order = c.order[1:]
+	c.free = append(c.free, c.takeLocked(0))
+}
+
+// takeLocked takes the i-th group of the eviction order out of the cache and returns its
+// buffer.
+func (c *groupCache) takeLocked(i int) []byte {
+	k := c.order[i]
+	c.order = slices.Delete(c.order, i, i+1)
 	b := c.items[k]
 	delete(c.items, k)
-	c.free = append(c.free, b)
+	return b
 }
 
 // trimLocked drops free buffers, then groups least recently used, while the cache holds

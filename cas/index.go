@@ -131,8 +131,8 @@ func (x *index) get(h Hash) (loc, bool) {
 // fetch asks the database for the chunks of hs the working copy lacks (committed by
 // another process since it was loaded), adds what it finds, and returns it.
 func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
-	found, err := x.find(ctx, hs)
-	if err != nil {
+	found := make(map[Hash]loc, len(hs))
+	if err := x.find(ctx, hs, found); err != nil {
 		return nil, err
 	}
 	if len(found) > 0 {
@@ -145,27 +145,30 @@ func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 	return found, nil
 }
 
-// find asks the database where the chunks of hs are, in one window, and returns those it
-// has; the working copy is neither loaded nor changed.
-func (x *index) find(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
-	found := map[Hash]loc{}
+// find asks the database where the chunks of hs are, in one window, and adds those it has
+// to found; the working copy is neither loaded nor changed. hs is sorted in place (the
+// window seeks forward only), and found is the caller's, sized by it: an extract's window
+// asked for 120,000 chunks through a map of find's own, grown from empty and then copied,
+// which made 40 % of the extract's garbage.
+func (x *index) find(ctx context.Context, hs []Hash, found map[Hash]loc) error {
 	if len(hs) == 0 {
-		return found, nil
+		return nil
 	}
-	sorted := slices.Clone(hs)
-	slices.SortFunc(sorted, Hash.Compare)
-	err := x.in(ctx, false, func(db *pebble.DB) error {
+	slices.SortFunc(hs, Hash.Compare)
+	return x.in(ctx, false, func(db *pebble.DB) error {
 		lo, hi := prefixBounds(prefixChunk)
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return err
 		}
 		defer it.Close()
-		for i, h := range sorted {
+		k := make([]byte, 1+HashSize)
+		k[0] = prefixChunk
+		for i, h := range hs {
 			if i%4096 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			k := chunkKey(h)
+			copy(k[1:], h[:])
 			if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
 				l, ok := decodeLoc(it.Value())
 				if !ok {
@@ -176,10 +179,6 @@ func (x *index) find(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 		}
 		return it.Error()
 	})
-	if err != nil {
-		return nil, err
-	}
-	return found, nil
 }
 
 // commitPack records a durable pack and its chunks: one synced batch, then the working copy.

@@ -219,7 +219,11 @@ func locateWindow(ctx context.Context, g Getter, files []*Entry) (map[Hash]loc, 
 	if !ok || len(files) == 0 {
 		return nil, nil
 	}
-	var hs []Hash
+	n := 0
+	for _, e := range files {
+		n += len(e.Chunks)
+	}
+	hs := make([]Hash, 0, n)
 	for _, e := range files {
 		hs = append(hs, e.Chunks...)
 	}

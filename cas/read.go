@@ -154,7 +154,7 @@ func (s *Local) locateKnown(ctx context.Context, h Hash) (loc, bool, error) {
 func (s *Local) locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 	found := make(map[Hash]loc, len(hs))
 	loaded := s.idx.isLoaded()
-	var unknown []Hash
+	unknown := make([]Hash, 0, len(hs))
 	s.mu.Lock()
 	for _, h := range hs {
 		if l, ok := s.unindexedLocked(h); ok {
@@ -178,13 +178,13 @@ func (s *Local) locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error) 
 	if len(unknown) == 0 {
 		return found, nil
 	}
-	var more map[Hash]loc
-	var err error
-	if loaded {
-		more, err = s.idx.fetch(ctx, unknown)
-	} else {
-		more, err = s.idx.find(ctx, unknown)
+	if !loaded {
+		if err := s.idx.find(ctx, unknown, found); err != nil {
+			return nil, err
+		}
+		return found, nil
 	}
+	more, err := s.idx.fetch(ctx, unknown)
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -171,6 +174,20 @@ func TestMaterializeGivesExactModesUnderAnyUmask(t *testing.T) {
 		}
 		m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("f%d", i), Kind: KindFile, Mode: mode, Size: int64(len(data)), Chunks: []Hash{h}})
 	}
+	// Directories, each holding a file: made with their mode, or set at the end (those
+	// that would not let a non-root user in, or that the umask would cut).
+	dirModes := []uint32{0o755, 0o700, 0o555, 0o711, 0o777, 0o2755, 0o500, 0o750}
+	for i, mode := range dirModes {
+		data := []byte(fmt.Sprintf("in d%d", i))
+		h := Sum(data)
+		if err := s.Put(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+		d := fmt.Sprintf("d%d", i)
+		m.Entries = append(m.Entries, Entry{Path: d, Kind: KindDir, Mode: mode},
+			Entry{Path: d + "/f", Kind: KindFile, Mode: 0o644, Size: int64(len(data)), Chunks: []Hash{h}})
+	}
+	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	for _, umask := range []int{0o022, 0o077, 0o027, 0} {
 		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
 			old := syscall.Umask(umask)
@@ -191,6 +208,26 @@ func TestMaterializeGivesExactModesUnderAnyUmask(t *testing.T) {
 					t.Fatalf("f%d: mode %v, want %03o (no setuid)", i, fi.Mode(), want)
 				}
 			}
+			for i, mode := range dirModes {
+				d := filepath.Join(out, fmt.Sprintf("d%d", i))
+				fi, err := os.Lstat(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := uint32(fi.Mode().Perm()), mode&0o777; !fi.IsDir() || got != want || fi.Mode()&os.ModeSetgid != 0 {
+					t.Fatalf("d%d: mode %v, want a directory %03o (no setgid)", i, fi.Mode(), want)
+				}
+				if b, err := os.ReadFile(filepath.Join(d, "f")); err != nil || string(b) != fmt.Sprintf("in d%d", i) {
+					t.Fatalf("d%d/f: %q, %v", i, b, err)
+				}
+			}
+			// Let the temporary directory's removal in (a read-only directory stops it).
+			filepath.WalkDir(out, func(p string, de fs.DirEntry, err error) error {
+				if err == nil && de.IsDir() {
+					os.Chmod(p, 0o755)
+				}
+				return nil
+			})
 		})
 	}
 }

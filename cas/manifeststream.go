@@ -13,14 +13,18 @@ import (
 )
 
 // ManifestStream is a stored manifest read entry by entry, for what walks a tree once
-// without holding it (Materialize): it keeps the manifest as stored, compressed, and
-// decodes it again for each walk. Ten times the ml corpus has a 16.5 MB manifest that
-// took 22 MB of heap decoded; held this way, its 5.3 MB as stored. Opening it verifies
-// the bytes against the tree's hash and checks every entry by Validate's rules, so every
-// walk gives a valid tree.
+// without holding it (Materialize). A manifest in a pack of a local store is read from
+// the pack again for each walk, and nothing of it is held; one elsewhere is kept as
+// stored, compressed, and decoded again for each walk. Ten times the ml corpus has a
+// 16.5 MB manifest that took 22 MB of heap decoded, 5.3 MB as stored. Opening it
+// verifies the bytes against the tree's hash and checks every entry by Validate's rules;
+// a walk of bytes read again does both again, giving only entries that pass the rules and
+// failing at its end if the bytes were not the tree's, so every walk gives a valid tree.
 type ManifestStream struct {
-	hash   Hash
-	raw    Raw // as stored (EncRaw or EncZstd), verified
+	hash Hash
+	raw  Raw // as stored (EncRaw or EncZstd), verified; no Data when reopen reads it
+	// reopen opens the bytes as stored in their pack, for each walk (nil: raw holds them).
+	reopen func() (io.ReadCloser, error)
 	totals Totals
 }
 
@@ -29,11 +33,11 @@ const streamMin = 1 << 20
 
 // OpenManifest reads the manifest named h for walking, verified and validated.
 func OpenManifest(ctx context.Context, g Getter, h Hash) (*ManifestStream, error) {
-	raw, verified, err := getStored(ctx, g, h)
+	s := &ManifestStream{hash: h}
+	verified, err := s.find(ctx, g)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", h, err)
 	}
-	s := &ManifestStream{hash: h, raw: raw}
 	if err := s.check(!verified); err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", h, err)
 	}
@@ -50,38 +54,48 @@ func StreamOf(m *Manifest) (*ManifestStream, error) {
 	return s, nil
 }
 
-// getStored returns h's bytes as stored (every store is a RawStore), else its content,
-// and whether they are verified already: content from Get is, and a small compressed
-// manifest is decoded, and so verified, at once.
-func getStored(ctx context.Context, g Getter, h Hash) (Raw, bool, error) {
-	if rs, ok := g.(RawStore); ok {
-		raw, err := getRaw(ctx, rs, h)
-		if err != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
-			return raw, false, err
-		}
-		data, err := Decode(h, raw, nil)
-		return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, true, err
+// find finds the manifest as stored: to be read from its pack for each walk (a large one
+// in a local store's sealed pack), else its bytes as stored (every store is a RawStore),
+// else its content. It reports whether what it holds is verified already: content from
+// Get is, and a small compressed manifest is decoded, and so verified, at once.
+func (s *ManifestStream) find(ctx context.Context, g Getter) (bool, error) {
+	rs, ok := g.(RawStore)
+	if !ok {
+		data, err := g.Get(ctx, s.hash)
+		s.raw = Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
+		return true, err
 	}
-	data, err := g.Get(ctx, h)
-	return Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}, true, err
+	raw, err := s.stored(ctx, rs)
+	if err != nil || s.reopen != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
+		s.raw = raw
+		return false, err
+	}
+	data, err := Decode(s.hash, raw, nil)
+	s.raw = Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
+	return true, err
 }
 
-// getRaw is rs.GetRaw, through the window reader's look-up if rs has one (Local's, which
-// does not load the index's working copy for one chunk: see locateAll).
-func getRaw(ctx context.Context, rs RawStore, h Hash) (Raw, error) {
+// stored is rs.GetRaw of the manifest, through the window reader's look-up if rs has one
+// (Local's, which does not load the index's working copy for one chunk: see locateAll);
+// a large one in a sealed pack is not read but set to be opened for each walk.
+func (s *ManifestStream) stored(ctx context.Context, rs RawStore) (Raw, error) {
 	wr, ok := rs.(windowReader)
 	if !ok {
-		return rs.GetRaw(ctx, h)
+		return rs.GetRaw(ctx, s.hash)
 	}
-	locs, err := wr.locateAll(ctx, []Hash{h})
+	locs, err := wr.locateAll(ctx, []Hash{s.hash})
 	if err != nil {
 		return Raw{}, err
 	}
-	l, ok := locs[h]
+	l, ok := locs[s.hash]
 	if !ok {
-		return Raw{}, &NotFoundError{Hash: h}
+		return Raw{}, &NotFoundError{Hash: s.hash}
 	}
-	return wr.rawAt(h, l)
+	if l.stored >= streamMin && (l.enc == EncZstd || l.enc == EncRaw) && wr.inSealedPack(l) {
+		s.reopen = func() (io.ReadCloser, error) { return wr.openStored(l) }
+		return Raw{Enc: l.enc, Len: l.size}, nil
+	}
+	return wr.rawAt(s.hash, l)
 }
 
 // Hash is the tree's name.
@@ -93,31 +107,51 @@ func (s *ManifestStream) Totals() Totals { return s.totals }
 // content opens the manifest's encoding: the stored bytes, or their one zstd frame
 // decoded as it is read, never past the recorded length.
 func (s *ManifestStream) content() (io.Reader, func(), error) {
+	var src io.Reader = bytes.NewReader(s.raw.Data)
+	closeSrc := func() {}
+	if s.reopen != nil {
+		rc, err := s.reopen()
+		if err != nil {
+			return nil, nil, fmt.Errorf("read manifest %s: %w", s.hash, err)
+		}
+		src, closeSrc = bufio.NewReaderSize(rc, 64<<10), func() { rc.Close() }
+	}
 	switch s.raw.Enc {
 	case EncRaw:
-		return bytes.NewReader(s.raw.Data), func() {}, nil
+		return src, closeSrc, nil
 	case EncZstd:
 		if s.raw.Len < 0 || s.raw.Len > MaxBlob {
+			closeSrc()
 			return nil, nil, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("implausible length %d", s.raw.Len)}
 		}
-		dec, err := zstd.NewReader(bytes.NewReader(s.raw.Data), zstd.WithDecoderConcurrency(1),
+		dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(MaxBlob+1<<20))
 		if err != nil {
+			closeSrc()
 			return nil, nil, &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
 		}
-		return io.LimitReader(dec, s.raw.Len+1), dec.Close, nil
+		return io.LimitReader(dec, s.raw.Len+1), func() { dec.Close(); closeSrc() }, nil
 	}
+	closeSrc()
 	return nil, nil, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("unknown encoding %d", s.raw.Enc)}
 }
 
-// check reads the manifest once: every entry by Validate's rules, counted, and, if
-// verify is set, its bytes against the recorded length and the tree's hash. Bytes that do
-// not match are reported as corrupt, before any rule they break. Decoding the same bytes
-// again gives the same content, so every later walk reads verified bytes.
+// check reads the manifest once (scan), to count its entries.
 func (s *ManifestStream) check(verify bool) error {
+	tot, err := s.scan(verify, false, nil)
+	s.totals = tot
+	return err
+}
+
+// scan reads the manifest once, giving fn (if any) every entry that passes Validate's
+// rules, counted, and, if verify is set, checking its bytes against the recorded length
+// and the tree's hash. Bytes that do not match are reported as corrupt, before any rule
+// they break; an error of fn's own ends the scan, and is what it returns. Decoding the
+// same bytes again gives the same content, so a walk of bytes held reads verified bytes.
+func (s *ManifestStream) scan(verify, chunks bool, fn func(e *Entry, nch int) error) (Totals, error) {
 	r, done, err := s.content()
 	if err != nil {
-		return err
+		return Totals{}, err
 	}
 	defer done()
 	hr := &hashingReader{r: r, h: blake3.New()}
@@ -126,28 +160,34 @@ func (s *ManifestStream) check(verify bool) error {
 	}
 	v := validator{kinds: map[string]Kind{}}
 	var tot Totals
-	werr := s.walkFrom(r, false, func(e *Entry, nch int) error {
+	var fnErr error
+	werr := s.walkFrom(r, chunks, func(e *Entry, nch int) error {
 		if err := v.next(e, nch, s.kindOf); err != nil {
 			return err
 		}
 		tot.add(e)
-		return nil
+		if fn != nil {
+			fnErr = fn(e, nch)
+		}
+		return fnErr
 	})
-	s.totals = tot
+	if fnErr != nil {
+		return tot, fnErr
+	}
 	if verify {
 		if _, err := io.Copy(io.Discard, r); err != nil { // what the walk left unread
-			return &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
+			return tot, &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
 		}
 		if hr.n != s.raw.Len {
-			return &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("length %d, recorded %d", hr.n, s.raw.Len)}
+			return tot, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("length %d, recorded %d", hr.n, s.raw.Len)}
 		}
 		var got Hash
 		hr.h.Sum(got[:0])
 		if got != s.hash {
-			return &CorruptError{Hash: s.hash, Reason: "content does not match its hash"}
+			return tot, &CorruptError{Hash: s.hash, Reason: "content does not match its hash"}
 		}
 	}
-	return werr
+	return tot, werr
 }
 
 // hashingReader hashes and counts what is read through it.
@@ -168,7 +208,7 @@ func (t *hashingReader) Read(p []byte) (int, error) {
 func (s *ManifestStream) kindOf(p string) Kind {
 	var k Kind
 	found := errors.New("found")
-	s.walk(false, func(e *Entry, _ int) error {
+	s.decode(false, func(e *Entry, _ int) error {
 		if e.Path == p {
 			k = e.Kind
 			return found
@@ -184,8 +224,18 @@ func (s *ManifestStream) Each(fn func(e *Entry) error) error {
 }
 
 // walk decodes the entries, with their chunks if chunks is set, giving each and its
-// number of chunks to fn.
+// number of chunks to fn; bytes read again from their pack are checked again (scan).
 func (s *ManifestStream) walk(chunks bool, fn func(e *Entry, nch int) error) error {
+	if s.reopen != nil {
+		_, err := s.scan(true, chunks, fn)
+		return err
+	}
+	return s.decode(chunks, fn)
+}
+
+// decode is walk without the checks: for bytes held, verified when opened, or where only
+// an error's message depends on it (kindOf).
+func (s *ManifestStream) decode(chunks bool, fn func(e *Entry, nch int) error) error {
 	r, done, err := s.content()
 	if err != nil {
 		return err

@@ -56,8 +56,10 @@ func Materialize(ctx context.Context, g Getter, m *Manifest, dir string, opt Mat
 }
 
 // MaterializeStream is Materialize of a stored tree read as a stream (OpenManifest), so
-// that what it holds does not grow with the tree: the manifest as stored, a window of
-// files and the batches in flight, and each directory's path and mode (set last).
+// that what it holds does not grow with the tree: a window of files and the batches in
+// flight, the paths of directories and links (to check each entry's parent), and those
+// of directories whose mode is set last; the manifest too, as stored, unless it is read
+// again from a local store's pack.
 func MaterializeStream(ctx context.Context, g Getter, s *ManifestStream, dir string, opt MaterializeOptions) error {
 	if err := prepareTarget(dir); err != nil {
 		return err
@@ -224,6 +226,8 @@ type windowReader interface {
 	locateAll(ctx context.Context, hs []Hash) (map[Hash]loc, error)
 	getAt(h Hash, l loc, dst []byte) ([]byte, error)
 	rawAt(h Hash, l loc) (Raw, error)
+	inSealedPack(l loc) bool
+	openStored(l loc) (io.ReadCloser, error)
 	release(l loc)
 }
 

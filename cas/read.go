@@ -289,6 +289,39 @@ func (s *Local) rawAt(h Hash, l loc) (Raw, error) {
 	return Raw{Enc: l.enc, Len: l.size, Data: data}, nil
 }
 
+// inSealedPack reports whether the chunk at l is in a pack written whole (not the one being
+// written or sealed): one whose file openStored can read.
+func (s *Local) inSealedPack(l loc) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return (s.cur == nil || l.pack != s.curNum) && s.sealing[l.pack] == nil
+}
+
+// openStored opens the bytes of the chunk at l as stored, in its sealed pack, to be read
+// once; Close lets the pack's file go.
+func (s *Local) openStored(l loc) (io.ReadCloser, error) {
+	f, release, err := s.files.acquire(l.pack, s.packPath(l.pack))
+	if err != nil {
+		return nil, err
+	}
+	return &packSection{SectionReader: io.NewSectionReader(f, l.off, l.stored), release: release}, nil
+}
+
+// packSection is a section of an acquired pack file.
+type packSection struct {
+	*io.SectionReader
+	release func()
+	closed  bool
+}
+
+func (p *packSection) Close() error {
+	if !p.closed {
+		p.closed = true
+		p.release()
+	}
+	return nil
+}
+
 func (s *Local) readAt(h Hash, l loc, data []byte) error {
 	s.mu.Lock()
 	if s.cur != nil && l.pack == s.curNum {

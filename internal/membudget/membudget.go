@@ -19,8 +19,19 @@
 // At the other end it gives the heap a floor: Go collects first at 4 MiB and then at
 // twice the live heap, so a command collected four or five times in its first 100 ms
 // while its heap was a few MB (an extract of ml-v1, by GODEBUG=gctrace=1). Keep sets
-// GOGC so that the next collection comes at the larger of twice the live heap and
-// minGoal: a command whose heap stays under it never collects.
+// GOGC so that the next collection comes at minGoal at the least: a command whose heap
+// stays under it never collects.
+//
+// Between the two, the headroom follows what a collection costs. GOGC=100 lets a command
+// allocate as much as its live heap between collections, which keeps the collector's work
+// to one byte scanned for each byte allocated however much of the heap holds pointers.
+// Most of an extract's heap is buffers without pointers (decompressed groups and frames),
+// which a collection does not scan: ml-v1 ×10's extract scanned a few MB a collection of
+// its 45–55 MB live and let its heap grow to the budget for its whole run, its peak RSS
+// 1.55 × ml-v1's, whose run ended first. Keep puts the next collection at the live heap
+// plus the larger of minHeadroom and what the last collection scanned (at most twice the
+// live heap, as before): the same bound on the collector's work, and a heap that stays
+// near its live size when what is live is bytes.
 package membudget
 
 import (
@@ -38,19 +49,19 @@ const mmapThreshold = 128 << 10
 
 // minGoal is the heap below which a command is not collected (see above); firstPercent
 // is the GOGC that sets it before the first collection (Go's first goal is 4 MiB ×
-// GOGC/100).
+// GOGC/100). minHeadroom is the least a command allocates between collections past it.
 const (
 	minGoal      = 32 << 20
 	firstPercent = minGoal / (4 << 20) * 100
+	minHeadroom  = 8 << 20
 )
 
-// gcPercent is the GOGC that puts the next collection at the larger of twice live and
-// minGoal.
-func gcPercent(live uint64) int {
-	if live >= minGoal/2 {
-		return 100
-	}
-	return int(minGoal*100/max(live, minGoal/100)) - 100
+// gcPercent is the GOGC that puts the next collection at live plus the larger of
+// minHeadroom and scan (what the last collection scanned), at most twice live, and at
+// minGoal at the least.
+func gcPercent(live, scan uint64) int {
+	goal := max(minGoal, live+min(live, max(minHeadroom, scan)))
+	return int(goal*100/max(live, minGoal/100)) - 100
 }
 
 // Keep holds the process's Go memory to budget bytes until the function it returns is
@@ -60,7 +71,7 @@ func Keep(budget int64) (stop func()) {
 	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" || os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	k := &keeper{budget: budget, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	k := &keeper{budget: budget, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/total:bytes"}}}
 	percent := debug.SetGCPercent(firstPercent)
 	k.adjust()
 	k.arm()
@@ -115,8 +126,12 @@ func (k *keeper) adjust() bool {
 		if v <= math.MaxInt64/2 {
 			limit = max(limit, int64(v)+int64(v)/2)
 		}
+		var scan uint64
+		if k.live[1].Value.Kind() == metrics.KindUint64 {
+			scan = k.live[1].Value.Uint64()
+		}
 		if v > 0 { // 0 before the first collection: GOGC stays at firstPercent
-			debug.SetGCPercent(gcPercent(v))
+			debug.SetGCPercent(gcPercent(v, scan))
 		}
 	}
 	debug.SetMemoryLimit(limit)

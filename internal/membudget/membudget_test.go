@@ -115,3 +115,45 @@ func TestKeepLetsASmallHeapGrowUncollected(t *testing.T) {
 		t.Fatalf("GOGC after stop: %d, want 100 as it was", p)
 	}
 }
+
+// A live heap of bytes (buffers, which a collection does not scan) is given a small
+// headroom; one of pointers GOGC=100's: the collector's work per byte allocated stays
+// at most one byte scanned either way.
+func TestKeepGivesHeadroomByWhatACollectionScans(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	held = nil
+	stop := Keep(16 << 20)
+	defer stop()
+	waitPercent := func(ok func(int) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(gcPercentNow()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOGC %d: want %s", gcPercentNow(), what)
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for range 64 { // 64 MiB of bytes
+		b := make([]byte, 1<<20)
+		b[0] = 1
+		held = append(held, b)
+	}
+	waitPercent(func(p int) bool { return p <= 20 }, "about 8 MiB over 64 MiB of bytes (12)")
+
+	held = nil
+	one := new(int)
+	for range 64 { // 64 MiB of pointers
+		ps := make([]*int, (1<<20)/8)
+		for i := range ps {
+			ps[i] = one
+		}
+		pointers = append(pointers, ps)
+	}
+	waitPercent(func(p int) bool { return p >= 90 }, "about 100 over a heap of pointers")
+	pointers = nil
+}
+
+var pointers [][]*int

@@ -227,3 +227,38 @@ func TestGroupCacheDropsAGroupItsReaderIsDoneWith(t *testing.T) {
 		t.Fatal("dropping a group not cached dropped another")
 	}
 }
+
+// Frame buffers are kept for the next reads within their bound, the largest first, and a
+// frame is read into the smallest kept buffer it fits.
+func TestGroupCacheKeepsFrameBuffersWithinTheirBound(t *testing.T) {
+	var c groupCache
+	kept := func() (n int) {
+		for _, f := range c.frames {
+			n += cap(f)
+		}
+		return n
+	}
+	var out [][]byte
+	for i := range 40 { // frames of 0.6 to 2.6 MB, as a long extract meets them
+		out = append(out, c.frame(int64(600<<10+(i%5)*500<<10)))
+	}
+	for _, b := range out {
+		c.putFrame(b)
+		if k := kept(); k > groupCacheFrameBytes {
+			t.Fatalf("%d bytes of frames kept, bound %d", k, groupCacheFrameBytes)
+		}
+	}
+	if len(c.frames) == 0 {
+		t.Fatal("no frame kept")
+	}
+	small := c.frame(100 << 10)
+	for _, f := range c.frames {
+		if cap(f) < cap(small) {
+			t.Fatalf("a 100 KiB frame got a %d-byte buffer while one of %d was kept", cap(small), cap(f))
+		}
+	}
+	big := c.frame(2600 << 10)
+	if cap(big) < 2600<<10 {
+		t.Fatalf("a 2.6 MB frame in %d bytes", cap(big))
+	}
+}

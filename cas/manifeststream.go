@@ -14,18 +14,28 @@ import (
 
 // ManifestStream is a stored manifest read entry by entry, for what walks a tree once
 // without holding it (Materialize). A manifest in a pack of a local store is read from
-// the pack again for each walk, and nothing of it is held; one elsewhere is kept as
-// stored, compressed, and decoded again for each walk. Ten times the ml corpus has a
+// the pack again for each walk, and nothing of it is held but the pack's open file (until
+// Close); one elsewhere is kept as stored, compressed, and decoded again for each walk. Ten times the ml corpus has a
 // 16.5 MB manifest that took 22 MB of heap decoded, 5.3 MB as stored. Opening it
 // verifies the bytes against the tree's hash and checks every entry by Validate's rules;
 // a walk of bytes read again does both again, giving only entries that pass the rules and
 // failing at its end if the bytes were not the tree's, so every walk gives a valid tree.
 type ManifestStream struct {
 	hash Hash
-	raw  Raw // as stored (EncRaw or EncZstd), verified; no Data when reopen reads it
-	// reopen opens the bytes as stored in their pack, for each walk (nil: raw holds them).
-	reopen func() (io.ReadCloser, error)
-	totals Totals
+	raw  Raw // as stored (EncRaw or EncZstd), verified; no Data when stored reads it
+	// stored is where the bytes lie in their pack, read for each walk (nil: raw holds
+	// them); release lets the pack's file go.
+	stored  *io.SectionReader
+	release func()
+	totals  Totals
+}
+
+// Close lets go of the pack the manifest is read from, if it is.
+func (s *ManifestStream) Close() {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
 }
 
 // streamMin: a manifest stored smaller than this is decoded whole when opened.
@@ -35,10 +45,11 @@ const streamMin = 1 << 20
 func OpenManifest(ctx context.Context, g Getter, h Hash) (*ManifestStream, error) {
 	s := &ManifestStream{hash: h}
 	verified, err := s.find(ctx, g)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", h, err)
+	if err == nil {
+		err = s.check(!verified)
 	}
-	if err := s.check(!verified); err != nil {
+	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("read manifest %s: %w", h, err)
 	}
 	return s, nil
@@ -65,8 +76,8 @@ func (s *ManifestStream) find(ctx context.Context, g Getter) (bool, error) {
 		s.raw = Raw{Enc: EncRaw, Len: int64(len(data)), Data: data}
 		return true, err
 	}
-	raw, err := s.stored(ctx, rs)
-	if err != nil || s.reopen != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
+	raw, err := s.fromStore(ctx, rs)
+	if err != nil || s.stored != nil || raw.Enc != EncZstd || len(raw.Data) >= streamMin {
 		s.raw = raw
 		return false, err
 	}
@@ -75,10 +86,10 @@ func (s *ManifestStream) find(ctx context.Context, g Getter) (bool, error) {
 	return true, err
 }
 
-// stored is rs.GetRaw of the manifest, through the window reader's look-up if rs has one
-// (Local's, which does not load the index's working copy for one chunk: see locateAll);
-// a large one in a sealed pack is not read but set to be opened for each walk.
-func (s *ManifestStream) stored(ctx context.Context, rs RawStore) (Raw, error) {
+// fromStore is rs.GetRaw of the manifest, through the window reader's look-up if rs has
+// one (Local's, which does not load the index's working copy for one chunk: see
+// locateAll); a large one in a sealed pack is not read but held there for each walk.
+func (s *ManifestStream) fromStore(ctx context.Context, rs RawStore) (Raw, error) {
 	wr, ok := rs.(windowReader)
 	if !ok {
 		return rs.GetRaw(ctx, s.hash)
@@ -92,7 +103,11 @@ func (s *ManifestStream) stored(ctx context.Context, rs RawStore) (Raw, error) {
 		return Raw{}, &NotFoundError{Hash: s.hash}
 	}
 	if l.stored >= streamMin && (l.enc == EncZstd || l.enc == EncRaw) && wr.inSealedPack(l) {
-		s.reopen = func() (io.ReadCloser, error) { return wr.openStored(l) }
+		sec, release, err := wr.holdStored(l)
+		if err != nil {
+			return Raw{}, err
+		}
+		s.stored, s.release = sec, release
 		return Raw{Enc: l.enc, Len: l.size}, nil
 	}
 	return wr.rawAt(s.hash, l)
@@ -108,31 +123,23 @@ func (s *ManifestStream) Totals() Totals { return s.totals }
 // decoded as it is read, never past the recorded length.
 func (s *ManifestStream) content() (io.Reader, func(), error) {
 	var src io.Reader = bytes.NewReader(s.raw.Data)
-	closeSrc := func() {}
-	if s.reopen != nil {
-		rc, err := s.reopen()
-		if err != nil {
-			return nil, nil, fmt.Errorf("read manifest %s: %w", s.hash, err)
-		}
-		src, closeSrc = bufio.NewReaderSize(rc, 64<<10), func() { rc.Close() }
+	if s.stored != nil {
+		src = bufio.NewReaderSize(io.NewSectionReader(s.stored, 0, s.stored.Size()), 64<<10)
 	}
 	switch s.raw.Enc {
 	case EncRaw:
-		return src, closeSrc, nil
+		return src, func() {}, nil
 	case EncZstd:
 		if s.raw.Len < 0 || s.raw.Len > MaxBlob {
-			closeSrc()
 			return nil, nil, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("implausible length %d", s.raw.Len)}
 		}
 		dec, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(MaxBlob+1<<20))
 		if err != nil {
-			closeSrc()
 			return nil, nil, &CorruptError{Hash: s.hash, Reason: "zstd: " + err.Error()}
 		}
-		return io.LimitReader(dec, s.raw.Len+1), func() { dec.Close(); closeSrc() }, nil
+		return io.LimitReader(dec, s.raw.Len+1), dec.Close, nil
 	}
-	closeSrc()
 	return nil, nil, &CorruptError{Hash: s.hash, Reason: fmt.Sprintf("unknown encoding %d", s.raw.Enc)}
 }
 
@@ -226,7 +233,7 @@ func (s *ManifestStream) Each(fn func(e *Entry) error) error {
 // walk decodes the entries, with their chunks if chunks is set, giving each and its
 // number of chunks to fn; bytes read again from their pack are checked again (scan).
 func (s *ManifestStream) walk(chunks bool, fn func(e *Entry, nch int) error) error {
-	if s.reopen != nil {
+	if s.stored != nil {
 		_, err := s.scan(true, chunks, fn)
 		return err
 	}

@@ -58,7 +58,8 @@ func TestManifestStreamGivesTheStoredTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ms.raw.Data != nil || ms.reopen == nil {
+	defer ms.Close()
+	if ms.raw.Data != nil || ms.stored == nil {
 		t.Fatalf("the stream holds %d bytes of the manifest, to be read from its pack", len(ms.raw.Data))
 	}
 	if ms.Totals() != m.Totals() {
@@ -77,7 +78,7 @@ func TestManifestStreamGivesTheStoredTree(t *testing.T) {
 
 // A manifest read from its pack for each walk is checked again by each: bytes changed on
 // disk since it was opened fail the walk as corrupt (after only entries that pass the
-// rules), and a pack gone fails it too.
+// rules). A pack deleted meanwhile (gc) is still read: its file is held until Close.
 func TestManifestStreamChecksEveryWalkOfItsPack(t *testing.T) {
 	ctx := context.Background()
 	s, err := OpenLocal(t.TempDir())
@@ -98,6 +99,7 @@ func TestManifestStreamChecksEveryWalkOfItsPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ms.Close()
 	locs, err := s.locateAll(ctx, []Hash{h})
 	if err != nil {
 		t.Fatal(err)
@@ -126,13 +128,44 @@ func TestManifestStreamChecksEveryWalkOfItsPack(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("walk of changed bytes: %v, want ErrCorrupt", err)
 	}
+	one[0] ^= 0x40 // back as it was
+	f, err = os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(one, at); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	if err := os.Remove(pack); err != nil {
 		t.Fatal(err)
 	}
 	s.files.drop(l.pack)
-	if err := ms.Each(func(*Entry) error { return nil }); err == nil {
-		t.Fatal("walk of a pack gone: no error")
+	n := 0
+	if err := ms.Each(func(*Entry) error { n++; return nil }); err != nil || n != len(m.Entries) {
+		t.Fatalf("walk of a pack deleted since the manifest was opened: %d entries, %v", n, err)
 	}
+	held := fdsOf(t, pack)
+	ms.Close()
+	if n := fdsOf(t, pack); n != held-1 {
+		t.Fatalf("%d descriptors of the deleted pack after Close, %d before: want the one held closed", n, held)
+	}
+}
+
+// fdsOf counts this process's descriptors open on path (Linux's /proc).
+func fdsOf(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.TrimSuffix(target, " (deleted)") == path {
+			n++
+		}
+	}
+	return n
 }
 
 // rawGetter answers GetRaw with fixed stored bytes: a store, or a server, that lies.

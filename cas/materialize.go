@@ -227,7 +227,7 @@ type windowReader interface {
 	getAt(h Hash, l loc, dst []byte) ([]byte, error)
 	rawAt(h Hash, l loc) (Raw, error)
 	inSealedPack(l loc) bool
-	openStored(l loc) (io.ReadCloser, error)
+	holdStored(l loc) (*io.SectionReader, func(), error)
 	release(l loc)
 }
 

@@ -297,29 +297,15 @@ func (s *Local) inSealedPack(l loc) bool {
 	return (s.cur == nil || l.pack != s.curNum) && s.sealing[l.pack] == nil
 }
 
-// openStored opens the bytes of the chunk at l as stored, in its sealed pack, to be read
-// once; Close lets the pack's file go.
-func (s *Local) openStored(l loc) (io.ReadCloser, error) {
+// holdStored opens the bytes as stored of the chunk at l, in its sealed pack, and keeps
+// the pack's file open until release: they stay readable if the pack is deleted meanwhile
+// (gc's repacking).
+func (s *Local) holdStored(l loc) (*io.SectionReader, func(), error) {
 	f, release, err := s.files.acquire(l.pack, s.packPath(l.pack))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &packSection{SectionReader: io.NewSectionReader(f, l.off, l.stored), release: release}, nil
-}
-
-// packSection is a section of an acquired pack file.
-type packSection struct {
-	*io.SectionReader
-	release func()
-	closed  bool
-}
-
-func (p *packSection) Close() error {
-	if !p.closed {
-		p.closed = true
-		p.release()
-	}
-	return nil
+	return io.NewSectionReader(f, l.off, l.stored), release, nil
 }
 
 func (s *Local) readAt(h Hash, l loc, data []byte) error {

@@ -98,6 +98,7 @@ func Extract(ctx context.Context, in *Instance, project, name, ref, dir string, 
 	if err != nil {
 		return nil, err
 	}
+	defer m.Close()
 	if err := cas.MaterializeStream(ctx, in.Chunks, m, tmp, cas.MaterializeOptions{Progress: p}); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ func ExtractTree(ctx context.Context, in *Instance, h cas.Hash, dir string, p ca
 	if err != nil {
 		return cas.Totals{}, err
 	}
+	defer m.Close()
 	if err := cas.MaterializeStream(ctx, in.Chunks, m, dir, cas.MaterializeOptions{Progress: p}); err != nil {
 		if errors.Is(err, cas.ErrNotEmpty) {
 			return cas.Totals{}, Errorf(KindExists, "choose an empty or new directory", "%w", err)

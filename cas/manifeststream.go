@@ -14,12 +14,13 @@ import (
 
 // ManifestStream is a stored manifest read entry by entry, for what walks a tree once
 // without holding it (Materialize). A manifest in a pack of a local store is read from
-// the pack again for each walk, and nothing of it is held but the pack's open file (until
-// Close); one elsewhere is kept as stored, compressed, and decoded again for each walk. Ten times the ml corpus has a
-// 16.5 MB manifest that took 22 MB of heap decoded, 5.3 MB as stored. Opening it
-// verifies the bytes against the tree's hash and checks every entry by Validate's rules;
-// a walk of bytes read again does both again, giving only entries that pass the rules and
-// failing at its end if the bytes were not the tree's, so every walk gives a valid tree.
+// the pack again for each walk, nothing of it held but the pack's open file (until
+// Close); one elsewhere is kept as stored, compressed, and decoded again for each walk.
+// Ten times the ml corpus has a 16.5 MB manifest that took 22 MB of heap decoded, 5.3 MB
+// as stored. Opening it verifies the bytes against the tree's hash and checks every entry
+// by Validate's rules; a walk of bytes read again does both again, giving only entries
+// that pass the rules and failing at its end if the bytes were not the tree's, so every
+// walk gives a valid tree.
 type ManifestStream struct {
 	hash Hash
 	raw  Raw // as stored (EncRaw or EncZstd), verified; no Data when stored reads it

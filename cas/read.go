@@ -289,8 +289,8 @@ func (s *Local) rawAt(h Hash, l loc) (Raw, error) {
 	return Raw{Enc: l.enc, Len: l.size, Data: data}, nil
 }
 
-// inSealedPack reports whether the chunk at l is in a pack written whole (not the one being
-// written or sealed): one whose file openStored can read.
+// inSealedPack reports whether the chunk at l is in a pack written whole (not the one
+// being written or sealed): one whose file holdStored can read.
 func (s *Local) inSealedPack(l loc) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

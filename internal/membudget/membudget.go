@@ -71,7 +71,7 @@ func Keep(budget int64) (stop func()) {
 	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" || os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	k := &keeper{budget: budget, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/total:bytes"}}}
+	k := &keeper{budget: budget, samples: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/total:bytes"}}}
 	percent := debug.SetGCPercent(firstPercent)
 	k.adjust()
 	k.arm()
@@ -88,8 +88,8 @@ func Keep(budget int64) (stop func()) {
 }
 
 type keeper struct {
-	budget int64
-	live   []metrics.Sample
+	budget  int64
+	samples []metrics.Sample // the live heap, what the last collection scanned
 
 	mu      sync.Mutex
 	stopped bool
@@ -119,16 +119,16 @@ func (k *keeper) adjust() bool {
 	if k.stopped {
 		return false
 	}
-	metrics.Read(k.live)
+	metrics.Read(k.samples)
 	limit := k.budget
-	if k.live[0].Value.Kind() == metrics.KindUint64 {
-		v := k.live[0].Value.Uint64()
+	if k.samples[0].Value.Kind() == metrics.KindUint64 {
+		v := k.samples[0].Value.Uint64()
 		if v <= math.MaxInt64/2 {
 			limit = max(limit, int64(v)+int64(v)/2)
 		}
 		var scan uint64
-		if k.live[1].Value.Kind() == metrics.KindUint64 {
-			scan = k.live[1].Value.Uint64()
+		if k.samples[1].Value.Kind() == metrics.KindUint64 {
+			scan = k.samples[1].Value.Uint64()
 		}
 		if v > 0 { // 0 before the first collection: GOGC stays at firstPercent
 			debug.SetGCPercent(gcPercent(v, scan))

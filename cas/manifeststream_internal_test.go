@@ -31,13 +31,16 @@ func bigTree(files int) *Manifest {
 	return m
 }
 
-func TestManifestStreamGivesTheStoredTree(t *testing.T) {
+// storedBigTree stores bigTree(40000) in a new local store, its pack sealed (closed with
+// the test).
+func storedBigTree(t *testing.T) (*Local, *Manifest, Hash) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	m := bigTree(40000)
 	b := m.Encode()
 	h := Sum(b)
@@ -47,6 +50,12 @@ func TestManifestStreamGivesTheStoredTree(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return s, m, h
+}
+
+func TestManifestStreamGivesTheStoredTree(t *testing.T) {
+	ctx := context.Background()
+	s, m, h := storedBigTree(t)
 	raw, err := s.GetRaw(ctx, h)
 	if err != nil {
 		t.Fatal(err)
@@ -81,20 +90,7 @@ func TestManifestStreamGivesTheStoredTree(t *testing.T) {
 // rules). A pack deleted meanwhile (gc) is still read: its file is held until Close.
 func TestManifestStreamChecksEveryWalkOfItsPack(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	m := bigTree(40000)
-	b := m.Encode()
-	h := Sum(b)
-	if err := s.Put(ctx, h, b); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, m, h := storedBigTree(t)
 	ms, err := OpenManifest(ctx, s, h)
 	if err != nil {
 		t.Fatal(err)

@@ -26,12 +26,21 @@ func waitLimit(t *testing.T, ok func(int64) bool, what string) {
 
 var held [][]byte
 
-func TestKeepFollowsTheLiveHeap(t *testing.T) {
+// keep starts a keeper of budget bytes with GOGC and GOMEMLIMIT unset and nothing held,
+// stopped with the test (or before, by what it returns).
+func keep(t *testing.T, budget int64) (stop func()) {
+	t.Helper()
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
+	held = nil
+	stop = Keep(budget)
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestKeepFollowsTheLiveHeap(t *testing.T) {
 	const budget = 24 << 20
-	stop := Keep(budget)
-	defer stop()
+	stop := keep(t, budget)
 	waitLimit(t, func(l int64) bool { return l == budget }, "the budget while the live heap fits")
 
 	// 64 MiB live: a limit at the budget would leave the collector running without pause.
@@ -83,21 +92,23 @@ func gcPercentNow() int {
 	return p
 }
 
-func TestKeepLetsASmallHeapGrowUncollected(t *testing.T) {
-	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
-	held = nil
-	stop := Keep(96 << 20)
-	defer stop()
-	// After a collection the keeper puts the next one at minGoal (the live heap is small).
+// waitPercent collects until the keeper has set a GOGC that ok accepts.
+func waitPercent(t *testing.T, ok func(int) bool, what string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for gcPercentNow() <= 100 {
+	for !ok(gcPercentNow()) {
 		if time.Now().After(deadline) {
-			t.Fatal("GOGC stayed at 100 with a small live heap")
+			t.Fatalf("GOGC %d: want %s", gcPercentNow(), what)
 		}
 		runtime.GC()
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestKeepLetsASmallHeapGrowUncollected(t *testing.T) {
+	stop := keep(t, 96<<20)
+	// After a collection the keeper puts the next one at minGoal (the live heap is small).
+	waitPercent(t, func(p int) bool { return p > 100 }, "over 100 with a small live heap")
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.NumGC
@@ -120,28 +131,13 @@ func TestKeepLetsASmallHeapGrowUncollected(t *testing.T) {
 // headroom; one of pointers GOGC=100's: the collector's work per byte allocated stays
 // at most one byte scanned either way.
 func TestKeepGivesHeadroomByWhatACollectionScans(t *testing.T) {
-	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
-	held = nil
-	stop := Keep(16 << 20)
-	defer stop()
-	waitPercent := func(ok func(int) bool, what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !ok(gcPercentNow()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("GOGC %d: want %s", gcPercentNow(), what)
-			}
-			runtime.GC()
-			time.Sleep(time.Millisecond)
-		}
-	}
+	keep(t, 16<<20)
 	for range 64 { // 64 MiB of bytes
 		b := make([]byte, 1<<20)
 		b[0] = 1
 		held = append(held, b)
 	}
-	waitPercent(func(p int) bool { return p <= 20 }, "about 8 MiB over 64 MiB of bytes (12)")
+	waitPercent(t, func(p int) bool { return p <= 20 }, "about 8 MiB over 64 MiB of bytes (12)")
 
 	held = nil
 	one := new(int)
@@ -152,7 +148,7 @@ func TestKeepGivesHeadroomByWhatACollectionScans(t *testing.T) {
 		}
 		pointers = append(pointers, ps)
 	}
-	waitPercent(func(p int) bool { return p >= 90 }, "about 100 over a heap of pointers")
+	waitPercent(t, func(p int) bool { return p >= 90 }, "about 100 over a heap of pointers")
 	pointers = nil
 }
 

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // ingested stores the tree at src in a new store under dir and closes it, returning the
@@ -229,5 +231,76 @@ func TestMaterializeGivesExactModesUnderAnyUmask(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// warmLog records the groups a prefetch warms, by their chunk.
+type warmLog struct {
+	mu     sync.Mutex
+	warmed []Hash
+}
+
+func (w *warmLog) warm(h Hash, _ loc) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warmed = append(w.warmed, h)
+}
+
+func (w *warmLog) got() []Hash {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.warmed)
+}
+
+// A window's prefetch decompresses its groups in the order its files read them, at most
+// prefetchAhead beyond the furthest a writer has asked for, skips those already being
+// read, and ends after the last.
+func TestPrefetchStaysAFewGroupsAheadOfItsReaders(t *testing.T) {
+	var files []*Entry
+	locs := map[Hash]loc{}
+	var hs []Hash
+	for i := range 10 {
+		h := Sum([]byte{byte(i)})
+		hs = append(hs, h)
+		locs[h] = loc{pack: 1, off: int64(i) * 100, enc: EncGroup}
+		files = append(files, &Entry{Path: fmt.Sprintf("f%d", i), Kind: KindFile, Size: 1, Chunks: []Hash{h}})
+	}
+	files = append(files, &Entry{Path: "again", Kind: KindFile, Size: 1, Chunks: []Hash{hs[0]}}) // group 0 once
+	p := newPrefetch(files, locs)
+	if len(p.groups) != 10 {
+		t.Fatalf("%d groups listed, want 10", len(p.groups))
+	}
+	var w warmLog
+	done := make(chan struct{})
+	go func() { p.run(context.Background(), &w); close(done) }()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(w.got()) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("warmed %d groups, want %d", len(w.got()), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(prefetchAhead)
+	time.Sleep(20 * time.Millisecond)
+	if got := w.got(); !slices.Equal(got, hs[:prefetchAhead]) {
+		t.Fatalf("before any read: warmed %d groups, want the first %d", len(got), prefetchAhead)
+	}
+	p.reach(locs[hs[5]]) // a writer at group 5: 2 to 5 are being read, 6 and 7 come next
+	waitFor(4)
+	time.Sleep(20 * time.Millisecond)
+	if got, want := w.got(), []Hash{hs[0], hs[1], hs[6], hs[7]}; !slices.Equal(got, want) {
+		t.Fatalf("after a read of group 5: warmed %v, want groups 0, 1, 6, 7", len(got))
+	}
+	p.reach(locs[hs[9]])
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prefetch did not end after the last group was read")
+	}
+	if n := len(w.got()); n != 4 {
+		t.Fatalf("warmed %d groups in all, want 4 (8 and 9 were being read)", n)
 	}
 }

@@ -203,15 +203,7 @@ func (c *groupCache) buffer(n int) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		best := -1
-		for i, b := range c.free {
-			if cap(b) >= n && (best < 0 || cap(b) < cap(c.free[best])) {
-				best = i
-			}
-		}
-		if best >= 0 {
-			b := c.free[best]
-			c.free = slices.Delete(c.free, best, best+1)
+		if b, ok := takeSmallest(&c.free, n); ok {
 			return b[:0]
 		}
 		class := bufferClass(n)
@@ -242,18 +234,26 @@ func (c *groupCache) buffer(n int) []byte {
 func (c *groupCache) frame(n int64) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	best := -1
-	for i, b := range c.frames {
-		if int64(cap(b)) >= n && (best < 0 || cap(b) < cap(c.frames[best])) {
-			best = i
-		}
-	}
-	if best >= 0 {
-		b := c.frames[best]
-		c.frames = slices.Delete(c.frames, best, best+1)
+	if b, ok := takeSmallest(&c.frames, int(n)); ok {
 		return b[:n]
 	}
 	return make([]byte, n, max(n, MaxChunk+MaxChunk/8))
+}
+
+// takeSmallest takes out of bufs the smallest buffer with room for n bytes, if any.
+func takeSmallest(bufs *[][]byte, n int) ([]byte, bool) {
+	best := -1
+	for i, b := range *bufs {
+		if cap(b) >= n && (best < 0 || cap(b) < cap((*bufs)[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	b := (*bufs)[best]
+	*bufs = slices.Delete(*bufs, best, best+1)
+	return b, true
 }
 
 // putFrame keeps a frame buffer for the next group read, within groupCacheFrameBytes:

@@ -147,9 +147,9 @@ func (x *index) fetch(ctx context.Context, hs []Hash) (map[Hash]loc, error) {
 
 // find asks the database where the chunks of hs are, in one window, and adds those it has
 // to found; the working copy is neither loaded nor changed. hs is sorted in place (the
-// window seeks forward only), and found is the caller's, sized by it: an extract's window
-// asked for 120,000 chunks through a map of find's own, grown from empty and then copied,
-// which made 40 % of the extract's garbage.
+// window seeks forward only), and found is the caller's, sized by it: with a map of its
+// own, grown from empty and then copied into locateAll's, find and locateAll made 78 MB
+// of the 265 MB of garbage of an extract of ml-v1 ×10 (a heap profile).
 func (x *index) find(ctx context.Context, hs []Hash, found map[Hash]loc) error {
 	if len(hs) == 0 {
 		return nil

@@ -26,12 +26,12 @@
 // allocate as much as its live heap between collections, which keeps the collector's work
 // to one byte scanned for each byte allocated however much of the heap holds pointers.
 // Most of an extract's heap is buffers without pointers (decompressed groups and frames),
-// which a collection does not scan: ml-v1 ×10's extract scanned a few MB a collection of
-// its 45–55 MB live and let its heap grow to the budget for its whole run, its peak RSS
-// 1.55 × ml-v1's, whose run ended first. Keep puts the next collection at the live heap
-// plus the larger of minHeadroom and what the last collection scanned (at most twice the
-// live heap, as before): the same bound on the collector's work, and a heap that stays
-// near its live size when what is live is bytes.
+// which a collection does not scan: ml-v1 ×10's extract, 41–55 MB live, let its heap
+// grow to the budget for its whole run, its peak RSS 1.55 × ml-v1's, whose run ended
+// first. Keep puts the next collection at the live heap plus the larger of minHeadroom
+// and what the last collection scanned (at most twice the live heap, as before): the
+// same bound on the collector's work, and a heap that stays near its live size when what
+// is live is bytes (×10's extract: goals 7–11 MB above live, by GODEBUG=gctrace=1).
 package membudget
 
 import (

@@ -55,7 +55,8 @@ type access struct {
 	in       *ops.Instance
 	db       *pgxpool.Pool // replicas: uploads live in server_uploads
 	followMu sync.Mutex
-	seen     uint64 // the ledger event the membership covers (replicas)
+	seen     uint64            // the ledger event the membership covers (replicas)
+	retry    map[followed]bool // versions followed whose manifests could not be read yet
 
 	beforeRead func() // tests: runs before each of allowed's reads of the shared database
 }
@@ -85,13 +86,11 @@ func (a *access) load(ctx context.Context, in *ops.Instance) error {
 			a.err = err
 			return
 		}
+		a.followMu.Lock()
 		for _, v := range vs {
-			m, err := cas.LoadManifest(ctx, in.Chunks, v.Manifest)
-			if err != nil {
-				continue // fsck's and ledger verify's to report; nothing of it is served
-			}
-			a.addVersion(v.Project, v.Manifest, m)
+			a.addFollowed(ctx, followed{project: v.Project, manifest: v.Manifest})
 		}
+		a.followMu.Unlock()
 		a.err = a.compactUploads()
 	})
 	if a.err != nil {
@@ -230,10 +229,19 @@ func (a *access) forgetUploads(ctx context.Context, user string, hs []cas.Hash) 
 }
 
 // follow adds the versions the shared ledger has gained since the membership was built
-// (committed through other replicas).
+// (committed through other replicas). A version whose manifest cannot be read for a
+// reason that may pass (the bucket or the database did not answer) is tried again at
+// every follow until it is read; one that is not there or is no manifest is left out, as
+// in load. Skipped for good, a moment's failure to read one would have refused its
+// chunks on this replica until it restarted, "run the copy again" notwithstanding.
 func (a *access) follow(ctx context.Context) error {
 	a.followMu.Lock()
 	defer a.followMu.Unlock()
+	retry := a.retry
+	a.retry = nil
+	for v := range retry {
+		a.addFollowed(ctx, v)
+	}
 	h, err := a.in.Ledger.Head()
 	if err != nil || h.Seq <= a.seen {
 		return err
@@ -244,17 +252,39 @@ func (a *access) follow(ctx context.Context) error {
 			if e.Decode(&d) != nil {
 				return nil
 			}
-			m, err := cas.LoadManifest(ctx, a.in.Chunks, d.Manifest)
-			if err != nil {
-				return nil // as in load
-			}
-			a.addVersion(e.Project, d.Manifest, m)
+			a.addFollowed(ctx, followed{project: e.Project, manifest: d.Manifest})
 			return nil
 		})
 	if err == nil {
 		a.seen = h.Seq
 	}
 	return err
+}
+
+// followed is a version follow adds: its project and manifest.
+type followed struct {
+	project  string
+	manifest cas.Hash
+}
+
+// addFollowed adds a version's chunks to the membership, or keeps it in a.retry when its
+// manifest could not be read for a reason that may pass (replicas read it again at their
+// next follow); a.followMu is held.
+func (a *access) addFollowed(ctx context.Context, v followed) {
+	m, err := cas.LoadManifest(ctx, a.in.Chunks, v.manifest)
+	switch {
+	case err == nil:
+		a.addVersion(v.project, v.manifest, m)
+	case errors.Is(err, cas.ErrNotFound), errors.Is(err, cas.ErrCorrupt), errors.Is(err, cas.ErrBadManifest),
+		errors.Is(err, cas.ErrNoObject):
+		// not there, or its pack lost: fsck's and ledger verify's to report; nothing of
+		// it is served
+	default:
+		if a.retry == nil {
+			a.retry = map[followed]bool{}
+		}
+		a.retry[v] = true
+	}
 }
 
 // uploaded returns which of hs user has sent and not committed, by server_uploads.

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,10 @@ import (
 	"github.com/swcli/swcli/ops/client"
 )
 
-var engineSuite engines.Suite
+var (
+	engineSuite engines.Suite
+	ctx         = context.Background()
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -45,7 +50,73 @@ func TestReplicaAllowsWhatAnotherCommitsMeanwhile(t *testing.T) {
 // read of the database while it commits the same version, and fails unless both commits
 // succeed; it reports whether replica b made that read.
 func raceCommits(t *testing.T, read int) (landed bool) {
-	ctx := context.Background()
+	r := twoReplicas(t, nil)
+	reads := 0
+	r.b.access.beforeRead = func() {
+		if reads++; reads-1 != read {
+			return
+		}
+		landed = true
+		r.commitThroughA(t)
+	}
+	if err := r.throughB.Commit(ctx, "mnist", r.commit); err != nil {
+		t.Fatalf("commit through replica b while replica a committed the same version: %v", err)
+	}
+	if v, err := r.throughB.Resolve(ctx, "mnist", "twin", "latest"); err != nil || v.Manifest != r.manifest {
+		t.Fatalf("replica b resolves %v (%v)", v, err)
+	}
+	return landed
+}
+
+// TestReplicaReadsAgainAManifestItCouldNotRead: a version committed through replica a
+// whose manifest replica b once failed to read (the bucket did not answer) is not left
+// out of what alice may use there: the copy told to run again then commits.
+func TestReplicaReadsAgainAManifestItCouldNotRead(t *testing.T) {
+	var failing *flakyStore
+	r := twoReplicas(t, func(st ops.ChunkStore) ops.ChunkStore {
+		failing = &flakyStore{ChunkStore: st}
+		return failing
+	})
+	r.commitThroughA(t)
+	failing.fail = r.manifest
+	failing.left.Store(1)
+	err := r.throughB.Commit(ctx, "mnist", r.commit)
+	if failing.left.Load() == 1 {
+		t.Fatalf("replica b did not read the manifest (commit: %v)", err)
+	}
+	if oe := (*ops.Error)(nil); err != nil && !(errors.As(err, &oe) && oe.Kind == ops.KindExists) {
+		t.Fatalf("commit through replica b while the bucket failed: %v", err)
+	}
+	if err := r.throughB.Commit(ctx, "mnist", r.commit); err != nil {
+		t.Fatalf("commit through replica b once the bucket answered: %v", err)
+	}
+}
+
+// flakyStore fails the next left reads of one chunk, as a bucket that does not answer.
+type flakyStore struct {
+	ops.ChunkStore
+	fail cas.Hash
+	left atomic.Int32
+}
+
+func (f *flakyStore) Get(ctx context.Context, h cas.Hash) ([]byte, error) {
+	if h == f.fail && f.left.Add(-1) >= 0 {
+		return nil, errors.New("the bucket did not answer")
+	}
+	return f.ChunkStore.Get(ctx, h)
+}
+
+// replicaPair is two servers on one database and one chunk store, alice a member of
+// mnist, and one version whose chunks she has sent through replica a.
+type replicaPair struct {
+	b                  *Server
+	throughA, throughB *client.Remote
+	manifest           cas.Hash
+	commit             []api.CommitVersion
+}
+
+// twoReplicas makes a replicaPair; wrapB, when set, wraps replica b's chunk store.
+func twoReplicas(t *testing.T, wrapB func(ops.ChunkStore) ops.ChunkStore) *replicaPair {
 	pool, err := pgschema.Open(ctx, engineSuite.Database(t))
 	if err != nil {
 		t.Fatal(err)
@@ -62,16 +133,20 @@ func raceCommits(t *testing.T, read int) (landed bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replica := func(name string) (*Server, string) {
-		in := &ops.Instance{Root: t.TempDir(), Name: name, Chunks: st, Ledger: ledger.OnPostgres(pool, ledger.Options{}),
+	replica := func(name string, chunks ops.ChunkStore) (*Server, string) {
+		in := &ops.Instance{Root: t.TempDir(), Name: name, Chunks: chunks, Ledger: ledger.OnPostgres(pool, ledger.Options{}),
 			Auth: ops.PGAuth{DB: pool}, Actor: "test", ToolVersion: "dev", DB: pool}
 		s := NewServer(in)
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)
 		return s, srv.URL
 	}
-	_, urlA := replica("replicaa")
-	b, urlB := replica("replicab")
+	var chunksB ops.ChunkStore = st
+	if wrapB != nil {
+		chunksB = wrapB(st)
+	}
+	_, urlA := replica("replicaa", st)
+	b, urlB := replica("replicab", chunksB)
 	tok, err := ops.AddUser(ctx, ops.PGAuth{DB: pool}, "alice", false)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +154,9 @@ func raceCommits(t *testing.T, read int) (landed bool) {
 	if err := ops.CreateServerProject(ctx, ops.PGAuth{DB: pool}, "mnist", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	throughA, throughB := client.NewRemote("team", urlA, tok), client.NewRemote("team", urlB, tok)
+	r := &replicaPair{b: b, throughA: client.NewRemote("team", urlA, tok), throughB: client.NewRemote("team", urlB, tok),
+		manifest: res.Hash,
+		commit:   []api.CommitVersion{{Runtime: "twin", Version: ops.VersionID(res.Hash), Manifest: res.Hash, Mode: "venv", Tags: []string{}}}}
 
 	// Alice sends the version's chunks through replica a.
 	m, err := cas.LoadManifest(ctx, st, res.Hash)
@@ -94,42 +171,31 @@ func raceCommits(t *testing.T, read int) (landed bool) {
 		}
 		sent = append(sent, api.Chunk{Hash: h, Raw: raw})
 	}
-	if err := throughA.PutChunks(ctx, sent); err != nil {
+	if err := r.throughA.PutChunks(ctx, sent); err != nil {
 		t.Fatal(err)
 	}
-	commit := []api.CommitVersion{{Runtime: "twin", Version: ops.VersionID(res.Hash), Manifest: res.Hash, Mode: "venv", Tags: []string{}}}
-
-	// Replica b has followed the ledger as far as it went before the race.
+	// Replica b has followed the ledger as far as it went before.
 	if err := b.access.load(ctx, b.in); err != nil {
 		t.Fatal(err)
 	}
-	reads := 0
-	b.access.beforeRead = func() {
-		if reads++; reads-1 != read {
+	return r
+}
+
+// commitThroughA commits the version through replica a and waits until replica a has
+// forgotten alice's uploads, which it does after it answers.
+func (r *replicaPair) commitThroughA(t *testing.T) {
+	if err := r.throughA.Commit(ctx, "mnist", r.commit); err != nil {
+		t.Errorf("commit through replica a: %v", err)
+	}
+	for {
+		up, err := r.b.access.uploaded(ctx, "alice", []cas.Hash{r.manifest})
+		if err != nil {
+			t.Errorf("uploads: %v", err)
 			return
 		}
-		landed = true
-		if err := throughA.Commit(ctx, "mnist", commit); err != nil {
-			t.Errorf("commit through replica a: %v", err)
+		if !up[r.manifest] {
+			return
 		}
-		// Replica a forgets the uploads after it answers: wait for it.
-		for {
-			up, err := b.access.uploaded(ctx, "alice", []cas.Hash{res.Hash})
-			if err != nil {
-				t.Errorf("uploads: %v", err)
-				return
-			}
-			if !up[res.Hash] {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
+		time.Sleep(time.Millisecond)
 	}
-	if err := throughB.Commit(ctx, "mnist", commit); err != nil {
-		t.Fatalf("commit through replica b while replica a committed the same version: %v", err)
-	}
-	if v, err := throughB.Resolve(ctx, "mnist", "twin", "latest"); err != nil || v.Manifest != res.Hash {
-		t.Fatalf("replica b resolves %v (%v)", v, err)
-	}
-	return landed
 }

@@ -896,7 +896,9 @@ func (c *packCache) dropLocked(p Hash) {
 //     re-checks condemned_at), then the packs left empty;
 //   - mark: every other chunk keep does not keep is condemned: from now on Missing says
 //     it is missing (a client sends it again, which revives it) and Keep revives it for a
-//     commit that uses it.
+//     commit that uses it;
+//   - a condemned chunk keep keeps (a version came to use it after the mark) is revived:
+//     left condemned, it was answered as missing and sent again by every copy.
 //
 // A copy whose missing-check came before the mark and whose commit comes more than grace
 // after it fails with "chunks not there yet" and sends them when run again.
@@ -931,11 +933,14 @@ func (s *ObjectPacks) Collect(ctx context.Context, keep func(Hash) bool, grace t
 	if err := q.Err(); err != nil {
 		return r, fmt.Errorf("chunk index: %w", err)
 	}
-	var sweep, mark []Hash
+	var sweep, mark, revive []Hash
 	for _, x := range rows {
 		switch {
 		case keep(x.h):
 			r.Live++
+			if x.condemned { // a version came to use it after a gc condemned it
+				revive = append(revive, x.h)
+			}
 		case x.old:
 			sweep = append(sweep, x.h)
 			r.Deleted++
@@ -957,6 +962,12 @@ func (s *ObjectPacks) Collect(ctx context.Context, keep func(Hash) bool, grace t
 	for i := 0; i < len(mark); i += s3Batch {
 		part := mark[i:min(i+s3Batch, len(mark))]
 		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = now() WHERE hash = ANY($1) AND condemned_at IS NULL", HashBytes(part)); err != nil {
+			return r, fmt.Errorf("chunk index: %w", err)
+		}
+	}
+	for i := 0; i < len(revive); i += s3Batch {
+		part := revive[i:min(i+s3Batch, len(revive))]
+		if _, err := s.db.Exec(ctx, "UPDATE cas_chunks SET condemned_at = NULL WHERE hash = ANY($1)", HashBytes(part)); err != nil {
 			return r, fmt.Errorf("chunk index: %w", err)
 		}
 	}

@@ -292,3 +292,33 @@ func TestS3SmallUploadsCoalesce(t *testing.T) {
 		t.Fatalf("check packs after coalescing: %v %v", bad, err)
 	}
 }
+
+// TestCollectRevivesWhatItCondemnedThatIsNowKept: a chunk a gc condemned that a later gc
+// keeps (a version came to use it meanwhile) is present again: not answered as missing,
+// so that no copy sends it once more, and never deleted.
+func TestCollectRevivesWhatItCondemnedThatIsNowKept(t *testing.T) {
+	ctx := context.Background()
+	st := openDirPacks(t)
+	var hs []cas.Hash
+	for i := range 4 {
+		data := []byte(strings.Repeat(fmt.Sprint("used later ", i, " "), 100))
+		h := cas.Sum(data)
+		hs = append(hs, h)
+		if err := st.Put(ctx, h, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Collect(ctx, func(cas.Hash) bool { return false }, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if miss, err := st.Missing(ctx, hs); err != nil || len(miss) != 4 {
+		t.Fatalf("after the mark, %d of 4 missing (%v)", len(miss), err)
+	}
+	kept := func(h cas.Hash) bool { return h != hs[3] }
+	if rep, err := st.Collect(ctx, kept, 0); err != nil || rep.Live != 3 || rep.Deleted != 1 {
+		t.Fatalf("gc keeping three: %+v %v", rep, err)
+	}
+	if miss, err := st.Missing(ctx, hs); err != nil || len(miss) != 1 || miss[0] != hs[3] {
+		t.Fatalf("after a gc that keeps three, missing %v (%v), want only the fourth", miss, err)
+	}
+}

@@ -307,8 +307,17 @@ type Collector interface {
 // CollectShared collects a store replicas share: it keeps every chunk of a live or
 // removed version and every upload not yet committed (server_uploads), condemns the rest,
 // and deletes what was condemned more than grace ago (cas.ObjectPacks.Collect).
+//
+// The uploads are read before the ledger: a commit appends its versions, then forgets the
+// uploads they use, so a chunk whose upload row is gone at the first read is used by a
+// version at the second. The other way round, a commit between the two reads had its new
+// chunks condemned (answered as missing until a later gc kept them).
 func CollectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.ReclaimReport, error) {
 	c := in.Chunks.(Collector)
+	pending, err := PendingUploads(ctx, in)
+	if err != nil {
+		return cas.ReclaimReport{}, err
+	}
 	roots, err := in.Ledger.Manifests()
 	if err != nil {
 		return cas.ReclaimReport{}, err
@@ -323,10 +332,6 @@ func CollectShared(ctx context.Context, in *Instance, grace time.Duration) (cas.
 		for _, h := range m.Chunks() {
 			live[h] = true
 		}
-	}
-	pending, err := PendingUploads(ctx, in)
-	if err != nil {
-		return cas.ReclaimReport{}, err
 	}
 	return c.Collect(ctx, func(h cas.Hash) bool { return live[h] || pending[h] }, grace)
 }

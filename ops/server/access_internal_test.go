@@ -49,14 +49,15 @@ func TestReplicaAllowsWhatAnotherCommitsMeanwhile(t *testing.T) {
 // raceCommits commits one version through replica a just before replica b's read-th
 // read of the database while it commits the same version, and fails unless both commits
 // succeed; it reports whether replica b made that read.
-func raceCommits(t *testing.T, read int) (landed bool) {
+func raceCommits(t *testing.T, read int) bool {
 	r := twoReplicas(t, nil)
-	reads := 0
+	var reads atomic.Int32 // the hook runs in replica b's handler
+	var landed atomic.Bool
 	r.b.access.beforeRead = func() {
-		if reads++; reads-1 != read {
+		if reads.Add(1)-1 != int32(read) {
 			return
 		}
-		landed = true
+		landed.Store(true)
 		r.commitThroughA(t)
 	}
 	if err := r.throughB.Commit(ctx, "mnist", r.commit); err != nil {
@@ -65,7 +66,7 @@ func raceCommits(t *testing.T, read int) (landed bool) {
 	if v, err := r.throughB.Resolve(ctx, "mnist", "twin", "latest"); err != nil || v.Manifest != r.manifest {
 		t.Fatalf("replica b resolves %v (%v)", v, err)
 	}
-	return landed
+	return landed.Load()
 }
 
 // TestReplicaReadsAgainAManifestItCouldNotRead: a version committed through replica a

@@ -31,7 +31,7 @@ func InstallDebian(ctx context.Context) (string, error) {
 	names := strings.Join(missing, " ")
 	apt, err := exec.LookPath("apt-get")
 	if err != nil || os.Geteuid() != 0 {
-		return fmt.Sprintf("missing: %s (install them as root; the tests that need them fail without them)", names), nil
+		return fmt.Sprintf("missing: %s (as root: apt-get install %s; until then the tests that start them fail, naming what is missing)", names, names), nil
 	}
 	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)} {
 		cmd := exec.CommandContext(ctx, apt, args...)

@@ -316,9 +316,7 @@ func (a *access) allowed(ctx context.Context, u principal, readable func(string)
 			ask = append(ask, hs[i])
 		}
 	}
-	if a.beforeRead != nil {
-		a.beforeRead()
-	}
+	a.reading()
 	up, err := a.uploaded(ctx, u.name, ask)
 	if err != nil {
 		return nil, err
@@ -329,9 +327,7 @@ func (a *access) allowed(ctx context.Context, u principal, readable func(string)
 	if !slices.Contains(out, false) {
 		return out, nil
 	}
-	if a.beforeRead != nil {
-		a.beforeRead()
-	}
+	a.reading()
 	if err := a.follow(ctx); err != nil {
 		return nil, err
 	}
@@ -339,6 +335,13 @@ func (a *access) allowed(ctx context.Context, u principal, readable func(string)
 		out[i] = out[i] || ok
 	}
 	return out, nil
+}
+
+// reading runs the tests' hook, if set, before a read of the shared database.
+func (a *access) reading() {
+	if a.beforeRead != nil {
+		a.beforeRead()
+	}
 }
 
 // allowedNow is allowed by what this process knows.
